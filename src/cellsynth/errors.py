@@ -1,0 +1,30 @@
+"""Exceptions raised by cellsynth.
+
+Every error a user can cause by giving bad input is a :class:`CellsynthError`, so callers can catch the
+family; each message says what is wrong, where (file, row, column, station) and how to fix it.
+"""
+
+from __future__ import annotations
+
+
+class CellsynthError(Exception):
+    """Base class of every error cellsynth raises on purpose."""
+
+
+class DataError(CellsynthError, ValueError):
+    """Input data is malformed: wrong shape, NaN, negative traffic, unknown station, irregular time axis...
+
+    ``source`` names the file (or argument) the data came from, when known; it is prefixed to the message.
+    """
+
+    def __init__(self, message: str, *, source: str | None = None) -> None:
+        self.source = source
+        super().__init__(f"{source}: {message}" if source else message)
+
+
+class ConfigError(CellsynthError, ValueError):
+    """A configuration value or option is invalid or inconsistent."""
+
+
+class NotFittedError(CellsynthError, RuntimeError):
+    """A generator was asked to generate or save before ``fit`` was called."""

@@ -1,0 +1,17 @@
+"""Generators: one module per model, composing networks (``cellsynth.nn``) and noise processes
+(``cellsynth.diffusion``) behind one contract (see :mod:`cellsynth.generators.base`)."""
+
+from cellsynth.generators.base import Generator, GeneratorConfig, StationGenerator, UserGenerator, load
+from cellsynth.generators.registry import available, get, get_class, register
+
+__all__ = [
+    "Generator",
+    "GeneratorConfig",
+    "StationGenerator",
+    "UserGenerator",
+    "available",
+    "get",
+    "get_class",
+    "load",
+    "register",
+]

@@ -1,0 +1,40 @@
+"""Generators by name. Entries are imported lazily so that listing them never loads every network."""
+
+from __future__ import annotations
+
+import importlib
+
+from cellsynth.errors import ConfigError
+
+__all__ = ["available", "get", "get_class", "register"]
+
+# name -> "module:Class"; a module that defines a generator registers itself here.
+_REGISTRY: dict[str, str] = {
+    "seasonal-mean": "cellsynth.generators.reference:SeasonalMeanGenerator",
+    "copy-train": "cellsynth.generators.reference:CopyTrainGenerator",
+}
+
+
+def register(name: str, target: str) -> None:
+    """Register ``target`` ("package.module:Class") under ``name`` (for plug-ins outside cellsynth)."""
+    if name in _REGISTRY and _REGISTRY[name] != target:
+        raise ConfigError(f"generator name {name!r} is already registered for {_REGISTRY[name]}")
+    _REGISTRY[name] = target
+
+
+def available() -> list[str]:
+    """Names of every registered generator."""
+    return sorted(_REGISTRY)
+
+
+def get_class(name: str):
+    """The generator class registered under ``name``."""
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown generator {name!r}; available: {', '.join(available())}")
+    module, _, attr = _REGISTRY[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def get(name: str, config=None, **overrides):
+    """An unfitted generator ``name`` with ``config`` (dict, pydantic model or None) and overrides."""
+    return get_class(name)(config, **overrides)

@@ -1,0 +1,126 @@
+"""One way to train every network in cellsynth: a Lightning ``Trainer`` with a progress bar, a checkpoint
+each epoch, resume from the last checkpoint after a kill, and seeds.
+
+A generator that trains several networks in turn (STOUTER pretrains two graph encoders, then the
+diffusion model) calls :func:`train` once per stage with its own ``stage`` name; each stage checkpoints
+under ``checkpoint_dir/checkpoints/<stage>/`` and a rerun skips finished stages and resumes the one
+that was interrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import tempfile
+import warnings
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+__all__ = ["loader", "seed_everything", "train"]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (all devices) quietly."""
+    logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
+    L.seed_everything(seed, workers=True, verbose=False)
+
+
+class _EpochShuffle(torch.utils.data.Sampler[int]):
+    """A permutation of ``range(n)`` drawn from ``(seed, epoch)``; Lightning calls ``set_epoch``."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+
+def loader(dataset: torch.utils.data.Dataset, *, batch_size: int, seed: int) -> torch.utils.data.DataLoader:
+    """A shuffling loader whose order depends only on ``(seed, epoch)`` (exact resume)."""
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, sampler=_EpochShuffle(len(dataset), seed), drop_last=False
+    )
+
+
+class _StepSeed(Callback):
+    """Reseed torch, numpy and random before every optimisation step from ``(seed, global step)``.
+
+    Dropout and diffusion noise then depend only on the seed and the step, not on whatever else consumed
+    random numbers (Lightning draws some when it builds a data iterator, at different moments on a fresh
+    start and on a resume), so a run resumed from a checkpoint continues exactly as an uninterrupted one.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        step_seed = (self.seed * 1_000_003 + trainer.global_step) % 2**32
+        torch.manual_seed(step_seed)
+        np.random.seed(step_seed)  # noqa: NPY002 - third-party code may use the legacy global RNG
+        random.seed(step_seed)
+
+
+def _quiet_lightning() -> None:
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
+    warnings.filterwarnings("ignore", message=r".*GPU available but not used.*")
+    warnings.filterwarnings("ignore", message=r".*tensorboardX.*")
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated.*")
+
+
+def train(
+    module: L.LightningModule,
+    train_loader: torch.utils.data.DataLoader,
+    *,
+    max_epochs: int,
+    stage: str,
+    seed: int,
+    checkpoint_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    accelerator: str = "auto",
+    gradient_clip_val: float | None = 1.0,
+) -> L.LightningModule:
+    """Fit ``module`` for ``max_epochs`` epochs, checkpointing each epoch and resuming if possible.
+
+    Without ``checkpoint_dir`` the checkpoints go to a temporary directory that is removed afterwards.
+    Returns the module with the weights of the last epoch, on the CPU. Build ``module`` after calling
+    :func:`seed_everything` so that its initial weights are seeded too; the data loader must shuffle with
+    by epoch: use :func:`loader`.
+    """
+    _quiet_lightning()
+    seed_everything(seed)
+    with tempfile.TemporaryDirectory(prefix="cellsynth-") as scratch:
+        root = Path(checkpoint_dir) if checkpoint_dir is not None else Path(scratch)
+        ckpt_dir = root / "checkpoints" / stage
+        last = ckpt_dir / "last.ckpt"
+        trainer = L.Trainer(
+            max_epochs=max_epochs,
+            accelerator=accelerator,
+            devices=1,
+            logger=False,
+            enable_progress_bar=progress,
+            enable_model_summary=False,
+            gradient_clip_val=gradient_clip_val,
+            callbacks=[
+                _StepSeed(seed),
+                ModelCheckpoint(dirpath=ckpt_dir, filename="{epoch:04d}", save_last=True, save_top_k=1),
+            ],
+            default_root_dir=root,
+            num_sanity_val_steps=0,
+        )
+        trainer.fit(module, train_loader, ckpt_path=str(last) if last.exists() else None)
+    return module.cpu()

@@ -1,0 +1,37 @@
+"""Fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+# CI machines have 2 cores; keep property tests quick and deterministic there.
+settings.register_profile(
+    "ci", max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("dev", max_examples=60, deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("CELLSYNTH_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` beside the checkout (real public data); skips the test where it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(
+            f"real data not found at {SHARED_DATA} (set CELLSYNTH_SHARED_DATA or put shared/ beside the repo)"
+        )
+    return SHARED_DATA
+
+
+def shared_file(shared_data: Path, relative: str) -> Path:
+    """A file under ``shared_data``, skipping the test with a reason if that one file is missing."""
+    path = shared_data / relative
+    if not path.exists():
+        pytest.skip(f"{path} is missing from the shared data")
+    return path

@@ -1,0 +1,58 @@
+"""seasonal-mean and copy-train do what their docstrings say."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from cellsynth.data import StationTraffic
+from cellsynth.data.samples import split_samples
+from cellsynth.generators import get
+from cellsynth.generators.reference import nearest_training_stations
+
+from .test_conformance import START, tiny_stations, tiny_traffic
+
+
+def test_seasonal_mean_is_unbiased_around_the_weekly_profile():
+    data = tiny_traffic(n=4, weeks=3)
+    gen = get("seasonal-mean").fit(data, progress=False)
+    _, samples = split_samples(gen.generate(data, samples=400, seed=0))
+    profile = data.values.reshape(4, 3, 168, 2).mean(1)
+    # The log-normal noise has mean one: the sample mean converges to the profile.
+    rel = np.abs(samples.mean(1) - profile) / profile
+    assert np.median(rel) < 0.05
+
+
+def test_seasonal_mean_with_one_week_averages_days_not_the_week_itself():
+    values = np.zeros((1, 168, 1))
+    values[0, 24 * 2 + 10, 0] = 70.0  # a single burst on Wednesday 10:00
+    data = StationTraffic(values + 1, START, "1h", ("internet",), tiny_stations(1))
+    gen = get("seasonal-mean").fit(data, progress=False)
+    # The burst is spread over every day's 10:00 (mean of 7 days), never copied.
+    np.testing.assert_allclose(gen.profile_[0, 10::24, 0], 11.0)
+    np.testing.assert_allclose(gen.profile_[0, 11::24, 0], 1.0)
+
+
+def test_copy_train_returns_training_weeks_verbatim():
+    data = tiny_traffic(n=3, weeks=2)
+    out = get("copy-train").fit(data, progress=False).generate(data, samples=4, seed=1)
+    _, samples = split_samples(out)
+    weeks = data.values.reshape(3, 2, 168, 2)
+    for i in range(3):
+        for k in range(4):
+            assert any(np.array_equal(samples[i, k], weeks[i, w]) for w in range(2))
+
+
+def test_new_station_takes_its_neighbours():
+    train = tiny_stations(5)
+    query = train.subset([3])
+    assert nearest_training_stations(train, query, 2)[0, 0] == 3
+    moved = type(query)(["planned"], query.lat + 1e-5, query.lon, query.features, query.feature_names)
+    assert nearest_training_stations(train, moved, 1)[0, 0] == 3
+
+
+def test_time_axis_follows_training_data():
+    data = tiny_traffic(n=2, weeks=1)
+    shifted = StationTraffic(data.values, START + pd.Timedelta("3D"), "1h", data.channels, data.stations)
+    out = get("seasonal-mean").fit(shifted, progress=False).generate(2, seed=0)
+    assert out.start == shifted.start

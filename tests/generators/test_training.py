@@ -1,0 +1,75 @@
+"""The shared training loop: seeded, checkpointed each epoch, and a resumed run equals an uninterrupted one."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+
+from cellsynth.generators.training import loader, seed_everything, train
+
+
+class Regression(L.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Dropout(0.2), torch.nn.Linear(8, 1))
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        noisy = x + 0.1 * torch.randn_like(x)  # randomness inside the step, as diffusion training has
+        return torch.nn.functional.mse_loss(self.net(noisy), y)
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=1e-2)
+
+
+def dataset():
+    x = torch.randn(48, 3, generator=torch.Generator().manual_seed(0))
+    return torch.utils.data.TensorDataset(x, x.sum(1, keepdim=True))
+
+
+def fit(epochs, checkpoint_dir=None, seed=0):
+    seed_everything(seed)
+    module = Regression()
+    return train(
+        module,
+        loader(dataset(), batch_size=16, seed=seed),
+        max_epochs=epochs,
+        stage="regression",
+        seed=seed,
+        checkpoint_dir=checkpoint_dir,
+        progress=False,
+    )
+
+
+def weights(module):
+    return torch.cat([p.detach().flatten() for p in module.parameters()])
+
+
+def test_same_seed_same_weights_and_other_seed_differs():
+    assert torch.equal(weights(fit(3)), weights(fit(3)))
+    assert not torch.equal(weights(fit(3)), weights(fit(3, seed=1)))
+
+
+def test_resume_after_interruption_is_exact(tmp_path):
+    uninterrupted = weights(fit(4))
+    fit(2, checkpoint_dir=tmp_path)  # "killed" after epoch 2
+    assert (tmp_path / "checkpoints" / "regression" / "last.ckpt").exists()
+    resumed = weights(fit(4, checkpoint_dir=tmp_path))
+    assert torch.equal(resumed, uninterrupted)
+
+
+def test_finished_stage_is_not_trained_again(tmp_path):
+    done = weights(fit(3, checkpoint_dir=tmp_path))
+    stamp = (tmp_path / "checkpoints" / "regression" / "last.ckpt").stat().st_mtime_ns
+    again = weights(fit(3, checkpoint_dir=tmp_path))
+    assert torch.equal(done, again)
+    assert (tmp_path / "checkpoints" / "regression" / "last.ckpt").stat().st_mtime_ns == stamp
+
+
+def test_training_reduces_the_loss():
+    data = dataset()
+    seed_everything(0)
+    before = torch.nn.functional.mse_loss(Regression().eval().net(data.tensors[0]), data.tensors[1])
+    after_module = fit(30).eval()
+    after = torch.nn.functional.mse_loss(after_module.net(data.tensors[0]), data.tensors[1])
+    assert after < 0.5 * before
