@@ -1,0 +1,418 @@
+"""Station traffic metrics: one channel at a time, real [N, T] against generated [N, K, T] or [M, T].
+
+Callers pass values on the scale they want scored; the evaluation protocol scores the normalised scale
+(each channel divided by its maximum over the *training* data) and reports the original scale too. Every
+formula here is written out in docs/metrics.md; the docstrings repeat it.
+
+Shapes: ``real`` is [N series, T steps]. ``generated`` is either paired with it, [N, K samples, T] or [N, T]
+(K = 1; series i was generated for the station of real series i), or, for the distribution metrics, any
+[M, T] / [M, K, T] set of generated series.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from cellsynth.metrics._validation import float_array, paired_generated, require
+from cellsynth.metrics.histogram import DEFAULT_BINS, histogram_jsd, integer_bin_edges
+
+#: Default steps per day (hourly data); MSTDiff's 30-minute data uses 48.
+DEFAULT_STEPS_PER_DAY = 24
+
+_REAL_LAYOUT = "[N series, T steps]"
+_GENERATED_LAYOUT = "[M series, T steps] or [N series, K samples, T steps]"
+
+
+def _real(values: ArrayLike, function: str) -> np.ndarray:
+    return float_array(values, function=function, name="real", ndims=(2,), layout=_REAL_LAYOUT)
+
+
+def _generated(values: ArrayLike, function: str) -> np.ndarray:
+    return float_array(values, function=function, name="generated", ndims=(2, 3), layout=_GENERATED_LAYOUT)
+
+
+def paired_errors(real: ArrayLike, generated: ArrayLike) -> dict[str, float]:
+    """Point errors of paired generation: generated series i is scored against real series i.
+
+    ``real`` [N, T]; ``generated`` [N, K, T] (K samples per station) or [N, T] (K = 1). With ``g_k`` the k-th
+    sample and ``mean_k g`` the sample mean, averages running over all n, t:
+
+    * ``mae``  = mean over k of ``mean |g_k - real|`` (equal to the MAE over all samples);
+    * ``rmse`` = mean over k of ``sqrt(mean (g_k - real)^2)`` (the RMSE of one sample, averaged over samples);
+    * ``mae_of_mean``  = ``mean |mean_k g - real|``;
+    * ``rmse_of_mean`` = ``sqrt(mean (mean_k g - real)^2)``.
+    """
+    function = "paired_errors"
+    real_array = _real(real, function)
+    samples = paired_generated(real_array, _generated(generated, function), function=function)
+    error = samples - real_array[:, np.newaxis, :]
+    mean_error = samples.mean(axis=1) - real_array
+    return {
+        "mae": float(np.abs(error).mean()),
+        "rmse": float(np.sqrt((error**2).mean(axis=(0, 2))).mean()),
+        "mae_of_mean": float(np.abs(mean_error).mean()),
+        "rmse_of_mean": float(np.sqrt((mean_error**2).mean())),
+    }
+
+
+def value_jsd(
+    real: ArrayLike, generated: ArrayLike, bins: int = DEFAULT_BINS, *, compat: bool = False
+) -> float:
+    """JSD (base 2) between the distributions of all values of ``real`` and of ``generated``.
+
+    Histograms of the flattened values over ``bins`` equal-width bins shared by both sets (spanning the
+    min..max of both); see :func:`cellsynth.metrics.histogram_jsd`. Result in [0, 1].
+
+    ``compat=True`` reproduces the published MSTDiff code: negative generated values are set to 0
+    first, each set is binned on its own range, and the JS *distance* sqrt(JSD) is returned.
+    """
+    function = "value_jsd"
+    real_array = _real(real, function)
+    generated_array = _generated(generated, function)
+    if compat:
+        generated_array = np.clip(generated_array, 0.0, None)
+    return histogram_jsd(real_array, generated_array, bins, compat=compat)
+
+
+def diff_jsd(
+    real: ArrayLike, generated: ArrayLike, bins: int = DEFAULT_BINS, *, compat: bool = False
+) -> float:
+    """JSD (base 2) between the distributions of first differences along time, ``x[..., t+1] - x[..., t]``.
+
+    Differences are taken within each series (axis -1, T - 1 per series), pooled per set and histogrammed
+    over ``bins`` equal-width bins shared by both sets. Result in [0, 1].
+
+    ``compat=True`` reproduces the published MSTDiff code instead: negative generated values set to 0, the
+    differences taken *across series* (axis 0: ``x[n+1, t] - x[n, t]``, a difference between two stations
+    that carries no temporal meaning), each set binned on its own range, and the JS distance sqrt(JSD).
+    """
+    function = "diff_jsd"
+    real_array = _real(real, function)
+    generated_array = _generated(generated, function)
+    axis = 0 if compat else -1
+    for name, array in (("real", real_array), ("generated", generated_array)):
+        require(
+            array.shape[axis] >= 2,
+            f"first differences along axis {axis} need at least 2 entries there, got shape {array.shape}",
+            function=function,
+            name=name,
+        )
+    if compat:
+        generated_array = np.clip(generated_array, 0.0, None)
+    return histogram_jsd(
+        np.diff(real_array, axis=axis), np.diff(generated_array, axis=axis), bins, compat=compat
+    )
+
+
+def daily_share(
+    series: ArrayLike, steps_per_day: int = DEFAULT_STEPS_PER_DAY, *, compat: bool = False
+) -> np.ndarray:
+    """Share of each series' spectrum at the daily frequency, shape ``series.shape[:-1]``.
+
+    With ``X = rfft(x)`` over the T steps of a series and ``d = T / steps_per_day`` (the number of days, the
+    index of the once-a-day frequency; T must be a whole number of days)::
+
+        share = |X[d]| / sum_{f=1}^{floor(T/2)} |X[f]|
+
+    The mean (f = 0) is left out so the share measures the daily cycle's part of the *fluctuation*, whatever
+    the level. A constant series (all |X[f]| = 0 for f > 0) has share 0.
+
+    ``compat=True``: the published MSTDiff code's share, ``|X[d]| / sum_{f=0}^{floor(T/2)} |X[f]|`` (the
+    mean included), 0 where that sum is 0.
+    """
+    function = "daily_share"
+    values = float_array(series, function=function, name="series", ndims=range(1, 8), layout="[..., T steps]")
+    day_index = _day_index(values.shape[-1], steps_per_day, function)
+    spectrum = np.abs(np.fft.rfft(values, axis=-1))
+    daily = spectrum[..., day_index]
+    if compat:
+        total = spectrum.sum(axis=-1)
+        return np.divide(daily, total, out=np.zeros_like(daily), where=total > 0)
+    # A constant series has no fluctuation; its FFT leaves ~1e-17 rounding noise at f > 0, whose ratio
+    # would be arbitrary, so it is decided on the values themselves.
+    fluctuates = np.ptp(values, axis=-1) > 0
+    total = spectrum[..., 1:].sum(axis=-1)
+    return np.divide(daily, total, out=np.zeros_like(daily), where=fluctuates & (total > 0))
+
+
+def daily_periodic_rmse(
+    real: ArrayLike,
+    generated: ArrayLike,
+    steps_per_day: int = DEFAULT_STEPS_PER_DAY,
+    *,
+    paired: bool = True,
+    compat: bool = False,
+) -> float:
+    """RMSE between the daily-frequency shares (:func:`daily_share`) of real and generated series.
+
+    * ``paired=True``: ``generated`` is [N, K, T] or [N, T] and sample k of station i is compared with real
+      station i: ``mean over k of sqrt(mean over i (s_gen[i, k] - s_real[i])^2)``.
+    * ``paired=False``: the two sets are compared at matched quantiles: with Q = max(N, M) series-level
+      shares per set (generated samples pooled) and ``p_j = (j + 1/2) / Q``, ``j = 0..Q-1``,
+      ``sqrt(mean_j (quantile_gen(p_j) - quantile_real(p_j))^2)`` using the "hazen" quantile (which, for
+      N = M, is exactly comparing the sorted shares).
+
+    ``compat=True`` reproduces the published MSTDiff code: negative generated values set to 0 first, the
+    mean included in the spectrum total (:func:`daily_share` compat), and, as that code does, the generated
+    shares left unnormalised (plain ``|X[d]|``) if any generated series has an all-zero spectrum.
+    """
+    function = "daily_periodic_rmse"
+    real_array = _real(real, function)
+    generated_array = _generated(generated, function)
+    if paired:
+        generated_array = paired_generated(real_array, generated_array, function=function)
+    if compat:
+        generated_array = np.clip(generated_array, 0.0, None)
+    real_share = daily_share(real_array, steps_per_day, compat=compat)
+    generated_share = daily_share(generated_array, steps_per_day, compat=compat)
+    if compat:
+        spectrum = np.abs(np.fft.rfft(generated_array, axis=-1))
+        if not np.all(spectrum.sum(axis=-1) > 0):
+            generated_share = spectrum[..., _day_index(generated_array.shape[-1], steps_per_day, function)]
+    if paired:
+        squared = (generated_share - real_share[:, np.newaxis]) ** 2
+        return float(np.sqrt(squared.mean(axis=0)).mean())
+    return _quantile_matched_rmse(real_share.ravel(), generated_share.ravel())
+
+
+def _quantile_matched_rmse(real_values: np.ndarray, generated_values: np.ndarray) -> float:
+    count = max(real_values.size, generated_values.size)
+    probabilities = (np.arange(count) + 0.5) / count
+    real_quantiles = np.quantile(real_values, probabilities, method="hazen")
+    generated_quantiles = np.quantile(generated_values, probabilities, method="hazen")
+    return float(np.sqrt(np.mean((generated_quantiles - real_quantiles) ** 2)))
+
+
+def autocorrelation(series: ArrayLike, max_lag: int) -> np.ndarray:
+    """Sample autocorrelation of each series for lags 1..max_lag, shape ``series.shape[:-1] + (max_lag,)``.
+
+    With ``y = x - mean(x)`` over the T steps of a series::
+
+        acf(l) = sum_{t=0}^{T-1-l} y[t] y[t+l] / sum_{t=0}^{T-1} y[t]^2
+
+    (the standard biased estimator; |acf| <= 1). A constant series has acf = 0 at every lag.
+    """
+    function = "autocorrelation"
+    values = float_array(series, function=function, name="series", ndims=range(1, 8), layout="[..., T steps]")
+    steps = values.shape[-1]
+    _check_max_lag(max_lag, steps, function)
+    centred = values - values.mean(axis=-1, keepdims=True)
+    # Zero-padding to >= 2T turns the FFT's circular correlation into the ordinary (linear) one.
+    size = 1 << int(np.ceil(np.log2(2 * steps)))
+    spectrum = np.fft.rfft(centred, n=size, axis=-1)
+    covariance = np.fft.irfft(spectrum * np.conj(spectrum), n=size, axis=-1)[..., : max_lag + 1]
+    variance = covariance[..., :1]
+    # A constant series is decided on its values: x - mean(x) can be a tiny nonzero constant after
+    # rounding, which would give a spurious acf(l) = 1 - l / T.
+    fluctuates = np.ptp(values, axis=-1, keepdims=True) > 0
+    return np.divide(
+        covariance[..., 1:],
+        variance,
+        out=np.zeros(covariance[..., 1:].shape),
+        where=fluctuates & (variance > 0),
+    )
+
+
+def acf_distance(
+    real: ArrayLike,
+    generated: ArrayLike,
+    max_lag: int | None = None,
+    steps_per_day: int = DEFAULT_STEPS_PER_DAY,
+) -> float:
+    """Mean absolute difference between the mean autocorrelation functions of the two sets.
+
+    ``acf_real`` and ``acf_gen`` are the :func:`autocorrelation` averaged over all series (and samples) of
+    each set; ``max_lag`` defaults to one week, ``min(7 * steps_per_day, T - 1)`` with T the shorter of the
+    two sets' lengths::
+
+        acf_distance = (1 / max_lag) sum_{l=1}^{max_lag} |acf_gen(l) - acf_real(l)|      (in [0, 2])
+    """
+    function = "acf_distance"
+    real_array = _real(real, function)
+    generated_array = _generated(generated, function)
+    steps = min(real_array.shape[-1], generated_array.shape[-1])
+    if max_lag is None:
+        _check_steps_per_day(steps_per_day, function)
+        max_lag = min(7 * steps_per_day, steps - 1)
+    _check_max_lag(max_lag, steps, function)
+    real_acf = autocorrelation(real_array, max_lag).reshape(-1, max_lag).mean(axis=0)
+    generated_acf = autocorrelation(generated_array, max_lag).reshape(-1, max_lag).mean(axis=0)
+    return float(np.abs(generated_acf - real_acf).mean())
+
+
+def weekly_profile(series: ArrayLike, steps_per_day: int = DEFAULT_STEPS_PER_DAY) -> np.ndarray:
+    """Mean week of a set of series, shape [7 * steps_per_day].
+
+    T must be a whole number W of weeks; with ``S = 7 * steps_per_day``,
+    ``profile[s] = mean over series n and weeks w of x[n, w * S + s]``.
+    """
+    function = "weekly_profile"
+    values = float_array(series, function=function, name="series", ndims=range(1, 8), layout="[..., T steps]")
+    _check_steps_per_day(steps_per_day, function)
+    week = 7 * steps_per_day
+    require(
+        values.shape[-1] % week == 0,
+        f"T = {values.shape[-1]} steps is not a whole number of weeks of {week} steps "
+        f"(steps_per_day = {steps_per_day})",
+        function=function,
+        name="series",
+    )
+    return values.reshape(-1, week).mean(axis=0)
+
+
+def weekly_profile_error(
+    real: ArrayLike, generated: ArrayLike, steps_per_day: int = DEFAULT_STEPS_PER_DAY
+) -> float:
+    """Normalised L1 error between the mean weeks of the two sets (:func:`weekly_profile`)::
+
+        weekly_profile_error = sum_s |profile_gen[s] - profile_real[s]| / sum_s |profile_real[s]|
+
+    0 for identical mean weeks; 1 when the generated mean week is all zeros.
+    """
+    function = "weekly_profile_error"
+    real_profile = weekly_profile(_real(real, function), steps_per_day)
+    generated_profile = weekly_profile(_generated(generated, function), steps_per_day)
+    scale = np.abs(real_profile).sum()
+    require(
+        scale > 0,
+        "the mean real week is all zeros, so a relative error is undefined",
+        function=function,
+        name="real",
+    )
+    return float(np.abs(generated_profile - real_profile).sum() / scale)
+
+
+def peak_hours(series: ArrayLike, steps_per_day: int = DEFAULT_STEPS_PER_DAY) -> np.ndarray:
+    """Hour of day (0..23) of the maximum of each series-day, 1-D over all non-flat days.
+
+    T must be a whole number of days. Each series is cut into days of ``steps_per_day`` steps; for each day
+    ``hour = floor(24 * argmax_s x[day, s] / steps_per_day)`` (ties go to the earliest step). Flat days
+    (maximum = minimum) have no peak and are left out; their number is ``total days - len(result)``.
+    """
+    function = "peak_hours"
+    values = float_array(series, function=function, name="series", ndims=range(1, 8), layout="[..., T steps]")
+    _check_whole_days(values.shape[-1], steps_per_day, function, "series")
+    days = values.reshape(-1, steps_per_day)
+    has_peak = days.max(axis=1) > days.min(axis=1)
+    return (24 * days[has_peak].argmax(axis=1)) // steps_per_day
+
+
+def peak_hour_jsd(real: ArrayLike, generated: ArrayLike, steps_per_day: int = DEFAULT_STEPS_PER_DAY) -> float:
+    """JSD (base 2) between the hour-of-day distributions of daily peaks (:func:`peak_hours`).
+
+    24 bins, one per hour 0..23. Raises if either set has no day with a peak (all days flat).
+    """
+    function = "peak_hour_jsd"
+    real_hours = peak_hours(_real(real, function), steps_per_day)
+    generated_hours = peak_hours(_generated(generated, function), steps_per_day)
+    for name, hours in (("real", real_hours), ("generated", generated_hours)):
+        require(
+            hours.size > 0,
+            "every day is flat (max = min), so there is no peak hour",
+            function=function,
+            name=name,
+        )
+    return histogram_jsd(real_hours, generated_hours, integer_bin_edges(0, 23))
+
+
+def coverage(real: ArrayLike, generated: ArrayLike, lower: float = 0.05, upper: float = 0.95) -> float:
+    """Share of real values inside the generated per-step band across samples.
+
+    ``real`` [N, T]; ``generated`` [N, K, T] with K >= 2 samples per station. For each station i and step t
+    the band is ``[quantile_k(g[i, k, t], lower), quantile_k(g[i, k, t], upper)]`` (numpy's default linear
+    quantile) and ``coverage = mean over i, t of 1[band_lo <= real[i, t] <= band_hi]``. With the default
+    5-95 % band a calibrated generator scores about 0.9.
+    """
+    function = "coverage"
+    real_array = _real(real, function)
+    generated_array = float_array(
+        generated, function=function, name="generated", ndims=(3,), layout="[N series, K samples, T steps]"
+    )
+    samples = paired_generated(real_array, generated_array, function=function)
+    require(
+        samples.shape[1] >= 2,
+        f"a band across samples needs K >= 2 samples per station, got K = {samples.shape[1]}",
+        function=function,
+        name="generated",
+    )
+    require(
+        0.0 <= lower < upper <= 1.0,
+        f"need 0 <= lower < upper <= 1, got lower={lower}, upper={upper}",
+        function=function,
+        name="lower, upper",
+    )
+    band_low, band_high = np.quantile(samples, [lower, upper], axis=1)
+    return float(np.mean((band_low <= real_array) & (real_array <= band_high)))
+
+
+def traffic_metrics(
+    real: ArrayLike,
+    generated: ArrayLike,
+    steps_per_day: int = DEFAULT_STEPS_PER_DAY,
+    *,
+    paired: bool = True,
+    bins: int = DEFAULT_BINS,
+) -> dict[str, float]:
+    """Every traffic metric of one channel, as a dict (keys as the function names below).
+
+    Always: ``value_jsd``, ``diff_jsd``, ``daily_periodic_rmse``, ``acf_distance`` and, when T is a whole
+    number of days / weeks, ``peak_hour_jsd`` / ``weekly_profile_error``. When ``paired``: also the
+    :func:`paired_errors` keys (``mae``, ``rmse``, ``mae_of_mean``, ``rmse_of_mean``) and, with K >= 2
+    samples, ``coverage``.
+    """
+    function = "traffic_metrics"
+    real_array = _real(real, function)
+    generated_array = _generated(generated, function)
+    results: dict[str, float] = {}
+    if paired:
+        results.update(paired_errors(real_array, generated_array))
+        if generated_array.ndim == 3 and generated_array.shape[1] >= 2:
+            results["coverage"] = coverage(real_array, generated_array)
+    results["value_jsd"] = value_jsd(real_array, generated_array, bins)
+    results["diff_jsd"] = diff_jsd(real_array, generated_array, bins)
+    results["daily_periodic_rmse"] = daily_periodic_rmse(
+        real_array, generated_array, steps_per_day, paired=paired
+    )
+    results["acf_distance"] = acf_distance(real_array, generated_array, steps_per_day=steps_per_day)
+    steps = real_array.shape[-1]
+    if steps % (7 * steps_per_day) == 0 and generated_array.shape[-1] % (7 * steps_per_day) == 0:
+        results["weekly_profile_error"] = weekly_profile_error(real_array, generated_array, steps_per_day)
+    results["peak_hour_jsd"] = peak_hour_jsd(real_array, generated_array, steps_per_day)
+    return results
+
+
+def _check_steps_per_day(steps_per_day: int, function: str) -> None:
+    require(
+        isinstance(steps_per_day, int | np.integer)
+        and not isinstance(steps_per_day, bool)
+        and steps_per_day >= 2,
+        f"steps_per_day must be an integer >= 2, got {steps_per_day!r}",
+        function=function,
+        name="steps_per_day",
+    )
+
+
+def _check_whole_days(steps: int, steps_per_day: int, function: str, name: str) -> None:
+    _check_steps_per_day(steps_per_day, function)
+    require(
+        steps % steps_per_day == 0,
+        f"T = {steps} steps is not a whole number of days of {steps_per_day} steps",
+        function=function,
+        name=name,
+    )
+
+
+def _day_index(steps: int, steps_per_day: int, function: str) -> int:
+    """Index of the once-a-day frequency in ``rfft`` of a T-step series: the number of days T / steps_per_day."""
+    _check_whole_days(steps, steps_per_day, function, "series")
+    return steps // steps_per_day
+
+
+def _check_max_lag(max_lag: int, steps: int, function: str) -> None:
+    require(
+        isinstance(max_lag, int | np.integer) and not isinstance(max_lag, bool) and 1 <= max_lag <= steps - 1,
+        f"must be an integer in [1, T - 1] = [1, {steps - 1}] (T = {steps} steps), got {max_lag!r}",
+        function=function,
+        name="max_lag",
+    )

@@ -1,0 +1,137 @@
+"""Shared bins and the base-2 JSD: analytic cases, properties, the published (compat) variant, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from scipy.spatial.distance import jensenshannon
+
+from cellsynth.errors import DataError
+from cellsynth.metrics import (
+    DEFAULT_BINS,
+    histogram_jsd,
+    integer_bin_edges,
+    js_divergence,
+    shared_bin_edges,
+)
+
+finite_floats = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
+samples = arrays(np.float64, st.integers(1, 60), elements=finite_floats)
+weights = st.lists(st.floats(min_value=0.0, max_value=1e3, allow_nan=False), min_size=1, max_size=30)
+
+
+def test_identical_samples_give_zero():
+    values = np.random.default_rng(0).normal(size=500)
+    assert histogram_jsd(values, values) == 0.0
+    assert histogram_jsd(values, values.copy(), bins=np.linspace(-10, 10, 41)) == 0.0
+
+
+def test_disjoint_supports_give_one():
+    rng = np.random.default_rng(1)
+    assert histogram_jsd(rng.uniform(0, 1, 300), rng.uniform(5, 6, 300)) == pytest.approx(1.0)
+    assert js_divergence([3, 0, 0], [0, 1, 2]) == pytest.approx(1.0)
+
+
+def test_known_value_half_overlap():
+    # p = (1, 0), q = (1/2, 1/2), m = (3/4, 1/4):
+    # JSD = 1/2 log2(4/3) + 1/2 (1/2 log2(2/3) + 1/2 log2(2)) = 0.311278...
+    expected = 0.5 * np.log2(4 / 3) + 0.5 * (0.5 * np.log2(2 / 3) + 0.5)
+    assert js_divergence([1, 0], [1, 1]) == pytest.approx(expected, abs=1e-12)
+    assert expected == pytest.approx(0.3112781244591328)
+
+
+def test_constant_samples_share_one_widened_bin():
+    edges = shared_bin_edges([2.0, 2.0], [2.0], bins=4)
+    assert edges[0] == 1.5 and edges[-1] == 2.5 and edges.size == 5
+    assert histogram_jsd(np.full(10, 2.0), np.full(3, 2.0)) == 0.0
+
+
+def test_shared_edges_span_both_samples():
+    edges = shared_bin_edges([0.0, 1.0], [3.0, -1.0], bins=DEFAULT_BINS)
+    assert edges.size == DEFAULT_BINS + 1
+    assert edges[0] == -1.0 and edges[-1] == 3.0
+
+
+def test_integer_edges_one_bin_per_value():
+    np.testing.assert_array_equal(integer_bin_edges(1, 3), [0.5, 1.5, 2.5, 3.5])
+    # Same stay lengths in different proportions: compared value by value.
+    assert histogram_jsd([1, 1, 2], [1, 2, 2], integer_bin_edges(1, 3)) == pytest.approx(
+        js_divergence([2, 1, 0], [1, 2, 0])
+    )
+
+
+@given(samples, samples)
+def test_histogram_jsd_is_symmetric_and_bounded(x, y):
+    forward = histogram_jsd(x, y)
+    assert 0.0 <= forward <= 1.0
+    assert forward == pytest.approx(histogram_jsd(y, x), abs=1e-12)
+
+
+@given(weights, weights)
+def test_js_divergence_matches_scipy_squared_distance(p, q):
+    size = min(len(p), len(q))
+    p_array, q_array = np.asarray(p[:size]), np.asarray(q[:size])
+    if p_array.sum() <= 0 or q_array.sum() <= 0:
+        with pytest.raises(DataError):
+            js_divergence(p_array, q_array)
+        return
+    value = js_divergence(p_array, q_array)
+    assert 0.0 <= value <= 1.0
+    assert value == pytest.approx(js_divergence(q_array, p_array), abs=1e-12)
+    assert value == pytest.approx(jensenshannon(p_array, q_array, base=2.0) ** 2, abs=1e-9)
+
+
+def test_compat_is_scipy_distance_on_own_range_histograms():
+    rng = np.random.default_rng(2)
+    real, generated = rng.gamma(2.0, size=(20, 24)), rng.gamma(2.5, size=(20, 24)) + 0.3
+    # The published variant: each set histogrammed on its own min..max, then the base-2 JS distance.
+    own_real, _ = np.histogram(real.ravel(), bins=100)
+    own_generated, _ = np.histogram(generated.ravel(), bins=100)
+    expected = jensenshannon(own_real, own_generated, base=2.0)
+    assert histogram_jsd(real, generated, 100, compat=True) == pytest.approx(expected, abs=1e-12)
+    # ... which differs from the shared-bins divergence, and is its square root on the same histograms.
+    assert histogram_jsd(real, generated, 100) != pytest.approx(expected)
+    assert expected**2 == pytest.approx(js_divergence(own_real, own_generated), abs=1e-12)
+
+
+def test_compat_can_call_shifted_copies_identical():
+    # Own-range binning maps any shifted copy onto the same histogram: the defect the shared bins fix.
+    values = np.random.default_rng(3).normal(size=400)
+    assert histogram_jsd(values, values + 100.0, compat=True) == pytest.approx(0.0, abs=1e-7)
+    assert histogram_jsd(values, values + 100.0) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "bins", "message"),
+    [
+        ([1.0, np.nan], [1.0], 10, "NaN at index (1,)"),
+        ([1.0, np.inf], [1.0], 10, "infinite"),
+        ([], [1.0], 10, "empty"),
+        ([1.0], [1.0], 0, "positive integer"),
+        ([1.0], [1.0], True, "positive integer"),
+        ([1.0], [1.0], 2.5, "positive integer"),
+        ([0.5, 3.0], [1.0], np.array([0.0, 1.0, 2.0]), "outside the bin edges"),
+        ([0.5], [1.0], np.array([1.0, 0.0]), "strictly increasing"),
+    ],
+)
+def test_bad_input_raises_data_error(x, y, bins, message):
+    with pytest.raises(DataError, match="histogram_jsd") as info:
+        histogram_jsd(x, y, bins)
+    assert message in str(info.value)
+
+
+def test_compat_refuses_explicit_edges():
+    with pytest.raises(DataError, match="own range"):
+        histogram_jsd([1.0, 2.0], [1.0], np.array([0.0, 1.0, 2.0]), compat=True)
+
+
+def test_js_divergence_rejects_bad_weights():
+    with pytest.raises(DataError, match="3 bins but q has 2"):
+        js_divergence([1, 2, 3], [1, 2])
+    with pytest.raises(DataError, match="non-negative"):
+        js_divergence([1, -1], [1, 1])
+    with pytest.raises(DataError, match="non-negative"):
+        js_divergence([0, 0], [1, 1])

@@ -1,0 +1,312 @@
+"""Station traffic metrics: analytic cases, the published (compat) variants, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from scipy.spatial.distance import jensenshannon
+
+from cellsynth.errors import DataError
+from cellsynth.metrics import (
+    acf_distance,
+    autocorrelation,
+    coverage,
+    daily_periodic_rmse,
+    daily_share,
+    diff_jsd,
+    paired_errors,
+    peak_hour_jsd,
+    peak_hours,
+    traffic_metrics,
+    value_jsd,
+    weekly_profile,
+    weekly_profile_error,
+)
+
+HOURS = np.arange(168)
+
+
+def week_of_traffic(stations: int, seed: int) -> np.ndarray:
+    """[stations, 168] hourly weeks: a daily cycle with a station-specific level and peak, plus noise."""
+    rng = np.random.default_rng(seed)
+    level = rng.uniform(0.5, 1.0, (stations, 1))
+    peak = rng.uniform(17, 22, (stations, 1))
+    cycle = level * (1.0 + 0.6 * np.cos(2 * np.pi * (HOURS - peak) / 24))
+    return cycle + rng.normal(scale=0.05, size=cycle.shape)
+
+
+# --- paired errors ---------------------------------------------------------------------------------------
+
+
+def test_paired_errors_zero_for_identical():
+    real = week_of_traffic(5, 0)
+    assert paired_errors(real, real) == {"mae": 0.0, "rmse": 0.0, "mae_of_mean": 0.0, "rmse_of_mean": 0.0}
+
+
+def test_paired_errors_known_values():
+    real = np.zeros((3, 4))
+    # Two samples at +1 and -1: every sample is 1 off, their mean is exact.
+    generated = np.stack([np.ones((3, 4)), -np.ones((3, 4))], axis=1)
+    assert paired_errors(real, generated) == pytest.approx(
+        {"mae": 1.0, "rmse": 1.0, "mae_of_mean": 0.0, "rmse_of_mean": 0.0}
+    )
+    # RMSE is per sample, then averaged: samples off by 1 and by 3 give (1 + 3) / 2, not sqrt((1 + 9) / 2).
+    generated = np.stack([np.ones((3, 4)), np.full((3, 4), 3.0)], axis=1)
+    errors = paired_errors(real, generated)
+    assert errors["rmse"] == pytest.approx(2.0)
+    assert errors["rmse_of_mean"] == pytest.approx(2.0)
+    assert errors["mae"] == pytest.approx(2.0)
+
+
+def test_paired_errors_two_dimensional_generated_is_one_sample():
+    real, generated = week_of_traffic(4, 1), week_of_traffic(4, 2)
+    assert paired_errors(real, generated) == paired_errors(real, generated[:, np.newaxis, :])
+
+
+# --- value and first-difference JSD ------------------------------------------------------------------------
+
+
+def test_value_and_diff_jsd_zero_for_identical_and_one_for_disjoint():
+    real = week_of_traffic(6, 3)
+    assert value_jsd(real, real) == 0.0
+    assert diff_jsd(real, real) == 0.0
+    assert value_jsd(real, real + 10.0) == pytest.approx(1.0)
+    # Steeper series: every difference 10x larger, so the difference ranges no longer overlap.
+    ramp = np.tile(np.arange(24.0), (3, 1))
+    assert diff_jsd(ramp, 10 * ramp) == pytest.approx(1.0)
+
+
+def test_diff_jsd_differences_along_time_not_across_stations():
+    real = week_of_traffic(30, 4)
+    shuffled_stations = real[np.random.default_rng(5).permutation(30)]
+    # Reordering stations changes no series, so no temporal difference changes...
+    assert diff_jsd(real, shuffled_stations) == 0.0
+    # ... but the published code differences neighbouring stations, which this reordering does change.
+    assert diff_jsd(real, shuffled_stations, compat=True) > 0.05
+
+
+def test_compat_value_and_diff_jsd_reproduce_published_variant():
+    rng = np.random.default_rng(6)
+    real = week_of_traffic(12, 7)
+    generated = week_of_traffic(12, 8) + rng.normal(scale=0.3, size=(12, 168))  # some values < 0
+
+    def published(real_values: np.ndarray, generated_values: np.ndarray) -> float:
+        # Own-range histograms of 100 bins each, base-2 JS distance.
+        real_counts, _ = np.histogram(real_values.ravel(), bins=100)
+        generated_counts, _ = np.histogram(generated_values.ravel(), bins=100)
+        return float(jensenshannon(real_counts, generated_counts, base=2.0))
+
+    clipped = np.clip(generated, 0, None)
+    assert (generated < 0).any()
+    assert value_jsd(real, generated, compat=True) == pytest.approx(published(real, clipped), abs=1e-12)
+    across_stations = published(real[1:] - real[:-1], clipped[1:] - clipped[:-1])
+    assert diff_jsd(real, generated, compat=True) == pytest.approx(across_stations, abs=1e-12)
+
+
+# --- daily periodic component ------------------------------------------------------------------------------
+
+
+def test_daily_share_analytic():
+    daily = 1.0 + np.cos(2 * np.pi * HOURS / 24)
+    # Only f = 0 and the daily frequency d = 7 carry energy: |X[0]| = 168, |X[7]| = 84.
+    assert daily_share(daily) == pytest.approx(1.0)
+    assert daily_share(daily, compat=True) == pytest.approx(84 / (168 + 84))
+    weekly = 1.0 + np.cos(2 * np.pi * HOURS / 168)
+    assert daily_share(weekly) == pytest.approx(0.0, abs=1e-12)
+    assert daily_share(np.full(168, 0.3)) == 0.0
+    assert daily_share(np.zeros(168), compat=True) == 0.0
+
+
+def test_daily_share_uses_steps_per_day():
+    half_hourly = 1.0 + np.cos(2 * np.pi * np.arange(336) / 48)
+    assert daily_share(half_hourly, steps_per_day=48) == pytest.approx(1.0)
+    assert daily_share(half_hourly, steps_per_day=24) < 0.01
+
+
+def test_daily_periodic_rmse_paired_and_quantile_matched():
+    real = np.stack([1.0 + a * np.cos(2 * np.pi * HOURS / 24) for a in (0.2, 0.5, 0.9)])
+    weekly = np.tile(1.0 + np.cos(2 * np.pi * HOURS / 168), (3, 1))
+    assert daily_periodic_rmse(real, real) == 0.0
+    assert daily_periodic_rmse(real, weekly) == pytest.approx(1.0)  # shares 1 vs 0
+    mixed = np.stack([real[0] + weekly[0] - 1.0, real[1], real[2]])
+    shuffled = mixed[[2, 0, 1]]
+    # Paired: each station against its own; unpaired: only the set of shares matters.
+    assert daily_periodic_rmse(real, shuffled) > 0.1
+    assert daily_periodic_rmse(real, shuffled, paired=False) == pytest.approx(
+        daily_periodic_rmse(real, mixed, paired=False)
+    )
+    assert daily_periodic_rmse(real, real[[2, 0, 1]], paired=False) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_quantile_matching_with_unequal_set_sizes():
+    real = np.tile(1.0 + np.cos(2 * np.pi * HOURS / 24), (4, 1))
+    generated = np.tile(1.0 + np.cos(2 * np.pi * HOURS / 24), (9, 1))
+    assert daily_periodic_rmse(real, generated, paired=False) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_daily_periodic_rmse_paired_averages_over_samples():
+    real = np.tile(1.0 + np.cos(2 * np.pi * HOURS / 24), (2, 1))
+    flat_week = np.tile(1.0 + np.cos(2 * np.pi * HOURS / 168), (2, 1))
+    generated = np.stack([real, flat_week], axis=1)  # sample 0 exact, sample 1 off by 1
+    assert daily_periodic_rmse(real, generated) == pytest.approx(0.5)
+
+
+def test_compat_daily_rmse_reproduces_published_variant():
+    rng = np.random.default_rng(9)
+    steps = np.arange(336)
+    real = 1.0 + np.cos(2 * np.pi * steps / 48) + rng.normal(scale=0.3, size=(8, 336))
+    generated = 1.0 + 0.5 * np.cos(2 * np.pi * steps / 48) + rng.normal(scale=0.5, size=(8, 336))
+
+    def published_share(values: np.ndarray) -> np.ndarray:
+        spectrum = np.abs(np.fft.rfft(values, axis=1))
+        return spectrum[:, 7] / spectrum.sum(axis=1)  # index 7 and the mean included, as published
+
+    expected = np.sqrt(np.mean((published_share(real) - published_share(np.clip(generated, 0, None))) ** 2))
+    assert daily_periodic_rmse(real, generated, steps_per_day=48, compat=True) == pytest.approx(expected)
+    # With an all-zero generated series the published code stops normalising the generated shares.
+    generated[0] = 0.0
+    unnormalised = np.abs(np.fft.rfft(np.clip(generated, 0, None), axis=1))[:, 7]
+    expected = np.sqrt(np.mean((published_share(real) - unnormalised) ** 2))
+    assert daily_periodic_rmse(real, generated, steps_per_day=48, compat=True) == pytest.approx(expected)
+
+
+# --- autocorrelation, weekly profile, peak hour, coverage ------------------------------------------------
+
+
+# Values on a 0.1 grid: tiny magnitudes (1e-200) would underflow the variance in the direct sum too.
+@given(arrays(np.float64, st.integers(3, 40), elements=st.integers(-1000, 1000).map(lambda v: v / 10)))
+def test_autocorrelation_matches_direct_sum(values):
+    max_lag = values.size - 1
+    centred = values - values.mean()
+    denominator = np.sum(centred**2)
+    result = autocorrelation(values, max_lag)
+    if np.ptp(values) == 0:
+        np.testing.assert_array_equal(result, 0.0)
+        return
+    expected = [np.sum(centred[:-lag] * centred[lag:]) / denominator for lag in range(1, max_lag + 1)]
+    np.testing.assert_allclose(result, expected, atol=1e-9)
+    assert np.all(np.abs(result) <= 1 + 1e-9)
+
+
+def test_acf_distance():
+    real = week_of_traffic(10, 10)
+    assert acf_distance(real, real) == 0.0
+    # Alternating sign: acf = -1, +1, ... against a smooth daily cycle.
+    alternating = np.tile(np.where(HOURS % 2 == 0, 1.0, -1.0), (4, 1))
+    assert acf_distance(real, alternating) > 0.5
+    # Default max lag is one week, capped at T - 1.
+    lags = 167
+    expected = np.abs(autocorrelation(real, lags).mean(0) - autocorrelation(alternating, lags).mean(0)).mean()
+    assert acf_distance(real, alternating) == pytest.approx(expected)
+    assert acf_distance(real, alternating, max_lag=24) == pytest.approx(
+        np.abs(autocorrelation(real, 24).mean(0) - autocorrelation(alternating, 24).mean(0)).mean()
+    )
+
+
+def test_weekly_profile_error():
+    real = week_of_traffic(5, 11)
+    assert weekly_profile_error(real, real) == 0.0
+    assert weekly_profile_error(real, np.zeros_like(real)) == pytest.approx(1.0)
+    assert weekly_profile_error(real, 2 * real) == pytest.approx(1.0)
+    two_weeks = np.concatenate([real, real], axis=1)
+    np.testing.assert_allclose(weekly_profile(two_weeks), real.mean(axis=0))
+    assert weekly_profile_error(two_weeks, real) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_peak_hours_and_jsd():
+    day = np.zeros(24)
+    day[20] = 5.0
+    series = np.concatenate([day, np.full(24, 2.0), np.roll(day, -12)])  # peaks at 20, flat, 8
+    np.testing.assert_array_equal(peak_hours(series), [20, 8])
+    half_hourly = np.zeros(48)
+    half_hourly[41] = 1.0  # 20:30
+    np.testing.assert_array_equal(peak_hours(half_hourly, steps_per_day=48), [20])
+    evening = np.tile(np.roll(np.arange(24.0), -4), (3, 7))  # every day peaks at 19h
+    morning = np.tile(np.roll(np.arange(24.0), 8), (3, 7))  # every day peaks at 7h
+    assert peak_hour_jsd(evening, evening) == 0.0
+    assert peak_hour_jsd(evening, morning) == pytest.approx(1.0)
+
+
+def test_coverage():
+    rng = np.random.default_rng(12)
+    real = rng.normal(size=(20, 50))
+    samples = rng.normal(size=(20, 199, 50))
+    # A new draw falls inside the 5-95 % band of 199 draws of its own distribution about 90 % of the time.
+    assert coverage(real, samples) == pytest.approx(0.9, abs=0.03)
+    assert coverage(real, samples + 100.0) == 0.0
+    assert coverage(real, np.stack([real - 1, real + 1], axis=1)) == 1.0
+
+
+def test_traffic_metrics_keys():
+    real = week_of_traffic(6, 13)
+    generated = np.stack([week_of_traffic(6, 14), week_of_traffic(6, 15)], axis=1)
+    paired = traffic_metrics(real, generated)
+    assert set(paired) == {
+        "mae",
+        "rmse",
+        "mae_of_mean",
+        "rmse_of_mean",
+        "coverage",
+        "value_jsd",
+        "diff_jsd",
+        "daily_periodic_rmse",
+        "acf_distance",
+        "weekly_profile_error",
+        "peak_hour_jsd",
+    }
+    unpaired = traffic_metrics(real, week_of_traffic(9, 16), paired=False)
+    assert set(unpaired) == {
+        "value_jsd",
+        "diff_jsd",
+        "daily_periodic_rmse",
+        "acf_distance",
+        "weekly_profile_error",
+        "peak_hour_jsd",
+    }
+    assert traffic_metrics(real, real[:, np.newaxis, :])["mae"] == 0.0
+
+
+# --- bad input ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: value_jsd(np.ones(5), np.ones((2, 5))), r"value_jsd\(real\): expected a 2-D array"),
+        (
+            lambda: value_jsd(np.ones((2, 5)), np.ones((2, 2, 2, 5))),
+            r"value_jsd\(generated\): expected a 2-D or 3-D",
+        ),
+        (lambda: value_jsd(np.ones((0, 5)), np.ones((2, 5))), r"value_jsd\(real\): is empty"),
+        (
+            lambda: diff_jsd(np.array([[1.0, np.nan, 2.0]]), np.ones((1, 3))),
+            r"diff_jsd\(real\): contains 1 non-finite value\(s\); the first is NaN at index \(0, 1\)",
+        ),
+        (
+            lambda: paired_errors(np.ones((3, 5)), np.ones((4, 5))),
+            r"paired_errors\(generated\): shape \(4, 5\)",
+        ),
+        (lambda: paired_errors(np.ones((3, 5)), np.ones((3, 2, 6))), r"does not pair with real \(3, 5\)"),
+        (lambda: diff_jsd(np.ones((2, 1)), np.ones((2, 1))), "at least 2 entries"),
+        (lambda: diff_jsd(np.ones((1, 5)), np.ones((2, 5)), compat=True), r"diff_jsd\(real\).*axis 0"),
+        (lambda: daily_periodic_rmse(np.ones((2, 30)), np.ones((2, 30))), "not a whole number of days"),
+        (lambda: daily_share(np.ones(24), steps_per_day=1), "steps_per_day must be an integer >= 2"),
+        (lambda: weekly_profile_error(np.ones((2, 48)), np.ones((2, 48))), "not a whole number of weeks"),
+        (lambda: weekly_profile_error(np.zeros((2, 168)), np.ones((2, 168))), "mean real week is all zeros"),
+        (
+            lambda: acf_distance(np.ones((2, 10)), np.ones((2, 10)), max_lag=10),
+            r"acf_distance\(max_lag\): must be an integer in .* = \[1, 9\]",
+        ),
+        (lambda: peak_hour_jsd(np.ones((2, 24)), np.ones((2, 24))), "every day is flat"),
+        (lambda: coverage(np.ones((2, 5)), np.ones((2, 1, 5))), "K >= 2"),
+        (lambda: coverage(np.ones((2, 5)), np.ones((2, 5))), r"coverage\(generated\): expected a 3-D"),
+        (lambda: coverage(np.ones((2, 5)), np.ones((2, 3, 5)), lower=0.9, upper=0.1), "lower < upper"),
+        (lambda: value_jsd([["a", "b"]], np.ones((1, 2))), "cannot be read as a numeric array"),
+    ],
+)
+def test_bad_input_raises_data_error(call, message):
+    with pytest.raises(DataError, match=message):
+        call()
