@@ -153,7 +153,7 @@ def _time_meta(data) -> dict:
 
 
 def _write_traffic(data: StationTraffic, path: Path) -> None:
-    n, t, c = data.values.shape
+    n, t, _ = data.values.shape
     cols: dict[str, object] = {
         "station_id": pd.Categorical(
             np.repeat(data.stations.ids.astype(str), t), categories=data.stations.ids

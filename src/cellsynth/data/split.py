@@ -13,7 +13,7 @@ __all__ = ["split_stations", "split_users"]
 def _split_index(n: int, test_fraction: float, seed: int, what: str) -> tuple[np.ndarray, np.ndarray]:
     if not 0.0 < test_fraction < 1.0:
         raise DataError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    n_test = int(round(n * test_fraction))
+    n_test = round(n * test_fraction)
     if n_test < 1 or n_test >= n:
         raise DataError(
             f"cannot split {n} {what} {1 - test_fraction:.0%}/{test_fraction:.0%}: need at least 2"

@@ -1,0 +1,246 @@
+"""Generic long tables, CSV or Parquet: the format a user brings from their own network.
+
+Traffic: ``station_id, timestamp, <channel>...`` (one row per station and time step; every other column is a
+channel unless ``channels`` says which). Mobility: ``user_id, timestamp, station_id[, traffic]``. Stations (optional): a
+CSV or Parquet with ``station_id``, optional ``lat, lon`` and numeric feature columns (see
+:func:`cellsynth.data.read_stations`).
+
+Timestamps are ISO 8601 strings with an offset (``2013-11-04T00:00:00+01:00``), or without one together with
+``tz`` (local time there); Parquet datetime columns work too. Nothing is repaired: a missing or duplicated row,
+an irregular time step, an unknown station, a non-numeric, empty, NaN or negative value raises
+:class:`DataError` naming the file and the row (rows count from 0 after the header; for CSV the line is given
+too) or the station and timestamp.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cellsynth.data.io import long_to_mobility, long_to_traffic, read_stations
+from cellsynth.data.loaders._common import check_tz, existing_file, parse_timestamps, row_label, source_name
+from cellsynth.data.model import Stations, StationTraffic, UserMobility
+from cellsynth.errors import DataError
+
+__all__ = ["load_mobility_table", "load_traffic_table", "read_table"]
+
+_REPAIRED_SUFFIX = "__repaired"  # the boolean repair-mask columns of cellsynth's own long format
+_PARQUET = (".parquet", ".pq")
+
+
+def _is_parquet(path: Path) -> bool:
+    return path.suffix.lower() in _PARQUET
+
+
+def read_table(path: str | os.PathLike, *, string_columns: Sequence[str] = ()) -> pd.DataFrame:
+    """A CSV (``.csv``, ``.csv.gz``; ``.tsv`` is tab-separated) or Parquet file as a DataFrame.
+
+    ``string_columns`` are read as text when present (ids such as ``007`` keep their leading zeros).
+    """
+    path = existing_file(path)
+    src = source_name(path)
+    if _is_parquet(path):
+        try:
+            frame = pq.read_table(path).to_pandas()
+        except (OSError, pa.ArrowInvalid) as err:
+            raise DataError(f"cannot read Parquet file: {err}", source=src) from err
+        for c in string_columns:
+            if c in frame.columns:
+                frame[c] = frame[c].astype(str)
+        return frame
+    sep = "\t" if path.name.lower().endswith((".tsv", ".tsv.gz")) else ","
+    try:
+        with warnings.catch_warnings():
+            # A first data line longer than the header would silently become an index (or be cut with
+            # index_col=False, which only warns): make that an error too.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            header = pd.read_csv(path, sep=sep, nrows=0).columns
+            dtype = {c: str for c in string_columns if c in header}
+            return pd.read_csv(path, sep=sep, dtype=dtype, index_col=False)
+    except pd.errors.EmptyDataError as err:
+        raise DataError("the file is empty (not even a header line)", source=src) from err
+    except pd.errors.ParserWarning as err:
+        raise DataError(
+            f"cannot parse the table: a data line has more fields than the header ({err})", source=src
+        ) from err
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
+        raise DataError(f"cannot parse the table: {err}", source=src) from err
+
+
+def _require(frame: pd.DataFrame, columns: Sequence[str], src: str, what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"missing column(s) {missing}; a {what} table needs {list(columns)} (columns found: {list(frame.columns)})",
+            source=src,
+        )
+
+
+def _check_values(frame: pd.DataFrame, column: str, src: str, csv: bool, hint: str = "") -> None:
+    """Every value of ``column`` a finite number >= 0, else raise naming the first bad row."""
+    raw = frame[column]
+    if pd.api.types.is_numeric_dtype(raw):
+        values = raw.to_numpy(np.float64)  # NaN here is an empty cell, reported below
+    else:
+        values = pd.to_numeric(raw, errors="coerce").to_numpy(np.float64)
+        unparsable = np.isnan(values) & pd.notna(raw).to_numpy()
+        if unparsable.any():
+            k = int(unparsable.argmax())
+            raise DataError(
+                f"{row_label(k, csv)}, column {column!r}: {raw.iloc[k]!r} is not a number{hint}", source=src
+            )
+    bad = ~np.isfinite(values)
+    if bad.any():
+        k = int(bad.argmax())
+        raise DataError(
+            f"{row_label(k, csv)}, column {column!r}: the value is empty, NaN or infinite", source=src
+        )
+    negative = values < 0
+    if negative.any():
+        k = int(negative.argmax())
+        raise DataError(
+            f"{row_label(k, csv)}, column {column!r}: {values[k]} is negative; traffic cannot be negative",
+            source=src,
+        )
+
+
+def _stations(stations, ids: pd.Series, src: str, csv: bool) -> Stations:
+    """The stations table (path, Stations, or None: the table's own ids) with every id of the table in it."""
+    if stations is None:
+        # No table given: the stations are the ids seen, in order of first appearance, without coordinates.
+        return Stations(ids=pd.unique(ids).astype(str), source=src)
+    table = stations if isinstance(stations, Stations) else read_stations(stations)
+    known = set(table.ids.tolist())
+    unknown = ~ids.isin(known).to_numpy()
+    if unknown.any():
+        k = int(unknown.argmax())
+        names = pd.unique(ids[unknown])
+        raise DataError(
+            f"{row_label(k, csv)}: station_id {ids.iloc[k]!r} is not in the stations table"
+            + (f" {table.source}" if table.source else "")
+            + f" ({len(names)} unknown id(s): {', '.join(map(str, names[:5]))}"
+            + (" ..." if len(names) > 5 else "")
+            + ")",
+            source=src,
+        )
+    return table
+
+
+def load_traffic_table(
+    path: str | os.PathLike,
+    stations: str | os.PathLike | Stations | None = None,
+    *,
+    channels: Sequence[str] | None = None,
+    tz: str | None = None,
+    step: str | pd.Timedelta | None = None,
+) -> StationTraffic:
+    """Read a long traffic table (CSV or Parquet) as :class:`StationTraffic`.
+
+    Parameters
+    ----------
+    path:
+        ``station_id, timestamp, <channel>...``: one row per station and time step.
+    stations:
+        A stations CSV/Parquet (``station_id``, optional ``lat, lon``, numeric features) or :class:`Stations`;
+        the traffic keeps its order. None: the table's station ids in order of appearance, no coordinates.
+    channels:
+        The channel columns, in this order. Default: every column other than ``station_id`` and ``timestamp``
+        (and ``<channel>__repaired`` repair masks, which are honoured when every channel has one).
+    tz:
+        Timezone of naive timestamps (required then); for timestamps with offsets, the zone to convert to.
+    step:
+        The time step, needed only when the table has a single timestamp.
+    """
+    src = source_name(path)
+    check_tz(tz, source=src)
+    frame = read_table(path, string_columns=("station_id",))
+    csv = not _is_parquet(Path(path))
+    _require(frame, ["station_id", "timestamp"], src, "traffic")
+    if channels is None:
+        channels = [
+            c
+            for c in frame.columns
+            if c not in ("station_id", "timestamp") and not str(c).endswith(_REPAIRED_SUFFIX)
+        ]
+        hint = (
+            "; every column other than station_id and timestamp is a channel: pass channels=[...] to choose"
+        )
+        if not channels:
+            raise DataError(
+                "no channel columns: expected station_id, timestamp and one column per channel", source=src
+            )
+    else:
+        channels = list(channels)
+        hint = ""
+        if not channels or len(set(channels)) != len(channels):
+            raise DataError(f"channels must be distinct column names, got {channels}", source=src)
+        _require(frame, ["station_id", "timestamp", *channels], src, "traffic")
+    if frame.empty:
+        raise DataError("no rows: the table has a header but no data", source=src)
+    if frame["station_id"].isna().any():
+        k = int(frame["station_id"].isna().to_numpy().argmax())
+        raise DataError(f"{row_label(k, csv)}: station_id is empty", source=src)
+    for c in channels:
+        _check_values(frame, c, src, csv, hint)
+    table = _stations(stations, frame["station_id"].astype(str), src, csv)
+    frame = frame.assign(
+        timestamp=parse_timestamps(frame["timestamp"], tz, column="timestamp", source=src, csv=csv)
+    )
+    repaired = [c + _REPAIRED_SUFFIX for c in channels]
+    if not all(c in frame.columns for c in repaired):
+        repaired = None
+    return long_to_traffic(
+        frame,
+        table,
+        list(channels),
+        step=None if step is None else pd.Timedelta(step),
+        source=src,
+        repaired_columns=repaired,
+    )
+
+
+def load_mobility_table(
+    path: str | os.PathLike,
+    stations: str | os.PathLike | Stations | None = None,
+    *,
+    tz: str | None = None,
+    step: str | pd.Timedelta | None = None,
+) -> UserMobility:
+    """Read a long user-mobility table ``user_id, timestamp, station_id[, traffic]`` as :class:`UserMobility`.
+
+    Users keep their order of first appearance; every user needs one row per timestamp. ``stations``,
+    ``tz`` and ``step`` are as for :func:`load_traffic_table`. Other columns raise :class:`DataError` (nothing
+    is dropped silently).
+    """
+    src = source_name(path)
+    check_tz(tz, source=src)
+    frame = read_table(path, string_columns=("user_id", "station_id"))
+    csv = not _is_parquet(Path(path))
+    _require(frame, ["user_id", "timestamp", "station_id"], src, "mobility")
+    extra = [c for c in frame.columns if c not in ("user_id", "timestamp", "station_id", "traffic")]
+    if extra:
+        raise DataError(
+            f"unexpected column(s) {extra}; a mobility table has user_id, timestamp, station_id and optionally "
+            "traffic",
+            source=src,
+        )
+    if frame.empty:
+        raise DataError("no rows: the table has a header but no data", source=src)
+    for c in ("user_id", "station_id"):
+        if frame[c].isna().any():
+            k = int(frame[c].isna().to_numpy().argmax())
+            raise DataError(f"{row_label(k, csv)}: {c} is empty", source=src)
+    if "traffic" in frame.columns:
+        _check_values(frame, "traffic", src, csv)
+    table = _stations(stations, frame["station_id"].astype(str), src, csv)
+    frame = frame.assign(
+        timestamp=parse_timestamps(frame["timestamp"], tz, column="timestamp", source=src, csv=csv)
+    )
+    return long_to_mobility(frame, table, step=None if step is None else pd.Timedelta(step), source=src)

@@ -1,0 +1,211 @@
+"""Generic long tables (CSV and Parquet) for traffic and mobility, with a stations table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cellsynth.data.io import write_stations
+from cellsynth.data.loaders import load_mobility_table, load_traffic_table
+from cellsynth.data.model import Stations
+from cellsynth.errors import DataError
+
+HEADER = "station_id,timestamp,internet,sms\n"
+ROWS = [
+    "a,2013-11-04T00:00:00+01:00,1.5,2",
+    "b,2013-11-04T00:00:00+01:00,0,3",
+    "a,2013-11-04T01:00:00+01:00,2.5,4",
+    "b,2013-11-04T01:00:00+01:00,1,5",
+]
+STATIONS = "station_id,lat,lon,poi_shops\na,45.46,9.19,12\nb,45.47,9.20,3\nc,45.48,9.21,0\n"
+
+
+def write(path, text):
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def stations(tmp_path):
+    return write(tmp_path / "stations.csv", STATIONS)
+
+
+def test_traffic_csv_with_stations(tmp_path, stations):
+    rows = [*ROWS, "c,2013-11-04T00:00:00+01:00,0,0", "c,2013-11-04T01:00:00+01:00,7,0"]
+    table = write(tmp_path / "t.csv", HEADER + "\n".join(rows[::-1]) + "\n")  # any row order
+    data = load_traffic_table(table, stations)
+    assert data.channels == ("internet", "sms") and list(data.stations.ids) == ["a", "b", "c"]
+    np.testing.assert_allclose(data.values[:, :, 0], [[1.5, 2.5], [0, 1], [0, 7]])
+    np.testing.assert_allclose(data.values[:, :, 1], [[2, 4], [3, 5], [0, 0]])
+    assert data.start == pd.Timestamp("2013-11-04 00:00", tz="Europe/Rome") and data.step == pd.Timedelta(
+        "1h"
+    )
+    assert data.stations.feature_names == ("poi_shops",)
+    np.testing.assert_allclose(data.stations.lat, [45.46, 45.47, 45.48])
+    # Explicit channels pick and order columns; tz converts offset timestamps.
+    sms = load_traffic_table(table, stations, channels=["sms"], tz="UTC")
+    assert sms.channels == ("sms",) and str(sms.start.tz) == "UTC" and sms.start.hour == 23
+
+
+def test_traffic_without_stations_and_naive_timestamps(tmp_path):
+    naive = [r.replace("+01:00", "") for r in ROWS]
+    table = write(tmp_path / "t.csv", HEADER + "\n".join(naive) + "\n")
+    data = load_traffic_table(table, tz="Europe/Rome")
+    assert list(data.stations.ids) == ["a", "b"] and not data.stations.has_coordinates
+    assert data.start == pd.Timestamp("2013-11-04 00:00", tz="Europe/Rome")
+    with pytest.raises(DataError, match=r"no timezone offset.*--tz") as err:
+        load_traffic_table(table)
+    assert str(err.value).startswith(str(table))
+    # Bare dates (daily data): the "-04" of 2013-11-04 is a day, not an offset.
+    daily = write(tmp_path / "d.csv", "station_id,timestamp,x\na,2013-11-04,1\na,2013-11-05,2\n")
+    days = load_traffic_table(daily, tz="Asia/Shanghai")
+    assert days.step == pd.Timedelta("1D") and days.start == pd.Timestamp("2013-11-04", tz="Asia/Shanghai")
+
+
+def test_traffic_parquet_round_trip(tmp_path, stations):
+    frame = pd.DataFrame(
+        {
+            "station_id": ["a", "b", "a", "b"],
+            "timestamp": pd.to_datetime(
+                ["2013-11-04 00:00", "2013-11-04 00:00", "2013-11-04 00:10", "2013-11-04 00:10"]
+            ).tz_localize("Europe/Rome"),
+            "internet": [1.0, 2.0, 3.0, 4.0],
+        }
+    )
+    frame.to_parquet(tmp_path / "t.parquet")
+    st = Stations.from_frame(pd.read_csv(stations, dtype={"station_id": str}))
+    write_stations(st, tmp_path / "st.parquet")
+    # Station c of the stations table has no rows at all: missing rows are an error, never zeros.
+    with pytest.raises(DataError, match="station_id 'c' has no row"):
+        load_traffic_table(tmp_path / "t.parquet", tmp_path / "st.parquet")
+    data = load_traffic_table(tmp_path / "t.parquet", st.subset([0, 1]))
+    assert data.step == pd.Timedelta("10min") and data.channels == ("internet",)
+    assert str(data.start.tz) == "Europe/Rome"
+    np.testing.assert_allclose(data.values[:, :, 0], [[1, 3], [2, 4]])
+
+
+def test_dst_offsets_without_tz_become_utc(tmp_path):
+    rows = ["a,2013-10-27T01:00:00+02:00,1", "a,2013-10-27T02:00:00+02:00,2", "a,2013-10-27T02:00:00+01:00,3"]
+    table = write(tmp_path / "t.csv", "station_id,timestamp,internet\n" + "\n".join(rows) + "\n")
+    data = load_traffic_table(table)
+    assert str(data.start.tz) == "UTC" and data.n_steps == 3
+    rome = load_traffic_table(table, tz="Europe/Rome")
+    assert rome.start == pd.Timestamp("2013-10-27 01:00", tz="Europe/Rome")
+
+
+@pytest.mark.parametrize(
+    ("header", "rows", "message"),
+    [
+        ("station_id,time,internet,sms", ROWS, r"missing column\(s\) \['timestamp'\]"),
+        ("station_id,timestamp", [r.rsplit(",", 2)[0] for r in ROWS], "no channel columns"),
+        (
+            HEADER.strip(),
+            [*ROWS[:3], "b,2013-11-04T01:00:00+01:00,abc,5"],
+            r"row 3 \(line 5\), column 'internet': 'abc' is not a number.*channels=",
+        ),
+        (
+            HEADER.strip(),
+            [*ROWS[:3], "b,2013-11-04T01:00:00+01:00,,5"],
+            r"row 3 \(line 5\), column 'internet': the value is empty",
+        ),
+        (
+            HEADER.strip(),
+            [*ROWS[:3], "b,2013-11-04T01:00:00+01:00,nan,5"],
+            r"row 3 \(line 5\), column 'internet': the value is empty, NaN",
+        ),
+        (
+            HEADER.strip(),
+            [*ROWS[:3], "b,2013-11-04T01:00:00+01:00,-1,5"],
+            r"row 3 \(line 5\), column 'internet': -1.0 is negative",
+        ),
+        (
+            HEADER.strip(),
+            [*ROWS[:3], "z,2013-11-04T01:00:00+01:00,1,5"],
+            r"row 3 \(line 5\): station_id 'z' is not in the stations table",
+        ),
+        (HEADER.strip(), [*ROWS, ROWS[3]], "appears 2 times"),
+        (HEADER.strip(), ROWS[:3], "has no row"),
+        (
+            HEADER.strip(),
+            [*ROWS, "a,2013-11-04T03:00:00+01:00,1,1", "b,2013-11-04T03:00:00+01:00,1,1"],
+            "irregular time steps",
+        ),
+        (
+            HEADER.strip(),
+            [*ROWS[:3], "b,yesterday,1,5"],
+            r"row 3 \(line 5\), column 'timestamp': 'yesterday' is not an ISO 8601",
+        ),
+        (HEADER.strip(), [*ROWS[:3], "b,2013-11-04T01:00:00,1,5"], r"row 3 \(line 5\).*mixes"),
+        (HEADER.strip(), [], "no rows"),
+    ],
+)
+def test_bad_traffic_tables(tmp_path, stations, header, rows, message):
+    table = write(tmp_path / "t.csv", header + "\n" + "\n".join(rows) + ("\n" if rows else ""))
+    with pytest.raises(DataError, match=message) as err:
+        load_traffic_table(table, stations)
+    assert str(err.value).startswith(str(table))
+
+
+def test_unparsable_and_missing_files(tmp_path):
+    with pytest.raises(DataError, match="file not found"):
+        load_traffic_table(tmp_path / "nope.csv")
+    empty = write(tmp_path / "e.csv", "")
+    with pytest.raises(DataError, match="empty"):
+        load_traffic_table(empty)
+    ragged = write(tmp_path / "r.csv", HEADER + ROWS[0] + ",9,9\n")
+    with pytest.raises(DataError, match="cannot parse"):
+        load_traffic_table(ragged)
+    with pytest.raises(DataError, match="unknown timezone"):
+        load_traffic_table(write(tmp_path / "ok.csv", HEADER + "\n".join(ROWS)), tz="Europe/Milano")
+
+
+MOBILITY = "user_id,timestamp,station_id,traffic\n" + "\n".join(
+    [
+        "u1,2013-11-04T00:00:00+01:00,a,0.5",
+        "u1,2013-11-04T00:30:00+01:00,b,1",
+        "u2,2013-11-04T00:00:00+01:00,b,0",
+        "u2,2013-11-04T00:30:00+01:00,b,2",
+    ]
+)
+
+
+def test_mobility_csv(tmp_path, stations):
+    table = write(tmp_path / "m.csv", MOBILITY + "\n")
+    data = load_mobility_table(table, stations)
+    assert data.user_ids == ("u1", "u2") and data.step == pd.Timedelta("30min")
+    np.testing.assert_array_equal(data.locations, [[0, 1], [1, 1]])
+    np.testing.assert_allclose(data.traffic, [[0.5, 1], [0, 2]])
+    assert len(data.stations) == 3
+    own = load_mobility_table(table)  # the visited station ids, in order of appearance
+    assert list(own.stations.ids) == ["a", "b"]
+    no_traffic = write(
+        tmp_path / "n.csv", "\n".join(line.rsplit(",", 1)[0] for line in MOBILITY.splitlines())
+    )
+    assert not load_mobility_table(no_traffic, stations).has_traffic
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda t: t.replace(",b,2", ",zz,2"),
+            r"row 3 \(line 5\): station_id 'zz' is not in the stations table",
+        ),
+        (lambda t: t.replace(",b,2", ",b,-2"), r"row 3 \(line 5\), column 'traffic': -2.0 is negative"),
+        (
+            lambda t: "\n".join(
+                line + (",extra" if i == 0 else ",1") for i, line in enumerate(t.splitlines())
+            ),
+            r"unexpected column\(s\) \['extra'\]",
+        ),
+        (lambda t: t.replace("user_id,", "user,"), r"missing column\(s\) \['user_id'\]"),
+        (lambda t: t.replace("u2,2013-11-04T00:30", "u2,2013-11-04T00:00"), "appears 2 times"),
+        (lambda t: t.replace("+01:00", ""), "--tz"),
+    ],
+)
+def test_bad_mobility(tmp_path, stations, edit, message):
+    table = write(tmp_path / "m.csv", edit(MOBILITY) + "\n")
+    with pytest.raises(DataError, match=message) as err:
+        load_mobility_table(table, stations)
+    assert str(err.value).startswith(str(table))
