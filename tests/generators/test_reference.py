@@ -56,3 +56,17 @@ def test_time_axis_follows_training_data():
     shifted = StationTraffic(data.values, START + pd.Timedelta("3D"), "1h", data.channels, data.stations)
     out = get("seasonal-mean").fit(shifted, progress=False).generate(2, seed=0)
     assert out.start == shifted.start
+
+
+def test_idle_hours_of_a_busy_station_do_not_blow_up_the_noise():
+    # Regression: with an absolute log offset, a station at ~1e7 with a few zero hours got sigma ~ 9 and
+    # generated values thousands of times its maximum.
+    rng = np.random.default_rng(0)
+    t = np.arange(168)
+    values = 1e7 * (1.5 + np.sin(2 * np.pi * t / 24))[None, :, None] * rng.lognormal(0, 0.1, (1, 168, 1))
+    values[0, [3, 50, 100], 0] = 0.0
+    data = StationTraffic(values, START, "1h", ("internet",), tiny_stations(1))
+    gen = get("seasonal-mean").fit(data, progress=False)
+    assert gen.sigma_[0, 0] < 0.5
+    _, samples = split_samples(gen.generate(data, samples=50, seed=0))
+    assert samples.max() < 3 * values.max()

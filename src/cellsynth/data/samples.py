@@ -12,7 +12,7 @@ import pandas as pd
 from cellsynth.data.model import Stations, StationTraffic
 from cellsynth.errors import DataError
 
-__all__ = ["SAMPLE_SEPARATOR", "split_samples", "stack_samples"]
+__all__ = ["SAMPLE_SEPARATOR", "sample_index", "split_samples", "stack_samples"]
 
 SAMPLE_SEPARATOR = "#"
 
@@ -38,14 +38,13 @@ def stack_samples(
     return StationTraffic(values.reshape(n * k, *values.shape[2:]), start, step, channels, expanded)
 
 
-def split_samples(traffic: StationTraffic) -> tuple[list[str], np.ndarray]:
-    """Inverse of :func:`stack_samples`: ``(station ids, values[N, K, T, C])``.
-
-    Series without a ``#j`` suffix are one sample each. Every station must have the same number of samples.
-    """
+def sample_index(ids) -> tuple[list[str], np.ndarray]:
+    """Group series ids ``"<id>#<j>"`` by station: ``(station ids, positions[N, K])`` where
+    ``positions[n, k]`` is the row of sample k of station n. Ids without a ``#j`` suffix are one sample
+    each. Every station must have the same number of samples."""
     base_ids: list[str] = []
     groups: dict[str, list[int]] = {}
-    for i, sid in enumerate(traffic.stations.ids):
+    for i, sid in enumerate(ids):
         head, sep, tail = str(sid).rpartition(SAMPLE_SEPARATOR)
         key = head if sep and tail.isdigit() else str(sid)
         if key not in groups:
@@ -55,5 +54,10 @@ def split_samples(traffic: StationTraffic) -> tuple[list[str], np.ndarray]:
     sizes = {len(v) for v in groups.values()}
     if len(sizes) != 1:
         raise DataError(f"stations have different numbers of samples ({sorted(sizes)}); cannot stack them")
-    order = np.array([groups[key] for key in base_ids])
-    return base_ids, traffic.values[order]
+    return base_ids, np.array([groups[key] for key in base_ids], dtype=np.int64)
+
+
+def split_samples(traffic: StationTraffic) -> tuple[list[str], np.ndarray]:
+    """Inverse of :func:`stack_samples`: ``(station ids, values[N, K, T, C])`` (see :func:`sample_index`)."""
+    base_ids, positions = sample_index(traffic.stations.ids)
+    return base_ids, traffic.values[positions]

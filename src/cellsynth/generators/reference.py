@@ -8,8 +8,12 @@
 
     with P one week when the training data spans at least two weeks (m = mean over weeks of each hour of
     the week) and one day otherwise (m = mean over the days of each hour of the day, repeated to a week),
-    and sigma the standard deviation of ``log((x + δ) / (m + δ))`` over the station's steps. The noise has
-    mean one, so the expected value is the profile, and the output is never negative.
+    and sigma a robust spread of the log ratios ``r = log((x + δ) / (m + δ))`` over the station's steps:
+    ``σ = 1.4826 · median(|r - median(r)|)`` (the MAD, scaled to equal the standard deviation for Gaussian
+    r), with ``δ = 0.05 · mean(m)`` per station and channel. The offset is relative to the station's level
+    so that idle hours of a busy station (x = 0 next to m ≈ 1e7) do not blow the spread up, and the MAD
+    keeps a few such hours from dominating it. The noise has mean one, so the expected value is the
+    profile, and the output is never negative.
 
 ``copy-train``
     Returns training weeks verbatim: the memorisation extreme the privacy check must flag.
@@ -42,7 +46,8 @@ from cellsynth.generators.base import (
 
 __all__ = ["CopyTrainGenerator", "SeasonalMeanGenerator", "nearest_training_stations"]
 
-_DELTA = 1e-6
+_RELATIVE_OFFSET = 0.05  # δ as a share of the station's mean level (see module docstring)
+_MAD_TO_SD = 1.4826
 
 
 def nearest_training_stations(train: Stations, query: Stations, k: int) -> np.ndarray:
@@ -140,9 +145,13 @@ class SeasonalMeanGenerator(_ReferenceGenerator):
         else:  # One week: the weekly profile would be the data itself; average the days instead.
             days = weeks[:, 0].reshape(n, p // steps_per_day, steps_per_day, c)
             profile = np.tile(days.mean(1), (1, p // steps_per_day, 1))
-        log_ratio = np.log(weeks + _DELTA) - np.log(profile[:, None] + _DELTA)
+        delta = _RELATIVE_OFFSET * profile.mean(1, keepdims=True) + 1e-12  # [N, 1, C]
+        log_ratio = (np.log(weeks + delta[:, None]) - np.log(profile[:, None] + delta[:, None])).reshape(
+            n, w * p, c
+        )
+        deviation = np.abs(log_ratio - np.median(log_ratio, axis=1, keepdims=True))
         self.profile_ = profile
-        self.sigma_ = log_ratio.reshape(n, w * p, c).std(1)
+        self.sigma_ = _MAD_TO_SD * np.median(deviation, axis=1)
 
     def generate(self, target, *, samples: int = 1, seed: int = 0, **options: Any) -> StationTraffic:
         self.check_fitted()
