@@ -1,0 +1,436 @@
+"""The ``cellsynth`` command line. Thin by design: it parses, calls the Python API, prints.
+
+Every error a user can cause ends in one readable line (what, where, how to fix) and exit code 2, never a
+traceback; ``CELLSYNTH_DEBUG=1`` shows the traceback too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cellsynth.data.loaders._common import PLACEHOLDER_MONDAY
+from cellsynth.errors import CellsynthError, ConfigError
+
+app = typer.Typer(
+    name="cellsynth",
+    help="Learn from real cellular-network data and generate realistic synthetic traffic and mobility.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Build, import and inspect datasets.", no_args_is_help=True)
+import_app = typer.Typer(
+    help="Import a real data format into cellsynth's Parquet dataset format.", no_args_is_help=True
+)
+app.add_typer(data_app, name="data")
+data_app.add_typer(import_app, name="import")
+
+console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+
+Out = Annotated[Path, typer.Option("--out", "-o", help="Output path (a dataset directory).")]
+Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
+
+
+# -- data ------------------------------------------------------------------------------------------------
+@data_app.command("synth")
+def data_synth(
+    out: Out,
+    stations: Annotated[int, typer.Option(help="Number of base stations.")] = 150,
+    users: Annotated[int, typer.Option(help="Number of users (30-minute trajectories with traffic).")] = 400,
+    weeks: Annotated[int, typer.Option(help="Weeks of hourly station traffic.")] = 2,
+    size_km: Annotated[float, typer.Option(help="Side of the square city, km.")] = 10.0,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same city.")] = 0,
+    milan: Annotated[
+        bool, typer.Option("--milan", help="Milan-scale preset (10,000 stations, 24 km).")
+    ] = False,
+) -> None:
+    """Build the synthetic city: stations with POIs, hourly internet/call/sms traffic, users and the urban
+    knowledge graph. Writes OUT/traffic, OUT/users, OUT/knowledge_graph.parquet, labels and config."""
+    from cellsynth.data.synthetic import CityConfig, synthesize_city
+
+    config = CityConfig.milan(seed=seed) if milan else CityConfig(seed=seed)
+    if not milan:
+        config = config.replace(n_stations=stations, n_users=users, weeks=weeks, size_km=size_km)
+    city = synthesize_city(config)
+    city.write(out)
+    console.print(
+        f"synthetic city written to [bold]{out}[/]: {city.traffic.n_stations} stations x "
+        f"{city.traffic.n_steps} h x {city.traffic.n_channels} channels, {city.users.n_users} users x "
+        f"{city.users.n_steps} steps, {len(city.knowledge_graph.heads)} knowledge-graph triplets"
+    )
+
+
+def _write_dataset(result, out: Path) -> None:
+    from cellsynth.data import Stations, write, write_stations
+
+    if isinstance(result, Stations):
+        if out.suffix != ".parquet":
+            out = out.with_suffix(".parquet")
+        write_stations(result, out)
+        console.print(f"{len(result)} stations written to [bold]{out}[/]")
+        return
+    write(result, out)
+    console.print(f"written to [bold]{out}[/]; inspect with `cellsynth data info {out}`")
+
+
+@import_app.command("telecom-italia")
+def import_telecom_italia(
+    files: Annotated[
+        list[Path], typer.Argument(help="Day files sms-call-internet-mi-YYYY-MM-DD.txt (any number).")
+    ],
+    grid: Annotated[Path, typer.Option(help="Grid GeoJSON (milano-grid.geojson or trentino-grid.geojson).")],
+    out: Out,
+    step: Annotated[str, typer.Option(help="10min (as recorded) or 1h (summed).")] = "1h",
+    tz: Annotated[str, typer.Option(help="Time zone of the output timestamps.")] = "Europe/Rome",
+    progress: Progress = True,
+) -> None:
+    """Telecom Italia Big Data Challenge day files + grid -> internet, call (in+out), sms (in+out) per cell.
+    Streams each file with bounded memory; missing intervals are repaired, counted and flagged."""
+    from cellsynth.data.loaders import load_telecom_italia
+
+    traffic, report = load_telecom_italia(
+        files, grid, step=step, tz=tz, progress=progress, return_report=True
+    )
+    console.print(str(report))
+    _write_dataset(traffic, out)
+
+
+@import_app.command("stkdiff")
+def import_stkdiff(
+    path: Annotated[Path, typer.Argument(help="The STK-Diff .npz (bs_record, bs_kge).")],
+    out: Out,
+    start: Annotated[
+        str, typer.Option(help="Start of the week (undocumented in the source).")
+    ] = PLACEHOLDER_MONDAY,
+    tz: Annotated[str, typer.Option(help="Time zone.")] = "Asia/Shanghai",
+    channel: Annotated[str, typer.Option(help="Name of the single traffic channel.")] = "traffic",
+) -> None:
+    """STK-Diff Beijing npz: hourly traffic of base stations, bs_kge embeddings as station features."""
+    from cellsynth.data.loaders import load_stkdiff
+
+    _write_dataset(load_stkdiff(path, start=start, tz=tz, channel=channel), out)
+
+
+@import_app.command("csv")
+def import_csv(
+    table: Annotated[
+        Path, typer.Argument(help="Long table (CSV or Parquet): station_id, timestamp, channels...")
+    ],
+    stations: Annotated[
+        Path, typer.Option(help="Stations CSV: station_id, optional lat, lon, numeric features.")
+    ],
+    out: Out,
+    channels: Annotated[
+        str | None, typer.Option(help="Comma-separated channel columns (default: all).")
+    ] = None,
+    tz: Annotated[str | None, typer.Option(help="Time zone of naive timestamps.")] = None,
+    step: Annotated[str | None, typer.Option(help="Time step, if the table has a single timestamp.")] = None,
+) -> None:
+    """Your own network's traffic: a long CSV/Parquet table plus a stations CSV."""
+    from cellsynth.data.loaders import load_traffic_table
+
+    names = [c.strip() for c in channels.split(",")] if channels else None
+    _write_dataset(load_traffic_table(table, stations, channels=names, tz=tz, step=step), out)
+
+
+@import_app.command("mobility-csv")
+def import_mobility_csv(
+    table: Annotated[Path, typer.Argument(help="Long table: user_id, timestamp, station_id[, traffic].")],
+    stations: Annotated[Path, typer.Option(help="Stations CSV: station_id, optional lat, lon, features.")],
+    out: Out,
+    tz: Annotated[str | None, typer.Option(help="Time zone of naive timestamps.")] = None,
+    step: Annotated[str | None, typer.Option(help="Time step, if the table has a single timestamp.")] = None,
+) -> None:
+    """Your own users' trajectories (and traffic): a long CSV/Parquet table plus a stations CSV."""
+    from cellsynth.data.loaders import load_mobility_table
+
+    _write_dataset(load_mobility_table(table, stations, tz=tz, step=step), out)
+
+
+@import_app.command("location-sequences")
+def import_location_sequences(
+    path: Annotated[Path, typer.Argument(help="Lines of space-separated location ids, one per time slot.")],
+    gps: Annotated[Path, typer.Option(help="gps table: line i is 'lat lon' of location id i.")],
+    out: Out,
+    start: Annotated[str, typer.Option(help="Timestamp of the first slot.")] = PLACEHOLDER_MONDAY,
+    tz: Annotated[str, typer.Option(help="Time zone.")] = "Asia/Shanghai",
+    step: Annotated[str, typer.Option(help="Slot length.")] = "30min",
+    all_locations: Annotated[
+        bool, typer.Option(help="Keep every gps location, not only visited ones.")
+    ] = False,
+) -> None:
+    """Location-id sequences (MoveSim's GeoLife files) -> trajectories without traffic."""
+    from cellsynth.data.loaders import load_location_sequences
+
+    data = load_location_sequences(path, gps, start=start, tz=tz, step=step, only_visited=not all_locations)
+    _write_dataset(data, out)
+
+
+@import_app.command("grid")
+def import_grid(
+    geojson: Annotated[Path, typer.Argument(help="GeoJSON grid of cell polygons with a cellId property.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output stations table (.parquet).")],
+) -> None:
+    """A grid of cells -> stations at the cell centroids."""
+    from cellsynth.data.loaders import load_grid
+
+    _write_dataset(load_grid(geojson), out)
+
+
+@import_app.command("milan-totals")
+def import_milan_totals(
+    totals: Annotated[Path, typer.Argument(help="Per-cell totals CSV: square_id,internet.")],
+    grid: Annotated[Path, typer.Option(help="Grid GeoJSON.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output stations table (.parquet).")],
+) -> None:
+    """The Milan grid with each cell's total internet activity as a station feature."""
+    from cellsynth.data.loaders import load_milan_totals
+
+    _write_dataset(load_milan_totals(totals, grid), out)
+
+
+@data_app.command("info")
+def data_info(
+    path: Annotated[Path, typer.Argument(help="A dataset directory, or a synthetic city directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Shape, time span, step, channels, per-channel statistics, share of zeros and of repaired values."""
+    from cellsynth.data.summary import describe
+
+    datasets = _datasets_in(path)
+    report = {name: describe(data) for name, data in datasets.items()}
+    if as_json:
+        console.print_json(json.dumps(report, default=str))
+        return
+    for name, info in report.items():
+        _print_description(name, info)
+
+
+def _datasets_in(path: Path) -> dict[str, Any]:
+    """The datasets at ``path``: one dataset directory, or a city directory with traffic/ and users/."""
+    from cellsynth.data import read
+    from cellsynth.errors import DataError
+
+    if (path / "stations.parquet").exists():
+        return {str(path): read(path)}
+    found = {
+        str(sub): read(sub)
+        for sub in (path / "traffic", path / "users")
+        if (sub / "stations.parquet").exists()
+    }
+    if not found:
+        raise DataError(
+            "no dataset here (expected stations.parquet, or traffic/ and users/ subdirectories)",
+            source=str(path),
+        )
+    return found
+
+
+def _print_description(name: str, info: dict) -> None:
+    table = Table(title=name, show_header=False, title_justify="left")
+    for key, value in info.items():
+        if not isinstance(value, dict):
+            table.add_row(str(key), _fmt(value))
+    console.print(table)
+    for key, value in info.items():
+        if not isinstance(value, dict):
+            continue
+        # One column per channel (or a single column), one row per statistic: fits a terminal.
+        columns = value if all(isinstance(v, dict) for v in value.values()) else {"": value}
+        sub = Table("", *map(str, columns), title=str(key), title_justify="left")
+        stats = list(dict.fromkeys(k for col in columns.values() for k in col))
+        for stat in stats:
+            sub.add_row(stat, *(_fmt(col.get(stat)) for col in columns.values()))
+        console.print(sub)
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_fmt(v) for v in value)
+    return "" if value is None else str(value)
+
+
+# -- models ----------------------------------------------------------------------------------------------
+@app.command("models")
+def models() -> None:
+    """List the generators that `fit` accepts, with what they generate."""
+    from cellsynth.generators import available, get_class
+
+    table = Table("name", "generates", "description")
+    for name in available():
+        cls = get_class(name)
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        table.add_row(name, "station traffic" if cls.kind == "stations" else "user mobility", doc)
+    console.print(table)
+
+
+def _read_config(config: Path | None, overrides: list[str]) -> dict:
+    import yaml
+
+    values: dict[str, Any] = {}
+    if config is not None:
+        if not config.exists():
+            raise ConfigError(f"config file {config} not found")
+        loaded = yaml.safe_load(config.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{config}: expected a mapping of option: value")
+        values.update(loaded)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        values[key.strip()] = yaml.safe_load(raw)
+    return values
+
+
+def _training_data(path: Path, kind: str):
+    from cellsynth.data import StationTraffic, UserMobility
+
+    wanted = StationTraffic if kind == "stations" else UserMobility
+    for data in _datasets_in(path).values():
+        if isinstance(data, wanted):
+            return data
+    from cellsynth.errors import DataError
+
+    raise DataError(f"holds no {wanted.__name__} for a {kind} generator", source=str(path))
+
+
+@app.command("fit")
+def fit(
+    model: Annotated[str, typer.Argument(help="Generator name (see `cellsynth models`).")],
+    data: Annotated[Path, typer.Option(help="Training dataset directory (or a synthetic city directory).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory: checkpoints and the saved model.")],
+    config: Annotated[Path | None, typer.Option(help="YAML file of config options (see configs/).")] = None,
+    set_: Annotated[
+        list[str], typer.Option("--set", help="Override one option: key=value (repeatable).")
+    ] = [],  # noqa: B006
+    seed: Annotated[int | None, typer.Option(help="Seed (overrides the config's).")] = None,
+    progress: Progress = True,
+) -> None:
+    """Train a generator; rerunning the same command resumes from the run directory's checkpoints."""
+    from cellsynth.generators import get, get_class
+
+    values = _read_config(config, set_)
+    if seed is not None:
+        values["seed"] = seed
+    gen = get(model, values)
+    train = _training_data(data, get_class(model).kind)
+    gen.fit(train, progress=progress, checkpoint_dir=out)
+    gen.save(out)
+    console.print(f"{model} trained; model saved in [bold]{out}[/] (load with cellsynth.load({str(out)!r}))")
+
+
+@app.command("generate")
+def generate(
+    model: Annotated[Path, typer.Option(help="A run directory written by `cellsynth fit`.")],
+    out: Out,
+    stations: Annotated[
+        Path | None, typer.Option(help="CSV of stations to generate for (station_id, lat, lon, features).")
+    ] = None,
+    data: Annotated[Path | None, typer.Option(help="Generate for the stations of this dataset.")] = None,
+    n: Annotated[int | None, typer.Option("--n", help="Generate for N stations drawn from training.")] = None,
+    users: Annotated[int | None, typer.Option(help="Number of users (user-level generators).")] = None,
+    samples: Annotated[int, typer.Option(help="Samples (plausible weeks) per station.")] = 1,
+    sampler: Annotated[str | None, typer.Option(help="ddpm, ddim or dpm-solver (diffusion models).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Sampling steps (diffusion models).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed: same seed, same output.")] = 0,
+) -> None:
+    """Generate synthetic data from a trained model: traffic for given (or planned) stations, or users."""
+    import cellsynth
+    from cellsynth.data import read_stations
+
+    gen = cellsynth.load(model)
+    options = {k: v for k, v in {"sampler": sampler, "steps": steps}.items() if v is not None}
+    if gen.kind == "users":
+        if users is None or any(x is not None for x in (stations, data, n)):
+            raise ConfigError(f"{gen.name} generates users: give --users N (and no --stations/--data/--n)")
+        result = gen.generate(users, seed=seed, **options)
+    else:
+        chosen = [x for x in (stations, data, n) if x is not None]
+        if len(chosen) != 1 or users is not None:
+            raise ConfigError(
+                f"{gen.name} generates station traffic: give exactly one of --stations CSV, --data DIR or --n N"
+                + (" (--users is for user-level generators)" if users is not None else "")
+            )
+        if stations is not None:
+            target = read_stations(stations)
+        elif data is not None:
+            target = _training_data(data, "stations")
+        else:
+            target = n
+        result = gen.generate(target, samples=samples, seed=seed, **options)
+    _write_dataset(result, out)
+
+
+@app.command("evaluate")
+def evaluate_command(
+    real: Annotated[Path, typer.Option(help="Real dataset (usually the held-out stations or users).")],
+    synthetic: Annotated[Path, typer.Option(help="Generated dataset to score.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for metrics.json and report.html.")],
+    train: Annotated[
+        Path | None, typer.Option(help="Training data: normalisation scale and the memorisation check.")
+    ] = None,
+    channels: Annotated[str | None, typer.Option(help="Comma-separated channels (default: all).")] = None,
+    compat: Annotated[
+        bool, typer.Option("--compat", help="Add the published code's metric variants, labelled as such.")
+    ] = False,
+) -> None:
+    """Score synthetic data against real data: metrics.json and a self-contained report.html."""
+    from cellsynth.data import read
+    from cellsynth.evaluate import evaluate
+
+    evaluation = evaluate(
+        read(real),
+        read(synthetic),
+        train=read(train) if train is not None else None,
+        channels=[c.strip() for c in channels.split(",")] if channels else None,
+        compat=compat,
+    )
+    report = evaluation.write(out)
+    if evaluation.memorisation is not None:
+        from cellsynth.evaluate import memorisation_verdict
+
+        console.print(memorisation_verdict(evaluation.memorisation))
+    console.print(f"metrics: [bold]{out / 'metrics.json'}[/]\nreport:  [bold]{report}[/]")
+
+
+# -- the demo ----------------------------------------------------------------------------------------------
+@app.command("demo")
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where the demo writes its outputs.")] = Path(
+        "demo-output"
+    ),
+    seed: Annotated[int, typer.Option(help="Seed of the whole pipeline.")] = 0,
+    progress: Progress = True,
+) -> None:
+    """Run the main job on the built-in synthetic city and print where its outputs are."""
+    from cellsynth.demo import run_demo
+
+    result = run_demo(out, seed=seed, progress=progress, echo=console.print)
+    console.print(result.summary())
+
+
+def main() -> None:
+    """Entry point of the ``cellsynth`` script."""
+    try:
+        app()
+    except CellsynthError as err:
+        if os.environ.get("CELLSYNTH_DEBUG"):
+            raise
+        err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

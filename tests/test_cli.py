@@ -1,0 +1,135 @@
+"""The command line: every command documents itself, the data and model commands work end to end, and
+user errors end in one line with exit code 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import cellsynth
+from cellsynth.cli import app
+from cellsynth.data import read
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    result = runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["data"],
+        ["data", "synth"],
+        ["data", "info"],
+        ["data", "import"],
+        *[
+            ["data", "import", f]
+            for f in ("telecom-italia", "stkdiff", "csv", "mobility-csv", "location-sequences")
+        ],
+        ["models"],
+        ["fit"],
+        ["generate"],
+        ["demo"],
+    ],
+)
+def test_every_command_has_help(command):
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0
+    assert "Usage" in result.output and len(result.output.splitlines()) > 5
+
+
+@pytest.fixture(scope="module")
+def city(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "city"
+    invoke("data", "synth", "--out", out, "--stations", 30, "--users", 20, "--weeks", 1, "--seed", 3)
+    return out
+
+
+def test_synth_writes_a_city_that_info_describes(city):
+    traffic = read(city / "traffic")
+    assert traffic.n_stations == 30 and traffic.channels == ("internet", "call", "sms")
+    assert read(city / "users").n_users == 20
+    output = invoke("data", "info", city)
+    assert "internet" in output and "station_traffic" in output and "user_mobility" in output
+
+
+def test_info_json_is_machine_readable(city):
+    import json
+
+    output = invoke("data", "info", city / "traffic", "--json")
+    info = json.loads(output)
+    assert info[str(city / "traffic")]["shape"] == [30, 168, 3]
+
+
+def test_fit_then_generate_for_planned_sites(city, tmp_path):
+    run = tmp_path / "run"
+    invoke("fit", "seasonal-mean", "--data", city, "--out", run, "--set", "neighbours=3", "--no-progress")
+    assert cellsynth.load(run).config.neighbours == 3
+    stations = read(city / "traffic").stations.to_frame().iloc[:2].assign(station_id=["p1", "p2"])
+    stations.to_csv(tmp_path / "planned.csv", index=False)
+    invoke(
+        "generate",
+        "--model",
+        run,
+        "--stations",
+        tmp_path / "planned.csv",
+        "--samples",
+        3,
+        "--out",
+        tmp_path / "g",
+    )
+    generated = read(tmp_path / "g")
+    assert generated.n_stations == 6 and generated.n_steps == 168
+    assert sorted(generated.stations.ids)[:2] == ["p1#0", "p1#1"]
+    invoke("generate", "--model", run, "--n", 4, "--seed", 2, "--out", tmp_path / "h")
+    again = tmp_path / "h2"
+    invoke("generate", "--model", run, "--n", 4, "--seed", 2, "--out", again)
+    np.testing.assert_array_equal(read(tmp_path / "h").values, read(again).values)
+
+
+def test_config_file(city, tmp_path):
+    (tmp_path / "c.yaml").write_text("neighbours: 2\nseed: 5\n")
+    invoke("fit", "seasonal-mean", "--data", city, "--out", tmp_path / "r", "--config", tmp_path / "c.yaml")
+    assert cellsynth.load(tmp_path / "r").config.seed == 5
+
+
+def run_cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "cellsynth.cli", *map(str, args)], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_user_errors_are_one_line_with_exit_code_2(city, tmp_path):
+    result = run_cli("fit", "seasonal-mean", "--data", tmp_path / "missing", "--out", tmp_path / "r")
+    assert result.returncode == 2
+    assert "error:" in result.stderr and "no dataset here" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = run_cli("fit", "seasonal-mean", "--data", city, "--out", tmp_path / "r", "--set", "bogus=1")
+    assert result.returncode == 2 and "bogus" in result.stderr
+
+
+def test_bad_csv_error_names_the_file(tmp_path):
+    pd.DataFrame({"station_id": ["a"], "lat": [45.0], "lon": [9.0]}).to_csv(tmp_path / "s.csv", index=False)
+    pd.DataFrame(
+        {
+            "station_id": ["a", "a"],
+            "timestamp": ["2020-01-01T00:00+00:00", "2020-01-01T01:00+00:00"],
+            "x": [1, -1],
+        }
+    ).to_csv(tmp_path / "t.csv", index=False)
+    result = run_cli(
+        "data", "import", "csv", tmp_path / "t.csv", "--stations", tmp_path / "s.csv", "--out", tmp_path / "o"
+    )
+    assert result.returncode == 2
+    assert "t.csv" in result.stderr and "negative" in result.stderr
+    assert not (tmp_path / "o").exists()
