@@ -26,8 +26,9 @@ lint: setup
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
+# Two workers on two cores: one thread each, or torch and BLAS oversubscribe the cores (measured 6x slower).
 test: lint
-	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 format: setup
 	$(BIN)/ruff check --fix src tests benchmarks

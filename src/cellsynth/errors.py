@@ -28,3 +28,8 @@ class ConfigError(CellsynthError, ValueError):
 
 class NotFittedError(CellsynthError, RuntimeError):
     """A generator was asked to generate or save before ``fit`` was called."""
+
+
+class DataRepairWarning(UserWarning):
+    """A loader filled in values it could not read (e.g. a missing interval); the count is in the message,
+    and the values are flagged in ``StationTraffic.repaired``."""

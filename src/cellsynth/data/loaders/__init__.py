@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cellsynth.data.loaders._common import PLACEHOLDER_MONDAY, DataRepairWarning
+from cellsynth.data.loaders._common import PLACEHOLDER_MONDAY
 from cellsynth.data.loaders.grid import load_grid, load_milan_totals, polygon_centroid
 from cellsynth.data.loaders.location_sequences import load_gps, load_location_sequences
 from cellsynth.data.loaders.stkdiff import load_stkdiff
 from cellsynth.data.loaders.tables import load_mobility_table, load_traffic_table, read_table
 from cellsynth.data.loaders.telecom_italia import TelecomItaliaReport, load_telecom_italia
+from cellsynth.errors import DataRepairWarning
 
 __all__ = [
     "FORMATS",

@@ -15,10 +15,6 @@ from cellsynth.errors import DataError
 PLACEHOLDER_MONDAY = "2026-01-05 00:00"
 
 
-class DataRepairWarning(UserWarning):
-    """A loader filled in values it could not read (e.g. a missing interval); the count is in the message."""
-
-
 def source_name(path: str | os.PathLike) -> str:
     """How a file is named in error messages: the path as the user gave it."""
     return str(path)

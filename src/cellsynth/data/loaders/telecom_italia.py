@@ -47,10 +47,10 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from tqdm.auto import tqdm
 
-from cellsynth.data.loaders._common import DataRepairWarning, check_tz, existing_file, source_name
+from cellsynth.data.loaders._common import check_tz, existing_file, source_name
 from cellsynth.data.loaders.grid import cell_positions, load_grid
 from cellsynth.data.model import Stations, StationTraffic
-from cellsynth.errors import DataError
+from cellsynth.errors import DataError, DataRepairWarning
 
 __all__ = ["CHANNELS", "TelecomItaliaReport", "load_telecom_italia"]
 
