@@ -75,7 +75,9 @@ def run_demo(
     started = time.perf_counter()
     out = Path(out)
     city_config = city_config or CityConfig(seed=seed)
-    echo(f"[1/4] building the synthetic city ({city_config.n_stations} stations, {city_config.n_users} users)")
+    echo(
+        f"[1/4] building the synthetic city ({city_config.n_stations} stations, {city_config.n_users} users)"
+    )
     city = synthesize_city(city_config)
     city_dir = city.write(out / "city")
     statistics = traffic_statistics(city.traffic, "internet")
@@ -93,7 +95,9 @@ def run_demo(
     generator.save(model_dir)
     fit_seconds = time.perf_counter() - fit_started
 
-    echo(f"[3/4] generating {samples} plausible weeks for each of the {held_out.n_stations} held-out stations")
+    echo(
+        f"[3/4] generating {samples} plausible weeks for each of the {held_out.n_stations} held-out stations"
+    )
     synthetic = generator.generate(held_out.stations, samples=samples, seed=seed)
     generated_dir = write(synthetic, out / "stations" / "generated")
 
