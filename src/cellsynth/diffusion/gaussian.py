@@ -1,0 +1,209 @@
+"""Gaussian diffusion (DDPM, Ho et al. 2020): the noise process only, independent of any network.
+
+Forward process with a variance schedule ``beta_1..beta_T``, ``alpha_t = 1 - beta_t``,
+``alpha-bar_t = prod_{s<=t} alpha_s``:
+
+.. math::
+
+    q(x_t \\mid x_0) = \\mathcal N\\big(x_t;\\ \\sqrt{\\bar\\alpha_t}\\, x_0,\\ (1 - \\bar\\alpha_t) I\\big)
+    \\quad\\Longleftrightarrow\\quad
+    x_t = \\sqrt{\\bar\\alpha_t}\\, x_0 + \\sqrt{1 - \\bar\\alpha_t}\\, \\varepsilon,\\ \\varepsilon \\sim \\mathcal N(0, I)
+
+A network ``eps_theta(x_t, t)`` is trained with the simplified objective
+
+.. math::  L_{simple} = \\mathbb E_{t, x_0, \\varepsilon}\\ \\lVert \\varepsilon - \\varepsilon_\\theta(x_t, t) \\rVert^2
+
+(``t`` uniform over ``0..T-1`` — diffusers counts timesteps from 0). Sampling runs the learned reverse chain
+from ``x_T ~ N(0, I)`` with one of three solvers, all built from the same betas:
+
+- ``"ddpm"`` — ancestral sampling (Ho et al.), stochastic; ``steps=None`` is the full chain of T steps.
+- ``"ddim"`` — DDIM with eta = 0 (Song et al. 2021), deterministic given x_T; default 50 steps.
+- ``"dpm-solver"`` — DPM-Solver++ (2nd-order multistep, Lu et al. 2022), deterministic; default 20 steps.
+
+The schedulers come from diffusers (:class:`~diffusers.DDPMScheduler`, :class:`~diffusers.DDIMScheduler`,
+:class:`~diffusers.DPMSolverMultistepScheduler`); this module fixes their options consistently:
+epsilon prediction, no clipping of the predicted x_0 (the data are standardised, not confined to
+[-1, 1]), and strided timesteps that start at the last training timestep (``trailing`` for DDIM,
+``linspace`` for DPM-Solver, so the first step sees pure noise, as x_T is).
+
+Callers with their own loop (MSTDiff interleaves a discrete chain) use :meth:`GaussianDiffusion.scheduler`
+and step it; everyone else uses :meth:`GaussianDiffusion.sample`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+from tqdm.auto import tqdm
+
+from cellsynth.errors import ConfigError
+
+__all__ = ["DEFAULT_STEPS", "MAX_TERMINAL_ALPHA_BAR", "SAMPLERS", "GaussianDiffusion", "terminal_problem"]
+
+Sampler = Literal["ddpm", "ddim", "dpm-solver"]
+SAMPLERS: tuple[str, ...] = ("ddpm", "ddim", "dpm-solver")
+#: Largest alpha-bar allowed at the last timestep (signal standard deviation 0.1 left in x_T).
+MAX_TERMINAL_ALPHA_BAR = 0.01
+#: Steps used when ``steps=None`` (``None`` = every training timestep).
+DEFAULT_STEPS: dict[str, int | None] = {"ddpm": None, "ddim": 50, "dpm-solver": 20}
+
+
+def terminal_problem(alphas_cumprod: torch.Tensor, beta_schedule: str, beta_end: float) -> str | None:
+    """A message if ``alpha-bar_T`` exceeds :data:`MAX_TERMINAL_ALPHA_BAR` (x_T keeps signal), else None."""
+    terminal = float(alphas_cumprod[-1])
+    if terminal <= MAX_TERMINAL_ALPHA_BAR:
+        return None
+    return (
+        f"this diffusion schedule keeps sqrt(alpha-bar_T) = {terminal**0.5:.3f} of the signal at its last step "
+        f"(T = {len(alphas_cumprod)}, {beta_schedule}, beta_end = {beta_end}), so sampling from N(0, I) is "
+        "biased (samples shrink towards 0); raise beta_end (about 10 / T for the linear schedule), use more "
+        "timesteps, or beta_schedule='squaredcos_cap_v2'"
+    )
+
+
+class GaussianDiffusion:
+    """The DDPM forward process and its samplers (see module docstring for the formulas).
+
+    Parameters mirror diffusers': ``beta_schedule`` is ``"linear"`` (``beta_start..beta_end``, Ho et al.)
+    or ``"squaredcos_cap_v2"`` (the cosine schedule of Nichol & Dhariwal 2021, which ignores
+    ``beta_start``/``beta_end``). A schedule that leaves ``alpha-bar_T`` above
+    :data:`MAX_TERMINAL_ALPHA_BAR` gets a ``UserWarning`` (:func:`terminal_problem`): sampling from
+    N(0, I) would be biased.
+    """
+
+    def __init__(
+        self,
+        num_train_timesteps: int = 1000,
+        beta_schedule: Literal["linear", "squaredcos_cap_v2"] = "linear",
+        beta_start: float = 1e-4,
+        beta_end: float = 0.02,
+    ) -> None:
+        if num_train_timesteps < 2:
+            raise ConfigError(f"num_train_timesteps must be >= 2, got {num_train_timesteps}")
+        if beta_schedule not in ("linear", "squaredcos_cap_v2"):
+            raise ConfigError(f"beta_schedule must be 'linear' or 'squaredcos_cap_v2', got {beta_schedule!r}")
+        if beta_schedule == "linear" and not 0 < beta_start < beta_end < 1:
+            raise ConfigError(f"need 0 < beta_start < beta_end < 1, got {beta_start}, {beta_end}")
+        self.num_train_timesteps = int(num_train_timesteps)
+        self._common = {
+            "num_train_timesteps": self.num_train_timesteps,
+            "beta_schedule": beta_schedule,
+            "beta_start": float(beta_start),
+            "beta_end": float(beta_end),
+            "prediction_type": "epsilon",
+        }
+        self.train_scheduler = DDPMScheduler(**self._common, clip_sample=False)
+        #: ``beta_t`` and ``alpha-bar_t`` for t = 0..T-1 (float32, CPU).
+        self.betas = self.train_scheduler.betas.clone()
+        self.alphas_cumprod = self.train_scheduler.alphas_cumprod.clone()
+        # Sampling starts from N(0, I), which is only right if x_T has (almost) no signal left. DDPM's linear
+        # betas are tuned for T = 1000; with T = 100 they leave abar_T = 0.37 and every sample comes out
+        # shrunk towards 0 — a silent failure, so say so (generators may refuse it: terminal_problem()).
+        problem = terminal_problem(self.alphas_cumprod, beta_schedule, beta_end)
+        if problem:
+            warnings.warn(problem, UserWarning, stacklevel=2)
+
+    # -- training ------------------------------------------------------------------------------------
+    def sample_timesteps(
+        self, batch: int, *, generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+    ) -> torch.Tensor:
+        """``t ~ U{0..T-1}``, int64 ``[batch]`` on ``device`` (drawn with ``generator``'s device)."""
+        gen_device = generator.device if generator is not None else "cpu"
+        t = torch.randint(0, self.num_train_timesteps, (batch,), generator=generator, device=gen_device)
+        return t.to(device)
+
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise``, with ``t`` ``[B]`` broadcast over ``x0[B, ...]``."""
+        return self.train_scheduler.add_noise(x0, noise, t.to(x0.device))
+
+    # -- sampling ------------------------------------------------------------------------------------
+    def scheduler(self, sampler: Sampler = "ddpm", steps: int | None = None):
+        """A fresh diffusers scheduler for ``sampler``, from this process's betas, ``set_timesteps`` done.
+
+        ``steps=None`` takes :data:`DEFAULT_STEPS`. Iterate ``scheduler.timesteps`` and call
+        ``scheduler.step(eps, t, x, generator=...)``; the scheduler keeps solver state, so use a new one
+        per sampling run.
+        """
+        if sampler not in SAMPLERS:
+            raise ConfigError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        steps = DEFAULT_STEPS[sampler] if steps is None else steps
+        steps = self.num_train_timesteps if steps is None else int(steps)
+        if not 1 <= steps <= self.num_train_timesteps:
+            raise ConfigError(f"steps must be in [1, {self.num_train_timesteps}], got {steps}")
+        if sampler == "ddpm":
+            sched = DDPMScheduler(**self._common, clip_sample=False, timestep_spacing="trailing")
+        elif sampler == "ddim":
+            sched = DDIMScheduler(**self._common, clip_sample=False, timestep_spacing="trailing")
+        else:
+            if steps < 2:
+                raise ConfigError("dpm-solver needs at least 2 steps")
+            sched = DPMSolverMultistepScheduler(
+                **self._common, algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="linspace"
+            )
+        sched.set_timesteps(steps)
+        return sched
+
+    @torch.no_grad()
+    def sample(
+        self,
+        eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        shape: tuple[int, ...],
+        *,
+        sampler: Sampler = "ddpm",
+        steps: int | None = None,
+        generator: torch.Generator,
+        device: torch.device | str = "cpu",
+        progress: bool = False,
+        x0_range: tuple[torch.Tensor | float, torch.Tensor | float] | None = None,
+        x_T: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Draw ``x_0`` of ``shape`` by running the reverse chain from ``x_T ~ N(0, I)``.
+
+        ``eps_fn(x_t, t)`` gets ``x_t`` ``[B, ...]`` and ``t`` int64 ``[B]`` on ``device`` and returns the
+        predicted noise. All randomness (x_T and DDPM's per-step noise) comes from ``generator``, so the same
+        generator state gives the same samples. ``x0_range=(lo, hi)`` (scalars or tensors broadcasting
+        against ``x``) clips the predicted ``x_0`` at every step (:meth:`clip_eps`), as DDPM clips images
+        to [-1, 1]; the result then lies in the range too. ``x_T`` (of ``shape``) replaces the initial noise
+        draw, e.g. so that a caller batching a large request gets the same samples whatever its batch size
+        (exactly so for the deterministic samplers).
+        """
+        sched = self.scheduler(sampler, steps)
+        if x_T is None:
+            x = torch.randn(shape, generator=generator, device=generator.device).to(device)
+        elif tuple(x_T.shape) != tuple(shape):
+            raise ValueError(f"x_T has shape {tuple(x_T.shape)}, expected {tuple(shape)}")
+        else:
+            x = x_T.to(device)
+        x = x * sched.init_noise_sigma
+        if x0_range is not None:
+            lo, hi = (torch.as_tensor(v, dtype=x.dtype, device=device) for v in x0_range)
+        for t in tqdm(sched.timesteps, desc=f"sampling ({sampler})", disable=not progress, leave=False):
+            t_batch = torch.full((shape[0],), int(t), dtype=torch.long, device=device)
+            eps = eps_fn(sched.scale_model_input(x, t), t_batch)
+            if x0_range is not None:
+                eps = self.clip_eps(eps, x, t_batch, lo, hi)
+            # DDIM (eta = 0) and DPM-Solver++ are deterministic; DDPM draws its per-step noise from
+            # `generator` (diffusers draws on the generator's device and moves it to x's).
+            x = sched.step(eps, t, x, generator=generator).prev_sample
+        if x0_range is not None:
+            x = torch.maximum(torch.minimum(x, hi), lo)  # DDPM's last step adds a little noise of its own
+        return x
+
+    def clip_eps(
+        self, eps: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor
+    ) -> torch.Tensor:
+        """The noise prediction whose implied ``x_0`` is clipped to ``[lo, hi]``.
+
+        With ``a = abar_t``: ``x0_hat = (x_t - sqrt(1 - a) eps) / sqrt(a)``; clip it to ``x0_c``; return
+        ``eps' = eps + sqrt(a / (1 - a)) (x0_hat - x0_c)``, the eps for which ``x0_hat = x0_c``. DDPM, DDIM
+        and DPM-Solver++ all recover ``x_0`` from eps by the same formula, so this clips every sampler's
+        ``x_0`` prediction, and leaves ``eps`` bit-for-bit unchanged where no clipping happens.
+        """
+        a = self.alphas_cumprod.to(x_t.device)[t].view(-1, *([1] * (x_t.dim() - 1))).to(x_t.dtype)
+        x0 = (x_t - (1 - a).sqrt() * eps) / a.sqrt()
+        clipped = torch.maximum(torch.minimum(x0, hi), lo)
+        return eps + (a / (1 - a)).sqrt() * (x0 - clipped)

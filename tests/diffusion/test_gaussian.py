@@ -1,0 +1,152 @@
+"""GaussianDiffusion: the closed-form forward process, and every sampler recovering a Gaussian from the
+exact (analytic) noise prediction."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+
+from cellsynth.diffusion.gaussian import GaussianDiffusion
+from cellsynth.errors import ConfigError
+
+MU, SIGMA = 1.5, 0.5
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny tensors gain nothing from intra-op threads, and on a shared 2-core machine they contend badly.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def oracle(diffusion: GaussianDiffusion):
+    """The exact E[eps | x_t] for x_0 ~ N(mu, s^2) elementwise.
+
+    x_t = sqrt(a) x_0 + sqrt(1 - a) eps is Gaussian with mean sqrt(a) mu and variance a s^2 + 1 - a, and
+    Cov(eps, x_t) = sqrt(1 - a), so E[eps | x_t] = sqrt(1 - a) (x_t - sqrt(a) mu) / (a s^2 + 1 - a).
+    """
+    abar = diffusion.alphas_cumprod.double()
+
+    def eps_fn(x, t):
+        a = abar[t].view(-1, *([1] * (x.dim() - 1))).to(x)
+        return (1 - a).sqrt() * (x - a.sqrt() * MU) / (a * SIGMA**2 + 1 - a)
+
+    return eps_fn
+
+
+def test_add_noise_matches_closed_form():
+    d = GaussianDiffusion(100, "linear", 1e-4, 0.1)
+    betas = torch.linspace(1e-4, 0.1, 100, dtype=torch.float64)
+    abar = torch.cumprod(1 - betas, 0)
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(6, 2, 8, generator=g), torch.randn(6, 2, 8, generator=g)
+    t = torch.tensor([0, 1, 17, 50, 98, 99])
+    expected = abar[t].sqrt().view(-1, 1, 1) * x0 + (1 - abar[t]).sqrt().view(-1, 1, 1) * eps
+    torch.testing.assert_close(d.add_noise(x0, eps, t), expected.float(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(d.betas.double(), betas, rtol=1e-5, atol=1e-7)
+
+
+def test_sample_timesteps_range_and_seed():
+    d = GaussianDiffusion(50, "squaredcos_cap_v2")
+    t = d.sample_timesteps(1000, generator=torch.Generator().manual_seed(1))
+    assert t.dtype == torch.long and t.min() >= 0 and t.max() <= 49 and len(t.unique()) == 50
+    again = d.sample_timesteps(1000, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(t, again)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "sampler", "steps", "std_tol"),
+    [
+        ("linear", "ddpm", None, 0.03),
+        ("linear", "ddim", 50, 0.08),  # deterministic few-step solvers shrink the spread slightly
+        ("linear", "dpm-solver", 20, 0.08),
+        ("squaredcos_cap_v2", "ddpm", 100, 0.05),
+        ("squaredcos_cap_v2", "ddim", 50, 0.08),
+        ("squaredcos_cap_v2", "dpm-solver", 20, 0.05),
+    ],
+)
+def test_every_sampler_recovers_a_gaussian(schedule, sampler, steps, std_tol):
+    d = GaussianDiffusion(1000, schedule)
+    x = d.sample(
+        oracle(d), (4000, 1), sampler=sampler, steps=steps, generator=torch.Generator().manual_seed(0)
+    )
+    assert abs(x.mean().item() - MU) < 0.03
+    assert abs(x.std().item() - SIGMA) / SIGMA < std_tol
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm-solver"])
+def test_seeds_reproduce(sampler):
+    d = GaussianDiffusion(200, "squaredcos_cap_v2")
+    eps_fn = oracle(d)
+
+    def run(seed):
+        return d.sample(
+            eps_fn, (8, 3), sampler=sampler, steps=10, generator=torch.Generator().manual_seed(seed)
+        )
+
+    assert torch.equal(run(3), run(3))
+    assert not torch.equal(run(3), run(4))
+    if sampler != "ddpm":  # deterministic given x_T: passing the same starting noise gives the same samples
+        x_T = torch.randn((8, 3), generator=torch.Generator().manual_seed(3))
+        given = d.sample(eps_fn, (8, 3), sampler=sampler, steps=10, generator=torch.Generator(), x_T=x_T)
+        assert torch.equal(given, run(3))
+
+
+def test_scheduler_factory():
+    d = GaussianDiffusion(1000)
+    assert isinstance(d.scheduler("ddpm"), DDPMScheduler) and len(d.scheduler("ddpm").timesteps) == 1000
+    ddim = d.scheduler("ddim")
+    assert isinstance(ddim, DDIMScheduler) and len(ddim.timesteps) == 50 and ddim.timesteps[0] == 999
+    dpm = d.scheduler("dpm-solver", 20)
+    assert isinstance(dpm, DPMSolverMultistepScheduler) and dpm.config.algorithm_type == "dpmsolver++"
+    assert len(dpm.timesteps) == 20 and dpm.timesteps[0] == 999
+    for sched in (d.scheduler(s) for s in ("ddpm", "ddim", "dpm-solver")):
+        torch.testing.assert_close(sched.alphas_cumprod, d.alphas_cumprod)
+    with pytest.raises(ConfigError, match="unknown sampler"):
+        d.scheduler("euler")
+    with pytest.raises(ConfigError, match="steps"):
+        d.scheduler("ddim", 2000)
+    with pytest.raises(ConfigError):
+        GaussianDiffusion(10, "sigmoid")
+
+
+def test_schedules_that_keep_signal_are_reported():
+    # DDPM's betas (1e-4..0.02) are tuned for T = 1000: at T = 100 they keep abar_T = 0.37.
+    with pytest.warns(UserWarning, match="sqrt\\(alpha-bar_T\\) = 0.6"):
+        GaussianDiffusion(100)
+    assert GaussianDiffusion(100, "linear", 1e-3, 0.2).alphas_cumprod[-1] < 0.01
+    assert GaussianDiffusion(20, "squaredcos_cap_v2").alphas_cumprod[-1] < 0.01
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm-solver"])
+def test_x0_clipping(sampler):
+    d = GaussianDiffusion(200, "squaredcos_cap_v2")
+    eps_fn = oracle(d)
+    g = torch.Generator().manual_seed(0)
+    free = d.sample(eps_fn, (2000, 1), sampler=sampler, steps=20, generator=torch.Generator().manual_seed(0))
+    wide = d.sample(
+        eps_fn,
+        (2000, 1),
+        sampler=sampler,
+        steps=20,
+        generator=torch.Generator().manual_seed(0),
+        x0_range=(MU - 100.0, MU + 100.0),
+    )
+    torch.testing.assert_close(wide, free)  # a range that never binds changes nothing
+    lo, hi = torch.tensor([[1.2]]), torch.tensor([[1.6]])
+    tight = d.sample(eps_fn, (2000, 1), sampler=sampler, steps=20, generator=g, x0_range=(lo, hi))
+    assert tight.min() >= 1.2 and tight.max() <= 1.6
+    assert (tight < 1.3).any() and (tight > 1.5).any()
+
+
+def test_clip_eps_formula():
+    d = GaussianDiffusion(100, "squaredcos_cap_v2")
+    x_t, eps, t = torch.tensor([[3.0]]), torch.tensor([[0.5]]), torch.tensor([40])
+    a = d.alphas_cumprod[40]
+    x0 = (x_t - (1 - a).sqrt() * eps) / a.sqrt()
+    new = d.clip_eps(eps, x_t, t, torch.tensor(-1.0), torch.tensor(1.0))
+    torch.testing.assert_close((x_t - (1 - a).sqrt() * new) / a.sqrt(), x0.clamp(-1, 1))
+    assert torch.equal(d.clip_eps(eps, x_t, t, torch.tensor(-100.0), torch.tensor(100.0)), eps)

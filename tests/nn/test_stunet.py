@@ -1,0 +1,131 @@
+"""STUNet: shapes, ablation switches, and the STFFM context actually steering the output."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cellsynth.nn.stunet import STUNet, resample_time
+
+SMALL = {"channels": 8, "channel_mults": (1, 2), "temporal_dim": 4, "spatial_dim": 3, "context_dim": 8}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny tensors gain nothing from intra-op threads, and on a shared 2-core machine they contend badly.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def inputs(batch=3, channels=2, length=24, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (
+        torch.randn(batch, channels, length, generator=g),
+        torch.randint(0, 1000, (batch,), generator=g),
+        torch.randn(batch, 3, generator=g),
+        torch.randn(168, 4, generator=g),
+    )
+
+
+def perturb_film(net: STUNet) -> STUNet:
+    # FiLM layers start at zero (training starts unconditioned); give them weights to test the wiring.
+    torch.manual_seed(1)
+    for name, p in net.named_parameters():
+        if ".film." in name:
+            p.data.normal_(0, 0.5)
+    return net
+
+
+@pytest.mark.parametrize(
+    ("channels", "length", "mults"), [(1, 24, (1, 2)), (2, 168, (1, 2, 2)), (3, 336, (1, 2, 2))]
+)
+def test_output_shape_equals_input_shape(channels, length, mults):
+    net = STUNet(channels, **(SMALL | {"channel_mults": mults}))
+    x, t, fs, ft = inputs(channels=channels, length=length)
+    assert net(x, t, fs, ft).shape == x.shape
+
+
+def test_group_norm_option():
+    net = STUNet(2, **SMALL, norm="group")
+    assert any(isinstance(m, torch.nn.GroupNorm) for m in net.modules())
+    assert not any(isinstance(m, torch.nn.GroupNorm) for m in STUNet(2, **SMALL).modules())
+    x, t, fs, ft = inputs()
+    assert net(x, t, fs, ft).shape == x.shape
+
+
+def test_length_must_halve():
+    net = STUNet(1, **(SMALL | {"channel_mults": (1, 2, 2)}))
+    x, t, fs, ft = inputs(channels=1, length=26)
+    with pytest.raises(ValueError, match="divisible by 4"):
+        net(x, t, fs, ft)
+
+
+@pytest.mark.parametrize(
+    "switches",
+    [
+        {"use_temporal": False},
+        {"use_spatial": False},
+        {"use_stffm": False},
+        {"use_temporal": False, "use_spatial": False},
+    ],
+)
+def test_ablations_change_the_parameters_and_still_run(switches):
+    full = {n: p.shape for n, p in STUNet(2, **SMALL).named_parameters()}
+    ablated_net = STUNet(2, **SMALL, **switches)
+    ablated = {n: p.shape for n, p in ablated_net.named_parameters()}
+    assert ablated != full
+    x, t, fs, ft = inputs()
+    out = ablated_net(x, t, fs if ablated_net.spatial_dim else None, ft if ablated_net.temporal_dim else None)
+    assert out.shape == x.shape
+    if switches.get("use_stffm") is False:
+        assert not any(".film." in n for n in ablated) and not any(n.startswith("fusion") for n in ablated)
+        assert ablated_net.input.in_channels == 2 + 8 + 4 + 3  # x + step + F_t + F_s at the input
+
+
+@pytest.mark.parametrize("use_stffm", [True, False])
+def test_conditions_change_the_prediction(use_stffm):
+    torch.manual_seed(0)
+    net = perturb_film(STUNet(2, **SMALL, use_stffm=use_stffm)).eval()
+    x, t, fs, ft = inputs()
+    base = net(x, t, fs, ft)
+    assert not torch.allclose(base, net(x, t, fs + 1.0, ft), atol=1e-5)  # different F_s -> different eps
+    assert not torch.allclose(base, net(x, t, fs, ft.roll(5, 0)), atol=1e-5)  # different F_t
+    assert not torch.allclose(base, net(x, t + 100, fs, ft), atol=1e-5)  # different step
+    # per-sample conditioning: changing station 0's embedding only changes sample 0
+    fs2 = fs.clone()
+    fs2[0] += 1.0
+    out = net(x, t, fs2, ft)
+    assert not torch.allclose(out[0], base[0], atol=1e-5) and torch.allclose(out[1:], base[1:], atol=1e-6)
+
+
+def test_attention_is_optional_and_global():
+    plain = STUNet(2, **SMALL, attention_heads=0).eval()
+    assert not any("attention" in n for n, _ in plain.named_parameters())
+    net = STUNet(2, **SMALL, attention_heads=2).eval()
+    for p in net.mid_attention.attn.out_proj.parameters():  # starts as the identity; give it weights
+        p.data.normal_(0, 0.5)
+    x, t, fs, ft = inputs(length=168)
+    x2 = x.clone()
+    x2[:, :, -1] += 5.0  # only the last step changes: the convolutions alone do not reach the first steps
+    assert torch.equal(plain(x2, t, fs, ft)[:, :, :4], plain(x, t, fs, ft)[:, :, :4])
+    assert not torch.allclose(net(x2, t, fs, ft)[:, :, :4], net(x, t, fs, ft)[:, :, :4], atol=1e-6)
+    with pytest.raises(ValueError, match="attention_heads"):
+        STUNet(2, **SMALL, attention_heads=3)
+
+
+def test_spatial_ablation_ignores_the_station():
+    net = perturb_film(STUNet(2, **SMALL, use_spatial=False)).eval()
+    x, t, _, ft = inputs()
+    assert torch.equal(net(x, t, None, ft), net(x, t, torch.randn(3, 3), ft))
+    with pytest.raises(ValueError, match="spatial"):
+        STUNet(2, **SMALL)(x, t, None, ft)
+
+
+def test_resample_time():
+    ft = torch.arange(168.0).repeat(2, 1)  # [D=2, 168]
+    pooled = resample_time(ft, 42)
+    torch.testing.assert_close(pooled[0, :2], torch.tensor([1.5, 5.5]))  # mean of 4 consecutive hours
+    assert resample_time(ft, 336).shape == (2, 336)
+    assert resample_time(ft[None].expand(3, -1, -1), 84).shape == (3, 2, 84)
