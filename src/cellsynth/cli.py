@@ -316,9 +316,18 @@ def fit(
         list[str], typer.Option("--set", help="Override one option: key=value (repeatable).")
     ] = [],  # noqa: B006
     seed: Annotated[int | None, typer.Option(help="Seed (overrides the config's).")] = None,
+    knowledge_graph: Annotated[
+        Path | None,
+        typer.Option(
+            help="Urban knowledge graph (Parquet/CSV triplets) for generators that use one (mstdiff); "
+            "default: DATA/knowledge_graph.parquet when the data is a synthetic city."
+        ),
+    ] = None,
     progress: Progress = True,
 ) -> None:
     """Train a generator; rerunning the same command resumes from the run directory's checkpoints."""
+    import inspect
+
     from cellsynth.generators import get, get_class
 
     values = _read_config(config, set_)
@@ -326,7 +335,19 @@ def fit(
         values["seed"] = seed
     gen = get(model, values)
     train = _training_data(data, get_class(model).kind)
-    gen.fit(train, progress=progress, checkpoint_dir=out)
+    extra: dict[str, Any] = {}
+    if "knowledge_graph" in inspect.signature(gen.fit).parameters:
+        from cellsynth.data.knowledge import read_knowledge_graph
+
+        city_graph = data / "knowledge_graph.parquet"
+        if knowledge_graph is None and city_graph.exists():
+            knowledge_graph = city_graph
+        if knowledge_graph is not None:
+            extra["knowledge_graph"] = read_knowledge_graph(knowledge_graph)
+            console.print(f"using the knowledge graph {knowledge_graph}")
+    elif knowledge_graph is not None:
+        raise ConfigError(f"{model} does not use a knowledge graph; leave out --knowledge-graph")
+    gen.fit(train, progress=progress, checkpoint_dir=out, **extra)
     gen.save(out)
     console.print(f"{model} trained; model saved in [bold]{out}[/] (load with cellsynth.load({str(out)!r}))")
 

@@ -1,0 +1,215 @@
+"""MSTDiff vs its ablations and the Markov floor, on synthetic-city users and on GeoLife trajectories.
+
+Synthetic city (``synthesize_city``: users at 30-minute steps over a week, T = 336, with traffic and the
+city's knowledge graph), users split 80/20 (``split_users``, seeded); each model is fitted on the 80 %
+and generates as many users as were held out; the held-out users are the reference:
+
+- traffic: JSD of values, JSD of first differences along time, RMSE of the daily-frequency share
+  (``steps_per_day=48``, ``paired=False``: sets compared at matched quantiles) — cellsynth.metrics, shared
+  bins, base 2;
+- trajectories: the six MoveSim JSDs (distance, radius, distinct locations, duration, G-rank, I-rank);
+- fit and sampling wall time.
+
+Models: ``mstdiff`` (joint, transitions from TuckER on the knowledge graph), ``mstdiff-no-trajectory``
+(``trajectory=False``: traffic only; its locations come from the Markov floor, so its trajectory row
+measures that chain), ``mstdiff-no-kg`` (``kg=False``: uniform transitions), ``markov``.
+
+GeoLife (``../shared/data/geolife-movesim``, MoveSim's files, T = 48, no traffic): trajectory-only mstdiff
+(transitions from geographic neighbours: there is no knowledge graph) vs markov, six trajectory JSDs on
+``test.data``. GeoLife has ~18,000 visited locations, too many for a dense N x N rate matrix, so the
+benchmark keeps the ``--geolife-locations`` most visited locations of the training users and maps every
+other location to the nearest kept one (great-circle), and subsamples ``--geolife-users`` training and
+``--geolife-test-users`` test user-days. It prints what it kept.
+
+    python benchmarks/mstdiff.py                    # full run (the lead's)
+    python benchmarks/mstdiff.py --quick            # smoke run: tiny city, a few epochs, < 3 minutes
+    python benchmarks/mstdiff.py --config configs/mstdiff.yaml --sampler ddim --steps 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+from scipy.spatial import cKDTree
+
+from cellsynth.data.model import Stations, UserMobility
+from cellsynth.data.split import split_users
+from cellsynth.data.synthetic import synthesize_city
+from cellsynth.generators import get
+from cellsynth.metrics import daily_periodic_rmse, diff_jsd, trajectory_jsds, value_jsd
+
+ROOT = Path(__file__).resolve().parents[1]
+GEOLIFE = ROOT.parent / "shared" / "data" / "geolife-movesim"
+
+QUICK = {
+    "d_model": 32,
+    "layers_per_scale": 1,
+    "full_res_layers": 0,
+    "ff_mult": 2,
+    "epochs": 4,
+    "batch_size": 32,
+    "vq_epochs": 2,
+    "tucker_epochs": 5,
+    "gaussian_steps": 20,
+    "beta_schedule": "squaredcos_cap_v2",  # reaches N(0, I) in 20 steps; linear to 0.1 would not
+    "discrete_steps": 10,
+}
+
+
+def _config(path: str | None, quick: bool) -> dict:
+    cfg = yaml.safe_load(Path(path).read_text()) if path else {}
+    return (cfg or {}) | (QUICK if quick else {})
+
+
+def _fit(name: str, config: dict, train: UserMobility, **fit_kw):
+    gen = get(name, config)
+    t0 = time.perf_counter()
+    gen.fit(train, progress=False, **fit_kw)
+    return gen, time.perf_counter() - t0
+
+
+def _generate(gen, n: int, sampling: dict, seed: int):
+    t0 = time.perf_counter()
+    out = gen.generate(n, seed=seed, **(sampling if gen.name == "mstdiff" else {}))
+    return out, time.perf_counter() - t0
+
+
+def _row(label: str, values: dict, keys: list[str]) -> str:
+    cells = [
+        f"{values[k]:.4f}" if isinstance(values.get(k), float) else str(values.get(k, "-")) for k in keys
+    ]
+    return f"| {label} | " + " | ".join(cells) + " |"
+
+
+def synthetic(args, base: dict) -> None:
+    city = synthesize_city(n_stations=args.stations, n_users=args.users, seed=args.seed)
+    train, test = split_users(city.users, 0.2, seed=args.seed)
+    st = city.stations
+    print(
+        f"\n## Synthetic city: {len(st)} stations, {train.n_users} training / {test.n_users} held-out users, "
+        f"T = {train.n_steps}, knowledge graph of {len(city.knowledge_graph)} triplets\n"
+    )
+    models = [
+        ("mstdiff", "mstdiff", base, {"knowledge_graph": city.knowledge_graph}),
+        ("mstdiff-no-trajectory", "mstdiff", base | {"trajectory": False}, {}),
+        ("mstdiff-no-kg", "mstdiff", base | {"kg": False}, {}),
+        ("markov", "markov", {}, {}),
+    ]
+    keys = ["value_jsd", "diff_jsd", "daily_rmse", "distance", "radius", "distinct_loc", "duration", "g_rank"]
+    keys += ["i_rank", "fit_s", "sample_s"]
+    print("| model | " + " | ".join(keys) + " |")
+    print("|" + "---|" * (len(keys) + 1))
+    sampling = {"sampler": args.sampler, "steps": args.steps}
+    for label, name, config, fit_kw in models:
+        if args.only and label not in args.only:
+            continue
+        gen, fit_s = _fit(name, config, train, **fit_kw)
+        out, sample_s = _generate(gen, test.n_users, sampling, args.seed)
+        r = {
+            "value_jsd": value_jsd(test.traffic, out.traffic),
+            "diff_jsd": diff_jsd(test.traffic, out.traffic),
+            "daily_rmse": daily_periodic_rmse(test.traffic, out.traffic, 48, paired=False),
+            "fit_s": f"{fit_s:.0f}",
+            "sample_s": f"{sample_s:.0f}",
+        }
+        r |= trajectory_jsds(test.locations, out.locations, st.lat, st.lon)
+        print(_row(label, r, keys), flush=True)
+
+
+def _geolife(args) -> tuple[UserMobility, UserMobility] | None:
+    from cellsynth.data.loaders import load_location_sequences
+
+    if not (GEOLIFE / "real.data").exists():
+        print(f"\n(GeoLife skipped: {GEOLIFE} not found)")
+        return None
+    kw = {"only_visited": False}
+    real = load_location_sequences(GEOLIFE / "real.data", GEOLIFE / "gps", **kw)
+    test = load_location_sequences(GEOLIFE / "test.data", GEOLIFE / "gps", **kw)
+    rng = np.random.default_rng(args.seed)
+    real = real.select_users(
+        np.sort(rng.choice(real.n_users, min(args.geolife_users, real.n_users), replace=False))
+    )
+    test = test.select_users(
+        np.sort(rng.choice(test.n_users, min(args.geolife_test_users, test.n_users), replace=False))
+    )
+    counts = np.bincount(real.locations.ravel(), minlength=len(real.stations))
+    kept = np.sort(np.argsort(-counts, kind="stable")[: args.geolife_locations])
+    lat, lon = real.stations.lat, real.stations.lon
+
+    def xyz(i):
+        phi, lam = np.radians(lat[i]), np.radians(lon[i])
+        return np.stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)], axis=1)
+
+    nearest = cKDTree(xyz(kept)).query(xyz(np.arange(len(lat))))[1]  # every location -> nearest kept one
+    stations = Stations(real.stations.ids[kept], lat[kept], lon[kept])
+
+    def remap(data: UserMobility) -> UserMobility:
+        return UserMobility(nearest[data.locations], data.start, data.step, stations, user_ids=data.user_ids)
+
+    share = counts[kept].sum() / counts.sum()
+    print(
+        f"\n## GeoLife (MoveSim): {real.n_users} training / {test.n_users} test user-days (T = {real.n_steps}); "
+        f"kept the {len(kept)} most visited of {int((counts > 0).sum())} visited locations ({share:.1%} of "
+        "training visits), others mapped to the nearest kept location\n"
+    )
+    return remap(real), remap(test)
+
+
+def geolife(args, base: dict) -> None:
+    data = _geolife(args)
+    if data is None:
+        return
+    train, test = data
+    st = train.stations
+    keys = ["distance", "radius", "distinct_loc", "duration", "g_rank", "i_rank", "fit_s", "sample_s"]
+    print("| model | " + " | ".join(keys) + " |")
+    print("|" + "---|" * (len(keys) + 1))
+    sampling = {"sampler": args.sampler, "steps": args.steps}
+    for label, name, config in (("mstdiff", "mstdiff", base), ("markov", "markov", {})):
+        gen, fit_s = _fit(name, config, train)
+        out, sample_s = _generate(gen, test.n_users, sampling, args.seed)
+        r = trajectory_jsds(test.locations, out.locations, st.lat, st.lon)
+        r |= {"fit_s": f"{fit_s:.0f}", "sample_s": f"{sample_s:.0f}"}
+        print(_row(label, r, keys), flush=True)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--config", help="YAML of mstdiff options (e.g. configs/mstdiff.yaml).")
+    p.add_argument(
+        "--geolife-config", help="YAML of mstdiff options for GeoLife (configs/mstdiff-geolife.yaml)."
+    )
+    p.add_argument("--stations", type=int, default=150)
+    p.add_argument("--users", type=int, default=400)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim")
+    p.add_argument("--steps", type=int, default=None, help="Sampling steps (default: the sampler's).")
+    p.add_argument("--only", nargs="*", help="Synthetic-city models to run (default: all).")
+    p.add_argument("--skip-city", action="store_true")
+    p.add_argument("--skip-geolife", action="store_true")
+    p.add_argument("--geolife-users", type=int, default=2000)
+    p.add_argument("--geolife-test-users", type=int, default=500)
+    p.add_argument("--geolife-locations", type=int, default=400)
+    p.add_argument("--quick", action="store_true", help="Smoke run: tiny sizes and epochs (not for quality).")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.stations, args.users = min(args.stations, 20), min(args.users, 60)
+        args.geolife_users, args.geolife_test_users = (
+            min(args.geolife_users, 100),
+            min(args.geolife_test_users, 50),
+        )
+        args.geolife_locations = min(args.geolife_locations, 50)
+        args.steps = args.steps or 5
+    print(f"# MSTDiff benchmark (seed {args.seed}, sampler {args.sampler}, steps {args.steps or 'default'})")
+    if not args.skip_city:
+        synthetic(args, _config(args.config, args.quick))
+    if not args.skip_geolife:
+        geolife(args, _config(args.geolife_config or args.config, args.quick))
+
+
+if __name__ == "__main__":
+    main()

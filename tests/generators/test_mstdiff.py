@@ -1,0 +1,220 @@
+"""MSTDiff end to end on tiny data: the joint clock of the two diffusions, the strided discrete chain, the
+three loss terms, the modes (knowledge graph, geography, uniform, traffic only, trajectory only), seeds,
+save/load, and the points where the authors' code departs from the paper."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.linalg
+import torch
+
+import cellsynth
+from cellsynth.data import Stations, UserMobility
+from cellsynth.data.knowledge import KnowledgeGraph
+from cellsynth.diffusion.discrete import GraphDiffusion
+from cellsynth.errors import ConfigError, DataError
+from cellsynth.generators import get
+from cellsynth.generators.mstdiff import (
+    MSTDiffGenerator,
+    _DenoiserModule,
+    clip_predicted_x0,
+    discrete_step,
+    strided_chain,
+)
+from cellsynth.graphs.transitions import geographic_knn_graph
+
+START = pd.Timestamp("2026-01-05", tz="Europe/Rome")
+SMOKE = MSTDiffGenerator.smoke_config()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def stations(n: int = 6) -> Stations:
+    rng = np.random.default_rng(0)
+    return Stations(
+        [f"bs{i:02d}" for i in range(n)], 45.46 + rng.normal(0, 0.01, n), 9.19 + rng.normal(0, 0.01, n)
+    )
+
+
+def users(n_users: int = 12, steps: int = 48, traffic: bool = True) -> UserMobility:
+    rng = np.random.default_rng(0)
+    home, work = rng.integers(0, 6, n_users), rng.integers(0, 6, n_users)
+    at_work = (np.arange(steps) % 48 >= 18) & (np.arange(steps) % 48 < 34)
+    loc = np.where(at_work[None, :], work[:, None], home[:, None])
+    x = rng.lognormal(0, 1, (n_users, steps)) * (rng.random((n_users, steps)) < 0.4) if traffic else None
+    return UserMobility(loc, START, "30min", stations(), traffic=x)
+
+
+def knowledge_graph() -> KnowledgeGraph:
+    heads, rels, tails = [], [], []
+    for i in range(6):
+        heads += [f"station:bs{i:02d}", f"station:bs{i:02d}", f"station:bs{i:02d}"]
+        rels += ["BaseLocateAt", "BaseBelongTo", "BaseBorderBy"]
+        tails += [f"region:{i // 2}", f"area:{i // 3}", f"station:bs{(i + 1) % 6:02d}"]
+    return KnowledgeGraph(
+        np.array(heads, dtype=object), np.array(rels, dtype=object), np.array(tails, dtype=object)
+    )
+
+
+def test_discrete_step_is_the_same_fraction_of_the_chain():
+    t = torch.arange(200)
+    s = discrete_step(t, 100, 200)
+    assert int(s.min()) == 1 and int(s.max()) == 100 and (torch.diff(s) >= 0).all()
+    assert torch.equal(torch.bincount(s)[1:], torch.full((100,), 2))  # uniform on 1..S when S divides T_g
+    assert discrete_step(torch.tensor([0, 6]), 3, 7).tolist() == [1, 3]
+
+
+def test_clipping_the_predicted_x0():
+    x0 = torch.tensor([0.5, 3.0, -4.0])
+    eps = torch.tensor([0.1, -0.2, 0.3])
+    abar = 0.3
+    x_t = abar**0.5 * x0 + (1 - abar) ** 0.5 * eps
+    clipped = clip_predicted_x0(x_t, eps, abar, torch.tensor(-1.0), torch.tensor(2.0))
+    implied = (x_t - (1 - abar) ** 0.5 * clipped) / abar**0.5
+    assert torch.allclose(implied, torch.tensor([0.5, 2.0, -1.0]), atol=1e-6)
+    assert torch.isclose(clipped[0], eps[0], atol=1e-6)  # inside the range: unchanged
+
+
+def test_strided_chain_is_the_exact_multi_step_posterior():
+    rate = geographic_knn_graph(stations().lat, stations().lon, 3).rate
+    g = GraphDiffusion(rate, steps=6)
+    sub = strided_chain(g, [2, 5, 6])
+    assert strided_chain(g, list(range(1, 7))) is g
+    # Step 2 of the strided chain goes from s = 5 to s = 2: q(l_2 | l_5, l_0) ∝ Q_{2->5}[l_2, l_5] Q-bar_2[l_0, l_2].
+    q_25 = scipy.linalg.expm((g.abar[5] - g.abar[2]) * rate)
+    qbar_2 = scipy.linalg.expm(g.abar[2] * rate)
+    l0, l5 = torch.tensor([1]), torch.tensor([4])
+    expected = q_25[:, 4] * qbar_2[1]
+    expected /= expected.sum()
+    np.testing.assert_allclose(sub.posterior_probs(l5, l0, 2)[0].numpy(), expected, atol=1e-10)
+    # With p_theta certain of l_0 the model's step is that posterior (Algorithm 2's marginalisation).
+    logits = torch.full((1, 6), -1e4, dtype=torch.float64)
+    logits[0, 1] = 0.0
+    np.testing.assert_allclose(sub.reverse_probs(l5, logits, 2)[0].numpy(), expected, atol=1e-8)
+
+
+def test_posterior_depends_on_l_s_and_schedule_reaches_uniform():
+    """Two of the authors' departures: their "posterior" ignored l_s, and their schedule stopped at
+    alpha-bar = 1.97, far from the uniform prior on a sparse graph."""
+    rate = geographic_knn_graph(stations().lat, stations().lon, 2).rate
+    g = GraphDiffusion(rate, steps=10, tol=0.05)
+    l0 = torch.tensor([0, 0])
+    post = g.posterior_probs(torch.tensor([0, 3]), l0, 5)
+    assert not torch.allclose(post[0], post[1])
+    assert g.tv_from_uniform() <= 0.05
+    authors = GraphDiffusion(rate, abar=np.linspace(0.0197, 1.97, 10))
+    assert authors.tv_from_uniform() > 0.2
+
+
+def test_loss_has_mse_kl_and_ce_terms_weighted_by_the_lambdas():
+    data = users()
+    gen = get("mstdiff", SMOKE)
+    torch.manual_seed(0)
+    from cellsynth.data.wavelets import TrafficWavelets
+
+    coeffs = torch.from_numpy(TrafficWavelets().fit(data.traffic).transform(data.traffic)).float()
+    loc = torch.from_numpy(np.array(data.locations))
+    graph = GraphDiffusion(geographic_knn_graph(stations().lat, stations().lon, 3).rate, steps=3)
+    net = gen._build_net(48, 6, True, None, None)
+    module = _DenoiserModule(net, gen._gaussian(), graph, gen.config)
+    torch.manual_seed(1)
+    parts = module.losses(coeffs, loc)
+    assert set(parts) == {"mse", "kl", "ce"} and all(v > 0 for v in parts.values())
+    torch.manual_seed(1)
+    total = module.training_step((coeffs, loc), 0)
+    cfg = gen.config
+    expected = cfg.lambda_mse * parts["mse"] + cfg.lambda_kl * parts["kl"] + cfg.lambda_ce * parts["ce"]
+    assert cfg.lambda_ce > 0 and torch.isclose(total, expected)
+    total.backward()
+    assert net.logits_out[1].weight.grad.abs().sum() > 0
+
+
+def test_joint_fit_with_knowledge_graph_generate_and_save_load(tmp_path):
+    data = users()
+    gen = get("mstdiff", SMOKE).fit(
+        data, progress=False, checkpoint_dir=tmp_path / "run", knowledge_graph=knowledge_graph()
+    )
+    assert gen.graph_source_ == "knowledge_graph"
+    assert {"vqvae", "tucker", "denoiser"} <= {p.name for p in (tmp_path / "run" / "checkpoints").iterdir()}
+    assert set(gen.history_[0]) == {"mse", "kl", "ce"}
+    for sampler, steps in (("ddpm", None), ("ddim", 2)):
+        out = gen.generate(7, seed=3, sampler=sampler, steps=steps)
+        assert out.n_users == 7 and out.n_steps == 48 and (out.traffic >= 0).all()
+        assert out.equals(gen.generate(7, seed=3, sampler=sampler, steps=steps))
+    small_batches = get("mstdiff", SMOKE | {"sample_batch_size": 3})
+    small_batches.fit(
+        data, progress=False, checkpoint_dir=tmp_path / "run2", knowledge_graph=knowledge_graph()
+    )
+    assert small_batches.generate(7, seed=0).n_users == 7
+    gen.save(tmp_path / "m")
+    assert (
+        cellsynth.load(tmp_path / "m")
+        .generate(5, seed=1, sampler="ddim", steps=3)
+        .equals(gen.generate(5, seed=1, sampler="ddim", steps=3))
+    )
+    with pytest.raises(ConfigError, match="different config"):
+        get("mstdiff", SMOKE | {"seed": 1}).fit(
+            data, progress=False, checkpoint_dir=tmp_path / "run", knowledge_graph=knowledge_graph()
+        )
+    with pytest.raises(ConfigError, match="ddpm' or 'ddim"):
+        gen.generate(3, sampler="dpm-solver")
+
+
+class _Oracle(torch.nn.Module):
+    """A perfect denoiser of one known user: eps from the true x_0, logits certain of the true l_0."""
+
+    def __init__(self, x0: torch.Tensor, l0: torch.Tensor, alphas_cumprod: torch.Tensor, n: int) -> None:
+        super().__init__()
+        self.x0, self.l0, self.abar, self.n = x0, l0, alphas_cumprod, n
+
+    def forward(self, x_t, l_s, t, s):
+        a = self.abar[t].double().unsqueeze(1)
+        eps = ((x_t.double() - a.sqrt() * self.x0) / (1 - a).sqrt()).float()
+        logits = 60.0 * torch.nn.functional.one_hot(self.l0, self.n).float().expand(len(l_s), -1, -1)
+        return eps, logits
+
+
+@pytest.fixture(scope="module")
+def fitted_12_6():
+    return get("mstdiff", SMOKE | {"gaussian_steps": 12, "discrete_steps": 6}).fit(users(), progress=False)
+
+
+@pytest.mark.parametrize(("sampler", "steps"), [("ddpm", None), ("ddim", 2), ("ddim", 4)])
+def test_algorithm_2_with_a_perfect_denoiser_returns_its_user(fitted_12_6, sampler, steps):
+    """The joint reverse chain's bookkeeping (Gaussian timesteps, matching discrete steps, strided chain):
+    with a denoiser that knows the answer, every generated user is that user, for every sampler."""
+    data = users()
+    gen = copy.copy(fitted_12_6)
+    x0 = torch.from_numpy(gen.wavelets_.transform(data.traffic[:1])).double()
+    l0 = torch.from_numpy(np.array(data.locations[0]))
+    gen.net_ = _Oracle(x0, l0, gen.gauss_.alphas_cumprod, 6)
+    out = gen.generate(3, seed=0, sampler=sampler, steps=steps)
+    assert (out.locations == data.locations[0]).all()
+    np.testing.assert_allclose(out.traffic, np.repeat(data.traffic[:1], 3, 0), rtol=1e-4, atol=1e-4)
+
+
+def test_modes_trajectory_only_traffic_only_and_uniform():
+    no_traffic = get("mstdiff", SMOKE | {"kg": False}).fit(users(traffic=False), progress=False)
+    assert no_traffic.graph_source_ == "uniform" and not no_traffic.traffic_
+    out = no_traffic.generate(4, seed=0)
+    assert out.traffic is None and out.locations.shape == (4, 48)
+    traffic_only = get("mstdiff", SMOKE | {"trajectory": False}).fit(users(), progress=False)
+    assert traffic_only.net_.trajectory is False and traffic_only.graph_ is None
+    out = traffic_only.generate(4, seed=0)
+    assert out.traffic.shape == (4, 48) and out.locations.shape == (4, 48)
+    with pytest.raises(DataError, match="nothing to model"):
+        get("mstdiff", SMOKE | {"trajectory": False}).fit(users(traffic=False), progress=False)
+    with pytest.raises(DataError, match="divisible by 2\\^level = 8"):
+        get("mstdiff", SMOKE).fit(users(steps=44), progress=False)
+    with pytest.raises(ConfigError, match="discrete_steps must be <= gaussian_steps"):
+        get("mstdiff", {"discrete_steps": 10, "gaussian_steps": 5})
