@@ -12,6 +12,12 @@ __all__ = ["available", "get", "get_class", "register"]
 _REGISTRY: dict[str, str] = {
     "seasonal-mean": "cellsynth.generators.reference:SeasonalMeanGenerator",
     "copy-train": "cellsynth.generators.reference:CopyTrainGenerator",
+    "stouter": "cellsynth.generators.stouter:StouterGenerator",
+    "markov": "cellsynth.generators.markov:MarkovGenerator",
+    "mstdiff": "cellsynth.generators.mstdiff:MSTDiffGenerator",
+    "tcn-gan": "cellsynth.generators.tcn_gan:TCNGANGenerator",
+    "vae": "cellsynth.generators.vae:VAEGenerator",
+    "diffwave": "cellsynth.generators.diffwave:DiffWaveGenerator",
 }
 
 

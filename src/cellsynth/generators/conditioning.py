@@ -1,0 +1,439 @@
+"""What STOUTER's three baselines (``tcn-gan``, ``vae``, ``diffwave``) share: the conditioning, the data
+pipeline and the generator plumbing, so that the comparison with STOUTER differs in the model only.
+
+**Same information as STOUTER.** Every baseline is conditioned on
+
+- the station: its feature vector standardised with the *training* mean and standard deviation
+  (:class:`StationFeatures`). A station never seen in training (a planned site) is standardised with the
+  same constants, so new stations work through their features, as in STOUTER. These are the same columns
+  STOUTER's station graph uses as node features (POI counts, Beijing's knowledge-graph embedding); with
+  ``use_coordinates`` (default) the stations' planar coordinates (km, standardised) are appended when the
+  training stations have them — STOUTER sees location through its 1 km graph, the baselines see it here.
+- the hour of the week: the sinusoidal embedding of every step
+  (:func:`cellsynth.nn.baselines.hour_of_week_features`), where STOUTER has its temporal-graph embeddings.
+
+STOUTER's graph *embeddings* (pretrained GCN/GIN autoencoders) are its contribution and are not given to
+the baselines: they get the raw information those embeddings are computed from.
+
+**Same data pipeline as STOUTER.** Training traffic ``[N, T, C]`` is cut into its whole weeks (``L``
+steps each; ``N * W`` training series ``[C, L]``, each with its station's vector) and normalised by
+:class:`~cellsynth.data.scaling.LogScaler` (``z = (log1p(x / s_c) - mu_c) / sigma_c``); generated ``z`` is
+mapped back by its inverse, which is never negative, after clipping to the training range of ``z`` widened
+by ``clip_margin`` (10 %) of it on each side, as STOUTER clips its samples. Generated weeks land on the training time axis (its
+first week), ``"<id>#<k>"`` ids for ``k > 1`` samples, as every station generator.
+
+Training goes through :func:`cellsynth.generators.training.train` (one stage named after the model):
+checkpoints every epoch under ``checkpoint_dir/checkpoints/<name>/``, exact resume; a rerun with another
+config or other data is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from abc import abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import lightning as L
+import numpy as np
+import pydantic
+import torch
+
+from cellsynth.data.model import Stations, StationTraffic
+from cellsynth.data.samples import stack_samples
+from cellsynth.data.scaling import LogScaler
+from cellsynth.errors import ConfigError, DataError, NotFittedError
+from cellsynth.generators.base import (
+    GeneratorConfig,
+    StationGenerator,
+    expect,
+    restore_stations,
+    restore_time_axis,
+    stations_state,
+    time_axis_state,
+)
+from cellsynth.generators.training import loader, seed_everything, train
+
+__all__ = ["BaselineConfig", "BaselineGenerator", "StationFeatures", "training_weeks"]
+
+_KM_PER_DEGREE = 111.195  # as cellsynth.graphs.stations
+
+
+class StationFeatures:
+    """Standardised station vectors ``s = (r - mu) / sigma`` ``[N, D]`` with training constants.
+
+    ``r`` is the station's feature columns, followed (``use_coordinates`` and training coordinates) by its
+    planar position ``(lat * 111.195, lon * 111.195 * cos(lat_0))`` km around the training centroid
+    latitude ``lat_0``. ``mu``, ``sigma`` are the per-column mean and standard deviation over the training
+    stations (a constant column gets ``sigma = 1``, so it becomes zeros). Stations with neither features nor
+    coordinates give ``D = 0`` (conditioning on the hour of the week only).
+    """
+
+    def __init__(self, use_coordinates: bool = True) -> None:
+        self.use_coordinates = use_coordinates
+        self.feature_names_: tuple[str, ...] | None = None
+        self.coordinates_: bool = False
+        self.lat0_: float = 0.0
+        self.mean_: np.ndarray | None = None
+        self.std_: np.ndarray | None = None
+
+    @property
+    def dim(self) -> int:
+        self._fitted()
+        return len(self.mean_)
+
+    def fit(self, stations: Stations) -> StationFeatures:
+        self.feature_names_ = tuple(stations.feature_names)
+        self.coordinates_ = bool(self.use_coordinates and stations.has_coordinates)
+        self.lat0_ = float(np.deg2rad(stations.lat.mean())) if self.coordinates_ else 0.0
+        raw = self._raw(stations)
+        self.mean_ = raw.mean(0) if len(raw) else np.zeros(raw.shape[1])
+        sd = raw.std(0)
+        self.std_ = np.where(sd > 1e-12, sd, 1.0)
+        return self
+
+    def transform(self, stations: Stations) -> np.ndarray:
+        """``[M, D]`` float32 for ``stations`` (training or new ones with the same feature columns)."""
+        self._fitted()
+        if tuple(stations.feature_names) != self.feature_names_:
+            raise DataError(
+                f"stations have features {list(stations.feature_names)}, but the model was trained with features "
+                f"{list(self.feature_names_)}; give the same feature columns in the same order"
+            )
+        if self.coordinates_ and not stations.has_coordinates:
+            raise DataError(
+                "the model was trained on stations with coordinates (they are part of its conditioning); give "
+                "lat/lon for the stations to generate"
+            )
+        return ((self._raw(stations) - self.mean_) / self.std_).astype(np.float32)
+
+    def _raw(self, stations: Stations) -> np.ndarray:
+        parts = [np.asarray(stations.features, dtype=np.float64).reshape(len(stations), -1)]
+        if self.coordinates_:
+            parts.append(
+                np.stack(
+                    [stations.lat * _KM_PER_DEGREE, stations.lon * _KM_PER_DEGREE * np.cos(self.lat0_)],
+                    axis=1,
+                )
+            )
+        return np.concatenate(parts, axis=1)
+
+    def state(self, prefix: str = "station_features") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        self._fitted()
+        tensors = {
+            f"{prefix}.mean": torch.from_numpy(self.mean_),
+            f"{prefix}.std": torch.from_numpy(self.std_),
+        }
+        meta = {
+            f"{prefix}.feature_names": list(self.feature_names_),
+            f"{prefix}.coordinates": self.coordinates_,
+            f"{prefix}.lat0": self.lat0_,
+            f"{prefix}.use_coordinates": self.use_coordinates,
+        }
+        return tensors, meta
+
+    @classmethod
+    def from_state(cls, tensors: dict, meta: dict, prefix: str = "station_features") -> StationFeatures:
+        out = cls(meta[f"{prefix}.use_coordinates"])
+        out.feature_names_ = tuple(meta[f"{prefix}.feature_names"])
+        out.coordinates_ = bool(meta[f"{prefix}.coordinates"])
+        out.lat0_ = float(meta[f"{prefix}.lat0"])
+        out.mean_ = tensors[f"{prefix}.mean"].numpy().astype(np.float64)
+        out.std_ = tensors[f"{prefix}.std"].numpy().astype(np.float64)
+        return out
+
+    def _fitted(self) -> None:
+        if self.mean_ is None:
+            raise NotFittedError("StationFeatures: call fit(training stations) first")
+
+
+def training_weeks(data: StationTraffic, name: str, multiple: int = 1) -> np.ndarray:
+    """The whole weeks of ``data`` as ``[N, W, L, C]`` (``L = steps_per("7D")``; a warning names steps left
+    over). ``multiple``: ``L`` must be divisible by it (a network that halves the week)."""
+    try:
+        length = data.steps_per("7D")
+    except DataError:
+        raise DataError(
+            f"{name} models whole weeks, but the step {data.step} does not divide 7 days; resample to hourly "
+            "(or 30-minute) steps",
+            source=data.source,
+        ) from None
+    if length % multiple:
+        raise DataError(
+            f"a week at step {data.step} has {length} steps; {name} needs a multiple of {multiple} (lower its "
+            "number of levels, or resample to hourly steps)",
+            source=data.source,
+        )
+    n_weeks = data.n_steps // length
+    if n_weeks == 0:
+        raise DataError(
+            f"{name} trains on whole weeks, but the data has {data.n_steps} steps of {data.step}, less than "
+            f"one week ({length} steps)",
+            source=data.source,
+        )
+    left = data.n_steps - n_weeks * length
+    if left:
+        warnings.warn(
+            f"{name}: training on the first {n_weeks} whole week(s); the last {left} step(s) "
+            f"({left * data.step}) do not make a whole week and are not used",
+            stacklevel=3,
+        )
+    return data.values[:, : n_weeks * length].reshape(data.n_stations, n_weeks, length, data.n_channels)
+
+
+class BaselineConfig(GeneratorConfig):
+    """Options shared by the three baselines (data, conditioning, training loop, generation)."""
+
+    normalisation: Literal["standard", "unit"] = pydantic.Field(
+        "standard", description="LogScaler mode, as STOUTER's: 'standard' (z-score) or 'unit' ([-1, 1])."
+    )
+    use_coordinates: bool = pydantic.Field(
+        True, description="Append standardised planar coordinates (km) to the station features when known."
+    )
+    weekly_harmonics: int = pydantic.Field(
+        3, ge=0, description="Hour-of-week sinusoids: cycles per week 1..K."
+    )
+    daily_harmonics: int = pydantic.Field(4, ge=0, description="Hour-of-week sinusoids: cycles per day 1..K.")
+    context_dim: int = pydantic.Field(32, ge=1, description="Width of the conditioning context per step.")
+    epochs: int = pydantic.Field(200, ge=1, description="Passes over all training station-weeks.")
+    batch_size: int = pydantic.Field(32, ge=1, description="Station-weeks per training batch.")
+    lr: float = pydantic.Field(5e-4, gt=0, description="Adam learning rate.")
+    accelerator: Literal["auto", "cpu", "gpu"] = pydantic.Field(
+        "auto", description="Where to train and sample: 'auto' uses a GPU when there is one."
+    )
+    generation_batch_size: int = pydantic.Field(512, ge=1, description="Series generated together.")
+    clip_margin: float | None = pydantic.Field(
+        0.1,
+        ge=0,
+        description="Clip generated weeks (DiffWave: its x_0 prediction at every step, as STOUTER) to the "
+        "per-channel range of the normalised training traffic, widened by this share of the range on each "
+        "side; None: no clipping.",
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _some_time_features(self) -> BaselineConfig:
+        if self.weekly_harmonics + self.daily_harmonics == 0:
+            raise ValueError("weekly_harmonics + daily_harmonics must be >= 1 (the hour-of-week condition)")
+        return self
+
+
+def _fingerprint(config: GeneratorConfig, data: StationTraffic) -> dict:
+    digest = hashlib.sha256(np.ascontiguousarray(data.values).tobytes())
+    digest.update("\0".join(map(str, data.stations.ids)).encode())
+    digest.update(np.ascontiguousarray(data.stations.features).tobytes())
+    if data.stations.has_coordinates:
+        digest.update(data.stations.lat.tobytes() + data.stations.lon.tobytes())
+    return {
+        "config": config.model_dump(mode="json"),
+        "data": digest.hexdigest(),
+        "shape": list(data.values.shape),
+    }
+
+
+class BaselineGenerator(StationGenerator):
+    """Fit / generate / save of a baseline; a subclass supplies its networks and how it samples.
+
+    Subclasses implement :meth:`_network` (the network that generates), :meth:`_module` (the Lightning
+    module that trains it), :meth:`_trained` (the network to keep after training), :meth:`_draw` (one
+    batch of normalised weeks) and may override :meth:`_options` (sampling options of ``generate``).
+    """
+
+    Config: ClassVar[type[BaselineConfig]] = BaselineConfig
+    #: ``L`` must be divisible by this (networks that halve the week).
+    length_multiple: ClassVar[int] = 1
+    #: Gradient-norm clipping of the training loop (``None`` for manual optimisation).
+    gradient_clip_val: ClassVar[float | None] = 1.0
+
+    # -- hooks -------------------------------------------------------------------------------------------
+    @abstractmethod
+    def _network(self, n_channels: int, station_dim: int, length: int) -> torch.nn.Module:
+        """The (untrained) network that generates."""
+
+    @abstractmethod
+    def _module(self, network: torch.nn.Module) -> L.LightningModule:
+        """The Lightning module that trains ``network``; batches are ``(x [B, C, L], s [B, D])``."""
+
+    @abstractmethod
+    def _trained(self, module: L.LightningModule) -> torch.nn.Module:
+        """The network to generate with, taken from the trained ``module``."""
+
+    @abstractmethod
+    def _draw(
+        self,
+        net: torch.nn.Module,
+        station: torch.Tensor,
+        *,
+        generator: torch.Generator,
+        device: torch.device,
+        progress: bool,
+        **options: Any,
+    ) -> torch.Tensor:
+        """``[b, C, L]`` normalised weeks for the station vectors ``station`` ``[b, D]`` (on ``device``);
+        all randomness from ``generator`` (on the CPU)."""
+
+    def _options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Validate ``generate``'s extra options; the default takes none."""
+        if options:
+            raise DataError(
+                f"{self.name}.generate got unknown option(s) {sorted(options)}; it takes progress and batch_size"
+            )
+        return {}
+
+    # -- fit ---------------------------------------------------------------------------------------------
+    def fit(self, data, *, progress: bool = True, checkpoint_dir: str | os.PathLike | None = None):
+        data = expect(data, StationTraffic, self.name)
+        cfg = self.config
+        weeks = training_weeks(data, self.name, self.length_multiple)  # [N, W, L, C]
+        n, w, length, c = weeks.shape
+        self._check_checkpoints(checkpoint_dir, data)
+
+        self.scaler_ = LogScaler(cfg.normalisation).fit(weeks)
+        z = self.scaler_.transform(weeks).astype(np.float32)
+        self.features_ = StationFeatures(cfg.use_coordinates).fit(data.stations)
+        vectors = self.features_.transform(data.stations)  # [N, D]
+        self.stations_, self.time_, self.week_length_ = data.stations, time_axis_state(data), length
+
+        series = torch.from_numpy(np.ascontiguousarray(z.reshape(n * w, length, c).transpose(0, 2, 1)))
+        station = torch.from_numpy(np.repeat(vectors, w, axis=0))
+        dataset = torch.utils.data.TensorDataset(series, station)
+        seed_everything(cfg.seed)  # before building: initial weights are seeded
+        module = self._module(self._network(c, vectors.shape[1], length))
+        train(
+            module,
+            loader(dataset, batch_size=cfg.batch_size, seed=cfg.seed),
+            max_epochs=cfg.epochs,
+            stage=self.name,
+            seed=cfg.seed,
+            checkpoint_dir=checkpoint_dir,
+            progress=progress,
+            accelerator=cfg.accelerator,
+            gradient_clip_val=self.gradient_clip_val,
+        )
+        self.history_ = {self.name: list(getattr(module, "history", []))}
+        self.net_ = self._trained(module).cpu().eval().requires_grad_(False)
+        self.fitted_ = True
+        return self
+
+    def _check_checkpoints(self, checkpoint_dir, data: StationTraffic) -> None:
+        """Refuse to resume from checkpoints of another config or other data (they would load silently)."""
+        if checkpoint_dir is None:
+            return
+        path = Path(checkpoint_dir) / "checkpoints" / f"{self.name}-fit.json"
+        mine = _fingerprint(self.config, data)
+        if path.exists():
+            theirs = json.loads(path.read_text())
+            if theirs != mine:
+                what = "config" if theirs.get("config") != mine["config"] else "training data"
+                raise ConfigError(
+                    f"{path.parent} holds checkpoints of a {self.name} fit with a different {what}; resume with "
+                    "the same config and data, or use a fresh output directory"
+                )
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(mine, indent=2))
+
+    def _device(self) -> torch.device:
+        if self.config.accelerator in ("auto", "gpu") and torch.cuda.is_available():
+            return torch.device("cuda")
+        if self.config.accelerator == "gpu":
+            raise ConfigError("accelerator='gpu' but no CUDA device is available")
+        return torch.device("cpu")
+
+    # -- generate ----------------------------------------------------------------------------------------
+    def generate(
+        self,
+        target,
+        *,
+        samples: int = 1,
+        seed: int = 0,
+        progress: bool = False,
+        batch_size: int | None = None,
+        **options: Any,
+    ) -> StationTraffic:
+        """``samples`` weeks per target station (see :class:`~cellsynth.generators.base.StationGenerator`).
+
+        A new station is conditioned on its own standardised features; ``batch_size`` series are generated
+        at a time (default ``generation_batch_size``).
+        """
+        self.check_fitted()
+        options = self._options(options)
+        samples = self._check_samples(samples)
+        batch_size = self.config.generation_batch_size if batch_size is None else int(batch_size)
+        if batch_size < 1:
+            raise DataError(f"batch_size must be >= 1, got {batch_size}")
+        stations = self._resolve_target(target, seed, self.stations_)
+        vectors = torch.from_numpy(self.features_.transform(stations))
+        m, length, c = len(stations), self.week_length_, len(self.time_["channels"])
+
+        device = self._device()
+        x_range = self._x0_range(device)
+        net = self.net_.to(device)
+        generator = torch.Generator().manual_seed(int(seed))
+        total = m * samples  # station-major: series i belongs to station i // samples
+        out = []
+        try:
+            with torch.no_grad():
+                for first in range(0, total, batch_size):
+                    rows = torch.arange(first, min(first + batch_size, total)) // samples
+                    x = self._draw(
+                        net,
+                        vectors[rows].to(device),
+                        generator=generator,
+                        device=device,
+                        progress=progress,
+                        **options,
+                    )
+                    if x_range is not None:
+                        x = torch.maximum(torch.minimum(x, x_range[1]), x_range[0])
+                    out.append(x.float().cpu())
+        finally:
+            self.net_ = net.cpu()
+        z = torch.cat(out).reshape(m, samples, c, length).permute(0, 1, 3, 2).double().numpy()
+        values = self.scaler_.inverse(z).astype(np.float32)
+        start, step = restore_time_axis(self.time_)
+        return stack_samples(stations, values, start=start, step=step, channels=tuple(self.time_["channels"]))
+
+    def _x0_range(self, device) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(lo, hi)`` ``[C, 1]``: the training range of z per channel widened by ``clip_margin`` of it on each
+        side (as STOUTER's), or None. Why: a value a few units beyond the training range is harmless in z
+        but, through ``expm1``, becomes traffic many times the largest ever seen."""
+        margin = self.config.clip_margin
+        if margin is None:
+            return None
+        lo, hi = self.scaler_.z_min_, self.scaler_.z_max_
+        width = hi - lo
+        return tuple(
+            torch.as_tensor(b, dtype=torch.float32, device=device)[:, None]
+            for b in (lo - margin * width, hi + margin * width)
+        )
+
+    # -- persistence -------------------------------------------------------------------------------------
+    def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors, meta = stations_state(self.stations_)
+        for key, value in self.scaler_.state().items():
+            tensors[f"scaler.{key}"] = torch.from_numpy(value)
+        feature_tensors, feature_meta = self.features_.state()
+        tensors |= feature_tensors
+        tensors |= {f"net.{k}": v for k, v in self.net_.state_dict().items()}
+        meta |= feature_meta | {
+            "time": self.time_,
+            "week_length": self.week_length_,
+            "history": getattr(self, "history_", {}),
+        }
+        return tensors, meta
+
+    def _restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        self.stations_ = restore_stations(tensors, meta)
+        self.time_, self.week_length_ = meta["time"], meta["week_length"]
+        self.history_ = meta.get("history", {})
+        self.scaler_ = LogScaler.from_state(
+            {k[len("scaler.") :]: v.numpy() for k, v in tensors.items() if k.startswith("scaler.")},
+            self.config.normalisation,
+        )
+        self.features_ = StationFeatures.from_state(tensors, meta)
+        net = self._network(len(self.time_["channels"]), self.features_.dim, self.week_length_)
+        net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        self.net_ = net.eval().requires_grad_(False)

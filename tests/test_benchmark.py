@@ -1,0 +1,222 @@
+"""The benchmark pipeline: tiny end to end, the table's marks, resume from out/, refusal of mixed settings."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from cellsynth.benchmark import _stouter_change, markdown_table, run_benchmark
+from cellsynth.data import Stations, StationTraffic
+from cellsynth.errors import ConfigError
+from cellsynth.generators import get_class
+
+VAE = get_class("vae").smoke_config() | {"epochs": 1}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny networks train faster on one thread (far faster on a busy shared machine); restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_city(n: int = 10, weeks: int = 2) -> StationTraffic:
+    rng = np.random.default_rng(0)
+    t = np.arange(168 * weeks)
+    daily = 1.2 + np.cos(2 * np.pi * (t % 24 - 20) / 24)
+    values = rng.lognormal(0, 0.3, (n, 1, 1)) * daily[None, :, None] * rng.lognormal(0, 0.2, (n, len(t), 1))
+    stations = Stations(
+        [f"s{i}" for i in range(n)], features=rng.normal(size=(n, 2)), feature_names=("a", "b")
+    )
+    return StationTraffic(values, pd.Timestamp("2026-01-05", tz="UTC"), "1h", ("traffic",), stations)
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    result = run_benchmark(
+        tiny_city(),
+        ["seasonal-mean", "vae"],
+        seeds=2,
+        out=out,
+        samples=3,
+        configs={"vae": VAE},
+        progress=False,
+        echo=None,
+    )
+    return out, result
+
+
+def test_end_to_end_writes_results_table_and_run_dirs(bench):
+    out, result = bench
+    assert sorted(p.name for p in (out / "results").iterdir()) == [
+        "seasonal-mean__seed0.json",
+        "seasonal-mean__seed1.json",
+        "vae__seed0.json",
+        "vae__seed1.json",
+    ]
+    assert (out / "runs" / "vae" / "seed1" / "generator.json").exists()
+    assert (out / "runs" / "vae" / "seed1" / "checkpoints" / "vae" / "last.ckpt").exists()
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["split"] == {
+        "train_stations": 8,
+        "held_out_stations": 2,
+        "held_out_ids": saved["split"]["held_out_ids"],
+    }
+    assert saved["budget_rule"] == result.budget_rule and "preset" in result.budget_rule
+    run = next(r for r in saved["runs"] if r["model"] == "vae" and r["seed"] == 1)
+    assert run["config"]["seed"] == 1 and run["config"]["epochs"] == 1
+    assert run["station_weeks_generated"] == (2 + 8) * 3
+    assert run["station_weeks_per_second"] > 0 and run["train_seconds"] > 0
+    for split in ("held_out", "train"):
+        metrics = run["scores"][split]["metrics"]["traffic"]
+        assert {"mae", "rmse", "value_jsd", "diff_jsd", "daily_periodic_rmse", "coverage"} <= set(metrics)
+        assert run["scores"][split]["memorisation"]["near_copy_share"] >= 0
+    stats = result.summary["vae"]["held_out"]["traffic"]["mae"]
+    maes = [
+        r["scores"]["held_out"]["metrics"]["traffic"]["mae"]["value"]
+        for r in result.runs
+        if r["model"] == "vae"
+    ]
+    assert stats["n"] == 2 and stats["mean"] == pytest.approx(np.mean(maes))
+    assert stats["std"] == pytest.approx(np.std(maes, ddof=1))
+    table = (out / "table.md").read_text()
+    assert table == result.table
+    assert "| Model | MAE | RMSE | JSD |" in table
+    assert "held-out stations" in table and "training stations" in table and "Memorisation and cost" in table
+    assert result.budget_rule in table
+
+
+def test_rerun_reuses_every_result_without_training(bench):
+    out, first = bench
+    ckpt = out / "runs" / "vae" / "seed0" / "checkpoints" / "vae" / "last.ckpt"
+    stamp = ckpt.stat().st_mtime_ns
+    again = run_benchmark(
+        tiny_city(),
+        ["seasonal-mean", "vae"],
+        seeds=2,
+        out=out,
+        samples=3,
+        configs={"vae": VAE},
+        progress=False,
+        echo=None,
+    )
+    assert sorted(again.reused) == [("seasonal-mean", 0), ("seasonal-mean", 1), ("vae", 0), ("vae", 1)]
+    assert again.table == first.table
+    assert ckpt.stat().st_mtime_ns == stamp
+
+
+def test_killed_bench_picks_up_where_it_stopped(bench, tmp_path):
+    """A result lost (killed while scoring) is recomputed from the saved model, not trained again; a run
+    killed during training resumes from its checkpoint."""
+    out, first = bench
+    (out / "results" / "vae__seed1.json").unlink()
+    fit_record = (out / "runs" / "vae" / "seed1" / "fit.json").read_text()
+    again = run_benchmark(
+        tiny_city(),
+        ["seasonal-mean", "vae"],
+        seeds=2,
+        out=out,
+        samples=3,
+        configs={"vae": VAE},
+        progress=False,
+        echo=None,
+    )
+    assert ("vae", 1) not in again.reused and len(again.reused) == 3
+    assert (out / "runs" / "vae" / "seed1" / "fit.json").read_text() == fit_record  # not trained again
+    redone = next(r for r in again.runs if r["model"] == "vae" and r["seed"] == 1)
+    before = next(r for r in first.runs if r["model"] == "vae" and r["seed"] == 1)
+    assert redone["scores"] == before["scores"]  # same saved model, same seed: same numbers
+
+
+def test_other_settings_are_refused(bench):
+    out, _ = bench
+    with pytest.raises(ConfigError, match="different settings.*samples"):
+        run_benchmark(tiny_city(), ["seasonal-mean"], seeds=1, out=out, samples=4, progress=False, echo=None)
+    with pytest.raises(ConfigError, match="another vae config"):
+        run_benchmark(
+            tiny_city(),
+            ["vae"],
+            seeds=1,
+            out=out,
+            samples=3,
+            configs={"vae": VAE | {"latent_dim": 3}},
+            progress=False,
+            echo=None,
+        )
+
+
+def test_argument_errors(tmp_path):
+    data = tiny_city()
+    with pytest.raises(ConfigError, match="no models"):
+        run_benchmark(data, [], out=tmp_path)
+    with pytest.raises(ConfigError, match="unknown generator"):
+        run_benchmark(data, ["nope"], out=tmp_path)
+    with pytest.raises(ConfigError, match="budget"):
+        run_benchmark(data, ["seasonal-mean"], out=tmp_path, budget="1h")
+    with pytest.raises(ConfigError, match="not benchmarked"):
+        run_benchmark(data, ["seasonal-mean"], out=tmp_path, configs={"vae": {}})
+    with pytest.raises(ConfigError, match="user mobility"):
+        run_benchmark(data, ["markov"], out=tmp_path)
+
+
+def test_epoch_budget_applies_to_every_trained_model(tmp_path):
+    result = run_benchmark(
+        tiny_city(n=5, weeks=1),
+        ["seasonal-mean", "vae"],
+        seeds=[3],
+        out=tmp_path,
+        samples=2,
+        budget=2,
+        configs={"vae": VAE},
+        progress=False,
+        echo=None,
+    )
+    vae = next(r for r in result.runs if r["model"] == "vae")
+    assert vae["config"]["epochs"] == 2 and vae["seed"] == 3
+    assert "same 2 epochs" in result.budget_rule
+
+
+def test_table_marks_best_bold_and_second_underlined():
+    table = markdown_table(
+        ["Model", "MAE", "Coverage"],
+        [["a", "0.3", "0.5"], ["b", "0.1", "0.88"], ["c", "0.2", "0.99"], ["d", "–", "0.8"]],
+        [[0.3, 0.5], [0.1, 0.88], [0.2, 0.99], [None, 0.8]],
+        [None, 0.9],
+    )
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:] for line in table.splitlines()[2:]}
+    assert rows["b"][0] == "**0.1**" and rows["c"][0] == "<u>0.2</u>" and rows["a"][0] == "0.3"
+    assert rows["d"][0] == "–"
+    # Coverage is ranked by closeness to 0.9: 0.88 (off by 0.02) best, then 0.99 (0.09), then 0.8 (0.1).
+    assert rows["b"][1].rstrip(" |") == "**0.88**"
+    assert rows["c"][1].rstrip(" |") == "<u>0.99</u>"
+    assert table.splitlines()[1] == "|---|---:|---:|"
+
+
+def test_stouter_change_is_against_the_best_paper_baseline():
+    models = ["seasonal-mean", "vae", "diffwave", "stouter"]
+    columns = [("traffic", "mae", "MAE"), ("traffic", "value_jsd", "JSD")]
+    means = [[0.01, 0.01], [0.2, 0.10], [0.1, 0.20], [0.05, 0.05]]
+    row = _stouter_change(models, means, columns)
+    # seasonal-mean is not one of STOUTER's baselines: the best paper baseline is diffwave (MAE), vae (JSD).
+    assert row == "| STOUTER vs best of vae, diffwave | -50.0 % | -50.0 % |"
+    assert _stouter_change(["vae", "diffwave"], means[1:3], columns) is None
+
+
+def test_multi_channel_table_has_columns_per_channel(tmp_path):
+    rng = np.random.default_rng(1)
+    base = tiny_city(n=6, weeks=2)
+    values = np.concatenate([base.values, base.values * rng.lognormal(0, 0.3, base.values.shape)], axis=2)
+    data = StationTraffic(values, base.start, base.step, ("internet", "sms"), base.stations)
+    result = run_benchmark(data, ["seasonal-mean", "copy-train"], seeds=1, out=tmp_path, samples=2, echo=None)
+    header = next(line for line in result.table.splitlines() if line.startswith("| Model | internet"))
+    assert header == "| Model | internet MAE | internet RMSE | internet JSD | sms MAE | sms RMSE | sms JSD |"
+    assert "## Other metrics — held-out stations (new sites) — sms" in result.table
+    # One seed: no spread to show.
+    assert "±" not in header and " ± " not in result.table.split("## Table 1")[1].splitlines()[4]
