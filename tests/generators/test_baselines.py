@@ -13,7 +13,7 @@ from cellsynth.data.samples import split_samples
 from cellsynth.errors import ConfigError, DataError
 from cellsynth.generators import get, get_class
 from cellsynth.generators.conditioning import StationFeatures, training_weeks
-from cellsynth.generators.training import loader, seed_everything, train
+from cellsynth.training import loader, seed_everything, train
 
 START = pd.Timestamp("2026-01-05", tz="Europe/Rome")
 BASELINES = ("tcn-gan", "vae", "diffwave")

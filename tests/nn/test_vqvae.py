@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cellsynth.generators.training import seed_everything
 from cellsynth.nn.vqvae import BandVQVAE, VectorQuantizer, code_usage, fit_vqvaes
+from cellsynth.training import seed_everything
 
 
 @pytest.fixture(autouse=True, scope="module")

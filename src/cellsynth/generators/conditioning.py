@@ -22,7 +22,7 @@ mapped back by its inverse, which is never negative, after clipping to the train
 by ``clip_margin`` (10 %) of it on each side, as STOUTER clips its samples. Generated weeks land on the training time axis (its
 first week), ``"<id>#<k>"`` ids for ``k > 1`` samples, as every station generator.
 
-Training goes through :func:`cellsynth.generators.training.train` (one stage named after the model):
+Training goes through :func:`cellsynth.training.train` (one stage named after the model):
 checkpoints every epoch under ``checkpoint_dir/checkpoints/<name>/``, exact resume; a rerun with another
 config or other data is refused.
 """
@@ -55,7 +55,7 @@ from cellsynth.generators.base import (
     stations_state,
     time_axis_state,
 )
-from cellsynth.generators.training import loader, seed_everything, train
+from cellsynth.training import loader, seed_everything, train
 
 __all__ = ["BaselineConfig", "BaselineGenerator", "StationFeatures", "training_weeks"]
 

@@ -104,11 +104,11 @@ from cellsynth.generators.base import (
     time_axis_state,
 )
 from cellsynth.generators.markov import DEFAULT_SMOOTHING, MarkovChain, hour_keys
-from cellsynth.generators.training import loader, seed_everything, train
 from cellsynth.graphs.transitions import geographic_knn_graph, knn_graph, station_embeddings
 from cellsynth.nn.mstdiff import MSTDiffNet
 from cellsynth.nn.tucker import fit_tucker
 from cellsynth.nn.vqvae import BandVQVAE, fit_vqvaes
+from cellsynth.training import loader, seed_everything, train
 
 __all__ = ["MSTDiffConfig", "MSTDiffGenerator", "clip_predicted_x0", "discrete_step", "strided_chain"]
 

@@ -74,11 +74,11 @@ from cellsynth.generators.base import (
     stations_state,
     time_axis_state,
 )
-from cellsynth.generators.training import loader, seed_everything, train
 from cellsynth.graphs.stations import StationGraphBuilder
 from cellsynth.graphs.temporal import temporal_graph
 from cellsynth.nn.graph_autoencoder import GraphAutoencoder, gcn_autoencoder, gin_autoencoder
 from cellsynth.nn.stunet import STUNet
+from cellsynth.training import loader, seed_everything, train
 
 __all__ = ["StouterConfig", "StouterGenerator"]
 

@@ -26,7 +26,7 @@ with the paper's settings: ``lambda = 10``, ``n_critic = 5`` critic updates per 
 update; every ``n_critic``-th critic update is followed by a generator update on the same batch's stations.
 The count of critic updates is a buffer of the module, saved in every checkpoint, so a resumed run takes
 its generator steps exactly where an uninterrupted one would (manual optimisation: Lightning does not
-clip gradients; the step seed of :func:`~cellsynth.generators.training.train` still makes the noise a
+clip gradients; the step seed of :func:`~cellsynth.training.train` still makes the noise a
 function of the seed and the step).
 """
 

@@ -15,7 +15,7 @@ once, against a multi-hot target of all its known objects, with binary cross-ent
 reciprocal ``(t, r^{-1}, h)`` (relation id ``r + n_r``), so predicting a head is predicting the tail of the
 inverse relation (Lacroix et al. 2018; the TuckER code does the same).
 
-:func:`fit_tucker` trains through :func:`cellsynth.generators.training.train` (Lightning, checkpoints, exact
+:func:`fit_tucker` trains through :func:`cellsynth.training.train` (Lightning, checkpoints, exact
 resume) and returns the trained :class:`TuckER`; ``.entity_embeddings()`` gives ``E`` as numpy, whose station
 rows (:func:`cellsynth.graphs.transitions.station_embeddings`) define MSTDiff's transition graph.
 :func:`link_prediction_metrics` gives the filtered MRR and hits@k of the standard evaluation.
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cellsynth.errors import ConfigError, DataError
-from cellsynth.generators.training import loader, seed_everything, train
+from cellsynth.training import loader, seed_everything, train
 
 __all__ = [
     "OneToNDataset",

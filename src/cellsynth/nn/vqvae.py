@@ -26,7 +26,7 @@ training mode inside :meth:`VectorQuantizer.forward`; :meth:`BandVQVAE.quantise`
 never changes the codebook.
 
 :func:`fit_vqvaes` pretrains one :class:`BandVQVAE` per band through
-:func:`cellsynth.generators.training.train` (stage ``"vqvae"``) and records the per-epoch reconstruction
+:func:`cellsynth.training.train` (stage ``"vqvae"``) and records the per-epoch reconstruction
 error and codebook usage of each band in ``.history``.
 """
 
@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cellsynth.errors import ConfigError
-from cellsynth.generators.training import loader, seed_everything, train
+from cellsynth.training import loader, seed_everything, train
 
 __all__ = ["BandVQVAE", "QuantizerOutput", "VQVAEModule", "VectorQuantizer", "code_usage", "fit_vqvaes"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 
-from cellsynth.generators.training import loader, seed_everything, train
+from cellsynth.training import loader, seed_everything, train
 
 
 class Regression(L.LightningModule):
