@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -262,3 +263,37 @@ def restore_time_axis(meta: dict):
     import pandas as pd
 
     return pd.Timestamp(meta["start"]).tz_convert(meta["tz"]), pd.Timedelta(meta["step"])
+
+
+def training_weeks(data: StationTraffic, name: str, multiple: int = 1) -> np.ndarray:
+    """The whole weeks of ``data`` as ``[N, W, L, C]`` (``L = steps_per("7D")``; a warning names steps left
+    over). ``multiple``: ``L`` must be divisible by it (a network that halves the week)."""
+    try:
+        length = data.steps_per("7D")
+    except DataError:
+        raise DataError(
+            f"{name} models whole weeks, but the step {data.step} does not divide 7 days; resample to hourly "
+            "(or 30-minute) steps",
+            source=data.source,
+        ) from None
+    if length % multiple:
+        raise DataError(
+            f"a week at step {data.step} has {length} steps; {name} needs a multiple of {multiple} (lower its "
+            "number of levels, or resample to hourly steps)",
+            source=data.source,
+        )
+    n_weeks = data.n_steps // length
+    if n_weeks == 0:
+        raise DataError(
+            f"{name} trains on whole weeks, but the data has {data.n_steps} steps of {data.step}, less than "
+            f"one week ({length} steps)",
+            source=data.source,
+        )
+    left = data.n_steps - n_weeks * length
+    if left:
+        warnings.warn(
+            f"{name}: training on the first {n_weeks} whole week(s); the last {left} step(s) "
+            f"({left * data.step}) do not make a whole week and are not used",
+            stacklevel=3,
+        )
+    return data.values[:, : n_weeks * length].reshape(data.n_stations, n_weeks, length, data.n_channels)

@@ -73,6 +73,7 @@ from cellsynth.generators.base import (
     restore_time_axis,
     stations_state,
     time_axis_state,
+    training_weeks,
 )
 from cellsynth.graphs.stations import StationGraphBuilder
 from cellsynth.graphs.temporal import temporal_graph
@@ -355,7 +356,7 @@ class StouterGenerator(StationGenerator):
         data = expect(data, StationTraffic, self.name)
         cfg = self.config
         self.fitted_ = False  # a refit that fails half-way must not leave a half-old model usable
-        weeks = self._weeks(data)  # [N, W, L, C]
+        weeks = training_weeks(data, self.name, 2 ** (len(self.config.channel_mults) - 1))  # [N, W, L, C]
         n, w, length, c = weeks.shape
         self._check_checkpoints(checkpoint_dir, data)
 
@@ -431,39 +432,6 @@ class StouterGenerator(StationGenerator):
             accelerator=self.config.accelerator,
         )
         self.history_[stage] = list(module.history)
-
-    def _weeks(self, data: StationTraffic) -> np.ndarray:
-        try:
-            length = data.steps_per("7D")
-        except DataError:
-            raise DataError(
-                f"{self.name} models whole weeks, but the step {data.step} does not divide 7 days; resample "
-                "to hourly (or 30-minute) steps",
-                source=data.source,
-            ) from None
-        factor = 2 ** (len(self.config.channel_mults) - 1)
-        if length % factor:
-            raise DataError(
-                f"a week at step {data.step} has {length} steps, which the U-Net with "
-                f"{len(self.config.channel_mults)} resolutions cannot halve {len(self.config.channel_mults) - 1} "
-                f"times (needs a multiple of {factor}); use hourly data or fewer channel_mults",
-                source=data.source,
-            )
-        n_weeks = data.n_steps // length
-        if n_weeks == 0:
-            raise DataError(
-                f"{self.name} trains on whole weeks, but the data has {data.n_steps} steps of {data.step}, "
-                f"less than one week ({length} steps)",
-                source=data.source,
-            )
-        left = data.n_steps - n_weeks * length
-        if left:
-            warnings.warn(
-                f"{self.name}: training on the first {n_weeks} whole week(s); the last {left} step(s) "
-                f"({left * data.step}) do not make a whole week and are not used",
-                stacklevel=3,
-            )
-        return data.values[:, : n_weeks * length].reshape(data.n_stations, n_weeks, length, data.n_channels)
 
     def _check_checkpoints(self, checkpoint_dir, data: StationTraffic) -> None:
         """Refuse to resume from checkpoints of another config or other data (they would load silently)."""
