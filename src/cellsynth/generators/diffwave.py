@@ -27,18 +27,15 @@ channels, where DiffWave has 30 layers of cycle 10 over 16 kHz audio.
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Literal
 
-import lightning as L
-import numpy as np
 import pydantic
 import torch
-import torch.nn.functional as F
 
 from cellsynth.diffusion.gaussian import DEFAULT_STEPS, SAMPLERS, GaussianDiffusion
 from cellsynth.errors import ConfigError, DataError
 from cellsynth.generators.conditioning import BaselineConfig, BaselineGenerator
+from cellsynth.generators.diffusion_training import EpsilonModule
 from cellsynth.nn.baselines import DiffWaveNet
 
 __all__ = ["DiffWaveConfig", "DiffWaveGenerator"]
@@ -84,42 +81,6 @@ class DiffWaveConfig(BaselineConfig):
                 f"sampling_steps ({self.sampling_steps}) > num_train_timesteps ({self.num_train_timesteps})"
             )
         return self
-
-
-class _DiffusionModule(L.LightningModule):
-    """DDPM training of :class:`DiffWaveNet` with an EMA copy of its weights (as STOUTER's STUNet)."""
-
-    def __init__(self, net: DiffWaveNet, diffusion: GaussianDiffusion, cfg: DiffWaveConfig) -> None:
-        super().__init__()
-        self.net, self.diffusion = net, diffusion
-        self.ema = copy.deepcopy(net).requires_grad_(False)
-        self.lr, self.weight_decay, self.ema_decay = cfg.lr, cfg.weight_decay, cfg.ema_decay
-        self.history: list[float] = []
-        self._epoch: list[float] = []
-
-    def training_step(self, batch, batch_idx):
-        x0, station = batch
-        t = self.diffusion.sample_timesteps(x0.shape[0], device=x0.device)
-        noise = torch.randn_like(x0)
-        loss = F.mse_loss(self.net(self.diffusion.add_noise(x0, noise, t), t, station), noise)
-        self.log("mse", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=x0.shape[0])
-        self._epoch.append(float(loss.detach()))
-        return loss
-
-    @torch.no_grad()
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        # Warm-up: early weights are far from the optimum, so average over fewer steps at first.
-        n = self.global_step
-        decay = min(self.ema_decay, (1 + n) / (10 + n))
-        for p_ema, p in zip(self.ema.parameters(), self.net.parameters()):
-            p_ema.lerp_(p, 1 - decay)
-
-    def on_train_epoch_end(self) -> None:
-        self.history.append(float(np.mean(self._epoch)))
-        self._epoch = []
-
-    def configure_optimizers(self):
-        return torch.optim.AdamW(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
 
 class DiffWaveGenerator(BaselineGenerator):
@@ -171,10 +132,13 @@ class DiffWaveGenerator(BaselineGenerator):
             daily_harmonics=cfg.daily_harmonics,
         )
 
-    def _module(self, network: DiffWaveNet) -> _DiffusionModule:
-        return _DiffusionModule(network, self._diffusion(), self.config)
+    def _module(self, network: DiffWaveNet) -> EpsilonModule:
+        cfg = self.config
+        return EpsilonModule(
+            network, self._diffusion(), lr=cfg.lr, weight_decay=cfg.weight_decay, ema_decay=cfg.ema_decay
+        )
 
-    def _trained(self, module: _DiffusionModule) -> DiffWaveNet:
+    def _trained(self, module: EpsilonModule) -> DiffWaveNet:
         return module.ema
 
     def _options(self, options: dict[str, Any]) -> dict[str, Any]:

@@ -45,7 +45,6 @@ Where this departs from the paper, and the switch that restores the paper's choi
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
@@ -57,7 +56,6 @@ import lightning as L
 import numpy as np
 import pydantic
 import torch
-import torch.nn.functional as F
 from torch_geometric.data import Data
 
 from cellsynth.data.model import Stations, StationTraffic
@@ -75,6 +73,7 @@ from cellsynth.generators.base import (
     time_axis_state,
     training_weeks,
 )
+from cellsynth.generators.diffusion_training import EpsilonModule
 from cellsynth.graphs.stations import StationGraphBuilder
 from cellsynth.graphs.temporal import temporal_graph
 from cellsynth.nn.graph_autoencoder import GraphAutoencoder, gcn_autoencoder, gin_autoencoder
@@ -245,8 +244,8 @@ class _GraphMAEModule(L.LightningModule):
         return torch.optim.Adam(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
 
-class _DiffusionModule(L.LightningModule):
-    """DDPM training of STUNet on (week, station index) pairs, with an EMA copy of the weights."""
+class _DiffusionModule(EpsilonModule):
+    """The epsilon objective for STUNet: batches are (week, station index); the frozen embeddings are buffers."""
 
     def __init__(
         self,
@@ -258,42 +257,12 @@ class _DiffusionModule(L.LightningModule):
         weight_decay: float,
         ema_decay: float,
     ) -> None:
-        super().__init__()
-        self.net, self.diffusion = net, diffusion
-        self.ema = copy.deepcopy(net).requires_grad_(False)
+        super().__init__(net, diffusion, lr=lr, weight_decay=weight_decay, ema_decay=ema_decay)
         self.register_buffer("spatial", spatial)
         self.register_buffer("temporal", temporal)
-        self.lr, self.weight_decay, self.ema_decay = lr, weight_decay, ema_decay
-        self.history: list[float] = []
-        self._epoch: list[float] = []
 
-    def training_step(self, batch, batch_idx):
-        x0, station = batch
-        t = self.diffusion.sample_timesteps(x0.shape[0], device=x0.device)
-        noise = torch.randn_like(x0)
-        x_t = self.diffusion.add_noise(x0, noise, t)
-        spatial = self.spatial[station] if self.spatial is not None else None
-        loss = F.mse_loss(self.net(x_t, t, spatial, self.temporal), noise)
-        self.log("mse", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=x0.shape[0])
-        self._epoch.append(float(loss.detach()))
-        return loss
-
-    @torch.no_grad()
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        # EMA with warm-up: early weights are far from the optimum, so average over fewer steps at first.
-        n = self.global_step
-        decay = min(self.ema_decay, (1 + n) / (10 + n))
-        for p_ema, p in zip(self.ema.parameters(), self.net.parameters()):
-            p_ema.lerp_(p, 1 - decay)
-        for b_ema, b in zip(self.ema.buffers(), self.net.buffers()):
-            b_ema.copy_(b)
-
-    def on_train_epoch_end(self) -> None:
-        self.history.append(float(np.mean(self._epoch)))
-        self._epoch = []
-
-    def configure_optimizers(self):
-        return torch.optim.AdamW(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+    def predict_noise(self, net, x_t, t, station):
+        return net(x_t, t, self.spatial[station] if self.spatial is not None else None, self.temporal)
 
 
 #: Fields that may change between a run and its resume: more epochs continue training (nothing depends on

@@ -1,0 +1,75 @@
+"""Training of any Gaussian-diffusion denoiser with the DDPM epsilon objective (STOUTER, DiffWave):
+
+.. math::  L(\\theta) = \\mathbb E_{x_0, t, \\varepsilon}\\,
+           \\| \\varepsilon - \\varepsilon_\\theta(\\sqrt{\\bar\\alpha_t}\\,x_0 + \\sqrt{1-\\bar\\alpha_t}\\,\\varepsilon,\\ t,\\ c) \\|^2
+
+with an exponential moving average of the weights (what generates), warmed up as
+``decay_n = min(decay, (1 + n) / (10 + n))`` at optimiser step n, because early weights are far from the
+optimum and should be averaged over fewer steps.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cellsynth.diffusion.gaussian import GaussianDiffusion
+
+__all__ = ["EpsilonModule"]
+
+
+class EpsilonModule(L.LightningModule):
+    """Batches are ``(x0, condition)``; :meth:`predict_noise` calls the network (override it when the
+    condition needs looking up). ``history`` holds the mean loss of each epoch run in this process."""
+
+    def __init__(
+        self,
+        net: torch.nn.Module,
+        diffusion: GaussianDiffusion,
+        *,
+        lr: float,
+        weight_decay: float,
+        ema_decay: float,
+    ) -> None:
+        super().__init__()
+        self.net, self.diffusion = net, diffusion
+        self.ema = copy.deepcopy(net).requires_grad_(False)
+        self.lr, self.weight_decay, self.ema_decay = lr, weight_decay, ema_decay
+        self.history: list[float] = []
+        self._epoch: list[float] = []
+
+    def predict_noise(
+        self, net: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor, condition
+    ) -> torch.Tensor:
+        return net(x_t, t, condition)
+
+    def training_step(self, batch, batch_idx):
+        x0, condition = batch
+        t = self.diffusion.sample_timesteps(x0.shape[0], device=x0.device)
+        noise = torch.randn_like(x0)
+        loss = F.mse_loss(
+            self.predict_noise(self.net, self.diffusion.add_noise(x0, noise, t), t, condition), noise
+        )
+        self.log("mse", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=x0.shape[0])
+        self._epoch.append(float(loss.detach()))
+        return loss
+
+    @torch.no_grad()
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        n = self.global_step
+        decay = min(self.ema_decay, (1 + n) / (10 + n))
+        for p_ema, p in zip(self.ema.parameters(), self.net.parameters()):
+            p_ema.lerp_(p, 1 - decay)
+        for b_ema, b in zip(self.ema.buffers(), self.net.buffers()):
+            b_ema.copy_(b)
+
+    def on_train_epoch_end(self) -> None:
+        self.history.append(float(np.mean(self._epoch)))
+        self._epoch = []
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
