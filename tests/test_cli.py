@@ -40,6 +40,8 @@ def invoke(*args: str):
         ["fit"],
         ["generate"],
         ["demo"],
+        ["bench"],
+        ["evaluate"],
     ],
 )
 def test_every_command_has_help(command):
@@ -133,3 +135,14 @@ def test_bad_csv_error_names_the_file(tmp_path):
     assert result.returncode == 2
     assert "t.csv" in result.stderr and "negative" in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_bench_runs_and_resumes(city, tmp_path):
+    args = ["bench", "--data", city, "--out", tmp_path / "b", "--models", "seasonal-mean,copy-train"]
+    first = invoke(*args, "--seeds", 1, "--samples", 2, "--no-progress")
+    table = (tmp_path / "b" / "table.md").read_text()
+    assert "seasonal-mean" in table and "copy-train" in table and "**" in table
+    assert "table:" in first
+    second = invoke(*args, "--seeds", 1, "--samples", 2, "--no-progress")
+    assert (tmp_path / "b" / "table.md").read_text() == table
+    assert "reus" in second.lower()

@@ -426,6 +426,54 @@ def evaluate_command(
     console.print(f"metrics: [bold]{out / 'metrics.json'}[/]\nreport:  [bold]{report}[/]")
 
 
+@app.command("bench")
+def bench(
+    data: Annotated[Path, typer.Option(help="Station traffic dataset (or a synthetic city directory).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Bench directory: results, runs, table.md.")],
+    models: Annotated[
+        str, typer.Option(help="Comma-separated generators.")
+    ] = "stouter,tcn-gan,vae,diffwave,seasonal-mean",
+    seeds: Annotated[int, typer.Option(help="Seeds per model (0..n-1); tables show mean ± std.")] = 3,
+    epochs: Annotated[
+        int | None, typer.Option(help="Budget: this many epochs for every model (default: each preset's).")
+    ] = None,
+    samples: Annotated[int, typer.Option(help="Weeks generated per station.")] = 10,
+    test_fraction: Annotated[float, typer.Option(help="Share of stations held out.")] = 0.2,
+    configs_dir: Annotated[
+        Path | None, typer.Option(help="Directory of <model>.yaml presets (default: ./configs if present).")
+    ] = None,
+    progress: Progress = True,
+) -> None:
+    """Train and score several generators on one split, every channel, held-out and training stations;
+    prints and writes a table laid out like STOUTER's Table 1. Rerun the same command to resume."""
+    import yaml
+
+    from cellsynth.benchmark import run_benchmark
+
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    configs_dir = configs_dir if configs_dir is not None else Path("configs")
+    presets = {}
+    for name in names:
+        preset = configs_dir / f"{name}.yaml"
+        if preset.exists():
+            presets[name] = yaml.safe_load(preset.read_text()) or {}
+    result = run_benchmark(
+        _training_data(data, "stations"),
+        names,
+        out=out,
+        seeds=seeds,
+        budget=epochs if epochs is not None else "preset",
+        test_fraction=test_fraction,
+        samples=samples,
+        configs=presets,
+        progress=progress,
+        echo=console.print,
+    )
+    if result.reused:
+        console.print(f"reused {len(result.reused)} finished (model, seed) result(s) from {out}")
+    console.print(f"table: [bold]{result.table_path}[/]; results: [bold]{result.results_path}[/]")
+
+
 # -- the demo ----------------------------------------------------------------------------------------------
 @app.command("demo")
 def demo(
