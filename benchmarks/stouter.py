@@ -102,15 +102,18 @@ def score(train, test, generated, *, steps_per_day: int) -> dict[str, dict[str, 
     return out
 
 
-def profile_correlation(test, generated, steps_per_day: int) -> float:
-    """Correlation between the real and generated mean daily profiles (all held-out stations, channel 0)."""
+def profile_correlation(test, generated, steps_per_day: int) -> dict[str, float]:
+    """Per channel: correlation between the real and generated mean daily profiles (all held-out stations)."""
     from cellsynth.data.samples import split_samples
 
     _, gen = split_samples(generated)
     length = gen.shape[2]
-    real = test.values[:, :length, 0].reshape(-1, steps_per_day).mean(0)
-    fake = gen[..., 0].reshape(-1, steps_per_day).mean(0)
-    return float(np.corrcoef(real, fake)[0, 1])
+    out = {}
+    for c, channel in enumerate(test.channels):
+        real = test.values[:, :length, c].reshape(-1, steps_per_day).mean(0)
+        fake = gen[..., c].reshape(-1, steps_per_day).mean(0)
+        out[channel] = float(np.corrcoef(real, fake)[0, 1])
+    return out
 
 
 def main(argv=None) -> int:
@@ -204,7 +207,7 @@ def main(argv=None) -> int:
         for name, res in results["generators"].items():
             m = res["metrics"][channel]
             row = "".join(f"{m.get(k, float('nan')):>22.4f}" for k in keys)
-            print(f"  {name:<24}{row}{res['daily_profile_corr']:>22.4f}")
+            print(f"  {name:<24}{row}{res['daily_profile_corr'][channel]:>22.4f}")
         print(
             "  original scale: "
             + ", ".join(

@@ -164,7 +164,7 @@ class StouterConfig(GeneratorConfig):
         200, ge=1, description="Epochs of STUNet training (one pass over all station-weeks)."
     )
     batch_size: int = pydantic.Field(32, ge=1, description="Station-weeks per STUNet training batch.")
-    lr: float = pydantic.Field(5e-4, gt=0, description="Adam learning rate of STUNet.")
+    lr: float = pydantic.Field(1e-3, gt=0, description="AdamW learning rate of STUNet.")
     weight_decay: float = pydantic.Field(0.0, ge=0, description="AdamW weight decay of STUNet.")
     ema_decay: float = pydantic.Field(
         0.999, ge=0, lt=1, description="EMA of STUNet's weights (warm-up min(decay, (1+n)/(10+n)) at step n)."

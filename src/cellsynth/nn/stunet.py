@@ -16,9 +16,10 @@ Input ``x_t`` ``[B, C, L]`` (C traffic channels, L steps of a week), output the 
   (diffusers' ``TimestepEmbedding``) shared by all resolutions;
 - ``W_l``: the linear projection (a 1x1 convolution: the same linear map at every time step).
 
-Every residual block at that resolution is FiLM-modulated by the context: with ``GN`` a group norm,
+Every residual block at that resolution is FiLM-modulated by the context: with ``N`` the block's
+normalisation (the identity by default, GroupNorm with ``norm="group"``),
 
-.. math::  h \\leftarrow \\mathrm{GN}(h) \\odot (1 + \\gamma(c_l)) + \\beta(c_l)
+.. math::  h \\leftarrow \\mathrm{N}(h) \\odot (1 + \\gamma(c_l)) + \\beta(c_l)
 
 where ``gamma, beta`` are a per-block 1x1 convolution of ``SiLU(c_l)`` (zero-initialised, so training
 starts from the unconditioned network). The context varies along time (through F_t), so the modulation
@@ -31,9 +32,10 @@ tells each step which hour of the week it is.
   concatenated to the input once (broadcast over time) and the blocks are unmodulated. The information
   is the same; only the fusion at every block is removed.
 
-**Self-attention** over time between the two middle blocks (``attention_heads``, 0 = off) is our addition
-to the paper's U-Net: convolutions alone see about a day at the coarsest resolution, and without a global
-view the generated level of a station drifts within its week.
+**Our additions** to the paper's U-Net, each with a switch back: self-attention over time between the two
+middle blocks (``attention_heads``, 0 = off): convolutions alone see about a day at the coarsest
+resolution, and without a global view the generated level of a station drifts within its week; and no
+GroupNorm by default (``norm``, see :class:`STUNet`).
 
 ``L`` must be divisible by ``2 ** (len(channel_mults) - 1)`` (one halving per lower resolution).
 """
