@@ -16,6 +16,7 @@ Station generators return ``k`` samples per station as separate series whose ids
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import warnings
@@ -297,3 +298,43 @@ def training_weeks(data: StationTraffic, name: str, multiple: int = 1) -> np.nda
             stacklevel=3,
         )
     return data.values[:, : n_weeks * length].reshape(data.n_stations, n_weeks, length, data.n_channels)
+
+
+# -- resuming safely -------------------------------------------------------------------------------------
+def fingerprint(*parts) -> str:
+    """SHA-256 over arrays (their bytes) and sequences of strings, in order; ``None`` parts are skipped."""
+    digest = hashlib.sha256()
+    for part in parts:
+        if part is None:
+            continue
+        if isinstance(part, np.ndarray):
+            digest.update(np.ascontiguousarray(part).tobytes())
+        else:
+            digest.update("\0".join(map(str, part)).encode())
+    return digest.hexdigest()
+
+
+def station_fingerprint(data: StationTraffic) -> str:
+    """Fingerprint of station traffic and its stations (values, ids, features, coordinates)."""
+    stations = data.stations
+    return fingerprint(data.values, stations.ids, stations.features, stations.lat, stations.lon)
+
+
+def guard_resume(checkpoint_dir, name: str, record: dict[str, Any], what_else: str = "training data") -> None:
+    """Refuse to resume from checkpoints written for another config or other data: Lightning would load
+    them silently. ``record`` is ``{"config": ..., "data": ...}``; it is stored beside the checkpoints on
+    the first fit and compared on every later one."""
+    if checkpoint_dir is None:
+        return
+    path = Path(checkpoint_dir) / "checkpoints" / f"{name}-fit.json"
+    if path.exists():
+        theirs = json.loads(path.read_text())
+        if theirs != record:
+            what = "config" if theirs.get("config") != record["config"] else what_else
+            raise ConfigError(
+                f"{path.parent} holds checkpoints of a {name} fit with a different {what}; resume with the "
+                "same config and data, or use a fresh output directory"
+            )
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2))

@@ -29,11 +29,8 @@ config or other data is refused.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from abc import abstractmethod
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import lightning as L
@@ -49,8 +46,10 @@ from cellsynth.generators.base import (
     GeneratorConfig,
     StationGenerator,
     expect,
+    guard_resume,
     restore_stations,
     restore_time_axis,
+    station_fingerprint,
     stations_state,
     time_axis_state,
     training_weeks,
@@ -186,19 +185,6 @@ class BaselineConfig(GeneratorConfig):
         return self
 
 
-def _fingerprint(config: GeneratorConfig, data: StationTraffic) -> dict:
-    digest = hashlib.sha256(np.ascontiguousarray(data.values).tobytes())
-    digest.update("\0".join(map(str, data.stations.ids)).encode())
-    digest.update(np.ascontiguousarray(data.stations.features).tobytes())
-    if data.stations.has_coordinates:
-        digest.update(data.stations.lat.tobytes() + data.stations.lon.tobytes())
-    return {
-        "config": config.model_dump(mode="json"),
-        "data": digest.hexdigest(),
-        "shape": list(data.values.shape),
-    }
-
-
 class BaselineGenerator(StationGenerator):
     """Fit / generate / save of a baseline; a subclass supplies its networks and how it samples.
 
@@ -254,7 +240,11 @@ class BaselineGenerator(StationGenerator):
         cfg = self.config
         weeks = training_weeks(data, self.name, self.length_multiple)  # [N, W, L, C]
         n, w, length, c = weeks.shape
-        self._check_checkpoints(checkpoint_dir, data)
+        guard_resume(
+            checkpoint_dir,
+            self.name,
+            {"config": self.config.model_dump(mode="json"), "data": station_fingerprint(data)},
+        )
 
         self.scaler_ = LogScaler(cfg.normalisation).fit(weeks)
         z = self.scaler_.transform(weeks).astype(np.float32)
@@ -282,24 +272,6 @@ class BaselineGenerator(StationGenerator):
         self.net_ = self._trained(module).cpu().eval().requires_grad_(False)
         self.fitted_ = True
         return self
-
-    def _check_checkpoints(self, checkpoint_dir, data: StationTraffic) -> None:
-        """Refuse to resume from checkpoints of another config or other data (they would load silently)."""
-        if checkpoint_dir is None:
-            return
-        path = Path(checkpoint_dir) / "checkpoints" / f"{self.name}-fit.json"
-        mine = _fingerprint(self.config, data)
-        if path.exists():
-            theirs = json.loads(path.read_text())
-            if theirs != mine:
-                what = "config" if theirs.get("config") != mine["config"] else "training data"
-                raise ConfigError(
-                    f"{path.parent} holds checkpoints of a {self.name} fit with a different {what}; resume with "
-                    "the same config and data, or use a fresh output directory"
-                )
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(mine, indent=2))
 
     def _device(self) -> torch.device:
         if self.config.accelerator in ("auto", "gpu") and torch.cuda.is_available():

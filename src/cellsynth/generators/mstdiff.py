@@ -75,10 +75,7 @@ schedule ``alpha-bar``; ``GraphDiffusion`` is rebuilt from them (the eigendecomp
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import os
-from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
@@ -98,6 +95,8 @@ from cellsynth.generators.base import (
     GeneratorConfig,
     UserGenerator,
     expect,
+    fingerprint,
+    guard_resume,
     restore_stations,
     restore_time_axis,
     stations_state,
@@ -272,17 +271,6 @@ class _DenoiserModule(L.LightningModule):
         return torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
 
 
-def _fingerprint(config: MSTDiffConfig, data: UserMobility, kg: KnowledgeGraph | None) -> dict:
-    digest = hashlib.sha256(np.ascontiguousarray(data.locations).tobytes())
-    if data.traffic is not None:
-        digest.update(np.ascontiguousarray(data.traffic).tobytes())
-    digest.update("\0".join(map(str, data.stations.ids)).encode())
-    if kg is not None:
-        for arr in (kg.heads, kg.relations, kg.tails):
-            digest.update("\0".join(map(str, arr)).encode())
-    return {"config": config.model_dump(mode="json"), "data": digest.hexdigest()}
-
-
 class MSTDiffGenerator(UserGenerator):
     """MSTDiff: joint diffusion of users' traffic (wavelets) and trajectories (graph discrete diffusion)."""
 
@@ -341,7 +329,24 @@ class MSTDiffGenerator(UserGenerator):
         n = len(data.stations)
         if trajectory and n < 2:
             raise DataError(f"{self.name} needs at least 2 stations to diffuse trajectories over, got {n}")
-        self._check_run(checkpoint_dir, data, knowledge_graph)
+        guard_resume(
+            checkpoint_dir,
+            self.name,
+            {
+                "config": self.config.model_dump(mode="json"),
+                "data": fingerprint(
+                    data.locations,
+                    data.traffic,
+                    data.stations.ids,
+                    *(
+                        (knowledge_graph.heads, knowledge_graph.relations, knowledge_graph.tails)
+                        if knowledge_graph is not None
+                        else ()
+                    ),
+                ),
+            },
+            what_else="training data or knowledge graph",
+        )
         accel = cfg.accelerator
 
         coeffs = torch.zeros(data.n_users, data.n_steps)
@@ -403,26 +408,6 @@ class MSTDiffGenerator(UserGenerator):
         self.traffic_, self.trajectory_ = traffic, trajectory
         self.fitted_ = True
         return self
-
-    def _check_run(self, checkpoint_dir, data, kg) -> None:
-        """Refuse to resume checkpoints written for another config or data."""
-        if checkpoint_dir is None:
-            return
-        path = Path(checkpoint_dir) / "checkpoints" / "mstdiff-fit.json"
-        mine = _fingerprint(self.config, data, kg)
-        if path.exists():
-            theirs = json.loads(path.read_text())
-            if theirs != mine:
-                what = (
-                    "config" if theirs.get("config") != mine["config"] else "training data or knowledge graph"
-                )
-                raise ConfigError(
-                    f"{path.parent} holds checkpoints of an MSTDiff fit with a different {what}; resume with "
-                    "the same config and data, or use a fresh output directory"
-                )
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(mine, indent=2))
 
     def _band_range(self, coeffs: torch.Tensor, n_steps: int) -> torch.Tensor:
         """``[2, T]``: the training minimum and maximum of each coefficient's band, per position."""

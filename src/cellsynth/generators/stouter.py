@@ -45,11 +45,8 @@ Where this departs from the paper, and the switch that restores the paper's choi
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import warnings
-from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
@@ -67,8 +64,10 @@ from cellsynth.generators.base import (
     GeneratorConfig,
     StationGenerator,
     expect,
+    guard_resume,
     restore_stations,
     restore_time_axis,
+    station_fingerprint,
     stations_state,
     time_axis_state,
     training_weeks,
@@ -272,16 +271,6 @@ _RESUMABLE_CHANGES = frozenset(
 )
 
 
-def _fingerprint(config: StouterConfig, data: StationTraffic) -> dict:
-    fields = {k: v for k, v in config.model_dump(mode="json").items() if k not in _RESUMABLE_CHANGES}
-    digest = hashlib.sha256(np.ascontiguousarray(data.values).tobytes())
-    digest.update("\0".join(map(str, data.stations.ids)).encode())
-    digest.update(np.ascontiguousarray(data.stations.features).tobytes())
-    if data.stations.has_coordinates:
-        digest.update(data.stations.lat.tobytes() + data.stations.lon.tobytes())
-    return {"config": fields, "data": digest.hexdigest(), "shape": list(data.values.shape)}
-
-
 def _standardise(emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-dimension mean and standard deviation over nodes (sd floored so a dead unit gives zeros)."""
     mean = emb.mean(0)
@@ -327,7 +316,9 @@ class StouterGenerator(StationGenerator):
         self.fitted_ = False  # a refit that fails half-way must not leave a half-old model usable
         weeks = training_weeks(data, self.name, 2 ** (len(self.config.channel_mults) - 1))  # [N, W, L, C]
         n, w, length, c = weeks.shape
-        self._check_checkpoints(checkpoint_dir, data)
+        # Options that only affect generation may change between a fit and its resume.
+        fields = {k: v for k, v in self.config.model_dump(mode="json").items() if k not in _RESUMABLE_CHANGES}
+        guard_resume(checkpoint_dir, self.name, {"config": fields, "data": station_fingerprint(data)})
 
         self.scaler_ = LogScaler(cfg.normalisation).fit(weeks)
         z = self.scaler_.transform(weeks).astype(np.float32)
@@ -401,24 +392,6 @@ class StouterGenerator(StationGenerator):
             accelerator=self.config.accelerator,
         )
         self.history_[stage] = list(module.history)
-
-    def _check_checkpoints(self, checkpoint_dir, data: StationTraffic) -> None:
-        """Refuse to resume from checkpoints of another config or other data (they would load silently)."""
-        if checkpoint_dir is None:
-            return
-        path = Path(checkpoint_dir) / "checkpoints" / "stouter-fit.json"
-        mine = _fingerprint(self.config, data)
-        if path.exists():
-            theirs = json.loads(path.read_text())
-            if theirs != mine:
-                what = "config" if theirs.get("config") != mine["config"] else "training data"
-                raise ConfigError(
-                    f"{path.parent} holds checkpoints of a STOUTER fit with a different {what}; resume with "
-                    "the same config and data, or use a fresh output directory"
-                )
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(mine, indent=2))
 
     # -- building blocks (same shapes in fit and _restore) -------------------------------------------
     def _temporal_ae(self, in_dim: int) -> GraphAutoencoder:
