@@ -21,7 +21,18 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-__all__ = ["loader", "seed_everything", "train"]
+from cellsynth.errors import ConfigError
+
+__all__ = ["loader", "resolve_device", "seed_everything", "train"]
+
+
+def resolve_device(accelerator: str) -> torch.device:
+    """The torch device for a config's ``accelerator`` ("auto", "cpu" or "gpu"), as ``train`` picks it."""
+    if accelerator in ("auto", "gpu") and torch.cuda.is_available():
+        return torch.device("cuda")
+    if accelerator == "gpu":
+        raise ConfigError("accelerator='gpu' but no CUDA device is available")
+    return torch.device("cpu")
 
 
 def seed_everything(seed: int) -> None:

@@ -41,7 +41,7 @@ import torch
 from cellsynth.data.model import Stations, StationTraffic
 from cellsynth.data.samples import stack_samples
 from cellsynth.data.scaling import LogScaler
-from cellsynth.errors import ConfigError, DataError, NotFittedError
+from cellsynth.errors import DataError, NotFittedError
 from cellsynth.generators.base import (
     GeneratorConfig,
     StationGenerator,
@@ -54,7 +54,7 @@ from cellsynth.generators.base import (
     time_axis_state,
     training_weeks,
 )
-from cellsynth.training import loader, seed_everything, train
+from cellsynth.training import loader, resolve_device, seed_everything, train
 
 __all__ = ["BaselineConfig", "BaselineGenerator", "StationFeatures"]
 
@@ -273,13 +273,6 @@ class BaselineGenerator(StationGenerator):
         self.fitted_ = True
         return self
 
-    def _device(self) -> torch.device:
-        if self.config.accelerator in ("auto", "gpu") and torch.cuda.is_available():
-            return torch.device("cuda")
-        if self.config.accelerator == "gpu":
-            raise ConfigError("accelerator='gpu' but no CUDA device is available")
-        return torch.device("cpu")
-
     # -- generate ----------------------------------------------------------------------------------------
     def generate(
         self,
@@ -306,7 +299,7 @@ class BaselineGenerator(StationGenerator):
         vectors = torch.from_numpy(self.features_.transform(stations))
         m, length, c = len(stations), self.week_length_, len(self.time_["channels"])
 
-        device = self._device()
+        device = resolve_device(self.config.accelerator)
         x_range = self._x0_range(device)
         net = self.net_.to(device)
         generator = torch.Generator().manual_seed(int(seed))

@@ -77,7 +77,7 @@ from cellsynth.graphs.stations import StationGraphBuilder
 from cellsynth.graphs.temporal import temporal_graph
 from cellsynth.nn.graph_autoencoder import GraphAutoencoder, gcn_autoencoder, gin_autoencoder
 from cellsynth.nn.stunet import STUNet
-from cellsynth.training import loader, seed_everything, train
+from cellsynth.training import loader, resolve_device, seed_everything, train
 
 __all__ = ["StouterConfig", "StouterGenerator"]
 
@@ -442,14 +442,6 @@ class StouterGenerator(StationGenerator):
     def _freeze(module: torch.nn.Module) -> torch.nn.Module:
         return module.cpu().eval().requires_grad_(False)
 
-    def _device(self) -> torch.device:
-        wants_gpu = self.config.accelerator in ("auto", "gpu")
-        if wants_gpu and torch.cuda.is_available():
-            return torch.device("cuda")
-        if self.config.accelerator == "gpu":
-            raise ConfigError("accelerator='gpu' but no CUDA device is available")
-        return torch.device("cpu")
-
     # -- generate ------------------------------------------------------------------------------------
     def generate(
         self,
@@ -495,7 +487,7 @@ class StouterGenerator(StationGenerator):
         spatial = self.station_embeddings(stations, drawn=from_count)  # [M, d_s] or None
         m, length, c = len(stations), self.week_length_, len(self.time_["channels"])
 
-        device = self._device()
+        device = resolve_device(self.config.accelerator)
         net = self.stunet_.to(device)
         temporal = None if self.temporal_embeddings_ is None else self.temporal_embeddings_.to(device)
         diffusion = self._diffusion()
