@@ -116,6 +116,18 @@ def profile_correlation(test, generated, steps_per_day: int) -> dict[str, float]
     return out
 
 
+def level_correlation(test, generated) -> dict[str, float]:
+    """Per channel: across held-out stations, the correlation between log1p of the real mean load and of
+    the generated mean load (over samples) — does a new site get its own level?"""
+    from cellsynth.data.samples import split_samples
+
+    _, gen = split_samples(generated)  # [N, K, T, C]
+    length = gen.shape[2]
+    real = np.log1p(test.values[:, :length].mean(1))  # [N, C]
+    fake = np.log1p(gen.mean(axis=(1, 2)))
+    return {ch: float(np.corrcoef(real[:, c], fake[:, c])[0, 1]) for c, ch in enumerate(test.channels)}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", choices=("beijing", "synthetic"), default="beijing")
@@ -175,6 +187,7 @@ def main(argv=None) -> int:
     results["generators"]["seasonal-mean"] = {
         "metrics": score(train, test, generated, steps_per_day=steps_per_day),
         "daily_profile_corr": profile_correlation(test, generated, steps_per_day),
+        "level_corr": level_correlation(test, generated),
     }
 
     stouter = get("stouter", config)
@@ -192,6 +205,7 @@ def main(argv=None) -> int:
         results["generators"][f"stouter/{spec}"] = {
             "metrics": score(train, test, generated, steps_per_day=steps_per_day),
             "daily_profile_corr": profile_correlation(test, generated, steps_per_day),
+            "level_corr": level_correlation(test, generated),
             "station_weeks_per_s": test.n_stations * args.samples / gen_s,
             "generate_seconds": gen_s,
         }
@@ -203,11 +217,13 @@ def main(argv=None) -> int:
     keys = ("value_jsd", "diff_jsd", "mae", "rmse", "daily_periodic_rmse", "weekly_profile_error")
     for channel in test.channels:
         print(f"\nchannel {channel!r} (normalised scale)")
-        print(f"  {'generator':<24}" + "".join(f"{k:>22}" for k in (*keys, "daily_profile_corr")))
+        extra = ("daily_profile_corr", "level_corr")
+        print(f"  {'generator':<24}" + "".join(f"{k:>22}" for k in (*keys, *extra)))
         for name, res in results["generators"].items():
             m = res["metrics"][channel]
             row = "".join(f"{m.get(k, float('nan')):>22.4f}" for k in keys)
-            print(f"  {name:<24}{row}{res['daily_profile_corr'][channel]:>22.4f}")
+            row += "".join(f"{res[k][channel]:>22.4f}" for k in extra)
+            print(f"  {name:<24}{row}")
         print(
             "  original scale: "
             + ", ".join(

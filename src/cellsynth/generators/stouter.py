@@ -15,12 +15,19 @@ Pipeline of :meth:`StouterGenerator.fit`:
    ``knn`` nearest in feature space when there are no coordinates), node features = standardised station
    features (:mod:`cellsynth.graphs.stations`); frozen; ``F_s`` = encoder output ``[N, d_s]``.
    Both embeddings are standardised per dimension over their training nodes (constants kept).
-5. **STUNet** (stage ``"stunet"``, :mod:`cellsynth.nn.stunet`) learns ``eps_theta(x_t, t, F_t, F_s)`` with
+5. **Station levels** (``level_model="ridge"``, :mod:`cellsynth.generators.station_levels`): each
+   station's level ``ell_n`` (its mean ``z`` per channel) is taken out, ``u = (z - ell_n) / sigma_shape``, and
+   a ridge regression learns ``ell`` from ``[F_s, standardised features, log1p(counts)]`` with its
+   leave-one-out error covariance. The diffusion then models the level-free weeks ``u``.
+6. **STUNet** (stage ``"stunet"``, :mod:`cellsynth.nn.stunet`) learns ``eps_theta(x_t, t, F_t, F_s)`` with
    the DDPM objective ``|| eps - eps_theta(sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, t) ||^2``
-   (:mod:`cellsynth.diffusion.gaussian`); an exponential moving average of its weights is what generates.
+   (:mod:`cellsynth.diffusion.gaussian`), ``x_0 = u``; an exponential moving average of its weights is what
+   generates.
 
 :meth:`StouterGenerator.generate` draws ``k`` weeks per station from ``x_T ~ N(0, I)`` with DDPM, DDIM
-(default, 50 steps) or DPM-Solver++, inverts the normalisation (never negative) and returns them on the
+(default, 50 steps) or DPM-Solver++, adds a level per week (a training station's own; a new station's
+drawn from the regression, ``ell-hat + Sigma^{1/2} xi``), inverts the normalisation (never negative) and
+returns them on the
 training time axis (the first training week). A station seen in training (same id, features and
 coordinates) uses its training embedding; any other station is a *new* one (a planned site) and is
 embedded inductively: it is added to the training station graph with edges from its training
@@ -41,6 +48,9 @@ Where this departs from the paper, and the switch that restores the paper's choi
 - An EMA of STUNet's weights generates (``ema_decay=0``: the last weights); F_t and F_s are standardised per
   dimension over their training nodes before they enter the STFFM.
 - The paper does not give its normalisation; we use :class:`~cellsynth.data.scaling.LogScaler`.
+- The station level is predicted by a regression, not left to the diffusion (``level_model="none"``: the
+  paper's). Why: without it the sampled level of a new station on the heavy-tailed synthetic city spanned
+  two orders of magnitude and did not correlate with the real one (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -73,6 +83,7 @@ from cellsynth.generators.base import (
     training_weeks,
 )
 from cellsynth.generators.diffusion_training import EpsilonModule
+from cellsynth.generators.station_levels import LevelRegression, station_levels
 from cellsynth.graphs.stations import StationGraphBuilder
 from cellsynth.graphs.temporal import temporal_graph
 from cellsynth.nn.graph_autoencoder import GraphAutoencoder, gcn_autoencoder, gin_autoencoder
@@ -92,6 +103,13 @@ class StouterConfig(GeneratorConfig):
         "standard",
         description="After log1p(x / median of positive values): 'standard' (z-score, matches the N(0, I) "
         "prior) or 'unit' (training range to [-1, 1]).",
+    )
+    level_model: Literal["ridge", "none"] = pydantic.Field(
+        "ridge",
+        description="How a station's level (its mean normalised traffic) is set: 'ridge' predicts it from the "
+        "station's descriptors (F_s and features) and draws it with the prediction's out-of-sample spread, and "
+        "the diffusion models the level-free week (cellsynth.generators.station_levels); 'none' leaves the "
+        "level to the diffusion model, as the paper does.",
     )
     # -- station graph -------------------------------------------------------------------------------
     radius_km: float = pydantic.Field(
@@ -354,6 +372,11 @@ class StouterGenerator(StationGenerator):
             self.station_stats_ = _standardise(fs)
             self.station_embeddings_ = (fs - self.station_stats_[0]) / self.station_stats_[1]
 
+        # Station levels: the diffusion then learns the level-free weeks (station_levels module docstring).
+        self.levels_ = None
+        if cfg.level_model == "ridge":
+            z = self._fit_levels(z)
+
         # Stage 3: STUNet on the N * W station-weeks.
         series = torch.from_numpy(np.ascontiguousarray(z.reshape(n * w, length, c).transpose(0, 2, 1)))
         station = torch.arange(n).repeat_interleave(w)
@@ -373,6 +396,47 @@ class StouterGenerator(StationGenerator):
         self.stunet_ = self._freeze(module.ema)
         self.fitted_ = True
         return self
+
+    # -- station levels ------------------------------------------------------------------------------
+    def _fit_levels(self, z: np.ndarray) -> np.ndarray:
+        """Fit the level regression on the training stations; return the level-free weeks ``u`` (float32).
+
+        ``u = (z - ell_n) / sigma_shape`` per channel, so that ``u`` has unit variance for DDPM's prior.
+        """
+        train = station_levels(z)  # [N, C]
+        flat = (z - train[:, None, None, :]).reshape(-1, z.shape[-1])
+        sd = flat.std(0)
+        sd = np.where(sd > 1e-12, sd, 1.0)
+        self.levels_ = {
+            "train": train,
+            "shape_sd": sd,
+            "shape_min": flat.min(0) / sd,
+            "shape_max": flat.max(0) / sd,
+            "log_columns": (self.stations_.features >= 0).all(0),
+        }
+        descriptors = self._level_descriptors(self.stations_, self.station_embeddings_)
+        self.levels_["regression"] = LevelRegression().fit(descriptors, train)
+        return ((z - train[:, None, None, :]) / sd).astype(np.float32)
+
+    def _level_descriptors(self, stations: Stations, spatial: torch.Tensor | None) -> np.ndarray:
+        """``[M, D]``: F_s, the standardised station features, and ``log1p`` of the features that are never
+        negative in training (counts such as POIs act multiplicatively on load). Width 0 without the spatial
+        embedding: the ablation then has no station information at all, levels included."""
+        if spatial is None:
+            return np.zeros((len(stations), 0))
+        raw = np.asarray(stations.features, dtype=np.float64)[:, self.levels_["log_columns"]]
+        parts = [spatial.double().numpy(), self.builder_.features(stations), np.log1p(np.maximum(raw, 0.0))]
+        return np.concatenate(parts, axis=1)
+
+    def _sample_levels(
+        self, stations: Stations, seen: np.ndarray, spatial, samples: int, generator: torch.Generator
+    ) -> np.ndarray:
+        """``[M, samples, C]``: a training station's own level; a new one's drawn from the regression."""
+        regression: LevelRegression = self.levels_["regression"]
+        level = regression.sample(self._level_descriptors(stations, spatial), samples, generator)
+        known = seen >= 0
+        level[known] = self.levels_["train"][seen[known]][:, None, :]
+        return level
 
     def _train(self, module, stage, epochs, dataset, checkpoint_dir, progress):
         cfg = self.config
@@ -484,7 +548,8 @@ class StouterGenerator(StationGenerator):
                 f"stations have features {list(stations.feature_names)}, but {self.name} was trained on stations "
                 f"with features {list(self.stations_.feature_names)}; give the same feature columns in the same order"
             )
-        spatial = self.station_embeddings(stations, drawn=from_count)  # [M, d_s] or None
+        seen = self._training_index(stations, drawn=from_count)
+        spatial = self._embed(stations, seen)  # [M, d_s] or None
         m, length, c = len(stations), self.week_length_, len(self.time_["channels"])
 
         device = resolve_device(self.config.accelerator)
@@ -522,23 +587,34 @@ class StouterGenerator(StationGenerator):
         finally:
             self.stunet_ = net.cpu()
         z = torch.cat(out).reshape(m, samples, c, length).permute(0, 1, 3, 2).double().numpy()
+        if self.levels_ is not None:  # z = ell + sigma_shape * u, with ell drawn after all of x_T
+            level = self._sample_levels(stations, seen, spatial, samples, generator)
+            z = level[:, :, None, :] + self.levels_["shape_sd"] * z
+            if self.config.clip_margin is not None:
+                z = np.clip(z, *self._widened(self.scaler_.z_min_, self.scaler_.z_max_))
         values = self.scaler_.inverse(z).astype(np.float32)
         start, step = restore_time_axis(self.time_)
         return stack_samples(stations, values, start=start, step=step, channels=tuple(self.time_["channels"]))
 
     def _x0_range(self, device) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """``(lo, hi)`` ``[C, 1]``: the training range of z per channel, widened by ``clip_margin`` of it.
+        """``(lo, hi)`` ``[C, 1]``: the training range of what the diffusion models (z, or the level-free u)
+        per channel, widened by ``clip_margin`` of it.
 
         Why: an x_0 prediction a few units beyond the training range is harmless in z but, through
         ``expm1``, becomes traffic many times the largest ever seen; clipping keeps samples plausible.
+        With station levels, the sum ``ell + sigma u`` is clipped to the widened range of z as well.
         """
-        margin = self.config.clip_margin
-        if margin is None:
+        if self.config.clip_margin is None:
             return None
-        lo, hi = self.scaler_.z_min_, self.scaler_.z_max_
-        width = hi - lo
-        bounds = (lo - margin * width, hi + margin * width)
+        if self.levels_ is None:
+            bounds = self._widened(self.scaler_.z_min_, self.scaler_.z_max_)
+        else:
+            bounds = self._widened(self.levels_["shape_min"], self.levels_["shape_max"])
         return tuple(torch.as_tensor(b, dtype=torch.float32, device=device)[:, None] for b in bounds)
+
+    def _widened(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        margin = self.config.clip_margin * (hi - lo)
+        return lo - margin, hi + margin
 
     def station_embeddings(self, stations: Stations, *, drawn: bool = False) -> torch.Tensor | None:
         """Standardised F_s ``[M, d_s]`` for ``stations`` (``None`` when ``use_spatial`` is off).
@@ -548,9 +624,10 @@ class StouterGenerator(StationGenerator):
         carry the ``@i`` suffix of stations drawn by number.
         """
         self.check_fitted()
-        if self.station_ae_ is None:
-            return None
-        self.builder_.check_compatible(stations)
+        return self._embed(stations, self._training_index(stations, drawn=drawn))
+
+    def _training_index(self, stations: Stations, *, drawn: bool) -> np.ndarray:
+        """Per station, the index of the training station it is (same id, features and coordinates), or -1."""
         train = self.stations_
         position = {sid: i for i, sid in enumerate(train.ids)}
         seen = np.full(len(stations), -1)
@@ -564,6 +641,12 @@ class StouterGenerator(StationGenerator):
                     and stations.lon[j] == train.lon[i]
                 )
                 seen[j] = i if same_place else -1
+        return seen
+
+    def _embed(self, stations: Stations, seen: np.ndarray) -> torch.Tensor | None:
+        if self.station_ae_ is None:
+            return None
+        self.builder_.check_compatible(stations)
         emb = torch.empty(len(stations), self.config.station_embed_dim)
         known = seen >= 0
         emb[torch.from_numpy(known)] = self.station_embeddings_[torch.from_numpy(seen[known])]
@@ -590,6 +673,12 @@ class StouterGenerator(StationGenerator):
             tensors["station_embeddings.mean"], tensors["station_embeddings.std"] = self.station_stats_
             tensors["station_graph.mean"] = torch.from_numpy(self.builder_.mean_)
             tensors["station_graph.std"] = torch.from_numpy(self.builder_.std_)
+        if self.levels_ is not None:
+            for key, value in self.levels_.items():
+                if key != "regression":
+                    tensors[f"levels.{key}"] = torch.from_numpy(np.asarray(value))
+            for key, value in self.levels_["regression"].state().items():
+                tensors[f"levels.regression.{key}"] = torch.from_numpy(np.asarray(value))
         meta |= {
             "time": self.time_,
             "week_length": self.week_length_,
@@ -619,6 +708,14 @@ class StouterGenerator(StationGenerator):
             self.temporal_ae_.load_state_dict(sub("temporal_ae"))
             self.temporal_ae_ = self._freeze(self.temporal_ae_)
             self.temporal_embeddings_ = tensors["temporal_embeddings"]
+        self.levels_ = None
+        if "levels.train" in tensors:
+            levels = sub("levels")
+            regression = {
+                k[len("regression.") :]: v.numpy() for k, v in levels.items() if k.startswith("regression.")
+            }
+            self.levels_ = {k: v.numpy() for k, v in levels.items() if not k.startswith("regression.")}
+            self.levels_["regression"] = LevelRegression.from_state(regression)
         self.builder_ = self.station_ae_ = self.station_embeddings_ = self.station_stats_ = None
         if meta["station_in_dim"] is not None:
             self.station_ae_ = self._station_ae(meta["station_in_dim"])

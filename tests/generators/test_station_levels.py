@@ -1,0 +1,148 @@
+"""The station-level regression: closed-form leave-one-out against refitting, recovery of a known linear
+law, calibrated draws, the no-descriptor case, state round trip and errors; and STOUTER giving planned
+sites the level their features imply."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cellsynth.data.model import Stations, StationTraffic
+from cellsynth.data.samples import split_samples
+from cellsynth.errors import DataError, NotFittedError
+from cellsynth.generators import get
+from cellsynth.generators.station_levels import LevelRegression, station_levels
+from cellsynth.generators.stouter import StouterGenerator
+from tests.generators.test_stouter import CHANNELS, START
+
+
+def linear_law(n: int, d: int = 4, c: int = 2, noise: float = 0.3, seed: int = 0, law: int = 0):
+    """Levels ``1.5 + (x / scale) @ beta + noise``: the law (scales, beta) from ``law``, the sample from ``seed``."""
+    law_rng, rng = np.random.default_rng([law, 1]), np.random.default_rng(seed)
+    scale, beta = law_rng.uniform(0.5, 5, d), law_rng.normal(size=(d, c))
+    x = rng.normal(size=(n, d)) * scale  # unequal scales: the model standardises
+    y = 1.5 + (x / scale) @ beta + rng.normal(0, noise, (n, c))
+    return x, y, beta, scale
+
+
+def test_station_levels_is_the_mean_over_time():
+    z = np.arange(24, dtype=float).reshape(2, 3, 2, 2)  # [N, W, L, C]
+    np.testing.assert_allclose(station_levels(z), z.reshape(2, 6, 2).mean(1))
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(6, 25))
+def test_leave_one_out_residuals_equal_refitting_without_each_station(seed, n):
+    x, y, *_ = linear_law(n, d=3, seed=seed)
+    model = LevelRegression().fit(x, y)
+    # Refit without station i at the chosen penalty (intercept unpenalised, the fit's standardisation),
+    # predict station i: the residuals' covariance must be the model's closed-form one.
+    xs = (x - x.mean(0)) / x.std(0)
+    residuals = np.empty_like(y)
+    for i in range(n):
+        keep = np.arange(n) != i
+        a, b = xs[keep] - xs[keep].mean(0), y[keep]
+        beta = np.linalg.solve(a.T @ a + float(model.alpha_) * np.eye(3), a.T @ (b - b.mean(0)))
+        residuals[i] = y[i] - (b.mean(0) + (xs[i] - xs[keep].mean(0)) @ beta)
+    expected = np.atleast_2d(np.cov(residuals, rowvar=False, bias=True))
+    np.testing.assert_allclose(model.covariance_, expected, rtol=1e-7, atol=1e-12)
+
+
+def test_recovers_a_linear_law_and_its_noise():
+    x, y, beta, scale = linear_law(2000, noise=0.3)
+    model = LevelRegression().fit(x, y)
+    # the model's coefficients are per standardised descriptor: beta * sd(x) / scale
+    np.testing.assert_allclose(model.beta_, beta * (x.std(0) / scale)[:, None], atol=0.05)
+    np.testing.assert_allclose(np.diag(model.covariance_), 0.09, rtol=0.1)  # the noise variance 0.3^2
+    assert (model.explained > 0.9).all()
+    fresh, truth, *_ = linear_law(200, noise=0.0, seed=1)  # the same law, other stations, no noise
+    np.testing.assert_allclose(model.predict(fresh), truth, atol=0.1)
+
+
+def test_draws_are_centred_on_the_prediction_with_the_residual_covariance():
+    x, y, *_ = linear_law(300, noise=0.5, seed=1)
+    y[:, 1] += y[:, 0]  # correlated channels: a busy site is busy in both
+    model = LevelRegression().fit(x, y)
+    draws = model.sample(x[:2], 20_000, torch.Generator().manual_seed(0))  # [2, K, C]
+    assert draws.shape == (2, 20_000, 2)
+    np.testing.assert_allclose(draws.mean(1), model.predict(x[:2]), atol=0.03)
+    np.testing.assert_allclose(np.cov(draws[0], rowvar=False), model.covariance_, rtol=0.05, atol=0.01)
+    again = model.sample(x[:2], 20_000, torch.Generator().manual_seed(0))
+    np.testing.assert_array_equal(draws, again)
+
+
+def test_without_descriptors_it_is_the_spread_of_the_training_levels():
+    rng = np.random.default_rng(0)
+    y = rng.normal(2.0, 0.7, (50, 3))
+    model = LevelRegression().fit(np.zeros((50, 0)), y)
+    np.testing.assert_allclose(model.predict(np.zeros((4, 0))), np.tile(y.mean(0), (4, 1)))
+    # leave-one-out residuals of the mean are (y - mean) * n / (n - 1)
+    np.testing.assert_allclose(model.covariance_, np.cov(y, rowvar=False, bias=True) * (50 / 49) ** 2)
+    np.testing.assert_allclose(model.explained, 1 - (50 / 49) ** 2)
+
+
+def test_state_round_trip():
+    x, y, *_ = linear_law(40)
+    model = LevelRegression().fit(x, y)
+    restored = LevelRegression.from_state(model.state())
+    np.testing.assert_array_equal(restored.predict(x), model.predict(x))
+    np.testing.assert_array_equal(restored.explained, model.explained)
+
+
+def test_errors():
+    with pytest.raises(NotFittedError):
+        LevelRegression().predict(np.zeros((1, 2)))
+    with pytest.raises(DataError, match="at least 3"):
+        LevelRegression().fit(np.zeros((2, 1)), np.zeros((2, 1)))
+    with pytest.raises(DataError, match="N = 5"):
+        LevelRegression().fit(np.zeros((5, 1)), np.zeros((4, 1)))
+    with pytest.raises(DataError, match="NaN"):
+        LevelRegression().fit(np.full((5, 1), np.nan), np.zeros((5, 1)))
+    model = LevelRegression().fit(*linear_law(10)[:2])
+    with pytest.raises(DataError, match="4 columns"):
+        model.predict(np.zeros((1, 3)))
+
+
+# -- STOUTER: a planned site gets the level its features imply -----------------------------------------------
+def law_traffic(n: int, seed: int, prefix: str) -> StationTraffic:
+    """Load level = exp(0.5 * (offices - 5)): a factor ~50 across stations, set by a feature."""
+    rng = np.random.default_rng(seed)
+    offices = rng.integers(0, 11, n)
+    stations = Stations(
+        [f"{prefix}{i:02d}" for i in range(n)],
+        45.46 + rng.normal(0, 0.005, n),
+        9.19 + rng.normal(0, 0.005, n),
+        np.stack([offices, rng.poisson(5, n)], axis=1),
+        ("poi_office", "poi_home"),
+    )
+    hours = np.arange(336)
+    daily = 1.5 + np.sin(2 * np.pi * (hours % 24 - 8) / 24)
+    level = np.exp(0.5 * (offices - 5.0))[:, None, None]
+    values = level * daily[None, :, None] * np.array([10.0, 2.0]) * rng.lognormal(0, 0.15, (n, 336, 2))
+    return StationTraffic(values, START, "1h", CHANNELS, stations)
+
+
+def test_stouter_gives_planned_sites_the_level_their_features_imply():
+    torch.set_num_threads(1)
+    train = law_traffic(20, seed=0, prefix="bs")
+    planned = law_traffic(8, seed=1, prefix="new")
+    gen = get("stouter", StouterGenerator.smoke_config() | {"epochs": 4}).fit(train, progress=False)
+    _, values = split_samples(gen.generate(planned.stations, samples=3, seed=0))  # [M, K, T, C]
+    real = np.log(planned.values.mean(1))  # [M, C]
+    generated = np.log(values.mean(axis=(1, 2)))
+    for c in range(2):
+        assert np.corrcoef(real[:, c], generated[:, c])[0, 1] > 0.9
+    # a training station keeps its own level: in every sample, the busiest training station is still far
+    # busier than the quietest (a 4-epoch diffusion blurs the quiet one's week, so not by the full factor)
+    offices = train.stations.features[:, 0]
+    extremes = [int(np.argmin(offices)), int(np.argmax(offices))]
+    _, seen = split_samples(gen.generate(train.stations.subset(extremes), samples=3, seed=0))
+    means = seen.mean(axis=2)  # [2, K, C]
+    assert (train.values[extremes[1]].mean(0) / train.values[extremes[0]].mean(0) > 20).all()
+    assert (means[1].min(0) / means[0].max(0) > 5).all()
+    # the paper's behaviour is one switch away, and is a different model
+    none = get("stouter", StouterGenerator.smoke_config() | {"epochs": 4, "level_model": "none"})
+    assert none.fit(train, progress=False).levels_ is None
