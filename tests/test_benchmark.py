@@ -66,6 +66,7 @@ def test_end_to_end_writes_results_table_and_run_dirs(bench):
     saved = json.loads((out / "results.json").read_text())
     assert saved["split"] == {
         "train_stations": 8,
+        "train_stations_scored": 8,
         "held_out_stations": 2,
         "held_out_ids": saved["split"]["held_out_ids"],
     }
@@ -164,6 +165,22 @@ def test_argument_errors(tmp_path):
         run_benchmark(data, ["seasonal-mean"], out=tmp_path, configs={"vae": {}})
     with pytest.raises(ConfigError, match="user mobility"):
         run_benchmark(data, ["markov"], out=tmp_path)
+    with pytest.raises(ConfigError, match="train_stations"):
+        run_benchmark(data, ["seasonal-mean"], out=tmp_path, train_stations=0)
+
+
+def test_training_split_can_be_scored_on_a_seeded_subset(tmp_path):
+    kw = {"seeds": 1, "samples": 2, "progress": False, "echo": None}
+    result = run_benchmark(tiny_city(n=20, weeks=1), ["copy-train"], out=tmp_path / "a", train_stations=5, **kw)
+    record = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert record["split"]["train_stations"] == 16 and record["split"]["train_stations_scored"] == 5
+    assert "scored on 5 of them" in result.table
+    # copy-train returns each training station's own (only) week: paired errors on the subset are zero
+    train_mae = result.summary["copy-train"]["train"]["traffic"]["mae"]["mean"]
+    assert train_mae == 0.0
+    # the subset is part of the settings: another size is another benchmark
+    with pytest.raises(ConfigError, match="train_stations_scored"):
+        run_benchmark(tiny_city(n=20, weeks=1), ["copy-train"], out=tmp_path / "a", train_stations=6, **kw)
 
 
 def test_epoch_budget_applies_to_every_trained_model(tmp_path):

@@ -21,7 +21,8 @@ Protocol (DESIGN.md, "Evaluation protocol"):
    make a run depend on the machine and on whatever else runs on it, and an interrupted run could not be
    resumed exactly.)
 3. **Per seed** ``s``: the model is built with ``seed = s`` and generates ``samples`` weeks per station with
-   ``seed = s``, for the held-out stations (the planned-site case) and for the training stations.
+   ``seed = s``, for the held-out stations (the planned-site case) and for the training stations (all of
+   them, or a subset of ``train_stations`` drawn with ``split_seed``).
 4. **Scores** come from :func:`cellsynth.evaluate.evaluate`, every channel, on the normalised scale
    (divided by the training maximum per channel): held-out = ``evaluate(held_out, generated, train=train)``;
    training stations = ``evaluate(all stations, generated for the training stations, train=train)`` (pairs
@@ -132,6 +133,7 @@ def run_benchmark(
     test_fraction: float = 0.2,
     split_seed: int = 0,
     samples: int = 10,
+    train_stations: int | None = None,
     configs: dict[str, dict[str, Any]] | None = None,
     progress: bool = True,
     echo: Callable[[str], Any] | None = print,
@@ -140,7 +142,8 @@ def run_benchmark(
 
     ``seeds``: a number ``n`` (seeds ``0..n-1``) or the seeds themselves. ``budget``: ``"preset"`` or a
     number of epochs for every model. ``samples``: weeks generated per station (>= 2 for the coverage
-    metric). ``configs``: per-model config overrides (``{"vae": {"epochs": 50}}``). ``progress``: training
+    metric). ``train_stations``: score the training split on a seeded subset of at most this many training
+    stations (None: all; generation dominates the bench's time on CPU). ``configs``: per-model config overrides (``{"vae": {"epochs": 50}}``). ``progress``: training
     progress bars and a line per run. ``echo`` prints the progress lines and the final table (None: silent).
     Writes ``out/table.md``, ``out/results.json``, ``out/results/*.json`` and ``out/runs/``.
     """
@@ -162,6 +165,12 @@ def run_benchmark(
     budget_rule = _budget_rule(budget)
     if isinstance(samples, bool) or not isinstance(samples, int | np.integer) or samples < 1:
         raise ConfigError(f"samples must be a positive whole number, got {samples!r}")
+    if train_stations is not None and (
+        isinstance(train_stations, bool)
+        or not isinstance(train_stations, int | np.integer)
+        or train_stations < 1
+    ):
+        raise ConfigError(f"train_stations must be a positive whole number or None, got {train_stations!r}")
     configs = dict(configs or {})
     unknown = sorted(set(configs) - set(models))
     if unknown:
@@ -171,6 +180,12 @@ def run_benchmark(
     out = Path(out)
     (out / "results").mkdir(parents=True, exist_ok=True)
     train, held_out = split_stations(data, test_fraction, split_seed)
+    scored_train = train
+    if train_stations is not None and train_stations < train.n_stations:
+        rng = np.random.default_rng(split_seed)
+        scored_train = train.select_stations(
+            np.sort(rng.choice(train.n_stations, train_stations, replace=False))
+        )
     settings = {
         "data": _data_digest(data),
         "shape": list(data.values.shape),
@@ -178,6 +193,7 @@ def run_benchmark(
         "test_fraction": test_fraction,
         "split_seed": split_seed,
         "samples": int(samples),
+        "train_stations_scored": scored_train.n_stations,
         "budget": budget if budget == "preset" else int(budget),
     }
     _check_settings(out / "bench.json", settings)
@@ -194,7 +210,9 @@ def run_benchmark(
             reused.append((name, seed))
             continue
         say(f"[{i}/{total}] {name}, seed {seed}: training and scoring")
-        record = _run_one(name, seed, config, train, held_out, data, samples, out, progress, budget_rule)
+        record = _run_one(
+            name, seed, config, train, held_out, scored_train, data, samples, out, progress, budget_rule
+        )
         _write_json(path, record)
         runs.append(record)
 
@@ -209,6 +227,7 @@ def run_benchmark(
             "budget_rule": budget_rule,
             "split": {
                 "train_stations": train.n_stations,
+                "train_stations_scored": scored_train.n_stations,
                 "held_out_stations": held_out.n_stations,
                 "held_out_ids": [str(s) for s in held_out.stations.ids],
             },
@@ -299,6 +318,7 @@ def _run_one(
     config: dict,
     train: StationTraffic,
     held_out: StationTraffic,
+    scored_train: StationTraffic,
     data: StationTraffic,
     samples: int,
     out: Path,
@@ -331,7 +351,7 @@ def _run_one(
 
     start = time.perf_counter()
     synthetic_held_out = gen.generate(held_out, samples=samples, seed=seed)
-    synthetic_train = gen.generate(train, samples=samples, seed=seed)
+    synthetic_train = gen.generate(scored_train, samples=samples, seed=seed)
     generate_seconds = time.perf_counter() - start
     weeks_per_series = synthetic_train.n_steps / train.steps_per("7D")
     station_weeks = (synthetic_held_out.n_stations + synthetic_train.n_stations) * weeks_per_series
@@ -496,7 +516,8 @@ def _render(summary, models, channels, budget_rule, settings, train, held_out, s
         "",
         f"- Data: {settings['shape'][0]} stations x {settings['shape'][1]} steps, channels "
         f"{', '.join(channels)}; one split by station (seed {settings['split_seed']}): {train.n_stations} "
-        f"training, {held_out.n_stations} held-out stations.",
+        f"training, {held_out.n_stations} held-out stations; the training split is scored on "
+        f"{settings['train_stations_scored']} of them.",
         f"- Budget: {budget_rule}.",
         f"- Seeds: {', '.join(map(str, seeds))}; {settings['samples']} generated weeks per station; every cell "
         "is the mean ± standard deviation over seeds.",

@@ -439,6 +439,12 @@ def bench(
     ] = None,
     samples: Annotated[int, typer.Option(help="Weeks generated per station.")] = 10,
     test_fraction: Annotated[float, typer.Option(help="Share of stations held out.")] = 0.2,
+    train_stations: Annotated[
+        int | None,
+        typer.Option(
+            help="Score the training split on a seeded subset of this many stations (default: all)."
+        ),
+    ] = None,
     configs_dir: Annotated[
         Path | None, typer.Option(help="Directory of <model>.yaml presets (default: ./configs if present).")
     ] = None,
@@ -465,6 +471,7 @@ def bench(
         budget=epochs if epochs is not None else "preset",
         test_fraction=test_fraction,
         samples=samples,
+        train_stations=train_stations,
         configs=presets,
         progress=progress,
         echo=console.print,
