@@ -171,7 +171,9 @@ def test_argument_errors(tmp_path):
 
 def test_training_split_can_be_scored_on_a_seeded_subset(tmp_path):
     kw = {"seeds": 1, "samples": 2, "progress": False, "echo": None}
-    result = run_benchmark(tiny_city(n=20, weeks=1), ["copy-train"], out=tmp_path / "a", train_stations=5, **kw)
+    result = run_benchmark(
+        tiny_city(n=20, weeks=1), ["copy-train"], out=tmp_path / "a", train_stations=5, **kw
+    )
     record = json.loads((tmp_path / "a" / "results.json").read_text())
     assert record["split"]["train_stations"] == 16 and record["split"]["train_stations_scored"] == 5
     assert "scored on 5 of them" in result.table

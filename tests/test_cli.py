@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 import cellsynth
 from cellsynth.cli import app
 from cellsynth.data import read
+from tests.conftest import REPO_ROOT
 
 runner = CliRunner()
 
@@ -97,6 +98,15 @@ def test_fit_then_generate_for_planned_sites(city, tmp_path):
     again = tmp_path / "h2"
     invoke("generate", "--model", run, "--n", 4, "--seed", 2, "--out", again)
     np.testing.assert_array_equal(read(tmp_path / "h").values, read(again).values)
+
+
+def test_fit_stouter_says_how_much_of_the_station_levels_it_can_predict(city, tmp_path):
+    smoke = REPO_ROOT / "configs" / "stouter-smoke.yaml"
+    output = invoke(
+        "fit", "stouter", "--data", city, "--out", tmp_path / "r", "--config", smoke, "--no-progress"
+    )
+    line = " ".join(output.split())
+    assert "station levels: the station descriptors explain internet" in line and "leave-one-out" in line
 
 
 def test_config_file(city, tmp_path):

@@ -349,6 +349,8 @@ def fit(
         raise ConfigError(f"{model} does not use a knowledge graph; leave out --knowledge-graph")
     gen.fit(train, progress=progress, checkpoint_dir=out, **extra)
     gen.save(out)
+    for note in gen.fit_notes():
+        console.print(note)
     console.print(f"{model} trained; model saved in [bold]{out}[/] (load with cellsynth.load({str(out)!r}))")
 
 

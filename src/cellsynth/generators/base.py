@@ -95,6 +95,10 @@ class Generator(ABC):
     def generate(self, target, *, samples: int = 1, seed: int = 0, **options: Any):
         """Draw synthetic data; the same ``seed`` gives the same output on the same machine."""
 
+    def fit_notes(self) -> list[str]:
+        """Lines a user should read after fitting (what the model learned that limits its use); [] if none."""
+        return []
+
     # -- persistence ---------------------------------------------------------------------------------
     @abstractmethod
     def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -397,6 +397,19 @@ class StouterGenerator(StationGenerator):
         self.fitted_ = True
         return self
 
+    def fit_notes(self) -> list[str]:
+        self.check_fitted()
+        if self.levels_ is None:
+            return []
+        channels = self.time_["channels"]
+        explained = self.levels_["regression"].explained
+        shares = ", ".join(f"{ch} {max(e, 0.0):.0%}" for ch, e in zip(channels, explained, strict=True))
+        return [
+            f"station levels: the station descriptors explain {shares} of the variance of the training "
+            "stations' levels (leave-one-out); a new site's level is drawn around its prediction with the "
+            "rest as spread, so its samples differ in level as much as the data says sites like it do"
+        ]
+
     # -- station levels ------------------------------------------------------------------------------
     def _fit_levels(self, z: np.ndarray) -> np.ndarray:
         """Fit the level regression on the training stations; return the level-free weeks ``u`` (float32).
