@@ -190,7 +190,7 @@ def test_resume_equals_an_uninterrupted_run_and_refuses_other_configs(data, tmp_
         get("stouter", smoke).fit(tiny_traffic(seed=1), progress=False, checkpoint_dir=tmp_path)
 
 
-def test_ablation_without_stations_features_at_30_minute_steps():
+def test_ablation_without_stations_features_at_30_minute_steps(tmp_path):
     # No features and no coordinates: only use_spatial=False can train; 30-minute weeks have 336 steps.
     stations = Stations([f"c{i}" for i in range(6)])
     data = tiny_traffic(n=6, weeks=1, step="30min", stations=stations)
@@ -201,6 +201,11 @@ def test_ablation_without_stations_features_at_30_minute_steps():
     out = gen.generate(Stations(["anywhere"]), samples=2, seed=0)
     assert out.values.shape == (2, 336, 2) and out.step == pd.Timedelta("30min") and (out.values >= 0).all()
     assert gen.station_embeddings(stations) is None and "station_ae.mask_token" not in gen._state()[0]
+    # without F_s the level regression has no descriptors: levels are drawn from the training spread
+    assert gen.levels_["regression"].beta_.shape == (0, 2)
+    gen.save(tmp_path / "m")
+    again = cellsynth.load(tmp_path / "m").generate(Stations(["anywhere"]), samples=2, seed=0)
+    np.testing.assert_array_equal(again.values, out.values)
 
 
 def test_bad_input(fitted, data):
