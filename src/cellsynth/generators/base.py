@@ -306,15 +306,21 @@ def training_weeks(data: StationTraffic, name: str, multiple: int = 1) -> np.nda
 
 # -- resuming safely -------------------------------------------------------------------------------------
 def fingerprint(*parts) -> str:
-    """SHA-256 over arrays (their bytes) and sequences of strings, in order; ``None`` parts are skipped."""
+    """SHA-256 over arrays (dtype, shape and bytes) and sequences of strings, in order; ``None`` parts are
+    skipped. Arrays of Python objects (string ids, knowledge-graph triplets) are hashed by their values'
+    text: their bytes are memory addresses, which differ between processes and would make every resume in
+    a new process look like other data."""
     digest = hashlib.sha256()
     for part in parts:
         if part is None:
             continue
-        if isinstance(part, np.ndarray):
+        if isinstance(part, np.ndarray) and part.dtype != object:
+            digest.update(f"{part.dtype.str}{part.shape}".encode())
             digest.update(np.ascontiguousarray(part).tobytes())
         else:
-            digest.update("\0".join(map(str, part)).encode())
+            items = part.ravel().tolist() if isinstance(part, np.ndarray) else part
+            digest.update("\0".join(map(str, items)).encode())
+        digest.update(b"\1")  # part separator: ("ab", "c") and ("a", "bc") differ
     return digest.hexdigest()
 
 
