@@ -490,13 +490,30 @@ def demo(
         "demo-output"
     ),
     seed: Annotated[int, typer.Option(help="Seed of the whole pipeline.")] = 0,
+    user_model: Annotated[
+        str,
+        typer.Option(
+            "--user-model",
+            help="User generator trained on the city's users (mstdiff or markov); 'none' skips the user part.",
+        ),
+    ] = "mstdiff",
     progress: Progress = True,
 ) -> None:
-    """Run the main job on the built-in synthetic city and print where its outputs are."""
+    """Run the main job on the built-in synthetic city: station traffic for held-out sites (STOUTER), then
+    users' trajectories and traffic (MSTDiff); each scored against held-out real data. Writes OUT/report.html
+    with both evaluations, and prints where every output is."""
     from cellsynth.demo import run_demo
 
-    result = run_demo(out, seed=seed, progress=progress, echo=console.print)
+    result = run_demo(
+        out,
+        seed=seed,
+        progress=progress,
+        echo=console.print,
+        user_model=None if user_model.strip().lower() == "none" else user_model,
+    )
     console.print(result.summary())
+    report = result.outputs["report (all evaluations)"]
+    console.print(f"report with every evaluation: [bold]{report}[/]", soft_wrap=True)  # one line, whole path
 
 
 def main() -> None:

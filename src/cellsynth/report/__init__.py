@@ -5,6 +5,7 @@
     from cellsynth.report import write_report
 
     write_report(evaluate(real, generated, train=train), "eval/")   # eval/metrics.json, eval/report.html
+    write_combined_report([("Stations", station_eval), ("Users", user_eval)], "report.html")  # one page
 
 Figures are drawn with matplotlib's Agg renderer (:mod:`cellsynth.report.figures`) and embedded in the page
 as base64 PNG (:mod:`cellsynth.report.html`): the page needs no other file, script or network access.
@@ -13,14 +14,22 @@ as base64 PNG (:mod:`cellsynth.report.html`): the page needs no other file, scri
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 from cellsynth.data.io import atomic_directory
 from cellsynth.errors import DataError
 from cellsynth.evaluate import Evaluation
-from cellsynth.report.html import render_html
+from cellsynth.report.html import render_combined_html, render_html
 
-__all__ = ["METRICS_FILE", "REPORT_FILE", "render_html", "write_report"]
+__all__ = [
+    "METRICS_FILE",
+    "REPORT_FILE",
+    "render_combined_html",
+    "render_html",
+    "write_combined_report",
+    "write_report",
+]
 
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.html"
@@ -50,3 +59,26 @@ def write_report(evaluation: Evaluation, out_dir: str | os.PathLike) -> Path:
         (staging / METRICS_FILE).write_text(evaluation.to_json_text(), encoding="utf-8")
         (staging / REPORT_FILE).write_text(render_html(evaluation), encoding="utf-8")
     return out_dir / REPORT_FILE
+
+
+def write_combined_report(
+    sections: list[tuple[str, Evaluation]],
+    path: str | os.PathLike,
+    *,
+    title: str = "Generated vs real data",
+) -> Path:
+    """Write one self-contained page holding several evaluations (:func:`render_combined_html`) to the file
+    ``path``; returns its path. The page is rendered first, then written to a temporary sibling file that
+    replaces ``path`` (``os.replace``), so a failure leaves no partial page and keeps an earlier one."""
+    path = Path(path).absolute()
+    if path.is_dir():
+        raise DataError(f"{path} is a directory; give the path of the HTML file to write")
+    page = render_combined_html(sections, title=title)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        tmp.write_text(page, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

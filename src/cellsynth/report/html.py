@@ -10,6 +10,7 @@ read it and what good looks like. All text is escaped.
 
 from __future__ import annotations
 
+import re
 from html import escape
 from typing import Any
 
@@ -19,7 +20,7 @@ import cellsynth
 from cellsynth.evaluate import METRICS, Evaluation, StationComparison, UserComparison
 from cellsynth.report import figures
 
-__all__ = ["render_html"]
+__all__ = ["render_combined_html", "render_html"]
 
 _CSS = """
 body { font-family: -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; color: #1a202c;
@@ -48,9 +49,53 @@ ul { margin: 0.3em 0; padding-left: 1.3em; }
 li { margin: 0.15em 0; }
 """
 
+# Added for a page that holds several reports (render_combined_html); a single report keeps _CSS alone.
+_COMBINED_CSS = """
+h2.section { font-size: 1.5em; margin-top: 2.2em; border-bottom: 3px solid #2d3748; }
+h4 { font-size: 1em; margin-top: 1.4em; }
+nav.toc { background: #edf2f7; border-radius: 6px; padding: 10px 14px; margin: 0.8em 0 1.4em; }
+nav.toc ol { margin: 0.3em 0 0; padding-left: 1.4em; }
+nav.toc a { color: #2b6cb0; }
+"""
+
 
 def render_html(evaluation: Evaluation) -> str:
     """The whole report page for ``evaluation`` as a string."""
+    title, body = _report_parts(evaluation)
+    return _page(title, body)
+
+
+def render_combined_html(
+    sections: list[tuple[str, Evaluation]], *, title: str = "Generated vs real data"
+) -> str:
+    """One self-contained page holding several evaluations, each under its own heading: ``sections`` is
+    ``[(heading, evaluation), ...]`` in page order (the demo's: stations, then users). A table of contents
+    at the top links to each section; inside a section, the report of :func:`render_html` follows with its
+    headings one level down."""
+    sections = list(sections)
+    if not sections:
+        raise ValueError("render_combined_html needs at least one (heading, evaluation) section")
+    entries, parts = [], []
+    for i, (heading, evaluation) in enumerate(sections, start=1):
+        if not isinstance(evaluation, Evaluation):
+            raise TypeError(f"section {heading!r}: expected an Evaluation, got {type(evaluation).__name__}")
+        anchor = f"section-{i}"
+        what, body = _report_parts(evaluation)
+        entries.append(
+            f"<li><a href='#{anchor}'>{escape(heading)}</a> <span class='muted'>({escape(what)})</span></li>"
+        )
+        parts.append(
+            f"<section id='{anchor}'><h2 class='section'>{escape(heading)}</h2>"
+            + _p(what, "subtitle")
+            + _demote("\n".join(part for part in body if part))
+            + "</section>"
+        )
+    toc = "<nav class='toc'><strong>Contents</strong><ol>" + "".join(entries) + "</ol></nav>"
+    return _page(title, [toc, *parts], css=_CSS + _COMBINED_CSS)
+
+
+def _report_parts(evaluation: Evaluation) -> tuple[str, list[str]]:
+    """``(title, body parts)`` of the report on one evaluation: its sections start at ``<h2>``."""
     aligned = evaluation.aligned
     if isinstance(aligned, StationComparison):
         title = "Generated vs real station traffic"
@@ -66,16 +111,30 @@ def render_html(evaluation: Evaluation) -> str:
         body += [_trajectory_section(aligned), _user_traffic_section(evaluation, aligned)]
     else:  # pragma: no cover - Evaluation is built by cellsynth.evaluate only
         raise TypeError(f"cannot report on {type(aligned).__name__}")
+    return title, body
+
+
+def _page(title: str, body: list[str], *, css: str = _CSS) -> str:
+    """The page around ``body``: head with the inline CSS, ``title`` as ``<h1>``, the subtitle."""
     return (
         "<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>\n"
-        f"<title>{escape(title)} — cellsynth evaluation</title>\n<style>{_CSS}</style>\n</head>\n<body><main>\n"
+        f"<title>{escape(title)} — cellsynth evaluation</title>\n<style>{css}</style>\n</head>\n<body><main>\n"
         f"<h1>{escape(title)}</h1>\n"
         f"<p class='subtitle'>cellsynth {escape(cellsynth.__version__)} evaluation report. Metric definitions, "
         "bins and formulas: docs/metrics.md in the cellsynth repository.</p>\n"
         + "\n".join(part for part in body if part)
         + "\n</main></body>\n</html>\n"
     )
+
+
+# Every tag below is written by this module and all text is escaped, so a literal "<h2>" can only be ours.
+_HEADING = re.compile(r"<(/?)h([23])>")
+
+
+def _demote(html: str) -> str:
+    """``<h2>`` -> ``<h3>``, ``<h3>`` -> ``<h4>``: a report's headings inside a combined page's section."""
+    return _HEADING.sub(lambda m: f"<{m.group(1)}h{int(m.group(2)) + 1}>", html)
 
 
 # ------------------------------------------------------------------------------------------------------------
