@@ -121,6 +121,12 @@ METRICS: dict[str, MetricInfo] = {
         "Jensen-Shannon divergence (base 2) between the histograms of all traffic values, real vs generated.",
         _JSD,
     ),
+    "log_value_jsd": MetricInfo(
+        "JSD of log values",
+        "The same on a log scale, log(1 + x / median real value): tells zeros, quiet and busy hours apart "
+        "where heavy tails crowd the plain histogram's first bin.",
+        _JSD,
+    ),
     "diff_jsd": MetricInfo(
         "JSD of first differences",
         "Jensen-Shannon divergence between the histograms of step-to-step changes: how jumpy the series are.",
@@ -488,6 +494,7 @@ def _traffic_scores(
         if generated.shape[1] >= 2:
             score("coverage", lambda: metrics.coverage(real, generated))
     score("value_jsd", lambda: metrics.value_jsd(real, generated, bins))
+    score("log_value_jsd", lambda: metrics.log_value_jsd(real, generated, bins))
     score("diff_jsd", lambda: metrics.diff_jsd(real, generated, bins))
     score(
         "daily_periodic_rmse",

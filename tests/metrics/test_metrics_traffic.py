@@ -17,6 +17,7 @@ from cellsynth.metrics import (
     daily_periodic_rmse,
     daily_share,
     diff_jsd,
+    log_value_jsd,
     paired_errors,
     peak_hour_jsd,
     peak_hours,
@@ -251,6 +252,7 @@ def test_traffic_metrics_keys():
         "rmse_of_mean",
         "coverage",
         "value_jsd",
+        "log_value_jsd",
         "diff_jsd",
         "daily_periodic_rmse",
         "acf_distance",
@@ -260,6 +262,7 @@ def test_traffic_metrics_keys():
     unpaired = traffic_metrics(real, week_of_traffic(9, 16), paired=False)
     assert set(unpaired) == {
         "value_jsd",
+        "log_value_jsd",
         "diff_jsd",
         "daily_periodic_rmse",
         "acf_distance",
@@ -310,3 +313,29 @@ def test_traffic_metrics_keys():
 def test_bad_input_raises_data_error(call, message):
     with pytest.raises(DataError, match=message):
         call()
+
+
+def test_log_value_jsd_sees_quiet_steps_that_heavy_tails_hide_from_value_jsd():
+    rng = np.random.default_rng(0)
+    shape = (50, 336)
+    bursts = rng.lognormal(0, 2.5, shape)  # heavy-tailed, like users' traffic
+    real = np.where(rng.random(shape) < 0.66, 0.0, bursts)
+    # the same bursts, but the idle steps carry 0.1-0.5 of the typical (median) burst
+    generated = np.where(real > 0, real, rng.uniform(0.1, 0.5, shape))
+    assert value_jsd(real, generated) < 0.01  # idle and quiet steps share the first equal-width bin
+    assert log_value_jsd(real, generated) > 0.3
+    assert log_value_jsd(real, real) == 0.0
+
+
+@given(scale=st.floats(1e-3, 1e6))
+def test_log_value_jsd_does_not_depend_on_the_unit(scale):
+    rng = np.random.default_rng(1)
+    real, generated = rng.lognormal(0, 1, (4, 48)), rng.lognormal(0.3, 1, (4, 48))
+    assert log_value_jsd(real * scale, generated * scale) == pytest.approx(
+        log_value_jsd(real, generated), abs=1e-9
+    )
+
+
+def test_log_value_jsd_refuses_negative_traffic():
+    with pytest.raises(DataError, match="non-negative"):
+        log_value_jsd(np.ones((2, 4)), -np.ones((2, 4)))
