@@ -448,7 +448,11 @@ def bench(
         ),
     ] = None,
     configs_dir: Annotated[
-        Path | None, typer.Option(help="Directory of <model>.yaml presets (default: ./configs if present).")
+        Path | None,
+        typer.Option(
+            help="Directory of <model>.yaml presets, e.g. configs/beijing; a model without one there takes "
+            "./configs/<model>.yaml, if present."
+        ),
     ] = None,
     progress: Progress = True,
 ) -> None:
@@ -459,12 +463,13 @@ def bench(
     from cellsynth.benchmark import run_benchmark
 
     names = [m.strip() for m in models.split(",") if m.strip()]
-    configs_dir = configs_dir if configs_dir is not None else Path("configs")
     presets = {}
     for name in names:
-        preset = configs_dir / f"{name}.yaml"
-        if preset.exists():
-            presets[name] = yaml.safe_load(preset.read_text()) or {}
+        for directory in (configs_dir, Path("configs")):
+            preset = directory / f"{name}.yaml" if directory is not None else None
+            if preset is not None and preset.exists():
+                presets[name] = yaml.safe_load(preset.read_text()) or {}
+                break
     result = run_benchmark(
         _training_data(data, "stations"),
         names,

@@ -247,7 +247,11 @@ def test_partial_week_is_reported(data):
         get("stouter", cfg).fit(data.slice_steps(0, 178), progress=False)
 
 
-@pytest.mark.parametrize("path", sorted((REPO_ROOT / "configs").glob("stouter*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path",
+    sorted((REPO_ROOT / "configs").glob("**/stouter*.yaml")),
+    ids=lambda p: str(p.relative_to(REPO_ROOT)),
+)
 def test_config_files_validate(path):
     config = yaml.safe_load(path.read_text()) or {}
     assert isinstance(get("stouter", config).config, StouterConfig)

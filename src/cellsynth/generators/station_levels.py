@@ -36,6 +36,12 @@ its errors on stations it did not see, and *draws* a level per generated sample:
 which keeps channels consistent (a busy site is busy in every channel) and makes the spread of the
 generated levels the honest uncertainty of the prediction. With no descriptors (``d`` of width 0) the
 prediction is the mean training level and ``Sigma`` the covariance of the training levels.
+
+**When not to use it.** The split assumes a week's shape does not depend on its level. Data whose rows
+were rescaled per station breaks that: in the STK-Diff Beijing set the row means lie within 4.1-7.1 M and
+a station's mean and its spread correlate at -0.97 across stations, and drawing the level apart from the
+week doubled STOUTER's held-out value JSD (BENCHMARKS.md). For such data set ``level_model: none``
+(``configs/beijing/stouter.yaml`` does).
 """
 
 from __future__ import annotations
