@@ -4,7 +4,7 @@ Synthetic city (``synthesize_city``: users at 30-minute steps over a week, T = 3
 city's knowledge graph), users split 80/20 (``split_users``, seeded); each model is fitted on the 80 %
 and generates as many users as were held out; the held-out users are the reference:
 
-- traffic: JSD of values, JSD of first differences along time, RMSE of the daily-frequency share
+- traffic: JSD of values (and of log values, which heavy-tailed user traffic needs), JSD of first differences along time, RMSE of the daily-frequency share
   (``steps_per_day=48``, ``paired=False``: sets compared at matched quantiles) — cellsynth.metrics, shared
   bins, base 2;
 - trajectories: the six MoveSim JSDs (distance, radius, distinct locations, duration, G-rank, I-rank);
@@ -40,7 +40,7 @@ from cellsynth.data.model import Stations, UserMobility
 from cellsynth.data.split import split_users
 from cellsynth.data.synthetic import synthesize_city
 from cellsynth.generators import get
-from cellsynth.metrics import daily_periodic_rmse, diff_jsd, trajectory_jsds, value_jsd
+from cellsynth.metrics import daily_periodic_rmse, diff_jsd, log_value_jsd, trajectory_jsds, value_jsd
 
 ROOT = Path(__file__).resolve().parents[1]
 GEOLIFE = ROOT.parent / "shared" / "data" / "geolife-movesim"
@@ -99,7 +99,17 @@ def synthetic(args, base: dict) -> None:
         ("mstdiff-no-kg", "mstdiff", base | {"kg": False}, {}),
         ("markov", "markov", {}, {}),
     ]
-    keys = ["value_jsd", "diff_jsd", "daily_rmse", "distance", "radius", "distinct_loc", "duration", "g_rank"]
+    keys = [
+        "value_jsd",
+        "log_value_jsd",
+        "diff_jsd",
+        "daily_rmse",
+        "distance",
+        "radius",
+        "distinct_loc",
+        "duration",
+        "g_rank",
+    ]
     keys += ["i_rank", "fit_s", "sample_s"]
     print("| model | " + " | ".join(keys) + " |")
     print("|" + "---|" * (len(keys) + 1))
@@ -111,6 +121,7 @@ def synthetic(args, base: dict) -> None:
         out, sample_s = _generate(gen, test.n_users, sampling, args.seed)
         r = {
             "value_jsd": value_jsd(test.traffic, out.traffic),
+            "log_value_jsd": log_value_jsd(test.traffic, out.traffic),
             "diff_jsd": diff_jsd(test.traffic, out.traffic),
             "daily_rmse": daily_periodic_rmse(test.traffic, out.traffic, 48, paired=False),
             "fit_s": f"{fit_s:.0f}",
