@@ -229,7 +229,7 @@ def run_demo(
         user_report = user_evaluation.write(out / "users" / "report")
         sections.append(("Users: trajectories and traffic", user_evaluation))
 
-        traffic_scores = _scores(user_evaluation.metrics.get("traffic", {}), ("value_jsd",))
+        traffic_scores = _scores(user_evaluation.metrics.get("traffic", {}), ("value_jsd", "log_value_jsd"))
         trajectory_scores = _scores(
             user_evaluation.metrics.get("trajectory", {}), ("distance", "distinct_loc")
         )
