@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import scipy.linalg
 import torch
+import yaml
 
 import cellsynth
 from cellsynth.data import Stations, UserMobility
@@ -26,6 +27,7 @@ from cellsynth.generators.mstdiff import (
     strided_chain,
 )
 from cellsynth.graphs.transitions import geographic_knn_graph
+from tests.conftest import REPO_ROOT
 
 START = pd.Timestamp("2026-01-05", tz="Europe/Rome")
 SMOKE = MSTDiffGenerator.smoke_config()
@@ -218,3 +220,15 @@ def test_modes_trajectory_only_traffic_only_and_uniform():
         get("mstdiff", SMOKE).fit(users(steps=44), progress=False)
     with pytest.raises(ConfigError, match="discrete_steps must be <= gaussian_steps"):
         get("mstdiff", {"discrete_steps": 10, "gaussian_steps": 5})
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted((REPO_ROOT / "configs").glob("**/mstdiff*.yaml")),
+    ids=lambda p: str(p.relative_to(REPO_ROOT)),
+)
+def test_config_files_validate(path):
+    config = yaml.safe_load(path.read_text()) or {}
+    assert get("mstdiff", config).config.model_dump(include=set(config)) == {
+        k: tuple(v) if isinstance(v, list) else v for k, v in config.items()
+    }
