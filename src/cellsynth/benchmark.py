@@ -50,7 +50,6 @@ import math
 import os
 import platform
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +58,7 @@ from typing import Any, Literal
 import numpy as np
 
 import cellsynth
+from cellsynth.data.io import write_text_atomic
 from cellsynth.data.model import StationTraffic
 from cellsynth.data.split import split_stations
 from cellsynth.errors import ConfigError, DataError
@@ -598,11 +598,5 @@ def _render(summary, models, channels, budget_rule, settings, train, held_out, s
 
 
 def _write_json(path: Path, value: Any) -> None:
-    """Atomic: a temporary sibling, then a rename (a killed benchmark never leaves half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        tmp.write_text(json.dumps(value, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Atomic (a killed benchmark never leaves half a file)."""
+    write_text_atomic(path, json.dumps(value, indent=2, allow_nan=False) + "\n")

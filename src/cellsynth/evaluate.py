@@ -36,7 +36,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +46,7 @@ import pandas as pd
 
 import cellsynth
 from cellsynth import metrics
+from cellsynth.data.io import write_text_atomic
 from cellsynth.data.model import Stations, StationTraffic, UserMobility
 from cellsynth.data.samples import sample_index
 from cellsynth.errors import DataError
@@ -310,7 +310,7 @@ class Evaluation:
     def to_json(self, path: str | os.PathLike) -> Path:
         """Write :meth:`to_dict` as JSON to ``path`` atomically (temp file, then rename)."""
         path = Path(path)
-        _replace_file(path, self.to_json_text())
+        write_text_atomic(path, self.to_json_text())
         return path
 
     def to_json_text(self) -> str:
@@ -1073,14 +1073,3 @@ def _json_ready(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return _json_ready(value.tolist())
     return value
-
-
-def _replace_file(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically: a temporary sibling, then a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

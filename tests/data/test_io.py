@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from cellsynth.data import Stations, StationTraffic, UserMobility, read, read_stations, write
-from cellsynth.data.io import atomic_directory, long_to_traffic
+from cellsynth.data.io import atomic_directory, long_to_traffic, write_text_atomic
 from cellsynth.errors import DataError
 
 from .test_model import START, make_stations, make_traffic
@@ -142,3 +142,17 @@ def test_stations_csv(tmp_path):
     with pytest.raises(DataError, match="file not found"):
         read_stations(tmp_path / "missing.csv")
     assert isinstance(stations, Stations)
+
+
+def test_atomic_text_write_replaces_whole_or_keeps_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "new" / "page.html"
+    write_text_atomic(path, "first")
+    assert path.read_text() == "first"
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("cellsynth.data.io.os.replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        write_text_atomic(path, "second")
+    assert path.read_text() == "first" and sorted(p.name for p in path.parent.iterdir()) == ["page.html"]

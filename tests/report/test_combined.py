@@ -10,6 +10,7 @@ import pytest
 
 from cellsynth.data.split import split_stations, split_users
 from cellsynth.data.synthetic import synthesize_city
+from cellsynth.errors import DataError
 from cellsynth.evaluate import METRICS, evaluate
 from cellsynth.generators import get
 from cellsynth.report import html, render_combined_html, render_html, write_combined_report
@@ -86,5 +87,5 @@ def test_write_combined_report_replaces_the_file_atomically(evaluations, tmp_pat
 
 
 def test_combined_page_rejects_what_is_not_an_evaluation():
-    with pytest.raises(TypeError, match="section 'x'"):
+    with pytest.raises(DataError, match="section 'x'"):
         render_combined_html([("x", "not an evaluation")])

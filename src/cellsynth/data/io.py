@@ -21,6 +21,8 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +33,15 @@ import pyarrow.parquet as pq
 from cellsynth.data.model import Stations, StationTraffic, UserMobility, regular_timeline
 from cellsynth.errors import DataError
 
-__all__ = ["atomic_directory", "read", "read_stations", "write", "write_stations"]
+__all__ = [
+    "atomic_directory",
+    "atomic_file",
+    "read",
+    "read_stations",
+    "write",
+    "write_stations",
+    "write_text_atomic",
+]
 
 FORMAT_VERSION = 1
 _META_KEY = b"cellsynth"
@@ -87,15 +97,31 @@ def _read_table(path: Path) -> tuple[pd.DataFrame, dict]:
     return table.to_pandas(), meta
 
 
-def write_stations(stations: Stations, path: str | os.PathLike) -> None:
-    """Write a stations table to one Parquet file (atomically, via a temp file and rename)."""
+@contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path`` to write; when the block ends without error it replaces
+    ``path`` (``os.replace``, atomic), otherwise it is removed: a reader never sees half a file, and a
+    failed write keeps the old one. Creates ``path``'s parent directory."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
-        _write_table(stations.to_frame(), tmp, {"kind": "stations", "version": FORMAT_VERSION})
+        yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` through :func:`atomic_file`."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_stations(stations: Stations, path: str | os.PathLike) -> None:
+    """Write a stations table to one Parquet file (atomically, :func:`atomic_file`)."""
+    with atomic_file(path) as tmp:
+        _write_table(stations.to_frame(), tmp, {"kind": "stations", "version": FORMAT_VERSION})
 
 
 def read_stations(path: str | os.PathLike) -> Stations:

@@ -14,10 +14,9 @@ as base64 PNG (:mod:`cellsynth.report.html`): the page needs no other file, scri
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
-from cellsynth.data.io import atomic_directory
+from cellsynth.data.io import atomic_directory, write_text_atomic
 from cellsynth.errors import DataError
 from cellsynth.evaluate import Evaluation
 from cellsynth.report.html import render_combined_html, render_html
@@ -68,17 +67,10 @@ def write_combined_report(
     title: str = "Generated vs real data",
 ) -> Path:
     """Write one self-contained page holding several evaluations (:func:`render_combined_html`) to the file
-    ``path``; returns its path. The page is rendered first, then written to a temporary sibling file that
-    replaces ``path`` (``os.replace``), so a failure leaves no partial page and keeps an earlier one."""
+    ``path``; returns its path. The page is rendered first, then written atomically
+    (:func:`~cellsynth.data.io.write_text_atomic`), so a failure leaves no partial page and keeps an earlier one."""
     path = Path(path).absolute()
     if path.is_dir():
         raise DataError(f"{path} is a directory; give the path of the HTML file to write")
-    page = render_combined_html(sections, title=title)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        tmp.write_text(page, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomic(path, render_combined_html(sections, title=title))
     return path

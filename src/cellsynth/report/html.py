@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 import cellsynth
+from cellsynth.errors import DataError
 from cellsynth.evaluate import METRICS, Evaluation, StationComparison, UserComparison
 from cellsynth.report import figures
 
@@ -74,11 +75,11 @@ def render_combined_html(
     headings one level down."""
     sections = list(sections)
     if not sections:
-        raise ValueError("render_combined_html needs at least one (heading, evaluation) section")
+        raise DataError("render_combined_html needs at least one (heading, evaluation) section")
     entries, parts = [], []
     for i, (heading, evaluation) in enumerate(sections, start=1):
         if not isinstance(evaluation, Evaluation):
-            raise TypeError(f"section {heading!r}: expected an Evaluation, got {type(evaluation).__name__}")
+            raise DataError(f"section {heading!r}: expected an Evaluation, got {type(evaluation).__name__}")
         anchor = f"section-{i}"
         what, body = _report_parts(evaluation)
         entries.append(
