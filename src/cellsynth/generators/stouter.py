@@ -417,19 +417,21 @@ class StouterGenerator(StationGenerator):
         ``u = (z - ell_n) / sigma_shape`` per channel, so that ``u`` has unit variance for DDPM's prior.
         """
         train = station_levels(z)  # [N, C]
-        flat = (z - train[:, None, None, :]).reshape(-1, z.shape[-1])
-        sd = flat.std(0)
-        sd = np.where(sd > 1e-12, sd, 1.0)
+        centred = z - train[:, None, None, :]
+        sd = centred.reshape(-1, z.shape[-1]).std(0)
+        sd = np.where(sd > 1e-12, sd, 1.0)  # a constant channel: u = z - ell
+        u = centred / sd
+        flat = u.reshape(-1, z.shape[-1])
         self.levels_ = {
             "train": train,
             "shape_sd": sd,
-            "shape_min": flat.min(0) / sd,
-            "shape_max": flat.max(0) / sd,
+            "shape_min": flat.min(0),
+            "shape_max": flat.max(0),
             "log_columns": (self.stations_.features >= 0).all(0),
         }
         descriptors = self._level_descriptors(self.stations_, self.station_embeddings_)
         self.levels_["regression"] = LevelRegression().fit(descriptors, train)
-        return ((z - train[:, None, None, :]) / sd).astype(np.float32)
+        return u.astype(np.float32)
 
     def _level_descriptors(self, stations: Stations, spatial: torch.Tensor | None) -> np.ndarray:
         """``[M, D]``: F_s, the standardised station features, and ``log1p`` of the features that are never
