@@ -23,12 +23,20 @@ other location to the nearest kept one (great-circle), and subsamples ``--geolif
 
     python benchmarks/mstdiff.py                    # full run (the lead's)
     python benchmarks/mstdiff.py --quick            # smoke run: tiny city, a few epochs, < 3 minutes
-    python benchmarks/mstdiff.py --config configs/mstdiff.yaml --sampler ddim --steps 50
+    python benchmarks/mstdiff.py --config configs/mstdiff.yaml --samplers ddim-50 ddpm
+    python benchmarks/mstdiff.py --only mstdiff --save bench/runs   # keep the fitted models ...
+    python benchmarks/mstdiff.py --only mstdiff --load bench/runs   # ... and score them again
+
+``--samplers`` scores each fitted MSTDiff with every listed sampler (``ddpm``: the full chain; ``ddim-K``:
+K steps), one row each: the DDIM-vs-full-chain comparison of the same model. A model whose traffic has a
+calibrated zero threshold (``zero_calibration_users``) gets a second row without it.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import json
 import time
 from pathlib import Path
 
@@ -39,7 +47,7 @@ from scipy.spatial import cKDTree
 from cellsynth.data.model import Stations, UserMobility
 from cellsynth.data.split import split_users
 from cellsynth.data.synthetic import synthesize_city
-from cellsynth.generators import get
+from cellsynth.generators import get, load
 from cellsynth.metrics import daily_periodic_rmse, diff_jsd, log_value_jsd, trajectory_jsds, value_jsd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,17 +73,45 @@ def _config(path: str | None, quick: bool) -> dict:
     return (cfg or {}) | (QUICK if quick else {})
 
 
-def _fit(name: str, config: dict, train: UserMobility, **fit_kw):
+def _fit(args, label: str, name: str, config: dict, train: UserMobility, **fit_kw):
+    """``(generator, fit seconds)``: fitted here, or loaded from ``--load`` (with the fit time it took)."""
+    if args.load and (Path(args.load) / label / "fit.json").exists():
+        run = Path(args.load) / label
+        return load(run / "model"), json.loads((run / "fit.json").read_text())["fit_s"]
     gen = get(name, config)
     t0 = time.perf_counter()
     gen.fit(train, progress=False, **fit_kw)
-    return gen, time.perf_counter() - t0
+    fit_s = time.perf_counter() - t0
+    if args.save:
+        run = Path(args.save) / label
+        gen.save(run / "model")
+        (run / "fit.json").write_text(json.dumps({"fit_s": fit_s, "config": config}))
+    return gen, fit_s
 
 
-def _generate(gen, n: int, sampling: dict, seed: int):
-    t0 = time.perf_counter()
-    out = gen.generate(n, seed=seed, **(sampling if gen.name == "mstdiff" else {}))
-    return out, time.perf_counter() - t0
+def _sampler(spec: str) -> dict:
+    """``"ddpm"`` -> the full chain; ``"ddim-K"`` -> DDIM with K steps; ``"ddim"`` -> DDIM's default."""
+    name, _, steps = spec.partition("-")
+    if name not in ("ddpm", "ddim") or (steps and not steps.isdigit()):
+        raise SystemExit(f"--samplers: expected ddpm, ddim or ddim-K, got {spec!r}")
+    return {"sampler": name, "steps": int(steps) if steps else None}
+
+
+def _runs(args, label: str, gen, n: int):
+    """``(row label, generated, sampling seconds)`` per sampler in ``--samplers`` (one run for non-MSTDiff).
+    An MSTDiff with a zero threshold also gets a row without it (same draw, threshold 0): what the
+    calibration changes."""
+    specs = args.samplers if gen.name == "mstdiff" else [None]
+    for spec in specs:
+        t0 = time.perf_counter()
+        out = gen.generate(n, seed=args.seed, **(_sampler(spec) if spec else {}))
+        elapsed = time.perf_counter() - t0
+        row = f"{label} ({spec})" if spec and len(specs) > 1 else label
+        yield row, out, elapsed
+        if gen.name == "mstdiff" and getattr(gen, "zero_threshold_", 0.0) > 0:
+            raw = copy.copy(gen)
+            raw.zero_threshold_ = 0.0
+            yield f"{row}, no zero threshold", raw.generate(n, seed=args.seed, **_sampler(spec)), elapsed
 
 
 def _row(label: str, values: dict, keys: list[str]) -> str:
@@ -113,22 +149,26 @@ def synthetic(args, base: dict) -> None:
     keys += ["i_rank", "fit_s", "sample_s"]
     print("| model | " + " | ".join(keys) + " |")
     print("|" + "---|" * (len(keys) + 1))
-    sampling = {"sampler": args.sampler, "steps": args.steps}
     for label, name, config, fit_kw in models:
         if args.only and label not in args.only:
             continue
-        gen, fit_s = _fit(name, config, train, **fit_kw)
-        out, sample_s = _generate(gen, test.n_users, sampling, args.seed)
-        r = {
-            "value_jsd": value_jsd(test.traffic, out.traffic),
-            "log_value_jsd": log_value_jsd(test.traffic, out.traffic),
-            "diff_jsd": diff_jsd(test.traffic, out.traffic),
-            "daily_rmse": daily_periodic_rmse(test.traffic, out.traffic, 48, paired=False),
-            "fit_s": f"{fit_s:.0f}",
-            "sample_s": f"{sample_s:.0f}",
-        }
-        r |= trajectory_jsds(test.locations, out.locations, st.lat, st.lon)
-        print(_row(label, r, keys), flush=True)
+        gen, fit_s = _fit(args, label, name, config, train, **fit_kw)
+        for row, out, sample_s in _runs(args, label, gen, test.n_users):
+            _score_synthetic(row, out, test, fit_s, sample_s, keys)
+
+
+def _score_synthetic(label: str, out: UserMobility, test: UserMobility, fit_s, sample_s, keys) -> None:
+    st = test.stations
+    r = {
+        "value_jsd": value_jsd(test.traffic, out.traffic),
+        "log_value_jsd": log_value_jsd(test.traffic, out.traffic),
+        "diff_jsd": diff_jsd(test.traffic, out.traffic),
+        "daily_rmse": daily_periodic_rmse(test.traffic, out.traffic, 48, paired=False),
+        "fit_s": f"{fit_s:.0f}",
+        "sample_s": f"{sample_s:.0f}",
+    }
+    r |= trajectory_jsds(test.locations, out.locations, st.lat, st.lon)
+    print(_row(label, r, keys), flush=True)
 
 
 def _geolife(args) -> tuple[UserMobility, UserMobility] | None:
@@ -179,13 +219,12 @@ def geolife(args, base: dict) -> None:
     keys = ["distance", "radius", "distinct_loc", "duration", "g_rank", "i_rank", "fit_s", "sample_s"]
     print("| model | " + " | ".join(keys) + " |")
     print("|" + "---|" * (len(keys) + 1))
-    sampling = {"sampler": args.sampler, "steps": args.steps}
     for label, name, config in (("mstdiff", "mstdiff", base), ("markov", "markov", {})):
-        gen, fit_s = _fit(name, config, train)
-        out, sample_s = _generate(gen, test.n_users, sampling, args.seed)
-        r = trajectory_jsds(test.locations, out.locations, st.lat, st.lon)
-        r |= {"fit_s": f"{fit_s:.0f}", "sample_s": f"{sample_s:.0f}"}
-        print(_row(label, r, keys), flush=True)
+        gen, fit_s = _fit(args, f"geolife-{label}", name, config, train)
+        for row, out, sample_s in _runs(args, label, gen, test.n_users):
+            r = trajectory_jsds(test.locations, out.locations, st.lat, st.lon)
+            r |= {"fit_s": f"{fit_s:.0f}", "sample_s": f"{sample_s:.0f}"}
+            print(_row(row, r, keys), flush=True)
 
 
 def main(argv=None) -> None:
@@ -197,8 +236,14 @@ def main(argv=None) -> None:
     p.add_argument("--stations", type=int, default=150)
     p.add_argument("--users", type=int, default=400)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim")
-    p.add_argument("--steps", type=int, default=None, help="Sampling steps (default: the sampler's).")
+    p.add_argument(
+        "--samplers",
+        nargs="+",
+        default=["ddim-50"],
+        help="MSTDiff samplers: ddpm, ddim or ddim-K (one row each).",
+    )
+    p.add_argument("--save", help="Directory to keep each fitted model in (<dir>/<model>/).")
+    p.add_argument("--load", help="Directory of models kept by --save: reuse them instead of fitting.")
     p.add_argument("--only", nargs="*", help="Synthetic-city models to run (default: all).")
     p.add_argument("--skip-city", action="store_true")
     p.add_argument("--skip-geolife", action="store_true")
@@ -214,8 +259,8 @@ def main(argv=None) -> None:
             min(args.geolife_test_users, 50),
         )
         args.geolife_locations = min(args.geolife_locations, 50)
-        args.steps = args.steps or 5
-    print(f"# MSTDiff benchmark (seed {args.seed}, sampler {args.sampler}, steps {args.steps or 'default'})")
+        args.samplers = ["ddim-5"]
+    print(f"# MSTDiff benchmark (seed {args.seed}, samplers {' '.join(args.samplers)})")
     if not args.skip_city:
         synthetic(args, _config(args.config, args.quick))
     if not args.skip_geolife:

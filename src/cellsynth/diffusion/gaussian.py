@@ -124,14 +124,16 @@ class GaussianDiffusion:
     def scheduler(self, sampler: Sampler = "ddpm", steps: int | None = None):
         """A fresh diffusers scheduler for ``sampler``, from this process's betas, ``set_timesteps`` done.
 
-        ``steps=None`` takes :data:`DEFAULT_STEPS`. Iterate ``scheduler.timesteps`` and call
+        ``steps=None`` takes :data:`DEFAULT_STEPS` (at most the chain's length). Iterate ``scheduler.timesteps`` and call
         ``scheduler.step(eps, t, x, generator=...)``; the scheduler keeps solver state, so use a new one
         per sampling run.
         """
         if sampler not in SAMPLERS:
             raise ConfigError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-        steps = DEFAULT_STEPS[sampler] if steps is None else steps
-        steps = self.num_train_timesteps if steps is None else int(steps)
+        if steps is None:
+            default = DEFAULT_STEPS[sampler]
+            steps = self.num_train_timesteps if default is None else min(default, self.num_train_timesteps)
+        steps = int(steps)
         if not 1 <= steps <= self.num_train_timesteps:
             raise ConfigError(f"steps must be in [1, {self.num_train_timesteps}], got {steps}")
         if sampler == "ddpm":

@@ -48,7 +48,9 @@ runs the discrete chain on the matching subsequence, and full DDPM with ``T_g > 
 chain every ``T_g / S`` Gaussian steps. At every step the traffic's predicted ``x_0`` is clipped to the
 training range of its band (``clip_x0``, DDPM's ``clip_sample`` per band; measured: without it, an
 undertrained model's rare extreme coefficients became traffic 10^5 times the real mean after ``expm1``).
-Then the inverse DWT and normalisation (never negative).
+Then the inverse DWT and normalisation (never negative), and traffic at or below the fitted
+``zero_threshold_`` is set to 0 (:func:`calibrated_zero_threshold`: after training, ``zero_calibration_users``
+generated users fix the threshold at which the generated share of zeros equals the training share).
 
 **Modes.** Data without traffic (GeoLife): trajectory only. ``trajectory=False`` (the paper's ablation):
 traffic only; the locations of generated users then come from the :mod:`~cellsynth.generators.markov`
@@ -62,9 +64,9 @@ wavelet-band order -> time order; schedule ending at ``alpha-bar = 1.97`` -> ``a
 spectral mixing bound; first-difference JSD across users and per-set histogram ranges -> the metrics in
 :mod:`cellsynth.metrics` (along time, shared bins).
 
-**Known limits** (measured on a 30-station synthetic city, 96 training users, d_model 32): generated
-traffic has the right level and value distribution, but too few exact zeros (26 % of steps vs 66 % real):
-a continuous diffusion puts about half of the zero mass just above the image of zero. The trajectory
+**Known limits** (measured on a 30-station synthetic city, 96 training users, d_model 32): before the
+zero threshold, generated traffic had too few exact zeros (26 % of steps vs 66 % real): a continuous
+diffusion puts about half of the zero mass just above the image of zero. The trajectory
 branch needs many optimisation steps: after 450 the generated users visited 27 distinct stations a week,
 after 1,200 steps 14.5 (real: 8.5; the Markov floor: 19.5).
 
@@ -109,7 +111,14 @@ from cellsynth.nn.tucker import fit_tucker
 from cellsynth.nn.vqvae import BandVQVAE, fit_vqvaes
 from cellsynth.training import loader, seed_everything, train
 
-__all__ = ["MSTDiffConfig", "MSTDiffGenerator", "clip_predicted_x0", "discrete_step", "strided_chain"]
+__all__ = [
+    "MSTDiffConfig",
+    "MSTDiffGenerator",
+    "calibrated_zero_threshold",
+    "clip_predicted_x0",
+    "discrete_step",
+    "strided_chain",
+]
 
 
 def discrete_step(t: torch.Tensor, discrete_steps: int, gaussian_steps: int) -> torch.Tensor:
@@ -141,6 +150,25 @@ def clip_predicted_x0(
     a = torch.as_tensor(alpha_bar, dtype=x_t.dtype, device=x_t.device)
     x0 = ((x_t - (1 - a).sqrt() * eps) / a.sqrt()).clamp(low, high)
     return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+
+
+def calibrated_zero_threshold(generated: np.ndarray, zero_share: float) -> float:
+    r"""The traffic level at or below which generated values are set to 0 so that their share of zeros is the
+    training data's: ``tau = Q_gen(p_0) = min{x : F_gen(x) >= p_0}``, the ``p_0``-quantile of the generated
+    values (so at least ``p_0`` of them are ``<= tau``; more only by ties), ``p_0`` the training share of
+    exact zeros; 0 when the generated values already hold that many zeros (then nothing
+    changes). Generation keeps ``x`` where ``x > tau`` and returns 0 elsewhere.
+
+    Why: a continuous diffusion cannot put mass on an atom. A zero in the data is a point ``z_0`` in the
+    normalised wavelet domain; the generated values scatter around its image, the half below is clipped to 0
+    and the half above becomes small positive traffic (measured: 26 % zeros against 66 % real). ``tau`` is a
+    fitted constant, calibrated once on users the trained model generates (never on held-out data)."""
+    x = np.asarray(generated, dtype=np.float64).ravel()
+    if not 0.0 <= zero_share <= 1.0:
+        raise ValueError(f"zero_share must be in [0, 1], got {zero_share}")
+    if x.size == 0 or zero_share == 0.0 or (x <= 0).mean() >= zero_share:
+        return 0.0
+    return float(np.quantile(x, zero_share, method="inverted_cdf"))
 
 
 class MSTDiffConfig(GeneratorConfig):
@@ -180,6 +208,11 @@ class MSTDiffConfig(GeneratorConfig):
     beta_end: float = pydantic.Field(0.1, gt=0, lt=1)
     clip_x0: bool = pydantic.Field(
         True, description="Clip each step's predicted x_0 to its band's training range (DDPM clip_sample)."
+    )
+    zero_calibration_users: int = pydantic.Field(
+        128,
+        ge=0,
+        description="Users generated after training to calibrate the zero threshold of traffic (0: none).",
     )
     discrete_steps: int = pydantic.Field(100, ge=1, description="S, discrete diffusion steps.")
     discrete_tol: float = pydantic.Field(0.05, gt=0, lt=1, description="TV of Q-bar_S from uniform.")
@@ -406,8 +439,26 @@ class MSTDiffGenerator(UserGenerator):
         self.history_ = list(module.history)
         self.stations_, self.time_, self.n_steps_ = data.stations, time_axis_state(data), data.n_steps
         self.traffic_, self.trajectory_ = traffic, trajectory
+        self.zero_threshold_, self.zero_share_, self.raw_zero_share_ = 0.0, None, None
         self.fitted_ = True
+        if traffic and cfg.zero_calibration_users > 0:
+            self.zero_share_ = float((np.asarray(data.traffic) == 0).mean())
+            raw, _ = self._draw(
+                cfg.zero_calibration_users, seed=cfg.seed, sampler="ddim", steps=None, progress=progress
+            )
+            self.raw_zero_share_ = float((raw <= 0).mean())
+            self.zero_threshold_ = calibrated_zero_threshold(raw, self.zero_share_)
         return self
+
+    def fit_notes(self) -> list[str]:
+        self.check_fitted()
+        if not self.traffic_ or self.zero_share_ is None:
+            return []
+        return [
+            f"{self.zero_share_:.0%} of the training traffic values are exactly 0; uncalibrated, the model "
+            f"generated {self.raw_zero_share_:.0%} (DDIM, {self.config.zero_calibration_users} users). Generated "
+            f"traffic at or below {self.zero_threshold_:.4g} is set to 0 (zero_calibration_users=0 turns this off)."
+        ]
 
     def _band_range(self, coeffs: torch.Tensor, n_steps: int) -> torch.Tensor:
         """``[2, T]``: the training minimum and maximum of each coefficient's band, per position."""
@@ -502,7 +553,9 @@ class MSTDiffGenerator(UserGenerator):
     ) -> UserMobility:
         """``target`` users, jointly: the paper's Algorithm 2 (module docstring). ``sampler`` ``"ddpm"``
         (``steps=None``: all ``gaussian_steps``) or ``"ddim"`` (default 50 steps); the discrete chain runs on
-        the matching steps. Same seed, same machine, same users."""
+        the matching steps. Traffic at or below the calibrated ``zero_threshold_`` (see
+        :func:`calibrated_zero_threshold`; calibrated with DDIM) is returned as 0. Same seed, same machine,
+        same users."""
         self.check_fitted()
         n_users = self._check_users(target)
         if samples != 1:
@@ -511,6 +564,20 @@ class MSTDiffGenerator(UserGenerator):
             )
         if sampler not in ("ddpm", "ddim"):
             raise ConfigError(f"{self.name} samples with 'ddpm' or 'ddim', got {sampler!r} (of {SAMPLERS})")
+        traffic, locations = self._draw(
+            n_users, seed=seed, sampler=sampler, steps=steps, progress=progress, device=device
+        )
+        start, step = restore_time_axis(self.time_)
+        if self.traffic_:
+            traffic = np.where(traffic > self.zero_threshold_, traffic, np.float32(0))
+        if not self.trajectory_:
+            hours = hour_keys(start, step, self.n_steps_, weekly=False)
+            locations = self.markov_.sample(n_users, hours, np.random.default_rng(seed))
+        return UserMobility(locations, start, step, self.stations_, traffic=traffic)
+
+    def _draw(self, n_users: int, *, seed, sampler, steps, progress=False, device="cpu"):
+        """``(traffic [U, T] float32 before the zero threshold, or None; locations [U, T] int64 or None)``:
+        the joint reverse chain (Algorithm 2) for ``n_users`` users."""
         cfg = self.config
         device = torch.device(device)
         net = self.net_.to(device).eval()
@@ -556,17 +623,12 @@ class MSTDiffGenerator(UserGenerator):
             coeff_parts.append(x.cpu() if x is not None else None)
             loc_parts.append(loc.cpu() if loc is not None else None)
 
-        start, step = restore_time_axis(self.time_)
-        traffic = None
+        traffic = locations = None
         if self.traffic_:
-            coeffs = torch.cat(coeff_parts).double().numpy()
-            traffic = self.wavelets_.inverse(coeffs).astype(np.float32)
+            traffic = self.wavelets_.inverse(torch.cat(coeff_parts).double().numpy()).astype(np.float32)
         if self.trajectory_:
             locations = torch.cat(loc_parts).numpy().astype(np.int64)
-        else:
-            hours = hour_keys(start, step, self.n_steps_, weekly=False)
-            locations = self.markov_.sample(n_users, hours, np.random.default_rng(seed))
-        return UserMobility(locations, start, step, self.stations_, traffic=traffic)
+        return traffic, locations
 
     # -- persistence ------------------------------------------------------------------------------------
     def _state(self):
@@ -593,6 +655,9 @@ class MSTDiffGenerator(UserGenerator):
             "graph_source": self.graph_source_,
             "vqvae": self.net_.vqvaes is not None,
             "history": self.history_,
+            "zero_threshold": self.zero_threshold_,
+            "zero_share": self.zero_share_,
+            "raw_zero_share": self.raw_zero_share_,
         }
         return tensors, meta
 
@@ -602,6 +667,8 @@ class MSTDiffGenerator(UserGenerator):
         self.time_, self.n_steps_ = meta["time"], meta["n_steps"]
         self.traffic_, self.trajectory_ = meta["traffic"], meta["trajectory"]
         self.graph_source_, self.history_ = meta["graph_source"], meta["history"]
+        self.zero_threshold_ = float(meta.get("zero_threshold", 0.0))  # absent in models saved before it
+        self.zero_share_, self.raw_zero_share_ = meta.get("zero_share"), meta.get("raw_zero_share")
         n = len(self.stations_)
         self.wavelets_ = self.graph_ = self.markov_ = self.clip_ = None
         if self.traffic_:
