@@ -109,6 +109,42 @@ def test_fit_stouter_says_how_much_of_the_station_levels_it_can_predict(city, tm
     assert "station levels: the station descriptors explain internet" in line and "leave-one-out" in line
 
 
+def test_fit_mstdiff_then_generate_users(city, tmp_path):
+    """`cellsynth fit mstdiff --data CITY` (the city's users and knowledge graph), then `generate --users`."""
+    import yaml
+
+    from cellsynth.generators.mstdiff import MSTDiffGenerator
+
+    config = tmp_path / "mstdiff.yaml"
+    config.write_text(yaml.safe_dump(MSTDiffGenerator.smoke_config() | {"zero_calibration_users": 8}))
+    run = tmp_path / "run"
+    output = invoke("fit", "mstdiff", "--data", city, "--out", run, "--config", config, "--no-progress")
+    line = " ".join(output.split())
+    assert "knowledge_graph.parquet" in line and "exactly 0" in line and "mstdiff trained" in line
+    assert cellsynth.load(run).graph_source_ == "knowledge_graph"
+    for name in ("a", "b"):
+        invoke(
+            "generate",
+            "--model",
+            run,
+            "--users",
+            5,
+            "--seed",
+            1,
+            "--sampler",
+            "ddim",
+            "--steps",
+            2,
+            "--out",
+            tmp_path / name,
+        )
+    users = read(tmp_path / "a")
+    assert users.n_users == 5 and users.n_steps == 336 and (users.traffic >= 0).all()
+    assert users.equals(read(tmp_path / "b"))
+    result = run_cli("generate", "--model", run, "--n", 3, "--out", tmp_path / "c")
+    assert result.returncode == 2 and "give --users N" in result.stderr
+
+
 def test_config_file(city, tmp_path):
     (tmp_path / "c.yaml").write_text("neighbours: 2\nseed: 5\n")
     invoke("fit", "seasonal-mean", "--data", city, "--out", tmp_path / "r", "--config", tmp_path / "c.yaml")
