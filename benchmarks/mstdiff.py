@@ -28,8 +28,8 @@ other location to the nearest kept one (great-circle), and subsamples ``--geolif
     python benchmarks/mstdiff.py --only mstdiff --load bench/runs   # ... and score them again
 
 ``--samplers`` scores each fitted MSTDiff with every listed sampler (``ddpm``: the full chain; ``ddim-K``:
-K steps), one row each: the DDIM-vs-full-chain comparison of the same model. A model whose traffic has a
-calibrated zero threshold (``zero_calibration_users``) gets a second row without it.
+K steps), one row each: the DDIM-vs-full-chain comparison of the same model. Each MSTDiff draw with traffic
+is scored raw and through both calibrations (``calibration``: none, zeros, quantiles).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ import argparse
 import copy
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +78,10 @@ def _fit(args, label: str, name: str, config: dict, train: UserMobility, **fit_k
     """``(generator, fit seconds)``: fitted here, or loaded from ``--load`` (with the fit time it took)."""
     if args.load and (Path(args.load) / label / "fit.json").exists():
         run = Path(args.load) / label
-        return load(run / "model"), json.loads((run / "fit.json").read_text())["fit_s"]
+        gen = load(run / "model")
+        if gen.name == "mstdiff" and gen.traffic_ and gen.calibration_ is None:
+            gen.calibrate(train)  # saved before calibration existed (not counted in fit_s)
+        return gen, json.loads((run / "fit.json").read_text())["fit_s"]
     gen = get(name, config)
     t0 = time.perf_counter()
     gen.fit(train, progress=False, **fit_kw)
@@ -99,19 +103,28 @@ def _sampler(spec: str) -> dict:
 
 def _runs(args, label: str, gen, n: int):
     """``(row label, generated, sampling seconds)`` per sampler in ``--samplers`` (one run for non-MSTDiff).
-    An MSTDiff with a zero threshold also gets a row without it (same draw, threshold 0): what the
-    calibration changes."""
+    An MSTDiff with traffic draws once per sampler and gets one row per calibration of that draw
+    (``none``: the raw model; ``zeros``; ``quantiles``): what the post-processing changes."""
     specs = args.samplers if gen.name == "mstdiff" else [None]
     for spec in specs:
+        calibrated = gen.name == "mstdiff" and gen.calibration_ is not None
+        raw = gen
+        if calibrated:
+            raw = copy.copy(gen)
+            raw.config = gen.config.model_copy(update={"calibration": "none"})
         t0 = time.perf_counter()
-        out = gen.generate(n, seed=args.seed, **(_sampler(spec) if spec else {}))
+        out = raw.generate(n, seed=args.seed, **(_sampler(spec) if spec else {}))
         elapsed = time.perf_counter() - t0
         row = f"{label} ({spec})" if spec and len(specs) > 1 else label
-        yield row, out, elapsed
-        if gen.name == "mstdiff" and getattr(gen, "zero_threshold_", 0.0) > 0:
-            raw = copy.copy(gen)
-            raw.zero_threshold_ = 0.0
-            yield f"{row}, no zero threshold", raw.generate(n, seed=args.seed, **_sampler(spec)), elapsed
+        if not calibrated:
+            yield row, out, elapsed
+            continue
+        for mode in ("none", "zeros", "quantiles"):
+            yield (
+                f"{row}, calibration {mode}",
+                replace(out, traffic=gen.calibrated(out.traffic, mode)),
+                elapsed,
+            )
 
 
 def _row(label: str, values: dict, keys: list[str]) -> str:

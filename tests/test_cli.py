@@ -116,11 +116,11 @@ def test_fit_mstdiff_then_generate_users(city, tmp_path):
     from cellsynth.generators.mstdiff import MSTDiffGenerator
 
     config = tmp_path / "mstdiff.yaml"
-    config.write_text(yaml.safe_dump(MSTDiffGenerator.smoke_config() | {"zero_calibration_users": 8}))
+    config.write_text(yaml.safe_dump(MSTDiffGenerator.smoke_config() | {"calibration_users": 8}))
     run = tmp_path / "run"
     output = invoke("fit", "mstdiff", "--data", city, "--out", run, "--config", config, "--no-progress")
     line = " ".join(output.split())
-    assert "knowledge_graph.parquet" in line and "exactly 0" in line and "mstdiff trained" in line
+    assert "knowledge_graph.parquet" in line and "quantile mapping" in line and "mstdiff trained" in line
     assert cellsynth.load(run).graph_source_ == "knowledge_graph"
     for name in ("a", "b"):
         invoke(

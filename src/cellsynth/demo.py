@@ -67,7 +67,7 @@ DEMO_USER_CONFIGS: dict[str, dict[str, Any]] = {
         "epochs": 15,
         "batch_size": 32,
         "lr": 1e-3,
-        "zero_calibration_users": 64,
+        "calibration_users": 64,
     },
     "markov": {},
 }

@@ -12,8 +12,6 @@ import pytest
 import scipy.linalg
 import torch
 import yaml
-from hypothesis import given
-from hypothesis import strategies as st
 
 import cellsynth
 from cellsynth.data import Stations, UserMobility
@@ -24,7 +22,6 @@ from cellsynth.generators import get
 from cellsynth.generators.mstdiff import (
     MSTDiffGenerator,
     _DenoiserModule,
-    calibrated_zero_threshold,
     clip_predicted_x0,
     discrete_step,
     strided_chain,
@@ -189,45 +186,31 @@ class _Oracle(torch.nn.Module):
         return eps, logits
 
 
-@given(
-    positive=st.lists(st.floats(1e-6, 1e3), min_size=1, max_size=200),
-    zeros=st.integers(0, 200),
-    zero_share=st.floats(0.0, 1.0),
-)
-def test_zero_threshold_gives_the_training_share_of_zeros(positive, zeros, zero_share):
-    generated = np.array([0.0] * zeros + positive)
-    tau = calibrated_zero_threshold(generated, zero_share)
-    after = np.where(generated > tau, generated, 0.0)
-    share = (after == 0).mean()
-    if (generated == 0).mean() >= zero_share:
-        assert tau == 0.0 and share == (generated == 0).mean()  # already enough zeros: nothing changes
-    else:
-        # the p0-quantile: at least p0 of the values are at or below it, ties (equal values) aside
-        below = (generated < tau).mean()
-        assert below <= zero_share + 1e-12 <= share + 1e-9
-        assert tau <= generated.max()
-
-
-def test_zero_threshold_rejects_a_share_outside_0_1():
-    with pytest.raises(ValueError, match="zero_share must be in"):
-        calibrated_zero_threshold(np.ones(3), 1.5)
-
-
-def test_fit_calibrates_the_zero_share_of_generated_traffic(tmp_path):
+def test_fit_calibrates_generated_traffic_onto_the_training_values(tmp_path):
     data = users(n_users=16)
-    real_share = float((data.traffic == 0).mean())
-    config = SMOKE | {"zero_calibration_users": 32}
-    gen = get("mstdiff", config).fit(data, progress=False)
-    assert gen.zero_share_ == pytest.approx(real_share)
-    # the calibration draw itself, repeated: its zero share is the training share (up to ties)
-    out = gen.generate(32, seed=config.get("seed", 0), sampler="ddim")
-    assert abs(float((out.traffic == 0).mean()) - real_share) < 0.01
-    assert gen.raw_zero_share_ < real_share and gen.zero_threshold_ > 0  # the untrained net had too few
-    assert any("exactly 0" in line for line in gen.fit_notes())
+    real = data.traffic
+    gen = get("mstdiff", SMOKE | {"calibration_users": 32}).fit(data, progress=False)
+    cal = gen.calibration_
+    assert cal["zero_share"] == pytest.approx(float((real == 0).mean()))
+    assert cal["raw_zero_share"] < cal["zero_share"] and cal["zero_threshold"] > 0  # too few zeros, raw
+    # the calibration draw itself, repeated: its calibrated values follow the training distribution
+    out = gen.generate(32, seed=0, sampler="ddim")
+    raw = gen.calibrated(gen._draw(32, seed=0, sampler="ddim", steps=None)[0], "none")
+    np.testing.assert_array_equal(gen.calibrated(raw), out.traffic)
+    p = [0.5, 0.7, 0.8, 0.9, 0.95]
+    np.testing.assert_allclose(np.quantile(out.traffic, p), np.quantile(real, p), rtol=0.05, atol=1e-6)
+    zeros = gen.calibrated(raw, "zeros")
+    assert abs(float((zeros == 0).mean()) - cal["zero_share"]) < 0.01
+    assert ((zeros == raw) | (zeros == 0)).all()  # the threshold only zeroes values
+    assert any("quantile mapping" in line for line in gen.fit_notes())
     gen.save(tmp_path / "m")
-    assert cellsynth.load(tmp_path / "m").zero_threshold_ == gen.zero_threshold_
-    off = get("mstdiff", SMOKE | {"zero_calibration_users": 0}).fit(data, progress=False)
-    assert off.zero_threshold_ == 0.0 and off.fit_notes() == []
+    assert cellsynth.load(tmp_path / "m").generate(5, seed=2).equals(gen.generate(5, seed=2))
+    off = get("mstdiff", SMOKE | {"calibration": "none"}).fit(data, progress=False)
+    assert off.calibration_ is None and off.fit_notes() == []
+    with pytest.raises(ConfigError, match="calibration mode"):
+        gen.calibrated(raw, "bogus")
+    with pytest.raises(DataError, match="needs a model and data with traffic"):
+        gen.calibrate(users(traffic=False))
 
 
 @pytest.fixture(scope="module")
@@ -244,7 +227,7 @@ def test_algorithm_2_with_a_perfect_denoiser_returns_its_user(fitted_12_6, sampl
     x0 = torch.from_numpy(gen.wavelets_.transform(data.traffic[:1])).double()
     l0 = torch.from_numpy(np.array(data.locations[0]))
     gen.net_ = _Oracle(x0, l0, gen.gauss_.alphas_cumprod, 6)
-    gen.zero_threshold_ = 0.0  # calibrated for the trained net, not the oracle: it would zero small values
+    gen.calibration_ = None  # fitted for the trained net, not the oracle: it would remap the values
     out = gen.generate(3, seed=0, sampler=sampler, steps=steps)
     assert (out.locations == data.locations[0]).all()
     np.testing.assert_allclose(out.traffic, np.repeat(data.traffic[:1], 3, 0), rtol=1e-4, atol=1e-4)
