@@ -113,7 +113,8 @@ def _runs(args, label: str, gen, n: int):
             raw = copy.copy(gen)
             raw.config = gen.config.model_copy(update={"calibration": "none"})
         t0 = time.perf_counter()
-        out = raw.generate(n, seed=args.seed, **(_sampler(spec) if spec else {}))
+        options = _sampler(spec) | {"temperature": args.temperature} if spec else {}
+        out = raw.generate(n, seed=args.seed, **options)
         elapsed = time.perf_counter() - t0
         row = f"{label} ({spec})" if spec and len(specs) > 1 else label
         if not calibrated:
@@ -255,6 +256,9 @@ def main(argv=None) -> None:
         default=["ddim-50"],
         help="MSTDiff samplers: ddpm, ddim or ddim-K (one row each).",
     )
+    p.add_argument(
+        "--temperature", type=float, default=1.0, help="MSTDiff's trajectory temperature (1: Algorithm 2)."
+    )
     p.add_argument("--save", help="Directory to keep each fitted model in (<dir>/<model>/).")
     p.add_argument("--load", help="Directory of models kept by --save: reuse them instead of fitting.")
     p.add_argument("--only", nargs="*", help="Synthetic-city models to run (default: all).")
@@ -273,7 +277,10 @@ def main(argv=None) -> None:
         )
         args.geolife_locations = min(args.geolife_locations, 50)
         args.samplers = ["ddim-5"]
-    print(f"# MSTDiff benchmark (seed {args.seed}, samplers {' '.join(args.samplers)})")
+    print(
+        f"# MSTDiff benchmark (seed {args.seed}, samplers {' '.join(args.samplers)}, "
+        f"temperature {args.temperature})"
+    )
     if not args.skip_city:
         synthetic(args, _config(args.config, args.quick))
     if not args.skip_geolife:

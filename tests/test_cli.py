@@ -122,22 +122,9 @@ def test_fit_mstdiff_then_generate_users(city, tmp_path):
     line = " ".join(output.split())
     assert "knowledge_graph.parquet" in line and "quantile mapping" in line and "mstdiff trained" in line
     assert cellsynth.load(run).graph_source_ == "knowledge_graph"
+    options = ["--users", 5, "--seed", 1, "--sampler", "ddim", "--steps", 2, "--temperature", 0.5]
     for name in ("a", "b"):
-        invoke(
-            "generate",
-            "--model",
-            run,
-            "--users",
-            5,
-            "--seed",
-            1,
-            "--sampler",
-            "ddim",
-            "--steps",
-            2,
-            "--out",
-            tmp_path / name,
-        )
+        invoke("generate", "--model", run, *options, "--out", tmp_path / name)
     users = read(tmp_path / "a")
     assert users.n_users == 5 and users.n_steps == 336 and (users.traffic >= 0).all()
     assert users.equals(read(tmp_path / "b"))

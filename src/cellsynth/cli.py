@@ -367,6 +367,12 @@ def generate(
     samples: Annotated[int, typer.Option(help="Samples (plausible weeks) per station.")] = 1,
     sampler: Annotated[str | None, typer.Option(help="ddpm, ddim or dpm-solver (diffusion models).")] = None,
     steps: Annotated[int | None, typer.Option(help="Sampling steps (diffusion models).")] = None,
+    temperature: Annotated[
+        float | None,
+        typer.Option(
+            help="mstdiff: temperature of the trajectory's l_0 prediction (1: the paper's sampler)."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed: same seed, same output.")] = 0,
 ) -> None:
     """Generate synthetic data from a trained model: traffic for given (or planned) stations, or users."""
@@ -374,7 +380,11 @@ def generate(
     from cellsynth.data import read_stations
 
     gen = cellsynth.load(model)
-    options = {k: v for k, v in {"sampler": sampler, "steps": steps}.items() if v is not None}
+    options = {
+        k: v
+        for k, v in {"sampler": sampler, "steps": steps, "temperature": temperature}.items()
+        if v is not None
+    }
     if gen.kind == "users":
         if users is None or any(x is not None for x in (stations, data, n)):
             raise ConfigError(f"{gen.name} generates users: give --users N (and no --stations/--data/--n)")

@@ -233,6 +233,25 @@ def test_algorithm_2_with_a_perfect_denoiser_returns_its_user(fitted_12_6, sampl
     np.testing.assert_allclose(out.traffic, np.repeat(data.traffic[:1], 3, 0), rtol=1e-4, atol=1e-4)
 
 
+class _Prefers(torch.nn.Module):
+    """A denoiser whose l_0 prediction prefers station 0 (logit 2 against 0) everywhere; eps = 0."""
+
+    def forward(self, x_t, l_s, t, s):
+        logits = torch.zeros(*l_s.shape, 6)
+        logits[..., 0] = 2.0
+        return torch.zeros_like(x_t), logits
+
+
+def test_temperature_sharpens_the_trajectory_prediction(fitted_12_6):
+    gen = copy.copy(fitted_12_6)
+    gen.net_ = _Prefers()
+    share = {t: float((gen.generate(40, seed=0, temperature=t).locations == 0).mean()) for t in (1.0, 0.05)}
+    assert share[0.05] > 0.95 > share[1.0]  # softmax([2, 0, ...]) gives station 0 about 0.6 at temperature 1
+    for bad in (0, -1.0, float("nan")):
+        with pytest.raises(ConfigError, match="temperature must be a positive number"):
+            gen.generate(2, temperature=bad)
+
+
 def test_modes_trajectory_only_traffic_only_and_uniform():
     no_traffic = get("mstdiff", SMOKE | {"kg": False}).fit(users(traffic=False), progress=False)
     assert no_traffic.graph_source_ == "uniform" and not no_traffic.traffic_

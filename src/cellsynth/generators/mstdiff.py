@@ -574,14 +574,22 @@ class MSTDiffGenerator(UserGenerator):
         seed: int = 0,
         sampler: str = "ddpm",
         steps: int | None = None,
+        temperature: float = 1.0,
         progress: bool = False,
         device: str | torch.device = "cpu",
     ) -> UserMobility:
         """``target`` users, jointly: the paper's Algorithm 2 (module docstring). ``sampler`` ``"ddpm"``
         (``steps=None``: all ``gaussian_steps``) or ``"ddim"`` (default 50 steps); the discrete chain runs on
         the matching steps. Traffic goes through the calibration fitted after training (config
-        ``calibration``, :meth:`calibrate`). Same seed, same machine, same users."""
+        ``calibration``, :meth:`calibrate`). Same seed, same machine, same users.
+
+        ``temperature``: the trajectory's ``p_theta(l_0 | ...)`` is ``softmax(logits / temperature)`` in every
+        reverse step. 1 is Algorithm 2; below 1 sharpens each step's prediction of ``l_0``, which an
+        undertrained denoiser needs (measured in BENCHMARKS.md: fewer one-step stays, users closer to
+        the real number of distinct stations) at the cost of diversity."""
         self.check_fitted()
+        if not (isinstance(temperature, (int, float)) and temperature > 0 and np.isfinite(temperature)):
+            raise ConfigError(f"temperature must be a positive number, got {temperature!r}")
         n_users = self._check_users(target)
         if samples != 1:
             raise DataError(
@@ -590,7 +598,13 @@ class MSTDiffGenerator(UserGenerator):
         if sampler not in ("ddpm", "ddim"):
             raise ConfigError(f"{self.name} samples with 'ddpm' or 'ddim', got {sampler!r} (of {SAMPLERS})")
         traffic, locations = self._draw(
-            n_users, seed=seed, sampler=sampler, steps=steps, progress=progress, device=device
+            n_users,
+            seed=seed,
+            sampler=sampler,
+            steps=steps,
+            temperature=temperature,
+            progress=progress,
+            device=device,
         )
         start, step = restore_time_axis(self.time_)
         if self.traffic_:
@@ -600,7 +614,7 @@ class MSTDiffGenerator(UserGenerator):
             locations = self.markov_.sample(n_users, hours, np.random.default_rng(seed))
         return UserMobility(locations, start, step, self.stations_, traffic=traffic)
 
-    def _draw(self, n_users: int, *, seed, sampler, steps, progress=False, device="cpu"):
+    def _draw(self, n_users: int, *, seed, sampler, steps, temperature=1.0, progress=False, device="cpu"):
         """``(traffic [U, T] float32 before the zero threshold, or None; locations [U, T] int64 or None)``:
         the joint reverse chain (Algorithm 2) for ``n_users`` users."""
         cfg = self.config
@@ -644,7 +658,7 @@ class MSTDiffGenerator(UserGenerator):
                         )
                     x = sched.step(eps, t, x, generator=gen).prev_sample
                 if self.trajectory_ and s_next[i] < s_now[i]:
-                    loc = chain.sample_step(loc, logits, index[s_now[i]], generator=gen)
+                    loc = chain.sample_step(loc, logits / temperature, index[s_now[i]], generator=gen)
             coeff_parts.append(x.cpu() if x is not None else None)
             loc_parts.append(loc.cpu() if loc is not None else None)
 
