@@ -139,9 +139,11 @@ def synthetic(args, base: dict) -> None:
     city = synthesize_city(n_stations=args.stations, n_users=args.users, seed=args.seed)
     train, test = split_users(city.users, 0.2, seed=args.seed)
     st = city.stations
+    real = _trajectory_counts(test.locations)
     print(
         f"\n## Synthetic city: {len(st)} stations, {train.n_users} training / {test.n_users} held-out users, "
-        f"T = {train.n_steps}, knowledge graph of {len(city.knowledge_graph)} triplets\n"
+        f"T = {train.n_steps}, knowledge graph of {len(city.knowledge_graph)} triplets; the held-out users "
+        f"visit {real['distinct_per_user']} distinct stations and make {real['stays_per_user']} stays each\n"
     )
     models = [
         ("mstdiff", "mstdiff", base, {"knowledge_graph": city.knowledge_graph}),
@@ -160,7 +162,7 @@ def synthetic(args, base: dict) -> None:
         "duration",
         "g_rank",
     ]
-    keys += ["i_rank", "fit_s", "sample_s"]
+    keys += ["i_rank", "distinct_per_user", "stays_per_user", "fit_s", "sample_s"]
     print("| model | " + " | ".join(keys) + " |")
     print("|" + "---|" * (len(keys) + 1))
     for label, name, config, fit_kw in models:
@@ -182,7 +184,16 @@ def _score_synthetic(label: str, out: UserMobility, test: UserMobility, fit_s, s
         "sample_s": f"{sample_s:.0f}",
     }
     r |= trajectory_jsds(test.locations, out.locations, st.lat, st.lon)
+    r |= _trajectory_counts(out.locations)
     print(_row(label, r, keys), flush=True)
+
+
+def _trajectory_counts(locations: np.ndarray) -> dict[str, str]:
+    """Mean distinct stations and mean stays (runs at one station) per user: what the JSDs summarise."""
+    loc = np.asarray(locations)
+    stays = 1 + (np.diff(loc, axis=1) != 0).sum(1)
+    distinct = [len(np.unique(row)) for row in loc]
+    return {"distinct_per_user": f"{np.mean(distinct):.1f}", "stays_per_user": f"{stays.mean():.1f}"}
 
 
 def _geolife(args) -> tuple[UserMobility, UserMobility] | None:

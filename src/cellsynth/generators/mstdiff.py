@@ -66,11 +66,13 @@ wavelet-band order -> time order; schedule ending at ``alpha-bar = 1.97`` -> ``a
 spectral mixing bound; first-difference JSD across users and per-set histogram ranges -> the metrics in
 :mod:`cellsynth.metrics` (along time, shared bins).
 
-**Known limits** (measured on a 30-station synthetic city, 96 training users, d_model 32): before the
-zero threshold, generated traffic had too few exact zeros (26 % of steps vs 66 % real): a continuous
-diffusion puts about half of the zero mass just above the image of zero. The trajectory
-branch needs many optimisation steps: after 450 the generated users visited 27 distinct stations a week,
-after 1,200 steps 14.5 (real: 8.5; the Markov floor: 19.5).
+**Known limits** (BENCHMARKS.md; synthetic city, 150 stations, 320 training users, ``configs/mstdiff-cpu.yaml``:
+d_model 32, 4,000 steps):
+- Raw generated traffic has too few exact zeros (27 % of steps vs 67 % real), because a continuous
+  diffusion puts about half of the zero mass just above the image of zero. Hence the calibration.
+- The trajectory branch needs many optimisation steps. Its users flicker: 144 stays a week against 48
+  real, and 34 distinct stations against 11.5. ``temperature < 1`` reduces this.
+- At that budget, knowledge-graph transitions were worse than uniform ones on all six trajectory JSDs.
 
 Save/load keeps the network weights (EMA), the normalisation constants, ``R`` (its non-zeros) and the
 schedule ``alpha-bar``; ``GraphDiffusion`` is rebuilt from them (the eigendecomposition is deterministic).
