@@ -46,15 +46,13 @@ DEMO_STATION_CONFIGS: dict[str, dict[str, Any]] = {
 }
 
 # A small MSTDiff for the default city's 320 training users (one week at 30-minute steps), sized to train in
-# about 3 minutes on 2 CPU cores: a narrower, shallower denoiser, short VQ-VAE and TuckER pretraining, and
-# 15 epochs of batches of 32 (150 optimisation steps, about 1 s of CPU each; profiled in generation, about
-# half of a denoising step is the discrete chain's posteriors over the 150 stations and a third attention).
-# Measured single-threaded (OMP_NUM_THREADS=1, torch.set_num_threads(1)) on a machine busy with three other
-# jobs: fit 175 s of CPU time (181 s wall), generating the 80 held-out users with DDIM-20 17 s. Held-out
-# scores of that run: traffic value JSD 0.000, diff JSD 0.001; trajectory JSDs distance 0.27, radius 0.97,
-# distinct_loc 1.00 (the generated users visit about 110 distinct stations in the week, the real ones 11.5):
-# 150 steps are far too few for the trajectory branch (see cellsynth.generators.mstdiff, "Known limits"), so
-# the demo shows the pipeline, not MSTDiff's quality.
+# under 2 minutes on 2 CPU cores: a narrower, shallower denoiser, short VQ-VAE and TuckER pretraining, and
+# 15 epochs of batches of 32 (150 optimisation steps), then a traffic calibration on 64 generated users.
+# Measured in `make demo` on a quiet 2-core machine: fit 103 s including the calibration. Held-out scores of
+# that run: traffic value JSD 0.000, log-value JSD 0.002 (calibrated; the raw model makes far too few exact
+# zeros); trajectory JSDs distance 0.27, distinct_loc 1.00. The generated users visit about 110 distinct
+# stations in the week, the real ones 11.5: 150 steps are far too few for the trajectory branch (see
+# cellsynth.generators.mstdiff, "Known limits"), so the demo shows the pipeline, not MSTDiff's quality.
 DEMO_USER_CONFIGS: dict[str, dict[str, Any]] = {
     "mstdiff": {
         "d_model": 32,
