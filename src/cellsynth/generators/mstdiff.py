@@ -51,8 +51,8 @@ undertrained model's rare extreme coefficients became traffic 10^5 times the rea
 Then the inverse DWT and normalisation (never negative), and the calibration (``calibration``,
 :mod:`cellsynth.generators.calibration`): after training, ``calibration_users`` users drawn with DDIM fit a
 monotone map of generated traffic onto the training values' distribution (``"quantiles"``, default) or
-only a threshold that restores the training share of exact zeros (``"zeros"``). Measured: the raw model
-generates far too few exact zeros (27 % vs 67 %), see "Known limits".
+only a threshold that restores the training share of exact zeros (``"zeros"``). Measured: the raw traffic-only
+model generates far too few exact zeros (27 % vs 67 %), see "Known limits".
 
 **Modes.** Data without traffic (GeoLife): trajectory only. ``trajectory=False`` (the paper's ablation):
 traffic only; the locations of generated users then come from the :mod:`~cellsynth.generators.markov`
@@ -68,7 +68,7 @@ spectral mixing bound; first-difference JSD across users and per-set histogram r
 
 **Known limits** (BENCHMARKS.md; synthetic city, 150 stations, 320 training users, ``configs/mstdiff-cpu.yaml``:
 d_model 32, 4,000 steps):
-- Raw generated traffic has too few exact zeros (27 % of steps vs 67 % real), because a continuous
+- Raw generated traffic has too few exact zeros (traffic-only model: 27 % of steps vs 67 % real): a continuous
   diffusion puts about half of the zero mass just above the image of zero. Hence the calibration.
 - The trajectory branch needs many optimisation steps. Its users flicker: 144 stays a week against 48
   real, and 34 distinct stations against 11.5. ``temperature < 1`` reduces this.
