@@ -204,9 +204,15 @@ def test_fit_calibrates_generated_traffic_onto_the_training_values(tmp_path):
     assert ((zeros == raw) | (zeros == 0)).all()  # the threshold only zeroes values
     assert any("quantile mapping" in line for line in gen.fit_notes())
     gen.save(tmp_path / "m")
-    assert cellsynth.load(tmp_path / "m").generate(5, seed=2).equals(gen.generate(5, seed=2))
+    loaded = cellsynth.load(tmp_path / "m")
+    assert loaded.generate(5, seed=2).equals(gen.generate(5, seed=2))
+    # codebook usage is reported per band, and survives save/load
+    usage = next(line for line in gen.fit_notes() if line.startswith("VQ-VAE codebooks"))
+    assert (
+        all(band in usage for band in ("cA3", "cD3", "cD2", "cD1")) and loaded.fit_notes() == gen.fit_notes()
+    )
     off = get("mstdiff", SMOKE | {"calibration": "none"}).fit(data, progress=False)
-    assert off.calibration_ is None and off.fit_notes() == []
+    assert off.calibration_ is None and not any("exactly 0" in line for line in off.fit_notes())
     with pytest.raises(ConfigError, match="calibration mode"):
         gen.calibrated(raw, "bogus")
     with pytest.raises(DataError, match="needs a model and data with traffic"):

@@ -93,7 +93,7 @@ from tqdm.auto import tqdm
 
 from cellsynth.data.knowledge import KnowledgeGraph
 from cellsynth.data.model import UserMobility
-from cellsynth.data.wavelets import TrafficWavelets, band_slices
+from cellsynth.data.wavelets import TrafficWavelets, band_names, band_slices
 from cellsynth.diffusion.discrete import GraphDiffusion, uniform_rate
 from cellsynth.diffusion.gaussian import SAMPLERS, GaussianDiffusion
 from cellsynth.errors import ConfigError, DataError
@@ -372,7 +372,7 @@ class MSTDiffGenerator(UserGenerator):
         accel = cfg.accelerator
 
         coeffs = torch.zeros(data.n_users, data.n_steps)
-        self.wavelets_ = self.clip_ = None
+        self.wavelets_ = self.clip_ = self.vq_usage_ = None
         vqvaes = None
         if traffic:
             self.wavelets_ = TrafficWavelets(cfg.level, cfg.wavelet, cfg.band_standardise).fit(data.traffic)
@@ -392,6 +392,8 @@ class MSTDiffGenerator(UserGenerator):
                     lr=cfg.vq_lr,
                 )
                 self.vq_history_ = vqvaes.history
+                # the last epoch's codebook usage per band, in band order (what fit_notes reports)
+                self.vq_usage_ = [vqvaes.history[-1][b] for b in sorted(vqvaes.history[-1])]
                 # Frozen inside the denoiser and only ever called through quantise() (no restarts, no dropout
                 # or normalisation layers), so their mode is irrelevant; train mode keeps Lightning quiet.
                 vqvaes.train()
@@ -474,18 +476,29 @@ class MSTDiffGenerator(UserGenerator):
 
     def fit_notes(self) -> list[str]:
         self.check_fitted()
+        notes = []
+        if self.vq_usage_:
+            bands = band_names(self.config.level)
+            usage = ", ".join(
+                f"{name} {u['perplexity']:.0f} ({u['used_share']:.0%} used, {u['restarts']} restarts)"
+                for name, u in zip(bands, self.vq_usage_)
+            )
+            notes.append(
+                f"VQ-VAE codebooks of {self.config.vq_codes} codes, last epoch, perplexity per band: {usage}."
+            )
         cal = self.calibration_
         if not self.traffic_ or cal is None:
-            return []
+            return notes
         what = {
             "quantiles": "maps generated traffic onto the training values' distribution (quantile mapping)",
             "zeros": f"sets generated traffic at or below {cal['zero_threshold']:.4g} to 0",
             "none": "is off (config calibration: none)",
         }[self.config.calibration]
         return [
+            *notes,
             f"{cal['zero_share']:.0%} of the training traffic values are exactly 0; uncalibrated, the model "
             f"generated {cal['raw_zero_share']:.0%} ({self.config.calibration_users} users, DDIM). The "
-            f"calibration {what}."
+            f"calibration {what}.",
         ]
 
     def _band_range(self, coeffs: torch.Tensor, n_steps: int) -> torch.Tensor:
@@ -696,6 +709,7 @@ class MSTDiffGenerator(UserGenerator):
             "graph_source": self.graph_source_,
             "vqvae": self.net_.vqvaes is not None,
             "history": self.history_,
+            "vq_usage": self.vq_usage_,
             "calibration": None
             if self.calibration_ is None
             else {k: v for k, v in self.calibration_.items() if k != "quantile_map"},
@@ -713,6 +727,7 @@ class MSTDiffGenerator(UserGenerator):
         self.time_, self.n_steps_ = meta["time"], meta["n_steps"]
         self.traffic_, self.trajectory_ = meta["traffic"], meta["trajectory"]
         self.graph_source_, self.history_ = meta["graph_source"], meta["history"]
+        self.vq_usage_ = meta.get("vq_usage")
         self.calibration_ = meta.get("calibration")  # absent in models saved before calibration existed
         if self.calibration_ is not None:
             state = {
