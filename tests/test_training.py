@@ -5,7 +5,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 
-from cellsynth.training import loader, seed_everything, train
+from cellsynth.training import TrainingModule, loader, seed_everything, train
 
 
 class Regression(L.LightningModule):
@@ -73,3 +73,39 @@ def test_training_reduces_the_loss():
     after_module = fit(30).eval()
     after = torch.nn.functional.mse_loss(after_module.net(data.tensors[0]), data.tensors[1])
     assert after < 0.5 * before
+
+
+class Logged(TrainingModule):
+    """Regression's net, with one history entry per epoch (its epoch number)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Linear(3, 1)
+        self.history: list[int] = []
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return torch.nn.functional.mse_loss(self.net(x), y)
+
+    def on_train_epoch_end(self) -> None:
+        self.history.append(self.current_epoch)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=1e-2)
+
+
+def test_history_survives_resume_and_a_finished_stage(tmp_path):
+    def run(epochs):
+        seed_everything(0)
+        kw = {
+            "max_epochs": epochs,
+            "stage": "logged",
+            "seed": 0,
+            "checkpoint_dir": tmp_path,
+            "progress": False,
+        }
+        return train(Logged(), loader(dataset(), batch_size=16, seed=0), **kw).history
+
+    assert run(2) == [0, 1]
+    assert run(4) == [0, 1, 2, 3]  # resumed after epoch 2: the first two epochs are not lost
+    assert run(4) == [0, 1, 2, 3]  # finished: nothing trained, the history still there

@@ -23,7 +23,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from cellsynth.errors import ConfigError
 
-__all__ = ["loader", "resolve_device", "seed_everything", "train"]
+__all__ = ["TrainingModule", "loader", "resolve_device", "seed_everything", "train"]
 
 
 def resolve_device(accelerator: str) -> torch.device:
@@ -91,6 +91,20 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*GPU available but not used.*")
     warnings.filterwarnings("ignore", message=r".*tensorboardX.*")
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated.*")
+
+
+class TrainingModule(L.LightningModule):
+    """A LightningModule whose per-epoch ``history`` (a list the subclass appends to) is saved in its
+    checkpoints and restored on resume, so a resumed or already finished stage reports every epoch, not
+    only those run in this process."""
+
+    history: list
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["cellsynth_history"] = list(self.history)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.history = list(checkpoint.get("cellsynth_history", []))
 
 
 def train(

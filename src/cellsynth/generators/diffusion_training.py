@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import copy
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from cellsynth.diffusion.gaussian import GaussianDiffusion
+from cellsynth.training import TrainingModule
 
 __all__ = ["EpsilonModule"]
 
 
-class EpsilonModule(L.LightningModule):
+class EpsilonModule(TrainingModule):
     """Batches are ``(x0, condition)``; :meth:`predict_noise` calls the network (override it when the
     condition needs looking up). ``history`` holds the mean loss of each epoch run in this process."""
 

@@ -84,7 +84,6 @@ import copy
 import os
 from typing import Any, Literal
 
-import lightning as L
 import numpy as np
 import pydantic
 import torch
@@ -114,7 +113,7 @@ from cellsynth.graphs.transitions import geographic_knn_graph, knn_graph, statio
 from cellsynth.nn.mstdiff import MSTDiffNet
 from cellsynth.nn.tucker import fit_tucker
 from cellsynth.nn.vqvae import BandVQVAE, fit_vqvaes
-from cellsynth.training import loader, seed_everything, train
+from cellsynth.training import TrainingModule, loader, seed_everything, train
 
 __all__ = [
     "MSTDiffConfig",
@@ -236,7 +235,7 @@ class MSTDiffConfig(GeneratorConfig):
         return self
 
 
-class _DenoiserModule(L.LightningModule):
+class _DenoiserModule(TrainingModule):
     """Training of the co-denoiser on (coefficients, locations) with the three-term loss; EMA weights."""
 
     def __init__(self, net: MSTDiffNet, gauss: GaussianDiffusion, graph: GraphDiffusion | None, cfg) -> None:

@@ -59,7 +59,6 @@ import os
 import warnings
 from typing import Any, Literal
 
-import lightning as L
 import numpy as np
 import pydantic
 import torch
@@ -88,7 +87,7 @@ from cellsynth.graphs.stations import StationGraphBuilder
 from cellsynth.graphs.temporal import temporal_graph
 from cellsynth.nn.graph_autoencoder import GraphAutoencoder, gcn_autoencoder, gin_autoencoder
 from cellsynth.nn.stunet import STUNet
-from cellsynth.training import loader, resolve_device, seed_everything, train
+from cellsynth.training import TrainingModule, loader, resolve_device, seed_everything, train
 
 __all__ = ["StouterConfig", "StouterGenerator"]
 
@@ -236,7 +235,7 @@ class StouterConfig(GeneratorConfig):
 
 
 # -- Lightning wrappers (training only; the networks live in cellsynth.nn) ----------------------------------
-class _GraphMAEModule(L.LightningModule):
+class _GraphMAEModule(TrainingModule):
     """GraphMAE pretraining on one graph: each batch is one full-graph step with a fresh node mask."""
 
     def __init__(self, model: GraphAutoencoder, graph: Data, lr: float, weight_decay: float) -> None:

@@ -34,13 +34,13 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import lightning as L
 import numpy as np
 import pydantic
 import torch
 
 from cellsynth.generators.conditioning import BaselineConfig, BaselineGenerator
 from cellsynth.nn.baselines import TCNCritic, TCNGenerator, gradient_penalty
+from cellsynth.training import TrainingModule
 
 __all__ = ["TCNGANConfig", "TCNGANGenerator"]
 
@@ -87,7 +87,7 @@ class TCNGANConfig(BaselineConfig):
         return self
 
 
-class _WGANGPModule(L.LightningModule):
+class _WGANGPModule(TrainingModule):
     """WGAN-GP training with manual optimisation (see module docstring)."""
 
     def __init__(self, generator: TCNGenerator, critic: TCNCritic, cfg: TCNGANConfig) -> None:

@@ -34,13 +34,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import lightning as L
 import numpy as np
 import pydantic
 import torch
 
 from cellsynth.generators.conditioning import BaselineConfig, BaselineGenerator
 from cellsynth.nn.baselines import ConvVAE, gaussian_kl, gaussian_nll
+from cellsynth.training import TrainingModule
 
 __all__ = ["VAEConfig", "VAEGenerator", "elbo_loss"]
 
@@ -88,7 +88,7 @@ def elbo_loss(
     return nll + beta * charged, nll, kl
 
 
-class _VAEModule(L.LightningModule):
+class _VAEModule(TrainingModule):
     """ELBO training of :class:`ConvVAE` with KL annealing and free bits."""
 
     def __init__(self, vae: ConvVAE, cfg: VAEConfig) -> None:

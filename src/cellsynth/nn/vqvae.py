@@ -35,13 +35,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from cellsynth.errors import ConfigError
-from cellsynth.training import loader, seed_everything, train
+from cellsynth.training import TrainingModule, loader, seed_everything, train
 
 __all__ = ["BandVQVAE", "QuantizerOutput", "VQVAEModule", "VectorQuantizer", "code_usage", "fit_vqvaes"]
 
@@ -174,7 +173,7 @@ class BandVQVAE(nn.Module):
         return {"mse": float(F.mse_loss(x_hat, x)), "perplexity": q.perplexity, "used_share": q.used_share}
 
 
-class VQVAEModule(L.LightningModule):
+class VQVAEModule(TrainingModule):
     """Trains one :class:`BandVQVAE` per band of concatenated coefficients ``[B, T]`` (band ``b`` at
     ``slices[b]``); loss = sum over bands of (reconstruction + codebook + commitment). Records per-epoch
     means of each band's ``mse``, ``perplexity``, ``used_share`` and the cumulative ``restarts`` in
