@@ -29,7 +29,7 @@ other location to the nearest kept one (great-circle), and subsamples ``--geolif
 
 ``--samplers`` scores each fitted MSTDiff with every listed sampler (``ddpm``: the full chain; ``ddim-K``:
 K steps), one row each: the DDIM-vs-full-chain comparison of the same model. Each MSTDiff draw with traffic
-is scored raw and through both calibrations (``calibration``: none, zeros, quantiles).
+is scored through each calibration of that one draw (``calibration``: quantiles, zeros, none = raw).
 """
 
 from __future__ import annotations
@@ -49,7 +49,9 @@ from cellsynth.data.model import Stations, UserMobility
 from cellsynth.data.split import split_users
 from cellsynth.data.synthetic import synthesize_city
 from cellsynth.generators import get, load
+from cellsynth.generators.calibration import CALIBRATION_MODES
 from cellsynth.metrics import daily_periodic_rmse, diff_jsd, log_value_jsd, trajectory_jsds, value_jsd
+from cellsynth.metrics.mobility import distinct_location_share, stay_durations
 
 ROOT = Path(__file__).resolve().parents[1]
 GEOLIFE = ROOT.parent / "shared" / "data" / "geolife-movesim"
@@ -104,7 +106,7 @@ def _sampler(spec: str) -> dict:
 def _runs(args, label: str, gen, n: int):
     """``(row label, generated, sampling seconds)`` per sampler in ``--samplers`` (one run for non-MSTDiff).
     An MSTDiff with traffic draws once per sampler and gets one row per calibration of that draw
-    (``none``: the raw model; ``zeros``; ``quantiles``): what the post-processing changes."""
+    (``quantiles``, ``zeros``, ``none`` = the raw model): what the post-processing changes."""
     specs = args.samplers if gen.name == "mstdiff" else [None]
     for spec in specs:
         calibrated = gen.name == "mstdiff" and gen.calibration_ is not None
@@ -120,7 +122,7 @@ def _runs(args, label: str, gen, n: int):
         if not calibrated:
             yield row, out, elapsed
             continue
-        for mode in ("none", "zeros", "quantiles"):
+        for mode in CALIBRATION_MODES:
             yield (
                 f"{row}, calibration {mode}",
                 replace(out, traffic=gen.calibrated(out.traffic, mode)),
@@ -190,10 +192,10 @@ def _score_synthetic(label: str, out: UserMobility, test: UserMobility, fit_s, s
 
 def _trajectory_counts(locations: np.ndarray) -> dict[str, str]:
     """Mean distinct stations and mean stays (runs at one station) per user: what the JSDs summarise."""
-    loc = np.asarray(locations)
-    stays = 1 + (np.diff(loc, axis=1) != 0).sum(1)
-    distinct = [len(np.unique(row)) for row in loc]
-    return {"distinct_per_user": f"{np.mean(distinct):.1f}", "stays_per_user": f"{stays.mean():.1f}"}
+    users, steps = np.shape(locations)
+    distinct = distinct_location_share(locations).mean() * steps
+    stays = len(stay_durations(locations)) / users
+    return {"distinct_per_user": f"{distinct:.1f}", "stays_per_user": f"{stays:.1f}"}
 
 
 def _geolife(args) -> tuple[UserMobility, UserMobility] | None:

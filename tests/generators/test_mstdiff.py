@@ -213,7 +213,7 @@ def test_fit_calibrates_generated_traffic_onto_the_training_values(tmp_path):
     )
     off = get("mstdiff", SMOKE | {"calibration": "none"}).fit(data, progress=False)
     assert off.calibration_ is None and not any("exactly 0" in line for line in off.fit_notes())
-    with pytest.raises(ConfigError, match="calibration mode"):
+    with pytest.raises(ConfigError, match="calibration mode must be one of"):
         gen.calibrated(raw, "bogus")
     with pytest.raises(DataError, match="needs a model and data with traffic"):
         gen.calibrate(users(traffic=False))

@@ -124,9 +124,9 @@ class GaussianDiffusion:
     def scheduler(self, sampler: Sampler = "ddpm", steps: int | None = None):
         """A fresh diffusers scheduler for ``sampler``, from this process's betas, ``set_timesteps`` done.
 
-        ``steps=None`` takes :data:`DEFAULT_STEPS` (at most the chain's length). Iterate ``scheduler.timesteps`` and call
-        ``scheduler.step(eps, t, x, generator=...)``; the scheduler keeps solver state, so use a new one
-        per sampling run.
+        ``steps=None`` takes :data:`DEFAULT_STEPS` (at most the chain's length). Iterate
+        ``scheduler.timesteps`` and call ``scheduler.step(eps, t, x, generator=...)``; the scheduler keeps
+        solver state, so use a new one per sampling run.
         """
         if sampler not in SAMPLERS:
             raise ConfigError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")

@@ -18,11 +18,17 @@ user's ranks, so its temporal structure):
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import numpy as np
 
 from cellsynth.errors import DataError, NotFittedError
 
-__all__ = ["QuantileMap", "zero_threshold"]
+__all__ = ["CALIBRATION_MODES", "CalibrationMode", "QuantileMap", "zero_threshold"]
+
+CalibrationMode = Literal["quantiles", "zeros", "none"]
+"""``"quantiles"``: :class:`QuantileMap`; ``"zeros"``: :func:`zero_threshold`; ``"none"``: the raw output."""
+CALIBRATION_MODES: tuple[str, ...] = get_args(CalibrationMode)
 
 
 def zero_threshold(generated: np.ndarray, zero_share: float) -> float:

@@ -107,7 +107,7 @@ from cellsynth.generators.base import (
     stations_state,
     time_axis_state,
 )
-from cellsynth.generators.calibration import QuantileMap, zero_threshold
+from cellsynth.generators.calibration import CALIBRATION_MODES, CalibrationMode, QuantileMap, zero_threshold
 from cellsynth.generators.markov import DEFAULT_SMOOTHING, MarkovChain, hour_keys
 from cellsynth.graphs.transitions import geographic_knn_graph, knn_graph, station_embeddings
 from cellsynth.nn.mstdiff import MSTDiffNet
@@ -115,13 +115,7 @@ from cellsynth.nn.tucker import fit_tucker
 from cellsynth.nn.vqvae import BandVQVAE, fit_vqvaes
 from cellsynth.training import TrainingModule, loader, seed_everything, train
 
-__all__ = [
-    "MSTDiffConfig",
-    "MSTDiffGenerator",
-    "clip_predicted_x0",
-    "discrete_step",
-    "strided_chain",
-]
+__all__ = ["MSTDiffConfig", "MSTDiffGenerator", "clip_predicted_x0", "discrete_step", "strided_chain"]
 
 
 def discrete_step(t: torch.Tensor, discrete_steps: int, gaussian_steps: int) -> torch.Tensor:
@@ -193,7 +187,7 @@ class MSTDiffConfig(GeneratorConfig):
     clip_x0: bool = pydantic.Field(
         True, description="Clip each step's predicted x_0 to its band's training range (DDPM clip_sample)."
     )
-    calibration: Literal["quantiles", "zeros", "none"] = pydantic.Field(
+    calibration: CalibrationMode = pydantic.Field(
         "quantiles",
         description="Post-processing of generated traffic, fitted after training on calibration_users "
         "generated users (cellsynth.generators.calibration): 'quantiles' maps their marginal onto the "
@@ -464,8 +458,8 @@ class MSTDiffGenerator(UserGenerator):
         """Raw generated traffic ``[U, T]`` through the fitted calibration ``mode`` (default: the config's
         ``calibration``; ``"none"`` returns it unchanged, as does a model without a calibration)."""
         mode = self.config.calibration if mode is None else mode
-        if mode not in ("quantiles", "zeros", "none"):
-            raise ConfigError(f"calibration mode must be 'quantiles', 'zeros' or 'none', got {mode!r}")
+        if mode not in CALIBRATION_MODES:
+            raise ConfigError(f"calibration mode must be one of {CALIBRATION_MODES}, got {mode!r}")
         cal = self.calibration_
         if mode == "none" or cal is None:
             return traffic
@@ -629,7 +623,7 @@ class MSTDiffGenerator(UserGenerator):
         return UserMobility(locations, start, step, self.stations_, traffic=traffic)
 
     def _draw(self, n_users: int, *, seed, sampler, steps, temperature=1.0, progress=False, device="cpu"):
-        """``(traffic [U, T] float32 before the zero threshold, or None; locations [U, T] int64 or None)``:
+        """``(traffic [U, T] float32 before the calibration, or None; locations [U, T] int64 or None)``:
         the joint reverse chain (Algorithm 2) for ``n_users`` users."""
         cfg = self.config
         device = torch.device(device)
