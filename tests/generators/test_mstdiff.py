@@ -5,6 +5,7 @@ save/load, and the points where the authors' code departs from the paper."""
 from __future__ import annotations
 
 import copy
+import itertools
 
 import numpy as np
 import pandas as pd
@@ -237,6 +238,32 @@ def test_algorithm_2_with_a_perfect_denoiser_returns_its_user(fitted_12_6, sampl
     out = gen.generate(3, seed=0, sampler=sampler, steps=steps)
     assert (out.locations == data.locations[0]).all()
     np.testing.assert_allclose(out.traffic, np.repeat(data.traffic[:1], 3, 0), rtol=1e-4, atol=1e-4)
+
+
+def test_trajectory_step_callback_sees_the_chain_in_order(fitted_12_6):
+    """The callback gets every visited step once per batch, from the prior's end down to 0, with the sampled
+    tokens and the unscaled logits; its last tokens are the generated locations."""
+    gen = copy.copy(fitted_12_6)
+    gen.config = gen.config.model_copy(update={"sample_batch_size": 4})
+    gen.net_ = _Prefers()
+    seen = []
+
+    def record(s, s_next, loc, logits):
+        seen.append((s, s_next, loc.clone(), logits.clone()))
+
+    out = gen.generate(6, seed=0, sampler="ddim", steps=3, temperature=0.5, on_trajectory_step=record)
+    batches = [seen[: len(seen) // 2], seen[len(seen) // 2 :]]
+    for batch, n_users in zip(batches, (4, 2)):
+        steps = [(s, s_next) for s, s_next, _, _ in batch]
+        assert steps[-1][1] == 0 and all(a[1] == b[0] for a, b in itertools.pairwise(steps))
+        assert all(s > s_next for s, s_next in steps)
+        assert all(
+            loc.shape == (n_users, 48) and logits.shape == (n_users, 48, 6) for *_, loc, logits in batch
+        )
+        assert all((logits[..., 0] == 2.0).all() for *_, logits in batch)  # before the temperature
+    final = torch.cat([batches[0][-1][2], batches[1][-1][2]]).numpy()
+    np.testing.assert_array_equal(final, out.locations)
+    assert gen.generate(6, seed=0, sampler="ddim", steps=3, temperature=0.5).equals(out)  # it changes nothing
 
 
 class _Prefers(torch.nn.Module):

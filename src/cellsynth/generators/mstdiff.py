@@ -82,6 +82,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -115,7 +116,17 @@ from cellsynth.nn.tucker import fit_tucker
 from cellsynth.nn.vqvae import BandVQVAE, fit_vqvaes
 from cellsynth.training import TrainingModule, loader, seed_everything, train
 
-__all__ = ["MSTDiffConfig", "MSTDiffGenerator", "clip_predicted_x0", "discrete_step", "strided_chain"]
+__all__ = [
+    "MSTDiffConfig",
+    "MSTDiffGenerator",
+    "TrajectoryStepCallback",
+    "clip_predicted_x0",
+    "discrete_step",
+    "strided_chain",
+]
+
+#: ``(s, s_next, l_{s_next} [b, T], logits of p_theta(l_0 | l_s) [b, T, N]) -> None``, see ``generate``.
+TrajectoryStepCallback = Callable[[int, int, torch.Tensor, torch.Tensor], None]
 
 
 def discrete_step(t: torch.Tensor, discrete_steps: int, gaussian_steps: int) -> torch.Tensor:
@@ -583,6 +594,7 @@ class MSTDiffGenerator(UserGenerator):
         sampler: str = "ddpm",
         steps: int | None = None,
         temperature: float = 1.0,
+        on_trajectory_step: TrajectoryStepCallback | None = None,
         progress: bool = False,
         device: str | torch.device = "cpu",
     ) -> UserMobility:
@@ -594,7 +606,13 @@ class MSTDiffGenerator(UserGenerator):
         ``temperature``: the trajectory's ``p_theta(l_0 | ...)`` is ``softmax(logits / temperature)`` in every
         reverse step. 1 is Algorithm 2; below 1 sharpens each step's prediction of ``l_0``, which an
         undertrained denoiser needs (measured in BENCHMARKS.md: fewer one-step stays, users closer to
-        the real number of distinct stations) at the cost of diversity."""
+        the real number of distinct stations) at the cost of diversity.
+
+        ``on_trajectory_step(s, s_next, l, logits)``, if given, is called after every reverse step of the
+        trajectory chain with the step taken (``s -> s_next``, ``s_next = 0`` last), the sampled ``l_{s_next}``
+        ``long [b, T]`` and the denoiser's logits of ``p_theta(l_0 | l_s)`` ``[b, T, N]`` (before the
+        temperature), for each batch of ``sample_batch_size`` users: a view of the chain as it denoises
+        (``benchmarks/mstdiff_chain.py``). It must not modify them."""
         self.check_fitted()
         if not (isinstance(temperature, (int, float)) and temperature > 0 and np.isfinite(temperature)):
             raise ConfigError(f"temperature must be a positive number, got {temperature!r}")
@@ -611,6 +629,7 @@ class MSTDiffGenerator(UserGenerator):
             sampler=sampler,
             steps=steps,
             temperature=temperature,
+            on_trajectory_step=on_trajectory_step,
             progress=progress,
             device=device,
         )
@@ -622,7 +641,18 @@ class MSTDiffGenerator(UserGenerator):
             locations = self.markov_.sample(n_users, hours, np.random.default_rng(seed))
         return UserMobility(locations, start, step, self.stations_, traffic=traffic)
 
-    def _draw(self, n_users: int, *, seed, sampler, steps, temperature=1.0, progress=False, device="cpu"):
+    def _draw(
+        self,
+        n_users: int,
+        *,
+        seed,
+        sampler,
+        steps,
+        temperature=1.0,
+        on_trajectory_step=None,
+        progress=False,
+        device="cpu",
+    ):
         """``(traffic [U, T] float32 before the calibration, or None; locations [U, T] int64 or None)``:
         the joint reverse chain (Algorithm 2) for ``n_users`` users."""
         cfg = self.config
@@ -667,6 +697,8 @@ class MSTDiffGenerator(UserGenerator):
                     x = sched.step(eps, t, x, generator=gen).prev_sample
                 if self.trajectory_ and s_next[i] < s_now[i]:
                     loc = chain.sample_step(loc, logits / temperature, index[s_now[i]], generator=gen)
+                    if on_trajectory_step is not None:
+                        on_trajectory_step(s_now[i], s_next[i], loc, logits)
             coeff_parts.append(x.cpu() if x is not None else None)
             loc_parts.append(loc.cpu() if loc is not None else None)
 

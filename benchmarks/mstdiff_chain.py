@@ -1,0 +1,152 @@
+"""Where a fitted MSTDiff's trajectories lose their structure: its denoiser on the forward process, and its
+reverse chain step by step, on the synthetic city's held-out users (the split of benchmarks/mstdiff.py).
+
+1. **Denoiser on forward-noised users.** For a few discrete steps ``s``, the held-out users' trajectories are
+   corrupted with ``q(l_s | l_0)`` (and their traffic with the matching Gaussian step) and the denoiser
+   predicts ``p_theta(l_0 | l_s)``: the share of corrupted tokens, the probability it gives the true station
+   where the token was kept and where it was corrupted, its accuracy, and the stays per user of ``l_s`` and
+   of the per-step argmax of the prediction.
+2. **The reverse chain** (Algorithm 2 with DDIM-K, at ``--temperature``): after each reverse step, the stays
+   per user of the sampled ``l_{s'}``, beside the stays per user the forward process gives at the same
+   ``s'`` (``q(l_{s'} | l_0)`` on the held-out users), the stays of the argmax of ``p_theta(l_0 | l_s)``,
+   and the mean of its largest probability. A chain that matches the forward process has the forward
+   column's stays at every step; where it has more, it has decided tokens that do not form stays.
+
+A stay is a run of consecutive steps at one station (``cellsynth.metrics.mobility.stay_durations``).
+
+    python benchmarks/mstdiff_chain.py --model bench/mstdiff-cpu/mstdiff/model
+    python benchmarks/mstdiff_chain.py --model bench/mstdiff-cpu/mstdiff/model --temperature 0.5 --every 5
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+from cellsynth.data.split import split_users
+from cellsynth.data.synthetic import synthesize_city
+from cellsynth.generators import load
+from cellsynth.generators.mstdiff import MSTDiffGenerator, discrete_step
+from cellsynth.metrics.mobility import stay_durations
+
+
+def stays_per_user(locations: torch.Tensor | np.ndarray) -> float:
+    locations = np.asarray(locations)
+    return len(stay_durations(locations)) / len(locations)
+
+
+def gaussian_step_for(s: int, gen: MSTDiffGenerator) -> int:
+    """The first Gaussian step ``t`` with ``discrete_step(t) == s``: the noise level the two chains share."""
+    cfg = gen.config
+    t = torch.arange(cfg.gaussian_steps)
+    return int(t[discrete_step(t, cfg.discrete_steps, cfg.gaussian_steps) == s][0])
+
+
+@torch.no_grad()
+def denoiser_table(
+    gen: MSTDiffGenerator, locations: np.ndarray, traffic, steps: list[int], seed: int
+) -> None:
+    print("\n### Denoiser on forward-noised held-out users\n")
+    print("| s | corrupted | P(true), kept | P(true), corrupted | accuracy | stays l_s | stays argmax |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    rng = torch.Generator().manual_seed(seed)
+    l0 = torch.tensor(np.asarray(locations))
+    x0 = torch.as_tensor(gen.wavelets_.transform(traffic)).float() if gen.traffic_ else None
+    for s in steps:
+        s_b = torch.full((len(l0),), s)
+        t_b = torch.full((len(l0),), gaussian_step_for(s, gen))
+        l_s = gen.graph_.q_sample(l0, s_b, generator=rng)
+        x_t = None
+        if x0 is not None:
+            x_t = gen.gauss_.add_noise(x0, torch.randn(x0.shape, generator=rng), t_b)
+        _, logits = gen.net_(x_t, l_s, t_b if gen.traffic_ else None, s_b)
+        p = logits.softmax(-1)
+        p_true = p.gather(-1, l0.unsqueeze(-1)).squeeze(-1)
+        kept = l_s == l0
+        corrupted = f"{float(p_true[~kept].mean()):.3f}" if (~kept).any() else "–"
+        accuracy = float((p.argmax(-1) == l0).float().mean())
+        print(
+            f"| {s} | {1 - float(kept.float().mean()):.3f} | {float(p_true[kept].mean()):.3f} | {corrupted} "
+            f"| {accuracy:.3f} | {stays_per_user(l_s):.1f} | {stays_per_user(p.argmax(-1)):.1f} |"
+        )
+
+
+@torch.no_grad()
+def chain_table(gen: MSTDiffGenerator, locations: np.ndarray, args) -> None:
+    rows = []
+
+    def record(s, s_next, loc, logits):
+        p = logits.softmax(-1)
+        rows.append((s, s_next, stays_per_user(loc), stays_per_user(p.argmax(-1)), float(p.amax(-1).mean())))
+
+    gen.generate(
+        args.users_generated,
+        seed=args.seed,
+        sampler="ddim",
+        steps=args.ddim_steps,
+        temperature=args.temperature,
+        on_trajectory_step=record,
+    )
+    rng = torch.Generator().manual_seed(args.seed)
+    l0 = torch.tensor(np.asarray(locations))
+    print(
+        f"\n### Reverse chain (DDIM-{args.ddim_steps}, temperature {args.temperature}, "
+        f"{args.users_generated} users)\n"
+    )
+    print(
+        "| step | stays l_s' | stays, forward q(l_s' given l_0) | stays argmax p(l_0 given l_s) | mean max p |"
+    )
+    print("|---|---:|---:|---:|---:|")
+    for i, (s, s_next, stays, stays_argmax, max_p) in enumerate(rows):
+        if i % args.every and i != len(rows) - 1:
+            continue
+        forward = (
+            stays_per_user(l0)
+            if s_next == 0
+            else stays_per_user(gen.graph_.q_sample(l0, s_next, generator=rng))
+        )
+        print(f"| {s} -> {s_next} | {stays:.1f} | {forward:.1f} | {stays_argmax:.1f} | {max_p:.3f} |")
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", required=True, help="A saved MSTDiff with trajectories (gen.save directory).")
+    p.add_argument("--stations", type=int, default=150, help="As in benchmarks/mstdiff.py.")
+    p.add_argument("--users", type=int, default=400, help="As in benchmarks/mstdiff.py.")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ddim-steps", type=int, default=50)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--users-generated", type=int, default=80)
+    p.add_argument("--every", type=int, default=3, help="Print every k-th reverse step (and the last).")
+    p.add_argument(
+        "--fractions",
+        type=float,
+        nargs="+",
+        default=[0.01, 0.1, 0.25, 0.5, 0.6, 0.75, 0.9, 1.0],
+        help="Discrete steps of the denoiser table, as fractions of S.",
+    )
+    args = p.parse_args(argv)
+    torch.manual_seed(args.seed)
+    gen = load(args.model)
+    if gen.name != "mstdiff" or not gen.trajectory_:
+        raise SystemExit(f"{args.model}: expected an MSTDiff with trajectories, got {gen.name}")
+    city = synthesize_city(n_stations=args.stations, n_users=args.users, seed=args.seed)
+    _, test = split_users(city.users, 0.2, seed=args.seed)
+    if len(test.stations) != gen.graph_.n:
+        raise SystemExit(
+            f"{args.model} has {gen.graph_.n} stations, the city {len(test.stations)}: "
+            "use the --stations/--users/--seed it was fitted with"
+        )
+    print(
+        f"# {args.model}: {test.n_users} held-out users, real stays per user {stays_per_user(test.locations):.1f}"
+    )
+    s_max = gen.config.discrete_steps
+    steps = sorted({max(1, min(s_max, round(f * s_max))) for f in args.fractions})
+    denoiser_table(gen, test.locations, test.traffic, steps, args.seed)
+    chain_table(gen, test.locations, args)
+
+
+if __name__ == "__main__":
+    main()
