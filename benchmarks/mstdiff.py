@@ -115,7 +115,11 @@ def _runs(args, label: str, gen, n: int):
             raw = copy.copy(gen)
             raw.config = gen.config.model_copy(update={"calibration": "none"})
         t0 = time.perf_counter()
-        options = _sampler(spec) | {"temperature": args.temperature} if spec else {}
+        options = (
+            _sampler(spec) | {"temperature": args.temperature, "corrector_rounds": args.corrector_rounds}
+            if spec
+            else {}
+        )
         out = raw.generate(n, seed=args.seed, **options)
         elapsed = time.perf_counter() - t0
         row = f"{label} ({spec})" if spec and len(specs) > 1 else label
@@ -272,6 +276,12 @@ def main(argv=None) -> None:
     p.add_argument(
         "--temperature", type=float, default=1.0, help="MSTDiff's trajectory temperature (1: Algorithm 2)."
     )
+    p.add_argument(
+        "--corrector-rounds",
+        type=int,
+        default=0,
+        help="MSTDiff's trajectory corrector rounds per reverse step (0: Algorithm 2).",
+    )
     p.add_argument("--save", help="Directory to keep each fitted model in (<dir>/<model>/).")
     p.add_argument("--load", help="Directory of models kept by --save: reuse them instead of fitting.")
     p.add_argument("--only", nargs="*", help="Synthetic-city models to run (default: all).")
@@ -292,7 +302,7 @@ def main(argv=None) -> None:
         args.samplers = ["ddim-5"]
     print(
         f"# MSTDiff benchmark (seed {args.seed}, samplers {' '.join(args.samplers)}, "
-        f"temperature {args.temperature})"
+        f"temperature {args.temperature}, corrector rounds {args.corrector_rounds})"
     )
     if not args.skip_city:
         synthetic(args, _config(args.config, args.quick))

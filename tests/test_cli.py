@@ -123,11 +123,14 @@ def test_fit_mstdiff_then_generate_users(city, tmp_path):
     assert "knowledge_graph.parquet" in line and "quantile mapping" in line and "mstdiff trained" in line
     assert cellsynth.load(run).graph_source_ == "knowledge_graph"
     options = ["--users", 5, "--seed", 1, "--sampler", "ddim", "--steps", 2, "--temperature", 0.5]
+    options += ["--corrector-rounds", 1]
     for name in ("a", "b"):
         invoke("generate", "--model", run, *options, "--out", tmp_path / name)
     users = read(tmp_path / "a")
     assert users.n_users == 5 and users.n_steps == 336 and (users.traffic >= 0).all()
     assert users.equals(read(tmp_path / "b"))
+    invoke("generate", "--model", run, *options[:-2], "--out", tmp_path / "no-corrector")
+    assert not users.equals(read(tmp_path / "no-corrector"))  # --corrector-rounds reached the sampler
     result = run_cli("generate", "--model", run, "--n", 3, "--out", tmp_path / "c")
     assert result.returncode == 2 and "give --users N" in result.stderr
 

@@ -373,6 +373,13 @@ def generate(
             help="mstdiff: temperature of the trajectory's l_0 prediction (1: the paper's sampler)."
         ),
     ] = None,
+    corrector_rounds: Annotated[
+        int | None,
+        typer.Option(
+            help="mstdiff: corrector rounds (one forward step, then the reverse step again) after each "
+            "reverse step of the trajectory (0: the paper's sampler)."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed: same seed, same output.")] = 0,
 ) -> None:
     """Generate synthetic data from a trained model: traffic for given (or planned) stations, or users."""
@@ -382,7 +389,12 @@ def generate(
     gen = cellsynth.load(model)
     options = {
         k: v
-        for k, v in {"sampler": sampler, "steps": steps, "temperature": temperature}.items()
+        for k, v in {
+            "sampler": sampler,
+            "steps": steps,
+            "temperature": temperature,
+            "corrector_rounds": corrector_rounds,
+        }.items()
         if v is not None
     }
     if gen.kind == "users":

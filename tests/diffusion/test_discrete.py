@@ -283,6 +283,38 @@ def test_full_reverse_chain_with_a_perfect_denoiser_recovers_the_data():
     assert np.abs(empirical - pi).sum() / 2 < 0.02
 
 
+def test_one_forward_step_follows_q_s_and_composes_to_q_bar():
+    """``q_step_sample`` draws from the row ``Q_s[l_{s-1}]``; one step from ``q(l_{s-1} | l_0)`` gives ``q(l_s | l_0)``."""
+    diff = GraphDiffusion(ring_rate(6), steps=5)
+    g = torch.Generator().manual_seed(3)
+    start = torch.full((60_000,), 2, dtype=torch.long)
+    one = diff.q_step_sample(start, 4, generator=g)
+    empirical = np.bincount(one.numpy(), minlength=6) / len(one)
+    assert np.abs(empirical - diff.transition_matrix(4, cumulative=False)[2]).max() < 0.01
+    two = diff.q_step_sample(diff.q_sample(start, 3, generator=g), 4, generator=g)
+    empirical = np.bincount(two.numpy(), minlength=6) / len(two)
+    assert np.abs(empirical - diff.transition_matrix(4)[2]).max() < 0.01
+    with pytest.raises(ValueError, match="steps must be in 1..5"):
+        diff.q_step_sample(start, 0)
+
+
+def test_corrector_round_leaves_the_marginal_invariant_with_a_perfect_denoiser():
+    """A corrector round (one forward step s-1 -> s, then the reverse step with the true posterior of the data
+    distribution pi as p_theta) is a Markov kernel K on l_{s-1} with q(l_{s-1}) K = q(l_{s-1}), exactly."""
+    n = 6
+    diff = GraphDiffusion(sparse_graph(n, 3), abar=[0.2, 0.6, 1.4, 3.0])
+    q, qbar = explicit(diff)
+    pi = np.array([0.4, 0.05, 0.2, 0.05, 0.25, 0.05])
+    for s in range(1, diff.steps + 1):
+        post_l0 = pi[:, None] * qbar[s]
+        logits = torch.as_tensor(np.log(post_l0 / post_l0.sum(0, keepdims=True)).T)  # [l_s, l0]
+        reverse = diff.reverse_probs(torch.arange(n), logits, s).numpy()  # [l_s, l_{s-1}]
+        kernel = q[s] @ reverse  # forward then reverse: [l_{s-1}, l_{s-1}']
+        marginal = pi @ qbar[s - 1]
+        np.testing.assert_allclose(marginal @ kernel, marginal, atol=1e-10)
+        assert np.abs(kernel - np.eye(n)).max() > 1e-3  # it does move tokens
+
+
 def test_sampling_is_seeded_and_follows_q():
     diff = GraphDiffusion(ring_rate(6), steps=5)
     l0 = torch.zeros(50_000, dtype=torch.long)

@@ -240,6 +240,25 @@ def test_algorithm_2_with_a_perfect_denoiser_returns_its_user(fitted_12_6, sampl
     np.testing.assert_allclose(out.traffic, np.repeat(data.traffic[:1], 3, 0), rtol=1e-4, atol=1e-4)
 
 
+def test_corrector_rounds_keep_a_perfect_denoisers_user_and_call_it_once_more_per_round(fitted_12_6):
+    data = users()
+    gen = copy.copy(fitted_12_6)
+    x0 = torch.from_numpy(gen.wavelets_.transform(data.traffic[:1])).double()
+    l0 = torch.from_numpy(np.array(data.locations[0]))
+    oracle = _Oracle(x0, l0, gen.gauss_.alphas_cumprod, 6)
+    calls = []
+    oracle.register_forward_hook(lambda *_: calls.append(1))
+    gen.net_, gen.calibration_ = oracle, None
+    gen.generate(2, seed=0, sampler="ddim", steps=3)
+    n_plain = len(calls)
+    out = gen.generate(2, seed=0, sampler="ddim", steps=3, corrector_rounds=2)
+    assert (out.locations == data.locations[0]).all()
+    assert len(calls) - n_plain == 3 * n_plain  # each reverse step is followed by 2 rounds
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ConfigError, match="corrector_rounds must be an integer >= 0"):
+            gen.generate(2, corrector_rounds=bad)
+
+
 def test_trajectory_step_callback_sees_the_chain_in_order(fitted_12_6):
     """The callback gets every visited step once per batch, from the prior's end down to 0, with the sampled
     tokens and the unscaled logits; its last tokens are the generated locations."""

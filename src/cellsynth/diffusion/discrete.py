@@ -394,6 +394,18 @@ class GraphDiffusion:
         """Draw ``l_s ~ q(l_s | l_0)``: ``long`` of ``l0``'s shape."""
         return _categorical(self.q_probs(l0, s), generator)
 
+    def q_step_sample(
+        self, l_prev: torch.Tensor, s, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Draw one forward step ``l_s ~ q(l_s | l_{s-1}) = Q_s[l_{s-1}, :]`` (``s`` in ``1..S``): ``long`` of
+        ``l_prev``'s shape. With :meth:`sample_step` at the same ``s`` it makes a corrector round, which
+        leaves the forward marginal ``q(l_{s-1})`` invariant when the denoiser is exact."""
+        l_prev = self._tokens(l_prev, "l_prev")
+        basis = self._basis(l_prev.device)
+        s = self._steps(s, l_prev.shape, l_prev.device, low=1)
+        rows = self._rows(l_prev.reshape(-1), basis.alpha[s.reshape(-1)], basis)
+        return _categorical(rows.reshape(*l_prev.shape, self.n), generator)
+
     def prior_sample(self, shape, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
         """Draw ``l_S`` from the prior, uniform over the ``N`` states: ``long [shape]``."""
         if device is None and generator is not None:

@@ -594,6 +594,7 @@ class MSTDiffGenerator(UserGenerator):
         sampler: str = "ddpm",
         steps: int | None = None,
         temperature: float = 1.0,
+        corrector_rounds: int = 0,
         on_trajectory_step: TrajectoryStepCallback | None = None,
         progress: bool = False,
         device: str | torch.device = "cpu",
@@ -608,6 +609,13 @@ class MSTDiffGenerator(UserGenerator):
         undertrained denoiser needs (measured in BENCHMARKS.md: fewer one-step stays, users closer to
         the real number of distinct stations) at the cost of diversity.
 
+        ``corrector_rounds``: after each reverse step ``s -> s'`` of the trajectory, this many rounds of one
+        forward step ``s' -> s`` (``GraphDiffusion.q_step_sample``) followed by the same reverse step
+        again, conditioned on the same traffic state. With an exact denoiser a round leaves the
+        marginal ``q(l_{s'})`` unchanged (tested); with a trained one it lets the positions that one
+        factorised reverse step drew independently be redrawn given each other. 0 is Algorithm 2; each
+        round costs one more denoiser call per step.
+
         ``on_trajectory_step(s, s_next, l, logits)``, if given, is called after every reverse step of the
         trajectory chain with the step taken (``s -> s_next``, ``s_next = 0`` last), the sampled ``l_{s_next}``
         ``long [b, T]`` and the denoiser's logits of ``p_theta(l_0 | l_s)`` ``[b, T, N]`` (before the
@@ -616,6 +624,9 @@ class MSTDiffGenerator(UserGenerator):
         self.check_fitted()
         if not (isinstance(temperature, (int, float)) and temperature > 0 and np.isfinite(temperature)):
             raise ConfigError(f"temperature must be a positive number, got {temperature!r}")
+        rounds_ok = isinstance(corrector_rounds, (int, np.integer)) and not isinstance(corrector_rounds, bool)
+        if not rounds_ok or corrector_rounds < 0:
+            raise ConfigError(f"corrector_rounds must be an integer >= 0, got {corrector_rounds!r}")
         n_users = self._check_users(target)
         if samples != 1:
             raise DataError(
@@ -629,6 +640,7 @@ class MSTDiffGenerator(UserGenerator):
             sampler=sampler,
             steps=steps,
             temperature=temperature,
+            corrector_rounds=corrector_rounds,
             on_trajectory_step=on_trajectory_step,
             progress=progress,
             device=device,
@@ -649,6 +661,7 @@ class MSTDiffGenerator(UserGenerator):
         sampler,
         steps,
         temperature=1.0,
+        corrector_rounds=0,
         on_trajectory_step=None,
         progress=False,
         device="cpu",
@@ -682,12 +695,9 @@ class MSTDiffGenerator(UserGenerator):
             for i, t in enumerate(tqdm(timesteps, desc="sampling", disable=not progress, leave=False)):
                 t_b = torch.full((b,), t, dtype=torch.long, device=device)
                 s_b = torch.full((b,), s_now[i], dtype=torch.long, device=device)
-                eps, logits = net(
-                    sched.scale_model_input(x, t) if x is not None else None,
-                    loc,
-                    t_b if self.traffic_ else None,
-                    s_b if self.trajectory_ else None,
-                )
+                x_in = sched.scale_model_input(x, t) if x is not None else None
+                t_in, s_in = (t_b if self.traffic_ else None), (s_b if self.trajectory_ else None)
+                eps, logits = net(x_in, loc, t_in, s_in)
                 if self.traffic_:
                     if cfg.clip_x0:
                         lo_hi = self.clip_.to(device)
@@ -696,7 +706,12 @@ class MSTDiffGenerator(UserGenerator):
                         )
                     x = sched.step(eps, t, x, generator=gen).prev_sample
                 if self.trajectory_ and s_next[i] < s_now[i]:
-                    loc = chain.sample_step(loc, logits / temperature, index[s_now[i]], generator=gen)
+                    j = index[s_now[i]]
+                    loc = chain.sample_step(loc, logits / temperature, j, generator=gen)
+                    for _ in range(corrector_rounds):  # forward s_next -> s, then the reverse step again
+                        noisy = chain.q_step_sample(loc, j, generator=gen)
+                        logits = net(x_in, noisy, t_in, s_in)[1]
+                        loc = chain.sample_step(noisy, logits / temperature, j, generator=gen)
                     if on_trajectory_step is not None:
                         on_trajectory_step(s_now[i], s_next[i], loc, logits)
             coeff_parts.append(x.cpu() if x is not None else None)
