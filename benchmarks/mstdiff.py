@@ -149,7 +149,8 @@ def synthetic(args, base: dict) -> None:
     print(
         f"\n## Synthetic city: {len(st)} stations, {train.n_users} training / {test.n_users} held-out users, "
         f"T = {train.n_steps}, knowledge graph of {len(city.knowledge_graph)} triplets; the held-out users "
-        f"visit {real['distinct_per_user']} distinct stations and make {real['stays_per_user']} stays each\n"
+        f"visit {real['distinct_per_user']} distinct stations and make {real['stays_per_user']} stays each "
+        f"({real['one_step_stays']} of them one step long)\n"
     )
     models = [
         ("mstdiff", "mstdiff", base, {"knowledge_graph": city.knowledge_graph}),
@@ -168,7 +169,7 @@ def synthetic(args, base: dict) -> None:
         "duration",
         "g_rank",
     ]
-    keys += ["i_rank", "distinct_per_user", "stays_per_user", "fit_s", "sample_s"]
+    keys += ["i_rank", "distinct_per_user", "stays_per_user", "one_step_stays", "fit_s", "sample_s"]
     print("| model | " + " | ".join(keys) + " |")
     print("|" + "---|" * (len(keys) + 1))
     for label, name, config, fit_kw in models:
@@ -195,11 +196,16 @@ def _score_synthetic(label: str, out: UserMobility, test: UserMobility, fit_s, s
 
 
 def _trajectory_counts(locations: np.ndarray) -> dict[str, str]:
-    """Mean distinct stations and mean stays (runs at one station) per user: what the JSDs summarise."""
+    """Mean distinct stations and mean stays (runs at one station) per user, and the share of stays that
+    last one step: what the JSDs summarise."""
     users, steps = np.shape(locations)
     distinct = distinct_location_share(locations).mean() * steps
-    stays = len(stay_durations(locations)) / users
-    return {"distinct_per_user": f"{distinct:.1f}", "stays_per_user": f"{stays:.1f}"}
+    durations = stay_durations(locations)
+    return {
+        "distinct_per_user": f"{distinct:.1f}",
+        "stays_per_user": f"{len(durations) / users:.1f}",
+        "one_step_stays": f"{(durations == 1).mean():.2f}",
+    }
 
 
 def _geolife(args) -> tuple[UserMobility, UserMobility] | None:
