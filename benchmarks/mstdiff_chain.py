@@ -128,7 +128,6 @@ def main(argv=None) -> None:
         help="Discrete steps of the denoiser table, as fractions of S.",
     )
     args = p.parse_args(argv)
-    torch.manual_seed(args.seed)
     gen = load(args.model)
     if gen.name != "mstdiff" or not gen.trajectory_:
         raise SystemExit(f"{args.model}: expected an MSTDiff with trajectories, got {gen.name}")

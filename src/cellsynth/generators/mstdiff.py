@@ -71,7 +71,8 @@ d_model 32, 4,000 steps):
 - Raw generated traffic has too few exact zeros (traffic-only model: 27 % of steps vs 67 % real): a continuous
   diffusion puts about half of the zero mass just above the image of zero. Hence the calibration.
 - The trajectory branch needs many optimisation steps. Its users flicker: 144 stays a week against 48
-  real, and 34 distinct stations against 11.5. ``temperature < 1`` reduces this.
+  real, and 34 distinct stations against 11.5. ``temperature < 1`` or ``corrector_rounds`` in
+  :meth:`MSTDiffGenerator.generate` bring these counts near the real ones, not the JSDs below the floor.
 - At that budget, knowledge-graph transitions were worse than uniform ones on all six trajectory JSDs.
 
 Save/load keeps the network weights (EMA), the normalisation constants, ``R`` (its non-zeros) and the
