@@ -24,7 +24,7 @@ other location to the nearest kept one (great-circle), and subsamples ``--geolif
     python benchmarks/mstdiff.py                    # full run (the lead's)
     python benchmarks/mstdiff.py --quick            # smoke run: tiny city, a few epochs, < 3 minutes
     python benchmarks/mstdiff.py --config configs/mstdiff.yaml --samplers ddim-50 ddpm
-    python benchmarks/mstdiff.py --only mstdiff --save bench/runs   # keep the fitted models ...
+    python benchmarks/mstdiff.py --only mstdiff --save bench/runs   # keep the fitted models (rerun: resume) ...
     python benchmarks/mstdiff.py --only mstdiff --load bench/runs   # ... and score them again
 
 ``--samplers`` scores each fitted MSTDiff with every listed sampler (``ddpm``: the full chain; ``ddim-K``:
@@ -85,8 +85,11 @@ def _fit(args, label: str, name: str, config: dict, train: UserMobility, **fit_k
             gen.calibrate(train)  # saved before calibration existed (not counted in fit_s)
         return gen, json.loads((run / "fit.json").read_text())["fit_s"]
     gen = get(name, config)
+    # With --save, checkpoints go beside the saved model (RUN/LABEL/checkpoints/), so rerunning a killed
+    # command resumes the fit (the time before the kill is then not in fit_s).
+    checkpoints = Path(args.save) / label if args.save else None
     t0 = time.perf_counter()
-    gen.fit(train, progress=False, **fit_kw)
+    gen.fit(train, progress=False, checkpoint_dir=checkpoints, **fit_kw)
     fit_s = time.perf_counter() - t0
     if args.save:
         run = Path(args.save) / label
