@@ -380,6 +380,13 @@ def generate(
             "reverse step of the trajectory (0: the paper's sampler)."
         ),
     ] = None,
+    trajectory_substeps: Annotated[
+        int | None,
+        typer.Option(
+            help="mstdiff: split each reverse step of the trajectory into this many smaller ones, one "
+            "denoiser call each (1: the paper's sampler; see BENCHMARKS.md)."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed: same seed, same output.")] = 0,
 ) -> None:
     """Generate synthetic data from a trained model: traffic for given (or planned) stations, or users."""
@@ -394,6 +401,7 @@ def generate(
             "steps": steps,
             "temperature": temperature,
             "corrector_rounds": corrector_rounds,
+            "trajectory_substeps": trajectory_substeps,
         }.items()
         if v is not None
     }

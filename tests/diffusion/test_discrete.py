@@ -346,6 +346,31 @@ def test_strided_schedule_shares_the_eigenbasis():
     np.testing.assert_allclose(sub.transition_matrix(2), diff.transition_matrix(5), atol=1e-14)
 
 
+@settings(max_examples=30)
+@given(steps=st.integers(2, 40), first=st.floats(1e-3, 0.5), ratio=st.floats(1.5, 1e4), u=st.floats(0, 1))
+def test_abar_between_steps_continues_the_geometric_schedule(steps, first, ratio, u):
+    """``abar_at`` is the schedule at integer steps, the same geometric law at real steps >= 1, and the chain's
+    time growing linearly from 0 on [0, 1]; it is increasing, so a finer chain is a valid schedule."""
+    diff = GraphDiffusion(ring_rate(6), abar=geometric_schedule(first, first * ratio, steps))
+    whole = np.arange(steps + 1)
+    np.testing.assert_array_equal(diff.abar_at(whole), diff.abar)
+    s = 1 + u * (steps - 1)
+    expected = first * ratio ** ((s - 1) / (steps - 1))
+    assert diff.abar_at(s) == pytest.approx(expected, rel=1e-9)
+    assert diff.abar_at(u) == pytest.approx(u * first, rel=1e-12, abs=1e-300)
+    fine = diff.abar_at(np.linspace(0, steps, 8 * steps + 1))
+    assert (np.diff(fine) > 0).all()
+    finer = diff.with_schedule(fine[1:])  # a valid chain: the same eigenbasis, 8x the steps
+    assert finer.steps == 8 * steps and finer.abar[-1] == diff.abar[-1]
+
+
+def test_abar_outside_the_chain_is_rejected():
+    diff = GraphDiffusion(ring_rate(6), steps=5)
+    for bad in (-0.5, 5.5, np.nan):
+        with pytest.raises(ConfigError, match=r"steps must lie in \[0, 5\]"):
+            diff.abar_at([1.0, bad])
+
+
 # -- schedule ------------------------------------------------------------------------------------------------
 
 

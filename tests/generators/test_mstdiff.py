@@ -26,6 +26,7 @@ from cellsynth.generators.mstdiff import (
     clip_predicted_x0,
     discrete_step,
     strided_chain,
+    trajectory_substeps_grid,
 )
 from cellsynth.graphs.transitions import geographic_knn_graph
 from tests.conftest import REPO_ROOT
@@ -220,22 +221,47 @@ def test_fit_calibrates_generated_traffic_onto_the_training_values(tmp_path):
         gen.calibrate(users(traffic=False))
 
 
+def test_strided_chain_at_real_steps_uses_the_interpolated_schedule():
+    rate = geographic_knn_graph(stations().lat, stations().lon, 3).rate
+    g = GraphDiffusion(rate, steps=6)
+    sub = strided_chain(g, [0.5, 2, 3.5, 6])
+    np.testing.assert_array_equal(sub.abar, np.concatenate([[0.0], g.abar_at([0.5, 2, 3.5, 6])]))
+    assert sub.eigenvectors is g.eigenvectors  # shares the eigendecomposition
+    # its step 3 goes from s = 3.5 to s = 2: Q_{2 -> 3.5} = expm((abar(3.5) - abar(2)) R)
+    np.testing.assert_allclose(
+        sub.transition_matrix(3, cumulative=False),
+        scipy.linalg.expm((g.abar_at(3.5) - g.abar[2]) * rate),
+        atol=1e-12,
+    )
+
+
+def test_trajectory_substeps_grid():
+    assert trajectory_substeps_grid([6, 4, 2], 1) == [[6], [4], [2]]
+    assert trajectory_substeps_grid([6, 4, 2], 2) == [[6, 5], [4, 3], [2, 1]]
+    assert trajectory_substeps_grid([3, 3, 1], 4) == [[], [3, 2.5, 2, 1.5], [1, 0.75, 0.5, 0.25]]
+    grid = trajectory_substeps_grid([4, 2], 3)
+    assert grid[0][1] == pytest.approx(4 - 2 / 3) and all(isinstance(v, float) for v in grid[0][1:])
+
+
 @pytest.fixture(scope="module")
 def fitted_12_6():
     return get("mstdiff", SMOKE | {"gaussian_steps": 12, "discrete_steps": 6}).fit(users(), progress=False)
 
 
-@pytest.mark.parametrize(("sampler", "steps"), [("ddpm", None), ("ddim", 2), ("ddim", 4)])
-def test_algorithm_2_with_a_perfect_denoiser_returns_its_user(fitted_12_6, sampler, steps):
-    """The joint reverse chain's bookkeeping (Gaussian timesteps, matching discrete steps, strided chain):
-    with a denoiser that knows the answer, every generated user is that user, for every sampler."""
+@pytest.mark.parametrize(
+    ("sampler", "steps", "substeps"), [("ddpm", None, 1), ("ddim", 2, 1), ("ddim", 4, 1), ("ddim", 2, 3)]
+)
+def test_algorithm_2_with_a_perfect_denoiser_returns_its_user(fitted_12_6, sampler, steps, substeps):
+    """The joint reverse chain's bookkeeping (Gaussian timesteps, matching discrete steps, strided chain,
+    trajectory sub-steps): with a denoiser that knows the answer, every generated user is that user, for
+    every sampler."""
     data = users()
     gen = copy.copy(fitted_12_6)
     x0 = torch.from_numpy(gen.wavelets_.transform(data.traffic[:1])).double()
     l0 = torch.from_numpy(np.array(data.locations[0]))
     gen.net_ = _Oracle(x0, l0, gen.gauss_.alphas_cumprod, 6)
     gen.calibration_ = None  # fitted for the trained net, not the oracle: it would remap the values
-    out = gen.generate(3, seed=0, sampler=sampler, steps=steps)
+    out = gen.generate(3, seed=0, sampler=sampler, steps=steps, trajectory_substeps=substeps)
     assert (out.locations == data.locations[0]).all()
     np.testing.assert_allclose(out.traffic, np.repeat(data.traffic[:1], 3, 0), rtol=1e-4, atol=1e-4)
 
@@ -285,10 +311,46 @@ def test_trajectory_step_callback_sees_the_chain_in_order(fitted_12_6):
     assert gen.generate(6, seed=0, sampler="ddim", steps=3, temperature=0.5).equals(out)  # it changes nothing
 
 
+def test_trajectory_substeps_walk_the_finer_chain_in_order(fitted_12_6):
+    """``trajectory_substeps=k``: k reverse steps per step of the plain chain, at the real-valued steps of
+    ``trajectory_substeps_grid``, each after a denoiser call at that step; traffic steps as before."""
+    gen = copy.copy(fitted_12_6)
+    gen.config = gen.config.model_copy(update={"calibration": "none"})
+    seen_s = []
+    gen.net_ = _Prefers(record=seen_s)
+    plain, fine = [], []
+    gen.generate(2, seed=0, sampler="ddim", steps=3, on_trajectory_step=lambda a, b, *_: plain.append((a, b)))
+    del seen_s[:]
+    out = gen.generate(
+        2,
+        seed=0,
+        sampler="ddim",
+        steps=3,
+        trajectory_substeps=4,
+        on_trajectory_step=lambda a, b, *_: fine.append((a, b)),
+    )
+    assert len(fine) == 4 * len(plain) and len(seen_s) == len(fine)
+    assert fine[0][0] == plain[0][0] and fine[-1][1] == 0 and all(a > b for a, b in fine)
+    assert all(x[1] == y[0] for x, y in itertools.pairwise(fine))
+    assert seen_s == [a for a, _ in fine]  # the denoiser saw each sub-step's own s
+    assert {b for _, b in plain} <= {b for _, b in fine}  # the plain chain's steps are on the finer one
+    assert gen.generate(2, seed=0, sampler="ddim", steps=3).traffic.tolist() == out.traffic.tolist()
+    for bad in (0, 1.5, True):
+        with pytest.raises(ConfigError, match="trajectory_substeps must be an integer >= 1"):
+            gen.generate(2, trajectory_substeps=bad)
+
+
 class _Prefers(torch.nn.Module):
-    """A denoiser whose l_0 prediction prefers station 0 (logit 2 against 0) everywhere; eps = 0."""
+    """A denoiser whose l_0 prediction prefers station 0 (logit 2 against 0) everywhere; eps = 0. With
+    ``record``, it appends the step ``s`` of every call (one value per batch) to it."""
+
+    def __init__(self, record: list | None = None) -> None:
+        super().__init__()
+        self.record = record
 
     def forward(self, x_t, l_s, t, s):
+        if self.record is not None:
+            self.record.append(float(s[0]))
         logits = torch.zeros(*l_s.shape, 6)
         logits[..., 0] = 2.0
         return torch.zeros_like(x_t), logits

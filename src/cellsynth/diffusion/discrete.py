@@ -277,6 +277,20 @@ class GraphDiffusion:
         new._bases = {}
         return new
 
+    def abar_at(self, s) -> np.ndarray:
+        """``alpha-bar`` at real-valued steps ``s`` in ``[0, S]`` (``float64``, the shape of ``s``): the schedule
+        itself at integer ``s``; between two steps ``>= 1``, log-linear (exact for :func:`geometric_schedule`,
+        which is geometric in ``s``); on ``[0, 1]``, linear from 0 (``alpha-bar`` is the forward chain's time,
+        and its logarithm has no value at 0). What a finer sampling chain than the trained one visits."""
+        s = np.asarray(s, dtype=np.float64)
+        if not np.isfinite(s).all() or (s < 0).any() or (s > self.steps).any():
+            raise ConfigError(f"steps must lie in [0, {self.steps}], got {s.min():.4g} .. {s.max():.4g}")
+        whole = np.arange(1, self.steps + 1)
+        log_abar = np.interp(np.maximum(s, 1.0), whole, np.log(self.abar[1:]))
+        between = np.where(s >= 1.0, np.exp(log_abar), self.abar[1] * s)
+        on_step = s == np.round(s)  # the schedule's own value, not exp(log(.)) of it
+        return np.where(on_step, self.abar[np.round(s).astype(np.int64)], between)
+
     def _set_schedule(self, abar) -> None:
         abar = np.asarray(abar, dtype=np.float64).ravel()
         if abar.size == 0 or abar[0] != 0.0:

@@ -124,6 +124,7 @@ __all__ = [
     "clip_predicted_x0",
     "discrete_step",
     "strided_chain",
+    "trajectory_substeps_grid",
 ]
 
 #: ``(s, s_next, l_{s_next} [b, T], logits of p_theta(l_0 | l_s) [b, T, N]) -> None``, see ``generate``.
@@ -137,16 +138,28 @@ def discrete_step(t: torch.Tensor, discrete_steps: int, gaussian_steps: int) -> 
     return ((t + 1) * discrete_steps + gaussian_steps - 1) // gaussian_steps
 
 
-def strided_chain(graph: GraphDiffusion, s_values: list[int]) -> GraphDiffusion:
-    """The discrete chain restricted to the visited steps ``s_values`` (ascending, in ``1..S``): a
+def strided_chain(graph: GraphDiffusion, s_values: list[float]) -> GraphDiffusion:
+    """The discrete chain restricted to the visited steps ``s_values`` (ascending, in ``(0, S]``): a
     :class:`GraphDiffusion` with ``alpha-bar`` at those steps, whose step ``j`` goes from ``s_values[j-1]`` to
     ``s_values[j-2]`` (0 for ``j = 1``) through ``exp((alpha-bar_{s_a} - alpha-bar_{s_b}) R)``: the exact
-    multi-step posterior (module docstring). The whole chain is returned as is."""
+    multi-step posterior (module docstring). Steps need not be integers: ``alpha-bar`` between two steps is
+    :meth:`GraphDiffusion.abar_at` (a chain finer than the trained one, ``trajectory_substeps``). The whole
+    chain ``1..S`` is returned as is."""
     if list(s_values) == list(range(1, graph.steps + 1)):
         return graph
-    return GraphDiffusion(
-        graph.rate, abar=graph.abar[list(s_values)], floor=graph.floor, spectral_tol=graph.spectral_tol
-    )
+    return graph.with_schedule(graph.abar_at(s_values))
+
+
+def trajectory_substeps_grid(s_now: list[int], substeps: int) -> list[list[float]]:
+    """Per Gaussian step ``i``, the discrete steps the trajectory's reverse steps start from: none where
+    ``s_now[i]`` equals the next visited step ``s_next`` (0 after the last), else ``substeps`` equal parts of
+    ``s_now[i] -> s_next``: ``s_now[i] - k (s_now[i] - s_next) / substeps`` for ``k = 0..substeps-1``
+    (integers stay ``int``)."""
+    grid = []
+    for a, b in zip(s_now, [*s_now[1:], 0]):
+        starts = [a - k * (a - b) / substeps for k in range(substeps)] if b < a else []
+        grid.append([int(v) if float(v).is_integer() else float(v) for v in starts])
+    return grid
 
 
 def clip_predicted_x0(
@@ -596,6 +609,7 @@ class MSTDiffGenerator(UserGenerator):
         steps: int | None = None,
         temperature: float = 1.0,
         corrector_rounds: int = 0,
+        trajectory_substeps: int = 1,
         on_trajectory_step: TrajectoryStepCallback | None = None,
         progress: bool = False,
         device: str | torch.device = "cpu",
@@ -617,6 +631,14 @@ class MSTDiffGenerator(UserGenerator):
         factorised reverse step drew independently be redrawn given each other. 0 is Algorithm 2; each
         round costs one more denoiser call per step.
 
+        ``trajectory_substeps``: each reverse step ``s -> s'`` of the trajectory is split into this many
+        equal steps at real-valued ``s`` (``alpha-bar`` from :meth:`GraphDiffusion.abar_at`, the denoiser's
+        sinusoidal step embedding at the same ``s``; traffic still steps once, on the first). Each reverse
+        step draws every position independently given ``l_s``; the error of that factorisation grows with
+        how many positions one step decides at once, and vanishes as the steps shrink (the continuous-time
+        limit). 1 is Algorithm 2; ``k`` costs ``k`` denoiser calls per step. Measured in BENCHMARKS.md
+        ("A finer trajectory chain").
+
         ``on_trajectory_step(s, s_next, l, logits)``, if given, is called after every reverse step of the
         trajectory chain with the step taken (``s -> s_next``, ``s_next = 0`` last), the sampled ``l_{s_next}``
         ``long [b, T]`` and the denoiser's logits of ``p_theta(l_0 | l_s)`` ``[b, T, N]`` (before the
@@ -628,6 +650,11 @@ class MSTDiffGenerator(UserGenerator):
         rounds_ok = isinstance(corrector_rounds, (int, np.integer)) and not isinstance(corrector_rounds, bool)
         if not rounds_ok or corrector_rounds < 0:
             raise ConfigError(f"corrector_rounds must be an integer >= 0, got {corrector_rounds!r}")
+        substeps_ok = isinstance(trajectory_substeps, (int, np.integer)) and not isinstance(
+            trajectory_substeps, bool
+        )
+        if not substeps_ok or trajectory_substeps < 1:
+            raise ConfigError(f"trajectory_substeps must be an integer >= 1, got {trajectory_substeps!r}")
         n_users = self._check_users(target)
         if samples != 1:
             raise DataError(
@@ -642,6 +669,7 @@ class MSTDiffGenerator(UserGenerator):
             steps=steps,
             temperature=temperature,
             corrector_rounds=corrector_rounds,
+            trajectory_substeps=trajectory_substeps,
             on_trajectory_step=on_trajectory_step,
             progress=progress,
             device=device,
@@ -663,6 +691,7 @@ class MSTDiffGenerator(UserGenerator):
         steps,
         temperature=1.0,
         corrector_rounds=0,
+        trajectory_substeps=1,
         on_trajectory_step=None,
         progress=False,
         device="cpu",
@@ -678,9 +707,10 @@ class MSTDiffGenerator(UserGenerator):
             int(v) for v in discrete_step(torch.tensor(timesteps), cfg.discrete_steps, cfg.gaussian_steps)
         ]
         s_next = [*s_now[1:], 0]
+        grid = trajectory_substeps_grid(s_now, trajectory_substeps)
         chain = index = None
         if self.trajectory_:
-            visited = sorted(set(s_now))
+            visited = sorted({s for starts in grid for s in starts})
             chain = strided_chain(self.graph_, visited)
             index = {s: j + 1 for j, s in enumerate(visited)}
 
@@ -706,15 +736,20 @@ class MSTDiffGenerator(UserGenerator):
                             x, eps, float(self.gauss_.alphas_cumprod[t]), lo_hi[0], lo_hi[1]
                         )
                     x = sched.step(eps, t, x, generator=gen).prev_sample
-                if self.trajectory_ and s_next[i] < s_now[i]:
-                    j = index[s_now[i]]
+                starts = grid[i] if self.trajectory_ else []
+                for k, s in enumerate(starts):
+                    s_to = starts[k + 1] if k + 1 < len(starts) else s_next[i]
+                    if k:  # a sub-step: the same traffic state, the denoiser at the real-valued s
+                        s_in = torch.full((b,), s, dtype=torch.float32, device=device)
+                        logits = net(x_in, loc, t_in, s_in)[1]
+                    j = index[s]
                     loc = chain.sample_step(loc, logits / temperature, j, generator=gen)
-                    for _ in range(corrector_rounds):  # forward s_next -> s, then the reverse step again
+                    for _ in range(corrector_rounds):  # forward s_to -> s, then the reverse step again
                         noisy = chain.q_step_sample(loc, j, generator=gen)
                         logits = net(x_in, noisy, t_in, s_in)[1]
                         loc = chain.sample_step(noisy, logits / temperature, j, generator=gen)
                     if on_trajectory_step is not None:
-                        on_trajectory_step(s_now[i], s_next[i], loc, logits)
+                        on_trajectory_step(s, s_to, loc, logits)
             coeff_parts.append(x.cpu() if x is not None else None)
             loc_parts.append(loc.cpu() if loc is not None else None)
 
