@@ -10,6 +10,12 @@ and generates as many users as were held out; the held-out users are the referen
 - trajectories: the six MoveSim JSDs (distance, radius, distinct locations, duration, G-rank, I-rank);
 - fit and sampling wall time.
 
+Every table starts with a ``real`` row: as many *training* users as were held out, scored against the
+held-out ones. It is the JSD two independent samples of that size have by chance, the level below which no
+generator can be told from the data (a model or the floor under it has matched the data, not beaten it).
+``--seeds N`` draws each model N times (and N training subsets for the ``real`` row) and prints the mean
+± sd of each cell: one draw of 80 users is noisy (see BENCHMARKS.md). Each draw's own row goes to stderr.
+
 Models: ``mstdiff`` (joint, transitions from TuckER on the knowledge graph), ``mstdiff-no-trajectory``
 (``trajectory=False``: traffic only; its locations come from the Markov floor, so its trajectory row
 measures that chain), ``mstdiff-no-kg`` (``kg=False``: uniform transitions), ``markov``.
@@ -26,6 +32,7 @@ other location to the nearest kept one (great-circle), and subsamples ``--geolif
     python benchmarks/mstdiff.py --config configs/mstdiff.yaml --samplers ddim-50 ddpm
     python benchmarks/mstdiff.py --only mstdiff --save bench/runs   # keep the fitted models (rerun: resume) ...
     python benchmarks/mstdiff.py --only mstdiff --load bench/runs   # ... and score them again
+    python benchmarks/mstdiff.py --only mstdiff markov --load bench/runs --seeds 5   # mean ± sd of 5 draws
 
 ``--samplers`` scores each fitted MSTDiff with every listed sampler (``ddpm``: the full chain; ``ddim-K``:
 K steps), one row each: the DDIM-vs-full-chain comparison of the same model. Each MSTDiff draw with traffic
@@ -37,8 +44,10 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import sys
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -106,10 +115,10 @@ def _sampler(spec: str) -> dict:
     return {"sampler": name, "steps": int(steps) if steps else None}
 
 
-def _runs(args, label: str, gen, n: int):
-    """``(row label, generated, sampling seconds)`` per sampler in ``--samplers`` (one run for non-MSTDiff).
-    An MSTDiff with traffic draws once per sampler and gets one row per calibration of that draw
-    (``quantiles``, ``zeros``, ``none`` = the raw model): what the post-processing changes."""
+def _runs(args, label: str, gen, n: int, seed: int):
+    """``(row label, generated, sampling seconds)`` per sampler in ``--samplers`` (one run for non-MSTDiff),
+    drawn with ``seed``. An MSTDiff with traffic draws once per sampler and gets one row per calibration of
+    that draw (``quantiles``, ``zeros``, ``none`` = the raw model): what the post-processing changes."""
     specs = args.samplers if gen.name == "mstdiff" else [None]
     for spec in specs:
         calibrated = gen.name == "mstdiff" and gen.calibration_ is not None
@@ -119,11 +128,16 @@ def _runs(args, label: str, gen, n: int):
             raw.config = gen.config.model_copy(update={"calibration": "none"})
         t0 = time.perf_counter()
         options = (
-            _sampler(spec) | {"temperature": args.temperature, "corrector_rounds": args.corrector_rounds}
+            _sampler(spec)
+            | {
+                "temperature": args.temperature,
+                "corrector_rounds": args.corrector_rounds,
+                "trajectory_substeps": args.trajectory_substeps,
+            }
             if spec
             else {}
         )
-        out = raw.generate(n, seed=args.seed, **options)
+        out = raw.generate(n, seed=seed, **options)
         elapsed = time.perf_counter() - t0
         row = f"{label} ({spec})" if spec and len(specs) > 1 else label
         if not calibrated:
@@ -137,11 +151,49 @@ def _runs(args, label: str, gen, n: int):
             )
 
 
-def _row(label: str, values: dict, keys: list[str]) -> str:
-    cells = [
-        f"{values[k]:.4f}" if isinstance(values.get(k), float) else str(values.get(k, "-")) for k in keys
-    ]
-    return f"| {label} | " + " | ".join(cells) + " |"
+def _seeds(args) -> list[int]:
+    return list(range(args.seed, args.seed + args.seeds))
+
+
+def _real_reference(train: UserMobility, n: int, seed: int) -> UserMobility:
+    """``n`` training users drawn without replacement: real data scored like a generator's output, so its
+    row is the JSD two independent samples of the same size have by chance (the data's noise level)."""
+    rng = np.random.default_rng(seed)
+    return train.select_users(np.sort(rng.choice(train.n_users, min(n, train.n_users), replace=False)))
+
+
+FORMATS = {"sample_s": ".0f", "distinct_per_user": ".1f", "stays_per_user": ".1f", "one_step_stays": ".2f"}
+
+
+def _row(label: str, runs: list[dict], keys: list[str]) -> str:
+    """One table row: each cell the mean over ``runs`` (one dict per seed), with ``± sd`` (ddof 1) when
+    there are several."""
+
+    def cell(key: str) -> str:
+        values = [r[key] for r in runs if key in r]
+        if not values:
+            return "-"
+        if isinstance(values[0], str):
+            return values[0]
+        fmt = FORMATS.get(key, ".4f")
+        mean = format(float(np.mean(values)), fmt)
+        return f"{mean} ± {float(np.std(values, ddof=1)):{fmt}}" if len(values) > 1 else mean
+
+    return f"| {label} | " + " | ".join(cell(k) for k in keys) + " |"
+
+
+def _score_rows(args, label: str, gen, n: int, fit_s: float, score) -> None:
+    """Draw ``n`` users from ``gen`` with every seed of ``--seeds``, score each draw with ``score(out)``
+    (a dict) and print one row per sampler/calibration: the mean (± sd) over seeds."""
+    rows: dict[str, list[dict]] = {}
+    for seed in _seeds(args):
+        for row, out, sample_s in _runs(args, label, gen, n, seed):
+            run = score(out) | {"fit_s": f"{fit_s:.0f}", "sample_s": sample_s}
+            rows.setdefault(row, []).append(run)
+            if args.seeds > 1:  # each draw on stderr, so the mean's table stays clean
+                print(_row(f"{row}, seed {seed}", [run], args.keys), file=sys.stderr, flush=True)
+    for row, runs in rows.items():
+        print(_row(row, runs, args.keys), flush=True)
 
 
 def synthetic(args, base: dict) -> None:
@@ -152,8 +204,8 @@ def synthetic(args, base: dict) -> None:
     print(
         f"\n## Synthetic city: {len(st)} stations, {train.n_users} training / {test.n_users} held-out users, "
         f"T = {train.n_steps}, knowledge graph of {len(city.knowledge_graph)} triplets; the held-out users "
-        f"visit {real['distinct_per_user']} distinct stations and make {real['stays_per_user']} stays each "
-        f"({real['one_step_stays']} of them one step long)\n"
+        f"visit {real['distinct_per_user']:.1f} distinct stations and make {real['stays_per_user']:.1f} stays "
+        f"each ({real['one_step_stays']:.2f} of them one step long)\n"
     )
     models = [
         ("mstdiff", "mstdiff", base, {"knowledge_graph": city.knowledge_graph}),
@@ -173,41 +225,40 @@ def synthetic(args, base: dict) -> None:
         "g_rank",
     ]
     keys += ["i_rank", "distinct_per_user", "stays_per_user", "one_step_stays", "fit_s", "sample_s"]
+    args.keys = keys
     print("| model | " + " | ".join(keys) + " |")
     print("|" + "---|" * (len(keys) + 1))
+    score = partial(_score_synthetic, test)
+    reference = [score(_real_reference(train, test.n_users, seed)) for seed in _seeds(args)]
+    print(_row(f"real: {test.n_users} training users (noise level)", reference, keys), flush=True)
     for label, name, config, fit_kw in models:
         if args.only and label not in args.only:
             continue
         gen, fit_s = _fit(args, label, name, config, train, **fit_kw)
-        for row, out, sample_s in _runs(args, label, gen, test.n_users):
-            _score_synthetic(row, out, test, fit_s, sample_s, keys)
+        _score_rows(args, label, gen, test.n_users, fit_s, score)
 
 
-def _score_synthetic(label: str, out: UserMobility, test: UserMobility, fit_s, sample_s, keys) -> None:
+def _score_synthetic(test: UserMobility, out: UserMobility) -> dict[str, float]:
     st = test.stations
     r = {
         "value_jsd": value_jsd(test.traffic, out.traffic),
         "log_value_jsd": log_value_jsd(test.traffic, out.traffic),
         "diff_jsd": diff_jsd(test.traffic, out.traffic),
         "daily_rmse": daily_periodic_rmse(test.traffic, out.traffic, 48, paired=False),
-        "fit_s": f"{fit_s:.0f}",
-        "sample_s": f"{sample_s:.0f}",
     }
     r |= trajectory_jsds(test.locations, out.locations, st.lat, st.lon)
-    r |= _trajectory_counts(out.locations)
-    print(_row(label, r, keys), flush=True)
+    return r | _trajectory_counts(out.locations)
 
 
-def _trajectory_counts(locations: np.ndarray) -> dict[str, str]:
+def _trajectory_counts(locations: np.ndarray) -> dict[str, float]:
     """Mean distinct stations and mean stays (runs at one station) per user, and the share of stays that
     last one step: what the JSDs summarise."""
     users, steps = np.shape(locations)
-    distinct = distinct_location_share(locations).mean() * steps
     durations = stay_durations(locations)
     return {
-        "distinct_per_user": f"{distinct:.1f}",
-        "stays_per_user": f"{len(durations) / users:.1f}",
-        "one_step_stays": f"{(durations == 1).mean():.2f}",
+        "distinct_per_user": float(distinct_location_share(locations).mean() * steps),
+        "stays_per_user": len(durations) / users,
+        "one_step_stays": float((durations == 1).mean()),
     }
 
 
@@ -256,15 +307,18 @@ def geolife(args, base: dict) -> None:
         return
     train, test = data
     st = train.stations
-    keys = ["distance", "radius", "distinct_loc", "duration", "g_rank", "i_rank", "fit_s", "sample_s"]
-    print("| model | " + " | ".join(keys) + " |")
-    print("|" + "---|" * (len(keys) + 1))
+    args.keys = ["distance", "radius", "distinct_loc", "duration", "g_rank", "i_rank", "fit_s", "sample_s"]
+    print("| model | " + " | ".join(args.keys) + " |")
+    print("|" + "---|" * (len(args.keys) + 1))
+
+    def score(out: UserMobility) -> dict[str, float]:
+        return trajectory_jsds(test.locations, out.locations, st.lat, st.lon)
+
+    reference = [score(_real_reference(train, test.n_users, seed)) for seed in _seeds(args)]
+    print(_row(f"real: {test.n_users} training user-days (noise level)", reference, args.keys), flush=True)
     for label, name, config in (("mstdiff", "mstdiff", base), ("markov", "markov", {})):
         gen, fit_s = _fit(args, f"geolife-{label}", name, config, train)
-        for row, out, sample_s in _runs(args, label, gen, test.n_users):
-            r = trajectory_jsds(test.locations, out.locations, st.lat, st.lon)
-            r |= {"fit_s": f"{fit_s:.0f}", "sample_s": f"{sample_s:.0f}"}
-            print(_row(row, r, keys), flush=True)
+        _score_rows(args, label, gen, test.n_users, fit_s, score)
 
 
 def main(argv=None) -> None:
@@ -275,7 +329,13 @@ def main(argv=None) -> None:
     )
     p.add_argument("--stations", type=int, default=150)
     p.add_argument("--users", type=int, default=400)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="Seed of the city, the split and the first draw.")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="Draws per model (seeds SEED..SEED+N-1); with N > 1 each cell is the mean ± sd over them.",
+    )
     p.add_argument(
         "--samplers",
         nargs="+",
@@ -290,6 +350,12 @@ def main(argv=None) -> None:
         type=int,
         default=0,
         help="MSTDiff's trajectory corrector rounds per reverse step (0: Algorithm 2).",
+    )
+    p.add_argument(
+        "--trajectory-substeps",
+        type=int,
+        default=1,
+        help="MSTDiff: reverse steps of the trajectory per step of the plain chain (1: Algorithm 2).",
     )
     p.add_argument("--save", help="Directory to keep each fitted model in (<dir>/<model>/).")
     p.add_argument("--load", help="Directory of models kept by --save: reuse them instead of fitting.")
@@ -309,9 +375,12 @@ def main(argv=None) -> None:
         )
         args.geolife_locations = min(args.geolife_locations, 50)
         args.samplers = ["ddim-5"]
+    if args.seeds < 1:
+        raise SystemExit(f"--seeds must be >= 1, got {args.seeds}")
     print(
-        f"# MSTDiff benchmark (seed {args.seed}, samplers {' '.join(args.samplers)}, "
-        f"temperature {args.temperature}, corrector rounds {args.corrector_rounds})"
+        f"# MSTDiff benchmark (seed {args.seed}, {args.seeds} draw(s) per model, samplers {' '.join(args.samplers)}, "
+        f"temperature {args.temperature}, corrector rounds {args.corrector_rounds}, "
+        f"trajectory sub-steps {args.trajectory_substeps})"
     )
     if not args.skip_city:
         synthetic(args, _config(args.config, args.quick))
