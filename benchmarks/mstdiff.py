@@ -60,7 +60,7 @@ from cellsynth.data.synthetic import synthesize_city
 from cellsynth.generators import get, load
 from cellsynth.generators.calibration import CALIBRATION_MODES
 from cellsynth.metrics import daily_periodic_rmse, diff_jsd, log_value_jsd, trajectory_jsds, value_jsd
-from cellsynth.metrics.mobility import distinct_location_share, stay_durations
+from cellsynth.metrics.mobility import distinct_location_share, one_step_stays, stay_durations
 
 ROOT = Path(__file__).resolve().parents[1]
 GEOLIFE = ROOT.parent / "shared" / "data" / "geolife-movesim"
@@ -162,7 +162,14 @@ def _real_reference(train: UserMobility, n: int, seed: int) -> UserMobility:
     return train.select_users(np.sort(rng.choice(train.n_users, min(n, train.n_users), replace=False)))
 
 
-FORMATS = {"sample_s": ".0f", "distinct_per_user": ".1f", "stays_per_user": ".1f", "one_step_stays": ".2f"}
+FORMATS = {
+    "sample_s": ".0f",
+    "distinct_per_user": ".1f",
+    "stays_per_user": ".1f",
+    "one_step_stays": ".2f",
+    "returns_per_user": ".1f",
+    "pass_throughs_per_user": ".1f",
+}
 
 
 def _row(label: str, runs: list[dict], keys: list[str]) -> str:
@@ -224,7 +231,8 @@ def synthetic(args, base: dict) -> None:
         "duration",
         "g_rank",
     ]
-    keys += ["i_rank", "distinct_per_user", "stays_per_user", "one_step_stays", "fit_s", "sample_s"]
+    keys += ["i_rank", "distinct_per_user", "stays_per_user", "one_step_stays", "returns_per_user"]
+    keys += ["pass_throughs_per_user", "fit_s", "sample_s"]
     args.keys = keys
     print("| model | " + " | ".join(keys) + " |")
     print("|" + "---|" * (len(keys) + 1))
@@ -251,14 +259,18 @@ def _score_synthetic(test: UserMobility, out: UserMobility) -> dict[str, float]:
 
 
 def _trajectory_counts(locations: np.ndarray) -> dict[str, float]:
-    """Mean distinct stations and mean stays (runs at one station) per user, and the share of stays that
-    last one step: what the JSDs summarise."""
+    """Mean distinct stations and mean stays (runs at one station) per user, the share of stays that last
+    one step, and the one-step stays per user that return (``a b a``) or pass through (``a b c``): what
+    the JSDs summarise."""
     users, steps = np.shape(locations)
     durations = stay_durations(locations)
+    returns, through = one_step_stays(locations)
     return {
         "distinct_per_user": float(distinct_location_share(locations).mean() * steps),
         "stays_per_user": len(durations) / users,
         "one_step_stays": float((durations == 1).mean()),
+        "returns_per_user": float(returns.mean()),
+        "pass_throughs_per_user": float(through.mean()),
     }
 
 

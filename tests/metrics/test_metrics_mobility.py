@@ -17,6 +17,7 @@ from cellsynth.metrics import (
     individual_rank_frequency,
     js_divergence,
     jump_distances,
+    one_step_stays,
     radius_of_gyration,
     stay_durations,
     trajectory_jsds,
@@ -82,6 +83,25 @@ def test_distinct_locations_and_stays():
     # Every user's stays add up to T, the last run included.
     durations = stay_durations(np.array([[0, 1, 2, 2]]))
     assert durations.sum() == 4
+
+
+def test_one_step_stays_are_returns_or_pass_throughs():
+    locations = np.array([[1, 2, 1, 3, 4, 4, 5], [0, 0, 0, 0, 0, 0, 7], [6, 1, 1, 2, 1, 1, 9]])
+    returns, through = one_step_stays(locations)
+    # user 0: 2 (1 2 1) return, 1 (2 1 3) and 3 (1 3 4) pass-throughs; the first and last steps are not
+    # between two stays; user 2: 2 (1 2 1) return
+    np.testing.assert_array_equal(returns, [1, 0, 1])
+    np.testing.assert_array_equal(through, [2, 0, 0])
+
+
+@given(arrays(np.int64, st.tuples(st.integers(1, 4), st.integers(3, 12)), elements=st.integers(0, 3)))
+def test_one_step_stays_count_the_interior_stays_of_length_one(locations):
+    returns, through = one_step_stays(locations)
+    interior = 0
+    for row in locations:
+        lengths = stay_durations(row[None])
+        interior += int((lengths[1:-1] == 1).sum())
+    assert returns.sum() + through.sum() == interior and (returns >= 0).all() and (through >= 0).all()
 
 
 def test_rank_frequencies():

@@ -119,6 +119,22 @@ def stay_durations(locations: ArrayLike) -> np.ndarray:
     return _run_lengths(_locations_without_stations(locations, "stay_durations"))[0]
 
 
+def one_step_stays(locations: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Per user, the one-step stays between two other stays, split by where they lead: ``(returns,
+    pass_throughs)``, int ``[U]`` each.
+
+    At step ``t`` (``0 < t < T-1``) with ``loc[t-1] != loc[t] != loc[t+1]``: a *return* if
+    ``loc[t+1] == loc[t-1]`` (``a b a``: a visit away and back), a *pass-through* otherwise (``a b c``: a
+    station on the way from one stay to the next). What the Duration statistic's shortest bin is made of;
+    a diagnostic, not one of the six statistics.
+    """
+    x = _locations_without_stations(locations, "one_step_stays")
+    before, mid, after = x[:, :-2], x[:, 1:-1], x[:, 2:]
+    single = (mid != before) & (mid != after)
+    returns = np.count_nonzero(single & (before == after), axis=1)
+    return returns, np.count_nonzero(single, axis=1) - returns
+
+
 def _run_lengths(trajectories: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Lengths of the runs of equal values in each row, and the row (user) of each run."""
     users, steps = trajectories.shape
