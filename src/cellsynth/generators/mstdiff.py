@@ -130,8 +130,9 @@ __all__ = [
     "trajectory_substeps_grid",
 ]
 
-#: ``(s, s_next, l_{s_next} [b, T], logits of p_theta(l_0 | l_s) [b, T, N]) -> None``, see ``generate``.
-TrajectoryStepCallback = Callable[[int, int, torch.Tensor, torch.Tensor], None]
+#: ``(s, s_next, l_{s_next} [b, T], logits of p_theta(l_0 | l_s) [b, T, N]) -> None``, see ``generate``;
+#: ``s`` and ``s_next`` are ints, or floats at the sub-steps of ``trajectory_substeps > 1``.
+TrajectoryStepCallback = Callable[[float, float, torch.Tensor, torch.Tensor], None]
 
 
 def discrete_step(t: torch.Tensor, discrete_steps: int, gaussian_steps: int) -> torch.Tensor:
