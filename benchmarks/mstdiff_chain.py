@@ -5,17 +5,21 @@ reverse chain step by step, on the synthetic city's held-out users (the split of
    corrupted with ``q(l_s | l_0)`` (and their traffic with the matching Gaussian step) and the denoiser
    predicts ``p_theta(l_0 | l_s)``: the share of corrupted tokens, the probability it gives the true station
    where the token was kept and where it was corrupted, its accuracy, and the stays per user of ``l_s`` and
-   of the per-step argmax of the prediction.
+   of the per-step argmax of the prediction, and the argmax's pass-throughs (below).
 2. **The reverse chain** (Algorithm 2 with DDIM-K, at ``--temperature``): after each reverse step, the stays
    per user of the sampled ``l_{s'}``, beside the stays per user the forward process gives at the same
    ``s'`` (``q(l_{s'} | l_0)`` on the held-out users), the stays of the argmax of ``p_theta(l_0 | l_s)``,
    and the mean of its largest probability. A chain that matches the forward process has the forward
-   column's stays at every step; where it has more, it has decided tokens that do not form stays.
+   column's stays at every step; where it has more, it has decided tokens that do not form stays. Also the
+   pass-throughs per user (one-step stays ``a b c`` between two other stays,
+   ``cellsynth.metrics.one_step_stays``) of ``l_{s'}`` and of the argmax: whether the chain's draws or
+   the denoiser's own prediction put them there. ``--trajectory-substeps K`` runs the finer chain.
 
 A stay is a run of consecutive steps at one station (``cellsynth.metrics.mobility.stay_durations``).
 
     python benchmarks/mstdiff_chain.py --model bench/mstdiff-cpu/mstdiff/model
     python benchmarks/mstdiff_chain.py --model bench/mstdiff-cpu/mstdiff/model --temperature 0.5 --every 5
+    python benchmarks/mstdiff_chain.py --model bench/cpu-8k/mstdiff-no-kg/model --trajectory-substeps 10 --every 50
 """
 
 from __future__ import annotations
@@ -29,12 +33,23 @@ from cellsynth.data.split import split_users
 from cellsynth.data.synthetic import synthesize_city
 from cellsynth.generators import load
 from cellsynth.generators.mstdiff import MSTDiffGenerator, discrete_step
-from cellsynth.metrics.mobility import stay_durations
+from cellsynth.metrics.mobility import one_step_stays, stay_durations
 
 
 def stays_per_user(locations: torch.Tensor | np.ndarray) -> float:
     locations = np.asarray(locations)
     return len(stay_durations(locations)) / len(locations)
+
+
+def pass_throughs_per_user(locations: torch.Tensor | np.ndarray) -> float:
+    return float(one_step_stays(np.asarray(locations))[1].mean())
+
+
+def forward_sample(gen: MSTDiffGenerator, l0: torch.Tensor, s: float, rng: torch.Generator) -> torch.Tensor:
+    """``l_s ~ q(l_s | l_0)`` at a step ``s`` that may lie between two integers (``GraphDiffusion.abar_at``)."""
+    if float(s).is_integer():
+        return gen.graph_.q_sample(l0, int(s), generator=rng)
+    return gen.graph_.with_schedule(gen.graph_.abar_at([s])).q_sample(l0, 1, generator=rng)
 
 
 def gaussian_step_for(s: int, gen: MSTDiffGenerator) -> int:
@@ -49,8 +64,11 @@ def denoiser_table(
     gen: MSTDiffGenerator, locations: np.ndarray, traffic, steps: list[int], seed: int
 ) -> None:
     print("\n### Denoiser on forward-noised held-out users\n")
-    print("| s | corrupted | P(true), kept | P(true), corrupted | accuracy | stays l_s | stays argmax |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| s | corrupted | P(true), kept | P(true), corrupted | accuracy | stays l_s | stays argmax "
+        "| pass-throughs argmax |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     rng = torch.Generator().manual_seed(seed)
     l0 = torch.tensor(np.asarray(locations))
     x0 = torch.as_tensor(gen.wavelets_.transform(traffic)).float() if gen.traffic_ else None
@@ -69,7 +87,8 @@ def denoiser_table(
         accuracy = float((p.argmax(-1) == l0).float().mean())
         print(
             f"| {s} | {1 - float(kept.float().mean()):.3f} | {float(p_true[kept].mean()):.3f} | {corrupted} "
-            f"| {accuracy:.3f} | {stays_per_user(l_s):.1f} | {stays_per_user(p.argmax(-1)):.1f} |"
+            f"| {accuracy:.3f} | {stays_per_user(l_s):.1f} | {stays_per_user(p.argmax(-1)):.1f} "
+            f"| {pass_throughs_per_user(p.argmax(-1)):.1f} |"
         )
 
 
@@ -79,7 +98,18 @@ def chain_table(gen: MSTDiffGenerator, locations: np.ndarray, args) -> None:
 
     def record(s, s_next, loc, logits):
         p = logits.softmax(-1)
-        rows.append((s, s_next, stays_per_user(loc), stays_per_user(p.argmax(-1)), float(p.amax(-1).mean())))
+        argmax = p.argmax(-1)
+        rows.append(
+            (
+                s,
+                s_next,
+                stays_per_user(loc),
+                stays_per_user(argmax),
+                float(p.amax(-1).mean()),
+                pass_throughs_per_user(loc),
+                pass_throughs_per_user(argmax),
+            )
+        )
 
     gen.generate(
         args.users_generated,
@@ -87,27 +117,29 @@ def chain_table(gen: MSTDiffGenerator, locations: np.ndarray, args) -> None:
         sampler="ddim",
         steps=args.ddim_steps,
         temperature=args.temperature,
+        trajectory_substeps=args.trajectory_substeps,
         on_trajectory_step=record,
     )
     rng = torch.Generator().manual_seed(args.seed)
     l0 = torch.tensor(np.asarray(locations))
     print(
         f"\n### Reverse chain (DDIM-{args.ddim_steps}, temperature {args.temperature}, "
-        f"{args.users_generated} users)\n"
+        f"{args.trajectory_substeps} sub-step(s), {args.users_generated} users; the held-out users make "
+        f"{pass_throughs_per_user(l0):.1f} pass-throughs each)\n"
     )
     print(
-        "| step | stays l_s' | stays, forward q(l_s' given l_0) | stays argmax p(l_0 given l_s) | mean max p |"
+        "| step | stays l_s' | stays, forward q(l_s' given l_0) | stays argmax p(l_0 given l_s) | mean max p "
+        "| pass-throughs l_s' | pass-throughs argmax |"
     )
-    print("|---|---:|---:|---:|---:|")
-    for i, (s, s_next, stays, stays_argmax, max_p) in enumerate(rows):
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for i, (s, s_next, stays, stays_argmax, max_p, through, through_argmax) in enumerate(rows):
         if i % args.every and i != len(rows) - 1:
             continue
-        forward = (
-            stays_per_user(l0)
-            if s_next == 0
-            else stays_per_user(gen.graph_.q_sample(l0, s_next, generator=rng))
+        forward = stays_per_user(l0 if s_next == 0 else forward_sample(gen, l0, s_next, rng))
+        print(
+            f"| {s:.4g} -> {s_next:.4g} | {stays:.1f} | {forward:.1f} | {stays_argmax:.1f} | {max_p:.3f} "
+            f"| {through:.1f} | {through_argmax:.1f} |"
         )
-        print(f"| {s} -> {s_next} | {stays:.1f} | {forward:.1f} | {stays_argmax:.1f} | {max_p:.3f} |")
 
 
 def main(argv=None) -> None:
@@ -119,6 +151,9 @@ def main(argv=None) -> None:
     p.add_argument("--ddim-steps", type=int, default=50)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--users-generated", type=int, default=80)
+    p.add_argument(
+        "--trajectory-substeps", type=int, default=1, help="Reverse steps per step of the plain chain."
+    )
     p.add_argument("--every", type=int, default=3, help="Print every k-th reverse step (and the last).")
     p.add_argument(
         "--fractions",
