@@ -189,7 +189,7 @@ def _row(label: str, runs: list[dict], keys: list[str]) -> str:
     return f"| {label} | " + " | ".join(cell(k) for k in keys) + " |"
 
 
-def _score_rows(args, label: str, gen, n: int, fit_s: float, score) -> None:
+def _score_rows(args, label: str, gen, n: int, fit_s: float, score, keys: list[str]) -> None:
     """Draw ``n`` users from ``gen`` with every seed of ``--seeds``, score each draw with ``score(out)``
     (a dict) and print one row per sampler/calibration: the mean (± sd) over seeds."""
     rows: dict[str, list[dict]] = {}
@@ -198,9 +198,9 @@ def _score_rows(args, label: str, gen, n: int, fit_s: float, score) -> None:
             run = score(out) | {"fit_s": f"{fit_s:.0f}", "sample_s": sample_s}
             rows.setdefault(row, []).append(run)
             if args.seeds > 1:  # each draw on stderr, so the mean's table stays clean
-                print(_row(f"{row}, seed {seed}", [run], args.keys), file=sys.stderr, flush=True)
+                print(_row(f"{row}, seed {seed}", [run], keys), file=sys.stderr, flush=True)
     for row, runs in rows.items():
-        print(_row(row, runs, args.keys), flush=True)
+        print(_row(row, runs, keys), flush=True)
 
 
 def synthetic(args, base: dict) -> None:
@@ -233,7 +233,6 @@ def synthetic(args, base: dict) -> None:
     ]
     keys += ["i_rank", "distinct_per_user", "stays_per_user", "one_step_stays", "returns_per_user"]
     keys += ["pass_throughs_per_user", "fit_s", "sample_s"]
-    args.keys = keys
     print("| model | " + " | ".join(keys) + " |")
     print("|" + "---|" * (len(keys) + 1))
     score = partial(_score_synthetic, test)
@@ -243,7 +242,7 @@ def synthetic(args, base: dict) -> None:
         if args.only and label not in args.only:
             continue
         gen, fit_s = _fit(args, label, name, config, train, **fit_kw)
-        _score_rows(args, label, gen, test.n_users, fit_s, score)
+        _score_rows(args, label, gen, test.n_users, fit_s, score, keys)
 
 
 def _score_synthetic(test: UserMobility, out: UserMobility) -> dict[str, float]:
@@ -319,18 +318,18 @@ def geolife(args, base: dict) -> None:
         return
     train, test = data
     st = train.stations
-    args.keys = ["distance", "radius", "distinct_loc", "duration", "g_rank", "i_rank", "fit_s", "sample_s"]
-    print("| model | " + " | ".join(args.keys) + " |")
-    print("|" + "---|" * (len(args.keys) + 1))
+    keys = ["distance", "radius", "distinct_loc", "duration", "g_rank", "i_rank", "fit_s", "sample_s"]
+    print("| model | " + " | ".join(keys) + " |")
+    print("|" + "---|" * (len(keys) + 1))
 
     def score(out: UserMobility) -> dict[str, float]:
         return trajectory_jsds(test.locations, out.locations, st.lat, st.lon)
 
     reference = [score(_real_reference(train, test.n_users, seed)) for seed in _seeds(args)]
-    print(_row(f"real: {test.n_users} training user-days (noise level)", reference, args.keys), flush=True)
+    print(_row(f"real: {test.n_users} training user-days (noise level)", reference, keys), flush=True)
     for label, name, config in (("mstdiff", "mstdiff", base), ("markov", "markov", {})):
         gen, fit_s = _fit(args, f"geolife-{label}", name, config, train)
-        _score_rows(args, label, gen, test.n_users, fit_s, score)
+        _score_rows(args, label, gen, test.n_users, fit_s, score, keys)
 
 
 def main(argv=None) -> None:

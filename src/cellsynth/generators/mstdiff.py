@@ -166,6 +166,12 @@ def trajectory_substeps_grid(s_now: list[int], substeps: int) -> list[list[float
     return grid
 
 
+def _require_count(name: str, value, minimum: int) -> None:
+    """A sampling option that counts something: an integer (not a bool) ``>= minimum``, else ConfigError."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
 def clip_predicted_x0(
     x_t: torch.Tensor, eps: torch.Tensor, alpha_bar: float, low: torch.Tensor, high: torch.Tensor
 ) -> torch.Tensor:
@@ -651,14 +657,8 @@ class MSTDiffGenerator(UserGenerator):
         self.check_fitted()
         if not (isinstance(temperature, (int, float)) and temperature > 0 and np.isfinite(temperature)):
             raise ConfigError(f"temperature must be a positive number, got {temperature!r}")
-        rounds_ok = isinstance(corrector_rounds, (int, np.integer)) and not isinstance(corrector_rounds, bool)
-        if not rounds_ok or corrector_rounds < 0:
-            raise ConfigError(f"corrector_rounds must be an integer >= 0, got {corrector_rounds!r}")
-        substeps_ok = isinstance(trajectory_substeps, (int, np.integer)) and not isinstance(
-            trajectory_substeps, bool
-        )
-        if not substeps_ok or trajectory_substeps < 1:
-            raise ConfigError(f"trajectory_substeps must be an integer >= 1, got {trajectory_substeps!r}")
+        _require_count("corrector_rounds", corrector_rounds, 0)
+        _require_count("trajectory_substeps", trajectory_substeps, 1)
         n_users = self._check_users(target)
         if samples != 1:
             raise DataError(
