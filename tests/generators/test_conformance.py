@@ -50,6 +50,8 @@ def tiny_users(n_users: int = 12, seed: int = 0) -> UserMobility:
 
 STATION_GENERATORS = [n for n in available() if get_class(n).kind == "stations"]
 USER_GENERATORS = [n for n in available() if get_class(n).kind == "users"]
+# Options that change what a user generator's network is made of get the contract run on them too.
+USER_VARIANTS = [(n, {}) for n in USER_GENERATORS] + [("mstdiff", {"self_condition": True})]
 
 
 @pytest.fixture(scope="module")
@@ -133,10 +135,12 @@ def test_station_errors(fitted_station, station_data):
 
 
 @pytest.mark.skipif(not USER_GENERATORS, reason="no user-level generator registered yet")
-@pytest.mark.parametrize("name", USER_GENERATORS)
-def test_user_generator_contract(name, tmp_path):
+@pytest.mark.parametrize(
+    ("name", "options"), USER_VARIANTS, ids=lambda v: "-".join(v) if isinstance(v, dict) else v
+)
+def test_user_generator_contract(name, options, tmp_path):
     data = tiny_users()
-    gen = get(name, get_class(name).smoke_config()).fit(
+    gen = get(name, get_class(name).smoke_config() | options).fit(
         data, progress=False, checkpoint_dir=tmp_path / "ckpt"
     )
     out = gen.generate(5, seed=0)

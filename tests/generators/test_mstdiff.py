@@ -356,6 +356,73 @@ class _Prefers(torch.nn.Module):
         return torch.zeros_like(x_t), logits
 
 
+class _SelfConditioned(torch.nn.Module):
+    """A self-conditioned denoiser that records the ``l0_probs`` of each call and returns different logits
+    every call (so the test can tell which call's prediction came back)."""
+
+    self_condition = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen, self.returned = [], []
+
+    def forward(self, x_t, l_s, t, s, l0_probs=None):
+        self.seen.append(None if l0_probs is None else l0_probs.clone())
+        logits = torch.randn(*l_s.shape, 6, generator=torch.Generator().manual_seed(len(self.seen)))
+        self.returned.append(logits)
+        return torch.zeros_like(x_t), logits
+
+
+@pytest.mark.parametrize(("substeps", "corrector_rounds"), [(1, 0), (3, 0), (1, 2)])
+def test_self_conditioning_feeds_each_call_the_previous_calls_prediction(
+    fitted_12_6, substeps, corrector_rounds
+):
+    gen = copy.copy(fitted_12_6)
+    gen.config = gen.config.model_copy(update={"self_condition": True, "sample_batch_size": 2})
+    gen.net_ = _SelfConditioned()
+    gen.generate(
+        4, seed=0, sampler="ddim", steps=3, trajectory_substeps=substeps, corrector_rounds=corrector_rounds
+    )
+    seen, returned = gen.net_.seen, gen.net_.returned
+    per_batch = len(seen) // 2
+    assert per_batch == 3 * substeps * (1 + corrector_rounds)
+    for start in (0, per_batch):  # each batch starts with no previous prediction
+        assert seen[start] is None
+        for k in range(start + 1, start + per_batch):
+            torch.testing.assert_close(seen[k], returned[k - 1].softmax(-1))
+
+
+def test_self_conditioning_trains_half_the_batches_on_a_first_gradient_free_pass():
+    data = users()
+    gen = get("mstdiff", SMOKE | {"self_condition": True})
+    coeffs = torch.zeros(12, 48)
+    loc = torch.from_numpy(np.array(data.locations))
+    graph = GraphDiffusion(geographic_knn_graph(stations().lat, stations().lon, 3).rate, steps=3)
+    net = gen._build_net(48, 6, True, None, None)
+    module = _DenoiserModule(net, gen._gaussian(), graph, gen.config)
+    calls = []
+    net.register_forward_hook(
+        lambda mod, args, kwargs, out: calls.append(
+            (kwargs.get("l0_probs"), torch.is_grad_enabled(), out[1])
+        ),
+        with_kwargs=True,
+    )
+    torch.manual_seed(0)
+    n_batches = 200
+    for _ in range(n_batches):
+        module.losses(coeffs, loc)
+    conditioned = 0
+    for i in range(len(calls) - 1):
+        probs, grad, _ = calls[i + 1]
+        if probs is not None:  # the call before is its gradient-free first pass, on the same l_s
+            first_probs, first_grad, first_logits = calls[i]
+            assert first_probs is None and not first_grad and grad
+            torch.testing.assert_close(probs, first_logits.softmax(-1))
+            conditioned += 1
+    assert len(calls) == n_batches + conditioned
+    assert 0.4 < conditioned / n_batches < 0.6
+
+
 def test_temperature_sharpens_the_trajectory_prediction(fitted_12_6):
     gen = copy.copy(fitted_12_6)
     gen.net_ = _Prefers()

@@ -131,3 +131,21 @@ def test_logits_at_step_k_are_about_the_location_at_step_k():
         perm = torch.randperm(T, generator=g)
         _, permuted = m(None, loc[:, perm], None, torch.ones(64, dtype=torch.long))
         assert (permuted.argmax(-1) == logits.argmax(-1)[:, perm]).float().mean() > 0.95
+
+
+def test_self_conditioning_takes_the_previous_prediction_as_an_expected_station_embedding():
+    x, loc, t, s = inputs()
+    sc = net(self_condition=True)
+    first = sc(x, loc, t, s)[1]
+    probs = torch.softmax(torch.randn(3, T, N, generator=torch.Generator().manual_seed(1)), -1)
+    second = sc(x, loc, t, s, l0_probs=probs)[1]
+    assert not torch.allclose(first, second)  # the previous prediction is seen
+    # No previous prediction is the same as a zero one (what half of the training batches get).
+    torch.testing.assert_close(first, sc(x, loc, t, s, l0_probs=torch.zeros(3, T, N))[1])
+    sc(x, loc, t, s, l0_probs=probs)[1].sum().backward()
+    assert sc.self_cond_proj.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="l0_probs has shape"):
+        sc(x, loc, t, s, l0_probs=probs[..., :-1])
+    with pytest.raises(ValueError, match="without self_condition"):
+        net()(x, loc, t, s, l0_probs=probs)
+    assert not net(n_stations=None, self_condition=True).self_condition  # nothing to condition on

@@ -241,6 +241,11 @@ class MSTDiffConfig(GeneratorConfig):
     full_res_layers: int = pydantic.Field(1, ge=0)
     ff_mult: int = pydantic.Field(4, ge=1)
     dropout: float = pydantic.Field(0.1, ge=0, lt=1)
+    self_condition: bool = pydantic.Field(
+        False,
+        description="Self-conditioning of the trajectory (Chen et al. 2022; not in the paper): the denoiser "
+        "also sees its previous prediction of l_0, trained on half the batches (cellsynth.nn.mstdiff).",
+    )
     # -- loss and training ------------------------------------------------------------------------------
     lambda_mse: float = pydantic.Field(1.0, ge=0, description="lambda_1: weight of MSE(eps).")
     lambda_kl: float = pydantic.Field(1.0, ge=0, description="lambda_2: weight of the KL term.")
@@ -286,7 +291,12 @@ class _DenoiserModule(TrainingModule):
             x_t = self.gauss.add_noise(coeffs, noise, t)
         if net.trajectory:
             l_s = self.graph.q_sample(loc, s)
-        eps, logits = net(x_t, l_s, t if net.traffic else None, s if net.trajectory else None)
+        t_in, s_in = (t if net.traffic else None), (s if net.trajectory else None)
+        l0_probs = None
+        if net.self_condition and torch.rand(()) < 0.5:  # half the batches: condition on a first pass
+            with torch.no_grad():
+                l0_probs = net(x_t, l_s, t_in, s_in)[1].softmax(-1)
+        eps, logits = net(x_t, l_s, t_in, s_in, l0_probs=l0_probs)
         out = {}
         if net.traffic:
             out["mse"] = F.mse_loss(eps, noise)
@@ -605,6 +615,7 @@ class MSTDiffGenerator(UserGenerator):
             station_init=station_init,
             vqvaes=vqvaes,
             vq_scales=cfg.vq_scales,
+            self_condition=cfg.self_condition,
         )
 
     # -- generate ---------------------------------------------------------------------------------------
@@ -727,12 +738,13 @@ class MSTDiffGenerator(UserGenerator):
                 x = torch.randn(b, self.n_steps_, generator=gen, device=device) * sched.init_noise_sigma
             if self.trajectory_:
                 loc = chain.prior_sample((b, self.n_steps_), generator=gen, device=device)
+            previous = None  # self-conditioning: the last call's prediction of l_0
             for i, t in enumerate(tqdm(timesteps, desc="sampling", disable=not progress, leave=False)):
                 t_b = torch.full((b,), t, dtype=torch.long, device=device)
                 s_b = torch.full((b,), s_now[i], dtype=torch.long, device=device)
                 x_in = sched.scale_model_input(x, t) if x is not None else None
                 t_in, s_in = (t_b if self.traffic_ else None), (s_b if self.trajectory_ else None)
-                eps, logits = net(x_in, loc, t_in, s_in)
+                eps, logits, previous = self._denoise(net, x_in, loc, t_in, s_in, previous)
                 if self.traffic_:
                     if cfg.clip_x0:
                         lo_hi = self.clip_.to(device)
@@ -745,12 +757,12 @@ class MSTDiffGenerator(UserGenerator):
                     s_to = starts[k + 1] if k + 1 < len(starts) else s_next[i]
                     if k:  # a sub-step: the same traffic state, the denoiser at the real-valued s
                         s_in = torch.full((b,), s, dtype=torch.float32, device=device)
-                        logits = net(x_in, loc, t_in, s_in)[1]
+                        _, logits, previous = self._denoise(net, x_in, loc, t_in, s_in, previous)
                     j = index[s]
                     loc = chain.sample_step(loc, logits / temperature, j, generator=gen)
                     for _ in range(corrector_rounds):  # forward s_to -> s, then the reverse step again
                         noisy = chain.q_step_sample(loc, j, generator=gen)
-                        logits = net(x_in, noisy, t_in, s_in)[1]
+                        _, logits, previous = self._denoise(net, x_in, noisy, t_in, s_in, previous)
                         loc = chain.sample_step(noisy, logits / temperature, j, generator=gen)
                     if on_trajectory_step is not None:
                         on_trajectory_step(s, s_to, loc, logits)
@@ -763,6 +775,14 @@ class MSTDiffGenerator(UserGenerator):
         if self.trajectory_:
             locations = torch.cat(loc_parts).numpy().astype(np.int64)
         return traffic, locations
+
+    def _denoise(self, net, x_in, loc, t_in, s_in, previous):
+        """``(eps, logits, previous')``: one denoiser call. With ``self_condition`` it gets ``previous``, the
+        last call's ``p_theta(l_0 | ...)`` (None at the first), and returns its own as ``previous'``."""
+        if not (self.trajectory_ and self.config.self_condition):
+            return (*net(x_in, loc, t_in, s_in), None)
+        eps, logits = net(x_in, loc, t_in, s_in, l0_probs=previous)
+        return eps, logits, logits.softmax(-1)
 
     # -- persistence ------------------------------------------------------------------------------------
     def _state(self):

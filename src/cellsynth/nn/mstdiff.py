@@ -52,6 +52,16 @@ added to full-resolution trajectory tokens (``P E[l_s[k]] + pos(k) + type + step
 from ``l_s[k]``, so logits come out in time order (the authors' logits came out in wavelet-band order).
 Each coefficient token's final state at its own scale gives its ``eps``.
 
+**Self-conditioning** (``self_condition=True``; Chen, Zhang and Hinton, "Analog Bits", 2022; not in the
+paper). The trajectory tokens also carry the denoiser's previous prediction of ``l_0``, given as
+probabilities ``p [B, T, N]`` (``l0_probs``), as an expected station embedding::
+
+    value <- P E[l_s[k]] + W_c (p[k] E)         (zero p when there is no previous prediction)
+
+In training half of the batches get ``p = softmax(logits)`` of a first, gradient-free pass on the same
+``l_s``; in sampling every call gets the previous call's. A reverse step draws each position independently;
+this lets the next step see what the previous one believed about all of them.
+
 Either stream may be absent: ``n_stations=None`` is traffic only (the paper's no-trajectory ablation),
 ``traffic=False`` is trajectory only (data without traffic, e.g. GeoLife).
 """
@@ -187,6 +197,8 @@ class MSTDiffNet(nn.Module):
     vqvaes:
         Optional pretrained :class:`~cellsynth.nn.vqvae.BandVQVAE` per band (``J + 1``), gated in at the
         ``vq_scales`` coarsest scales; frozen unless ``freeze_vqvae=False``.
+    self_condition:
+        Accept the previous prediction of ``l_0`` (``forward(..., l0_probs=p)``; module docstring).
     """
 
     def __init__(
@@ -207,6 +219,7 @@ class MSTDiffNet(nn.Module):
         vqvaes: nn.ModuleList | None = None,
         vq_scales: int = 1,
         freeze_vqvae: bool = True,
+        self_condition: bool = False,
     ) -> None:
         super().__init__()
         if not traffic and n_stations is None:
@@ -217,6 +230,7 @@ class MSTDiffNet(nn.Module):
         self.n_steps, self.level, self.d = int(n_steps), int(level), int(d_model)
         self.traffic, self.trajectory = bool(traffic), n_stations is not None
         self.n_stations = n_stations
+        self.self_condition = bool(self_condition) and self.trajectory
         self.resolutions = [n_steps >> (level - k) for k in range(level)]
         # Bands of each scale: (cA_J, cD_J) at scale 0, then cD_{J-k} at scale k.
         self.scale_bands = [[0, 1]] + [[k + 1] for k in range(1, level)]
@@ -252,6 +266,8 @@ class MSTDiffNet(nn.Module):
                 with torch.no_grad():
                     self.stations.weight.copy_(init)
             self.station_proj = nn.Linear(station_dim, d)
+            if self.self_condition:
+                self.self_cond_proj = nn.Linear(station_dim, d)
             self.merge_traj = nn.ModuleList(
                 nn.Linear(d, d) for _ in range(level)
             )  # last: into full resolution
@@ -311,8 +327,10 @@ class MSTDiffNet(nn.Module):
         l_s: torch.Tensor | None,
         t: torch.Tensor | None,
         s: torch.Tensor | None,
+        l0_probs: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """``(eps [B, T] or None, logits [B, T, N] or None)``; see the module docstring."""
+        """``(eps [B, T] or None, logits [B, T, N] or None)``; see the module docstring. ``l0_probs``
+        ``[B, T, N]``: the previous prediction of ``l_0`` (self-conditioning only; None: no previous one)."""
         if self.traffic and (x_t is None or t is None):
             raise ValueError("this network models traffic: give x_t and t")
         if self.trajectory and (l_s is None or s is None):
@@ -324,8 +342,20 @@ class MSTDiffNet(nn.Module):
 
         te = self.t_emb(t).unsqueeze(1) if self.traffic else 0.0  # [B, 1, d]
         se = self.s_emb(s).unsqueeze(1) if self.trajectory else 0.0
+        if l0_probs is not None and not self.self_condition:
+            raise ValueError("l0_probs given to a network built without self_condition")
         if self.trajectory:
             traj_full = self.station_proj(self.stations(l_s))  # [B, T, d]
+            if self.self_condition:
+                if l0_probs is None:
+                    previous = traj_full.new_zeros(*l_s.shape, self.stations.embedding_dim)
+                elif l0_probs.shape != (*l_s.shape, self.n_stations):
+                    raise ValueError(
+                        f"l0_probs has shape {tuple(l0_probs.shape)}, expected {(*l_s.shape, self.n_stations)}"
+                    )
+                else:
+                    previous = l0_probs.to(traj_full.dtype) @ self.stations.weight
+                traj_full = traj_full + self.self_cond_proj(previous)
 
         eps_parts: dict[int, torch.Tensor] = {}
         carry_a = carry_b = None
