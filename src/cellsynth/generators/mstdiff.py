@@ -660,6 +660,10 @@ class MSTDiffGenerator(UserGenerator):
         limit). 1 is Algorithm 2; ``k`` costs ``k`` denoiser calls per step. Measured in BENCHMARKS.md
         ("A finer trajectory chain").
 
+        A model fitted with ``self_condition`` gives every denoiser call (steps, sub-steps and corrector
+        rounds alike) the previous call's ``p_theta(l_0 | ...)``, before the temperature; the first call of
+        the chain gets none, as half of the training batches did.
+
         ``on_trajectory_step(s, s_next, l, logits)``, if given, is called after every reverse step of the
         trajectory chain with the step taken (``s -> s_next``, ``s_next = 0`` last), the sampled ``l_{s_next}``
         ``long [b, T]`` and the denoiser's logits of ``p_theta(l_0 | l_s)`` ``[b, T, N]`` (before the
