@@ -384,7 +384,8 @@ def generate(
         int | None,
         typer.Option(
             help="mstdiff: split each reverse step of the trajectory into this many smaller ones, one "
-            "denoiser call each (1: the paper's sampler; see BENCHMARKS.md)."
+            "denoiser call each (1: the paper's sampler; keep 1 for a model fitted with self_condition, "
+            "whose users then move too little; see BENCHMARKS.md)."
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed: same seed, same output.")] = 0,
