@@ -377,7 +377,8 @@ def generate(
         int | None,
         typer.Option(
             help="mstdiff: corrector rounds (one forward step, then the reverse step again) after each "
-            "reverse step of the trajectory (0: the paper's sampler)."
+            "reverse step of the trajectory (0: the paper's sampler; keep 0 for a model fitted with "
+            "self_condition, whose users then move too little; see BENCHMARKS.md)."
         ),
     ] = None,
     trajectory_substeps: Annotated[

@@ -660,11 +660,11 @@ class MSTDiffGenerator(UserGenerator):
         limit). 1 is Algorithm 2; ``k`` costs ``k`` denoiser calls per step. Measured in BENCHMARKS.md
         ("A finer trajectory chain").
 
-        A model fitted with ``self_condition`` gives every denoiser call (steps, sub-steps and corrector
-        rounds alike) the previous call's ``p_theta(l_0 | ...)``, before the temperature; the first call of
-        the chain gets none, as half of the training batches did. Measured (BENCHMARKS.md,
-        "Self-conditioning"): such a model's chain is best with ``trajectory_substeps=1``; more calls
-        sharpen the prediction until users barely move.
+        In a model fitted with ``self_condition`` every denoiser call (steps, sub-steps and corrector
+        rounds alike) gets the previous call's ``p_theta(l_0 | ...)``, before the temperature; the first
+        call of the chain gets none, as half of the training batches did. Measured (BENCHMARKS.md,
+        "Self-conditioning"): such a model's chain is best with ``trajectory_substeps=1`` and no
+        corrector rounds; more calls sharpen the prediction until users barely move.
 
         ``on_trajectory_step(s, s_next, l, logits)``, if given, is called after every reverse step of the
         trajectory chain with the step taken (``s -> s_next``, ``s_next = 0`` last), the sampled ``l_{s_next}``
