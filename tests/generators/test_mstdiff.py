@@ -360,8 +360,6 @@ class _SelfConditioned(torch.nn.Module):
     """A self-conditioned denoiser that records the ``l0_probs`` of each call and returns different logits
     every call (so the test can tell which call's prediction came back)."""
 
-    self_condition = True
-
     def __init__(self) -> None:
         super().__init__()
         self.seen, self.returned = [], []
