@@ -59,8 +59,14 @@ from cellsynth.data.split import split_users
 from cellsynth.data.synthetic import synthesize_city
 from cellsynth.generators import get, load
 from cellsynth.generators.calibration import CALIBRATION_MODES
+from cellsynth.generators.markov import hour_keys
 from cellsynth.metrics import daily_periodic_rmse, diff_jsd, log_value_jsd, trajectory_jsds, value_jsd
-from cellsynth.metrics.mobility import distinct_location_share, one_step_stays, stay_durations
+from cellsynth.metrics.mobility import (
+    distinct_location_share,
+    one_step_stays,
+    stay_durations,
+    time_at_top_location,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 GEOLIFE = ROOT.parent / "shared" / "data" / "geolife-movesim"
@@ -207,12 +213,13 @@ def synthetic(args, base: dict) -> None:
     city = synthesize_city(n_stations=args.stations, n_users=args.users, seed=args.seed)
     train, test = split_users(city.users, 0.2, seed=args.seed)
     st = city.stations
-    real = _trajectory_counts(test.locations)
+    real = _trajectory_counts(test)
     print(
         f"\n## Synthetic city: {len(st)} stations, {train.n_users} training / {test.n_users} held-out users, "
         f"T = {train.n_steps}, knowledge graph of {len(city.knowledge_graph)} triplets; the held-out users "
         f"visit {real['distinct_per_user']:.1f} distinct stations and make {real['stays_per_user']:.1f} stays "
-        f"each ({real['one_step_stays']:.2f} of them one step long)\n"
+        f"each ({real['one_step_stays']:.2f} of them one step long), and spend {real['daytime_at_top']:.2f} of "
+        "10:00-16:00 at their most-visited station\n"
     )
     models = [
         ("mstdiff", "mstdiff", base, {"knowledge_graph": city.knowledge_graph}),
@@ -232,7 +239,7 @@ def synthetic(args, base: dict) -> None:
         "g_rank",
     ]
     keys += ["i_rank", "distinct_per_user", "stays_per_user", "one_step_stays", "returns_per_user"]
-    keys += ["pass_throughs_per_user", "fit_s", "sample_s"]
+    keys += ["pass_throughs_per_user", "daytime_at_top", "fit_s", "sample_s"]
     print("| model | " + " | ".join(keys) + " |")
     print("|" + "---|" * (len(keys) + 1))
     score = partial(_score_synthetic, test)
@@ -254,14 +261,16 @@ def _score_synthetic(test: UserMobility, out: UserMobility) -> dict[str, float]:
         "daily_rmse": daily_periodic_rmse(test.traffic, out.traffic, 48, paired=False),
     }
     r |= trajectory_jsds(test.locations, out.locations, st.lat, st.lon)
-    return r | _trajectory_counts(out.locations)
+    return r | _trajectory_counts(out)
 
 
-def _trajectory_counts(locations: np.ndarray) -> dict[str, float]:
+def _trajectory_counts(data: UserMobility) -> dict[str, float]:
     """Mean distinct stations and mean stays (runs at one station) per user, the share of stays that last
-    one step, and the one-step stays per user that return (``a b a``) or pass through (``a b c``): what
-    the JSDs summarise."""
+    one step, the one-step stays per user that return (``a b a``) or pass through (``a b c``), and the
+    share of 10:00-16:00 that users spend at their most-visited station: what the JSDs summarise."""
+    locations = data.locations
     users, steps = np.shape(locations)
+    hours = hour_keys(data.start, data.step, steps, weekly=False)
     durations = stay_durations(locations)
     returns, through = one_step_stays(locations)
     return {
@@ -270,6 +279,7 @@ def _trajectory_counts(locations: np.ndarray) -> dict[str, float]:
         "one_step_stays": float((durations == 1).mean()),
         "returns_per_user": float(returns.mean()),
         "pass_throughs_per_user": float(through.mean()),
+        "daytime_at_top": float(time_at_top_location(locations, (hours >= 10) & (hours < 16)).mean()),
     }
 
 

@@ -33,8 +33,9 @@ import torch
 from cellsynth.data.split import split_users
 from cellsynth.data.synthetic import synthesize_city
 from cellsynth.generators import load
+from cellsynth.generators.markov import hour_keys
 from cellsynth.generators.mstdiff import MSTDiffGenerator, discrete_step
-from cellsynth.metrics.mobility import one_step_stays, stay_durations
+from cellsynth.metrics.mobility import one_step_stays, stay_durations, time_at_top_location
 
 
 def stays_per_user(locations: torch.Tensor | np.ndarray) -> float:
@@ -44,6 +45,13 @@ def stays_per_user(locations: torch.Tensor | np.ndarray) -> float:
 
 def pass_throughs_per_user(locations: torch.Tensor | np.ndarray) -> float:
     return float(one_step_stays(np.asarray(locations))[1].mean())
+
+
+def daytime_at_top(locations: torch.Tensor | np.ndarray, hours: np.ndarray) -> float:
+    """The mean share of 10:00-16:00 (``hours``: each step's hour of the day) users spend at their own
+    most-visited station (``cellsynth.metrics.time_at_top_location``): about 0.4 for the held-out users,
+    who are mostly at work then."""
+    return float(time_at_top_location(np.asarray(locations), (hours >= 10) & (hours < 16)).mean())
 
 
 def forward_sample(gen: MSTDiffGenerator, l0: torch.Tensor, s: float, rng: torch.Generator) -> torch.Tensor:
@@ -62,14 +70,17 @@ def gaussian_step_for(s: int, gen: MSTDiffGenerator) -> int:
 
 @torch.no_grad()
 def denoiser_table(
-    gen: MSTDiffGenerator, locations: np.ndarray, traffic, steps: list[int], seed: int
+    gen: MSTDiffGenerator, locations: np.ndarray, traffic, hours: np.ndarray, steps: list[int], seed: int
 ) -> None:
-    print("\n### Denoiser on forward-noised held-out users\n")
+    print(
+        "\n### Denoiser on forward-noised held-out users (they spend "
+        f"{daytime_at_top(locations, hours):.2f} of 10-16 h at their most-visited station)\n"
+    )
     print(
         "| s | corrupted | P(true), kept | P(true), corrupted | accuracy | stays l_s | stays argmax "
-        "| pass-throughs argmax |"
+        "| pass-throughs argmax | 10-16 h at top, argmax |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     rng = torch.Generator().manual_seed(seed)
     l0 = torch.tensor(np.asarray(locations))
     x0 = torch.as_tensor(gen.wavelets_.transform(traffic)).float() if gen.traffic_ else None
@@ -92,12 +103,12 @@ def denoiser_table(
         print(
             f"| {s} | {1 - float(kept.float().mean()):.3f} | {float(p_true[kept].mean()):.3f} | {corrupted} "
             f"| {accuracy:.3f} | {stays_per_user(l_s):.1f} | {stays_per_user(p.argmax(-1)):.1f} "
-            f"| {pass_throughs_per_user(p.argmax(-1)):.1f} |"
+            f"| {pass_throughs_per_user(p.argmax(-1)):.1f} | {daytime_at_top(p.argmax(-1), hours):.2f} |"
         )
 
 
 @torch.no_grad()
-def chain_table(gen: MSTDiffGenerator, locations: np.ndarray, args) -> None:
+def chain_table(gen: MSTDiffGenerator, locations: np.ndarray, hours: np.ndarray, args) -> None:
     rows = []
 
     def record(s, s_next, loc, logits):
@@ -112,6 +123,8 @@ def chain_table(gen: MSTDiffGenerator, locations: np.ndarray, args) -> None:
                 float(p.amax(-1).mean()),
                 pass_throughs_per_user(loc),
                 pass_throughs_per_user(argmax),
+                daytime_at_top(loc, hours),
+                daytime_at_top(argmax, hours),
             )
         )
 
@@ -133,16 +146,18 @@ def chain_table(gen: MSTDiffGenerator, locations: np.ndarray, args) -> None:
     )
     print(
         "| step | stays l_s' | stays, forward q(l_s' given l_0) | stays argmax p(l_0 given l_s) | mean max p "
-        "| pass-throughs l_s' | pass-throughs argmax |"
+        "| pass-throughs l_s' | pass-throughs argmax | 10-16 h at top, l_s' | 10-16 h at top, argmax |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for i, (s, s_next, stays, stays_argmax, max_p, through, through_argmax) in enumerate(rows):
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for i, (s, s_next, stays, stays_argmax, max_p, through, through_argmax, top, top_argmax) in enumerate(
+        rows
+    ):
         if i % args.every and i != len(rows) - 1:
             continue
         forward = stays_per_user(l0 if s_next == 0 else forward_sample(gen, l0, s_next, rng))
         print(
             f"| {s:.4g} -> {s_next:.4g} | {stays:.1f} | {forward:.1f} | {stays_argmax:.1f} | {max_p:.3f} "
-            f"| {through:.1f} | {through_argmax:.1f} |"
+            f"| {through:.1f} | {through_argmax:.1f} | {top:.2f} | {top_argmax:.2f} |"
         )
 
 
@@ -182,8 +197,9 @@ def main(argv=None) -> None:
     )
     s_max = gen.config.discrete_steps
     steps = sorted({max(1, min(s_max, round(f * s_max))) for f in args.fractions})
-    denoiser_table(gen, test.locations, test.traffic, steps, args.seed)
-    chain_table(gen, test.locations, args)
+    hours = hour_keys(test.start, test.step, test.n_steps, weekly=False)
+    denoiser_table(gen, test.locations, test.traffic, hours, steps, args.seed)
+    chain_table(gen, test.locations, hours, args)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from cellsynth.metrics import (
     one_step_stays,
     radius_of_gyration,
     stay_durations,
+    time_at_top_location,
     trajectory_jsds,
 )
 
@@ -102,6 +103,25 @@ def test_one_step_stays_count_the_interior_stays_of_length_one(locations):
         lengths = stay_durations(row[None])
         interior += int((lengths[1:-1] == 1).sum())
     assert returns.sum() + through.sum() == interior and (returns >= 0).all() and (through >= 0).all()
+
+
+def test_time_at_top_location():
+    # user 0 is most at 1 (4 of 7 steps), user 1 at 0 and 7 equally (ties: the lowest id)
+    locations = np.array([[1, 2, 1, 3, 1, 1, 5], [0, 0, 7, 7, 0, 7, 9]])
+    np.testing.assert_allclose(time_at_top_location(locations), [4 / 7, 3 / 7])
+    day = np.array([False, True, True, True, False, False, False])
+    np.testing.assert_allclose(time_at_top_location(locations, day), [1 / 3, 1 / 3])  # 7 would give 2 / 3
+    with pytest.raises(DataError, match="bool mask of the 7 steps"):
+        time_at_top_location(locations, day[:-1])
+    with pytest.raises(DataError, match="at least one True"):
+        time_at_top_location(locations, np.zeros(7, dtype=bool))
+
+
+@given(arrays(np.int64, st.tuples(st.integers(1, 4), st.integers(1, 12)), elements=st.integers(0, 3)))
+def test_time_at_top_location_is_the_largest_share_over_all_steps(locations):
+    shares = time_at_top_location(locations)
+    for row, share in zip(locations, shares, strict=True):
+        assert share == np.bincount(row).max() / len(row)
 
 
 def test_rank_frequencies():

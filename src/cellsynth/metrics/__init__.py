@@ -25,6 +25,7 @@ from cellsynth.metrics.mobility import (
     one_step_stays,
     radius_of_gyration,
     stay_durations,
+    time_at_top_location,
     trajectory_jsds,
 )
 from cellsynth.metrics.privacy import (
@@ -85,6 +86,7 @@ __all__ = [
     "radius_of_gyration",
     "shared_bin_edges",
     "stay_durations",
+    "time_at_top_location",
     "traffic_metrics",
     "trajectory_jsds",
     "value_jsd",

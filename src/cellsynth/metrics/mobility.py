@@ -135,6 +135,27 @@ def one_step_stays(locations: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     return returns, np.count_nonzero(single, axis=1) - returns
 
 
+def time_at_top_location(locations: ArrayLike, steps: ArrayLike | None = None) -> np.ndarray:
+    """Per user, the share of ``steps`` (a bool mask over the T steps; all of them if None) spent at the
+    user's most-visited location of the whole trajectory (ties: the lowest id), float ``[U]``.
+
+    With ``steps`` the working hours it says whether users leave home when real ones do: a model that keeps
+    its users at home all day has values near 1 there and few, long stays. A diagnostic, not one of the
+    six statistics.
+    """
+    x = _locations_without_stations(locations, "time_at_top_location")
+    mask = np.ones(x.shape[1], dtype=bool) if steps is None else np.asarray(steps)
+    require(
+        mask.dtype == bool and mask.shape == (x.shape[1],) and bool(mask.any()),
+        f"must be a bool mask of the {x.shape[1]} steps with at least one True, got dtype {mask.dtype} and "
+        f"shape {mask.shape} (e.g. hours >= 10 for the steps from 10:00)",
+        function="time_at_top_location",
+        name="steps",
+    )
+    top = np.array([np.bincount(row).argmax() for row in x])
+    return (x[:, mask] == top[:, None]).mean(axis=1)
+
+
 def _run_lengths(trajectories: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Lengths of the runs of equal values in each row, and the row (user) of each run."""
     users, steps = trajectories.shape
