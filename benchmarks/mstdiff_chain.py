@@ -15,6 +15,11 @@ reverse chain step by step, on the synthetic city's held-out users (the split of
    pass-throughs per user (one-step stays ``a b c`` between two other stays,
    ``cellsynth.metrics.one_step_stays``) of ``l_{s'}`` and of the argmax: whether the chain's draws or
    the denoiser's own prediction put them there. ``--trajectory-substeps K`` runs the finer chain.
+3. **Stay lengths**: stays per user in classes of length, held-out users against the chain's draws.
+
+Both tables also give the share of 10:00-16:00 that users spend at their own most-visited station
+(``cellsynth.metrics.time_at_top_location``; held-out users about 0.4, mostly at work then), for the
+argmax of the prediction and, along the chain, for ``l_{s'}``: whether the denoiser keeps users at home.
 
 A stay is a run of consecutive steps at one station (``cellsynth.metrics.mobility.stay_durations``).
 
@@ -26,6 +31,7 @@ A stay is a run of consecutive steps at one station (``cellsynth.metrics.mobilit
 from __future__ import annotations
 
 import argparse
+import itertools
 
 import numpy as np
 import torch
@@ -128,7 +134,7 @@ def chain_table(gen: MSTDiffGenerator, locations: np.ndarray, hours: np.ndarray,
             )
         )
 
-    gen.generate(
+    drawn = gen.generate(
         args.users_generated,
         seed=args.seed,
         sampler="ddim",
@@ -159,6 +165,25 @@ def chain_table(gen: MSTDiffGenerator, locations: np.ndarray, hours: np.ndarray,
             f"| {s:.4g} -> {s_next:.4g} | {stays:.1f} | {forward:.1f} | {stays_argmax:.1f} | {max_p:.3f} "
             f"| {through:.1f} | {through_argmax:.1f} | {top:.2f} | {top_argmax:.2f} |"
         )
+    stay_length_table(np.asarray(locations), drawn.locations)
+
+
+#: Edges of the stay-length classes of :func:`stay_length_table`, in steps: 1, 2, 3, 4-5, ..., 60 and more.
+STAY_LENGTH_EDGES = [1, 2, 3, 4, 6, 9, 13, 19, 27, 40, 60]
+
+
+def stay_length_table(real: np.ndarray, generated: np.ndarray) -> None:
+    """Stays per user by length, held-out users against the chain's draws: which lengths the Duration JSD
+    finds too many or too few of."""
+    edges = [*STAY_LENGTH_EDGES, max(real.shape[1], generated.shape[1]) + 1]
+    labels = [str(lo) if hi == lo + 1 else f"{lo}-{hi - 1}" for lo, hi in itertools.pairwise(edges[:-1])]
+    labels.append(f"{edges[-2]}+")
+    print("\n### Stays per user by length (steps)\n")
+    print("| | " + " | ".join(labels) + " |")
+    print("|---|" + "---:|" * len(labels))
+    for name, locations in (("held-out users", real), ("drawn users", generated)):
+        counts, _ = np.histogram(stay_durations(locations), bins=edges)
+        print(f"| {name} | " + " | ".join(f"{c / len(locations):.2f}" for c in counts) + " |")
 
 
 def main(argv=None) -> None:
