@@ -78,6 +78,9 @@ d_model 32, 4,000 steps):
   stations, with no retraining. The share of one-step stays stays near 0.5 (real: 0.28). A model fitted
   with ``self_condition`` gets the real counts with the plain chain (uniform transitions: 46 stays, 11.4
   stations) but the same share of one-step stays, and still wins 3 of the 6 JSDs against the floor.
+  Its users stay at home (their most-visited station) through 76 % of 10:00-16:00, against 39 % real
+  (:func:`cellsynth.metrics.time_at_top_location`): at high noise the denoiser's best guess for a daytime
+  step is home, and the chain keeps it.
 - At that budget, knowledge-graph transitions were worse than uniform ones on all six trajectory JSDs.
 
 Save/load keeps the network weights (EMA), the normalisation constants, ``R`` (its non-zeros) and the
