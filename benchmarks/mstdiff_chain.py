@@ -41,7 +41,8 @@ from cellsynth.data.synthetic import synthesize_city
 from cellsynth.generators import load
 from cellsynth.generators.markov import hour_keys
 from cellsynth.generators.mstdiff import MSTDiffGenerator, discrete_step
-from cellsynth.metrics.mobility import one_step_stays, stay_durations, time_at_top_location
+from cellsynth.metrics.mobility import one_step_stays, stay_durations
+from mstdiff import daytime_at_top  # this directory: benchmarks/mstdiff.py
 
 
 def stays_per_user(locations: torch.Tensor | np.ndarray) -> float:
@@ -51,13 +52,6 @@ def stays_per_user(locations: torch.Tensor | np.ndarray) -> float:
 
 def pass_throughs_per_user(locations: torch.Tensor | np.ndarray) -> float:
     return float(one_step_stays(np.asarray(locations))[1].mean())
-
-
-def daytime_at_top(locations: torch.Tensor | np.ndarray, hours: np.ndarray) -> float:
-    """The mean share of 10:00-16:00 (``hours``: each step's hour of the day) users spend at their own
-    most-visited station (``cellsynth.metrics.time_at_top_location``): about 0.4 for the held-out users,
-    who are mostly at work then."""
-    return float(time_at_top_location(np.asarray(locations), (hours >= 10) & (hours < 16)).mean())
 
 
 def forward_sample(gen: MSTDiffGenerator, l0: torch.Tensor, s: float, rng: torch.Generator) -> torch.Tensor:
