@@ -39,6 +39,7 @@ import torch
 from cellsynth.data.split import split_users
 from cellsynth.data.synthetic import synthesize_city
 from cellsynth.generators import load
+from cellsynth.generators.anchors import top_locations
 from cellsynth.generators.markov import hour_keys
 from cellsynth.generators.mstdiff import MSTDiffGenerator, discrete_step
 from cellsynth.metrics.mobility import one_step_stays, stay_durations
@@ -84,6 +85,10 @@ def denoiser_table(
     rng = torch.Generator().manual_seed(seed)
     l0 = torch.tensor(np.asarray(locations))
     x0 = torch.as_tensor(gen.wavelets_.transform(traffic)).float() if gen.traffic_ else None
+    # A model with anchors denoises the held-out users given their own (what the chain draws for new users).
+    anchors = None
+    if gen.anchor_model_ is not None:
+        anchors = torch.from_numpy(top_locations(np.asarray(locations), gen.anchor_model_.k))
     for s in steps:
         s_b = torch.full((len(l0),), s)
         t_b = torch.full((len(l0),), gaussian_step_for(s, gen))
@@ -92,9 +97,9 @@ def denoiser_table(
         if x0 is not None:
             x_t = gen.gauss_.add_noise(x0, torch.randn(x0.shape, generator=rng), t_b)
         t_in = t_b if gen.traffic_ else None
-        _, logits, first = gen._denoise(gen.net_, x_t, l_s, t_in, s_b, None)
+        _, logits, first = gen._denoise(gen.net_, x_t, l_s, t_in, s_b, None, anchors)
         if first is not None:  # self-conditioned: a second pass given the first one's prediction
-            _, logits, _ = gen._denoise(gen.net_, x_t, l_s, t_in, s_b, first)
+            _, logits, _ = gen._denoise(gen.net_, x_t, l_s, t_in, s_b, first, anchors)
         p = logits.softmax(-1)
         p_true = p.gather(-1, l0.unsqueeze(-1)).squeeze(-1)
         kept = l_s == l0

@@ -51,7 +51,10 @@ def tiny_users(n_users: int = 12, seed: int = 0) -> UserMobility:
 STATION_GENERATORS = [n for n in available() if get_class(n).kind == "stations"]
 USER_GENERATORS = [n for n in available() if get_class(n).kind == "users"]
 # Options that change what a user generator's network is made of get the contract run on them too.
-USER_VARIANTS = [(n, {}) for n in USER_GENERATORS] + [("mstdiff", {"self_condition": True})]
+USER_VARIANTS = [(n, {}) for n in USER_GENERATORS] + [
+    ("mstdiff", {"self_condition": True}),
+    ("mstdiff", {"anchors": 2}),
+]
 
 
 @pytest.fixture(scope="module")

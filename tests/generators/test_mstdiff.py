@@ -20,6 +20,7 @@ from cellsynth.data.knowledge import KnowledgeGraph
 from cellsynth.diffusion.discrete import GraphDiffusion
 from cellsynth.errors import ConfigError, DataError
 from cellsynth.generators import get
+from cellsynth.generators.anchors import top_locations
 from cellsynth.generators.mstdiff import (
     MSTDiffGenerator,
     _DenoiserModule,
@@ -458,3 +459,43 @@ def test_config_files_validate(path):
     assert get("mstdiff", config).config.model_dump(include=set(config)) == {
         k: tuple(v) if isinstance(v, list) else v for k, v in config.items()
     }
+
+
+def test_anchors_let_a_small_fit_place_users_where_they_live_and_work():
+    """A small real fit: 48 users, each at home at night and at work by day, home and work drawn at random.
+    Given each user's two anchors the generated users follow them; the same fit without anchors cannot
+    know which stations a user has and stays near the marginal (measured: 0.998 against 0.19 at 100 epochs)."""
+    data = users(n_users=48, traffic=False)
+    cfg = SMOKE | {"gaussian_steps": 12, "discrete_steps": 6, "epochs": 100, "lr": 3e-3, "kg": False}
+    accuracy = {}
+    for k in (2, 0):
+        gen = get("mstdiff", cfg | {"anchors": k}).fit(data, progress=False)
+        given = top_locations(data.locations, 2) if k else None
+        accuracy[k] = float((gen.generate(48, seed=0, anchors=given).locations == data.locations).mean())
+    assert accuracy[2] > 0.9 and accuracy[0] < 0.5
+
+
+def test_anchors_are_drawn_for_new_users_saved_with_the_model_and_checked(tmp_path):
+    data = users()
+    gen = get("mstdiff", SMOKE | {"anchors": 2, "self_condition": True}).fit(
+        data, progress=False, knowledge_graph=knowledge_graph()
+    )
+    assert gen.anchor_model_.k == 2
+    first = gen.generate(5, seed=3)
+    gen.save(tmp_path / "m")
+    again = cellsynth.generators.load(tmp_path / "m").generate(5, seed=3)
+    np.testing.assert_array_equal(first.locations, again.locations)
+    np.testing.assert_allclose(first.traffic, again.traffic)
+    # Given anchors replace the drawn ones (a different trajectory for the same seed).
+    given = np.tile([[0, 5]], (5, 1))
+    assert not np.array_equal(gen.generate(5, seed=3, anchors=given).locations, first.locations)
+    for bad, match in [
+        (given[:4], "shape"),
+        (given.astype(float), "integer station indices"),
+        (given + 1, "station indices in 0..5"),
+    ]:
+        with pytest.raises(DataError, match=match):
+            gen.generate(5, seed=3, anchors=bad)
+    plain = get("mstdiff", SMOKE).fit(data, progress=False)
+    with pytest.raises(ConfigError, match="fitted without them"):
+        plain.generate(5, anchors=given)

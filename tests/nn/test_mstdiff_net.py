@@ -149,3 +149,29 @@ def test_self_conditioning_takes_the_previous_prediction_as_an_expected_station_
     with pytest.raises(ValueError, match="without self_condition"):
         net()(x, loc, t, s, l0_probs=probs)
     assert not net(n_stations=None, self_condition=True).self_condition  # nothing to condition on
+
+
+def test_anchors_condition_the_trajectory_and_point_at_their_stations():
+    x, loc, t, s = inputs()
+    anchored = net(n_anchors=2)
+    a = torch.tensor([[0, 1], [2, 2], [4, 3]])
+    b = torch.tensor([[1, 0], [3, 2], [0, 4]])
+    first = anchored(x, loc, t, s, anchors=a)[1]
+    assert not torch.allclose(first, anchored(x, loc, t, s, anchors=b)[1])  # the anchors are seen
+    # The pointer starts at zero; with a large bias on the second anchor every step predicts that station
+    # (the first user's second anchor, 1; the second user's anchors coincide, so both biases land on 2).
+    with torch.no_grad():
+        anchored.anchor_out.bias.copy_(torch.tensor([0.0, 50.0]))
+    pointed = anchored(x, loc, t, s, anchors=a)[1].argmax(-1)
+    assert (pointed == a[:, 1:]).all()
+    anchored(x, loc, t, s, anchors=a)[1].sum().backward()
+    assert (
+        anchored.anchor_in[0].weight.grad.abs().sum() > 0 and anchored.anchor_out.weight.grad.abs().sum() > 0
+    )
+    with pytest.raises(ValueError, match="takes 2 anchors per user: give anchors"):
+        anchored(x, loc, t, s)
+    with pytest.raises(ValueError, match="anchors has shape"):
+        anchored(x, loc, t, s, anchors=a[:, :1])
+    with pytest.raises(ValueError, match="takes 0 anchors per user: do not give anchors"):
+        net()(x, loc, t, s, anchors=a)
+    assert net(n_stations=None, n_anchors=2).n_anchors == 0  # traffic only: nothing to anchor

@@ -106,6 +106,7 @@ from cellsynth.data.wavelets import TrafficWavelets, band_names, band_slices
 from cellsynth.diffusion.discrete import GraphDiffusion, uniform_rate
 from cellsynth.diffusion.gaussian import SAMPLERS, GaussianDiffusion
 from cellsynth.errors import ConfigError, DataError
+from cellsynth.generators.anchors import AnchorModel, top_locations
 from cellsynth.generators.base import (
     GeneratorConfig,
     UserGenerator,
@@ -251,6 +252,14 @@ class MSTDiffConfig(GeneratorConfig):
         description="Self-conditioning of the trajectory (Chen et al. 2022; not in the paper): the denoiser "
         "also sees its previous prediction of l_0, trained on half the batches (cellsynth.nn.mstdiff).",
     )
+    anchors: int = pydantic.Field(
+        0,
+        ge=0,
+        le=8,
+        description="Condition the trajectory on each user's this many most-visited stations, drawn for new "
+        "users by a small model fitted on the training users' (not in the paper; "
+        "cellsynth.generators.anchors). 0: off.",
+    )
     # -- loss and training ------------------------------------------------------------------------------
     lambda_mse: float = pydantic.Field(1.0, ge=0, description="lambda_1: weight of MSE(eps).")
     lambda_kl: float = pydantic.Field(1.0, ge=0, description="lambda_2: weight of the KL term.")
@@ -285,7 +294,9 @@ class _DenoiserModule(TrainingModule):
         self.history: list[dict[str, float]] = []
         self._epoch: list[dict[str, float]] = []
 
-    def losses(self, coeffs: torch.Tensor, loc: torch.Tensor) -> dict[str, torch.Tensor]:
+    def losses(
+        self, coeffs: torch.Tensor, loc: torch.Tensor, anchors: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         cfg, net = self.cfg, self.net
         batch = loc.shape[0]
         t = self.gauss.sample_timesteps(batch, device=loc.device)
@@ -300,8 +311,8 @@ class _DenoiserModule(TrainingModule):
         l0_probs = None
         if net.self_condition and torch.rand(()) < 0.5:  # half the batches: condition on a first pass
             with torch.no_grad():
-                l0_probs = net(x_t, l_s, t_in, s_in)[1].softmax(-1)
-        eps, logits = net(x_t, l_s, t_in, s_in, l0_probs=l0_probs)
+                l0_probs = net(x_t, l_s, t_in, s_in, anchors=anchors)[1].softmax(-1)
+        eps, logits = net(x_t, l_s, t_in, s_in, l0_probs=l0_probs, anchors=anchors)
         out = {}
         if net.traffic:
             out["mse"] = F.mse_loss(eps, noise)
@@ -442,10 +453,15 @@ class MSTDiffGenerator(UserGenerator):
                 vqvaes.train()
 
         self.graph_, self.graph_source_, station_init, self.markov_ = None, None, None, None
+        self.anchor_model_ = None
         if trajectory:
             rate, self.graph_source_, station_init = self._transitions(
                 data, knowledge_graph, progress, checkpoint_dir
             )
+            if cfg.anchors:
+                self.anchor_model_ = AnchorModel.fit(
+                    top_locations(data.locations, cfg.anchors), n, data.stations.lat, data.stations.lon
+                )
             self.graph_ = GraphDiffusion(
                 rate, steps=cfg.discrete_steps, tol=cfg.discrete_tol, first_jump=cfg.first_jump
             )
@@ -456,9 +472,10 @@ class MSTDiffGenerator(UserGenerator):
         seed_everything(cfg.seed)
         net = self._build_net(data.n_steps, n if trajectory else None, traffic, vqvaes, station_init)
         module = _DenoiserModule(net, self.gauss_, self.graph_, cfg)
-        dataset = torch.utils.data.TensorDataset(
-            coeffs, torch.from_numpy(np.array(data.locations, dtype=np.int64))
-        )
+        columns = [coeffs, torch.from_numpy(np.array(data.locations, dtype=np.int64))]
+        if self.anchor_model_ is not None:
+            columns.append(torch.from_numpy(top_locations(data.locations, cfg.anchors)))
+        dataset = torch.utils.data.TensorDataset(*columns)
         module = train(
             module,
             loader(dataset, batch_size=cfg.batch_size, seed=cfg.seed),
@@ -621,6 +638,7 @@ class MSTDiffGenerator(UserGenerator):
             vqvaes=vqvaes,
             vq_scales=cfg.vq_scales,
             self_condition=cfg.self_condition,
+            n_anchors=cfg.anchors if n_stations is not None else 0,
         )
 
     # -- generate ---------------------------------------------------------------------------------------
@@ -636,6 +654,7 @@ class MSTDiffGenerator(UserGenerator):
         temperature: float = 1.0,
         corrector_rounds: int = 0,
         trajectory_substeps: int = 1,
+        anchors: np.ndarray | None = None,
         on_trajectory_step: TrajectoryStepCallback | None = None,
         progress: bool = False,
         device: str | torch.device = "cpu",
@@ -671,6 +690,10 @@ class MSTDiffGenerator(UserGenerator):
         "Self-conditioning"): such a model's chain is best with ``trajectory_substeps=1`` and no
         corrector rounds; more calls sharpen the prediction until users barely move.
 
+        ``anchors`` (a model fitted with ``anchors = k``): ``int [target, k]`` station indices, each user's
+        most-visited stations, most first, to generate users who live and work there (a planner's "users
+        of this site"); None draws them from the fitted :class:`~cellsynth.generators.anchors.AnchorModel`.
+
         ``on_trajectory_step(s, s_next, l, logits)``, if given, is called after every reverse step of the
         trajectory chain with the step taken (``s -> s_next``, ``s_next = 0`` last), the sampled ``l_{s_next}``
         ``long [b, T]`` and the denoiser's logits of ``p_theta(l_0 | l_s)`` ``[b, T, N]`` (before the
@@ -696,6 +719,7 @@ class MSTDiffGenerator(UserGenerator):
             temperature=temperature,
             corrector_rounds=corrector_rounds,
             trajectory_substeps=trajectory_substeps,
+            anchors=self._check_anchors(anchors, n_users),
             on_trajectory_step=on_trajectory_step,
             progress=progress,
             device=device,
@@ -708,6 +732,25 @@ class MSTDiffGenerator(UserGenerator):
             locations = self.markov_.sample(n_users, hours, np.random.default_rng(seed))
         return UserMobility(locations, start, step, self.stations_, traffic=traffic)
 
+    def _check_anchors(self, anchors, n_users: int) -> np.ndarray | None:
+        """Given anchors as ``int64 [n_users, k]``, or ConfigError/DataError saying what is wrong."""
+        if anchors is None:
+            return None
+        if self.anchor_model_ is None:
+            raise ConfigError(
+                f"{self.name}: anchors given, but this model was fitted without them (config anchors: 0)"
+            )
+        a, k = np.asarray(anchors), self.anchor_model_.k
+        n = len(self.stations_)
+        if a.shape != (n_users, k) or not np.issubdtype(a.dtype, np.integer):
+            raise DataError(
+                f"anchors must be integer station indices of shape (users, anchors) = {(n_users, k)}, "
+                f"got {a.dtype} {a.shape}"
+            )
+        if a.size and (a.min() < 0 or a.max() >= n):
+            raise DataError(f"anchors must be station indices in 0..{n - 1}, got {a.min()}..{a.max()}")
+        return a.astype(np.int64)
+
     def _draw(
         self,
         n_users: int,
@@ -718,16 +761,21 @@ class MSTDiffGenerator(UserGenerator):
         temperature=1.0,
         corrector_rounds=0,
         trajectory_substeps=1,
+        anchors=None,
         on_trajectory_step=None,
         progress=False,
         device="cpu",
     ):
         """``(traffic [U, T] float32 before the calibration, or None; locations [U, T] int64 or None)``:
-        the joint reverse chain (Algorithm 2) for ``n_users`` users."""
+        the joint reverse chain (Algorithm 2) for ``n_users`` users (``anchors``: see ``generate``)."""
         cfg = self.config
         device = torch.device(device)
         net = self.net_.to(device).eval()
         gen = torch.Generator(device=device).manual_seed(int(seed))
+        if self.anchor_model_ is not None and anchors is None:
+            anchors = self.anchor_model_.sample(n_users, np.random.default_rng(int(seed)))
+        if anchors is not None:
+            anchors = torch.from_numpy(anchors).to(device)
         timesteps = [int(t) for t in self.gauss_.scheduler(sampler, steps).timesteps]
         s_now = [
             int(v) for v in discrete_step(torch.tensor(timesteps), cfg.discrete_steps, cfg.gaussian_steps)
@@ -750,12 +798,13 @@ class MSTDiffGenerator(UserGenerator):
             if self.trajectory_:
                 loc = chain.prior_sample((b, self.n_steps_), generator=gen, device=device)
             previous = None  # self-conditioning: the last call's prediction of l_0
+            own = anchors[lo : lo + b] if anchors is not None else None
             for i, t in enumerate(tqdm(timesteps, desc="sampling", disable=not progress, leave=False)):
                 t_b = torch.full((b,), t, dtype=torch.long, device=device)
                 s_b = torch.full((b,), s_now[i], dtype=torch.long, device=device)
                 x_in = sched.scale_model_input(x, t) if x is not None else None
                 t_in, s_in = (t_b if self.traffic_ else None), (s_b if self.trajectory_ else None)
-                eps, logits, previous = self._denoise(net, x_in, loc, t_in, s_in, previous)
+                eps, logits, previous = self._denoise(net, x_in, loc, t_in, s_in, previous, own)
                 if self.traffic_:
                     if cfg.clip_x0:
                         lo_hi = self.clip_.to(device)
@@ -768,12 +817,12 @@ class MSTDiffGenerator(UserGenerator):
                     s_to = starts[k + 1] if k + 1 < len(starts) else s_next[i]
                     if k:  # a sub-step: the same traffic state, the denoiser at the real-valued s
                         s_in = torch.full((b,), s, dtype=torch.float32, device=device)
-                        _, logits, previous = self._denoise(net, x_in, loc, t_in, s_in, previous)
+                        _, logits, previous = self._denoise(net, x_in, loc, t_in, s_in, previous, own)
                     j = index[s]
                     loc = chain.sample_step(loc, logits / temperature, j, generator=gen)
                     for _ in range(corrector_rounds):  # forward s_to -> s, then the reverse step again
                         noisy = chain.q_step_sample(loc, j, generator=gen)
-                        _, logits, previous = self._denoise(net, x_in, noisy, t_in, s_in, previous)
+                        _, logits, previous = self._denoise(net, x_in, noisy, t_in, s_in, previous, own)
                         loc = chain.sample_step(noisy, logits / temperature, j, generator=gen)
                     if on_trajectory_step is not None:
                         on_trajectory_step(s, s_to, loc, logits)
@@ -787,12 +836,13 @@ class MSTDiffGenerator(UserGenerator):
             locations = torch.cat(loc_parts).numpy().astype(np.int64)
         return traffic, locations
 
-    def _denoise(self, net, x_in, loc, t_in, s_in, previous):
+    def _denoise(self, net, x_in, loc, t_in, s_in, previous, anchors=None):
         """``(eps, logits, previous')``: one denoiser call. With ``self_condition`` it gets ``previous``, the
         last call's ``p_theta(l_0 | ...)`` (None at the first), and returns its own as ``previous'``."""
+        extra = {} if anchors is None else {"anchors": anchors}
         if not (self.trajectory_ and self.config.self_condition):
-            return (*net(x_in, loc, t_in, s_in), None)
-        eps, logits = net(x_in, loc, t_in, s_in, l0_probs=previous)
+            return (*net(x_in, loc, t_in, s_in, **extra), None)
+        eps, logits = net(x_in, loc, t_in, s_in, l0_probs=previous, **extra)
         return eps, logits, logits.softmax(-1)
 
     # -- persistence ------------------------------------------------------------------------------------
@@ -812,6 +862,8 @@ class MSTDiffGenerator(UserGenerator):
             tensors["graph.abar"] = torch.from_numpy(self.graph_.abar.copy())
         if self.markov_ is not None:
             tensors |= self.markov_.state()
+        if self.anchor_model_ is not None:
+            tensors |= self.anchor_model_.state()
         meta |= {
             "time": self.time_,
             "n_steps": self.n_steps_,
@@ -848,7 +900,7 @@ class MSTDiffGenerator(UserGenerator):
             }
             self.calibration_ = self.calibration_ | {"quantile_map": QuantileMap.from_state(state)}
         n = len(self.stations_)
-        self.wavelets_ = self.graph_ = self.markov_ = self.clip_ = None
+        self.wavelets_ = self.graph_ = self.markov_ = self.clip_ = self.anchor_model_ = None
         if self.traffic_:
             state = {
                 k[len("wavelets.") :]: v.numpy() for k, v in tensors.items() if k.startswith("wavelets.")
@@ -860,6 +912,8 @@ class MSTDiffGenerator(UserGenerator):
             idx = tensors["graph.index"].numpy()
             rate[idx[0], idx[1]] = tensors["graph.values"].numpy()
             self.graph_ = GraphDiffusion(rate, abar=tensors["graph.abar"].numpy())
+            if cfg.anchors:
+                self.anchor_model_ = AnchorModel.from_state(tensors, self.stations_.lat, self.stations_.lon)
         else:
             self.markov_ = MarkovChain.from_state(tensors, 24, DEFAULT_SMOOTHING, 1)
         self.gauss_ = self._gaussian()

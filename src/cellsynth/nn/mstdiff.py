@@ -62,6 +62,15 @@ In training half of the batches get ``p = softmax(logits)`` of a first, gradient
 ``l_s``; in sampling every call gets the previous call's. A reverse step draws each position independently;
 this lets the next step see what the previous one believed about all of them.
 
+**Anchors** (``n_anchors = k > 0``; :mod:`cellsynth.generators.anchors`; not in the paper). The
+trajectory stream is also given the user's ``k`` most-visited stations ``a [B, k]``, in two ways::
+
+    c = MLP([E[a_1] ; ... ; E[a_k]])                  added to every trajectory token and both CLS tokens
+    logits[:, t, a_r] += u_r . LN(h_t)                a pointer to each anchor (Vinyals et al., 2015)
+
+so "at this step the user is at their second anchor" is one scalar per anchor, whichever station it is,
+rather than a row of the station head that has to be learned for every station.
+
 Either stream may be absent: ``n_stations=None`` is traffic only (the paper's no-trajectory ablation),
 ``traffic=False`` is trajectory only (data without traffic, e.g. GeoLife).
 """
@@ -199,6 +208,9 @@ class MSTDiffNet(nn.Module):
         ``vq_scales`` coarsest scales; frozen unless ``freeze_vqvae=False``.
     self_condition:
         Accept the previous prediction of ``l_0`` (``forward(..., l0_probs=p)``; module docstring).
+    n_anchors:
+        ``k``: condition the trajectory on each user's ``k`` anchors (``forward(..., anchors=a)``; module
+        docstring). 0: none.
     """
 
     def __init__(
@@ -220,6 +232,7 @@ class MSTDiffNet(nn.Module):
         vq_scales: int = 1,
         freeze_vqvae: bool = True,
         self_condition: bool = False,
+        n_anchors: int = 0,
     ) -> None:
         super().__init__()
         if not traffic and n_stations is None:
@@ -231,6 +244,7 @@ class MSTDiffNet(nn.Module):
         self.traffic, self.trajectory = bool(traffic), n_stations is not None
         self.n_stations = n_stations
         self.self_condition = bool(self_condition) and self.trajectory
+        self.n_anchors = int(n_anchors) if self.trajectory else 0
         self.resolutions = [n_steps >> (level - k) for k in range(level)]
         # Bands of each scale: (cA_J, cD_J) at scale 0, then cD_{J-k} at scale k.
         self.scale_bands = [[0, 1]] + [[k + 1] for k in range(1, level)]
@@ -268,6 +282,14 @@ class MSTDiffNet(nn.Module):
             self.station_proj = nn.Linear(station_dim, d)
             if self.self_condition:
                 self.self_cond_proj = nn.Linear(station_dim, d)
+            if self.n_anchors:
+                self.anchor_in = nn.Sequential(
+                    nn.Linear(self.n_anchors * station_dim, d), nn.GELU(), nn.Linear(d, d)
+                )
+                self.anchor_out = nn.Linear(d, self.n_anchors)
+                # Start neutral: the pointer adds nothing until training finds it useful.
+                nn.init.zeros_(self.anchor_out.weight)
+                nn.init.zeros_(self.anchor_out.bias)
             self.merge_traj = nn.ModuleList(
                 nn.Linear(d, d) for _ in range(level)
             )  # last: into full resolution
@@ -328,9 +350,11 @@ class MSTDiffNet(nn.Module):
         t: torch.Tensor | None,
         s: torch.Tensor | None,
         l0_probs: torch.Tensor | None = None,
+        anchors: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """``(eps [B, T] or None, logits [B, T, N] or None)``; see the module docstring. ``l0_probs``
-        ``[B, T, N]``: the previous prediction of ``l_0`` (self-conditioning only; None: no previous one)."""
+        ``[B, T, N]``: the previous prediction of ``l_0`` (self-conditioning only; None: no previous one).
+        ``anchors`` ``long [B, k]``: the users' anchors (required with ``n_anchors = k``, else refused)."""
         if self.traffic and (x_t is None or t is None):
             raise ValueError("this network models traffic: give x_t and t")
         if self.trajectory and (l_s is None or s is None):
@@ -344,6 +368,19 @@ class MSTDiffNet(nn.Module):
         se = self.s_emb(s).unsqueeze(1) if self.trajectory else 0.0
         if l0_probs is not None and not self.self_condition:
             raise ValueError("l0_probs given to a network built without self_condition")
+        if (anchors is not None) != bool(self.n_anchors):
+            raise ValueError(
+                f"this network takes {self.n_anchors} anchors per user: "
+                + ("give anchors" if self.n_anchors else "do not give anchors")
+            )
+        if self.n_anchors:
+            if anchors.shape != (batch, self.n_anchors):
+                raise ValueError(
+                    f"anchors has shape {tuple(anchors.shape)}, expected {(batch, self.n_anchors)}"
+                )
+            # The anchors' context rides on the trajectory's step embedding: every token and CLS that
+            # carries se carries it too.
+            se = se + self.anchor_in(self.stations(anchors).flatten(1)).unsqueeze(1)
         if self.trajectory:
             traj_full = self.station_proj(self.stations(l_s))  # [B, T, d]
             if self.self_condition:
@@ -400,7 +437,11 @@ class MSTDiffNet(nn.Module):
             h = traj_full + self._type(self.TRAJ) + self.pos.unsqueeze(0) + se + carry_b
             for block in self.full_blocks:
                 _, h = block(None, h)
-            logits = self.logits_out(h)
+            h = self.logits_out[0](h)
+            logits = self.logits_out[1](h)
+            if self.n_anchors:
+                index = anchors.unsqueeze(1).expand(-1, h.shape[1], -1)
+                logits = logits.scatter_add(-1, index, self.anchor_out(h))
         return eps, logits
 
 
