@@ -184,3 +184,31 @@ def test_bench_runs_and_resumes(city, tmp_path):
     second = invoke(*args, "--seeds", 1, "--samples", 2, "--no-progress")
     assert (tmp_path / "b" / "table.md").read_text() == table
     assert "reus" in second.lower()
+
+
+def test_generate_users_at_given_anchors(city, tmp_path):
+    """`generate --anchors CSV`: station ids per user for a model fitted with anchors; --users defaults to the
+    rows; bad tables end in one line naming what is wrong."""
+    import yaml
+
+    from cellsynth.generators.mstdiff import MSTDiffGenerator
+
+    config = tmp_path / "mstdiff.yaml"
+    config.write_text(
+        yaml.safe_dump(MSTDiffGenerator.smoke_config() | {"calibration_users": 8, "anchors": 2})
+    )
+    run = tmp_path / "run"
+    invoke("fit", "mstdiff", "--data", city, "--out", run, "--config", config, "--no-progress")
+    ids = list(read(city / "users").stations.ids)
+    table = tmp_path / "anchors.csv"
+    pd.DataFrame({"anchor_1": ids[:3], "anchor_2": ids[3:6]}).to_csv(table, index=False)
+    invoke("generate", "--model", run, "--anchors", table, "--seed", 1, "--out", tmp_path / "a")
+    invoke("generate", "--model", run, "--users", 3, "--seed", 1, "--out", tmp_path / "drawn")
+    given, drawn = read(tmp_path / "a"), read(tmp_path / "drawn")
+    assert given.n_users == 3 and not given.equals(drawn)
+    pd.DataFrame({"anchor_1": ["nowhere"], "anchor_2": ids[:1]}).to_csv(table, index=False)
+    result = run_cli("generate", "--model", run, "--anchors", table, "--out", tmp_path / "b")
+    assert result.returncode == 2 and "unknown station id(s): nowhere" in result.stderr
+    pd.DataFrame({"anchor_1": ids[:1]}).to_csv(table, index=False)
+    result = run_cli("generate", "--model", run, "--anchors", table, "--out", tmp_path / "b")
+    assert result.returncode == 2 and "missing anchor_2" in result.stderr

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cellsynth.data.loaders._common import PLACEHOLDER_MONDAY
-from cellsynth.errors import CellsynthError, ConfigError
+from cellsynth.errors import CellsynthError, ConfigError, DataError
 
 app = typer.Typer(
     name="cellsynth",
@@ -389,6 +389,14 @@ def generate(
             "whose users then move too little; see BENCHMARKS.md)."
         ),
     ] = None,
+    anchors: Annotated[
+        Path | None,
+        typer.Option(
+            help="mstdiff fitted with anchors: CSV with one row per user and columns anchor_1..anchor_k, "
+            "the station_id of each user's most-visited stations (most first); generates users who live "
+            "and work there. --users defaults to its number of rows. Without it they are drawn."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed: same seed, same output.")] = 0,
 ) -> None:
     """Generate synthetic data from a trained model: traffic for given (or planned) stations, or users."""
@@ -408,10 +416,15 @@ def generate(
         if v is not None
     }
     if gen.kind == "users":
+        if anchors is not None:
+            options["anchors"] = _read_anchors(anchors, gen)
+            users = len(options["anchors"]) if users is None else users
         if users is None or any(x is not None for x in (stations, data, n)):
             raise ConfigError(f"{gen.name} generates users: give --users N (and no --stations/--data/--n)")
         result = gen.generate(users, seed=seed, **options)
     else:
+        if anchors is not None:
+            raise ConfigError("--anchors is for user-level generators (mstdiff fitted with anchors)")
         chosen = [x for x in (stations, data, n) if x is not None]
         if len(chosen) != 1 or users is not None:
             raise ConfigError(
@@ -426,6 +439,31 @@ def generate(
             target = n
         result = gen.generate(target, samples=samples, seed=seed, **options)
     _write_dataset(result, out)
+
+
+def _read_anchors(path: Path, gen):
+    """``int64 [users, k]`` station indices of the model from an anchors CSV (``generate --anchors``)."""
+    import pandas as pd
+
+    k = getattr(getattr(gen, "anchor_model_", None), "k", 0)
+    if not k:
+        raise ConfigError(f"--anchors: this {gen.name} model was fitted without anchors (config anchors: 0)")
+    try:
+        table = pd.read_csv(path, dtype=str)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DataError(f"cannot read the anchors CSV: {exc}", source=str(path)) from exc
+    columns = [f"anchor_{r}" for r in range(1, k + 1)]
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise DataError(
+            f"the anchors CSV needs the columns {', '.join(columns)} (this model has {k} anchors); "
+            f"missing {', '.join(missing)}",
+            source=str(path),
+        )
+    if table[columns].isna().any().any():
+        raise DataError("the anchors CSV has empty cells: every user needs all its anchors", source=str(path))
+    ids = table[columns].to_numpy().ravel()
+    return gen.stations_.index_of(ids, source=str(path)).reshape(len(table), k)
 
 
 @app.command("evaluate")
