@@ -59,6 +59,12 @@ traffic only; the locations of generated users then come from the :mod:`~cellsyn
 floor fitted on the same data, independent of the traffic (the output needs locations; their metrics
 measure that chain, not MSTDiff).
 
+**Anchors** (``anchors = k``; not in the paper; :mod:`cellsynth.generators.anchors`, docs/discrete-diffusion.md
+§9): the denoiser also gets each user's ``k`` most-visited stations (:class:`~cellsynth.nn.mstdiff.MSTDiffNet`'s
+``anchors``). In training they are the user's own; in generation they are drawn first, per user, by an
+:class:`~cellsynth.generators.anchors.AnchorModel` fitted on the training users, or given
+(``generate(anchors=...)``). Where a user spends the day is then decided before the chain starts.
+
 **Where the authors' public code departs from the paper, and what this module does** (each tested):
 CE term dropped -> kept (``lambda_ce``); "posterior" ignoring ``l_s`` -> the true posterior and exact
 marginalisation (``GraphDiffusion``); unlearned random CLS tokens -> ``nn.Parameter`` s; logits in
