@@ -33,6 +33,7 @@ other location to the nearest kept one (great-circle), and subsamples ``--geolif
     python benchmarks/mstdiff.py --only mstdiff --save bench/runs   # keep the fitted models (rerun: resume) ...
     python benchmarks/mstdiff.py --only mstdiff --load bench/runs   # ... and score them again
     python benchmarks/mstdiff.py --only mstdiff markov --load bench/runs --seeds 5   # mean ± sd of 5 draws
+    python benchmarks/mstdiff.py --only mstdiff --load bench/runs --held-out-anchors  # a model with anchors
 
 ``--samplers`` scores each fitted MSTDiff with every listed sampler (``ddpm``: the full chain; ``ddim-K``:
 K steps), one row each: the DDIM-vs-full-chain comparison of the same model. Each MSTDiff draw with traffic
@@ -58,6 +59,7 @@ from cellsynth.data.model import Stations, UserMobility
 from cellsynth.data.split import split_users
 from cellsynth.data.synthetic import synthesize_city
 from cellsynth.generators import get, load
+from cellsynth.generators.anchors import top_locations
 from cellsynth.generators.calibration import CALIBRATION_MODES
 from cellsynth.generators.markov import hour_keys
 from cellsynth.metrics import daily_periodic_rmse, diff_jsd, log_value_jsd, trajectory_jsds, value_jsd
@@ -121,10 +123,11 @@ def _sampler(spec: str) -> dict:
     return {"sampler": name, "steps": int(steps) if steps else None}
 
 
-def _runs(args, label: str, gen, n: int, seed: int):
+def _runs(args, label: str, gen, n: int, seed: int, anchors=None):
     """``(row label, generated, sampling seconds)`` per sampler in ``--samplers`` (one run for non-MSTDiff),
     drawn with ``seed``. An MSTDiff with traffic draws once per sampler and gets one row per calibration of
-    that draw (``quantiles``, ``zeros``, ``none`` = the raw model): what the post-processing changes."""
+    that draw (``quantiles``, ``zeros``, ``none`` = the raw model): what the post-processing changes.
+    ``anchors``: given to an MSTDiff fitted with anchors instead of drawing them."""
     specs = args.samplers if gen.name == "mstdiff" else [None]
     for spec in specs:
         calibrated = gen.name == "mstdiff" and gen.calibration_ is not None
@@ -142,7 +145,7 @@ def _runs(args, label: str, gen, n: int, seed: int):
             }
             if spec
             else {}
-        )
+        ) | ({"anchors": anchors} if anchors is not None else {})
         out = raw.generate(n, seed=seed, **options)
         elapsed = time.perf_counter() - t0
         row = f"{label} ({spec})" if spec and len(specs) > 1 else label
@@ -195,12 +198,12 @@ def _row(label: str, runs: list[dict], keys: list[str]) -> str:
     return f"| {label} | " + " | ".join(cell(k) for k in keys) + " |"
 
 
-def _score_rows(args, label: str, gen, n: int, fit_s: float, score, keys: list[str]) -> None:
+def _score_rows(args, label: str, gen, n: int, fit_s: float, score, keys: list[str], anchors=None) -> None:
     """Draw ``n`` users from ``gen`` with every seed of ``--seeds``, score each draw with ``score(out)``
     (a dict) and print one row per sampler/calibration: the mean (± sd) over seeds."""
     rows: dict[str, list[dict]] = {}
     for seed in _seeds(args):
-        for row, out, sample_s in _runs(args, label, gen, n, seed):
+        for row, out, sample_s in _runs(args, label, gen, n, seed, anchors):
             run = score(out) | {"fit_s": f"{fit_s:.0f}", "sample_s": sample_s}
             rows.setdefault(row, []).append(run)
             if args.seeds > 1:  # each draw on stderr, so the mean's table stays clean
@@ -250,6 +253,9 @@ def synthetic(args, base: dict) -> None:
             continue
         gen, fit_s = _fit(args, label, name, config, train, **fit_kw)
         _score_rows(args, label, gen, test.n_users, fit_s, score, keys)
+        if args.held_out_anchors and getattr(gen, "anchor_model_", None) is not None:
+            own = top_locations(test.locations, gen.anchor_model_.k)
+            _score_rows(args, f"{label}, held-out users' anchors", gen, test.n_users, fit_s, score, keys, own)
 
 
 def _score_synthetic(test: UserMobility, out: UserMobility) -> dict[str, float]:
@@ -393,6 +399,12 @@ def main(argv=None) -> None:
     p.add_argument("--geolife-users", type=int, default=2000)
     p.add_argument("--geolife-test-users", type=int, default=500)
     p.add_argument("--geolife-locations", type=int, default=400)
+    p.add_argument(
+        "--held-out-anchors",
+        action="store_true",
+        help="MSTDiff fitted with anchors: also generate the held-out users from their own anchors (a "
+        "diagnostic: the chain without the anchor model's error; not a fair comparison).",
+    )
     p.add_argument("--quick", action="store_true", help="Smoke run: tiny sizes and epochs (not for quality).")
     args = p.parse_args(argv)
     if args.quick:
