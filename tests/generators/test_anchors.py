@@ -129,3 +129,15 @@ def test_anchor_model_state_round_trip_draws_the_same():
     )
     with pytest.raises(DataError, match="at least one user"):
         AnchorModel.fit(np.zeros((0, 2), dtype=int), 4)
+
+
+def test_anchor_model_keeps_the_padded_share_of_every_rank():
+    """Padding is monotone, so the rank-3 share must come out as in training, not compounded with rank 2's."""
+    rng = np.random.default_rng(0)
+    distinct = rng.choice([1, 2, 3], size=3000, p=[0.15, 0.25, 0.6])  # stations each user visits
+    loc = np.stack([np.resize(rng.choice(20, d, replace=False), 12) for d in distinct])
+    train = top_locations(loc, 3)
+    model = AnchorModel.fit(train, 20)
+    drawn = model.sample(20000, np.random.default_rng(1))
+    for r in (1, 2):
+        assert abs((drawn[:, r] == drawn[:, 0]).mean() - (train[:, r] == train[:, 0]).mean()) < 0.02

@@ -15,14 +15,16 @@ at each anchor and where they go in between.
 great-circle distance::
 
     P(a_1 = i)                          = m_1(i)                     (share of training users)
-    P(a_r = a_1 | a_1)                  = pi_r                       (share padded at rank r, r >= 2)
+    P(a_r = a_1 | a_{r-1} not padded)   = pi_r                       (r >= 2; padded stays padded)
     P(a_r = j | a_1 = h, not padded)    ~ m_r(j) w_r(b(d(h, j)))     for j not among a_1..a_{r-1}
 
-``m_r`` is the distribution of the rank-``r`` anchors of the training users that have one, ``b`` bins
-distances at the quantiles of the training pairs' ``d(a_1, a_r)`` (two more bins below their minimum and
-above their maximum, where ``w = 0``: no anchor farther from home than any seen), and ``w_r(b) = P_train(b) / P_indep(b)``
-re-weights independent draws ``m_1 x m_r`` so that distances to home follow the training ones (a
-gravity model's deterrence function, estimated by its histogram). Without coordinates ``w = 1``.
+``pi_r`` is the share, among the training users with at least ``r - 1`` distinct stations, of those with
+no ``r``-th (padding is monotone: a user padded at rank ``r`` is padded at every later one). ``m_r`` is
+the distribution of the rank-``r`` anchors of the training users that have one. ``b`` bins distances at
+the quantiles of the training pairs' ``d(a_1, a_r)``, with two more bins below their minimum and above
+their maximum where ``w = 0`` (no anchor farther from home than any seen). ``w_r(b) = P_train(b) /
+P_indep(b)`` re-weights independent draws ``m_1 x m_r`` so that distances to home follow the training
+ones (a gravity model's deterrence function, estimated by its histogram). Without coordinates ``w = 1``.
 
 Only these marginals and distance profiles are kept, never a training user's anchor tuple: the pair
 of a person's two most-visited places identifies most people (Golle and Partridge, 2009), so copying
@@ -69,7 +71,8 @@ def _padded(anchors: np.ndarray, r: int) -> np.ndarray:
 class AnchorModel:
     """Draws anchor tuples for new users (module docstring). Arrays only, so it is saved as tensors.
 
-    ``marginals [k, N]``: ``m_r``; ``padded [k]``: ``pi_r`` (0 at rank 1); ``edges [k, B + 1]``: the distance
+    ``marginals [k, N]``: ``m_r``; ``padded [k]``: ``pi_r``, conditional on the rank before not padded (0 at
+    rank 1); ``edges [k, B + 1]``: the distance
     bin edges in km, so ``B + 2`` bins with the two outside them (rank 1: unused); ``weights [k, B + 2]``:
     ``w_r`` (without coordinates: ``edges [k, 0]`` and ``weights`` 1, one bin).
     """
@@ -101,9 +104,11 @@ class AnchorModel:
         weights = np.ones((k, b))
         marginals[0] = np.bincount(anchors[:, 0], minlength=n_stations) / users
         homes = np.flatnonzero(marginals[0])
+        before = np.zeros(users, dtype=bool)  # padded at an earlier rank
         for r in range(1, k):
             pad = _padded(anchors, r)
-            padded[r] = pad.mean()
+            padded[r] = pad[~before].mean() if (~before).any() else 1.0
+            before = pad
             own = anchors[~pad]
             if not len(own):
                 continue
