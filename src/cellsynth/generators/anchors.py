@@ -119,13 +119,16 @@ class AnchorModel:
             edges[r] = np.quantile(d, np.linspace(0, 1, bins + 1))
             edges[r, -1] = np.nextafter(edges[r, -1], np.inf)  # the farthest pair is inside
             observed = np.bincount(np.searchsorted(edges[r], d, side="right"), minlength=b) / len(d)
-            # P_indep(b) = sum_h m_1(h) sum_{j != h} m_r(j) [b(d(h, j)) = b], normalised.
-            dist = haversine_km(lat[homes, None], lon[homes, None], lat[None, :], lon[None, :])
-            mass = marginals[0][homes, None] * marginals[r][None, :]
-            mass[np.arange(len(homes)), homes] = 0.0
-            indep = np.bincount(
-                np.searchsorted(edges[r], dist, side="right").ravel(), weights=mass.ravel(), minlength=b
-            )
+            # P_indep(b) = sum_h m_1(h) sum_{j != h} m_r(j) [b(d(h, j)) = b], normalised; by blocks of
+            # homes, so that thousands of stations never make an N x N matrix.
+            indep = np.zeros(b)
+            for block in np.array_split(homes, max(1, len(homes) // 256)):
+                dist = haversine_km(lat[block, None], lon[block, None], lat[None, :], lon[None, :])
+                mass = marginals[0][block, None] * marginals[r][None, :]
+                mass[np.arange(len(block)), block] = 0.0
+                indep += np.bincount(
+                    np.searchsorted(edges[r], dist, side="right").ravel(), weights=mass.ravel(), minlength=b
+                )
             indep = indep / max(indep.sum(), 1e-300)
             weights[r] = np.where(indep > 0, observed / np.where(indep > 0, indep, 1.0), 0.0)
         arrays = {"marginals": marginals, "padded": padded, "edges": edges, "weights": weights}
