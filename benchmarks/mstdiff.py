@@ -253,8 +253,8 @@ def synthetic(args, base: dict) -> None:
             continue
         gen, fit_s = _fit(args, label, name, config, train, **fit_kw)
         _score_rows(args, label, gen, test.n_users, fit_s, score, keys)
-        if args.held_out_anchors and getattr(gen, "anchor_model_", None) is not None:
-            own = top_locations(test.locations, gen.anchor_model_.k)
+        if args.held_out_anchors and getattr(gen, "n_anchors", 0):
+            own = top_locations(test.locations, gen.n_anchors)
             _score_rows(args, f"{label}, held-out users' anchors", gen, test.n_users, fit_s, score, keys, own)
 
 

@@ -87,8 +87,8 @@ def denoiser_table(
     x0 = torch.as_tensor(gen.wavelets_.transform(traffic)).float() if gen.traffic_ else None
     # A model with anchors denoises the held-out users given their own (what the chain draws for new users).
     anchors = None
-    if gen.anchor_model_ is not None:
-        anchors = torch.from_numpy(top_locations(np.asarray(locations), gen.anchor_model_.k))
+    if gen.n_anchors:
+        anchors = torch.from_numpy(top_locations(np.asarray(locations), gen.n_anchors))
     for s in steps:
         s_b = torch.full((len(l0),), s)
         t_b = torch.full((len(l0),), gaussian_step_for(s, gen))

@@ -445,7 +445,7 @@ def _read_anchors(path: Path, gen):
     """``int64 [users, k]`` station indices of the model from an anchors CSV (``generate --anchors``)."""
     import pandas as pd
 
-    k = getattr(getattr(gen, "anchor_model_", None), "k", 0)
+    k = getattr(gen, "n_anchors", 0)  # only MSTDiff takes anchors
     if not k:
         raise ConfigError(f"--anchors: this {gen.name} model was fitted without anchors (config anchors: 0)")
     try:

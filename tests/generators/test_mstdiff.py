@@ -480,7 +480,7 @@ def test_anchors_are_drawn_for_new_users_saved_with_the_model_and_checked(tmp_pa
     gen = get("mstdiff", SMOKE | {"anchors": 2, "self_condition": True}).fit(
         data, progress=False, knowledge_graph=knowledge_graph()
     )
-    assert gen.anchor_model_.k == 2
+    assert gen.n_anchors == 2
     first = gen.generate(5, seed=3)
     gen.save(tmp_path / "m")
     again = cellsynth.generators.load(tmp_path / "m").generate(5, seed=3)
@@ -497,5 +497,6 @@ def test_anchors_are_drawn_for_new_users_saved_with_the_model_and_checked(tmp_pa
         with pytest.raises(DataError, match=match):
             gen.generate(5, seed=3, anchors=bad)
     plain = get("mstdiff", SMOKE).fit(data, progress=False)
+    assert plain.n_anchors == 0
     with pytest.raises(ConfigError, match="fitted without them"):
         plain.generate(5, anchors=given)

@@ -467,9 +467,8 @@ class MSTDiffGenerator(UserGenerator):
                 data, knowledge_graph, progress, checkpoint_dir
             )
             if cfg.anchors:
-                self.anchor_model_ = AnchorModel.fit(
-                    top_locations(data.locations, cfg.anchors), n, data.stations.lat, data.stations.lon
-                )
+                anchors = top_locations(data.locations, cfg.anchors)
+                self.anchor_model_ = AnchorModel.fit(anchors, n, data.stations.lat, data.stations.lon)
             self.graph_ = GraphDiffusion(
                 rate, steps=cfg.discrete_steps, tol=cfg.discrete_tol, first_jump=cfg.first_jump
             )
@@ -482,7 +481,7 @@ class MSTDiffGenerator(UserGenerator):
         module = _DenoiserModule(net, self.gauss_, self.graph_, cfg)
         columns = [coeffs, torch.from_numpy(np.array(data.locations, dtype=np.int64))]
         if self.anchor_model_ is not None:
-            columns.append(torch.from_numpy(top_locations(data.locations, cfg.anchors)))
+            columns.append(torch.from_numpy(anchors))
         dataset = torch.utils.data.TensorDataset(*columns)
         module = train(
             module,
@@ -646,7 +645,7 @@ class MSTDiffGenerator(UserGenerator):
             vqvaes=vqvaes,
             vq_scales=cfg.vq_scales,
             self_condition=cfg.self_condition,
-            n_anchors=cfg.anchors if n_stations is not None else 0,
+            n_anchors=cfg.anchors,  # the network ignores it without a trajectory
         )
 
     # -- generate ---------------------------------------------------------------------------------------
@@ -740,15 +739,22 @@ class MSTDiffGenerator(UserGenerator):
             locations = self.markov_.sample(n_users, hours, np.random.default_rng(seed))
         return UserMobility(locations, start, step, self.stations_, traffic=traffic)
 
+    @property
+    def n_anchors(self) -> int:
+        """``k``: the anchors per user that :meth:`generate` takes (0: a model fitted without them)."""
+        self.check_fitted()
+        return 0 if self.anchor_model_ is None else self.anchor_model_.k
+
     def _check_anchors(self, anchors, n_users: int) -> np.ndarray | None:
         """Given anchors as ``int64 [n_users, k]``, or ConfigError/DataError saying what is wrong."""
         if anchors is None:
             return None
-        if self.anchor_model_ is None:
+        k = self.n_anchors
+        if not k:
             raise ConfigError(
                 f"{self.name}: anchors given, but this model was fitted without them (config anchors: 0)"
             )
-        a, k = np.asarray(anchors), self.anchor_model_.k
+        a = np.asarray(anchors)
         n = len(self.stations_)
         if a.shape != (n_users, k) or not np.issubdtype(a.dtype, np.integer):
             raise DataError(
