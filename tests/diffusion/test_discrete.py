@@ -174,6 +174,56 @@ def test_reverse_step_is_the_exact_mixture(n, seed, abar):
         np.testing.assert_allclose(ours, mixture, atol=1e-11)
 
 
+@settings(max_examples=20)
+@given(n=st.integers(2, 7), seed=st.integers(0, 10_000), abar=schedules.filter(lambda a: len(a) >= 2))
+def test_jump_over_several_steps_is_the_exact_mixture(n, seed, abar):
+    """s_to: p(l_{s'} | l_s) = sum_{l0} p(l0 | l_s) q(l_{s'} | l_s, l0), the posterior by Bayes' rule on the
+    joint q(l0) q(l_{s'} | l0) q(l_s | l_{s'}) with q(l_s | l_{s'}) = expm((abar_s - abar_{s'}) R)."""
+    diff = GraphDiffusion(complete_graph(n, seed), abar=abar)
+    _, qbar = explicit(diff)
+    g = torch.Generator().manual_seed(seed)
+    logits = 3 * torch.randn(2, n, n, generator=g, dtype=torch.float64)
+    ls = torch.arange(n).expand(2, n)
+    p0 = torch.softmax(logits, -1).numpy()  # [b, l_s, l0]
+    for s in range(2, diff.steps + 1):
+        for s_to in range(s):
+            step = scipy.linalg.expm((diff.abar[s] - diff.abar[s_to]) * diff.rate)
+            joint = qbar[s_to][:, :, None] * step[None, :, :]  # [l0, l_{s'}, l_s]
+            post = np.transpose(joint / joint.sum(1, keepdims=True), (0, 2, 1))  # [l0, l_s, l_{s'}]
+            ours = diff.reverse_probs(ls, logits, s, s_to=s_to).numpy()
+            np.testing.assert_allclose(ours, np.einsum("bki,ikj->bkj", p0, post), atol=1e-11)
+    one_step = diff.reverse_probs(ls, logits, diff.steps)
+    torch.testing.assert_close(diff.reverse_probs(ls, logits, diff.steps, s_to=diff.steps - 1), one_step)
+
+
+def test_jump_equals_the_strided_chains_step_and_keeps_the_forward_marginal():
+    """Per token, (s, s_to) is the strided chain's step for that pair. With a perfect denoiser (p_theta = the
+    one-hot of l0), drawing l_s ~ q(l_s | l0) then jumping to s' gives l_{s'} ~ q(l_{s'} | l0) exactly."""
+    n = 7
+    diff = GraphDiffusion(sparse_graph(n, 5), steps=12)
+    g = torch.Generator().manual_seed(1)
+    ls = torch.randint(0, n, (3, 4), generator=g)
+    logits = torch.randn(3, 4, n, generator=g, dtype=torch.float64)
+    s = torch.tensor([12, 7, 3])
+    s_to = torch.tensor([4, 0, 2])
+    ours = diff.reverse_probs(ls, logits, s, s_to=s_to)
+    for b in range(3):
+        strided = diff.with_schedule(diff.abar[[int(s_to[b]), int(s[b])]][int(s_to[b]) == 0 :])
+        step = strided.steps
+        torch.testing.assert_close(ours[b], strided.reverse_probs(ls[b], logits[b], step), atol=1e-12, rtol=0)
+
+    perfect = torch.where(torch.eye(n, dtype=torch.bool), 0.0, -torch.inf).to(torch.float64)  # [l0, l0]
+    for s_from, target in [(12, 5), (6, 0), (3, 2)]:
+        for l0 in range(n):
+            forward = diff.q_probs(torch.tensor(l0), s_from)  # q(l_from | l0), [l_from]
+            jump = diff.reverse_probs(torch.arange(n), perfect[l0].expand(n, n), s_from, s_to=target)
+            np.testing.assert_allclose(
+                (forward[:, None] * jump).sum(0).numpy(),
+                diff.q_probs(torch.tensor(l0), target).numpy(),
+                atol=1e-10,
+            )
+
+
 def test_reverse_step_with_a_perfect_denoiser_is_the_true_reverse_process():
     """If p_theta(l_0 | l_s) is the true posterior of a data distribution pi, p(l_{s-1} | l_s) must be the true
     q(l_{s-1} | l_s) under pi: sum_{l0} pi(l0) Q-bar_{s-1}[l0, l_{s-1}] Q_s[l_{s-1}, l_s] / normaliser."""
@@ -534,3 +584,7 @@ def test_invalid_calls_are_rejected():
         diff.q_probs(z + 5, 1)
     with pytest.raises(ValueError, match="logits must have shape"):
         diff.reverse_probs(z, torch.zeros(2, 3, 4), 1)
+    with pytest.raises(ValueError, match="s_to must be below s"):
+        diff.reverse_probs(z, torch.zeros(2, 3, 5), 2, s_to=2)
+    with pytest.raises(ValueError, match="steps must be in 0..4"):
+        diff.reverse_probs(z, torch.zeros(2, 3, 5), 2, s_to=-1)

@@ -54,6 +54,7 @@ USER_GENERATORS = [n for n in available() if get_class(n).kind == "users"]
 USER_VARIANTS = [(n, {}) for n in USER_GENERATORS] + [
     ("mstdiff", {"self_condition": True}),
     ("mstdiff", {"anchors": 2}),
+    ("mstdiff", {"own_chain": 1.0, "own_chain_span": 2}),
 ]
 
 

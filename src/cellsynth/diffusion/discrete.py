@@ -455,7 +455,7 @@ class GraphDiffusion:
         post = torch.where(total > 0, num / total.clamp_min(_TINY), stay)
         return post.reshape(*l_s.shape, self.n)
 
-    def reverse_probs(self, l_s: torch.Tensor, logits: torch.Tensor, s) -> torch.Tensor:
+    def reverse_probs(self, l_s: torch.Tensor, logits: torch.Tensor, s, s_to=None) -> torch.Tensor:
         r"""The model's reverse step ``p(l_{s-1} | l_s) = sum_{l_0} p_theta(l_0 | l_s) q(l_{s-1} | l_s, l_0)``.
 
         ``p_theta = softmax(logits)`` over ``l_0``; the sum over ``l_0`` is exact (no sampling of candidates)::
@@ -464,7 +464,12 @@ class GraphDiffusion:
             w(l_0) = p_theta(l_0 | l_s) / Q-bar_s[l_0, l_s]
 
         computed per token as ``Q_s[l_s, :] ⊙ ((w @ V) e^{alpha-bar_{s-1} lambda}) V^T``. It sums to
-        ``sum_{l_0} p_theta(l_0)`` = 1 since each ``q(. | l_s, l_0)`` does. Candidates with
+        ``sum_{l_0} p_theta(l_0)`` = 1 since each ``q(. | l_s, l_0)`` does.
+
+        ``s_to`` (default ``s - 1``; per token like ``s``, in ``0..s-1``) makes it a jump over several steps,
+        ``p(l_{s'} | l_s)`` with ``s' = s_to``: ``Q_s`` becomes ``Q_{s' -> s} = exp((alpha-bar_s - alpha-bar_{s'}) R)``
+        and ``Q-bar_{s-1}`` becomes ``Q-bar_{s'}``, the exact posterior ``q(l_{s'} | l_s, l_0)`` marginalised the
+        same way (what :func:`cellsynth.generators.mstdiff.strided_chain` does for one fixed pair of steps). Candidates with
         ``Q-bar_s[l_0, l_s] <= floor`` are left out and the rest renormalised (see the class docstring); if
         ``p_theta`` puts no mass at all on the others, ``p_theta(l_0) ∝ Q-bar_s[l_0, l_s]`` (the posterior of a
         uniform ``l_0``) is used instead. Differentiable in ``logits``; ``float64 [..., N]``.
@@ -474,6 +479,9 @@ class GraphDiffusion:
             raise ValueError(f"logits must have shape {(*l_s.shape, self.n)}, got {tuple(logits.shape)}")
         basis = self._basis(l_s.device)
         s = self._steps(s, l_s.shape, l_s.device, low=1).reshape(-1)
+        s_to = s - 1 if s_to is None else self._steps(s_to, l_s.shape, l_s.device, low=0).reshape(-1)
+        if (s_to >= s).any():
+            raise ValueError("s_to must be below s: a reverse step goes from s to an earlier step")
         k = l_s.reshape(-1)
         p0 = torch.softmax(logits.reshape(-1, self.n).to(torch.float64), dim=-1)
 
@@ -482,8 +490,11 @@ class GraphDiffusion:
         w = torch.where(valid, p0 / torch.where(valid, den, 1.0), 0.0)
         empty = ((p0 * valid).sum(-1, keepdim=True) <= 0).expand_as(w)
         w = torch.where(empty, valid.to(torch.float64), w)
-        mix = self._times(w, basis.abar[s - 1], basis).clamp_min(0.0)  # w @ Q-bar_{s-1}
-        num = self._rows(k, basis.alpha[s], basis) * mix  # Q_s[l_s, :] ⊙ (w @ Q-bar_{s-1})
+        mix = self._times(w, basis.abar[s_to], basis).clamp_min(0.0)  # w @ Q-bar_{s'}
+        # abar_s - abar_{s-1} is alpha_s bit for bit (np.diff), so the one-step case is unchanged
+        num = (
+            self._rows(k, basis.abar[s] - basis.abar[s_to], basis) * mix
+        )  # Q_{s'->s}[l_s, :] ⊙ (w @ Q-bar_{s'})
         probs = num / num.sum(-1, keepdim=True).clamp_min(_TINY)
         return probs.reshape(*l_s.shape, self.n)
 
@@ -512,11 +523,18 @@ class GraphDiffusion:
 
     @torch.no_grad()
     def sample_step(
-        self, l_s: torch.Tensor, logits: torch.Tensor, s, generator: torch.Generator | None = None
+        self,
+        l_s: torch.Tensor,
+        logits: torch.Tensor,
+        s,
+        generator: torch.Generator | None = None,
+        *,
+        s_to=None,
     ) -> torch.Tensor:
-        """One step of the paper's Algorithm 2: draw ``l_{s-1} ~ p(l_{s-1} | l_s)`` (:meth:`reverse_probs`).
-        At ``s = 1`` this draws ``l_0`` from ``p_theta(l_0 | l_1)`` (restricted to reachable states)."""
-        return _categorical(self.reverse_probs(l_s, logits, s), generator)
+        """One step of the paper's Algorithm 2: draw ``l_{s-1} ~ p(l_{s-1} | l_s)`` (:meth:`reverse_probs`;
+        ``s_to``: jump to that earlier step instead). At ``s = 1`` this draws ``l_0`` from ``p_theta(l_0 | l_1)``
+        (restricted to reachable states)."""
+        return _categorical(self.reverse_probs(l_s, logits, s, s_to), generator)
 
 
 def _reduce(x: torch.Tensor, reduction: str) -> torch.Tensor:

@@ -268,6 +268,18 @@ class MSTDiffConfig(GeneratorConfig):
         "users by a small model fitted on the training users' (not in the paper; "
         "cellsynth.generators.anchors). 0: off.",
     )
+    own_chain: float = pydantic.Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Share of training batches whose noisy trajectory l_s comes from the network's own reverse "
+        "step instead of the forward process (not in the paper): l_{s+j} ~ q(. | l_0), then one jump of the "
+        "current network to s, j ~ U{1..own_chain_span}. It shows the denoiser states that carry its own draws "
+        "(docs/discrete-diffusion.md §10). 0: off.",
+    )
+    own_chain_span: int = pydantic.Field(
+        20, ge=1, description="Largest number of discrete steps j that an own_chain jump covers."
+    )
     # -- loss and training ------------------------------------------------------------------------------
     lambda_mse: float = pydantic.Field(1.0, ge=0, description="lambda_1: weight of MSE(eps).")
     lambda_kl: float = pydantic.Field(1.0, ge=0, description="lambda_2: weight of the KL term.")
@@ -315,6 +327,8 @@ class _DenoiserModule(TrainingModule):
             x_t = self.gauss.add_noise(coeffs, noise, t)
         if net.trajectory:
             l_s = self.graph.q_sample(loc, s)
+            if cfg.own_chain > 0 and torch.rand(()) < cfg.own_chain:
+                l_s = self.own_chain_state(coeffs, loc, s, l_s, anchors)
         t_in, s_in = (t if net.traffic else None), (s if net.trajectory else None)
         l0_probs = None
         if net.self_condition and torch.rand(()) < 0.5:  # half the batches: condition on a first pass
@@ -328,6 +342,39 @@ class _DenoiserModule(TrainingModule):
             out["kl"] = self.graph.kl(loc, l_s, logits, s)
             out["ce"] = self.graph.ce(loc, logits)
         return out
+
+    @torch.no_grad()
+    def own_chain_state(
+        self,
+        coeffs: torch.Tensor,
+        loc: torch.Tensor,
+        s: torch.Tensor,
+        l_s: torch.Tensor,
+        anchors: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        r"""``l_s`` as the network's own chain would bring it (``own_chain``): ``l_{s+j} ~ q(. | l_0)`` with
+        ``j ~ U{1..own_chain_span}`` (capped at ``S``), the network's prediction there (traffic at the matching
+        Gaussian step ``t = floor((s+j) T_g / S) - 1``, the last whose :func:`discrete_step` is ``s + j``), then
+        ``l_s ~ sum_{l_0} p_theta(l_0 | l_{s+j}) q(l_s | l_{s+j}, l_0)`` (:meth:`GraphDiffusion.sample_step` with
+        ``s_to``). Sequences already at ``S`` keep the forward draw ``l_s``.
+
+        The forward process never puts a plausible-but-wrong station where the denoiser was unsure; the
+        reverse chain does, and later steps take such a draw for a real visit (docs/discrete-diffusion.md
+        §10). The loss stays the paper's: ``q(l_{s-1} | l_s, l_0)`` is defined for every ``l_s``.
+        """
+        cfg, net, graph = self.cfg, self.net, self.graph
+        jump = torch.randint(1, cfg.own_chain_span + 1, s.shape, device=s.device)
+        s_from = torch.clamp(s + jump, max=graph.steps)
+        moved = s_from > s
+        x_from = t_from = None
+        if net.traffic:
+            t_from = (s_from * cfg.gaussian_steps) // cfg.discrete_steps - 1
+            x_from = self.gauss.add_noise(coeffs, torch.randn_like(coeffs), t_from)
+        l_from = graph.q_sample(loc, s_from)
+        logits = net(x_from, l_from, t_from, s_from, anchors=anchors)[1]
+        s_to = torch.where(moved, s, s_from - 1)  # rows not moved are discarded below
+        drawn = graph.sample_step(l_from, logits, s_from, s_to=s_to)
+        return torch.where(moved[:, None], drawn, l_s)
 
     def training_step(self, batch, batch_idx):
         parts = self.losses(*batch)
