@@ -65,6 +65,11 @@ measure that chain, not MSTDiff).
 :class:`~cellsynth.generators.anchors.AnchorModel` fitted on the training users, or given
 (``generate(anchors=...)``). Where a user spends the day is then decided before the chain starts.
 
+**Own-chain training** (``own_chain = p``; not in the paper; docs/discrete-diffusion.md §10): a share ``p`` of
+the training batches see ``l_s`` drawn by one jump of the current network from a noisier forward state
+``l_{s+j}`` (:meth:`_DenoiserModule.own_chain_state`), not by the forward process: the denoiser learns to
+undo the plausible-but-wrong stations that the reverse chain draws where it is unsure. The loss is the same.
+
 **Where the authors' public code departs from the paper, and what this module does** (each tested):
 CE term dropped -> kept (``lambda_ce``); "posterior" ignoring ``l_s`` -> the true posterior and exact
 marginalisation (``GraphDiffusion``); unlearned random CLS tokens -> ``nn.Parameter`` s; logits in
