@@ -466,10 +466,11 @@ class GraphDiffusion:
         computed per token as ``Q_s[l_s, :] ⊙ ((w @ V) e^{alpha-bar_{s-1} lambda}) V^T``. It sums to
         ``sum_{l_0} p_theta(l_0)`` = 1 since each ``q(. | l_s, l_0)`` does.
 
-        ``s_to`` (default ``s - 1``; per token like ``s``, in ``0..s-1``) makes it a jump over several steps,
-        ``p(l_{s'} | l_s)`` with ``s' = s_to``: ``Q_s`` becomes ``Q_{s' -> s} = exp((alpha-bar_s - alpha-bar_{s'}) R)``
-        and ``Q-bar_{s-1}`` becomes ``Q-bar_{s'}``, the exact posterior ``q(l_{s'} | l_s, l_0)`` marginalised the
-        same way (what :func:`cellsynth.generators.mstdiff.strided_chain` does for one fixed pair of steps). Candidates with
+        ``s_to`` (default ``s - 1``; per token like ``s``, in ``0..s-1``) makes it a jump over several
+        steps, ``p(l_{s'} | l_s)`` with ``s' = s_to``: ``Q_s`` becomes
+        ``Q_{s' -> s} = exp((alpha-bar_s - alpha-bar_{s'}) R)`` and ``Q-bar_{s-1}`` becomes ``Q-bar_{s'}``,
+        the exact posterior ``q(l_{s'} | l_s, l_0)`` marginalised the same way (what
+        :func:`cellsynth.generators.mstdiff.strided_chain` does for one fixed pair of steps). Candidates with
         ``Q-bar_s[l_0, l_s] <= floor`` are left out and the rest renormalised (see the class docstring); if
         ``p_theta`` puts no mass at all on the others, ``p_theta(l_0) ∝ Q-bar_s[l_0, l_s]`` (the posterior of a
         uniform ``l_0``) is used instead. Differentiable in ``logits``; ``float64 [..., N]``.
@@ -491,10 +492,9 @@ class GraphDiffusion:
         empty = ((p0 * valid).sum(-1, keepdim=True) <= 0).expand_as(w)
         w = torch.where(empty, valid.to(torch.float64), w)
         mix = self._times(w, basis.abar[s_to], basis).clamp_min(0.0)  # w @ Q-bar_{s'}
-        # abar_s - abar_{s-1} is alpha_s bit for bit (np.diff), so the one-step case is unchanged
-        num = (
-            self._rows(k, basis.abar[s] - basis.abar[s_to], basis) * mix
-        )  # Q_{s'->s}[l_s, :] ⊙ (w @ Q-bar_{s'})
+        # Q_{s'->s}[l_s, :] ⊙ (w @ Q-bar_{s'}); abar_s - abar_{s-1} is alpha_s bit for bit (np.diff), so the
+        # one-step case is unchanged
+        num = self._rows(k, basis.abar[s] - basis.abar[s_to], basis) * mix
         probs = num / num.sum(-1, keepdim=True).clamp_min(_TINY)
         return probs.reshape(*l_s.shape, self.n)
 
