@@ -94,7 +94,7 @@ d_model 32, 4,000 steps):
   step is home, and the chain keeps it. ``anchors = 3`` fixes that (0.40 of the working day at home, the
   real share; I-rank 0.011-0.013) and still wins 3 of 6: its users make 3-4x the real number of one-step
   detours, with drawn anchors or the held-out users' own. ``own_chain = 0.5`` (span 20) does not change
-  that: the detours arrive later in the chain, but arrive (span 100 is worse on every JSD).
+  that: the detours arrive later in the chain, but arrive (span 100 is worse on all JSDs but G-rank).
 - At that budget, knowledge-graph transitions were worse than uniform ones on all six trajectory JSDs.
 
 Save/load keeps the network weights (EMA), the normalisation constants, ``R`` (its non-zeros) and the
