@@ -41,7 +41,7 @@ from cellsynth.data.synthetic import synthesize_city
 from cellsynth.generators import load
 from cellsynth.generators.anchors import top_locations
 from cellsynth.generators.markov import hour_keys
-from cellsynth.generators.mstdiff import MSTDiffGenerator, discrete_step
+from cellsynth.generators.mstdiff import MSTDiffGenerator, gaussian_steps_of
 from cellsynth.metrics.mobility import one_step_stays, stay_durations
 from mstdiff import daytime_at_top  # this directory: benchmarks/mstdiff.py
 
@@ -64,9 +64,7 @@ def forward_sample(gen: MSTDiffGenerator, l0: torch.Tensor, s: float, rng: torch
 
 def gaussian_step_for(s: int, gen: MSTDiffGenerator) -> int:
     """The first Gaussian step ``t`` with ``discrete_step(t) == s``: the noise level the two chains share."""
-    cfg = gen.config
-    t = torch.arange(cfg.gaussian_steps)
-    return int(t[discrete_step(t, cfg.discrete_steps, cfg.gaussian_steps) == s][0])
+    return int(gaussian_steps_of(s, gen.config.discrete_steps, gen.config.gaussian_steps)[0])
 
 
 @torch.no_grad()

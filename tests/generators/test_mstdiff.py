@@ -13,6 +13,8 @@ import pytest
 import scipy.linalg
 import torch
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import cellsynth
 from cellsynth.data import Stations, UserMobility
@@ -26,6 +28,7 @@ from cellsynth.generators.mstdiff import (
     _DenoiserModule,
     clip_predicted_x0,
     discrete_step,
+    gaussian_steps_of,
     strided_chain,
     trajectory_substeps_grid,
 )
@@ -77,6 +80,18 @@ def test_discrete_step_is_the_same_fraction_of_the_chain():
     assert int(s.min()) == 1 and int(s.max()) == 100 and (torch.diff(s) >= 0).all()
     assert torch.equal(torch.bincount(s)[1:], torch.full((100,), 2))  # uniform on 1..S when S divides T_g
     assert discrete_step(torch.tensor([0, 6]), 3, 7).tolist() == [1, 3]
+
+
+@settings(max_examples=40)
+@given(gaussian=st.integers(1, 300), ratio=st.floats(0.01, 1.0))
+def test_gaussian_steps_of_is_the_exact_range_of_each_discrete_step(gaussian, ratio):
+    discrete = max(1, int(gaussian * ratio))
+    t = torch.arange(gaussian)
+    s_of_t = discrete_step(t, discrete, gaussian)
+    first, last = gaussian_steps_of(torch.arange(1, discrete + 1), discrete, gaussian)
+    for s in range(1, discrete + 1):
+        mapped = t[s_of_t == s]
+        assert int(mapped.min()) == int(first[s - 1]) and int(mapped.max()) == int(last[s - 1])
 
 
 def test_clipping_the_predicted_x0():

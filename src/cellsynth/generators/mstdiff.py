@@ -146,6 +146,7 @@ __all__ = [
     "TrajectoryStepCallback",
     "clip_predicted_x0",
     "discrete_step",
+    "gaussian_steps_of",
     "strided_chain",
     "trajectory_substeps_grid",
 ]
@@ -160,6 +161,13 @@ def discrete_step(t: torch.Tensor, discrete_steps: int, gaussian_steps: int) -> 
     ``t in 0..T_g-1`` (see the module docstring). ``long``, in ``1..S``."""
     t = torch.as_tensor(t).long()
     return ((t + 1) * discrete_steps + gaussian_steps - 1) // gaussian_steps
+
+
+def gaussian_steps_of(s, discrete_steps: int, gaussian_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inverse of :func:`discrete_step`: the first and last Gaussian steps ``t`` with ``s(t) = s``,
+    ``floor((s - 1) T_g / S)`` and ``floor(s T_g / S) - 1`` (``long``; never empty, since ``S <= T_g``)."""
+    s = torch.as_tensor(s).long()
+    return ((s - 1) * gaussian_steps) // discrete_steps, (s * gaussian_steps) // discrete_steps - 1
 
 
 def strided_chain(graph: GraphDiffusion, s_values: list[float]) -> GraphDiffusion:
@@ -360,7 +368,7 @@ class _DenoiserModule(TrainingModule):
     ) -> torch.Tensor:
         r"""``l_s`` as the network's own chain would bring it (``own_chain``): ``l_{s+j} ~ q(. | l_0)`` with
         ``j ~ U{1..own_chain_span}`` (capped at ``S``), the network's prediction there (traffic at the matching
-        Gaussian step ``t = floor((s+j) T_g / S) - 1``, the last whose :func:`discrete_step` is ``s + j``), then
+        Gaussian step, the last whose :func:`discrete_step` is ``s + j``: :func:`gaussian_steps_of`), then
         ``l_s ~ sum_{l_0} p_theta(l_0 | l_{s+j}) q(l_s | l_{s+j}, l_0)`` (:meth:`GraphDiffusion.sample_step` with
         ``s_to``). Sequences already at ``S`` keep the forward draw ``l_s``.
 
@@ -374,7 +382,7 @@ class _DenoiserModule(TrainingModule):
         moved = s_from > s
         x_from = t_from = None
         if net.traffic:
-            t_from = (s_from * cfg.gaussian_steps) // cfg.discrete_steps - 1
+            t_from = gaussian_steps_of(s_from, cfg.discrete_steps, cfg.gaussian_steps)[1]
             x_from = self.gauss.add_noise(coeffs, torch.randn_like(coeffs), t_from)
         l_from = graph.q_sample(loc, s_from)
         logits = net(x_from, l_from, t_from, s_from, anchors=anchors)[1]
@@ -514,7 +522,7 @@ class MSTDiffGenerator(UserGenerator):
                 vqvaes.train()
 
         self.graph_, self.graph_source_, station_init, self.markov_ = None, None, None, None
-        self.anchor_model_ = None
+        self.anchor_model_ = anchors = None
         if trajectory:
             rate, self.graph_source_, station_init = self._transitions(
                 data, knowledge_graph, progress, checkpoint_dir
@@ -533,7 +541,7 @@ class MSTDiffGenerator(UserGenerator):
         net = self._build_net(data.n_steps, n if trajectory else None, traffic, vqvaes, station_init)
         module = _DenoiserModule(net, self.gauss_, self.graph_, cfg)
         columns = [coeffs, torch.from_numpy(np.array(data.locations, dtype=np.int64))]
-        if self.anchor_model_ is not None:
+        if anchors is not None:
             columns.append(torch.from_numpy(anchors))
         dataset = torch.utils.data.TensorDataset(*columns)
         module = train(
