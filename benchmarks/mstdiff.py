@@ -142,6 +142,7 @@ def _runs(args, label: str, gen, n: int, seed: int, anchors=None):
                 "temperature": args.temperature,
                 "corrector_rounds": args.corrector_rounds,
                 "trajectory_substeps": args.trajectory_substeps,
+                "trajectory_coupling": args.trajectory_coupling,
             }
             if spec
             else {}
@@ -391,6 +392,13 @@ def main(argv=None) -> None:
         default=1,
         help="MSTDiff: reverse steps of the trajectory per step of the plain chain (1: Algorithm 2).",
     )
+    p.add_argument(
+        "--trajectory-coupling",
+        type=float,
+        default=0.0,
+        help="MSTDiff: noise correlation between a user's consecutive time steps in each reverse step "
+        "(0: Algorithm 2's independent draws).",
+    )
     p.add_argument("--save", help="Directory to keep each fitted model in (<dir>/<model>/).")
     p.add_argument("--load", help="Directory of models kept by --save: reuse them instead of fitting.")
     p.add_argument("--only", nargs="*", help="Synthetic-city models to run (default: all).")
@@ -420,7 +428,7 @@ def main(argv=None) -> None:
     print(
         f"# MSTDiff benchmark (seed {args.seed}, {args.seeds} draw(s) per model, samplers {' '.join(args.samplers)}, "
         f"temperature {args.temperature}, corrector rounds {args.corrector_rounds}, "
-        f"trajectory sub-steps {args.trajectory_substeps})"
+        f"trajectory sub-steps {args.trajectory_substeps}, trajectory coupling {args.trajectory_coupling})"
     )
     if not args.skip_city:
         synthetic(args, _config(args.config, args.quick))

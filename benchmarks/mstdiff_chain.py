@@ -138,13 +138,15 @@ def chain_table(gen: MSTDiffGenerator, locations: np.ndarray, hours: np.ndarray,
         steps=args.ddim_steps,
         temperature=args.temperature,
         trajectory_substeps=args.trajectory_substeps,
+        trajectory_coupling=args.trajectory_coupling,
         on_trajectory_step=record,
     )
     rng = torch.Generator().manual_seed(args.seed)
     l0 = torch.tensor(np.asarray(locations))
     print(
         f"\n### Reverse chain (DDIM-{args.ddim_steps}, temperature {args.temperature}, "
-        f"{args.trajectory_substeps} sub-step(s), {args.users_generated} users; the held-out users make "
+        f"{args.trajectory_substeps} sub-step(s), coupling {args.trajectory_coupling}, "
+        f"{args.users_generated} users; the held-out users make "
         f"{pass_throughs_per_user(l0):.1f} pass-throughs each)\n"
     )
     print(
@@ -194,6 +196,12 @@ def main(argv=None) -> None:
     p.add_argument("--users-generated", type=int, default=80)
     p.add_argument(
         "--trajectory-substeps", type=int, default=1, help="Reverse steps per step of the plain chain."
+    )
+    p.add_argument(
+        "--trajectory-coupling",
+        type=float,
+        default=0.0,
+        help="Noise correlation between consecutive time steps' draws (0: Algorithm 2).",
     )
     p.add_argument("--every", type=int, default=3, help="Print every k-th reverse step (and the last).")
     p.add_argument(

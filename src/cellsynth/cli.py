@@ -389,6 +389,14 @@ def generate(
             "whose users then move too little; see BENCHMARKS.md)."
         ),
     ] = None,
+    trajectory_coupling: Annotated[
+        float | None,
+        typer.Option(
+            help="mstdiff: correlation (0-1) of the noise with which each reverse step draws a user's "
+            "consecutive time steps; each step's marginal is unchanged (0: the paper's independent draws; "
+            "see BENCHMARKS.md)."
+        ),
+    ] = None,
     anchors: Annotated[
         Path | None,
         typer.Option(
@@ -412,6 +420,7 @@ def generate(
             "temperature": temperature,
             "corrector_rounds": corrector_rounds,
             "trajectory_substeps": trajectory_substeps,
+            "trajectory_coupling": trajectory_coupling,
         }.items()
         if v is not None
     }

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from cellsynth.diffusion.discrete import (
     GraphDiffusion,
+    coupled_categorical,
     geometric_schedule,
     mixing_time,
     tv_bound,
@@ -379,6 +380,66 @@ def test_sampling_is_seeded_and_follows_q():
     )
     steps = diff.random_steps(1000, generator=torch.Generator().manual_seed(0))
     assert int(steps.min()) == 1 and int(steps.max()) == diff.steps
+
+
+@settings(max_examples=10, deadline=None)
+@given(n=st.integers(2, 6), seed=st.integers(0, 10_000), coupling=st.sampled_from([0.0, 0.3, 0.9, 1.0]))
+def test_coupled_draws_keep_each_tokens_marginal(n, seed, coupling):
+    """Gumbel-max with noise correlated along time: every token is still drawn from its own row, and a
+    zero-probability state never."""
+    rng = np.random.default_rng(seed)
+    p = rng.dirichlet(np.ones(n), size=5)  # [T, N]
+    p[np.arange(5), rng.integers(0, n, 5)] = 0.0
+    p /= p.sum(1, keepdims=True)
+    m = 20_000
+    draws = coupled_categorical(
+        torch.tensor(p).expand(m, 5, n), coupling, torch.Generator().manual_seed(seed)
+    )
+    assert draws.shape == (m, 5) and draws.dtype == torch.long
+    freq = np.stack([np.bincount(draws[:, t].numpy(), minlength=n) / m for t in range(5)])
+    assert (freq[p == 0] == 0).all()
+    assert np.abs(freq - p).max() < 0.02  # 5.7 sd of a frequency over 20,000 draws
+
+
+def test_coupling_makes_neighbours_agree_and_fades_with_lag():
+    p = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64).expand(4000, 12, 3)
+
+    def agreement(rho, lag=1):
+        draws = coupled_categorical(p, rho, torch.Generator().manual_seed(1))
+        return float((draws[:, lag:] == draws[:, :-lag]).double().mean())
+
+    independent = 0.5**2 + 0.3**2 + 0.2**2  # two independent draws agree with probability sum p^2
+    assert abs(agreement(0.0) - independent) < 0.01
+    assert agreement(0.0) < agreement(0.5) < agreement(0.9) < agreement(1.0) == 1.0
+    assert agreement(0.9, 1) > agreement(0.9, 4) > agreement(0.9, 11) > independent + 0.01
+
+
+def test_reverse_step_with_coupling_keeps_the_reverse_marginal():
+    """sample_step(coupling=rho) draws each token from reverse_probs, whatever rho."""
+    diff = GraphDiffusion(ring_rate(6), steps=5)
+    l_s = torch.tensor([0, 0, 3, 3, 3, 5]).expand(10_000, 6)
+    logits = torch.randn(6, 6, generator=torch.Generator().manual_seed(0)).double()[l_s]  # one row per l_s
+    expected = diff.reverse_probs(l_s[:1], logits[:1], 3)[0].numpy()  # [T, N]
+    draws = diff.sample_step(l_s, logits, 3, torch.Generator().manual_seed(2), coupling=0.95)
+    freq = np.stack([np.bincount(draws[:, t].numpy(), minlength=6) / len(draws) for t in range(6)])
+    assert np.abs(freq - expected).max() < 0.025
+    plain = diff.sample_step(l_s, logits, 3, torch.Generator().manual_seed(2))
+
+    def agreement(x):  # tokens 0 and 1 share their row of reverse_probs
+        return float((x[:, 0] == x[:, 1]).double().mean())
+
+    assert abs(agreement(plain) - (expected[0] ** 2).sum()) < 0.02
+    assert agreement(draws) > agreement(plain) + 0.2
+    assert torch.equal(plain, diff.sample_step(l_s, logits, 3, torch.Generator().manual_seed(2), coupling=0))
+
+
+def test_bad_coupling_is_rejected():
+    p = torch.full((2, 3, 4), 0.25, dtype=torch.float64)
+    for bad in (-0.1, 1.5, float("nan"), True, "0.5"):
+        with pytest.raises(ConfigError, match="coupling must be a number in"):
+            coupled_categorical(p, bad)
+    with pytest.raises(ValueError, match=r"shape \[\.\.\., T, N\]"):
+        coupled_categorical(torch.full((4,), 0.25), 0.5)
 
 
 def test_strided_schedule_shares_the_eigenbasis():

@@ -514,6 +514,23 @@ def test_temperature_sharpens_the_trajectory_prediction(fitted_12_6):
             gen.generate(2, temperature=bad)
 
 
+def test_trajectory_coupling_makes_consecutive_steps_agree_without_moving_the_marginal(fitted_12_6):
+    gen = copy.copy(fitted_12_6)
+    gen.net_ = _Prefers()
+    out = {rho: gen.generate(200, seed=0, trajectory_coupling=rho).locations for rho in (0.0, 0.95)}
+
+    def agreement(loc):
+        return float((loc[:, 1:] == loc[:, :-1]).mean())
+
+    assert agreement(out[0.95]) > agreement(out[0.0]) + 0.1
+    share = {rho: float((loc == 0).mean()) for rho, loc in out.items()}
+    assert abs(share[0.95] - share[0.0]) < 0.06  # each token's own chain is the same
+    assert np.array_equal(gen.generate(200, seed=0, trajectory_coupling=0.95).locations, out[0.95])
+    for bad in (-0.5, 2, float("nan"), True):
+        with pytest.raises(ConfigError, match="trajectory_coupling must be a number in"):
+            gen.generate(2, trajectory_coupling=bad)
+
+
 def test_modes_trajectory_only_traffic_only_and_uniform():
     no_traffic = get("mstdiff", SMOKE | {"kg": False}).fit(users(traffic=False), progress=False)
     assert no_traffic.graph_source_ == "uniform" and not no_traffic.traffic_

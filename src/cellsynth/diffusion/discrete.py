@@ -52,7 +52,14 @@ from scipy.sparse.csgraph import connected_components
 
 from cellsynth.errors import ConfigError, DataError
 
-__all__ = ["GraphDiffusion", "geometric_schedule", "mixing_time", "tv_bound", "uniform_rate"]
+__all__ = [
+    "GraphDiffusion",
+    "coupled_categorical",
+    "geometric_schedule",
+    "mixing_time",
+    "tv_bound",
+    "uniform_rate",
+]
 
 _TINY = 1e-300  # smallest probability we take a log of (float64 underflows near 1e-308)
 
@@ -530,11 +537,20 @@ class GraphDiffusion:
         generator: torch.Generator | None = None,
         *,
         s_to=None,
+        coupling: float = 0.0,
     ) -> torch.Tensor:
         """One step of the paper's Algorithm 2: draw ``l_{s-1} ~ p(l_{s-1} | l_s)`` (:meth:`reverse_probs`;
         ``s_to``: jump to that earlier step instead). At ``s = 1`` this draws ``l_0`` from ``p_theta(l_0 | l_1)``
-        (restricted to reachable states)."""
-        return _categorical(self.reverse_probs(l_s, logits, s, s_to), generator)
+        (restricted to reachable states).
+
+        ``coupling`` ``rho`` in ``[0, 1]``: 0 draws every token independently, as Algorithm 2 does. Above 0
+        the draws along the last token axis (time) share correlated noise (:func:`coupled_categorical`):
+        each token's marginal is still exactly ``p(l_{s-1} | l_s)``, but neighbours whose distributions
+        agree tend to draw the same state, instead of flickering between two likely ones."""
+        probs = self.reverse_probs(l_s, logits, s, s_to)
+        if coupling == 0:
+            return _categorical(probs, generator)
+        return coupled_categorical(probs, coupling, generator)
 
 
 def _reduce(x: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -555,3 +571,39 @@ def _categorical(probs: torch.Tensor, generator: torch.Generator | None) -> torc
     u = 1.0 - torch.rand(flat.shape[0], 1, generator=generator, dtype=torch.float64, device=flat.device)
     idx = torch.searchsorted(cdf, u * cdf[:, -1:]).clamp_max(flat.shape[-1] - 1)
     return idx.reshape(probs.shape[:-1])
+
+
+def coupled_categorical(
+    probs: torch.Tensor, coupling: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    r"""One draw per row of ``probs [..., T, N]``, marginally exact, with the draws coupled along ``T``.
+
+    Gumbel-max with noise that is independent across the ``N`` states and correlated along ``T``::
+
+        l_t = argmax_k (log p_{t,k} + g_{t,k}),      g_{t,k} = -log(-log Phi(z_{t,k}))
+        z_{0,k} = e_{0,k},   z_{t,k} = rho z_{t-1,k} + sqrt(1 - rho^2) e_{t,k},   e ~ iid N(0, 1)
+
+    ``z_{., k}`` is a stationary AR(1) Gaussian process (unit variance, lag-``d`` correlation ``rho^d``), so
+    every ``g_{t,k}`` is a standard Gumbel and, for each ``t``, independent across ``k``: by the Gumbel-max
+    theorem each ``l_t`` is drawn exactly from ``p_t`` (a Gaussian copula; only the joint law changes).
+    ``rho = 0`` is independent draws; ``rho = 1`` shares one noise vector along the whole axis, so rows
+    with the same ``p`` draw the same state. Two rows ``d`` apart agree more often the larger ``rho^d``.
+
+    Why: a factorised reverse step draws each time step on its own. Where the prediction is unsure
+    between two places for a stretch of time, independent draws alternate between them (one-step
+    "pass-throughs"), a joint the data never has. Coupled noise makes the stretch choose together; it
+    is an approximation of the reverse step's joint law of the kind Discrete Copula Diffusion (Liu et al.,
+    ICLR 2025) argues for, with a fixed copula instead of a learned one. Zero-probability states are
+    never drawn (``log 0 = -inf``)."""
+    if isinstance(coupling, bool) or not (isinstance(coupling, (int, float)) and 0.0 <= coupling <= 1.0):
+        raise ConfigError(f"coupling must be a number in [0, 1], got {coupling!r}")
+    if probs.dim() < 2:
+        raise ValueError(f"probs must have shape [..., T, N], got {tuple(probs.shape)}")
+    p = probs.to(torch.float64).movedim(-2, 0)  # time first: the recursion below walks contiguous slices
+    z = torch.randn(p.shape, generator=generator, dtype=torch.float64, device=p.device)
+    rho, keep = float(coupling), math.sqrt(1.0 - float(coupling) ** 2)
+    for t in range(1, len(z)):  # in place: z[t] still holds its own innovation e_t here
+        z[t] = rho * z[t - 1] + keep * z[t]
+    gumbel = -torch.log(-torch.special.log_ndtr(z))  # log_ndtr: finite for every z a float64 draw reaches
+    # clamp: rows computed in the eigenbasis can be -1e-17 where they are 0; log of that would be NaN
+    return (p.clamp_min(0.0).log() + gumbel).argmax(-1).movedim(0, -1)

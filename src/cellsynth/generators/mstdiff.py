@@ -722,6 +722,7 @@ class MSTDiffGenerator(UserGenerator):
         temperature: float = 1.0,
         corrector_rounds: int = 0,
         trajectory_substeps: int = 1,
+        trajectory_coupling: float = 0.0,
         anchors: np.ndarray | None = None,
         on_trajectory_step: TrajectoryStepCallback | None = None,
         progress: bool = False,
@@ -758,6 +759,13 @@ class MSTDiffGenerator(UserGenerator):
         "Self-conditioning"): such a model's chain is best with ``trajectory_substeps=1`` and no
         corrector rounds; more calls sharpen the prediction until users barely move.
 
+        ``trajectory_coupling`` ``rho`` in ``[0, 1]``: each reverse step of the trajectory draws the time
+        steps of a user with noise correlated along the week (lag-``d`` correlation ``rho^d``;
+        :func:`~cellsynth.diffusion.discrete.coupled_categorical`), not independently. Every token's
+        marginal is still the step's ``p(l_{s-1} | l_s)``; neighbouring steps that are unsure between the
+        same stations choose together instead of alternating. 0 is Algorithm 2. Not in the paper; measured
+        in BENCHMARKS.md ("Coupled draws along the week").
+
         ``anchors`` (a model fitted with ``anchors = k``): ``int [target, k]`` station indices, each user's
         most-visited stations, most first, to generate users who live and work there (a planner's "users
         of this site"); None draws them from the fitted :class:`~cellsynth.generators.anchors.AnchorModel`.
@@ -772,6 +780,10 @@ class MSTDiffGenerator(UserGenerator):
             raise ConfigError(f"temperature must be a positive number, got {temperature!r}")
         _require_count("corrector_rounds", corrector_rounds, 0)
         _require_count("trajectory_substeps", trajectory_substeps, 1)
+        if isinstance(trajectory_coupling, bool) or not (
+            isinstance(trajectory_coupling, (int, float)) and 0 <= trajectory_coupling <= 1
+        ):
+            raise ConfigError(f"trajectory_coupling must be a number in [0, 1], got {trajectory_coupling!r}")
         n_users = self._check_users(target)
         if samples != 1:
             raise DataError(
@@ -787,6 +799,7 @@ class MSTDiffGenerator(UserGenerator):
             temperature=temperature,
             corrector_rounds=corrector_rounds,
             trajectory_substeps=trajectory_substeps,
+            trajectory_coupling=float(trajectory_coupling),
             anchors=self._check_anchors(anchors, n_users),
             on_trajectory_step=on_trajectory_step,
             progress=progress,
@@ -836,6 +849,7 @@ class MSTDiffGenerator(UserGenerator):
         temperature=1.0,
         corrector_rounds=0,
         trajectory_substeps=1,
+        trajectory_coupling=0.0,
         anchors=None,
         on_trajectory_step=None,
         progress=False,
@@ -894,11 +908,12 @@ class MSTDiffGenerator(UserGenerator):
                         s_in = torch.full((b,), s, dtype=torch.float32, device=device)
                         _, logits, previous = self._denoise(net, x_in, loc, t_in, s_in, previous, own)
                     j = index[s]
-                    loc = chain.sample_step(loc, logits / temperature, j, generator=gen)
+                    draw = {"generator": gen, "coupling": trajectory_coupling}
+                    loc = chain.sample_step(loc, logits / temperature, j, **draw)
                     for _ in range(corrector_rounds):  # forward s_to -> s, then the reverse step again
                         noisy = chain.q_step_sample(loc, j, generator=gen)
                         _, logits, previous = self._denoise(net, x_in, noisy, t_in, s_in, previous, own)
-                        loc = chain.sample_step(noisy, logits / temperature, j, generator=gen)
+                        loc = chain.sample_step(noisy, logits / temperature, j, **draw)
                     if on_trajectory_step is not None:
                         on_trajectory_step(s, s_to, loc, logits)
             coeff_parts.append(x.cpu() if x is not None else None)
