@@ -16,6 +16,11 @@ generator can be told from the data (a model or the floor under it has matched t
 ``--seeds N`` draws each model N times (and N training subsets for the ``real`` row) and prints the mean
 ± sd of each cell: one draw of 80 users is noisy (see BENCHMARKS.md). Each draw's own row goes to stderr.
 
+``--reference-users M`` scores against M fresh users of the same city instead (``synthesize_users`` with
+another seed: new people, same stations and habits), and every model generates M users. The ``real`` row is
+then a second fresh population of M users, so the noise level falls with M: at 80 held-out users the
+traffic JSDs of MSTDiff, the floor and real data are all within each other's noise (BENCHMARKS.md).
+
 Models: ``mstdiff`` (joint, transitions from TuckER on the knowledge graph), ``mstdiff-no-trajectory``
 (``trajectory=False``: traffic only; its locations come from the Markov floor, so its trajectory row
 measures that chain), ``mstdiff-no-kg`` (``kg=False``: uniform transitions), ``markov``.
@@ -34,6 +39,7 @@ other location to the nearest kept one (great-circle), and subsamples ``--geolif
     python benchmarks/mstdiff.py --only mstdiff --load bench/runs   # ... and score them again
     python benchmarks/mstdiff.py --only mstdiff markov --load bench/runs --seeds 5   # mean ± sd of 5 draws
     python benchmarks/mstdiff.py --only mstdiff --load bench/runs --held-out-anchors  # a model with anchors
+    python benchmarks/mstdiff.py --only mstdiff markov --load bench/runs --reference-users 800
 
 ``--samplers`` scores each fitted MSTDiff with every listed sampler (``ddpm``: the full chain; ``ddim-K``:
 K steps), one row each: the DDIM-vs-full-chain comparison of the same model. Each MSTDiff draw with traffic
@@ -57,7 +63,7 @@ from scipy.spatial import cKDTree
 
 from cellsynth.data.model import Stations, UserMobility
 from cellsynth.data.split import split_users
-from cellsynth.data.synthetic import synthesize_city
+from cellsynth.data.synthetic import synthesize_city, synthesize_users
 from cellsynth.generators import get, load
 from cellsynth.generators.anchors import top_locations
 from cellsynth.generators.calibration import CALIBRATION_MODES
@@ -216,10 +222,15 @@ def _score_rows(args, label: str, gen, n: int, fit_s: float, score, keys: list[s
 def synthetic(args, base: dict) -> None:
     city = synthesize_city(n_stations=args.stations, n_users=args.users, seed=args.seed)
     train, test = split_users(city.users, 0.2, seed=args.seed)
+    kind = "held-out"
+    if args.reference_users:
+        # seeds no city draws its users with (those use the city seed); the noise row's population is another
+        test = synthesize_users(city.layout, n_users=args.reference_users, seed=args.seed + 10_000)
+        kind = "fresh reference"
     st = city.stations
     real = _trajectory_counts(test)
     print(
-        f"\n## Synthetic city: {len(st)} stations, {train.n_users} training / {test.n_users} held-out users, "
+        f"\n## Synthetic city: {len(st)} stations, {train.n_users} training / {test.n_users} {kind} users, "
         f"T = {train.n_steps}, knowledge graph of {len(city.knowledge_graph)} triplets; the held-out users "
         f"visit {real['distinct_per_user']:.1f} distinct stations and make {real['stays_per_user']:.1f} stays "
         f"each ({real['one_step_stays']:.2f} of them one step long), and spend {real['daytime_at_top']:.2f} of "
@@ -247,8 +258,13 @@ def synthetic(args, base: dict) -> None:
     print("| model | " + " | ".join(keys) + " |")
     print("|" + "---|" * (len(keys) + 1))
     score = partial(_score_synthetic, test)
-    reference = [score(_real_reference(train, test.n_users, seed)) for seed in _seeds(args)]
-    print(_row(f"real: {test.n_users} training users (noise level)", reference, keys), flush=True)
+    if args.reference_users:
+        again = partial(synthesize_users, city.layout, n_users=test.n_users)
+        reference = [score(again(seed=args.seed + 20_000 + seed)) for seed in _seeds(args)]
+        print(_row(f"real: {test.n_users} other fresh users (noise level)", reference, keys), flush=True)
+    else:
+        reference = [score(_real_reference(train, test.n_users, seed)) for seed in _seeds(args)]
+        print(_row(f"real: {test.n_users} training users (noise level)", reference, keys), flush=True)
     for label, name, config, fit_kw in models:
         if args.only and label not in args.only:
             continue
@@ -364,6 +380,13 @@ def main(argv=None) -> None:
     )
     p.add_argument("--stations", type=int, default=150)
     p.add_argument("--users", type=int, default=400)
+    p.add_argument(
+        "--reference-users",
+        type=int,
+        default=0,
+        help="Synthetic city: score against this many fresh users of the same city (and generate as many) "
+        "instead of the 20 %% held out; 0: the held-out users.",
+    )
     p.add_argument("--seed", type=int, default=0, help="Seed of the city, the split and the first draw.")
     p.add_argument(
         "--seeds",
