@@ -54,6 +54,7 @@ from cellsynth.errors import ConfigError, DataError
 
 __all__ = [
     "GraphDiffusion",
+    "check_coupling",
     "coupled_categorical",
     "geometric_schedule",
     "mixing_time",
@@ -573,6 +574,13 @@ def _categorical(probs: torch.Tensor, generator: torch.Generator | None) -> torc
     return idx.reshape(probs.shape[:-1])
 
 
+def check_coupling(coupling, name: str = "coupling") -> float:
+    """``coupling`` as a float in ``[0, 1]`` (the ``rho`` of :func:`coupled_categorical`), or ConfigError."""
+    if isinstance(coupling, bool) or not (isinstance(coupling, (int, float)) and 0.0 <= coupling <= 1.0):
+        raise ConfigError(f"{name} must be a number in [0, 1], got {coupling!r}")
+    return float(coupling)
+
+
 def coupled_categorical(
     probs: torch.Tensor, coupling: float, generator: torch.Generator | None = None
 ) -> torch.Tensor:
@@ -595,13 +603,12 @@ def coupled_categorical(
     is an approximation of the reverse step's joint law of the kind Discrete Copula Diffusion (Liu et al.,
     ICLR 2025) argues for, with a fixed copula instead of a learned one. Zero-probability states are
     never drawn (``log 0 = -inf``)."""
-    if isinstance(coupling, bool) or not (isinstance(coupling, (int, float)) and 0.0 <= coupling <= 1.0):
-        raise ConfigError(f"coupling must be a number in [0, 1], got {coupling!r}")
+    rho = check_coupling(coupling)
     if probs.dim() < 2:
         raise ValueError(f"probs must have shape [..., T, N], got {tuple(probs.shape)}")
     p = probs.to(torch.float64).movedim(-2, 0)  # time first: the recursion below walks contiguous slices
     z = torch.randn(p.shape, generator=generator, dtype=torch.float64, device=p.device)
-    rho, keep = float(coupling), math.sqrt(1.0 - float(coupling) ** 2)
+    keep = math.sqrt(1.0 - rho**2)
     for t in range(1, len(z)):  # in place: z[t] still holds its own innovation e_t here
         z[t] = rho * z[t - 1] + keep * z[t]
     gumbel = -torch.log(-torch.special.log_ndtr(z))  # log_ndtr: finite for every z a float64 draw reaches

@@ -117,7 +117,7 @@ from tqdm.auto import tqdm
 from cellsynth.data.knowledge import KnowledgeGraph
 from cellsynth.data.model import UserMobility
 from cellsynth.data.wavelets import TrafficWavelets, band_names, band_slices
-from cellsynth.diffusion.discrete import GraphDiffusion, uniform_rate
+from cellsynth.diffusion.discrete import GraphDiffusion, check_coupling, uniform_rate
 from cellsynth.diffusion.gaussian import SAMPLERS, GaussianDiffusion
 from cellsynth.errors import ConfigError, DataError
 from cellsynth.generators.anchors import AnchorModel, top_locations
@@ -780,10 +780,7 @@ class MSTDiffGenerator(UserGenerator):
             raise ConfigError(f"temperature must be a positive number, got {temperature!r}")
         _require_count("corrector_rounds", corrector_rounds, 0)
         _require_count("trajectory_substeps", trajectory_substeps, 1)
-        if isinstance(trajectory_coupling, bool) or not (
-            isinstance(trajectory_coupling, (int, float)) and 0 <= trajectory_coupling <= 1
-        ):
-            raise ConfigError(f"trajectory_coupling must be a number in [0, 1], got {trajectory_coupling!r}")
+        trajectory_coupling = check_coupling(trajectory_coupling, "trajectory_coupling")
         n_users = self._check_users(target)
         if samples != 1:
             raise DataError(
@@ -799,7 +796,7 @@ class MSTDiffGenerator(UserGenerator):
             temperature=temperature,
             corrector_rounds=corrector_rounds,
             trajectory_substeps=trajectory_substeps,
-            trajectory_coupling=float(trajectory_coupling),
+            trajectory_coupling=trajectory_coupling,
             anchors=self._check_anchors(anchors, n_users),
             on_trajectory_step=on_trajectory_step,
             progress=progress,
