@@ -272,7 +272,7 @@ def synthetic(args, base: dict) -> None:
         _score_rows(args, label, gen, test.n_users, fit_s, score, keys)
         if args.held_out_anchors and getattr(gen, "n_anchors", 0):
             own = top_locations(test.locations, gen.n_anchors)
-            _score_rows(args, f"{label}, held-out users' anchors", gen, test.n_users, fit_s, score, keys, own)
+            _score_rows(args, f"{label}, {kind} users' anchors", gen, test.n_users, fit_s, score, keys, own)
 
 
 def _score_synthetic(test: UserMobility, out: UserMobility) -> dict[str, float]:

@@ -549,7 +549,7 @@ class GraphDiffusion:
         each token's marginal is still exactly ``p(l_{s-1} | l_s)``, but neighbours whose distributions
         agree tend to draw the same state, instead of flickering between two likely ones."""
         probs = self.reverse_probs(l_s, logits, s, s_to)
-        if coupling == 0:
+        if coupling == 0:  # the inverse-CDF draw, so that uncoupled runs stay the same bit for bit
             return _categorical(probs, generator)
         return coupled_categorical(probs, coupling, generator)
 

@@ -864,6 +864,7 @@ class MSTDiffGenerator(UserGenerator):
         device = torch.device(device)
         net = self.net_.to(device).eval()
         gen = torch.Generator(device=device).manual_seed(int(seed))
+        draw = {"generator": gen, "coupling": trajectory_coupling}  # every reverse step of the trajectory
         if self.anchor_model_ is not None and anchors is None:
             anchors = self.anchor_model_.sample(n_users, np.random.default_rng(int(seed)))
         if anchors is not None:
@@ -911,7 +912,6 @@ class MSTDiffGenerator(UserGenerator):
                         s_in = torch.full((b,), s, dtype=torch.float32, device=device)
                         _, logits, previous = self._denoise(net, x_in, loc, t_in, s_in, previous, own)
                     j = index[s]
-                    draw = {"generator": gen, "coupling": trajectory_coupling}
                     loc = chain.sample_step(loc, logits / temperature, j, **draw)
                     for _ in range(corrector_rounds):  # forward s_to -> s, then the reverse step again
                         noisy = chain.q_step_sample(loc, j, generator=gen)
