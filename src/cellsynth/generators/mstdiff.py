@@ -140,7 +140,13 @@ from cellsynth.generators.base import (
 )
 from cellsynth.generators.calibration import CALIBRATION_MODES, CalibrationMode, QuantileMap, zero_threshold
 from cellsynth.generators.markov import DEFAULT_SMOOTHING, MarkovChain, hour_keys
-from cellsynth.graphs.transitions import geographic_knn_graph, knn_graph, station_embeddings
+from cellsynth.generators.oscillations import CellOscillations
+from cellsynth.graphs.transitions import (
+    geographic_knn_graph,
+    knn_graph,
+    nearest_stations,
+    station_embeddings,
+)
 from cellsynth.nn.mstdiff import MSTDiffNet
 from cellsynth.nn.tucker import fit_tucker
 from cellsynth.nn.vqvae import BandVQVAE, fit_vqvaes
@@ -287,6 +293,14 @@ class MSTDiffConfig(GeneratorConfig):
         description="Condition the trajectory on each user's this many most-visited stations, drawn for new "
         "users by a small model fitted on the training users' (not in the paper; "
         "cellsynth.generators.anchors). 0: off.",
+    )
+    oscillation_neighbours: int = pydantic.Field(
+        0,
+        ge=0,
+        le=16,
+        description="Cell oscillations (not in the paper): one-step visits to one of the k nearest stations "
+        "between two steps at the same one are removed from the training weeks and drawn again after "
+        "generation at the training rate (cellsynth.generators.oscillations; needs station coordinates). 0: off.",
     )
     own_chain: float = pydantic.Field(
         0.0,
@@ -528,13 +542,19 @@ class MSTDiffGenerator(UserGenerator):
                 vqvaes.train()
 
         self.graph_, self.graph_source_, station_init, self.markov_ = None, None, None, None
-        self.anchor_model_ = anchors = None
+        self.anchor_model_ = self.oscillations_ = anchors = None
+        locations = np.array(data.locations, dtype=np.int64)
         if trajectory:
             rate, self.graph_source_, station_init = self._transitions(
                 data, knowledge_graph, progress, checkpoint_dir
             )
+            if cfg.oscillation_neighbours:
+                self.oscillations_ = CellOscillations.fit(
+                    locations, self._oscillation_partners(data.stations)
+                )
+                locations = self.oscillations_.remove(locations)
             if cfg.anchors:
-                anchors = top_locations(data.locations, cfg.anchors)
+                anchors = top_locations(locations, cfg.anchors)
                 self.anchor_model_ = AnchorModel.fit(anchors, n, data.stations.lat, data.stations.lon)
             self.graph_ = GraphDiffusion(
                 rate, steps=cfg.discrete_steps, tol=cfg.discrete_tol, first_jump=cfg.first_jump
@@ -546,7 +566,7 @@ class MSTDiffGenerator(UserGenerator):
         seed_everything(cfg.seed)
         net = self._build_net(data.n_steps, n if trajectory else None, traffic, vqvaes, station_init)
         module = _DenoiserModule(net, self.gauss_, self.graph_, cfg)
-        columns = [coeffs, torch.from_numpy(np.array(data.locations, dtype=np.int64))]
+        columns = [coeffs, torch.from_numpy(locations)]
         if anchors is not None:
             columns.append(torch.from_numpy(anchors))
         dataset = torch.utils.data.TensorDataset(*columns)
@@ -620,6 +640,12 @@ class MSTDiffGenerator(UserGenerator):
             notes.append(
                 f"VQ-VAE codebooks of {self.config.vq_codes} codes, last epoch, perplexity per band: {usage}."
             )
+        osc = self.oscillations_
+        if osc is not None:
+            notes.append(
+                f"Cell oscillations (one-step visits to one of the {osc.k} nearest stations) removed for "
+                f"training and drawn again after generation, at {osc.rate:.2%} of the steps well inside a stay."
+            )
         cal = self.calibration_
         if not self.traffic_ or cal is None:
             return notes
@@ -685,6 +711,20 @@ class MSTDiffGenerator(UserGenerator):
             graph = knn_graph(z, k, metric="euclidean", quantile=cfg.knn_quantile)
             return graph.rate, "features", None
         return uniform_rate(n), "uniform (no knowledge graph, coordinates or features)", None
+
+    def _oscillation_partners(self, stations) -> np.ndarray:
+        """``int64 [N, k]``: each station's ``oscillation_neighbours`` nearest stations, nearest first."""
+        k = self.config.oscillation_neighbours
+        if stations.lat is None:
+            raise ConfigError(
+                f"{self.name}: oscillation_neighbours = {k} needs station coordinates (lat/lon) to find each "
+                "station's nearest ones; give them, or set oscillation_neighbours: 0"
+            )
+        if k >= len(stations):
+            raise ConfigError(
+                f"{self.name}: oscillation_neighbours = {k} needs more than {k} stations, got {len(stations)}"
+            )
+        return nearest_stations(stations.lat, stations.lon, k)
 
     def _fit_markov(self, data: UserMobility) -> MarkovChain:
         hours = hour_keys(data.start, data.step, data.n_steps, weekly=False)
@@ -811,6 +851,9 @@ class MSTDiffGenerator(UserGenerator):
         start, step = restore_time_axis(self.time_)
         if self.traffic_:
             traffic = self.calibrated(traffic)
+        if self.oscillations_ is not None:
+            # its own stream: the anchors use the seed's first
+            locations = self.oscillations_.add(locations, np.random.default_rng([seed, 1]))
         if not self.trajectory_:
             hours = hour_keys(start, step, self.n_steps_, weekly=False)
             locations = self.markov_.sample(n_users, hours, np.random.default_rng(seed))
@@ -957,6 +1000,8 @@ class MSTDiffGenerator(UserGenerator):
             tensors |= self.markov_.state()
         if self.anchor_model_ is not None:
             tensors |= self.anchor_model_.state()
+        if self.oscillations_ is not None:
+            tensors |= self.oscillations_.state()
         meta |= {
             "time": self.time_,
             "n_steps": self.n_steps_,
@@ -993,7 +1038,9 @@ class MSTDiffGenerator(UserGenerator):
             }
             self.calibration_ = self.calibration_ | {"quantile_map": QuantileMap.from_state(state)}
         n = len(self.stations_)
-        self.wavelets_ = self.graph_ = self.markov_ = self.clip_ = self.anchor_model_ = None
+        self.wavelets_ = self.graph_ = self.markov_ = self.clip_ = self.anchor_model_ = self.oscillations_ = (
+            None
+        )
         if self.traffic_:
             state = {
                 k[len("wavelets.") :]: v.numpy() for k, v in tensors.items() if k.startswith("wavelets.")
@@ -1007,6 +1054,9 @@ class MSTDiffGenerator(UserGenerator):
             self.graph_ = GraphDiffusion(rate, abar=tensors["graph.abar"].numpy())
             if cfg.anchors:
                 self.anchor_model_ = AnchorModel.from_state(tensors, self.stations_.lat, self.stations_.lon)
+            if cfg.oscillation_neighbours:
+                partners = self._oscillation_partners(self.stations_)
+                self.oscillations_ = CellOscillations.from_state(tensors, partners)
         else:
             self.markov_ = MarkovChain.from_state(tensors, 24, DEFAULT_SMOOTHING, 1)
         self.gauss_ = self._gaussian()

@@ -53,6 +53,7 @@ __all__ = [
     "connect_components",
     "geographic_knn_graph",
     "knn_graph",
+    "nearest_stations",
     "rate_matrix",
     "station_embeddings",
 ]
@@ -249,6 +250,19 @@ def knn_graph(
     return _build(space, k, metric, threshold, quantile, connect, points, metric)
 
 
+def _unit_vectors(lat, lon) -> np.ndarray:
+    """``[N, 3]`` unit vectors of WGS84 degrees: their chord order is the great-circle order."""
+    lat = np.asarray(lat, dtype=np.float64)
+    lon = np.asarray(lon, dtype=np.float64)
+    if lat.shape != lon.shape or lat.ndim != 1:
+        raise DataError(f"lat and lon must be 1-D of equal length, got {lat.shape} and {lon.shape}")
+    if (np.abs(lat) > 90).any() or (np.abs(lon) > 180).any() or not np.isfinite(lat + lon).all():
+        raise DataError("lat/lon must be finite WGS84 degrees (|lat| <= 90, |lon| <= 180)")
+    phi, lam = np.radians(lat), np.radians(lon)
+    xyz = np.stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)], axis=1)
+    return _check_points(xyz, "coordinates")
+
+
 def geographic_knn_graph(
     lat,
     lon,
@@ -260,18 +274,18 @@ def geographic_knn_graph(
 ) -> TransitionGraph:
     """As :func:`knn_graph` for stations without a knowledge graph: neighbours by great-circle (haversine)
     distance between WGS84 coordinates in degrees; ``threshold_km`` in km."""
-    lat = np.asarray(lat, dtype=np.float64)
-    lon = np.asarray(lon, dtype=np.float64)
-    if lat.shape != lon.shape or lat.ndim != 1:
-        raise DataError(f"lat and lon must be 1-D of equal length, got {lat.shape} and {lon.shape}")
-    if (np.abs(lat) > 90).any() or (np.abs(lon) > 180).any() or not np.isfinite(lat + lon).all():
-        raise DataError("lat/lon must be finite WGS84 degrees (|lat| <= 90, |lon| <= 180)")
-    phi, lam = np.radians(lat), np.radians(lon)
-    xyz = np.stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)], axis=1)
+    xyz = _unit_vectors(lat, lon)
     # Bridging uses the same unit vectors; chord order = great-circle order, so "euclidean" there is exact.
-    return _build(
-        _check_points(xyz, "coordinates"), k, "haversine", threshold_km, quantile, connect, xyz, "euclidean"
-    )
+    return _build(xyz, k, "haversine", threshold_km, quantile, connect, xyz, "euclidean")
+
+
+def nearest_stations(lat, lon, k: int) -> np.ndarray:
+    """``int64 [N, k]``: each station's ``k`` nearest other stations by great-circle distance, nearest
+    first (WGS84 degrees; needs ``k < N``)."""
+    xyz = _unit_vectors(lat, lon)
+    if not 1 <= k < len(xyz):
+        raise DataError(f"k must be in 1..{len(xyz) - 1} (stations - 1), got {k}")
+    return _knn(xyz, int(k))[1].astype(np.int64)
 
 
 def station_embeddings(entity_embeddings, entity_names, station_ids) -> np.ndarray:
