@@ -68,6 +68,8 @@ from cellsynth.generators import get, load
 from cellsynth.generators.anchors import top_locations
 from cellsynth.generators.calibration import CALIBRATION_MODES
 from cellsynth.generators.markov import hour_keys
+from cellsynth.generators.oscillations import find_oscillations
+from cellsynth.graphs.transitions import nearest_stations
 from cellsynth.metrics import daily_periodic_rmse, diff_jsd, log_value_jsd, trajectory_jsds, value_jsd
 from cellsynth.metrics.mobility import (
     distinct_location_share,
@@ -254,7 +256,7 @@ def synthetic(args, base: dict) -> None:
         "g_rank",
     ]
     keys += ["i_rank", "distinct_per_user", "stays_per_user", "one_step_stays", "returns_per_user"]
-    keys += ["pass_throughs_per_user", "daytime_at_top", "fit_s", "sample_s"]
+    keys += ["pass_throughs_per_user", "oscillations_per_user", "daytime_at_top", "fit_s", "sample_s"]
     print("| model | " + " | ".join(keys) + " |")
     print("|" + "---|" * (len(keys) + 1))
     score = partial(_score_synthetic, test)
@@ -296,19 +298,22 @@ def daytime_at_top(locations, hours: np.ndarray) -> float:
 
 def _trajectory_counts(data: UserMobility) -> dict[str, float]:
     """Mean distinct stations and mean stays (runs at one station) per user, the share of stays that last
-    one step, the one-step stays per user that return (``a b a``) or pass through (``a b c``), and the
-    share of 10:00-16:00 that users spend at their most-visited station: what the JSDs summarise."""
+    one step, the one-step stays per user that return (``a b a``) or pass through (``a b c``), the
+    returns to one of the 3 nearest stations (cell oscillations, ``cellsynth.generators.oscillations``),
+    and the share of 10:00-16:00 that users spend at their most-visited station: what the JSDs summarise."""
     locations = data.locations
     users, steps = np.shape(locations)
     hours = hour_keys(data.start, data.step, steps, weekly=False)
     durations = stay_durations(locations)
     returns, through = one_step_stays(locations)
+    nearest = nearest_stations(data.stations.lat, data.stations.lon, 3)
     return {
         "distinct_per_user": float(distinct_location_share(locations).mean() * steps),
         "stays_per_user": len(durations) / users,
         "one_step_stays": float((durations == 1).mean()),
         "returns_per_user": float(returns.mean()),
         "pass_throughs_per_user": float(through.mean()),
+        "oscillations_per_user": float(find_oscillations(locations, nearest).sum() / users),
         "daytime_at_top": daytime_at_top(locations, hours),
     }
 
