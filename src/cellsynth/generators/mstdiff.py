@@ -70,6 +70,12 @@ the training batches see ``l_s`` drawn by one jump of the current network from a
 ``l_{s+j}`` (:meth:`_DenoiserModule.own_chain_state`), not by the forward process: the denoiser learns to
 undo the plausible-but-wrong stations that the reverse chain draws where it is unsure. The loss is the same.
 
+**Cell oscillations** (``oscillation_neighbours = k``; not in the paper; :mod:`cellsynth.generators.oscillations`,
+docs/discrete-diffusion.md §12): one-step visits to one of the ``k`` nearest stations between two steps at
+the same one (a user served for one record by a neighbouring cell) are observation noise that the
+forward process imitates, so the denoiser removes them. They are taken out of the training weeks, and
+drawn again into the generated ones at the training rate after the reverse chain.
+
 **Where the authors' public code departs from the paper, and what this module does** (each tested):
 CE term dropped -> kept (``lambda_ce``); "posterior" ignoring ``l_s`` -> the true posterior and exact
 marginalisation (``GraphDiffusion``); unlearned random CLS tokens -> ``nn.Parameter`` s; logits in
@@ -644,7 +650,8 @@ class MSTDiffGenerator(UserGenerator):
         if osc is not None:
             notes.append(
                 f"Cell oscillations (one-step visits to one of the {osc.k} nearest stations) removed for "
-                f"training and drawn again after generation, at {osc.rate:.2%} of the steps well inside a stay."
+                f"training and drawn again after generation, at {osc.rate:.2%} of the steps well inside a stay; "
+                f"by neighbour rank, nearest first: {', '.join(f'{r:.0%}' for r in osc.ranks)}."
             )
         cal = self.calibration_
         if not self.traffic_ or cal is None:
