@@ -109,6 +109,8 @@ def test_bad_input_is_refused():
         find_oscillations(np.array([[0, 8, 0]]), RING)
     with pytest.raises(DataError, match=r"rate must be in \[0, 1\)"):
         CellOscillations(1.0, np.array([0.5, 0.5]), RING)
+    with pytest.raises(DataError, match=r"distribution over the neighbours' ranks"):
+        CellOscillations(0.1, np.array([0.5, 0.6]), RING)
     with pytest.raises(DataError, match=r"neighbours must be \[stations, 3\]"):
         CellOscillations(0.1, np.ones(3) / 3, RING)
 

@@ -827,7 +827,9 @@ class MSTDiffGenerator(UserGenerator):
         trajectory chain with the step taken (``s -> s_next``, ``s_next = 0`` last), the sampled ``l_{s_next}``
         ``long [b, T]`` and the denoiser's logits of ``p_theta(l_0 | l_s)`` ``[b, T, N]`` (before the
         temperature), for each batch of ``sample_batch_size`` users: a view of the chain as it denoises
-        (``benchmarks/mstdiff_chain.py``). It must not modify them."""
+        (``benchmarks/mstdiff_chain.py``). It must not modify them. In a model fitted with
+        ``oscillation_neighbours`` the chain it sees has no cell oscillations: they are drawn into the
+        returned weeks after it ends (module docstring)."""
         self.check_fitted()
         if not (isinstance(temperature, (int, float)) and temperature > 0 and np.isfinite(temperature)):
             raise ConfigError(f"temperature must be a positive number, got {temperature!r}")

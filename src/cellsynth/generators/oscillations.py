@@ -86,7 +86,9 @@ class CellOscillations:
     with the stations' ``neighbours int [N, k]``."""
 
     def __init__(self, rate: float, ranks: np.ndarray, neighbours: np.ndarray):
-        ranks = np.asarray(ranks, dtype=np.float64)
+        ranks, neighbours = np.asarray(ranks, dtype=np.float64), np.asarray(neighbours)
+        if ranks.ndim != 1 or (ranks < 0).any() or not np.isclose(ranks.sum(), 1.0):
+            raise DataError(f"ranks must be a distribution over the neighbours' ranks, got {ranks}")
         if neighbours.ndim != 2 or neighbours.shape[1] != len(ranks):
             raise DataError(f"neighbours must be [stations, {len(ranks)}], got {neighbours.shape}")
         if not 0.0 <= rate < 1.0 or not np.isfinite(rate):
