@@ -106,8 +106,10 @@ def _fit(args, label: str, name: str, config: dict, train: UserMobility, **fit_k
     if args.load and (Path(args.load) / label / "fit.json").exists():
         run = Path(args.load) / label
         gen = load(run / "model")
-        if gen.name == "mstdiff" and gen.traffic_ and gen.calibration_ is None:
-            gen.calibrate(train)  # saved before calibration existed (not counted in fit_s)
+        if gen.name == "mstdiff" and gen.traffic_ and "moment_map" not in (gen.calibration_ or {}):
+            # saved before calibration (or its 'moments' mode) existed; not counted in fit_s. The same seed
+            # draws the same calibration users, so the other modes' maps come out as they were saved.
+            gen.calibrate(train)
         return gen, json.loads((run / "fit.json").read_text())["fit_s"]
     gen = get(name, config)
     # With --save, checkpoints go beside the saved model (RUN/LABEL/checkpoints/), so rerunning a killed

@@ -221,9 +221,24 @@ def test_fit_calibrates_generated_traffic_onto_the_training_values(tmp_path):
     assert abs(float((zeros == 0).mean()) - cal["zero_share"]) < 0.01
     assert ((zeros == raw) | (zeros == 0)).all()  # the threshold only zeroes values
     assert any("quantile mapping" in line for line in gen.fit_notes())
+    # moments: the calibration draw's wavelet coefficients get the training means and spreads (up to the
+    # clipping of negative traffic), so its mean week is nearer the training one's; the marginal is mapped
+    moments = gen.calibrated(raw, "moments")
+    quantiles = gen.calibrated(raw, "quantiles")
+
+    def off_mean_week(x):
+        return np.abs(np.log1p(x).mean(0) - np.log1p(real).mean(0)).mean()
+
+    assert off_mean_week(moments) < 0.5 * off_mean_week(quantiles)
+    np.testing.assert_allclose(np.quantile(moments, p), np.quantile(real, p), rtol=0.05, atol=1e-6)
     gen.save(tmp_path / "m")
     loaded = cellsynth.load(tmp_path / "m")
     assert loaded.generate(5, seed=2).equals(gen.generate(5, seed=2))
+    np.testing.assert_array_equal(loaded.calibrated(raw, "moments"), moments)
+    older = copy.copy(gen)
+    older.calibration_ = {k: v for k, v in cal.items() if not k.startswith("moment")}
+    with pytest.raises(ConfigError, match="calibrated before calibration 'moments' existed"):
+        older.calibrated(raw, "moments")
     # codebook usage is reported per band, and survives save/load
     usage = next(line for line in gen.fit_notes() if line.startswith("VQ-VAE codebooks"))
     assert (

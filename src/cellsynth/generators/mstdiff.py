@@ -144,7 +144,13 @@ from cellsynth.generators.base import (
     stations_state,
     time_axis_state,
 )
-from cellsynth.generators.calibration import CALIBRATION_MODES, CalibrationMode, QuantileMap, zero_threshold
+from cellsynth.generators.calibration import (
+    CALIBRATION_MODES,
+    CalibrationMode,
+    MomentMap,
+    QuantileMap,
+    zero_threshold,
+)
 from cellsynth.generators.markov import DEFAULT_SMOOTHING, MarkovChain, hour_keys
 from cellsynth.generators.oscillations import CellOscillations
 from cellsynth.graphs.transitions import (
@@ -172,6 +178,15 @@ __all__ = [
 #: ``(s, s_next, l_{s_next} [b, T], logits of p_theta(l_0 | l_s) [b, T, N]) -> None``, see ``generate``;
 #: ``s`` and ``s_next`` are ints, or floats at the sub-steps of ``trajectory_substeps > 1``.
 TrajectoryStepCallback = Callable[[float, float, torch.Tensor, torch.Tensor], None]
+
+
+#: The fitted maps of ``calibration_`` and the prefix of their tensors in a saved model ("calibration." is
+#: the quantile map's, as in models saved before the other two existed).
+_CALIBRATION_MAPS = {
+    "quantile_map": ("calibration.", QuantileMap),
+    "moment_map": ("calibration_moments.", MomentMap),
+    "moment_quantile_map": ("calibration_moments_quantiles.", QuantileMap),
+}
 
 
 def discrete_step(t: torch.Tensor, discrete_steps: int, gaussian_steps: int) -> torch.Tensor:
@@ -272,7 +287,9 @@ class MSTDiffConfig(GeneratorConfig):
         "quantiles",
         description="Post-processing of generated traffic, fitted after training on calibration_users "
         "generated users (cellsynth.generators.calibration): 'quantiles' maps their marginal onto the "
-        "training values', 'zeros' only sets the training share of zeros, 'none' returns the raw output.",
+        "training values'; 'moments' first sets each wavelet coefficient's mean and spread over users to the "
+        "training ones, then maps the marginal; 'zeros' only sets the training share of zeros; 'none' returns "
+        "the raw output.",
     )
     calibration_users: int = pydantic.Field(
         128, ge=1, description="Users generated (DDIM) after training to fit the calibration."
@@ -613,13 +630,20 @@ class MSTDiffGenerator(UserGenerator):
         raw, _ = self._draw(cfg.calibration_users, seed=seed, sampler="ddim", steps=None, progress=progress)
         real = np.asarray(data.traffic, dtype=np.float64)
         zero_share = float((real == 0).mean())
+        moment_map = MomentMap().fit(self.wavelets_.transform(raw), self.wavelets_.transform(real))
         self.calibration_ = {
             "zero_share": zero_share,
             "raw_zero_share": float((raw <= 0).mean()),
             "zero_threshold": zero_threshold(raw, zero_share),
             "quantile_map": QuantileMap().fit(raw, real),
+            "moment_map": moment_map,
+            "moment_quantile_map": QuantileMap().fit(self._matched_moments(raw, moment_map), real),
         }
         return self
+
+    def _matched_moments(self, traffic: np.ndarray, moment_map: MomentMap) -> np.ndarray:
+        """``traffic`` with each wavelet coefficient's mean and spread set by ``moment_map``."""
+        return self.wavelets_.inverse(moment_map.apply(self.wavelets_.transform(traffic)))
 
     def calibrated(self, traffic: np.ndarray, mode: str | None = None) -> np.ndarray:
         """Raw generated traffic ``[U, T]`` through the fitted calibration ``mode`` (default: the config's
@@ -632,6 +656,14 @@ class MSTDiffGenerator(UserGenerator):
             return traffic
         if mode == "zeros":
             return np.where(traffic > cal["zero_threshold"], traffic, np.float32(0))
+        if mode == "moments":
+            if "moment_map" not in cal:
+                raise ConfigError(
+                    f"{self.name}: this model was calibrated before calibration 'moments' existed; call "
+                    "calibrate(training data) once and save it again, or use calibration 'quantiles'"
+                )
+            traffic = self._matched_moments(traffic, cal["moment_map"])
+            return cal["moment_quantile_map"].apply(traffic).astype(np.float32)
         return cal["quantile_map"].apply(traffic).astype(np.float32)
 
     def fit_notes(self) -> list[str]:
@@ -658,6 +690,8 @@ class MSTDiffGenerator(UserGenerator):
             return notes
         what = {
             "quantiles": "maps generated traffic onto the training values' distribution (quantile mapping)",
+            "moments": "sets each wavelet coefficient's mean and spread over users to the training ones, then "
+            "maps generated traffic onto the training values' distribution (quantile mapping)",
             "zeros": f"sets generated traffic at or below {cal['zero_threshold']:.4g} to 0",
             "none": "is off (config calibration: none)",
         }[self.config.calibration]
@@ -1022,13 +1056,13 @@ class MSTDiffGenerator(UserGenerator):
             "vq_usage": self.vq_usage_,
             "calibration": None
             if self.calibration_ is None
-            else {k: v for k, v in self.calibration_.items() if k != "quantile_map"},
+            else {k: v for k, v in self.calibration_.items() if k not in _CALIBRATION_MAPS},
         }
-        if self.calibration_ is not None:
-            tensors |= {
-                f"calibration.{k}": torch.from_numpy(v)
-                for k, v in self.calibration_["quantile_map"].state().items()
-            }
+        for key, (prefix, _) in _CALIBRATION_MAPS.items():
+            if self.calibration_ is not None and key in self.calibration_:
+                tensors |= {
+                    f"{prefix}{k}": torch.from_numpy(v) for k, v in self.calibration_[key].state().items()
+                }
         return tensors, meta
 
     def _restore(self, tensors, meta) -> None:
@@ -1039,13 +1073,10 @@ class MSTDiffGenerator(UserGenerator):
         self.graph_source_, self.history_ = meta["graph_source"], meta["history"]
         self.vq_usage_ = meta.get("vq_usage")
         self.calibration_ = meta.get("calibration")  # absent in models saved before calibration existed
-        if self.calibration_ is not None:
-            state = {
-                k[len("calibration.") :]: v.numpy()
-                for k, v in tensors.items()
-                if k.startswith("calibration.")
-            }
-            self.calibration_ = self.calibration_ | {"quantile_map": QuantileMap.from_state(state)}
+        for key, (prefix, kind) in _CALIBRATION_MAPS.items():
+            state = {k[len(prefix) :]: v.numpy() for k, v in tensors.items() if k.startswith(prefix)}
+            if self.calibration_ is not None and state:
+                self.calibration_ = self.calibration_ | {key: kind.from_state(state)}
         n = len(self.stations_)
         self.wavelets_ = self.graph_ = self.markov_ = self.clip_ = self.anchor_model_ = self.oscillations_ = (
             None
