@@ -50,9 +50,12 @@ training range of its band (``clip_x0``, DDPM's ``clip_sample`` per band; measur
 undertrained model's rare extreme coefficients became traffic 10^5 times the real mean after ``expm1``).
 Then the inverse DWT and normalisation (never negative), and the calibration (``calibration``,
 :mod:`cellsynth.generators.calibration`): after training, ``calibration_users`` users drawn with DDIM fit a
-monotone map of generated traffic onto the training values' distribution (``"quantiles"``, default) or
-only a threshold that restores the training share of exact zeros (``"zeros"``). Measured: the raw traffic-only
-model generates far too few exact zeros (27 % vs 67 %), see "Known limits".
+monotone map of generated traffic onto the training values' distribution (``"quantiles"``), the same after
+setting each wavelet coefficient's mean and spread over users to the training ones (``"moments"``, default),
+or only a threshold that restores the training share of exact zeros (``"zeros"``). Measured: the raw
+traffic-only model generates far too few exact zeros (27 % vs 67 %), see "Known limits"; and the model's
+weeks are too smooth (too much energy in the coarsest wavelet band, too little in the finest), which only
+``"moments"`` corrects (BENCHMARKS.md, "Cell oscillations and the moments calibration").
 
 **Modes.** Data without traffic (GeoLife): trajectory only. ``trajectory=False`` (the paper's ablation):
 traffic only; the locations of generated users then come from the :mod:`~cellsynth.generators.markov`
@@ -284,7 +287,7 @@ class MSTDiffConfig(GeneratorConfig):
         True, description="Clip each step's predicted x_0 to its band's training range (DDPM clip_sample)."
     )
     calibration: CalibrationMode = pydantic.Field(
-        "quantiles",
+        "moments",
         description="Post-processing of generated traffic, fitted after training on calibration_users "
         "generated users (cellsynth.generators.calibration): 'quantiles' maps their marginal onto the "
         "training values'; 'moments' first sets each wavelet coefficient's mean and spread over users to the "
