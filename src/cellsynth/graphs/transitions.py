@@ -46,6 +46,7 @@ from scipy.spatial import cKDTree
 
 from cellsynth.data.knowledge import station_entity
 from cellsynth.errors import ConfigError, DataError
+from cellsynth.graphs.stations import unit_sphere
 
 __all__ = [
     "EARTH_RADIUS_KM",
@@ -258,9 +259,7 @@ def _unit_vectors(lat, lon) -> np.ndarray:
         raise DataError(f"lat and lon must be 1-D of equal length, got {lat.shape} and {lon.shape}")
     if (np.abs(lat) > 90).any() or (np.abs(lon) > 180).any() or not np.isfinite(lat + lon).all():
         raise DataError("lat/lon must be finite WGS84 degrees (|lat| <= 90, |lon| <= 180)")
-    phi, lam = np.radians(lat), np.radians(lon)
-    xyz = np.stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)], axis=1)
-    return _check_points(xyz, "coordinates")
+    return _check_points(unit_sphere(lat, lon), "coordinates")
 
 
 def geographic_knn_graph(
