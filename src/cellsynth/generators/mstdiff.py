@@ -110,8 +110,8 @@ d_model 32, 4,000 steps):
   What was left was the city's cell oscillations (one-step visits to a nearest station, 8 a week): the
   denoiser removes them as noise and makes longer detours instead. With ``oscillation_neighbours = 3``
   and that sampler the model beats the floor on 4 of 6 (radius, distinct locations, duration 0.0154
-  against 0.0185, I-rank; 400 fresh users, three draws); distance is four times the floor's, G-rank
-  at the noise level.
+  against 0.0185, I-rank; 400 fresh users, three draws; a second training seed, one draw, wins the same
+  four); distance is four times the floor's, G-rank at the noise level.
 - Against 400 fresh users of the city (not the 80 held out, where every traffic JSD is at the noise level)
   the floor beats the ``quantiles``-calibrated traffic measurably: first-difference JSD about five times
   the floor's, daily RMSE twice. The generated weeks are too smooth; ``calibration = "moments"`` fixes
