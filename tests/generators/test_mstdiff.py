@@ -37,6 +37,8 @@ from tests.conftest import REPO_ROOT
 
 START = pd.Timestamp("2026-01-05", tz="Europe/Rome")
 SMOKE = MSTDiffGenerator.smoke_config()
+#: a small fit that learns a two-station week (about a second a fit): short chains, 100 epochs, uniform transitions
+SMALL_FIT = SMOKE | {"gaussian_steps": 12, "discrete_steps": 6, "epochs": 100, "lr": 3e-3, "kg": False}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -580,7 +582,7 @@ def test_anchors_let_a_small_fit_place_users_where_they_live_and_work():
     Given each user's two anchors the generated users follow them; the same fit without anchors cannot
     know which stations a user has and stays near the marginal (measured: 0.998 against 0.19 at 100 epochs)."""
     data = users(n_users=48, traffic=False)
-    cfg = SMOKE | {"gaussian_steps": 12, "discrete_steps": 6, "epochs": 100, "lr": 3e-3, "kg": False}
+    cfg = SMALL_FIT
     accuracy = {}
     for k in (2, 0):
         gen = get("mstdiff", cfg | {"anchors": k}).fit(data, progress=False)

@@ -16,7 +16,7 @@ from cellsynth.generators.mstdiff import MSTDiffGenerator
 from cellsynth.generators.oscillations import CellOscillations, find_oscillations
 from cellsynth.graphs.stations import haversine_km
 from cellsynth.graphs.transitions import nearest_stations
-from tests.generators.test_mstdiff import START, users
+from tests.generators.test_mstdiff import SMALL_FIT, START, users
 
 # station i's neighbours by rank: a ring of 8 stations, nearest first
 RING = np.array([[(i + 1) % 8, (i - 1) % 8] for i in range(8)])
@@ -32,7 +32,7 @@ def brute_force(loc: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
 
 
 def stays(rng: np.random.Generator, users: int, steps: int, n: int = 8, mean_stay: float = 10) -> np.ndarray:
-    """Weeks of stays at random stations, no two neighbours in a row the same."""
+    """Weeks of stays of at least 3 steps at random stations, each stay at another station than the last."""
     out = np.empty((users, steps), dtype=np.int64)
     for u in range(users):
         t, here = 0, rng.integers(n)
@@ -140,7 +140,7 @@ def test_mstdiff_learns_the_week_without_oscillations_and_draws_them_at_the_trai
     generated weeks oscillate at the training rate."""
     clean = users(n_users=48, traffic=False)
     data, partners = with_oscillations(clean, 0.08)
-    cfg = SMOKE_SMALL | {"anchors": 2, "oscillation_neighbours": 2}
+    cfg = SMALL_FIT | {"anchors": 2, "oscillation_neighbours": 2}
     gen = get("mstdiff", cfg).fit(data, progress=False)
     trained = CellOscillations.fit(data.locations, partners)
     assert gen.oscillations_.rate == pytest.approx(trained.rate)
@@ -153,15 +153,6 @@ def test_mstdiff_learns_the_week_without_oscillations_and_draws_them_at_the_trai
     gen.save(tmp_path / "m")
     again = cellsynth.generators.load(tmp_path / "m")
     np.testing.assert_array_equal(again.generate(5, seed=3).locations, gen.generate(5, seed=3).locations)
-
-
-SMOKE_SMALL = MSTDiffGenerator.smoke_config() | {
-    "gaussian_steps": 12,
-    "discrete_steps": 6,
-    "epochs": 100,
-    "lr": 3e-3,
-    "kg": False,
-}
 
 
 def test_mstdiff_oscillations_need_coordinates_and_enough_stations():

@@ -88,14 +88,14 @@ class CellOscillations:
     with the stations' ``neighbours int [N, k]``."""
 
     def __init__(self, rate: float, ranks: np.ndarray, neighbours: np.ndarray):
-        ranks, neighbours = np.asarray(ranks, dtype=np.float64), np.asarray(neighbours)
+        ranks, neighbours = np.asarray(ranks, dtype=np.float64), np.asarray(neighbours, dtype=np.int64)
         if ranks.ndim != 1 or (ranks < 0).any() or not np.isclose(ranks.sum(), 1.0):
             raise DataError(f"ranks must be a distribution over the neighbours' ranks, got {ranks}")
         if neighbours.ndim != 2 or neighbours.shape[1] != len(ranks):
             raise DataError(f"neighbours must be [stations, {len(ranks)}], got {neighbours.shape}")
         if not 0.0 <= rate < 1.0 or not np.isfinite(rate):
             raise DataError(f"the oscillation rate must be in [0, 1), got {rate}")
-        self.rate, self.ranks, self.neighbours = float(rate), ranks, np.asarray(neighbours, dtype=np.int64)
+        self.rate, self.ranks, self.neighbours = float(rate), ranks, neighbours
 
     @property
     def k(self) -> int:
