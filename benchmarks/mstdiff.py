@@ -40,6 +40,7 @@ other location to the nearest kept one (great-circle), and subsamples ``--geolif
     python benchmarks/mstdiff.py --only mstdiff markov --load bench/runs --seeds 5   # mean ± sd of 5 draws
     python benchmarks/mstdiff.py --only mstdiff --load bench/runs --held-out-anchors  # a model with anchors
     python benchmarks/mstdiff.py --only mstdiff markov --load bench/runs --reference-users 800
+    python benchmarks/mstdiff.py --only mstdiff markov --load bench/runs --reference-users 2000 --decimals 6
 
 ``--samplers`` scores each fitted MSTDiff with every listed sampler (``ddpm``: the full chain; ``ddim-K``:
 K steps), one row each: the DDIM-vs-full-chain comparison of the same model. Each MSTDiff draw with traffic
@@ -192,9 +193,9 @@ FORMATS = {
 }
 
 
-def _row(label: str, runs: list[dict], keys: list[str]) -> str:
+def _row(label: str, runs: list[dict], keys: list[str], decimals: int = 4) -> str:
     """One table row: each cell the mean over ``runs`` (one dict per seed), with ``± sd`` (ddof 1) when
-    there are several."""
+    there are several; the scores (columns without their own format) with ``decimals`` decimals."""
 
     def cell(key: str) -> str:
         values = [r[key] for r in runs if key in r]
@@ -202,7 +203,7 @@ def _row(label: str, runs: list[dict], keys: list[str]) -> str:
             return "-"
         if isinstance(values[0], str):
             return values[0]
-        fmt = FORMATS.get(key, ".4f")
+        fmt = FORMATS.get(key, f".{decimals}f")
         mean = format(float(np.mean(values)), fmt)
         return f"{mean} ± {float(np.std(values, ddof=1)):{fmt}}" if len(values) > 1 else mean
 
@@ -218,9 +219,9 @@ def _score_rows(args, label: str, gen, n: int, fit_s: float, score, keys: list[s
             run = score(out) | {"fit_s": f"{fit_s:.0f}", "sample_s": sample_s}
             rows.setdefault(row, []).append(run)
             if args.seeds > 1:  # each draw on stderr, so the mean's table stays clean
-                print(_row(f"{row}, seed {seed}", [run], keys), file=sys.stderr, flush=True)
+                print(_row(f"{row}, seed {seed}", [run], keys, args.decimals), file=sys.stderr, flush=True)
     for row, runs in rows.items():
-        print(_row(row, runs, keys), flush=True)
+        print(_row(row, runs, keys, args.decimals), flush=True)
 
 
 def synthetic(args, base: dict) -> None:
@@ -265,10 +266,16 @@ def synthetic(args, base: dict) -> None:
     if args.reference_users:
         again = partial(synthesize_users, city.layout, n_users=test.n_users)
         reference = [score(again(seed=20_000 + seed)) for seed in _seeds(args)]
-        print(_row(f"real: {test.n_users} other fresh users (noise level)", reference, keys), flush=True)
+        print(
+            _row(f"real: {test.n_users} other fresh users (noise level)", reference, keys, args.decimals),
+            flush=True,
+        )
     else:
         reference = [score(_real_reference(train, test.n_users, seed)) for seed in _seeds(args)]
-        print(_row(f"real: {test.n_users} training users (noise level)", reference, keys), flush=True)
+        print(
+            _row(f"real: {test.n_users} training users (noise level)", reference, keys, args.decimals),
+            flush=True,
+        )
     for label, name, config, fit_kw in models:
         if args.only and label not in args.only:
             continue
@@ -373,7 +380,10 @@ def geolife(args, base: dict) -> None:
         return trajectory_jsds(test.locations, out.locations, st.lat, st.lon)
 
     reference = [score(_real_reference(train, test.n_users, seed)) for seed in _seeds(args)]
-    print(_row(f"real: {test.n_users} training user-days (noise level)", reference, keys), flush=True)
+    print(
+        _row(f"real: {test.n_users} training user-days (noise level)", reference, keys, args.decimals),
+        flush=True,
+    )
     for label, name, config in (("mstdiff", "mstdiff", base), ("markov", "markov", {})):
         gen, fit_s = _fit(args, f"geolife-{label}", name, config, train)
         _score_rows(args, label, gen, test.n_users, fit_s, score, keys)
@@ -400,6 +410,12 @@ def main(argv=None) -> None:
         type=int,
         default=1,
         help="Draws per model (seeds SEED..SEED+N-1); with N > 1 each cell is the mean ± sd over them.",
+    )
+    p.add_argument(
+        "--decimals",
+        type=int,
+        default=4,
+        help="Decimals of the scores in the tables (more to compare models against a large reference).",
     )
     p.add_argument(
         "--samplers",
