@@ -116,7 +116,10 @@ def test_fit_mstdiff_then_generate_users(city, tmp_path):
     from cellsynth.generators.mstdiff import MSTDiffGenerator
 
     config = tmp_path / "mstdiff.yaml"
-    config.write_text(yaml.safe_dump(MSTDiffGenerator.smoke_config() | {"calibration_users": 8}))
+    # calibrated with DDIM-2, the sampler the options below ask for (another would warn)
+    config.write_text(
+        yaml.safe_dump(MSTDiffGenerator.smoke_config() | {"calibration_users": 8, "sampling_steps": 2})
+    )
     run = tmp_path / "run"
     output = invoke("fit", "mstdiff", "--data", city, "--out", run, "--config", config, "--no-progress")
     line = " ".join(output.split())

@@ -365,8 +365,17 @@ def generate(
     n: Annotated[int | None, typer.Option("--n", help="Generate for N stations drawn from training.")] = None,
     users: Annotated[int | None, typer.Option(help="Number of users (user-level generators).")] = None,
     samples: Annotated[int, typer.Option(help="Samples (plausible weeks) per station.")] = 1,
-    sampler: Annotated[str | None, typer.Option(help="ddpm, ddim or dpm-solver (diffusion models).")] = None,
-    steps: Annotated[int | None, typer.Option(help="Sampling steps (diffusion models).")] = None,
+    sampler: Annotated[
+        str | None,
+        typer.Option(
+            help="ddpm, ddim or dpm-solver (diffusion models; mstdiff: ddpm or ddim). Default: the model's "
+            "config sampler (mstdiff: also the one its traffic calibration was fitted with)."
+        ),
+    ] = None,
+    steps: Annotated[
+        int | None,
+        typer.Option(help="Sampling steps (diffusion models). Default: the config's sampling_steps."),
+    ] = None,
     temperature: Annotated[
         float | None,
         typer.Option(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -39,6 +40,9 @@ START = pd.Timestamp("2026-01-05", tz="Europe/Rome")
 SMOKE = MSTDiffGenerator.smoke_config()
 #: a small fit that learns a two-station week (about a second a fit): short chains, 100 epochs, uniform transitions
 SMALL_FIT = SMOKE | {"gaussian_steps": 12, "discrete_steps": 6, "epochs": 100, "lr": 3e-3, "kg": False}
+#: most tests here sample with other samplers than the calibration's on purpose (the chain's mechanics);
+#: test_the_calibration_belongs_to_its_sampler checks that warning
+pytestmark = pytest.mark.filterwarnings("ignore:mstdiff. the traffic calibration:UserWarning")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -188,7 +192,7 @@ def test_joint_fit_with_knowledge_graph_generate_and_save_load(tmp_path):
         get("mstdiff", SMOKE | {"seed": 1}).fit(
             data, progress=False, checkpoint_dir=tmp_path / "run", knowledge_graph=knowledge_graph()
         )
-    with pytest.raises(ConfigError, match="ddpm' or 'ddim"):
+    with pytest.raises(ConfigError, match="choose one of ddpm, ddim"):
         gen.generate(3, sampler="dpm-solver")
 
 
@@ -252,6 +256,43 @@ def test_fit_calibrates_generated_traffic_onto_the_training_values(tmp_path):
         gen.calibrated(raw, "bogus")
     with pytest.raises(DataError, match="needs a model and data with traffic"):
         gen.calibrate(users(traffic=False))
+
+
+def test_the_calibration_belongs_to_its_sampler(tmp_path):
+    """The maps are fitted on draws of the config's sampler; another sampler's draws warn until the model is
+    calibrated for it. Models saved before the sampler was recorded were calibrated with DDIM-50."""
+    data = users(n_users=16)
+    gen = get("mstdiff", SMOKE | {"gaussian_steps": 8, "sampling_steps": 4, "calibration_users": 16})
+    gen.fit(data, progress=False)
+    assert (gen.calibration_["sampler"], gen.calibration_["steps"]) == ("ddim", 4)
+    assert "DDIM-4" in next(line for line in gen.fit_notes() if "exactly 0" in line)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        default = gen.generate(4, seed=0)  # the config's sampler: the calibration's
+        assert default.equals(gen.generate(4, seed=0, sampler="ddim", steps=4))
+    for sampler, steps, label in (("ddim", 2, "DDIM-2"), ("ddpm", None, "DDPM-8")):
+        with pytest.warns(UserWarning, match=f"fitted on DDIM-4 draws; these are {label}"):
+            gen.generate(4, seed=0, sampler=sampler, steps=steps)
+    uncalibrated = copy.copy(gen)
+    uncalibrated.config = gen.config.model_copy(update={"calibration": "none"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        uncalibrated.generate(4, seed=0, sampler="ddpm")  # raw traffic: nothing to warn about
+    gen.calibrate(data, sampler="ddpm")
+    assert (gen.calibration_["sampler"], gen.calibration_["steps"]) == ("ddpm", 8)
+    gen.save(tmp_path / "m")
+    loaded = cellsynth.load(tmp_path / "m")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded.generate(4, seed=0, sampler="ddpm")
+    with pytest.warns(UserWarning, match="fitted on DDPM-8 draws; these are DDIM-4"):
+        loaded.generate(4, seed=0)
+    older = copy.copy(gen)
+    older.calibration_ = {k: v for k, v in gen.calibration_.items() if k not in ("sampler", "steps")}
+    with pytest.warns(UserWarning, match="fitted on DDIM-8 draws"):  # DDIM's 50 steps, capped at T_g = 8
+        older.generate(4, seed=0, sampler="ddpm")
+    with pytest.raises(ConfigError, match="sampling_steps .9. > gaussian_steps .8."):
+        get("mstdiff", SMOKE | {"gaussian_steps": 8, "sampling_steps": 9})
 
 
 def test_strided_chain_at_real_steps_uses_the_interpolated_schedule():

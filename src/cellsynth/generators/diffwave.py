@@ -32,16 +32,17 @@ from typing import Any, Literal
 import pydantic
 import torch
 
-from cellsynth.diffusion.gaussian import DEFAULT_STEPS, SAMPLERS, GaussianDiffusion
-from cellsynth.errors import ConfigError, DataError
+from cellsynth.diffusion.gaussian import GaussianDiffusion
+from cellsynth.errors import DataError
 from cellsynth.generators.conditioning import BaselineConfig, BaselineGenerator
 from cellsynth.generators.diffusion_training import EpsilonModule
+from cellsynth.generators.sampling import SamplingConfig
 from cellsynth.nn.baselines import DiffWaveNet
 
 __all__ = ["DiffWaveConfig", "DiffWaveGenerator"]
 
 
-class DiffWaveConfig(BaselineConfig):
+class DiffWaveConfig(BaselineConfig, SamplingConfig):
     """Hyperparameters of the DiffWave baseline (diffusion and training settings equal to STOUTER's)."""
 
     residual_channels: int = pydantic.Field(64, ge=1, description="Width of the residual layers.")
@@ -64,10 +65,6 @@ class DiffWaveConfig(BaselineConfig):
     beta_end: float = pydantic.Field(0.02, gt=0, lt=1, description="Last beta of the linear schedule.")
     weight_decay: float = pydantic.Field(0.0, ge=0, description="AdamW weight decay.")
     ema_decay: float = pydantic.Field(0.999, ge=0, lt=1, description="EMA of the weights (with warm-up).")
-    sampler: Literal["ddpm", "ddim", "dpm-solver"] = pydantic.Field("ddim", description="Default sampler.")
-    sampling_steps: int | None = pydantic.Field(
-        50, ge=1, description="Steps of the default sampler (None: all T for ddpm, 50 ddim, 20 dpm-solver)."
-    )
     generation_batch_size: int = pydantic.Field(256, ge=1, description="Series denoised together.")
 
     @pydantic.model_validator(mode="after")
@@ -76,10 +73,6 @@ class DiffWaveConfig(BaselineConfig):
             raise ValueError(f"kernel_size must be odd (centred convolutions), got {self.kernel_size}")
         if self.beta_schedule == "linear" and self.beta_start >= self.beta_end:
             raise ValueError(f"beta_start ({self.beta_start}) must be < beta_end ({self.beta_end})")
-        if self.sampling_steps is not None and self.sampling_steps > self.num_train_timesteps:
-            raise ValueError(
-                f"sampling_steps ({self.sampling_steps}) > num_train_timesteps ({self.num_train_timesteps})"
-            )
         return self
 
 
@@ -148,13 +141,7 @@ class DiffWaveGenerator(BaselineGenerator):
                 f"{self.name}.generate got unknown option(s) {unknown}; it takes sampler, steps, progress and "
                 "batch_size"
             )
-        cfg = self.config
-        sampler = options.get("sampler") or cfg.sampler
-        if sampler not in SAMPLERS:
-            raise ConfigError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-        steps = options.get("steps")
-        if steps is None:
-            steps = cfg.sampling_steps if sampler == cfg.sampler else DEFAULT_STEPS[sampler]
+        sampler, steps = self.config.sampling(options.get("sampler"), options.get("steps"))
         return {"sampler": sampler, "steps": steps}
 
     def _draw(self, net, station, *, generator, device, progress, sampler, steps) -> torch.Tensor:

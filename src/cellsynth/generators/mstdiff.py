@@ -38,7 +38,7 @@ so the pairs ``(t, s)`` seen in training are exactly those that the joint revers
 
 **Generation** (the paper's Algorithm 2), :meth:`MSTDiffGenerator.generate`: ``x ~ N(0, I)``, ``l`` uniform
 over the stations; for each timestep ``t_i`` of the Gaussian sampler (``"ddpm"``: all ``T_g``; ``"ddim"``:
-a trailing subsequence, default 50 steps), the denoiser sees ``(x, l, t_i, s(t_i))``; the Gaussian
+a trailing subsequence, default 50 steps; config ``sampler``, default ``"ddim"``), the denoiser sees ``(x, l, t_i, s(t_i))``; the Gaussian
 scheduler steps ``x``; the trajectory steps from ``s(t_i)`` to ``s(t_{i+1})`` (0 after the last) when they
 differ, by :meth:`GraphDiffusion.sample_step` on the *strided* chain whose schedule is ``alpha-bar`` at the
 visited ``s`` values only. Its step from ``s_a`` to ``s_b < s_a`` uses ``Q_{s_b -> s_a} =
@@ -49,7 +49,8 @@ chain every ``T_g / S`` Gaussian steps. At every step the traffic's predicted ``
 training range of its band (``clip_x0``, DDPM's ``clip_sample`` per band; measured: without it, an
 undertrained model's rare extreme coefficients became traffic 10^5 times the real mean after ``expm1``).
 Then the inverse DWT and normalisation (never negative), and the calibration (``calibration``,
-:mod:`cellsynth.generators.calibration`): after training, ``calibration_users`` users drawn with DDIM fit a
+:mod:`cellsynth.generators.calibration`): after training, ``calibration_users`` users drawn with the
+config's sampler fit a
 monotone map of generated traffic onto the training values' distribution (``"quantiles"``), the same after
 setting each wavelet coefficient's mean and spread over users to the training ones (``"moments"``, default),
 or only a threshold that restores the training share of exact zeros (``"zeros"``). Measured: the raw
@@ -127,8 +128,9 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pydantic
@@ -140,11 +142,10 @@ from cellsynth.data.knowledge import KnowledgeGraph
 from cellsynth.data.model import UserMobility
 from cellsynth.data.wavelets import TrafficWavelets, band_names, band_slices
 from cellsynth.diffusion.discrete import GraphDiffusion, check_coupling, uniform_rate
-from cellsynth.diffusion.gaussian import SAMPLERS, GaussianDiffusion
+from cellsynth.diffusion.gaussian import GaussianDiffusion
 from cellsynth.errors import ConfigError, DataError
 from cellsynth.generators.anchors import AnchorModel, top_locations
 from cellsynth.generators.base import (
-    GeneratorConfig,
     UserGenerator,
     expect,
     fingerprint,
@@ -163,6 +164,7 @@ from cellsynth.generators.calibration import (
 )
 from cellsynth.generators.markov import DEFAULT_SMOOTHING, MarkovChain, hour_keys
 from cellsynth.generators.oscillations import CellOscillations
+from cellsynth.generators.sampling import SamplingConfig
 from cellsynth.graphs.transitions import (
     geographic_knn_graph,
     knn_graph,
@@ -255,7 +257,9 @@ def clip_predicted_x0(
     return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
 
 
-class MSTDiffConfig(GeneratorConfig):
+class MSTDiffConfig(SamplingConfig):
+    chain_field: ClassVar[str] = "gaussian_steps"
+
     # -- ablations --------------------------------------------------------------------------------------
     kg: bool = pydantic.Field(
         True, description="Transitions from the knowledge graph (or geography); False: uniform transitions."
@@ -287,6 +291,15 @@ class MSTDiffConfig(GeneratorConfig):
     )
     # -- diffusions -------------------------------------------------------------------------------------
     gaussian_steps: int = pydantic.Field(200, ge=2, description="T_g, Gaussian diffusion steps.")
+    sampler: Literal["ddpm", "ddim"] = pydantic.Field(
+        "ddim",
+        description="Default sampler of the traffic branch (the discrete chain runs on the matching steps), "
+        "and the one the calibration is fitted with: 'ddpm' is the paper's full chain, 'ddim' the fast option "
+        "(measured as good or better at 3x the speed, BENCHMARKS.md).",
+    )
+    sampling_steps: int | None = pydantic.Field(
+        None, ge=1, description="Steps of the default sampler (None: all T_g for ddpm, 50 for ddim)."
+    )
     beta_schedule: Literal["linear", "squaredcos_cap_v2"] = "linear"
     beta_start: float = pydantic.Field(1e-4, gt=0, lt=1)
     beta_end: float = pydantic.Field(0.1, gt=0, lt=1)
@@ -302,7 +315,9 @@ class MSTDiffConfig(GeneratorConfig):
         "the raw output.",
     )
     calibration_users: int = pydantic.Field(
-        128, ge=1, description="Users generated (DDIM) after training to fit the calibration."
+        128,
+        ge=1,
+        description="Users generated (with the default sampler) after training to fit the calibration.",
     )
     discrete_steps: int = pydantic.Field(100, ge=1, description="S, discrete diffusion steps.")
     discrete_tol: float = pydantic.Field(0.05, gt=0, lt=1, description="TV of Q-bar_S from uniform.")
@@ -624,24 +639,40 @@ class MSTDiffGenerator(UserGenerator):
         return self
 
     def calibrate(
-        self, data: UserMobility, *, seed: int | None = None, progress: bool = False
+        self,
+        data: UserMobility,
+        *,
+        seed: int | None = None,
+        sampler: str | None = None,
+        steps: int | None = None,
+        progress: bool = False,
     ) -> MSTDiffGenerator:
         """Fit the post-processing of generated traffic against ``data``'s traffic (``fit`` does it with the
-        training data): draw ``calibration_users`` users with DDIM (seed: the config's), then keep both the
-        :func:`~cellsynth.generators.calibration.zero_threshold` and the
-        :class:`~cellsynth.generators.calibration.QuantileMap`; ``config.calibration`` picks which one
-        :meth:`generate` applies. Calling it again with other data recalibrates a trained model."""
+        training data): draw ``calibration_users`` users (seed: the config's) with ``sampler`` and ``steps``
+        (default: the config's ``sampler``), then keep every mode's map (the
+        :func:`~cellsynth.generators.calibration.zero_threshold`, the
+        :class:`~cellsynth.generators.calibration.QuantileMap` and the
+        :class:`~cellsynth.generators.calibration.MomentMap` with its quantile map); ``config.calibration``
+        picks which one :meth:`generate` applies. Calling it again with other data, or for another
+        sampler, recalibrates a trained model.
+
+        The maps hold for draws of the sampler they were fitted on: the full chain and DDIM-50 of one model
+        spread the wavelet bands differently (measured up to 10 %), so :meth:`generate` warns when it
+        samples with another one."""
         self.check_fitted()
         data = expect(data, UserMobility, self.name)
         if not self.traffic_ or not data.has_traffic:
             raise DataError(f"{self.name}: calibration needs a model and data with traffic")
         cfg = self.config
         seed = cfg.seed if seed is None else seed
-        raw, _ = self._draw(cfg.calibration_users, seed=seed, sampler="ddim", steps=None, progress=progress)
+        sampler, steps = cfg.sampling(sampler, steps)
+        raw, _ = self._draw(cfg.calibration_users, seed=seed, sampler=sampler, steps=steps, progress=progress)
         real = np.asarray(data.traffic, dtype=np.float64)
         zero_share = float((real == 0).mean())
         moment_map = MomentMap().fit(self.wavelets_.transform(raw), self.wavelets_.transform(real))
         self.calibration_ = {
+            "sampler": sampler,
+            "steps": self._step_count(sampler, steps),
             "zero_share": zero_share,
             "raw_zero_share": float((raw <= 0).mean()),
             "zero_threshold": zero_threshold(raw, zero_share),
@@ -650,6 +681,15 @@ class MSTDiffGenerator(UserGenerator):
             "moment_quantile_map": QuantileMap().fit(self._matched_moments(raw, moment_map), real),
         }
         return self
+
+    def _step_count(self, sampler: str, steps: int | None) -> int:
+        """How many Gaussian steps ``sampler`` with ``steps`` (None: its default) takes on this model."""
+        return len(self.gauss_.scheduler(sampler, steps).timesteps)
+
+    def _calibration_sampler(self) -> tuple[str, int]:
+        """``(sampler, steps)`` the calibration's users were drawn with (DDIM-50 before it was recorded)."""
+        cal = self.calibration_
+        return cal.get("sampler", "ddim"), cal.get("steps") or self._step_count("ddim", None)
 
     def _matched_moments(self, traffic: np.ndarray, moment_map: MomentMap) -> np.ndarray:
         """``traffic`` with each wavelet coefficient's mean and spread set by ``moment_map``."""
@@ -708,7 +748,8 @@ class MSTDiffGenerator(UserGenerator):
         return [
             *notes,
             f"{cal['zero_share']:.0%} of the training traffic values are exactly 0; uncalibrated, the model "
-            f"generated {cal['raw_zero_share']:.0%} ({self.config.calibration_users} users, DDIM). The "
+            f"generated {cal['raw_zero_share']:.0%} ({self.config.calibration_users} users, "
+            f"{'{}-{}'.format(*self._calibration_sampler()).upper()}). The "
             f"calibration {what}.",
         ]
 
@@ -814,7 +855,7 @@ class MSTDiffGenerator(UserGenerator):
         *,
         samples: int = 1,
         seed: int = 0,
-        sampler: str = "ddpm",
+        sampler: str | None = None,
         steps: int | None = None,
         temperature: float = 1.0,
         corrector_rounds: int = 0,
@@ -826,9 +867,10 @@ class MSTDiffGenerator(UserGenerator):
         device: str | torch.device = "cpu",
     ) -> UserMobility:
         """``target`` users, jointly: the paper's Algorithm 2 (module docstring). ``sampler`` ``"ddpm"``
-        (``steps=None``: all ``gaussian_steps``) or ``"ddim"`` (default 50 steps); the discrete chain runs on
-        the matching steps. Traffic goes through the calibration fitted after training (config
-        ``calibration``, :meth:`calibrate`). Same seed, same machine, same users.
+        (``steps=None``: all ``gaussian_steps``) or ``"ddim"`` (default 50 steps); None: the config's
+        ``sampler`` and ``sampling_steps``. The discrete chain runs on the matching steps. Traffic goes
+        through the calibration fitted after training (config ``calibration``, :meth:`calibrate`), with a
+        warning when it was fitted on another sampler's draws. Same seed, same machine, same users.
 
         ``temperature``: the trajectory's ``p_theta(l_0 | ...)`` is ``softmax(logits / temperature)`` in every
         reverse step. 1 is Algorithm 2; below 1 sharpens each step's prediction of ``l_0``, which an
@@ -885,8 +927,9 @@ class MSTDiffGenerator(UserGenerator):
             raise DataError(
                 f"{self.name} generates users: give their number, not samples (got samples={samples})"
             )
-        if sampler not in ("ddpm", "ddim"):
-            raise ConfigError(f"{self.name} samples with 'ddpm' or 'ddim', got {sampler!r} (of {SAMPLERS})")
+        sampler, steps = self.config.sampling(sampler, steps)
+        if self.traffic_:
+            self._warn_other_sampler(sampler, steps)
         traffic, locations = self._draw(
             n_users,
             seed=seed,
@@ -911,6 +954,21 @@ class MSTDiffGenerator(UserGenerator):
             hours = hour_keys(start, step, self.n_steps_, weekly=False)
             locations = self.markov_.sample(n_users, hours, np.random.default_rng(seed))
         return UserMobility(locations, start, step, self.stations_, traffic=traffic)
+
+    def _warn_other_sampler(self, sampler: str, steps: int | None) -> None:
+        if self.calibration_ is None or self.config.calibration == "none":
+            return
+        fitted = self._calibration_sampler()
+        drawn = (sampler, self._step_count(sampler, steps))
+        if drawn != fitted:
+            warnings.warn(
+                f"{self.name}: the traffic calibration ({self.config.calibration}) was fitted on "
+                f"{'{}-{}'.format(*fitted).upper()} draws; these are {'{}-{}'.format(*drawn).upper()}, whose "
+                "wavelet bands are spread differently. Sample with the calibration's sampler, call "
+                f"calibrate(training data, sampler={sampler!r}, steps={steps!r}) first, or set config "
+                "calibration 'none'.",
+                stacklevel=3,
+            )
 
     @property
     def n_anchors(self) -> int:

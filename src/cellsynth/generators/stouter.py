@@ -67,10 +67,9 @@ from torch_geometric.data import Data
 from cellsynth.data.model import Stations, StationTraffic
 from cellsynth.data.samples import stack_samples
 from cellsynth.data.scaling import LogScaler
-from cellsynth.diffusion.gaussian import DEFAULT_STEPS, SAMPLERS, GaussianDiffusion, terminal_problem
-from cellsynth.errors import ConfigError, DataError
+from cellsynth.diffusion.gaussian import GaussianDiffusion, terminal_problem
+from cellsynth.errors import DataError
 from cellsynth.generators.base import (
-    GeneratorConfig,
     StationGenerator,
     expect,
     guard_resume,
@@ -82,6 +81,7 @@ from cellsynth.generators.base import (
     training_weeks,
 )
 from cellsynth.generators.diffusion_training import EpsilonModule
+from cellsynth.generators.sampling import SamplingConfig
 from cellsynth.generators.station_levels import LevelRegression, station_levels
 from cellsynth.graphs.stations import StationGraphBuilder
 from cellsynth.graphs.temporal import temporal_graph
@@ -94,7 +94,7 @@ __all__ = ["StouterConfig", "StouterGenerator"]
 _STAGES = ("temporal-encoder", "station-encoder", "stunet")
 
 
-class StouterConfig(GeneratorConfig):
+class StouterConfig(SamplingConfig):
     """Hyperparameters of STOUTER. Defaults train in minutes on 2 CPU cores for ~200 stations x 1 week."""
 
     # -- data ----------------------------------------------------------------------------------------
@@ -189,10 +189,6 @@ class StouterConfig(GeneratorConfig):
         "auto", description="Where to train and sample: 'auto' uses a GPU when there is one."
     )
     # -- generation ----------------------------------------------------------------------------------
-    sampler: Literal["ddpm", "ddim", "dpm-solver"] = pydantic.Field("ddim", description="Default sampler.")
-    sampling_steps: int | None = pydantic.Field(
-        50, ge=1, description="Steps of the default sampler (None: all T for ddpm, 50 ddim, 20 dpm-solver)."
-    )
     generation_batch_size: int = pydantic.Field(256, ge=1, description="Series denoised together.")
     clip_margin: float | None = pydantic.Field(
         0.1,
@@ -226,10 +222,6 @@ class StouterConfig(GeneratorConfig):
             raise ValueError(
                 f"attention_heads ({self.attention_heads}) must divide STUNet's coarsest width "
                 f"channels * channel_mults[-1] = {coarsest}"
-            )
-        if self.sampling_steps is not None and self.sampling_steps > self.num_train_timesteps:
-            raise ValueError(
-                f"sampling_steps ({self.sampling_steps}) > num_train_timesteps ({self.num_train_timesteps})"
             )
         return self
 
@@ -546,11 +538,7 @@ class StouterGenerator(StationGenerator):
             )
         samples = self._check_samples(samples)
         cfg = self.config
-        sampler = cfg.sampler if sampler is None else sampler
-        if sampler not in SAMPLERS:
-            raise ConfigError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-        if steps is None:
-            steps = cfg.sampling_steps if sampler == cfg.sampler else DEFAULT_STEPS[sampler]
+        sampler, steps = cfg.sampling(sampler, steps)
         batch_size = cfg.generation_batch_size if batch_size is None else int(batch_size)
         if batch_size < 1:
             raise DataError(f"batch_size must be >= 1, got {batch_size}")
