@@ -424,26 +424,31 @@ def main(argv=None) -> None:
         help="MSTDiff samplers: ddpm, ddim or ddim-K (one row each).",
     )
     p.add_argument(
-        "--temperature", type=float, default=1.0, help="MSTDiff's trajectory temperature (1: Algorithm 2)."
+        "--temperature",
+        type=float,
+        default=None,
+        help="MSTDiff's trajectory temperature (default: the model's config; 1: Algorithm 2).",
     )
     p.add_argument(
         "--corrector-rounds",
         type=int,
-        default=0,
-        help="MSTDiff's trajectory corrector rounds per reverse step (0: Algorithm 2).",
+        default=None,
+        help="MSTDiff's trajectory corrector rounds per reverse step (default: the model's config; 0: "
+        "Algorithm 2).",
     )
     p.add_argument(
         "--trajectory-substeps",
         type=int,
-        default=1,
-        help="MSTDiff: reverse steps of the trajectory per step of the plain chain (1: Algorithm 2).",
+        default=None,
+        help="MSTDiff: reverse steps of the trajectory per step of the plain chain (default: the model's "
+        "config; 1: Algorithm 2).",
     )
     p.add_argument(
         "--trajectory-coupling",
         type=float,
-        default=0.0,
+        default=None,
         help="MSTDiff: noise correlation between a user's consecutive time steps in each reverse step "
-        "(0: Algorithm 2's independent draws).",
+        "(default: the model's config; 0: Algorithm 2's independent draws).",
     )
     p.add_argument("--save", help="Directory to keep each fitted model in (<dir>/<model>/).")
     p.add_argument("--load", help="Directory of models kept by --save: reuse them instead of fitting.")
@@ -473,8 +478,16 @@ def main(argv=None) -> None:
         raise SystemExit(f"--seeds must be >= 1, got {args.seeds}")
     print(
         f"# MSTDiff benchmark (seed {args.seed}, {args.seeds} draw(s) per model, samplers {' '.join(args.samplers)}, "
-        f"temperature {args.temperature}, corrector rounds {args.corrector_rounds}, "
-        f"trajectory sub-steps {args.trajectory_substeps}, trajectory coupling {args.trajectory_coupling})"
+        + ", ".join(
+            f"{name} {'as configured' if value is None else value}"
+            for name, value in (
+                ("temperature", args.temperature),
+                ("corrector rounds", args.corrector_rounds),
+                ("trajectory sub-steps", args.trajectory_substeps),
+                ("trajectory coupling", args.trajectory_coupling),
+            )
+        )
+        + ")"
     )
     if not args.skip_city:
         synthetic(args, _config(args.config, args.quick))

@@ -379,7 +379,8 @@ def generate(
     temperature: Annotated[
         float | None,
         typer.Option(
-            help="mstdiff: temperature of the trajectory's l_0 prediction (1: the paper's sampler)."
+            help="mstdiff: temperature of the trajectory's l_0 prediction (1: the paper's sampler). Default: the "
+            "model's config (1 unless it says otherwise)."
         ),
     ] = None,
     corrector_rounds: Annotated[
@@ -387,7 +388,7 @@ def generate(
         typer.Option(
             help="mstdiff: corrector rounds (one forward step, then the reverse step again) after each "
             "reverse step of the trajectory (0: the paper's sampler; keep 0 for a model fitted with "
-            "self_condition, whose users then move too little; see BENCHMARKS.md)."
+            "self_condition, whose users then move too little; see BENCHMARKS.md). Default: the model's config."
         ),
     ] = None,
     trajectory_substeps: Annotated[
@@ -395,7 +396,7 @@ def generate(
         typer.Option(
             help="mstdiff: split each reverse step of the trajectory into this many smaller ones, one "
             "denoiser call each (1: the paper's sampler; keep 1 for a model fitted with self_condition, "
-            "whose users then move too little; see BENCHMARKS.md)."
+            "whose users then move too little; see BENCHMARKS.md). Default: the model's config."
         ),
     ] = None,
     trajectory_coupling: Annotated[
@@ -403,7 +404,7 @@ def generate(
         typer.Option(
             help="mstdiff: correlation (0-1) of the noise with which each reverse step draws a user's "
             "consecutive time steps; each step's marginal is unchanged (0: the paper's independent draws; "
-            "see BENCHMARKS.md)."
+            "see BENCHMARKS.md). Default: the model's config."
         ),
     ] = None,
     anchors: Annotated[

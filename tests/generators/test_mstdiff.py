@@ -24,6 +24,7 @@ from cellsynth.diffusion.discrete import GraphDiffusion
 from cellsynth.errors import ConfigError, DataError
 from cellsynth.generators import get
 from cellsynth.generators.anchors import top_locations
+from cellsynth.generators.calibration import zero_threshold
 from cellsynth.generators.mstdiff import (
     MSTDiffGenerator,
     _DenoiserModule,
@@ -587,6 +588,37 @@ def test_trajectory_coupling_makes_consecutive_steps_agree_without_moving_the_ma
     for bad in (-0.5, 2, float("nan"), True):
         with pytest.raises(ConfigError, match="trajectory_coupling must be a number in"):
             gen.generate(2, trajectory_coupling=bad)
+
+
+def test_the_config_sets_the_trajectory_options_of_generate_and_of_the_calibration():
+    """A model fitted with sampling options in its config generates with them unless told otherwise, and
+    its calibration's users were drawn with them: the raw calibration draw is a default draw."""
+    options = {
+        "temperature": 0.5,
+        "trajectory_coupling": 0.9,
+        "corrector_rounds": 1,
+        "trajectory_substeps": 2,
+    }
+    data = users(n_users=16)
+    gen = get("mstdiff", SMOKE | options | {"calibration_users": 16}).fit(data, progress=False)
+    assert gen.generate(6, seed=2).equals(gen.generate(6, seed=2, **options))
+    paper = {"temperature": 1.0, "trajectory_coupling": 0.0, "corrector_rounds": 0, "trajectory_substeps": 1}
+    assert not gen.generate(6, seed=2).equals(gen.generate(6, seed=2, **paper))
+    raw = copy.copy(gen)
+    raw.config = gen.config.model_copy(update={"calibration": "none"})
+    drawn = raw.generate(16, seed=gen.config.seed).traffic  # the calibration's users, again
+    assert gen.calibration_["raw_zero_share"] == float((drawn <= 0).mean())
+    assert gen.calibration_["zero_threshold"] == zero_threshold(drawn, gen.calibration_["zero_share"])
+    other = raw.generate(16, seed=gen.config.seed, **paper).traffic
+    assert not np.array_equal(other, drawn)
+    for bad in (
+        {"temperature": 0},
+        {"trajectory_coupling": 1.5},
+        {"corrector_rounds": -1},
+        {"trajectory_substeps": 0},
+    ):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            get("mstdiff", SMOKE | bad)
 
 
 def test_modes_trajectory_only_traffic_only_and_uniform():

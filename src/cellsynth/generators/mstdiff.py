@@ -300,6 +300,28 @@ class MSTDiffConfig(SamplingConfig):
     sampling_steps: int | None = pydantic.Field(
         None, ge=1, description="Steps of the default sampler (None: all T_g for ddpm, 50 for ddim)."
     )
+    # the defaults of generate's trajectory options (MSTDiffGenerator.generate), which the calibration's
+    # draws use too: a model carries the sampling it was measured with
+    temperature: float = pydantic.Field(
+        1.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Temperature of the trajectory's l_0 prediction (1: Algorithm 2).",
+    )
+    corrector_rounds: int = pydantic.Field(
+        0, ge=0, description="Corrector rounds after each reverse step of the trajectory (0: Algorithm 2)."
+    )
+    trajectory_substeps: int = pydantic.Field(
+        1,
+        ge=1,
+        description="Reverse steps of the trajectory per step of the Gaussian sampler (1: Algorithm 2).",
+    )
+    trajectory_coupling: float = pydantic.Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Correlation along the week of the noise of each reverse step's draws (0: Algorithm 2).",
+    )
     beta_schedule: Literal["linear", "squaredcos_cap_v2"] = "linear"
     beta_start: float = pydantic.Field(1e-4, gt=0, lt=1)
     beta_end: float = pydantic.Field(0.1, gt=0, lt=1)
@@ -649,7 +671,7 @@ class MSTDiffGenerator(UserGenerator):
     ) -> MSTDiffGenerator:
         """Fit the post-processing of generated traffic against ``data``'s traffic (``fit`` does it with the
         training data): draw ``calibration_users`` users (seed: the config's) with ``sampler`` and ``steps``
-        (default: the config's ``sampler``), then keep every mode's map (the
+        (default: the config's ``sampler``) and the config's trajectory options, then keep every mode's map (the
         :func:`~cellsynth.generators.calibration.zero_threshold`, the
         :class:`~cellsynth.generators.calibration.QuantileMap` and the
         :class:`~cellsynth.generators.calibration.MomentMap` with its quantile map); ``config.calibration``
@@ -666,7 +688,14 @@ class MSTDiffGenerator(UserGenerator):
         cfg = self.config
         seed = cfg.seed if seed is None else seed
         sampler, steps = cfg.sampling(sampler, steps)
-        raw, _ = self._draw(cfg.calibration_users, seed=seed, sampler=sampler, steps=steps, progress=progress)
+        raw, _ = self._draw(
+            cfg.calibration_users,
+            seed=seed,
+            sampler=sampler,
+            steps=steps,
+            **self._trajectory_options(),
+            progress=progress,
+        )
         real = np.asarray(data.traffic, dtype=np.float64)
         zero_share = float((real == 0).mean())
         moment_map = MomentMap().fit(self.wavelets_.transform(raw), self.wavelets_.transform(real))
@@ -857,10 +886,10 @@ class MSTDiffGenerator(UserGenerator):
         seed: int = 0,
         sampler: str | None = None,
         steps: int | None = None,
-        temperature: float = 1.0,
-        corrector_rounds: int = 0,
-        trajectory_substeps: int = 1,
-        trajectory_coupling: float = 0.0,
+        temperature: float | None = None,
+        corrector_rounds: int | None = None,
+        trajectory_substeps: int | None = None,
+        trajectory_coupling: float | None = None,
         anchors: np.ndarray | None = None,
         on_trajectory_step: TrajectoryStepCallback | None = None,
         progress: bool = False,
@@ -871,6 +900,8 @@ class MSTDiffGenerator(UserGenerator):
         ``sampler`` and ``sampling_steps``. The discrete chain runs on the matching steps. Traffic goes
         through the calibration fitted after training (config ``calibration``, :meth:`calibrate`), with a
         warning when it was fitted on another sampler's draws. Same seed, same machine, same users.
+        The four trajectory options below default (None) to the config's fields of the same name, which are
+        Algorithm 2's values unless the config sets others (as ``configs/mstdiff-cpu-extended.yaml`` does).
 
         ``temperature``: the trajectory's ``p_theta(l_0 | ...)`` is ``softmax(logits / temperature)`` in every
         reverse step. 1 is Algorithm 2; below 1 sharpens each step's prediction of ``l_0``, which an
@@ -917,11 +948,9 @@ class MSTDiffGenerator(UserGenerator):
         ``oscillation_neighbours`` the chain it sees has no cell oscillations: they are drawn into the
         returned weeks after it ends (module docstring)."""
         self.check_fitted()
-        if not (isinstance(temperature, (int, float)) and temperature > 0 and np.isfinite(temperature)):
-            raise ConfigError(f"temperature must be a positive number, got {temperature!r}")
-        _require_count("corrector_rounds", corrector_rounds, 0)
-        _require_count("trajectory_substeps", trajectory_substeps, 1)
-        trajectory_coupling = check_coupling(trajectory_coupling, "trajectory_coupling")
+        options = self._trajectory_options(
+            temperature, corrector_rounds, trajectory_substeps, trajectory_coupling
+        )
         n_users = self._check_users(target)
         if samples != 1:
             raise DataError(
@@ -935,10 +964,7 @@ class MSTDiffGenerator(UserGenerator):
             seed=seed,
             sampler=sampler,
             steps=steps,
-            temperature=temperature,
-            corrector_rounds=corrector_rounds,
-            trajectory_substeps=trajectory_substeps,
-            trajectory_coupling=trajectory_coupling,
+            **options,
             anchors=self._check_anchors(anchors, n_users),
             on_trajectory_step=on_trajectory_step,
             progress=progress,
@@ -954,6 +980,26 @@ class MSTDiffGenerator(UserGenerator):
             hours = hour_keys(start, step, self.n_steps_, weekly=False)
             locations = self.markov_.sample(n_users, hours, np.random.default_rng(seed))
         return UserMobility(locations, start, step, self.stations_, traffic=traffic)
+
+    def _trajectory_options(
+        self, temperature=None, corrector_rounds=None, trajectory_substeps=None, trajectory_coupling=None
+    ) -> dict[str, Any]:
+        """The trajectory options of a draw: those given, checked (ConfigError), the config's for None."""
+        cfg = self.config
+        temperature = cfg.temperature if temperature is None else temperature
+        if not (isinstance(temperature, (int, float)) and temperature > 0 and np.isfinite(temperature)):
+            raise ConfigError(f"temperature must be a positive number, got {temperature!r}")
+        corrector_rounds = cfg.corrector_rounds if corrector_rounds is None else corrector_rounds
+        _require_count("corrector_rounds", corrector_rounds, 0)
+        trajectory_substeps = cfg.trajectory_substeps if trajectory_substeps is None else trajectory_substeps
+        _require_count("trajectory_substeps", trajectory_substeps, 1)
+        coupling = cfg.trajectory_coupling if trajectory_coupling is None else trajectory_coupling
+        return {
+            "temperature": temperature,
+            "corrector_rounds": corrector_rounds,
+            "trajectory_substeps": trajectory_substeps,
+            "trajectory_coupling": check_coupling(coupling, "trajectory_coupling"),
+        }
 
     def _warn_other_sampler(self, sampler: str, steps: int | None) -> None:
         if self.calibration_ is None or self.config.calibration == "none":
