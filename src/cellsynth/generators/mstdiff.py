@@ -105,7 +105,8 @@ d_model 32, 4,000 steps):
   real share; I-rank 0.011-0.013) and still wins 3 of 6: its users make 3-4x the real number of one-step
   detours, with drawn anchors or the held-out users' own. ``own_chain = 0.5`` (span 20) does not change
   that: the detours arrive later in the chain, but arrive (span 100 is worse on all JSDs but G-rank).
-  ``generate(trajectory_coupling=0.995, temperature=0.7)`` does, on that city: coupled draws along the
+  ``generate(trajectory_coupling=0.995, temperature=0.7)`` (or the same config fields: the model's
+  default) does, on that city: coupled draws along the
   week give the real number of stays and detours and the best duration JSD (0.023 against 400 fresh
   users), still above the floor's 0.019, so still 3 of 6; on GeoLife days the same setting is worse.
   What was left was the city's cell oscillations (one-step visits to a nearest station, 8 a week): the
