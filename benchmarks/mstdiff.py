@@ -173,7 +173,8 @@ def _runs(args, label: str, gen, n: int, seed: int, anchors=None):
 
 
 def _seeds(args) -> list[int]:
-    return list(range(args.seed, args.seed + args.seeds))
+    first = args.seed if args.first_draw is None else args.first_draw
+    return list(range(first, first + args.seeds))
 
 
 def _real_reference(train: UserMobility, n: int, seed: int) -> UserMobility:
@@ -412,6 +413,11 @@ def main(argv=None) -> None:
         help="Draws per model (seeds SEED..SEED+N-1); with N > 1 each cell is the mean ± sd over them.",
     )
     p.add_argument(
+        "--first-draw",
+        type=int,
+        help="Seed of the first draw (default: --seed): more draws of the same city and split in another run.",
+    )
+    p.add_argument(
         "--decimals",
         type=int,
         default=4,
@@ -477,7 +483,7 @@ def main(argv=None) -> None:
     if args.seeds < 1:
         raise SystemExit(f"--seeds must be >= 1, got {args.seeds}")
     print(
-        f"# MSTDiff benchmark (seed {args.seed}, {args.seeds} draw(s) per model, samplers {' '.join(args.samplers)}, "
+        f"# MSTDiff benchmark (seed {args.seed}, {args.seeds} draw(s) per model (seeds {_seeds(args)}), samplers {' '.join(args.samplers)}, "
         + ", ".join(
             f"{name} {'as configured' if value is None else value}"
             for name, value in (

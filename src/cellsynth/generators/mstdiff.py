@@ -37,25 +37,24 @@ They are sampled jointly by drawing ``t ~ U{0..T_g-1}`` and setting
 so the pairs ``(t, s)`` seen in training are exactly those that the joint reverse chain visits.
 
 **Generation** (the paper's Algorithm 2), :meth:`MSTDiffGenerator.generate`: ``x ~ N(0, I)``, ``l`` uniform
-over the stations; for each timestep ``t_i`` of the Gaussian sampler (``"ddpm"``: all ``T_g``; ``"ddim"``:
-a trailing subsequence, default 50 steps; config ``sampler``, default ``"ddim"``), the denoiser sees ``(x, l, t_i, s(t_i))``; the Gaussian
-scheduler steps ``x``; the trajectory steps from ``s(t_i)`` to ``s(t_{i+1})`` (0 after the last) when they
-differ, by :meth:`GraphDiffusion.sample_step` on the *strided* chain whose schedule is ``alpha-bar`` at the
-visited ``s`` values only. Its step from ``s_a`` to ``s_b < s_a`` uses ``Q_{s_b -> s_a} =
+over the stations; for each timestep ``t_i`` of the Gaussian sampler (config ``sampler``: ``"ddpm"``, all
+``T_g``; ``"ddim"``, the default, a trailing subsequence of 50 steps), the denoiser sees ``(x, l, t_i,
+s(t_i))``; the Gaussian scheduler steps ``x``; the trajectory steps from ``s(t_i)`` to ``s(t_{i+1})`` (0 after
+the last) when they differ, by :meth:`GraphDiffusion.sample_step` on the *strided* chain whose schedule is
+``alpha-bar`` at the visited ``s`` values only. Its step from ``s_a`` to ``s_b < s_a`` uses ``Q_{s_b -> s_a} =
 exp((alpha-bar_{s_a} - alpha-bar_{s_b}) R)`` and ``Q-bar_{s_b}``, so it is the exact multi-step posterior
-``q(l_{s_b} | l_{s_a}, l_0)`` marginalised over ``p_theta(l_0 | ...)``: DDIM's subsequence for traffic
-runs the discrete chain on the matching subsequence, and full DDPM with ``T_g > S`` moves the discrete
-chain every ``T_g / S`` Gaussian steps. At every step the traffic's predicted ``x_0`` is clipped to the
-training range of its band (``clip_x0``, DDPM's ``clip_sample`` per band; measured: without it, an
-undertrained model's rare extreme coefficients became traffic 10^5 times the real mean after ``expm1``).
-Then the inverse DWT and normalisation (never negative), and the calibration (``calibration``,
-:mod:`cellsynth.generators.calibration`): after training, ``calibration_users`` users drawn with the
-config's sampler fit a
-monotone map of generated traffic onto the training values' distribution (``"quantiles"``), the same after
-setting each wavelet coefficient's mean and spread over users to the training ones (``"moments"``, default),
-or only a threshold that restores the training share of exact zeros (``"zeros"``). Measured: the raw
-traffic-only model generates far too few exact zeros (27 % vs 67 %), see "Known limits"; and the model's
-weeks are too smooth (too much energy in the coarsest wavelet band, too little in the finest), which only
+``q(l_{s_b} | l_{s_a}, l_0)`` marginalised over ``p_theta(l_0 | ...)``: DDIM's subsequence for traffic runs
+the discrete chain on the matching subsequence, and full DDPM with ``T_g > S`` moves the discrete chain every
+``T_g / S`` Gaussian steps. At every step the traffic's predicted ``x_0`` is clipped to the training range of
+its band (``clip_x0``, DDPM's ``clip_sample`` per band; measured: without it, an undertrained model's rare
+extreme coefficients became traffic 10^5 times the real mean after ``expm1``). Then the inverse DWT and
+normalisation (never negative), and the calibration (``calibration``,
+:mod:`cellsynth.generators.calibration`): after training, ``calibration_users`` users drawn with the config's
+sampler fit a monotone map of generated traffic onto the training values' distribution (``"quantiles"``), the
+same after setting each wavelet coefficient's mean and spread over users to the training ones (``"moments"``,
+default), or only a threshold that restores the training share of exact zeros (``"zeros"``). Measured: the raw
+traffic-only model generates far too few exact zeros (27 % vs 67 %), see "Known limits"; and the model's weeks
+are too smooth (too much energy in the coarsest wavelet band, too little in the finest), which only
 ``"moments"`` corrects (BENCHMARKS.md, "Cell oscillations and the moments calibration").
 
 **Modes.** Data without traffic (GeoLife): trajectory only. ``trajectory=False`` (the paper's ablation):
@@ -106,8 +105,7 @@ d_model 32, 4,000 steps):
   detours, with drawn anchors or the held-out users' own. ``own_chain = 0.5`` (span 20) does not change
   that: the detours arrive later in the chain, but arrive (span 100 is worse on all JSDs but G-rank).
   ``generate(trajectory_coupling=0.995, temperature=0.7)`` (or the same config fields: the model's
-  default) does, on that city: coupled draws along the
-  week give the real number of stays and detours and the best duration JSD (0.023 against 400 fresh
+  default) does, on that city: coupled draws along the week give the real number of stays and detours and the best duration JSD (0.023 against 400 fresh
   users), still above the floor's 0.019, so still 3 of 6; on GeoLife days the same setting is worse.
   What was left was the city's cell oscillations (one-step visits to a nearest station, 8 a week): the
   denoiser removes them as noise and makes longer detours instead. With ``oscillation_neighbours = 3``
