@@ -48,7 +48,8 @@ DEMO_STATION_CONFIGS: dict[str, dict[str, Any]] = {
 # A small MSTDiff for the default city's 320 training users (one week at 30-minute steps), sized to train in
 # under 2 minutes on 2 CPU cores: a narrower, shallower denoiser, short VQ-VAE and TuckER pretraining, and 15
 # epochs of batches of 32 (150 optimisation steps), then a traffic calibration on 64 generated users. Measured
-# in `make demo` on a quiet 2-core machine: fit 103 s including the calibration. Held-out scores of that run:
+# in `make demo` on a quiet 2-core machine: fit 103 s including the calibration (72 s on 2026-11-22, calibrating
+# on DDIM-20 draws). Held-out scores of that run:
 # traffic value JSD 0.000, log-value JSD 0.002 (calibrated; the raw model makes far too few exact zeros);
 # trajectory JSDs distance 0.27, distinct_loc 1.00. With the calibration on DDIM-20 draws, as the held-out
 # users are drawn (2026-11-22, beside a benchmark, so not timed): log-value JSD 0.001, the rest the same. The
