@@ -247,6 +247,11 @@ def _require_count(name: str, value, minimum: int) -> None:
         raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
+def _sampler_label(sampler: str, steps: int) -> str:
+    """``"DDIM-50"``: a sampler and its number of steps, as the fit note and the warnings say it."""
+    return f"{sampler.upper()}-{steps}"
+
+
 def clip_predicted_x0(
     x_t: torch.Tensor, eps: torch.Tensor, alpha_bar: float, low: torch.Tensor, high: torch.Tensor
 ) -> torch.Tensor:
@@ -780,7 +785,7 @@ class MSTDiffGenerator(UserGenerator):
             *notes,
             f"{cal['zero_share']:.0%} of the training traffic values are exactly 0; uncalibrated, the model "
             f"generated {cal['raw_zero_share']:.0%} ({self.config.calibration_users} users, "
-            f"{'{}-{}'.format(*self._calibration_sampler()).upper()}). The "
+            f"{_sampler_label(*self._calibration_sampler())}). The "
             f"calibration {what}.",
         ]
 
@@ -1011,7 +1016,7 @@ class MSTDiffGenerator(UserGenerator):
         if drawn != fitted:
             warnings.warn(
                 f"{self.name}: the traffic calibration ({self.config.calibration}) was fitted on "
-                f"{'{}-{}'.format(*fitted).upper()} draws; these are {'{}-{}'.format(*drawn).upper()}, whose "
+                f"{_sampler_label(*fitted)} draws; these are {_sampler_label(*drawn)}, whose "
                 "wavelet bands are spread differently. Sample with the calibration's sampler, call "
                 f"calibrate(training data, sampler={sampler!r}, steps={steps!r}) first, or set config "
                 "calibration 'none'.",
