@@ -120,15 +120,49 @@ def import_stkdiff(
     _write_dataset(load_stkdiff(path, start=start, tz=tz, channel=channel), out)
 
 
+@import_app.command("mobifm")
+def import_mobifm(
+    path: Annotated[
+        Path, typer.Argument(help="The MobiFM .npz (data [N, T], time [N, T, 2]: day of week, hour).")
+    ],
+    out: Out,
+    embeddings: Annotated[
+        Path | None,
+        typer.Option(help="kg_embeddings_<NAME>.npy: one embedding per station, the station features."),
+    ] = None,
+    channel: Annotated[
+        str | None, typer.Option(help="Channel name (default from the set name: NJTCH traffic, NJUCH users).")
+    ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            help="Timestamp of the first step (default: day 0 of the time array on a placeholder Monday)."
+        ),
+    ] = None,
+    tz: Annotated[str, typer.Option(help="Time zone.")] = "Asia/Shanghai",
+    step: Annotated[
+        str | None, typer.Option(help="Time step (default: read from the time array; needed below an hour).")
+    ] = None,
+) -> None:
+    """MobiFM npz (Nanjing NJTCH traffic, NJUCH users): one series per station, its knowledge-graph embedding
+    as station features."""
+    from cellsynth.data.loaders import load_mobifm
+
+    _write_dataset(load_mobifm(path, embeddings, channel=channel, start=start, tz=tz, step=step), out)
+
+
 @import_app.command("csv")
 def import_csv(
     table: Annotated[
         Path, typer.Argument(help="Long table (CSV or Parquet): station_id, timestamp, channels...")
     ],
-    stations: Annotated[
-        Path, typer.Option(help="Stations CSV: station_id, optional lat, lon, numeric features.")
-    ],
     out: Out,
+    stations: Annotated[
+        Path | None,
+        typer.Option(
+            help="Stations CSV: station_id, optional lat, lon, numeric features (default: ids only)."
+        ),
+    ] = None,
     channels: Annotated[
         str | None, typer.Option(help="Comma-separated channel columns (default: all).")
     ] = None,
