@@ -249,6 +249,46 @@ def data_info(
         _print_description(name, info)
 
 
+@data_app.command("resample")
+def data_resample(
+    dataset: Annotated[
+        Path, typer.Argument(help="A station traffic dataset directory (or a synthetic city).")
+    ],
+    step: Annotated[str, typer.Option(help="The new step, a whole multiple of the data's: 1h, 1D...")],
+    out: Out,
+    drop_partial: Annotated[
+        bool,
+        typer.Option(
+            "--drop-partial",
+            help="Drop the trailing steps that do not fill a whole new step (reports how many).",
+        ),
+    ] = False,
+) -> None:
+    """Sum station traffic into a coarser time step (volumes and counts add up; a new step is marked repaired
+    where any of its old steps was). Stations, channels and the start are kept."""
+    from cellsynth.data import StationTraffic, resample
+    from cellsynth.data.model import format_duration
+
+    datasets = _datasets_in(dataset)
+    traffic = [(name, data) for name, data in datasets.items() if isinstance(data, StationTraffic)]
+    if not traffic:
+        raise ConfigError(
+            f"{dataset} holds user mobility only; resample aggregates station traffic (sums per station and "
+            "channel), and a user's location per step cannot be summed"
+        )
+    name, data = traffic[0]
+    result = resample(data, step, drop_partial=drop_partial)
+    dropped = int((data.end - result.end) / data.step)
+    others = [other for other in datasets if other != name]
+    console.print(
+        f"{name}: {data.n_steps} steps of {format_duration(data.step)} -> {result.n_steps} steps of "
+        f"{format_duration(result.step)} (sums)"
+        + (f"; dropped the last {dropped} step(s), from {result.end}" if dropped else "")
+        + (f"; the user mobility in {', '.join(others)} is not resampled" if others else "")
+    )
+    _write_dataset(result, out)
+
+
 def _datasets_in(path: Path) -> dict[str, Any]:
     """The datasets at ``path``: one dataset directory, or a city directory with traffic/ and users/."""
     from cellsynth.data import read
