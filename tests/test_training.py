@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import lightning as L
+import pytest
 import torch
 
 from cellsynth.training import TrainingModule, loader, seed_everything, train
@@ -109,3 +110,27 @@ def test_history_survives_resume_and_a_finished_stage(tmp_path):
     assert run(2) == [0, 1]
     assert run(4) == [0, 1, 2, 3]  # resumed after epoch 2: the first two epochs are not lost
     assert run(4) == [0, 1, 2, 3]  # finished: nothing trained, the history still there
+
+
+def test_a_damaged_last_checkpoint_is_set_aside_and_the_previous_one_resumes_exactly(tmp_path):
+    uninterrupted = weights(fit(4))
+    fit(2, checkpoint_dir=tmp_path)
+    stage = tmp_path / "checkpoints" / "regression"
+    last = stage / "last.ckpt"
+    intact = last.read_bytes()
+    last.write_bytes(intact[: len(intact) // 2])  # a kill while writing it
+    with pytest.warns(UserWarning, match=r"last.ckpt \(truncated or corrupt.*resuming from epoch=0001.ckpt"):
+        resumed = weights(fit(4, checkpoint_dir=tmp_path))
+    assert torch.equal(resumed, uninterrupted)
+    assert (stage / "last.ckpt.damaged").read_bytes() == intact[: len(intact) // 2]  # kept, not deleted
+
+
+def test_checkpoints_that_are_not_checkpoints_restart_the_stage(tmp_path):
+    fit(2, checkpoint_dir=tmp_path)
+    stage = tmp_path / "checkpoints" / "regression"
+    for checkpoint in stage.glob("*.ckpt"):
+        checkpoint.write_bytes(b"not a checkpoint")
+    with pytest.warns(UserWarning, match="no zip header.*training this stage from the start"):
+        restarted = weights(fit(3, checkpoint_dir=tmp_path))
+    assert torch.equal(restarted, weights(fit(3)))
+    assert sorted(p.name for p in stage.glob("*.damaged")) == ["epoch=0001.ckpt.damaged", "last.ckpt.damaged"]

@@ -14,8 +14,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
+from cellsynth.cli_errors import CommandGroup, seed_option, step_option, yaml_mapping, yaml_value
 from cellsynth.data.loaders._common import PLACEHOLDER_MONDAY
 from cellsynth.errors import CellsynthError, ConfigError, DataError
 
@@ -25,6 +28,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=CommandGroup,
 )
 data_app = typer.Typer(help="Build, import and inspect datasets.", no_args_is_help=True)
 import_app = typer.Typer(
@@ -35,6 +39,17 @@ data_app.add_typer(import_app, name="import")
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
+
+
+def _say(message: str) -> None:
+    """Print a plain message: brackets in it (paths, values, "[4/5]") are shown, never read as markup."""
+    console.print(message, markup=False)
+
+
+def _bold(value) -> str:
+    """``value`` (a path, say) as bold markup, its own brackets escaped."""
+    return f"[bold]{escape(str(value))}[/]"
+
 
 Out = Annotated[Path, typer.Option("--out", "-o", help="Output path (a dataset directory).")]
 Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
@@ -48,7 +63,7 @@ def data_synth(
     users: Annotated[int, typer.Option(help="Number of users (30-minute trajectories with traffic).")] = 400,
     weeks: Annotated[int, typer.Option(help="Weeks of hourly station traffic.")] = 2,
     size_km: Annotated[float, typer.Option(help="Side of the square city, km.")] = 10.0,
-    seed: Annotated[int, typer.Option(help="Random seed: same seed, same city.")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same city.", callback=seed_option)] = 0,
     milan: Annotated[
         bool, typer.Option("--milan", help="Milan-scale preset (10,000 stations, 24 km).")
     ] = False,
@@ -63,7 +78,7 @@ def data_synth(
     city = synthesize_city(config)
     city.write(out)
     console.print(
-        f"synthetic city written to [bold]{out}[/]: {city.traffic.n_stations} stations x "
+        f"synthetic city written to {_bold(out)}: {city.traffic.n_stations} stations x "
         f"{city.traffic.n_steps} h x {city.traffic.n_channels} channels, {city.users.n_users} users x "
         f"{city.users.n_steps} steps, {len(city.knowledge_graph.heads)} knowledge-graph triplets"
     )
@@ -89,7 +104,9 @@ def import_telecom_italia(
     ],
     grid: Annotated[Path, typer.Option(help="Grid GeoJSON (milano-grid.geojson or trentino-grid.geojson).")],
     out: Out,
-    step: Annotated[str, typer.Option(help="10min (as recorded) or 1h (summed).")] = "1h",
+    step: Annotated[
+        str, typer.Option(help="10min (as recorded) or 1h (summed).", callback=step_option)
+    ] = "1h",
     tz: Annotated[str, typer.Option(help="Time zone of the output timestamps.")] = "Europe/Rome",
     progress: Progress = True,
 ) -> None:
@@ -100,7 +117,7 @@ def import_telecom_italia(
     traffic, report = load_telecom_italia(
         files, grid, step=step, tz=tz, progress=progress, return_report=True
     )
-    console.print(str(report))
+    _say(str(report))
     _write_dataset(traffic, out)
 
 
@@ -167,7 +184,10 @@ def import_csv(
         str | None, typer.Option(help="Comma-separated channel columns (default: all).")
     ] = None,
     tz: Annotated[str | None, typer.Option(help="Time zone of naive timestamps.")] = None,
-    step: Annotated[str | None, typer.Option(help="Time step, if the table has a single timestamp.")] = None,
+    step: Annotated[
+        str | None,
+        typer.Option(help="Time step, if the table has a single timestamp.", callback=step_option),
+    ] = None,
 ) -> None:
     """Your own network's traffic: a long CSV/Parquet table plus a stations CSV."""
     from cellsynth.data.loaders import load_traffic_table
@@ -182,7 +202,10 @@ def import_mobility_csv(
     stations: Annotated[Path, typer.Option(help="Stations CSV: station_id, optional lat, lon, features.")],
     out: Out,
     tz: Annotated[str | None, typer.Option(help="Time zone of naive timestamps.")] = None,
-    step: Annotated[str | None, typer.Option(help="Time step, if the table has a single timestamp.")] = None,
+    step: Annotated[
+        str | None,
+        typer.Option(help="Time step, if the table has a single timestamp.", callback=step_option),
+    ] = None,
 ) -> None:
     """Your own users' trajectories (and traffic): a long CSV/Parquet table plus a stations CSV."""
     from cellsynth.data.loaders import load_mobility_table
@@ -197,7 +220,7 @@ def import_location_sequences(
     out: Out,
     start: Annotated[str, typer.Option(help="Timestamp of the first slot.")] = PLACEHOLDER_MONDAY,
     tz: Annotated[str, typer.Option(help="Time zone.")] = "Asia/Shanghai",
-    step: Annotated[str, typer.Option(help="Slot length.")] = "30min",
+    step: Annotated[str, typer.Option(help="Slot length.", callback=step_option)] = "30min",
     all_locations: Annotated[
         bool, typer.Option(help="Keep every gps location, not only visited ones.")
     ] = False,
@@ -310,20 +333,20 @@ def _datasets_in(path: Path) -> dict[str, Any]:
 
 
 def _print_description(name: str, info: dict) -> None:
-    table = Table(title=name, show_header=False, title_justify="left")
+    table = Table(title=escape(name), show_header=False, title_justify="left")
     for key, value in info.items():
         if not isinstance(value, dict):
-            table.add_row(str(key), _fmt(value))
+            table.add_row(escape(str(key)), escape(_fmt(value)))
     console.print(table)
     for key, value in info.items():
         if not isinstance(value, dict):
             continue
         # One column per channel (or a single column), one row per statistic: fits a terminal.
         columns = value if all(isinstance(v, dict) for v in value.values()) else {"": value}
-        sub = Table("", *map(str, columns), title=str(key), title_justify="left")
+        sub = Table("", *(escape(str(c)) for c in columns), title=escape(str(key)), title_justify="left")
         stats = list(dict.fromkeys(k for col in columns.values() for k in col))
         for stat in stats:
-            sub.add_row(stat, *(_fmt(col.get(stat)) for col in columns.values()))
+            sub.add_row(escape(str(stat)), *(escape(_fmt(col.get(stat))) for col in columns.values()))
         console.print(sub)
 
 
@@ -345,26 +368,21 @@ def models() -> None:
     for name in available():
         cls = get_class(name)
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        table.add_row(name, "station traffic" if cls.kind == "stations" else "user mobility", doc)
+        table.add_row(name, "station traffic" if cls.kind == "stations" else "user mobility", escape(doc))
     console.print(table)
 
 
 def _read_config(config: Path | None, overrides: list[str]) -> dict:
-    import yaml
-
     values: dict[str, Any] = {}
     if config is not None:
         if not config.exists():
             raise ConfigError(f"config file {config} not found")
-        loaded = yaml.safe_load(config.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{config}: expected a mapping of option: value")
-        values.update(loaded)
+        values.update(yaml_mapping(config))
     for item in overrides:
         key, sep, raw = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set expects key=value, got {item!r}")
-        values[key.strip()] = yaml.safe_load(raw)
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value (e.g. --set epochs=5), got {item!r}")
+        values[key.strip()] = yaml_value(raw, f"--set {item!r}", "quote the value or fix its syntax")
     return values
 
 
@@ -389,7 +407,9 @@ def fit(
     set_: Annotated[
         list[str], typer.Option("--set", help="Override one option: key=value (repeatable).")
     ] = [],  # noqa: B006
-    seed: Annotated[int | None, typer.Option(help="Seed (overrides the config's).")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed (overrides the config's).", callback=seed_option)
+    ] = None,
     knowledge_graph: Annotated[
         Path | None,
         typer.Option(
@@ -418,14 +438,16 @@ def fit(
             knowledge_graph = city_graph
         if knowledge_graph is not None:
             extra["knowledge_graph"] = read_knowledge_graph(knowledge_graph)
-            console.print(f"using the knowledge graph {knowledge_graph}")
+            _say(f"using the knowledge graph {knowledge_graph}")
     elif knowledge_graph is not None:
         raise ConfigError(f"{model} does not use a knowledge graph; leave out --knowledge-graph")
     gen.fit(train, progress=progress, checkpoint_dir=out, **extra)
     gen.save(out)
     for note in gen.fit_notes():
-        console.print(note)
-    console.print(f"{model} trained; model saved in [bold]{out}[/] (load with cellsynth.load({str(out)!r}))")
+        _say(note)
+    console.print(
+        f"{escape(model)} trained; model saved in {_bold(out)} (load with {escape(f'cellsynth.load({str(out)!r})')})"
+    )
 
 
 @app.command("generate")
@@ -489,7 +511,7 @@ def generate(
             "and work there. --users defaults to its number of rows. Without it they are drawn."
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed: same seed, same output.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed: same seed, same output.", callback=seed_option)] = 0,
 ) -> None:
     """Generate synthetic data from a trained model: traffic for given (or planned) stations, or users."""
     import cellsynth
@@ -561,25 +583,34 @@ def _read_anchors(path: Path, gen):
 
 @app.command("evaluate")
 def evaluate_command(
-    real: Annotated[Path, typer.Option(help="Real dataset (usually the held-out stations or users).")],
-    synthetic: Annotated[Path, typer.Option(help="Generated dataset to score.")],
+    real: Annotated[
+        Path,
+        typer.Option(
+            help="Real dataset (usually the held-out stations or users), or a synthetic city directory."
+        ),
+    ],
+    synthetic: Annotated[Path, typer.Option(help="Generated dataset to score (or a city directory).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for metrics.json and report.html.")],
     train: Annotated[
-        Path | None, typer.Option(help="Training data: normalisation scale and the memorisation check.")
+        Path | None,
+        typer.Option(
+            help="Training data: normalisation scale and the memorisation check (or a city directory)."
+        ),
     ] = None,
     channels: Annotated[str | None, typer.Option(help="Comma-separated channels (default: all).")] = None,
     compat: Annotated[
         bool, typer.Option("--compat", help="Add the published code's metric variants, labelled as such.")
     ] = False,
 ) -> None:
-    """Score synthetic data against real data: metrics.json and a self-contained report.html."""
-    from cellsynth.data import read
+    """Score synthetic data against real data: metrics.json and a self-contained report.html. A city
+    directory (traffic/ and users/) gives the dataset of the kind the other options' datasets have."""
     from cellsynth.evaluate import evaluate
 
+    sides = _evaluation_data({"--real": real, "--synthetic": synthetic, "--train": train})
     evaluation = evaluate(
-        read(real),
-        read(synthetic),
-        train=read(train) if train is not None else None,
+        sides["--real"],
+        sides["--synthetic"],
+        train=sides["--train"],
         channels=[c.strip() for c in channels.split(",")] if channels else None,
         compat=compat,
     )
@@ -587,8 +618,36 @@ def evaluate_command(
     if evaluation.memorisation is not None:
         from cellsynth.evaluate import memorisation_verdict
 
-        console.print(memorisation_verdict(evaluation.memorisation))
-    console.print(f"metrics: [bold]{out / 'metrics.json'}[/]\nreport:  [bold]{report}[/]")
+        _say(memorisation_verdict(evaluation.memorisation))
+    console.print(f"metrics: {_bold(out / 'metrics.json')}\nreport:  {_bold(report)}")
+
+
+def _evaluation_data(paths: dict[str, Path | None]) -> dict[str, Any]:
+    """The dataset behind each option (``None`` stays ``None``). A city directory holds station traffic and
+    users: it gives the dataset of the kind that the options naming a single dataset have."""
+    found = {flag: _datasets_in(path) if path is not None else None for flag, path in paths.items()}
+    single = [type(next(iter(d.values()))) for d in found.values() if d is not None and len(d) == 1]
+    if not single:
+        given = ", ".join(flag for flag, d in found.items() if d is not None)
+        raise ConfigError(
+            f"{given}: each is a city directory (station traffic and users), so the kind to score is "
+            f"ambiguous; name one dataset, e.g. --real {paths['--real']}/traffic or --real {paths['--real']}/users"
+        )
+    kind = single[0]  # a mismatch among the single datasets is evaluate's to report, naming both kinds
+    chosen: dict[str, Any] = {}
+    for flag, datasets in found.items():
+        if datasets is None or len(datasets) == 1:
+            chosen[flag] = None if datasets is None else next(iter(datasets.values()))
+            continue
+        matching = [d for d in datasets.values() if isinstance(d, kind)]
+        if not matching:
+            raise DataError(
+                f"{flag}: holds no {kind.__name__} to compare with the other datasets; give a dataset "
+                f"directory of {kind.__name__}",
+                source=str(paths[flag]),
+            )
+        chosen[flag] = matching[0]
+    return chosen
 
 
 @app.command("bench")
@@ -621,8 +680,6 @@ def bench(
 ) -> None:
     """Train and score several generators on one split, every channel, held-out and training stations;
     prints and writes a table laid out like STOUTER's Table 1. Rerun the same command to resume."""
-    import yaml
-
     from cellsynth.benchmark import run_benchmark
 
     names = [m.strip() for m in models.split(",") if m.strip()]
@@ -631,7 +688,7 @@ def bench(
         for directory in (configs_dir, Path("configs")):
             preset = directory / f"{name}.yaml" if directory is not None else None
             if preset is not None and preset.exists():
-                presets[name] = yaml.safe_load(preset.read_text()) or {}
+                presets[name] = yaml_mapping(preset)
                 break
     result = run_benchmark(
         _training_data(data, "stations"),
@@ -644,11 +701,11 @@ def bench(
         train_stations=train_stations,
         configs=presets,
         progress=progress,
-        echo=console.print,
+        echo=_say,
     )
     if result.reused:
-        console.print(f"reused {len(result.reused)} finished (model, seed) result(s) from {out}")
-    console.print(f"table: [bold]{result.table_path}[/]; results: [bold]{result.results_path}[/]")
+        _say(f"reused {len(result.reused)} finished (model, seed) result(s) from {out}")
+    console.print(f"table: {_bold(result.table_path)}; results: {_bold(result.results_path)}")
 
 
 # -- the demo ----------------------------------------------------------------------------------------------
@@ -657,7 +714,7 @@ def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Where the demo writes its outputs.")] = Path(
         "demo-output"
     ),
-    seed: Annotated[int, typer.Option(help="Seed of the whole pipeline.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the whole pipeline.", callback=seed_option)] = 0,
     user_model: Annotated[
         str,
         typer.Option(
@@ -676,12 +733,12 @@ def demo(
         out,
         seed=seed,
         progress=progress,
-        echo=console.print,
+        echo=_say,
         user_model=None if user_model.strip().lower() == "none" else user_model,
     )
-    console.print(result.summary())
+    _say(result.summary())
     report = result.outputs["report (all evaluations)"]
-    console.print(f"report with every evaluation: [bold]{report}[/]", soft_wrap=True)  # one line, whole path
+    console.print(f"report with every evaluation: {_bold(report)}", soft_wrap=True)  # one line, whole path
 
 
 def main() -> None:
@@ -691,7 +748,9 @@ def main() -> None:
     except CellsynthError as err:
         if os.environ.get("CELLSYNTH_DEBUG"):
             raise
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+        # A Text, not markup: paths and values may hold brackets ("traffic[red].csv", "[/x]") that rich
+        # would interpret or choke on.
+        err_console.print(Text.assemble(("error:", "bold red"), " ", str(err)), highlight=False)
         sys.exit(2)
 
 

@@ -4,7 +4,10 @@ each epoch, resume from the last checkpoint after a kill, and seeds.
 A generator that trains several networks in turn (STOUTER pretrains two graph encoders, then the
 diffusion model) calls :func:`train` once per stage with its own ``stage`` name; each stage checkpoints
 under ``checkpoint_dir/checkpoints/<stage>/`` and a rerun skips finished stages and resumes the one
-that was interrupted.
+that was interrupted. A checkpoint that cannot be loaded (truncated by a kill or a full disk) is renamed
+``<name>.damaged``, never deleted, and the stage resumes from the previous intact checkpoint, or from the
+start, with a warning that says which. Checkpoints are read with ``torch.load(weights_only=True)``, whose
+restricted unpickler builds tensors and plain containers only and runs no code.
 """
 
 from __future__ import annotations
@@ -131,7 +134,6 @@ def train(
     with tempfile.TemporaryDirectory(prefix="cellsynth-") as scratch:
         root = Path(checkpoint_dir) if checkpoint_dir is not None else Path(scratch)
         ckpt_dir = root / "checkpoints" / stage
-        last = ckpt_dir / "last.ckpt"
         trainer = L.Trainer(
             max_epochs=max_epochs,
             accelerator=accelerator,
@@ -147,5 +149,71 @@ def train(
             default_root_dir=root,
             num_sanity_val_steps=0,
         )
-        trainer.fit(module, train_loader, ckpt_path=str(last) if last.exists() else None)
+        resume = _resume_checkpoint(ckpt_dir, stage)
+        # weights_only: a checkpoint holds tensors and plain containers; nothing in it is code to run.
+        trainer.fit(module, train_loader, ckpt_path=str(resume) if resume else None, weights_only=True)
     return module.cpu()
+
+
+def _resume_checkpoint(ckpt_dir: Path, stage: str) -> Path | None:
+    """The checkpoint a rerun resumes ``stage`` from: ``last.ckpt``, else the newest other one in ``ckpt_dir``;
+    ``None`` to train the stage from the start.
+
+    A checkpoint that cannot be loaded (truncated by a kill or a full disk, overwritten...) is renamed
+    ``<name>.damaged`` (kept, never deleted: it may still be worth something to its owner) and the next one is
+    tried; one warning says which were set aside and where training starts from.
+    """
+    if not ckpt_dir.is_dir():
+        return None
+    last = ckpt_dir / "last.ckpt"
+    others = sorted(
+        (p for p in ckpt_dir.glob("*.ckpt") if p.name != last.name), key=lambda p: p.stat().st_mtime_ns
+    )
+    damaged: list[str] = []
+    chosen = None
+    for path in [last, *reversed(others)]:
+        if not path.exists():
+            continue
+        problem = _unloadable(path)
+        if problem is None:
+            chosen = path
+            break
+        damaged.append(f"{path} ({problem}; renamed {_set_aside(path).name})")
+    if damaged:
+        outcome = f"resuming from {chosen.name}" if chosen else "training this stage from the start"
+        warnings.warn(
+            f"{stage}: damaged checkpoint(s) set aside: {'; '.join(damaged)}; {outcome}",
+            UserWarning,
+            stacklevel=3,
+        )
+    return chosen
+
+
+def _unloadable(path: Path) -> str | None:
+    """Why ``path`` is not a loadable Lightning checkpoint, in a few words; ``None`` if it is one."""
+    with path.open("rb") as file:
+        if file.read(4) != b"PK\x03\x04":  # torch.save writes a zip archive
+            return "not a PyTorch checkpoint (no zip header)"
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:
+        raise  # cannot read the file at all (permissions...): not damage; the CLI names the file
+    except (
+        Exception
+    ) as err:  # corrupt bytes surface as RuntimeError, UnpicklingError, EOFError, ValueError...
+        first = str(err).split(". ")[0].splitlines()[0] if str(err) else ""
+        return f"truncated or corrupt ({type(err).__name__}: {first[:120]})"
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        return "not a Lightning checkpoint (no state_dict)"
+    return None
+
+
+def _set_aside(path: Path) -> Path:
+    """Rename ``path`` to ``<name>.damaged`` (``.damaged-2``, ... if taken) and return the new path."""
+    aside = path.with_name(path.name + ".damaged")
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{path.name}.damaged-{n}")
+    path.rename(aside)
+    return aside

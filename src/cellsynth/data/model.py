@@ -20,7 +20,7 @@ import pandas as pd
 
 from cellsynth.errors import DataError
 
-__all__ = ["StationTraffic", "Stations", "UserMobility", "format_duration", "regular_timeline"]
+__all__ = ["StationTraffic", "Stations", "UserMobility", "format_duration", "parse_step", "regular_timeline"]
 
 
 def _as_timestamp(value, source: str | None) -> pd.Timestamp:
@@ -34,10 +34,18 @@ def _as_timestamp(value, source: str | None) -> pd.Timestamp:
     return ts
 
 
-def _as_step(value, source: str | None) -> pd.Timedelta:
-    step = pd.Timedelta(value)
-    if step <= pd.Timedelta(0):
-        raise DataError(f"step must be a positive duration, got {step}", source=source)
+def parse_step(value, source: str | None = None, name: str = "step") -> pd.Timedelta:
+    """A time step (``'10min'``, ``'1h'``, ``'1D'``, a ``Timedelta``...) as a positive ``pd.Timedelta``;
+    :class:`DataError` naming ``name`` (and ``source``) when it is not a duration or not positive."""
+    try:
+        step = pd.Timedelta(value)
+    except (ValueError, TypeError) as err:
+        raise DataError(
+            f"{name} {value!r} is not a duration ({err}); give a number and a unit, e.g. 10min, 30min, 1h or 1D",
+            source=source,
+        ) from None
+    if pd.isna(step) or step <= pd.Timedelta(0):
+        raise DataError(f"{name} must be a positive duration, got {value!r}", source=source)
     return step
 
 
@@ -348,7 +356,7 @@ class StationTraffic(_TimeAxis):
                 f"{values.shape[0]} station rows in the values but {len(self.stations)} stations", source=src
             )
         object.__setattr__(self, "start", _as_timestamp(self.start, src))
-        object.__setattr__(self, "step", _as_step(self.step, src))
+        object.__setattr__(self, "step", parse_step(self.step, src))
         object.__setattr__(self, "channels", channels)
         ts = self.timestamps
         ids = self.stations.ids
@@ -480,7 +488,7 @@ class UserMobility(_TimeAxis):
         if not isinstance(self.stations, Stations):
             raise DataError("stations must be a cellsynth.data.Stations", source=src)
         object.__setattr__(self, "start", _as_timestamp(self.start, src))
-        object.__setattr__(self, "step", _as_step(self.step, src))
+        object.__setattr__(self, "step", parse_step(self.step, src))
         users = tuple(str(u) for u in self.user_ids) or tuple(f"u{i}" for i in range(loc.shape[0]))
         if len(users) != loc.shape[0]:
             raise DataError(f"{len(users)} user ids for {loc.shape[0]} users", source=src)

@@ -27,11 +27,13 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import pydantic
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from cellsynth.data.io import atomic_directory
 from cellsynth.data.model import Stations, StationTraffic, UserMobility
 from cellsynth.errors import ConfigError, DataError, NotFittedError
+from cellsynth.seeds import MAX_SEED
 
 __all__ = ["Generator", "GeneratorConfig", "StationGenerator", "UserGenerator", "load"]
 
@@ -45,7 +47,9 @@ class GeneratorConfig(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
-    seed: int = pydantic.Field(0, description="Seed for initialisation and training order.")
+    seed: int = pydantic.Field(
+        0, ge=0, le=MAX_SEED, description="Seed for initialisation and training order (0 to 2**32 - 1)."
+    )
 
 
 def _validate_config(config_cls: type[GeneratorConfig], config, overrides: dict) -> GeneratorConfig:
@@ -140,30 +144,103 @@ class Generator(ABC):
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> Generator:
-        """Load a generator saved by :meth:`save` (no code is unpickled)."""
+        """Load a generator saved by :meth:`save` (no code is unpickled).
+
+        A damaged directory (either file missing, truncated, not JSON/safetensors, entries of the wrong type,
+        arrays that do not fit the config) raises :class:`DataError` naming the file and the fix.
+        """
         directory = Path(directory)
         meta_path = directory / _META_FILE
+        if not meta_path.exists() and (directory / _WEIGHTS_FILE).exists():
+            raise _damaged(meta_path, "is missing")
         if not meta_path.exists():
             raise DataError(
                 f"no {_META_FILE} here: not a saved cellsynth model (train one with `cellsynth fit`)",
                 source=str(directory),
             )
-        record = json.loads(meta_path.read_text())
-        if record.get("format_version", 0) > FORMAT_VERSION:
+        record = _read_record(meta_path)
+        if record["format_version"] > FORMAT_VERSION:
             raise DataError(
                 f"saved with a newer cellsynth (format {record['format_version']}); upgrade cellsynth",
                 source=str(directory),
             )
         if cls is Generator:
-            from cellsynth.generators.registry import get_class
+            from cellsynth.generators.registry import available, get_class
 
+            if record["generator"] not in available():
+                raise _damaged(
+                    meta_path,
+                    f"names the generator {record['generator']!r}, which is not registered (available: "
+                    f"{', '.join(available())}; a plug-in must be registered before loading)",
+                )
             cls = get_class(record["generator"])
         elif record["generator"] != cls.name:
             raise DataError(f"holds a {record['generator']!r} model, not {cls.name!r}", source=str(directory))
-        gen = cls(record["config"])
-        gen._restore(load_file(directory / _WEIGHTS_FILE), record["state"])
+        try:
+            gen = cls(record["config"])
+        except ConfigError as err:
+            raise _damaged(meta_path, f"its config is invalid ({err})", cls.name) from err
+        tensors = _read_weights(directory / _WEIGHTS_FILE, cls.name)
+        try:
+            gen._restore(tensors, record["state"])
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError, RuntimeError) as err:
+            # Whatever _restore trips on, its only inputs are these two files: they do not belong together.
+            problem = " ".join(f"{type(err).__name__}: {err}".split())  # one line (torch's are several)
+            problem = problem if len(problem) <= 300 else problem[:300] + "..."
+            raise _damaged(
+                directory,
+                f"{_META_FILE} and {_WEIGHTS_FILE} do not make a {cls.name} model ({problem})",
+                cls.name,
+            ) from err
         gen.fitted_ = True
         return gen
+
+
+def _damaged(path: Path, problem: str, model: str = "MODEL") -> DataError:
+    """The error for a damaged saved model: what is wrong with which file, and how to get a good one."""
+    run = path if path.is_dir() else path.parent
+    return DataError(
+        f"{problem}; the model directory is damaged: refit it with `cellsynth fit {model} --data DATA --out {run}` "
+        "or restore it from a backup",
+        source=str(path),
+    )
+
+
+# The entries of generator.json and their JSON types (bool is not an acceptable int).
+_RECORD_ENTRIES: dict[str, type] = {"generator": str, "format_version": int, "config": dict, "state": dict}
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    """``generator.json`` parsed and checked to have every entry :meth:`Generator.save` writes."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise _damaged(path, "is not UTF-8 text") from None
+    except json.JSONDecodeError as err:
+        raise _damaged(
+            path, f"is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})"
+        ) from None
+    if not isinstance(record, dict):
+        raise _damaged(path, f"holds a JSON {type(record).__name__}, not an object")
+    for key, kind in _RECORD_ENTRIES.items():
+        if key not in record:
+            raise _damaged(path, f"has no {key!r} entry")
+        if not isinstance(record[key], kind) or isinstance(record[key], bool):
+            raise _damaged(path, f"{key!r} should be a JSON {_JSON_NAMES[kind]}, got {record[key]!r:.60}")
+    return record
+
+
+_JSON_NAMES = {str: "string", int: "integer", dict: "object"}
+
+
+def _read_weights(path: Path, model: str) -> dict[str, torch.Tensor]:
+    """The tensors of ``weights.safetensors`` (safetensors never runs code)."""
+    if not path.exists():
+        raise _damaged(path, "is missing", model)
+    try:
+        return load_file(path)
+    except SafetensorError as err:
+        raise _damaged(path, f"is not a complete safetensors file ({err})", model) from None
 
 
 def load(directory: str | os.PathLike) -> Generator:
@@ -338,7 +415,16 @@ def guard_resume(checkpoint_dir, name: str, record: dict[str, Any], what_else: s
         return
     path = Path(checkpoint_dir) / "checkpoints" / f"{name}-fit.json"
     if path.exists():
-        theirs = json.loads(path.read_text())
+        try:
+            theirs = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            theirs = None
+        if not isinstance(theirs, dict):
+            raise DataError(
+                "is damaged (not a JSON object), so the checkpoints beside it cannot be checked against this "
+                f"config and data; delete {path.parent} to train afresh, or use a fresh output directory",
+                source=str(path),
+            )
         if theirs != record:
             what = "config" if theirs.get("config") != record["config"] else what_else
             raise ConfigError(

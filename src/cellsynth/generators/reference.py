@@ -115,6 +115,12 @@ class _ReferenceGenerator(StationGenerator):
         self.stations_ = restore_stations(tensors, meta)
         self.weeks_ = tensors["weeks"].numpy()
         self.time_, self.period_ = meta["time"], meta["period"]
+        # A damaged file fails here, where load names it, rather than in generate.
+        restore_time_axis(self.time_)
+        n, steps, channels = len(self.stations_), self.period_, len(self.time_["channels"])
+        shape = self.weeks_.shape
+        if len(shape) != 4 or (shape[0], shape[2], shape[3]) != (n, steps, channels):
+            raise ValueError(f"weeks has shape {tuple(shape)}, expected ({n}, weeks, {steps}, {channels})")
 
     def _output(self, stations: Stations, values: np.ndarray) -> StationTraffic:
         start, step = restore_time_axis(self.time_)
