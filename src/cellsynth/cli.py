@@ -57,6 +57,7 @@ def data_synth(
     knowledge graph. Writes OUT/traffic, OUT/users, OUT/knowledge_graph.parquet, labels and config."""
     from cellsynth.data.synthetic import CityConfig, synthesize_city
 
+    _check_out(out, "synthetic city")
     config = CityConfig.milan(seed=seed) if milan else CityConfig(seed=seed)
     if not milan:
         config = config.replace(n_stations=stations, n_users=users, weeks=weeks, size_km=size_km)
@@ -69,12 +70,23 @@ def data_synth(
     )
 
 
+def _check_out(out: Path, kind: str, *inputs: Path | None) -> None:
+    """Refuse ``--out`` before any work: the rule every writer applies (:mod:`cellsynth.outputs`; ``kind`` is
+    one of its kinds), and never one of the command's ``inputs`` nor a directory holding one."""
+    from cellsynth.outputs import check_output
+
+    check_output(out, kind, inputs=[p for p in inputs if p is not None])
+
+
+def _stations_file(out: Path) -> Path:
+    return out if out.suffix == ".parquet" else out.with_suffix(".parquet")
+
+
 def _write_dataset(result, out: Path) -> None:
     from cellsynth.data import Stations, write, write_stations
 
     if isinstance(result, Stations):
-        if out.suffix != ".parquet":
-            out = out.with_suffix(".parquet")
+        out = _stations_file(out)
         write_stations(result, out)
         console.print(f"{len(result)} stations written to [bold]{out}[/]")
         return
@@ -97,6 +109,7 @@ def import_telecom_italia(
     Streams each file with bounded memory; missing intervals are repaired, counted and flagged."""
     from cellsynth.data.loaders import load_telecom_italia
 
+    _check_out(out, "dataset", *files, grid)
     traffic, report = load_telecom_italia(
         files, grid, step=step, tz=tz, progress=progress, return_report=True
     )
@@ -117,6 +130,7 @@ def import_stkdiff(
     """STK-Diff Beijing npz: hourly traffic of base stations, bs_kge embeddings as station features."""
     from cellsynth.data.loaders import load_stkdiff
 
+    _check_out(out, "dataset", path)
     _write_dataset(load_stkdiff(path, start=start, tz=tz, channel=channel), out)
 
 
@@ -138,6 +152,7 @@ def import_csv(
     """Your own network's traffic: a long CSV/Parquet table plus a stations CSV."""
     from cellsynth.data.loaders import load_traffic_table
 
+    _check_out(out, "dataset", table, stations)
     names = [c.strip() for c in channels.split(",")] if channels else None
     _write_dataset(load_traffic_table(table, stations, channels=names, tz=tz, step=step), out)
 
@@ -153,6 +168,7 @@ def import_mobility_csv(
     """Your own users' trajectories (and traffic): a long CSV/Parquet table plus a stations CSV."""
     from cellsynth.data.loaders import load_mobility_table
 
+    _check_out(out, "dataset", table, stations)
     _write_dataset(load_mobility_table(table, stations, tz=tz, step=step), out)
 
 
@@ -171,6 +187,7 @@ def import_location_sequences(
     """Location-id sequences (MoveSim's GeoLife files) -> trajectories without traffic."""
     from cellsynth.data.loaders import load_location_sequences
 
+    _check_out(out, "dataset", path, gps)
     data = load_location_sequences(path, gps, start=start, tz=tz, step=step, only_visited=not all_locations)
     _write_dataset(data, out)
 
@@ -183,6 +200,7 @@ def import_grid(
     """A grid of cells -> stations at the cell centroids."""
     from cellsynth.data.loaders import load_grid
 
+    _check_out(_stations_file(out), "stations table", geojson)
     _write_dataset(load_grid(geojson), out)
 
 
@@ -195,6 +213,7 @@ def import_milan_totals(
     """The Milan grid with each cell's total internet activity as a station feature."""
     from cellsynth.data.loaders import load_milan_totals
 
+    _check_out(_stations_file(out), "stations table", totals, grid)
     _write_dataset(load_milan_totals(totals, grid), out)
 
 
@@ -330,6 +349,7 @@ def fit(
 
     from cellsynth.generators import get, get_class
 
+    _check_out(out, "model run", data, config, knowledge_graph)
     values = _read_config(config, set_)
     if seed is not None:
         values["seed"] = seed
@@ -418,6 +438,7 @@ def generate(
     seed: Annotated[int, typer.Option(help="Seed: same seed, same output.")] = 0,
 ) -> None:
     """Generate synthetic data from a trained model: traffic for given (or planned) stations, or users."""
+    _check_out(out, "dataset", model, stations, data, anchors)
     import cellsynth
     from cellsynth.data import read_stations
 
@@ -502,6 +523,7 @@ def evaluate_command(
     from cellsynth.data import read
     from cellsynth.evaluate import evaluate
 
+    _check_out(out, "evaluation", real, synthetic, train)
     evaluation = evaluate(
         read(real),
         read(synthetic),
@@ -551,6 +573,7 @@ def bench(
 
     from cellsynth.benchmark import run_benchmark
 
+    _check_out(out, "bench", data, configs_dir)
     names = [m.strip() for m in models.split(",") if m.strip()]
     presets = {}
     for name in names:
