@@ -226,8 +226,8 @@ def _check_directory(shown: str, target: Path, spec: OutputKind) -> None:
     other = _output_kind_at(target)
     if other is not None:
         raise OutputError(
-            f"{shown} holds {other.label}, not {spec.label}; cellsynth replaces an output only with one of "
-            f"the same kind: choose a new or empty directory, or remove {shown} yourself"
+            f"{shown} holds {other.label}, not {spec.label}; cellsynth writes over an output only with one "
+            f"of the same kind: choose a new or empty directory, or remove {shown} yourself"
         )
     raise OutputError(
         f"{shown} is not empty and is not {spec.label} written by cellsynth (it holds "
