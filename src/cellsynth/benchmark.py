@@ -62,6 +62,7 @@ from cellsynth.data.io import write_text_atomic
 from cellsynth.data.model import StationTraffic
 from cellsynth.data.split import split_stations
 from cellsynth.errors import ConfigError, DataError
+from cellsynth.outputs import BENCH, claim_output_dir
 
 __all__ = ["PAPER_BASELINES", "BenchmarkResult", "format_cell", "markdown_table", "run_benchmark"]
 
@@ -179,7 +180,8 @@ def run_benchmark(
     say = echo if (echo is not None and progress) else (lambda _msg: None)
 
     out = Path(out)
-    (out / "results").mkdir(parents=True, exist_ok=True)
+    claim_output_dir(out, BENCH)  # a new or empty directory, or a benchmark to resume: cellsynth.outputs
+    (out / "results").mkdir(exist_ok=True)
     train, held_out = split_stations(data, test_fraction, split_seed)
     scored_train = train
     if train_stations is not None and train_stations < train.n_stations:
@@ -219,7 +221,7 @@ def run_benchmark(
 
     summary = _summarise(runs, models, list(data.channels))
     table = _render(summary, models, list(data.channels), budget_rule, settings, train, held_out, seed_list)
-    (out / "table.md").write_text(table, encoding="utf-8")
+    write_text_atomic(out / "table.md", table)
     _write_json(
         out / "results.json",
         {

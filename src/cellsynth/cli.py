@@ -72,6 +72,7 @@ def data_synth(
     knowledge graph. Writes OUT/traffic, OUT/users, OUT/knowledge_graph.parquet, labels and config."""
     from cellsynth.data.synthetic import CityConfig, synthesize_city
 
+    _check_out(out, "synthetic city")
     config = CityConfig.milan(seed=seed) if milan else CityConfig(seed=seed)
     if not milan:
         config = config.replace(n_stations=stations, n_users=users, weeks=weeks, size_km=size_km)
@@ -84,12 +85,23 @@ def data_synth(
     )
 
 
+def _check_out(out: Path, kind: str, *inputs: Path | None) -> None:
+    """Refuse ``--out`` before any work: the rule every writer applies (:mod:`cellsynth.outputs`; ``kind`` is
+    one of its kinds), and never one of the command's ``inputs`` nor a directory holding one."""
+    from cellsynth.outputs import check_output
+
+    check_output(out, kind, inputs=[p for p in inputs if p is not None])
+
+
+def _stations_file(out: Path) -> Path:
+    return out if out.suffix == ".parquet" else out.with_suffix(".parquet")
+
+
 def _write_dataset(result, out: Path) -> None:
     from cellsynth.data import Stations, write, write_stations
 
     if isinstance(result, Stations):
-        if out.suffix != ".parquet":
-            out = out.with_suffix(".parquet")
+        out = _stations_file(out)
         write_stations(result, out)
         console.print(f"{len(result)} stations written to [bold]{out}[/]")
         return
@@ -114,6 +126,7 @@ def import_telecom_italia(
     Streams each file with bounded memory; missing intervals are repaired, counted and flagged."""
     from cellsynth.data.loaders import load_telecom_italia
 
+    _check_out(out, "dataset", *files, grid)
     traffic, report = load_telecom_italia(
         files, grid, step=step, tz=tz, progress=progress, return_report=True
     )
@@ -134,6 +147,7 @@ def import_stkdiff(
     """STK-Diff Beijing npz: hourly traffic of base stations, bs_kge embeddings as station features."""
     from cellsynth.data.loaders import load_stkdiff
 
+    _check_out(out, "dataset", path)
     _write_dataset(load_stkdiff(path, start=start, tz=tz, channel=channel), out)
 
 
@@ -192,6 +206,7 @@ def import_csv(
     """Your own network's traffic: a long CSV/Parquet table plus a stations CSV."""
     from cellsynth.data.loaders import load_traffic_table
 
+    _check_out(out, "dataset", table, stations)
     names = [c.strip() for c in channels.split(",")] if channels else None
     _write_dataset(load_traffic_table(table, stations, channels=names, tz=tz, step=step), out)
 
@@ -210,6 +225,7 @@ def import_mobility_csv(
     """Your own users' trajectories (and traffic): a long CSV/Parquet table plus a stations CSV."""
     from cellsynth.data.loaders import load_mobility_table
 
+    _check_out(out, "dataset", table, stations)
     _write_dataset(load_mobility_table(table, stations, tz=tz, step=step), out)
 
 
@@ -228,6 +244,7 @@ def import_location_sequences(
     """Location-id sequences (MoveSim's GeoLife files) -> trajectories without traffic."""
     from cellsynth.data.loaders import load_location_sequences
 
+    _check_out(out, "dataset", path, gps)
     data = load_location_sequences(path, gps, start=start, tz=tz, step=step, only_visited=not all_locations)
     _write_dataset(data, out)
 
@@ -240,6 +257,7 @@ def import_grid(
     """A grid of cells -> stations at the cell centroids."""
     from cellsynth.data.loaders import load_grid
 
+    _check_out(_stations_file(out), "stations table", geojson)
     _write_dataset(load_grid(geojson), out)
 
 
@@ -252,6 +270,7 @@ def import_milan_totals(
     """The Milan grid with each cell's total internet activity as a station feature."""
     from cellsynth.data.loaders import load_milan_totals
 
+    _check_out(_stations_file(out), "stations table", totals, grid)
     _write_dataset(load_milan_totals(totals, grid), out)
 
 
@@ -424,6 +443,7 @@ def fit(
 
     from cellsynth.generators import get, get_class
 
+    _check_out(out, "model run", data, config, knowledge_graph)
     values = _read_config(config, set_)
     if seed is not None:
         values["seed"] = seed
@@ -514,6 +534,7 @@ def generate(
     seed: Annotated[int, typer.Option(help="Seed: same seed, same output.", callback=seed_option)] = 0,
 ) -> None:
     """Generate synthetic data from a trained model: traffic for given (or planned) stations, or users."""
+    _check_out(out, "dataset", model, stations, data, anchors)
     import cellsynth
     from cellsynth.data import read_stations
 
@@ -606,6 +627,7 @@ def evaluate_command(
     directory (traffic/ and users/) gives the dataset of the kind the other options' datasets have."""
     from cellsynth.evaluate import evaluate
 
+    _check_out(out, "evaluation", real, synthetic, train)
     sides = _evaluation_data({"--real": real, "--synthetic": synthetic, "--train": train})
     evaluation = evaluate(
         sides["--real"],
@@ -682,6 +704,7 @@ def bench(
     prints and writes a table laid out like STOUTER's Table 1. Rerun the same command to resume."""
     from cellsynth.benchmark import run_benchmark
 
+    _check_out(out, "bench", data, configs_dir)
     names = [m.strip() for m in models.split(",") if m.strip()]
     presets = {}
     for name in names:

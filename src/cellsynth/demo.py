@@ -34,6 +34,7 @@ from cellsynth.data.synthetic import CityConfig, synthesize_city
 from cellsynth.errors import ConfigError
 from cellsynth.evaluate import evaluate, evaluate_users, memorisation_verdict
 from cellsynth.generators.registry import get, get_class
+from cellsynth.outputs import DEMO, claim_output_dir
 from cellsynth.report import write_combined_report
 
 __all__ = ["DEMO_STATION_CONFIGS", "DEMO_USER_CONFIGS", "DemoResult", "run_demo"]
@@ -152,6 +153,7 @@ def run_demo(
     _check_kind(station_model, "stations", "station_model")
     if user_model is not None:
         _check_kind(user_model, "users", "user_model")
+    claim_output_dir(out, DEMO)  # a new or empty directory, or a demo to resume: cellsynth.outputs
     total = 6 if user_model is not None else 4
     city_config = city_config or CityConfig(seed=seed)
     echo(

@@ -30,6 +30,12 @@ class NotFittedError(CellsynthError, RuntimeError):
     """A generator was asked to generate or save before ``fit`` was called."""
 
 
+class OutputError(CellsynthError):
+    """cellsynth will not write an output where it was asked to (the path holds other files, an input, an
+    output of another kind; see :mod:`cellsynth.outputs`), or could not (no space left, permission denied).
+    Nothing was deleted, and an earlier output there is unchanged."""
+
+
 class DataRepairWarning(UserWarning):
     """A loader filled in values it could not read (e.g. a missing interval); the count is in the message,
     and the values are flagged in ``StationTraffic.repaired``."""

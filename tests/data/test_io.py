@@ -13,7 +13,8 @@ from hypothesis.extra import numpy as hnp
 
 from cellsynth.data import Stations, StationTraffic, UserMobility, read, read_stations, write
 from cellsynth.data.io import atomic_directory, long_to_traffic, write_text_atomic
-from cellsynth.errors import DataError
+from cellsynth.errors import DataError, OutputError
+from cellsynth.outputs import DATASET, MARKER
 
 from .test_model import START, make_stations, make_traffic
 
@@ -73,7 +74,7 @@ def test_failed_write_leaves_the_old_dataset(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(io, "_write_traffic", crash)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputError, match="disk full"):
         write(make_traffic(n=2), target)
     assert read(target).equals(good)
     assert [p.name for p in tmp_path.iterdir()] == ["data"]  # no temporary leftovers
@@ -81,11 +82,11 @@ def test_failed_write_leaves_the_old_dataset(tmp_path, monkeypatch):
 
 def test_atomic_directory_replaces_whole(tmp_path):
     target = tmp_path / "d"
-    target.mkdir()
-    (target / "stale.txt").write_text("old")
-    with atomic_directory(target) as tmp:
-        (tmp / "new.txt").write_text("new")
-    assert sorted(os.listdir(target)) == ["new.txt"]
+    write(make_traffic(), target)
+    with atomic_directory(target, DATASET) as tmp:
+        (tmp / "mobility.parquet").write_text("new")
+    assert sorted(os.listdir(target)) == [MARKER, "mobility.parquet"]
+    assert [p.name for p in tmp_path.iterdir()] == ["d"]
 
 
 def test_read_errors_are_clear(tmp_path):
@@ -153,6 +154,6 @@ def test_atomic_text_write_replaces_whole_or_keeps_the_old_file(tmp_path, monkey
         raise OSError("disk full")
 
     monkeypatch.setattr("cellsynth.data.io.os.replace", fail)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputError, match="disk full"):
         write_text_atomic(path, "second")
     assert path.read_text() == "first" and sorted(p.name for p in path.parent.iterdir()) == ["page.html"]

@@ -11,9 +11,10 @@ import pytest
 from cellsynth.data import Stations, StationTraffic
 from cellsynth.data.split import split_stations, split_users
 from cellsynth.data.synthetic import synthesize_city
-from cellsynth.errors import DataError
+from cellsynth.errors import OutputError
 from cellsynth.evaluate import METRICS, evaluate
 from cellsynth.generators import get
+from cellsynth.outputs import MARKER
 from cellsynth.report import METRICS_FILE, REPORT_FILE, html, render_html, write_report
 
 from ..test_evaluate import START, tiny_traffic, tiny_users
@@ -75,7 +76,7 @@ def test_station_report_holds_the_table_the_figures_and_the_verdict(station_repo
 
 def test_station_report_writes_metrics_json_beside_it(station_report):
     evaluation, path = station_report
-    assert sorted(p.name for p in path.parent.iterdir()) == [METRICS_FILE, REPORT_FILE]
+    assert sorted(p.name for p in path.parent.iterdir()) == [MARKER, METRICS_FILE, REPORT_FILE]
     assert json.loads((path.parent / METRICS_FILE).read_text()) == evaluation.to_dict()
 
 
@@ -183,8 +184,8 @@ def test_a_failure_while_rewriting_keeps_the_earlier_report(station_report, monk
 def test_an_output_directory_holding_other_files_is_refused(tmp_path):
     (tmp_path / "keep.txt").write_text("mine")
     evaluation = evaluate(tiny_traffic(n=3), tiny_traffic(n=3))
-    with pytest.raises(DataError, match=r"already holds other files \(keep.txt\)"):
+    with pytest.raises(OutputError, match=r"not an evaluation .* \(it holds keep.txt\)"):
         write_report(evaluation, tmp_path)
     assert (tmp_path / "keep.txt").read_text() == "mine"
-    with pytest.raises(DataError, match="not a directory"):
+    with pytest.raises(OutputError, match="is a file, not a directory"):
         write_report(evaluation, tmp_path / "keep.txt")

@@ -11,18 +11,16 @@ A mobility dataset holds ``mobility.parquet`` (``user_id, timestamp, station_id[
 one-step dataset round-trips too. Reads validate everything (unknown stations, missing or duplicated
 rows, irregular time) and round trips are exact (float32 values, order of stations, users, channels).
 
-Writes are atomic: the dataset is written to a temporary sibling directory and swapped in with renames,
-so a crash never leaves a half-written dataset where a good one was.
+Writes follow :mod:`cellsynth.outputs`: atomic (the dataset is written to a temporary sibling directory and
+swapped in with renames, so a crash never leaves a half-written dataset where a good one was), and only where
+cellsynth may write a dataset: a new or empty directory, or an earlier dataset, never a directory holding
+other files. Every dataset directory holds the marker ``.cellsynth-output.json``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -32,10 +30,12 @@ import pyarrow.parquet as pq
 
 from cellsynth.data.model import Stations, StationTraffic, UserMobility, regular_timeline
 from cellsynth.errors import DataError
+from cellsynth.outputs import DATASET, STATIONS_TABLE, atomic_directory, atomic_file
 
 __all__ = [
     "atomic_directory",
     "atomic_file",
+    "is_stations_table",
     "read",
     "read_stations",
     "write",
@@ -46,38 +46,6 @@ __all__ = [
 FORMAT_VERSION = 1
 _META_KEY = b"cellsynth"
 _REPAIRED_SUFFIX = "__repaired"
-
-
-class atomic_directory:
-    """Context manager: write into a temporary sibling directory, then replace ``path`` with it.
-
-    On an exception the temporary directory is removed and ``path`` is untouched. The swap is two renames
-    (old -> backup, new -> path); at every instant either the old or the new complete dataset exists.
-    """
-
-    def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
-        token = uuid.uuid4().hex[:8]
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{token}")
-        self.backup = self.path.with_name(f".{self.path.name}.old-{token}")
-
-    def __enter__(self) -> Path:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists() and not self.path.is_dir():
-            raise DataError(f"{self.path} exists and is not a directory; choose another output path")
-        self.tmp.mkdir()
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        if self.path.exists():
-            os.replace(self.path, self.backup)
-            os.replace(self.tmp, self.path)
-            shutil.rmtree(self.backup, ignore_errors=True)
-        else:
-            os.replace(self.tmp, self.path)
 
 
 def _write_table(frame: pd.DataFrame, path: Path, meta: dict) -> None:
@@ -97,21 +65,6 @@ def _read_table(path: Path) -> tuple[pd.DataFrame, dict]:
     return table.to_pandas(), meta
 
 
-@contextmanager
-def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path`` to write; when the block ends without error it replaces
-    ``path`` (``os.replace``, atomic), otherwise it is removed: a reader never sees half a file, and a
-    failed write keeps the old one. Creates ``path``'s parent directory."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` through :func:`atomic_file`."""
     with atomic_file(path) as tmp:
@@ -119,9 +72,19 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 
 def write_stations(stations: Stations, path: str | os.PathLike) -> None:
-    """Write a stations table to one Parquet file (atomically, :func:`atomic_file`)."""
-    with atomic_file(path) as tmp:
+    """Write a stations table to one Parquet file (atomically, :func:`atomic_file`). An existing file at
+    ``path`` is replaced only if it is a stations table written by cellsynth (:func:`is_stations_table`)."""
+    with atomic_file(path, kind=STATIONS_TABLE) as tmp:
         _write_table(stations.to_frame(), tmp, {"kind": "stations", "version": FORMAT_VERSION})
+
+
+def is_stations_table(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a Parquet file that :func:`write_stations` wrote (by its cellsynth metadata)."""
+    try:
+        raw = (pq.read_schema(path).metadata or {}).get(_META_KEY)
+        return raw is not None and json.loads(raw).get("kind") == "stations"
+    except (OSError, pa.ArrowInvalid, ValueError, AttributeError):
+        return False
 
 
 def read_stations(path: str | os.PathLike) -> Stations:
@@ -140,9 +103,10 @@ def read_stations(path: str | os.PathLike) -> Stations:
 
 
 def write(data: StationTraffic | UserMobility, path: str | os.PathLike) -> Path:
-    """Write a dataset directory atomically; returns its path."""
+    """Write a dataset directory atomically; returns its path. ``path`` must be new, empty, or an earlier
+    dataset (see :mod:`cellsynth.outputs`); anything else raises :class:`~cellsynth.errors.OutputError`."""
     path = Path(path)
-    with atomic_directory(path) as tmp:
+    with atomic_directory(path, DATASET) as tmp:
         write_stations(data.stations, tmp / "stations.parquet")
         if isinstance(data, StationTraffic):
             _write_traffic(data, tmp / "traffic.parquet")

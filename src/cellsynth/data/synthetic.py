@@ -42,10 +42,11 @@ import pandas as pd
 from scipy.signal import lfilter
 from scipy.spatial import Delaunay, QhullError, cKDTree
 
-from cellsynth.data.io import atomic_directory, write
+from cellsynth.data.io import write
 from cellsynth.data.knowledge import KnowledgeGraph, station_entity, write_knowledge_graph
 from cellsynth.data.model import Stations, StationTraffic, UserMobility
 from cellsynth.errors import ConfigError
+from cellsynth.outputs import SYNTHETIC_CITY, atomic_directory
 
 __all__ = [
     "CHANNELS",
@@ -927,9 +928,10 @@ class SyntheticCity:
 
     def write(self, path: str | os.PathLike) -> Path:
         """Write ``traffic/``, ``users/`` (cellsynth datasets), ``knowledge_graph.parquet``,
-        ``labels.parquet`` and ``config.json`` into directory ``path``, atomically."""
+        ``labels.parquet`` and ``config.json`` into directory ``path``, atomically. ``path`` must be new, empty,
+        or an earlier synthetic city (see :mod:`cellsynth.outputs`)."""
         path = Path(path)
-        with atomic_directory(path) as tmp:
+        with atomic_directory(path, SYNTHETIC_CITY) as tmp:
             write(self.traffic, tmp / "traffic")
             write(self.users, tmp / "users")
             write_knowledge_graph(self.knowledge_graph, tmp / "knowledge_graph.parquet")

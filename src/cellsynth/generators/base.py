@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import warnings
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -30,9 +31,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from cellsynth.data.io import atomic_directory
 from cellsynth.data.model import Stations, StationTraffic, UserMobility
 from cellsynth.errors import ConfigError, DataError, NotFittedError
+from cellsynth.outputs import MODEL_RUN, atomic_file, claim_output_dir
 from cellsynth.seeds import MAX_SEED
 
 __all__ = ["Generator", "GeneratorConfig", "StationGenerator", "UserGenerator", "load"]
@@ -119,7 +120,8 @@ class Generator(ABC):
     def save(self, directory: str | os.PathLike) -> Path:
         """Write ``generator.json`` and ``weights.safetensors`` into ``directory`` atomically.
 
-        Other files already in ``directory`` (checkpoints of the run, say) are kept.
+        ``directory`` must be new, empty, or a model run (see :mod:`cellsynth.outputs`): an earlier saved
+        model, or the checkpoints of this fit. Other files already in a run directory are kept.
         """
         self.check_fitted()
         directory = Path(directory)
@@ -131,15 +133,14 @@ class Generator(ABC):
             "config": self.config.model_dump(mode="json"),
             "state": meta,
         }
-        directory.mkdir(parents=True, exist_ok=True)
-        with atomic_directory(directory / ".model") as tmp:
-            save_file(tensors, tmp / _WEIGHTS_FILE)
-            (tmp / _META_FILE).write_text(json.dumps(record, indent=2))
-        # Move the two files up next to the run's other contents; os.replace is atomic per file and the
-        # weights land first, so generator.json (what load() looks for) only appears once weights exist.
-        os.replace(directory / ".model" / _WEIGHTS_FILE, directory / _WEIGHTS_FILE)
-        os.replace(directory / ".model" / _META_FILE, directory / _META_FILE)
-        (directory / ".model").rmdir()
+        claim_output_dir(directory, MODEL_RUN)
+        # Both files are written to temporaries first; the inner block ends first, so the weights replace
+        # theirs before generator.json (what load() looks for) does: it only appears once weights exist.
+        with atomic_file(directory / _META_FILE) as meta_tmp, atomic_file(directory / _WEIGHTS_FILE) as tmp:
+            save_file(tensors, str(tmp))
+            meta_tmp.write_text(json.dumps(record, indent=2))
+        # Where a save of an earlier cellsynth was killed, its staging directory is left over.
+        shutil.rmtree(directory / ".model", ignore_errors=True)
         return directory
 
     @classmethod

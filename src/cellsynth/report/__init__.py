@@ -16,9 +16,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cellsynth.data.io import atomic_directory, write_text_atomic
+from cellsynth.data.io import write_text_atomic
 from cellsynth.errors import DataError
 from cellsynth.evaluate import Evaluation
+from cellsynth.outputs import EVALUATION, atomic_directory
 from cellsynth.report.html import render_combined_html, render_html
 
 __all__ = [
@@ -37,24 +38,14 @@ REPORT_FILE = "report.html"
 def write_report(evaluation: Evaluation, out_dir: str | os.PathLike) -> Path:
     """Write ``out_dir/metrics.json`` and ``out_dir/report.html``; returns the report's path.
 
-    The directory is written as a whole (:class:`~cellsynth.data.io.atomic_directory`): both files are
+    The directory is written as a whole (:func:`~cellsynth.outputs.atomic_directory`): both files are
     rendered into a temporary sibling directory that then replaces ``out_dir``, so a failure (while drawing
     a figure, say) leaves no partial report and keeps an earlier one as it was. Because ``out_dir`` is
-    replaced, it must be new, empty, or hold nothing but an earlier report: other files are never deleted.
+    replaced, it must be new, empty, or an earlier evaluation: other files are never deleted
+    (:mod:`cellsynth.outputs`; :class:`~cellsynth.errors.OutputError` otherwise).
     """
     out_dir = Path(out_dir).absolute()
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise DataError(f"{out_dir} exists and is not a directory; choose another output directory")
-        foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in (METRICS_FILE, REPORT_FILE))
-        if foreign:
-            raise DataError(
-                f"{out_dir} already holds other files ({', '.join(foreign[:5])}"
-                + (" ..." if len(foreign) > 5 else "")
-                + "); the evaluation replaces its output directory as a whole, so write it to a new or "
-                "empty directory"
-            )
-    with atomic_directory(out_dir) as staging:
+    with atomic_directory(out_dir, EVALUATION) as staging:
         (staging / METRICS_FILE).write_text(evaluation.to_json_text(), encoding="utf-8")
         (staging / REPORT_FILE).write_text(render_html(evaluation), encoding="utf-8")
     return out_dir / REPORT_FILE
