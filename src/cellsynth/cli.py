@@ -103,10 +103,10 @@ def _write_dataset(result, out: Path) -> None:
     if isinstance(result, Stations):
         out = _stations_file(out)
         write_stations(result, out)
-        console.print(f"{len(result)} stations written to [bold]{out}[/]")
+        console.print(f"{len(result)} stations written to {_bold(out)}")
         return
     write(result, out)
-    console.print(f"written to [bold]{out}[/]; inspect with `cellsynth data info {out}`")
+    console.print(f"written to {_bold(out)}; inspect with `cellsynth data info {escape(str(out))}`")
 
 
 @import_app.command("telecom-italia")
@@ -179,6 +179,7 @@ def import_mobifm(
     as station features."""
     from cellsynth.data.loaders import load_mobifm
 
+    _check_out(out, "dataset", path, embeddings)
     _write_dataset(load_mobifm(path, embeddings, channel=channel, start=start, tz=tz, step=step), out)
 
 
@@ -311,6 +312,7 @@ def data_resample(
     from cellsynth.data import StationTraffic, resample
     from cellsynth.data.model import format_duration
 
+    _check_out(out, "dataset", dataset)
     datasets = _datasets_in(dataset)
     traffic = [(name, data) for name, data in datasets.items() if isinstance(data, StationTraffic)]
     if not traffic:
