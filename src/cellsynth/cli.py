@@ -91,6 +91,13 @@ def import_telecom_italia(
     out: Out,
     step: Annotated[str, typer.Option(help="10min (as recorded) or 1h (summed).")] = "1h",
     tz: Annotated[str, typer.Option(help="Time zone of the output timestamps.")] = "Europe/Rome",
+    duplicates: Annotated[
+        str,
+        typer.Option(
+            help="A line repeating the square, interval and country code of an earlier line: error (naming "
+            "both lines) or sum (add them up, counted in the report). A day given twice is always an error."
+        ),
+    ] = "error",
     progress: Progress = True,
 ) -> None:
     """Telecom Italia Big Data Challenge day files + grid -> internet, call (in+out), sms (in+out) per cell.
@@ -98,7 +105,7 @@ def import_telecom_italia(
     from cellsynth.data.loaders import load_telecom_italia
 
     traffic, report = load_telecom_italia(
-        files, grid, step=step, tz=tz, progress=progress, return_report=True
+        files, grid, step=step, tz=tz, duplicates=duplicates, progress=progress, return_report=True
     )
     console.print(str(report))
     _write_dataset(traffic, out)
