@@ -140,13 +140,38 @@ def import_csv(
         str | None, typer.Option(help="Comma-separated channel columns (default: all).")
     ] = None,
     tz: Annotated[str | None, typer.Option(help="Time zone of naive timestamps.")] = None,
-    step: Annotated[str | None, typer.Option(help="Time step, if the table has a single timestamp.")] = None,
+    step: Annotated[
+        str | None,
+        typer.Option(help="Time step, if the table has a single timestamp, or of the grid its gaps lie on."),
+    ] = None,
+    fill: Annotated[
+        str,
+        typer.Option(
+            help="Missing (station, timestamp) rows: none (an error), interpolate (linear in time between the "
+            "station's nearest rows) or zero. Filled values are counted and marked repaired."
+        ),
+    ] = "none",
+    encoding: Annotated[
+        str, typer.Option(help="Text encoding of the CSV files (utf-16, latin-1...).")
+    ] = "utf-8",
 ) -> None:
     """Your own network's traffic: a long CSV/Parquet table plus a stations CSV."""
-    from cellsynth.data.loaders import load_traffic_table
+    import warnings
+
+    from cellsynth.data.loaders import DataRepairWarning, load_traffic_table
 
     names = [c.strip() for c in channels.split(",")] if channels else None
-    _write_dataset(load_traffic_table(table, stations, channels=names, tz=tz, step=step), out)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataRepairWarning)
+        data = load_traffic_table(
+            table, stations, channels=names, tz=tz, step=step, fill=fill, encoding=encoding
+        )
+    for warning in caught:  # the repair count as a printed line; any other warning as it came
+        if issubclass(warning.category, DataRepairWarning):
+            console.print(str(warning.message), highlight=False, soft_wrap=True)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    _write_dataset(data, out)
 
 
 @import_app.command("mobility-csv")
@@ -156,11 +181,14 @@ def import_mobility_csv(
     out: Out,
     tz: Annotated[str | None, typer.Option(help="Time zone of naive timestamps.")] = None,
     step: Annotated[str | None, typer.Option(help="Time step, if the table has a single timestamp.")] = None,
+    encoding: Annotated[
+        str, typer.Option(help="Text encoding of the CSV files (utf-16, latin-1...).")
+    ] = "utf-8",
 ) -> None:
     """Your own users' trajectories (and traffic): a long CSV/Parquet table plus a stations CSV."""
     from cellsynth.data.loaders import load_mobility_table
 
-    _write_dataset(load_mobility_table(table, stations, tz=tz, step=step), out)
+    _write_dataset(load_mobility_table(table, stations, tz=tz, step=step, encoding=encoding), out)
 
 
 @import_app.command("location-sequences")
@@ -196,13 +224,17 @@ def import_grid(
 @import_app.command("milan-totals")
 def import_milan_totals(
     totals: Annotated[Path, typer.Argument(help="Per-cell totals CSV: square_id,internet.")],
-    grid: Annotated[Path, typer.Option(help="Grid GeoJSON.")],
+    grid: Annotated[Path, typer.Option(help="Grid GeoJSON (milano-grid.geojson).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output stations table (.parquet).")],
+    missing: Annotated[
+        str,
+        typer.Option(help="Grid cells without a total: error, or drop (keep only the cells that have one)."),
+    ] = "error",
 ) -> None:
-    """The Milan grid with each cell's total internet activity as a station feature."""
+    """The Milan grid with each cell's total internet activity as a station feature (internet_total)."""
     from cellsynth.data.loaders import load_milan_totals
 
-    _write_dataset(load_milan_totals(totals, grid), out)
+    _write_dataset(load_milan_totals(totals, grid, missing=missing), out)
 
 
 @data_app.command("info")
