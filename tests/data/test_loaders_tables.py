@@ -306,6 +306,9 @@ def test_fill_never_invents_a_station_or_hides_a_duplicate(tmp_path, stations):
         DataError, match=r"timestamp 2013-11-04 05:00:00\+01:00 is not on the grid of step 0 days 02:00"
     ):
         load_traffic_table(uneven, fill="interpolate", step="2h")
+    for step in ("0h", "hourly"):
+        with pytest.raises(DataError, match=f"step.*{step}"):
+            load_traffic_table(uneven, fill="interpolate", step=step)
     sparse = long_csv(tmp_path / "sparse.csv", {"a": {0: (1, 1), 10: (3, 3)}})
     with pytest.raises(DataError, match="the 2 timestamps cover less than half of the 11 steps"):
         load_traffic_table(sparse, fill="interpolate", step="1h")

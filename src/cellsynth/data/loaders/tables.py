@@ -132,6 +132,18 @@ def _check_values(frame: pd.DataFrame, column: str, src: str, csv: bool, hint: s
         )
 
 
+def _as_step(step, src: str) -> pd.Timedelta | None:
+    if step is None:
+        return None
+    try:
+        value = pd.Timedelta(step)
+    except ValueError as err:
+        raise DataError(f"step {step!r} is not a duration (e.g. '1h', '10min')", source=src) from err
+    if value <= pd.Timedelta(0):
+        raise DataError(f"step must be a positive duration, got {step!r}", source=src)
+    return value
+
+
 def read_stations_table(path: str | os.PathLike, *, encoding: str = "utf-8") -> Stations:
     """A stations CSV or Parquet: ``station_id``, optional ``lat, lon``, numeric feature columns.
 
@@ -258,7 +270,7 @@ def load_traffic_table(
         frame,
         table,
         list(channels),
-        step=None if step is None else pd.Timedelta(step),
+        step=_as_step(step, src),
         source=src,
         repaired_columns=repaired,
         fill=fill,
@@ -307,4 +319,4 @@ def load_mobility_table(
     frame = frame.assign(
         timestamp=parse_timestamps(frame["timestamp"], tz, column="timestamp", source=src, csv=csv)
     )
-    return long_to_mobility(frame, table, step=None if step is None else pd.Timedelta(step), source=src)
+    return long_to_mobility(frame, table, step=_as_step(step, src), source=src)
