@@ -120,6 +120,13 @@ def import_telecom_italia(
         str, typer.Option(help="10min (as recorded) or 1h (summed).", callback=step_option)
     ] = "1h",
     tz: Annotated[str, typer.Option(help="Time zone of the output timestamps.")] = "Europe/Rome",
+    duplicates: Annotated[
+        str,
+        typer.Option(
+            help="A line repeating the square, interval and country code of an earlier line: error (naming "
+            "both lines) or sum (add them up, counted in the report). A day given twice is always an error."
+        ),
+    ] = "error",
     progress: Progress = True,
 ) -> None:
     """Telecom Italia Big Data Challenge day files + grid -> internet, call (in+out), sms (in+out) per cell.
@@ -128,7 +135,7 @@ def import_telecom_italia(
 
     _check_out(out, "dataset", *files, grid)
     traffic, report = load_telecom_italia(
-        files, grid, step=step, tz=tz, progress=progress, return_report=True
+        files, grid, step=step, tz=tz, duplicates=duplicates, progress=progress, return_report=True
     )
     _say(str(report))
     _write_dataset(traffic, out)
@@ -201,15 +208,40 @@ def import_csv(
     tz: Annotated[str | None, typer.Option(help="Time zone of naive timestamps.")] = None,
     step: Annotated[
         str | None,
-        typer.Option(help="Time step, if the table has a single timestamp.", callback=step_option),
+        typer.Option(
+            help="Time step, if the table has a single timestamp, or of the grid its gaps lie on.",
+            callback=step_option,
+        ),
     ] = None,
+    fill: Annotated[
+        str,
+        typer.Option(
+            help="Missing (station, timestamp) rows: none (an error), interpolate (linear in time between the "
+            "station's nearest rows) or zero. Filled values are counted and marked repaired."
+        ),
+    ] = "none",
+    encoding: Annotated[
+        str, typer.Option(help="Text encoding of the CSV files (utf-16, latin-1...).")
+    ] = "utf-8",
 ) -> None:
     """Your own network's traffic: a long CSV/Parquet table plus a stations CSV."""
-    from cellsynth.data.loaders import load_traffic_table
+    import warnings
+
+    from cellsynth.data.loaders import DataRepairWarning, load_traffic_table
 
     _check_out(out, "dataset", table, stations)
     names = [c.strip() for c in channels.split(",")] if channels else None
-    _write_dataset(load_traffic_table(table, stations, channels=names, tz=tz, step=step), out)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataRepairWarning)
+        data = load_traffic_table(
+            table, stations, channels=names, tz=tz, step=step, fill=fill, encoding=encoding
+        )
+    for warning in caught:  # the repair count as a printed line; any other warning as it came
+        if issubclass(warning.category, DataRepairWarning):
+            console.print(str(warning.message), highlight=False, soft_wrap=True)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    _write_dataset(data, out)
 
 
 @import_app.command("mobility-csv")
@@ -222,12 +254,15 @@ def import_mobility_csv(
         str | None,
         typer.Option(help="Time step, if the table has a single timestamp.", callback=step_option),
     ] = None,
+    encoding: Annotated[
+        str, typer.Option(help="Text encoding of the CSV files (utf-16, latin-1...).")
+    ] = "utf-8",
 ) -> None:
     """Your own users' trajectories (and traffic): a long CSV/Parquet table plus a stations CSV."""
     from cellsynth.data.loaders import load_mobility_table
 
     _check_out(out, "dataset", table, stations)
-    _write_dataset(load_mobility_table(table, stations, tz=tz, step=step), out)
+    _write_dataset(load_mobility_table(table, stations, tz=tz, step=step, encoding=encoding), out)
 
 
 @import_app.command("location-sequences")
@@ -265,14 +300,18 @@ def import_grid(
 @import_app.command("milan-totals")
 def import_milan_totals(
     totals: Annotated[Path, typer.Argument(help="Per-cell totals CSV: square_id,internet.")],
-    grid: Annotated[Path, typer.Option(help="Grid GeoJSON.")],
+    grid: Annotated[Path, typer.Option(help="Grid GeoJSON (milano-grid.geojson).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output stations table (.parquet).")],
+    missing: Annotated[
+        str,
+        typer.Option(help="Grid cells without a total: error, or drop (keep only the cells that have one)."),
+    ] = "error",
 ) -> None:
-    """The Milan grid with each cell's total internet activity as a station feature."""
+    """The Milan grid with each cell's total internet activity as a station feature (internet_total)."""
     from cellsynth.data.loaders import load_milan_totals
 
     _check_out(_stations_file(out), "stations table", totals, grid)
-    _write_dataset(load_milan_totals(totals, grid), out)
+    _write_dataset(load_milan_totals(totals, grid, missing=missing), out)
 
 
 @data_app.command("info")

@@ -16,6 +16,11 @@ def write_npz(path, **arrays):
     return path
 
 
+def test_huge_finite_values_that_fit_float32_are_kept(tmp_path):
+    path = write_npz(tmp_path / "b.npz", bs_record=np.array([[1e30, 3.0e38]]))
+    np.testing.assert_allclose(load_stkdiff(path).values[0, :, 0], [1e30, 3.0e38], rtol=1e-6)
+
+
 def test_small_archive(tmp_path):
     record = np.arange(3 * 168, dtype=np.float64).reshape(3, 168)
     kge = np.random.default_rng(0).normal(size=(3, 4))
@@ -50,6 +55,14 @@ def test_small_archive(tmp_path):
         ),
         ({"bs_record": np.array([[1.0, np.nan]])}, "NaN"),
         ({"bs_record": np.array([[1.0, -1.0]])}, "negative"),
+        (
+            {"bs_record": np.array([[1.0, 1e308]])},
+            r"bs_record\[0, 1\] \(station 0, hour 1\): 1e\+308 is too large: it overflows float32.*rescale",
+        ),
+        (
+            {"bs_record": np.ones((1, 2)), "bs_kge": np.array([[0.0, -1e39]])},
+            r"bs_kge\[0, 1\] \(station 0, column 1\): -1e\+39 is too large: it overflows float32",
+        ),
     ],
 )
 def test_bad_archives(tmp_path, arrays, message):
@@ -62,8 +75,20 @@ def test_bad_archives(tmp_path, arrays, message):
 def test_not_an_archive(tmp_path):
     path = tmp_path / "x.npz"
     path.write_text("hello")
-    with pytest.raises(DataError, match="cannot read"):
+    with pytest.raises(
+        DataError, match=r"is not an \.npz archive.*starts with b'hello'.*download it again"
+    ) as err:
         load_stkdiff(path)
+    assert str(err.value).startswith(str(path)) and "pickle" not in str(err.value)
+    good = write_npz(tmp_path / "good.npz", bs_record=np.ones((2, 3)))
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(good.read_bytes()[:100])
+    with pytest.raises(DataError, match=r"is not a complete \.npz archive.*download it again") as err:
+        load_stkdiff(cut)
+    assert str(err.value).startswith(str(cut))
+    objects = write_npz(tmp_path / "objects.npz", bs_record=np.array([[1.0, "x"]], dtype=object))
+    with pytest.raises(DataError, match="Python objects, which cellsynth never unpickles.*numeric dtype"):
+        load_stkdiff(objects)
     single = tmp_path / "y.npy"
     np.save(single, np.zeros((2, 2)))
     with pytest.raises(DataError, match="not an .npz"):

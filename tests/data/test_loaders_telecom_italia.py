@@ -245,6 +245,119 @@ def test_empty_and_missing_files(grid, tmp_path):
         load_telecom_italia(empty, grid, step="7min")
 
 
+@pytest.mark.parametrize("chunk_bytes", [16 << 20, 1024])
+def test_a_repeated_line_is_an_error_naming_both_lines(grid, tmp_path, chunk_bytes):
+    rows = day_rows(DAY, missing=())
+    rows.insert(250, rows[10])  # line 11 again, as line 251, in a later block when chunk_bytes=1024
+    f = write(tmp_path / "day.txt", rows)
+    with pytest.raises(DataError, match="line 11 and line 251 both hold square") as err:
+        load_telecom_italia(f, grid, chunk_bytes=chunk_bytes)
+    message = str(err.value)
+    assert message.startswith(f"{f}: ") and "counted twice" in message
+    assert "duplicates='sum' (--duplicates sum)" in message
+    # rows[10]: cell 1, interval k=4, country 39; 00:40 local is 23:40 UTC the day before.
+    assert (
+        f"square 1, interval {midnight_ms(DAY) + 4 * 600_000} (2013-11-03 23:40 UTC), country code 39"
+        in message
+    )
+
+
+def test_repeated_lines_summed_on_request_are_counted(grid, tmp_path):
+    rows = day_rows(DAY, missing=())
+    once = load_telecom_italia(write(tmp_path / "once.txt", rows), grid, step="10min")
+    # rows[10]: cell 1, k=4, country 39 (internet 4, call 4.5, sms 1), twice more; then rows[1] (cell 1, k=0,
+    # country 0, internet 0.25) moved to cell 2: a new key, not a repeat.
+    rows += [rows[10], rows[10], "2\t" + rows[1].split("\t", 1)[1]]
+    (tmp_path / "twice.txt").write_text("\n".join(rows) + "\n")
+    summed, report = load_telecom_italia(
+        tmp_path / "twice.txt", grid, step="10min", duplicates="sum", return_report=True
+    )
+    assert report.duplicate_rows_summed == 2
+    assert "2 repeated line(s)" in str(report) and "duplicates='sum'" in str(report)
+    expected = once.values.copy()
+    expected[0, 4] += 2 * np.array([4.0, 4.5, 1.0])
+    expected[1, 0, 0] += 0.25
+    np.testing.assert_allclose(summed.values, expected, rtol=1e-6)
+    with pytest.raises(DataError, match="duplicates must be 'error' or 'sum'"):
+        load_telecom_italia(tmp_path / "twice.txt", grid, duplicates="first")
+
+
+def test_the_same_day_twice_is_always_an_error_naming_both_files(grid, tmp_path):
+    text = "\n".join(day_rows(DAY, missing=())) + "\n"
+    folder = tmp_path / "month"
+    folder.mkdir()
+    (folder / "sms-call-internet-mi-2013-11-04.txt").write_text(text)
+    with gzip.open(folder / "sms-call-internet-mi-2013-11-04.txt.gz", "wt") as f:
+        f.write(text)
+    for duplicates in ("error", "sum"):
+        with pytest.raises(
+            DataError, match="holds the same day as .*2013-11-04.txt .*once gzip-compressed"
+        ) as err:
+            load_telecom_italia(folder, grid, duplicates=duplicates)
+        assert str(err.value).startswith(str(folder / "sms-call-internet-mi-2013-11-04.txt.gz"))
+        assert "give each day once" in str(err.value)
+    day = folder / "sms-call-internet-mi-2013-11-04.txt"
+    with pytest.raises(DataError, match=f"is given twice \\(also as {day}\\)"):
+        load_telecom_italia([day, tmp_path / "month" / ".." / "month" / day.name], grid)
+    copy = write(tmp_path / "copy-of-the-4th.txt", day_rows(DAY, missing=tuple(range(100))))
+    for duplicates in ("error", "sum"):
+        with pytest.raises(DataError) as err:
+            load_telecom_italia([day, copy], grid, duplicates=duplicates)
+        assert str(err.value) == (
+            f"{copy}: holds intervals that {day} holds too (first: 2013-11-04 16:40:00+01:00): the same day given "
+            "twice (a day file and its .gz, or a copy under another name)? Every value would count twice: give "
+            "each day once"
+        )
+
+
+def test_huge_values_fit_float32_or_are_named(grid, tmp_path):
+    rows = day_rows(DAY, missing=())
+    rows[0] = rows[0].rsplit("\t", 1)[0] + "\t3e38"  # finite and within float32: kept
+    data = load_telecom_italia(write(tmp_path / "ok.txt", rows), grid, step="10min")
+    assert data.values[0, 0, 0] == np.float32(3e38)
+    rows[1] = rows[1].rsplit("\t", 1)[0] + "\t1e308"  # finite in float64, infinite as float32
+    f = write(tmp_path / "big.txt", rows)
+    with pytest.raises(
+        DataError, match=r"line 2: internet 1e\+308 is too large: it overflows float32.*rescale"
+    ):
+        load_telecom_italia(f, grid)
+    rows[1] = rows[1].rsplit("\t", 1)[0] + "\t3e38"  # two lines of 3e38 in one step: the sum overflows
+    f = write(tmp_path / "sum.txt", rows)
+    with pytest.raises(
+        DataError, match=r"cell 1 at 2013-11-04 00:00:00\+01:00: internet sums to 6e\+38 is too large"
+    ):
+        load_telecom_italia(f, grid, step="10min")
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (
+            "1\t{t}\t39\t1,5\t\t\t\t1",
+            r"sms-in '1,5' is not a number \(a decimal comma\? write 1.5 with a dot\)",
+        ),
+        ("1\t{t}\t-39\t1\t\t\t\t1", "country code -39 is not a phone country code"),
+        ("1\t-600000\t39\t1\t\t\t\t1", "is not a time between 1970 and 2129"),
+        ("1\t{t}\t39\t1\u00e9\t\t\t\t1", "sms-in '1\u00e9' is not a number"),
+    ],
+)
+def test_more_bad_lines_name_file_line_and_fix(grid, tmp_path, bad, message):
+    rows = day_rows(DAY, missing=())
+    rows.insert(20, bad.format(t=midnight_ms(DAY)))
+    f = write(tmp_path / "day.txt", rows)
+    with pytest.raises(DataError, match=message) as err:
+        load_telecom_italia(f, grid)
+    assert str(err.value).startswith(f"{f}: line 21:")
+
+
+def test_a_utf16_day_file_says_save_as_utf8(grid, tmp_path):
+    f = tmp_path / "day.txt"
+    f.write_bytes(("\n".join(day_rows(DAY, missing=())) + "\n").encode("utf-16"))
+    with pytest.raises(DataError, match=r"line 1: the line is not UTF-8 text.*save it as UTF-8") as err:
+        load_telecom_italia(f, grid)
+    assert str(err.value).startswith(str(f))
+
+
 @pytest.fixture(autouse=True)
 def _no_unexpected_warnings():
     # A repair must always be announced, and nothing else should warn: turn stray warnings into errors.

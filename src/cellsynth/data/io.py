@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cellsynth.data.model import Stations, StationTraffic, UserMobility, regular_timeline
-from cellsynth.errors import DataError
+from cellsynth.data.repair import check_fill, fill_gaps
+from cellsynth.errors import DataError, DataRepairWarning
 from cellsynth.outputs import DATASET, STATIONS_TABLE, atomic_directory, atomic_file
 
 __all__ = [
@@ -88,17 +90,19 @@ def is_stations_table(path: str | os.PathLike) -> bool:
 
 
 def read_stations(path: str | os.PathLike) -> Stations:
-    """Read a stations table from Parquet (as written by :func:`write_stations`) or CSV."""
+    """Read a stations table from Parquet (as written by :func:`write_stations`) or CSV (``.csv``, ``.csv.gz``,
+    ``.tsv``; see :func:`cellsynth.data.loaders.tables.read_stations_table`)."""
     path = Path(path)
     if not path.exists():
         raise DataError("file not found", source=str(path))
-    if path.suffix.lower() == ".csv":
-        try:
-            frame = pd.read_csv(path, dtype={"station_id": str})
-        except (pd.errors.ParserError, UnicodeDecodeError) as err:
-            raise DataError(f"cannot parse CSV: {err}", source=str(path)) from err
-    else:
-        frame, _ = _read_table(path)
+    if path.name.lower().endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz")):
+        # Imported here: the loaders import this module.
+        from cellsynth.data.loaders.tables import read_stations_table
+
+        return read_stations_table(path)
+    frame, _ = _read_table(path)
+    if frame.empty:
+        raise DataError("no rows: the stations table has columns but no station", source=str(path))
     return Stations.from_frame(frame, source=str(path))
 
 
@@ -159,18 +163,64 @@ def _write_traffic(data: StationTraffic, path: Path) -> None:
     _write_table(pd.DataFrame(cols), path, meta)
 
 
-def _grid_positions(frame: pd.DataFrame, key: str, keys: list[str], step, source):
+def _time_grid(times: pd.DatetimeIndex, step, source) -> tuple[pd.Timestamp, pd.Timedelta | None, int]:
+    """``(start, step, count)`` of the regular grid that sorted unique ``times`` lie on, gaps allowed.
+
+    The grid's step is ``step`` when given; else the axis's own step when it is regular, and otherwise the most
+    common interval between timestamps (the smallest on a tie). Timestamps off the grid are irregular (the
+    error of :func:`regular_timeline` when the step was inferred). The caller reports each grid step without a
+    row as a missing row. One timestamp: ``step`` may be None (the caller needs one then).
+    """
+    if step is None or len(times) < 2 or times.tz is None:
+        try:
+            start, found, n_steps = regular_timeline(times, source=source)
+            return start, found if found is not None else step, n_steps
+        except DataError as err:
+            if times.tz is None:
+                raise
+            irregular = err
+    else:
+        irregular = None
+    offsets = (times - times[0]).to_numpy("timedelta64[ns]").astype(np.int64)
+    if step is None:
+        deltas, counts = np.unique(np.diff(offsets), return_counts=True)
+        step = pd.Timedelta(int(deltas[counts.argmax()]))
+    step = pd.Timedelta(step)
+    off_grid = offsets % step.value != 0
+    if off_grid.any():
+        if irregular is not None:
+            raise irregular
+        raise DataError(
+            f"timestamp {times[int(off_grid.argmax())]} is not on the grid of step {step} from {times[0]} (the "
+            "step given); pass the table's real step",
+            source=source,
+        )
+    n_steps = int(offsets[-1] // step.value) + 1
+    if n_steps > 2 * len(times):
+        raise DataError(
+            f"the {len(times)} timestamps cover less than half of the {n_steps} steps of {step} from {times[0]} "
+            f"to {times[-1]}: too sparse to be a series with a few gaps; resample to a regular step (or pass "
+            "the right step)",
+            source=source,
+        )
+    return times[0], step, n_steps
+
+
+def _grid_positions(
+    frame: pd.DataFrame, key: str, keys: list[str], step, source, *, missing_hint: str | None = ""
+):
     """Map long rows onto a dense ``[len(keys), T]`` grid: returns ``(start, step, T, row, col)``.
 
-    Shared by traffic (key = station) and mobility (key = user). Checks that timestamps form a regular grid
-    and that every key has exactly one row per timestamp, naming the first missing or duplicated row.
+    Shared by traffic (key = station) and mobility (key = user). Checks that timestamps lie on a regular grid
+    and that every key has exactly one row per timestamp, naming the first duplicated and the first missing
+    row. ``missing_hint`` is appended to the missing-row error (how the caller can fill them); None: missing
+    rows are allowed (the caller fills them).
     """
     if frame.empty:
         raise DataError("no rows: the table is empty", source=source)
     times = pd.DatetimeIndex(frame["timestamp"])
     uniq_times = times.unique().sort_values()
-    start, found_step, n_steps = regular_timeline(uniq_times, source=source)
-    step = found_step if found_step is not None else step
+    start, step, n_steps = _time_grid(uniq_times, step, source)
     if step is None:
         raise DataError("a single timestamp: cannot infer the step; pass step=...", source=source)
     position = {k: i for i, k in enumerate(keys)}
@@ -178,13 +228,26 @@ def _grid_positions(frame: pd.DataFrame, key: str, keys: list[str], step, source
     col = ((times - start) // step).to_numpy().astype(np.int64)
     n = len(keys)
     counts = np.bincount(row * n_steps + col, minlength=n * n_steps).reshape(n, n_steps)
-    if (counts != 1).any():
-        bad = int((counts != 1).sum())
-        i, t = np.argwhere(counts != 1)[0]
-        what = f"appears {counts[i, t]} times" if counts[i, t] > 1 else "has no row"
+    grid_times = pd.date_range(start, periods=n_steps, freq=step)
+    who = key.removesuffix("_id")
+
+    def first(bad: np.ndarray) -> str:
+        i, t = np.argwhere(bad)[0]
+        found = f"appears {counts[i, t]} times" if counts[i, t] > 1 else "has no row"
+        return f"first: {key} {keys[i]!r} {found} at {grid_times[t]}"
+
+    duplicated = counts > 1
+    if duplicated.any():
         raise DataError(
-            f"{bad} missing or duplicated ({key}, timestamp) cell(s); first: {key} {keys[i]!r} {what} at "
-            f"{uniq_times[t]}. Every {key.removesuffix('_id')} needs exactly one row per timestamp.",
+            f"{int(duplicated.sum())} duplicated ({key}, timestamp) row(s); {first(duplicated)}. Every {who} "
+            "needs exactly one row per timestamp.",
+            source=source,
+        )
+    missing = counts == 0
+    if missing_hint is not None and missing.any():
+        raise DataError(
+            f"{int(missing.sum())} missing ({key}, timestamp) row(s); {first(missing)}. Every {who} needs one "
+            f"row per timestamp{missing_hint}.",
             source=source,
         )
     return start, step, n_steps, row, col
@@ -214,24 +277,54 @@ def long_to_traffic(
     step: pd.Timedelta | None = None,
     source: str | None = None,
     repaired_columns: list[str] | None = None,
+    fill: str = "none",
+    missing_hint: str = "",
 ) -> StationTraffic:
     """Pivot a long table (``station_id, timestamp, <channels>``) onto a dense ``[N, T, C]`` grid.
 
-    Stations follow ``stations``' order. Every station must have exactly one row per timestamp: missing or
-    duplicated rows and ids that are not in ``stations`` raise :class:`DataError` naming them.
-    ``repaired_columns`` (one boolean column per channel) become the ``repaired`` mask.
+    Stations follow ``stations``' order. Every station must have exactly one row per timestamp: duplicated
+    rows and ids that are not in ``stations`` raise :class:`DataError` naming them, and so do missing rows
+    (with ``missing_hint`` appended) unless ``fill`` is ``"interpolate"`` or ``"zero"``: then they are filled
+    (:func:`cellsynth.data.repair.fill_gaps`), marked in ``repaired`` and counted in a
+    :class:`DataRepairWarning`. ``repaired_columns`` (one boolean column per channel) become the ``repaired``
+    mask.
     """
+    check_fill(fill, source=source)
     _require_columns(frame, ["station_id", "timestamp", *channels, *(repaired_columns or [])], source)
     stations.index_of(frame["station_id"].astype(str).unique(), source=source)  # names unknown ids
-    start, step, n_steps, row, col = _grid_positions(frame, "station_id", list(stations.ids), step, source)
-    values = np.empty((len(stations), n_steps, len(channels)), dtype=np.float32)
+    ids = list(stations.ids)
+    start, step, n_steps, row, col = _grid_positions(
+        frame, "station_id", ids, step, source, missing_hint=None if fill != "none" else missing_hint
+    )
+    values = np.zeros((len(stations), n_steps, len(channels)), dtype=np.float32)
     for j, name in enumerate(channels):
         values[row, col, j] = _numeric_column(frame, name, source)
-    repaired = None
+    repaired = np.zeros(values.shape, dtype=bool)
     if repaired_columns:
-        repaired = np.zeros(values.shape, dtype=bool)
         for j, name in enumerate(repaired_columns):
             repaired[row, col, j] = frame[name].to_numpy(bool)
+    recorded = np.zeros((len(stations), n_steps), dtype=bool)
+    recorded[row, col] = True
+    if not recorded.all():  # only with a fill: _grid_positions raised otherwise
+        empty = ~recorded.any(axis=1)
+        if empty.any():
+            raise DataError(
+                f"station_id {ids[int(empty.argmax())]!r} has no row at all ({int(empty.sum())} such station(s)); "
+                "a fill only fills the gaps between a station's rows: remove it from the stations table",
+                source=source,
+            )
+        values = fill_gaps(values, recorded, fill).astype(np.float32)
+        repaired |= ~recorded[:, :, None]
+        missing = ~recorded
+        i, t = np.argwhere(missing)[0]
+        how = "linear interpolation in time" if fill == "interpolate" else "zeros"
+        warnings.warn(
+            f"{source + ': ' if source else ''}{int(missing.sum())} missing (station_id, timestamp) row(s) of "
+            f"{missing.size} filled with {how} ({int(missing.any(axis=1).sum())} station(s); first: "
+            f"{ids[i]!r} at {pd.date_range(start, periods=n_steps, freq=step)[t]}); marked in .repaired",
+            DataRepairWarning,
+            stacklevel=3,
+        )
     return StationTraffic(values, start, step, tuple(channels), stations, repaired=repaired, source=source)
 
 

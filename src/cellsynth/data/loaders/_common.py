@@ -1,11 +1,18 @@
-"""Helpers shared by the loaders: timestamps, repair warnings, reading small text files."""
+"""Helpers shared by the loaders: timestamps, reading (compressed) text files, messages about bad values."""
 
 from __future__ import annotations
 
+import codecs
+import csv
+import gzip
 import os
 import re
+import warnings
+import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from cellsynth.errors import DataError
@@ -138,3 +145,223 @@ def _localize(
             "local times are ambiguous: write the timestamps with their offset instead",
             source=source,
         ) from err
+
+
+# -- Reading files: compression, text encoding, numbers ----------------------------------------------------
+
+GZIP_SIGNATURE = b"\x1f\x8b"
+# What decompressing a damaged gzip stream raises: Python's gzip/zlib, and pyarrow (a plain OSError).
+GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+_DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+")
+
+
+def is_gzip_name(path: str | os.PathLike) -> bool:
+    return str(path).lower().endswith(".gz")
+
+
+def incomplete_gzip(path: str | os.PathLike, detail: object) -> DataError:
+    """The error for a ``.gz`` file that does not decompress to its end."""
+    return DataError(
+        f"is not a complete gzip file ({detail}): a truncated or damaged download? Download it again, or "
+        "decompress what there is (gunzip) and load the text file, which names the bad line",
+        source=source_name(path),
+    )
+
+
+def check_compression(path: Path) -> None:
+    """A file's name and its first bytes must agree on gzip compression (a two-byte read).
+
+    A text file named ``.gz`` would otherwise fail deep in a decompressor, and a gzip file named ``.csv`` would
+    be parsed as garbage.
+    """
+    with open(path, "rb") as f:
+        head = f.read(len(GZIP_SIGNATURE))
+    if is_gzip_name(path):
+        if not head:
+            raise DataError("the file is empty", source=source_name(path))
+        if head != GZIP_SIGNATURE:
+            raise DataError(
+                "is not a complete gzip file: it does not start with the gzip signature 1f 8b (a text file "
+                "named .gz?); if it is text, drop the .gz from its name, else download it again",
+                source=source_name(path),
+            )
+    elif head == GZIP_SIGNATURE:
+        raise DataError(
+            f"is gzip-compressed but its name does not end in .gz; rename it to {path.name}.gz",
+            source=source_name(path),
+        )
+
+
+def open_text(path: Path, encoding: str = "utf-8", errors: str = "strict"):
+    """``path`` opened as text, decompressing ``.gz`` (after :func:`check_compression`)."""
+    check_compression(path)
+    if is_gzip_name(path):
+        return gzip.open(path, "rt", encoding=encoding, errors=errors, newline="")
+    return open(path, encoding=encoding, errors=errors, newline="")
+
+
+def read_text(path: Path, *, encoding: str = "utf-8") -> str:
+    """The whole text of a (possibly gzip-compressed) file; a damaged gzip or a wrong encoding is a
+    :class:`DataError` naming the file, the line and the fix."""
+    try:
+        with open_text(path, encoding) as f:
+            return f.read()
+    except UnicodeDecodeError as err:
+        raise encoding_error(path, encoding, err) from err
+    except GZIP_ERRORS as err:
+        raise incomplete_gzip(path, err) from err
+
+
+def check_encoding(encoding: str, *, source: str | None = None) -> str:
+    try:
+        codecs.lookup(encoding)
+    except LookupError as err:
+        raise DataError(
+            f"unknown text encoding {encoding!r} (use e.g. 'utf-8', 'utf-16', 'latin-1', 'cp1252')",
+            source=source,
+        ) from err
+    return encoding
+
+
+def _first_undecodable(path: Path) -> tuple[int, int, bytes] | None:
+    """``(line, byte offset, bytes)`` of the first bytes of ``path`` (decompressed) that are not UTF-8."""
+    opener = gzip.open if is_gzip_name(path) else open
+    offset, line, carry = 0, 1, b""
+    with opener(path, "rb") as f:
+        while True:
+            block = f.read(1 << 20)
+            data = carry + block
+            if not data:
+                return None
+            try:
+                data.decode("utf-8")
+                good = len(data)
+            except UnicodeDecodeError as err:
+                if block and err.reason == "unexpected end of data":
+                    good = err.start  # a character split between two blocks: decode it with the next one
+                else:
+                    return (
+                        line + data.count(b"\n", 0, err.start),
+                        offset + err.start,
+                        data[err.start : err.end],
+                    )
+            line += data.count(b"\n", 0, good)
+            offset += good
+            carry = data[good:]
+            if not block:
+                return None
+
+
+def encoding_error(path: Path, encoding: str, err: UnicodeDecodeError, *, option: bool = False) -> DataError:
+    """A decoding failure as an error naming the line, the encoding the file seems to be in, and the fix.
+
+    ``option``: the loader takes ``encoding=`` (and its command ``--encoding``), so the fix may name it.
+    """
+    src = source_name(path)
+    if codecs.lookup(encoding).name != "utf-8":
+        return DataError(
+            f"cannot decode the text as {encoding}: {err}; check the file's encoding", source=src
+        )
+    opener = gzip.open if is_gzip_name(path) else open
+    with opener(path, "rb") as f:
+        head = f.read(4096)
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in head:
+        guess, looks = "utf-16", "UTF-16 (as Excel's 'Unicode text' saves)"
+    else:
+        guess, looks = "latin-1", "latin-1 / Windows-1252 (an 8-bit encoding)"
+    where = _first_undecodable(path)
+    at = f"line {where[0]}: " if where else ""
+    byte = f"byte {where[2][:1].hex()} at offset {where[1]}" if where else str(err)
+    fix = "save it as UTF-8"
+    if option:
+        fix += f", or give its encoding (encoding='{guess}'; --encoding {guess} on the command line)"
+    return DataError(f"{at}the file is not UTF-8 text ({byte}); it looks {looks}: {fix}", source=src)
+
+
+def number_hint(value: object) -> str:
+    """A hint for a value that is not a number: a decimal comma is the usual cause."""
+    text = str(value).strip()
+    if _DECIMAL_COMMA.fullmatch(text):
+        return f" (a decimal comma? write {text.replace(',', '.')} with a dot)"
+    return ""
+
+
+def float32_overflow(value: float) -> str:
+    """What to say about a finite value too large for float32, cellsynth's storage type."""
+    return (
+        f"{value:g} is too large: it overflows float32 (largest {FLOAT32_MAX:.4g}), in which cellsynth stores "
+        "traffic and features; rescale the column (e.g. bytes to MB)"
+    )
+
+
+def read_csv(
+    path: Path,
+    *,
+    sep: str = ",",
+    encoding: str = "utf-8",
+    string_columns: Sequence[str] = (),
+    all_text: bool = False,
+    encoding_option: bool = False,
+) -> pd.DataFrame:
+    """A CSV file (``.gz`` decompressed) as a DataFrame, every failure a one-line :class:`DataError`.
+
+    ``string_columns`` (when present) are read as text, so ids such as ``007`` keep their zeros; ``all_text``
+    reads every column as text with empty fields as ``""``. A line with more fields than the header (a decimal
+    comma, an unquoted comma) names the line and the column; a wrong encoding, the line and the fix
+    (``encoding_option``: the caller takes ``encoding=``); a damaged ``.gz`` says so.
+    """
+    src = source_name(path)
+    check_encoding(encoding, source=src)
+    check_compression(path)
+    options = {"sep": sep, "encoding": encoding}
+    try:
+        with warnings.catch_warnings():
+            # A first data line longer than the header would silently become an index (or be cut with
+            # index_col=False, which only warns): make that an error too.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            if all_text:
+                return pd.read_csv(path, dtype=str, keep_default_na=False, index_col=False, **options)
+            header = pd.read_csv(path, nrows=0, **options).columns
+            dtype = {c: str for c in string_columns if c in header}
+            return pd.read_csv(path, dtype=dtype, index_col=False, **options)
+    except pd.errors.EmptyDataError as err:
+        raise DataError("the file is empty (not even a header line)", source=src) from err
+    except UnicodeDecodeError as err:
+        raise encoding_error(path, encoding, err, option=encoding_option) from err
+    except GZIP_ERRORS as err:
+        raise incomplete_gzip(path, err) from err
+    except (pd.errors.ParserWarning, pd.errors.ParserError) as err:
+        raise _field_count_error(path, sep, encoding, err) from err
+    except ValueError as err:
+        raise DataError(f"cannot parse the table: {err}", source=src) from err
+
+
+def _field_count_error(path: Path, sep: str, encoding: str, err: Exception) -> DataError:
+    """Find the first line with more fields than the header (Python's csv module, only on this error path)."""
+    src = source_name(path)
+    with open_text(path, encoding, errors="replace") as f:
+        reader = csv.reader(f, delimiter=sep)
+        header = next(reader, [])
+        for fields in reader:
+            if len(fields) <= len(header):
+                continue  # a short line has empty values, which the loaders report with their column
+            message = (
+                f"line {reader.line_num} has {len(fields)} fields but the header has {len(header)} "
+                f"({', '.join(header)})"
+            )
+            for j in range(min(len(header), len(fields) - 1)):
+                if re.fullmatch(r"[+-]?\d+", fields[j]) and re.fullmatch(r"\d+", fields[j + 1]):
+                    number = f"{fields[j]},{fields[j + 1]}"
+                    return DataError(
+                        f"{message}: column {header[j]!r} reads {number!r}, a decimal comma? write numbers with "
+                        f"a dot ({number.replace(',', '.')}), or quote the field",
+                        source=src,
+                    )
+            extra = fields[len(header)]
+            return DataError(
+                f"{message}: the extra field {extra[:40]!r} follows column {header[-1]!r}; remove it, or quote "
+                "a field that contains the separator",
+                source=src,
+            )
+    return DataError(f"cannot parse the table: {err}", source=src)

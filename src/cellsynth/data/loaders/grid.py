@@ -14,7 +14,15 @@ import os
 import numpy as np
 import pandas as pd
 
-from cellsynth.data.loaders._common import existing_file, source_name
+from cellsynth.data.loaders._common import (
+    FLOAT32_MAX,
+    existing_file,
+    float32_overflow,
+    number_hint,
+    read_csv,
+    read_text,
+    source_name,
+)
 from cellsynth.data.model import Stations
 from cellsynth.errors import DataError
 
@@ -86,10 +94,10 @@ def polygon_centroid(geometry: dict) -> tuple[float, float]:
 def _load_geojson(path: str | os.PathLike) -> tuple[dict, str]:
     path = existing_file(path)
     src = source_name(path)
+    text = read_text(path)  # ``.geojson.gz`` too; a damaged gzip or a wrong encoding named here
     try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        doc = json.loads(text)
+    except json.JSONDecodeError as err:
         raise DataError(f"not valid JSON: {err}", source=src) from err
     return doc, src
 
@@ -172,14 +180,11 @@ def load_milan_totals(
     total raise too (``missing="error"``), or are left out of the result (``missing="drop"``, explicit).
     """
     if missing not in ("error", "drop"):
-        raise ValueError(f"missing must be 'error' or 'drop', got {missing!r}")
+        raise DataError(f"missing must be 'error' or 'drop', got {missing!r}")
     stations = _grid_stations(grid)
     path = existing_file(totals_csv)
     src = source_name(path)
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise DataError(f"cannot parse CSV: {err}", source=src) from err
+    frame = read_csv(path, all_text=True)
     absent = [c for c in ("square_id", column) if c not in frame.columns]
     if absent:
         raise DataError(f"missing column(s) {absent} (columns: {list(frame.columns)})", source=src)
@@ -197,9 +202,14 @@ def load_milan_totals(
     bad = ~np.isfinite(totals) | (totals < 0)
     if bad.any():
         k = int(bad.argmax())
+        raw = frame[column].iloc[k]
         raise DataError(
-            f"line {k + 2}: {column} {frame[column].iloc[k]!r} is not a non-negative number", source=src
+            f"line {k + 2}: {column} {raw!r} is not a non-negative number{number_hint(raw)}", source=src
         )
+    too_large = totals > FLOAT32_MAX  # features are float32
+    if too_large.any():
+        k = int(too_large.argmax())
+        raise DataError(f"line {k + 2}: {column} {float32_overflow(totals[k])}", source=src)
     squares = squares.astype(np.int64)
     _, first, counts = np.unique(squares, return_index=True, return_counts=True)
     if (counts > 1).any():
@@ -224,7 +234,7 @@ def load_milan_totals(
         raise DataError(
             f"{len(ids)} grid cell(s) have no total: {', '.join(ids[:5])}"
             + (" ..." if len(ids) > 5 else "")
-            + "; pass missing='drop' to keep only the cells with a total",
+            + "; to keep only the cells with a total, pass missing='drop' (--missing drop on the command line)",
             source=src,
         )
     keep = ~without

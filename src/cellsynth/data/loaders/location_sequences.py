@@ -15,7 +15,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from cellsynth.data.loaders._common import PLACEHOLDER_MONDAY, as_start, existing_file, source_name
+from cellsynth.data.loaders._common import PLACEHOLDER_MONDAY, as_start, existing_file, read_text, source_name
 from cellsynth.data.model import Stations, UserMobility
 from cellsynth.errors import DataError
 
@@ -27,11 +27,7 @@ DEFAULT_START = pd.Timestamp(PLACEHOLDER_MONDAY, tz="Asia/Shanghai")
 def _lines(path) -> tuple[list[str], str]:
     path = existing_file(path)
     src = source_name(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except UnicodeDecodeError as err:
-        raise DataError(f"not a text file: {err}", source=src) from err
+    lines = read_text(path).splitlines()  # ``.gz`` too; a damaged gzip or a wrong encoding named here
     while lines and not lines[-1].strip():
         lines.pop()  # trailing blank lines carry nothing; blank lines inside the file are errors
     if not lines:

@@ -38,13 +38,16 @@ def load_stkdiff(
     ``start`` is the first hour (naive values are local time in ``tz``; the default is a documented
     placeholder Monday, see the module docstring). ``features_key`` names the station-feature matrix (columns
     ``kge_0..``); it may be absent from the archive, or set to None to ignore it. Missing keys, wrong shapes and
-    NaN or negative traffic raise :class:`DataError` naming the file.
+    NaN, negative or float32-overflowing traffic, and a file that is not a complete ``.npz`` raise
+    :class:`DataError` naming the file.
     """
     path = existing_file(path)
     src = source_name(path)
     start = as_start(start, tz, source=src)
     arrays, keys = read_npz(path, src, (record_key, features_key))
-    record = series_matrix(arrays, record_key, keys, src, axes="[stations, hours]")
+    record = series_matrix(
+        arrays, record_key, keys, src, axes="[stations, hours]", where="station {}, hour {}"
+    )
     kge = arrays.get(features_key) if features_key is not None else None
     stations = embedding_stations(record.shape[0], kge, what=str(features_key), rows_of=record_key, src=src)
     # The model checks NaN/infinite/negative values and names the station and hour; float64 -> float32 there.

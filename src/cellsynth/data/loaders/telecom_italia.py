@@ -18,8 +18,16 @@ in C); the reader's buffers take a few dozen times the block size (measured: ~40
 - the 10-minute values of the first and last interval of each run of intervals present in a file (two per
   clean day file), which is what a missing interval's interpolation needs.
 
+- the key of every row of the file being read (square, interval, country code packed in 8 bytes; 16 while
+  they are sorted at the end of the file), to find repeated lines: ~50 MB for a 6-million-row day file.
+
 So a month of Milan files is read in about the memory of its result; ``cells=`` and ``channels=`` shrink it.
 A single file spanning many days (not how the data is published) would hold all its days at 10 minutes.
+
+Counting once. A line repeating the (square, interval, country code) of an earlier line of its file would be
+counted twice: it is an error naming both lines, unless ``duplicates="sum"`` (explicit) adds them up, counted
+in the report. Two files holding the same interval (a day given twice: ``day.txt`` and ``day.txt.gz``, a copy
+under another name) are always an error naming both files.
 
 Repairs. The time axis covers the full local days (``tz``) from the first to the last interval seen. A
 10-minute interval in which no cell has any row is *missing*: every cell's value there is filled by linear
@@ -33,35 +41,39 @@ thousands of cells is a gap in the data, not a quiet ten minutes).
 
 from __future__ import annotations
 
-import gzip
 import os
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pacsv
 from tqdm.auto import tqdm
 
-from cellsynth.data.loaders._common import check_tz, existing_file, source_name
+from cellsynth.data.loaders._common import (
+    FLOAT32_MAX,
+    check_tz,
+    existing_file,
+    float32_overflow,
+    is_gzip_name,
+    source_name,
+)
+from cellsynth.data.loaders._telecom_lines import INTERVAL_MS, DayFileReader, repeated_lines
 from cellsynth.data.loaders.grid import cell_positions, load_grid
 from cellsynth.data.model import Stations, StationTraffic
+from cellsynth.data.repair import gap_neighbours
 from cellsynth.errors import DataError, DataRepairWarning
 
 __all__ = ["CHANNELS", "TelecomItaliaReport", "load_telecom_italia"]
 
-COLUMNS = ("square_id", "interval", "country_code", "sms_in", "sms_out", "call_in", "call_out", "internet")
-_VALUE_COLUMNS = COLUMNS[3:]
-# Each output channel is the sum of these raw columns (indices into COLUMNS).
+# Each output channel is the sum of these raw columns (indices into the 8 fields of a line).
 CHANNELS: dict[str, tuple[int, ...]] = {"internet": (7,), "call": (5, 6), "sms": (3, 4)}
 INTERVAL = pd.Timedelta("10min")
-_INTERVAL_MS = 600_000
 _DAY = 144  # 10-minute intervals per 24 h: the width of an accumulator block
 _MIN_CHUNK = 1024  # pyarrow needs every row to fit in one block; real rows are < 100 bytes
+DUPLICATES = ("error", "sum")
 
 
 @dataclass(frozen=True)
@@ -75,6 +87,7 @@ class TelecomItaliaReport:
     missing_intervals: pd.DatetimeIndex  # 10-minute intervals in which no cell had a row (filled)
     repaired_steps: int  # output steps containing at least one missing interval
     cells_without_rows: tuple[str, ...] = field(default=())  # selected cells with no row at all (all zeros)
+    duplicate_rows_summed: int = 0  # lines repeating an earlier line's key, added up (duplicates="sum")
 
     def __str__(self) -> str:
         lines = [
@@ -92,10 +105,39 @@ class TelecomItaliaReport:
             lines.append("no missing intervals")
         if self.cells_without_rows:
             lines.append(f"{len(self.cells_without_rows)} cell(s) without any row (all zeros)")
+        if self.duplicate_rows_summed:
+            lines.append(
+                f"{self.duplicate_rows_summed:,} repeated line(s) (same square, interval and country code as an "
+                "earlier line) added up, as duplicates='sum' asked"
+            )
         return "\n".join(lines)
 
 
 def _file_list(files) -> list[Path]:
+    """The day files to read, each once: the same file twice, or a day file and its ``.gz``, is an error."""
+    paths = _gather(files)
+    by_file: dict[Path, Path] = {}
+    by_day: dict[str, Path] = {}
+    for path in paths:
+        same = by_file.get(path.resolve())
+        if same is not None:
+            raise DataError(
+                f"is given twice (also as {same}); give each day file once", source=source_name(path)
+            )
+        by_file[path.resolve()] = path
+        day = path.name[:-3] if is_gzip_name(path) else path.name
+        same = by_day.get(day)
+        if same is not None:
+            raise DataError(
+                f"holds the same day as {same} (the same file name{', once gzip-compressed' if same.name != path.name else ''}); "
+                "every value would count twice: give each day once",
+                source=source_name(path),
+            )
+        by_day[day] = path
+    return paths
+
+
+def _gather(files) -> list[Path]:
     if isinstance(files, (str, os.PathLike)):
         path = Path(files)
         if path.is_dir():
@@ -104,7 +146,7 @@ def _file_list(files) -> list[Path]:
                 raise DataError("the directory holds no .txt or .txt.gz day files", source=source_name(path))
             return found
         return [existing_file(path)]
-    paths = [p for item in files for p in _file_list(item)]  # a list may mix files and folders
+    paths = [p for item in files for p in _gather(item)]  # a list may mix files and folders
     if not paths:
         raise DataError("no files given")
     return paths
@@ -123,160 +165,23 @@ def _ratio(step) -> int:
     return int(ratio)
 
 
-class _Reader:
-    """Streams one file as numpy batches; on any bad value, finds and names the offending line."""
-
-    def __init__(self, path: Path, chunk_bytes: int, sorted_cells: np.ndarray, progress) -> None:
-        self.path = path
-        self.src = source_name(path)
-        self.chunk_bytes = chunk_bytes
-        self.sorted_cells = sorted_cells
-        self.progress = progress
-        self.rows = 0  # rows yielded so far: the bad row of a failing block comes after them
-        self.batches = 0
-
-    def _open(self, raw):
-        stream = pa.CompressedInputStream(raw, "gzip") if self.path.name.endswith(".gz") else raw
-        types = {c: pa.int64() for c in COLUMNS[:3]} | {c: pa.float64() for c in _VALUE_COLUMNS}
-        reader = pacsv.open_csv(
-            stream,
-            read_options=pacsv.ReadOptions(
-                column_names=list(COLUMNS), block_size=self.chunk_bytes, use_threads=False
-            ),
-            parse_options=pacsv.ParseOptions(
-                delimiter="\t",
-                quote_char=False,
-                double_quote=False,
-                escape_char=False,
-                newlines_in_values=False,
-            ),
-            convert_options=pacsv.ConvertOptions(
-                column_types=types, null_values=[""], strings_can_be_null=False
-            ),
-        )
-        return reader
-
-    def batches_of(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Yield ``(sorted-cell position, 10-minute index since the epoch, values[5, rows])`` per block.
-
-        Every row is validated first; a bad one raises naming its line.
-        """
-        seen = 0  # bytes of the (possibly compressed) file consumed, for the progress bar
-        raw = None
-        try:
-            raw = pa.OSFile(str(self.path))
-            reader = self._open(raw)
-            for batch in reader:
-                self.batches += 1
-                yield self._convert(batch)
-                self.rows += batch.num_rows
-                self.progress.update(raw.tell() - seen)
-                seen = raw.tell()
-            self.progress.update(raw.size() - seen)
-        except pa.ArrowInvalid as err:
-            if "Empty CSV file" in str(err):
-                raise DataError("the file is empty", source=self.src) from err
-            self.locate(f"cannot parse: {err}")
-        finally:
-            if raw is not None:
-                raw.close()
-
-    def _convert(self, batch: pa.RecordBatch):
-        cols = batch.columns
-        if cols[0].null_count or cols[1].null_count:
-            self.locate("a row has no square id or no interval")
-        squares = cols[0].to_numpy()
-        ms = cols[1].to_numpy()
-        values = np.stack([c.fill_null(0.0).to_numpy() for c in cols[3:]])
-        if (ms % _INTERVAL_MS).any():
-            self.locate("an interval is not on a 10-minute boundary")
-        if not np.isfinite(values).all() or (values < 0).any():
-            self.locate("a NaN, infinite or negative value")
-        at = np.clip(np.searchsorted(self.sorted_cells, squares), 0, len(self.sorted_cells) - 1)
-        if (self.sorted_cells[at] != squares).any():
-            self.locate("a square id that is not in the grid")
-        return at, ms // _INTERVAL_MS, values
-
-    def _open_text(self):
-        if self.path.name.endswith(".gz"):
-            return gzip.open(self.path, "rt", encoding="utf-8", errors="replace", newline="")
-        return open(self.path, encoding="utf-8", errors="replace", newline="")
-
-    def locate(self, what: str):
-        """Re-read the file from the failing block on, in Python, and raise naming the first bad line.
-
-        Only runs when the fast path found a problem, so its slowness costs nothing on good files.
-        """
-        cells = set(self.sorted_cells.tolist())
-        rows = 0
-        with self._open_text() as f:
-            for number, line in enumerate(f, start=1):
-                text = line.rstrip("\r\n")
-                if not text:
-                    continue  # pyarrow skips empty lines too, without counting them as rows
-                rows += 1
-                if rows <= self.rows:
-                    continue
-                problem = _line_problem(text, cells)
-                if problem:
-                    shown = text if len(text) <= 100 else text[:100] + "..."
-                    raise DataError(f"line {number}: {problem} (line: {shown!r})", source=self.src)
-        raise DataError(f"{what}; could not pin it to a line (try a larger chunk_bytes)", source=self.src)
-
-
-def _line_problem(text: str, cells: set[int]) -> str | None:
-    """What is wrong with one raw line, or None. Mirrors the checks of the fast path."""
-    fields = text.split("\t")
-    if len(fields) != len(COLUMNS):
-        return (
-            f"expected {len(COLUMNS)} tab-separated fields (square id, interval, country code, sms-in, sms-out, "
-            f"call-in, call-out, internet), found {len(fields)}"
-        )
-    for name, value in zip(COLUMNS[:3], fields[:3], strict=True):
-        if value == "":
-            if name != "country_code":
-                return f"the {name.replace('_', ' ')} is empty"
-            continue
-        try:
-            int(value)
-        except ValueError:
-            return f"{name.replace('_', ' ')} {value!r} is not an integer"
-    for name, value in zip(_VALUE_COLUMNS, fields[3:], strict=True):
-        if value == "":
-            continue
-        try:
-            number = float(value)
-        except ValueError:
-            return f"{name.replace('_', '-')} {value!r} is not a number"
-        if not np.isfinite(number):
-            return f"{name.replace('_', '-')} is {value!r}"
-        if number < 0:
-            return f"{name.replace('_', '-')} is negative ({value}); activity counts cannot be negative"
-    if int(fields[1]) % _INTERVAL_MS:
-        return f"interval {fields[1]} (epoch ms) is not on a 10-minute boundary"
-    if int(fields[0]) not in cells:
-        return f"square id {fields[0]} is not a cell of the grid"
-    return None
-
-
 def _local_midnight(k: int, tz: str, days: int = 0) -> int:
     """The 10-minute index of local midnight of the day containing interval ``k`` (plus ``days``)."""
-    local = pd.Timestamp(k * _INTERVAL_MS, unit="ms", tz="UTC").tz_convert(tz)
+    local = pd.Timestamp(k * INTERVAL_MS, unit="ms", tz="UTC").tz_convert(tz)
     midnight = pd.Timestamp(local.date() + timedelta(days=days)).tz_localize(tz, nonexistent="shift_forward")
     ns = midnight.value
-    if ns % (_INTERVAL_MS * 1_000_000):
+    if ns % (INTERVAL_MS * 1_000_000):
         raise DataError(f"local midnight in {tz} ({midnight}) is not on a 10-minute boundary of the data")
-    return ns // (_INTERVAL_MS * 1_000_000)
+    return ns // (INTERVAL_MS * 1_000_000)
 
 
-def _runs(sorted_k: np.ndarray) -> list[tuple[int, int]]:
-    """Maximal runs ``[first, last]`` of consecutive integers in a sorted array."""
-    if len(sorted_k) == 0:
-        return []
-    breaks = np.flatnonzero(np.diff(sorted_k) != 1)
-    firsts = np.concatenate([[0], breaks + 1])
-    lasts = np.concatenate([breaks, [len(sorted_k) - 1]])
-    return [(int(sorted_k[a]), int(sorted_k[b])) for a, b in zip(firsts, lasts, strict=True)]
+def _day_twice(path: Path, other: Path, k: int, tz: str) -> DataError:
+    when = pd.Timestamp(k * INTERVAL_MS, unit="ms", tz="UTC").tz_convert(tz)
+    return DataError(
+        f"holds intervals that {source_name(other)} holds too (first: {when}): the same day given twice (a day "
+        "file and its .gz, or a copy under another name)? Every value would count twice: give each day once",
+        source=source_name(path),
+    )
 
 
 def load_telecom_italia(
@@ -288,6 +193,7 @@ def load_telecom_italia(
     channels: Sequence[str] = ("internet", "call", "sms"),
     cells: Sequence[int | str] | None = None,
     chunk_bytes: int = 1 << 20,
+    duplicates: str = "error",
     progress: bool = False,
     return_report: bool = False,
 ) -> StationTraffic | tuple[StationTraffic, TelecomItaliaReport]:
@@ -310,6 +216,10 @@ def load_telecom_italia(
         Only these cell ids, in this order (the rest are still validated but not accumulated).
     chunk_bytes:
         Size of the blocks the files are streamed in; it bounds the memory used per block.
+    duplicates:
+        A line repeating the (square, interval, country code) of an earlier line of its file: ``"error"``
+        (default; the error names both lines) or ``"sum"`` (add them up; the report counts them). Two files
+        holding the same interval are an error either way.
     progress:
         Show a progress bar over the bytes of all files.
     return_report:
@@ -317,8 +227,10 @@ def load_telecom_italia(
 
     Raises :class:`DataError` naming the file and line for malformed lines (field count, non-numeric), missing
     square ids or intervals, NaN or negative values, intervals off the 10-minute grid and square ids that are
-    not in the grid.
+    not in the grid, for repeated lines and days, and for a damaged ``.gz``.
     """
+    if duplicates not in DUPLICATES:
+        raise DataError(f"duplicates must be 'error' or 'sum', got {duplicates!r}")
     paths = _file_list(files)
     check_tz(tz)
     r = _ratio(step)
@@ -344,24 +256,30 @@ def load_telecom_italia(
     origin: int | None = None  # 10-min index of a local midnight: block and output-step boundaries hang on it
     out_blocks: dict[int, np.ndarray] = {}  # day block -> [C, n, steps per day] at the output step
     boundary: dict[int, np.ndarray] = {}  # interval -> [C, n] 10-min values at the edges of present runs
-    present: set[int] = set()
+    present: dict[int, Path] = {}  # interval -> the file that holds it
     seen_cell = np.zeros(n, dtype=bool)
-    rows = outside = batches = 0
+    rows = outside = batches = summed = 0
     total_bytes = sum(p.stat().st_size for p in paths)
     with tqdm(
         total=total_bytes, unit="B", unit_scale=True, disable=not progress, desc="telecom italia"
     ) as bar:
         for path in paths:
             bar.set_postfix_str(path.name, refresh=False)
-            reader = _Reader(path, chunk_bytes, sorted_cells, bar)
+            reader = DayFileReader(path, chunk_bytes, sorted_cells, bar)
             day_blocks: dict[int, np.ndarray] = {}  # this file, at 10 minutes
             file_present: set[int] = set()
-            for at, k, values in reader.batches_of():
+            file_keys: list[np.ndarray] = []
+            for at, k, values, keys in reader.batches_of():
                 if len(k) == 0:
                     continue
                 if origin is None:
                     origin = _local_midnight(int(k[0]), tz)
-                file_present.update(np.unique(k).tolist())
+                intervals = np.unique(k).tolist()
+                twice = [i for i in intervals if i in present]
+                if twice:
+                    raise _day_twice(path, present[twice[0]], twice[0], tz)
+                file_present.update(intervals)
+                file_keys.append(keys)
                 out = row_of[at]
                 keep = out >= 0
                 outside += int((~keep).sum())
@@ -380,17 +298,15 @@ def load_telecom_italia(
                         np.add.at(block[c].reshape(-1), flat, channel_values[c][sel])
             rows += reader.rows
             batches += reader.batches
+            summed += repeated_lines(reader, file_keys, duplicates)
+            del file_keys
             # Keep the 10-min values a later interpolation may need: intervals at the edge of a present run.
             for k in file_present:
                 if k - 1 not in file_present or k + 1 not in file_present:
                     d, off = divmod(k - origin, _DAY)
                     if d not in day_blocks:  # only cells outside ``cells=`` had rows in this interval
                         continue
-                    edge = day_blocks[d][:, :, off]
-                    if k in boundary:
-                        boundary[k] += edge
-                    else:
-                        boundary[k] = edge.copy()
+                    boundary[k] = day_blocks[d][:, :, off].copy()  # no other file holds k
             for d, block in day_blocks.items():
                 folded = block.reshape(n_ch, n, blocks_per_day, r).sum(axis=-1)
                 if d in out_blocks:
@@ -398,7 +314,7 @@ def load_telecom_italia(
                 else:
                     out_blocks[d] = folded
             del day_blocks
-            present |= file_present
+            present.update(dict.fromkeys(file_present, path))
 
     src = (
         source_name(paths[0])
@@ -415,26 +331,24 @@ def load_telecom_italia(
     n_steps = (k_end - k_start) // r
     first_bin = (k_start - origin) // r
 
-    # Fill missing intervals (no row for any cell) by linear interpolation between the present neighbours.
+    # Fill missing intervals (no row for any cell) by linear interpolation between the present neighbours,
+    # which are always edges of present runs, kept in ``boundary``.
     everything = np.arange(k_start, k_end)
-    missing = everything[~np.isin(everything, np.fromiter(present, dtype=np.int64, count=len(present)))]
+    recorded = np.array(sorted(present), dtype=np.int64)
+    missing = everything[~np.isin(everything, recorded)]
     repaired_bins: set[int] = set()
     nothing = np.zeros((n_ch, n))  # a present interval with rows only for cells outside ``cells=``
-    for first, last in _runs(missing):
-        before = boundary.get(first - 1, nothing) if first > k_start else None
-        after = boundary.get(last + 1, nothing) if last < k_end - 1 else None
-        for m in range(first, last + 1):
-            if before is not None and after is not None:
-                w = (m - (first - 1)) / (last + 1 - (first - 1))
-                filled = before + w * (after - before)
-            else:
-                filled = before if before is not None else after
-            b = (m - origin) // r
-            d, off = divmod(b, blocks_per_day)
-            if d not in out_blocks:
-                out_blocks[d] = np.zeros((n_ch, n, blocks_per_day))
-            out_blocks[d][:, :, off] += filled
-            repaired_bins.add(b - first_bin)
+    left, right, weight = gap_neighbours(recorded, missing)
+    neighbours = zip(missing.tolist(), recorded[left].tolist(), recorded[right].tolist(), weight, strict=True)
+    for m, a, b, w in neighbours:
+        before, after = boundary.get(a, nothing), boundary.get(b, nothing)
+        filled = before + w * (after - before)
+        step_bin = (m - origin) // r
+        d, off = divmod(step_bin, blocks_per_day)
+        if d not in out_blocks:
+            out_blocks[d] = np.zeros((n_ch, n, blocks_per_day))
+        out_blocks[d][:, :, off] += filled
+        repaired_bins.add(step_bin - first_bin)
     boundary.clear()
 
     values = np.zeros((n, n_steps, n_ch), dtype=np.float32)
@@ -442,6 +356,14 @@ def load_telecom_italia(
         block = out_blocks.pop(d)  # free each block as it is copied: the peak stays near one result's size
         lo = d * blocks_per_day - first_bin
         a, b = max(lo, 0), min(lo + blocks_per_day, n_steps)
+        if a < b and block.max(initial=0.0) > FLOAT32_MAX:  # many large lines summed in one step
+            c, i, t = np.argwhere(block[:, :, a - lo : b - lo] > FLOAT32_MAX)[0]
+            when = pd.Timestamp((k_start + (a + t) * r) * INTERVAL_MS, unit="ms", tz="UTC").tz_convert(tz)
+            raise DataError(
+                f"cell {stations.ids[i]} at {when}: {channels[c]} sums to "
+                f"{float32_overflow(block[c, i, a - lo + t])}",
+                source=src,
+            )
         if a < b:
             values[:, a:b, :] = block[:, :, a - lo : b - lo].transpose(1, 2, 0)
     repaired = None
@@ -449,8 +371,8 @@ def load_telecom_italia(
         repaired = np.zeros(values.shape, dtype=bool)
         repaired[:, sorted(repaired_bins), :] = True
 
-    start = pd.Timestamp(k_start * _INTERVAL_MS, unit="ms", tz="UTC").tz_convert(tz)
-    missing_index = pd.DatetimeIndex(pd.to_datetime(missing * _INTERVAL_MS, unit="ms", utc=True)).tz_convert(
+    start = pd.Timestamp(k_start * INTERVAL_MS, unit="ms", tz="UTC").tz_convert(tz)
+    missing_index = pd.DatetimeIndex(pd.to_datetime(missing * INTERVAL_MS, unit="ms", utc=True)).tz_convert(
         tz
     )
     if len(missing):
@@ -479,5 +401,6 @@ def load_telecom_italia(
         missing_intervals=missing_index,
         repaired_steps=len(repaired_bins),
         cells_without_rows=tuple(stations.ids[~seen_cell]),
+        duplicate_rows_summed=summed,
     )
     return data, report
