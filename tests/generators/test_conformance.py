@@ -1,17 +1,21 @@
 """The conformance suite: every registered generator passes the same checks, as scikit-learn's
 ``check_estimator`` does — tiny fit, shapes, non-negativity, seeds, save/load round trip, new stations,
-and clear errors on bad input. A new generator is picked up from the registry automatically."""
+more weeks of the training stations (however they are described, nothing at all included), clear errors
+on bad input, and input a fit cannot use refused before any training. A new generator is picked up from
+the registry automatically."""
 
 from __future__ import annotations
 
+import lightning as L
 import numpy as np
 import pandas as pd
 import pytest
 
 import cellsynth
 from cellsynth.data import Stations, StationTraffic, UserMobility
+from cellsynth.data.knowledge import KnowledgeGraph
 from cellsynth.data.samples import split_samples
-from cellsynth.errors import ConfigError, DataError, NotFittedError
+from cellsynth.errors import CellsynthError, ConfigError, DataError, NotFittedError
 from cellsynth.generators import available, get, get_class
 
 START = pd.Timestamp("2026-01-05", tz="Europe/Rome")  # a Monday
@@ -56,6 +60,24 @@ USER_VARIANTS = [(n, {}) for n in USER_GENERATORS] + [
     ("mstdiff", {"anchors": 2}),
     ("mstdiff", {"own_chain": 1.0, "own_chain_span": 2}),
 ]
+
+
+#: What a station generator needs to fit on stations described by nothing (no features, no coordinates):
+#: STOUTER's station graph has nothing to be built from, so only its ablation without F_s can.
+WITHOUT_DESCRIPTORS = {"stouter": {"use_spatial": False}}
+
+
+def described_by(data: StationTraffic, *, features: bool, coordinates: bool) -> StationTraffic:
+    """``data`` with its stations' feature columns and / or coordinates left out."""
+    s = data.stations
+    stations = Stations(
+        s.ids,
+        s.lat if coordinates else None,
+        s.lon if coordinates else None,
+        s.features if features else None,
+        s.feature_names if features else (),
+    )
+    return StationTraffic(data.values, data.start, data.step, data.channels, stations)
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +139,178 @@ def test_station_generates_for_new_and_drawn_stations(fitted_station):
     assert list(out.stations.ids) == ["new0", "new1", "new2"] and out.n_steps == 168
     drawn = fitted_station.generate(5, seed=1)
     assert drawn.n_stations == 5
+
+
+def test_station_generates_more_weeks_of_its_training_stations(fitted_station, station_data):
+    # A training station is itself however it is given: with its features and coordinates, without its
+    # coordinates, or by id alone; the same seed then gives the very same weeks.
+    full = fitted_station.generate(station_data.stations, samples=2, seed=5)
+    s = station_data.stations
+    for given in (
+        Stations(s.ids, features=s.features, feature_names=s.feature_names),
+        Stations(s.ids),
+        Stations(s.ids[[3]]),
+    ):
+        out = fitted_station.generate(given, samples=2, seed=5)
+        ids, values = split_samples(out)
+        assert ids == list(given.ids) and values.shape == (len(given), 2, 168, 2)
+        assert np.isfinite(values).all() and (values >= 0).all()
+        if len(given) == len(s):
+            np.testing.assert_array_equal(out.values, full.values)
+    # A new station given by id alone has nothing to condition it on: one line naming what to give.
+    with pytest.raises(DataError, match=r"new0\) are new .* needs the feature columns .*poi_office") as err:
+        fitted_station.generate(Stations(["new0"]))
+    assert "\n" not in str(err.value)
+
+
+@pytest.fixture(scope="module", params=STATION_GENERATORS)
+def fitted_without_descriptors(request, station_data):
+    """Each station generator fitted on stations with neither features nor coordinates."""
+    name = request.param
+    data = described_by(station_data, features=False, coordinates=False)
+    config = get_class(name).smoke_config() | WITHOUT_DESCRIPTORS.get(name, {})
+    return get(name, config).fit(data, progress=False), data
+
+
+def test_station_generates_for_its_training_stations_described_by_nothing(fitted_without_descriptors):
+    gen, data = fitted_without_descriptors
+    out = gen.generate(data.stations, samples=3, seed=0)
+    ids, values = split_samples(out)
+    assert ids == list(data.stations.ids) and values.shape == (data.n_stations, 3, 168, 2)
+    assert np.isfinite(values).all() and (values >= 0).all()
+    assert gen.generate(data.stations.subset([1, 4]), seed=0).n_stations == 2
+    assert gen.generate(4, seed=0).n_stations == 4
+    with pytest.raises(
+        DataError, match=r"neither feature columns nor coordinates.*refit on stations with"
+    ) as err:
+        gen.generate(Stations(["planned"], [45.46], [9.19]))
+    assert "planned" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_station_generates_for_its_training_stations_without_coordinates(station_data):
+    for name in STATION_GENERATORS:
+        data = described_by(station_data, features=True, coordinates=False)
+        gen = get(name, get_class(name).smoke_config()).fit(data, progress=False)
+        ids, values = split_samples(gen.generate(data.stations, samples=2, seed=0))
+        assert ids == list(data.stations.ids) and values.shape == (data.n_stations, 2, 168, 2), name
+        assert np.isfinite(values).all() and (values >= 0).all(), name
+
+
+@pytest.fixture
+def training_forbidden(monkeypatch):
+    """Every network in cellsynth trains through Lightning's ``Trainer.fit``: make starting it a failure."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("training started before the input was refused")
+
+    monkeypatch.setattr(L.Trainer, "fit", refuse)
+
+
+def _kg_without_station(data: UserMobility) -> KnowledgeGraph:
+    ids = [str(i) for i in data.stations.ids[1:]]  # the first station has no triplet
+    return KnowledgeGraph(
+        np.array([f"station:{i}" for i in ids], dtype=object),
+        np.array(["BaseLocateAt"] * len(ids), dtype=object),
+        np.array(["region:0"] * len(ids), dtype=object),
+    )
+
+
+def _odd_step() -> StationTraffic:  # 5-hour steps do not divide a week
+    return StationTraffic(np.ones((4, 70, 2)), START, "5h", ("internet", "sms"), tiny_stations(4))
+
+
+def _users_without_coordinates() -> UserMobility:
+    data = tiny_users()
+    return UserMobility(data.locations, START, "30min", Stations(data.stations.ids), traffic=data.traffic)
+
+
+def _case(case_id, name, overrides, make_data, error, message, **fit_options):
+    return pytest.param(name, overrides, make_data, fit_options, error, message, id=case_id)
+
+
+#: Input each fit must refuse up front: (generator, config overrides, data, error, what its message says).
+UNUSABLE_FITS = [
+    *(
+        _case(f"{n}-odd-step", n, {}, _odd_step, DataError, "does not divide 7 days")
+        for n in STATION_GENERATORS
+    ),
+    _case(
+        "stouter-graph-from-nothing",
+        "stouter",
+        {},
+        lambda: described_by(tiny_traffic(), features=False, coordinates=False),
+        DataError,
+        "neither feature columns nor coordinates.*use_spatial: false",
+    ),
+    _case(
+        "stouter-knn-above-stations",
+        "stouter",
+        {"knn": 8},
+        lambda: described_by(tiny_traffic(), features=True, coordinates=False),
+        ConfigError,
+        "only 8 training stations; set knn to at most 7",
+    ),
+    _case(
+        "stouter-levels-from-2-stations",
+        "stouter",
+        {},
+        lambda: tiny_traffic(n=2),
+        DataError,
+        "at least 3 training stations.*level_model: none",
+    ),
+    _case(
+        "stouter-week-not-halvable",
+        "stouter",
+        {"channel_mults": (1, 2, 2, 2, 2)},
+        tiny_traffic,
+        DataError,
+        "needs a multiple of 16",
+    ),
+    _case("vae-week-not-halvable", "vae", {"levels": 4}, tiny_traffic, DataError, "needs a multiple of 16"),
+    _case(
+        "mstdiff-oscillations-without-coordinates",
+        "mstdiff",
+        {"oscillation_neighbours": 2},
+        _users_without_coordinates,
+        ConfigError,
+        "needs station coordinates.*oscillation_neighbours: 0",
+    ),
+    _case(
+        "mstdiff-oscillations-above-stations",
+        "mstdiff",
+        {"oscillation_neighbours": 6},
+        tiny_users,
+        ConfigError,
+        "set it to at most 5",
+    ),
+    _case(
+        "mstdiff-wavelet-length",
+        "mstdiff",
+        {"level": 5},
+        tiny_users,
+        DataError,
+        "divisible by 2\\^level = 32",
+    ),
+    _case(
+        "mstdiff-station-missing-from-kg",
+        "mstdiff",
+        {"kg": True},
+        tiny_users,
+        DataError,
+        "1 station.* no entity in the knowledge graph \\(bs00\\).*kg: false",
+        knowledge_graph=_kg_without_station(tiny_users()),
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "overrides", "make_data", "fit_options", "error", "message"), UNUSABLE_FITS)
+def test_fit_refuses_unusable_input_before_training(
+    training_forbidden, name, overrides, make_data, fit_options, error, message
+):
+    gen = get(name, get_class(name).smoke_config() | overrides)
+    with pytest.raises(error, match=message) as err:
+        gen.fit(make_data(), progress=False, **fit_options)
+    assert isinstance(err.value, CellsynthError) and "\n" not in str(err.value)
 
 
 def test_station_errors(fitted_station, station_data):

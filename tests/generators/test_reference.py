@@ -10,7 +10,7 @@ from cellsynth.data.samples import split_samples
 from cellsynth.generators import get
 from cellsynth.generators.reference import nearest_training_stations
 
-from .test_conformance import START, tiny_stations, tiny_traffic
+from .test_conformance import START, described_by, tiny_stations, tiny_traffic
 
 
 def test_seasonal_mean_is_unbiased_around_the_weekly_profile():
@@ -41,6 +41,19 @@ def test_copy_train_returns_training_weeks_verbatim():
     for i in range(3):
         for k in range(4):
             assert any(np.array_equal(samples[i, k], weeks[i, w]) for w in range(2))
+
+
+def test_training_stations_described_by_nothing_get_their_own_weeks():
+    # "More weeks of my cells" needs no features or coordinates: a training station is found by its id.
+    data = described_by(tiny_traffic(n=4, weeks=3), features=False, coordinates=False)
+    weeks = data.values.reshape(4, 3, 168, 2)
+    _, copies = split_samples(get("copy-train").fit(data, progress=False).generate(data.stations, samples=6))
+    for i in range(4):  # the memorisation extreme: each sample is one of the station's own weeks
+        assert all(any(np.array_equal(copies[i, k], weeks[i, w]) for w in range(3)) for k in range(6))
+    seasonal = get("seasonal-mean").fit(data, progress=False)
+    _, samples = split_samples(seasonal.generate(data.stations.subset([2, 0]), samples=400, seed=0))
+    own = weeks[[2, 0]].mean(1)  # each station's own mean week, not a neighbour's
+    assert np.median(np.abs(samples.mean(1) - own) / own) < 0.05
 
 
 def test_new_station_takes_its_neighbours():

@@ -200,13 +200,17 @@ def test_ablation_without_stations_features_at_30_minute_steps(tmp_path):
         get("stouter", StouterGenerator.smoke_config()).fit(data, progress=False)
     cfg = StouterGenerator.smoke_config() | {"use_spatial": False, "use_stffm": False}
     gen = get("stouter", cfg).fit(data, progress=False)
-    out = gen.generate(Stations(["anywhere"]), samples=2, seed=0)
+    out = gen.generate(stations.subset([2]), samples=2, seed=0)  # more weeks of a training station
     assert out.values.shape == (2, 336, 2) and out.step == pd.Timedelta("30min") and (out.values >= 0).all()
+    with pytest.raises(
+        DataError, match="nothing to condition a new station on.*refit on stations with features"
+    ):
+        gen.generate(Stations(["anywhere"]))
     assert gen.station_embeddings(stations) is None and "station_ae.mask_token" not in gen._state()[0]
     # without F_s the level regression has no descriptors: levels are drawn from the training spread
     assert gen.levels_["regression"].beta_.shape == (0, 2)
     gen.save(tmp_path / "m")
-    again = cellsynth.load(tmp_path / "m").generate(Stations(["anywhere"]), samples=2, seed=0)
+    again = cellsynth.load(tmp_path / "m").generate(stations.subset([2]), samples=2, seed=0)
     np.testing.assert_array_equal(again.values, out.values)
 
 

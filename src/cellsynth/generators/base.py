@@ -22,6 +22,8 @@ import os
 import shutil
 import warnings
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -36,7 +38,7 @@ from cellsynth.errors import ConfigError, DataError, NotFittedError
 from cellsynth.outputs import MODEL_RUN, atomic_file, claim_output_dir
 from cellsynth.seeds import MAX_SEED
 
-__all__ = ["Generator", "GeneratorConfig", "StationGenerator", "UserGenerator", "load"]
+__all__ = ["Generator", "GeneratorConfig", "StationGenerator", "TargetStations", "UserGenerator", "load"]
 
 FORMAT_VERSION = 1
 _META_FILE = "generator.json"
@@ -103,6 +105,13 @@ class Generator(ABC):
     def fit_notes(self) -> list[str]:
         """Lines a user should read after fitting (what the model learned that limits its use); [] if none."""
         return []
+
+    def _check_fit_inputs(self, data):
+        """Refuse, before any training, ``data`` this generator cannot be fitted on with its config; returns
+        ``data``. Every ``fit`` calls it first. The base checks the kind of data; a subclass extends it (calling
+        ``super()``) with everything else knowable up front (sizes, descriptors its options need), so that a
+        configuration that cannot work fails in a second, not after an hour of pretraining."""
+        return expect(data, StationTraffic if self.kind == "stations" else UserMobility, self.name)
 
     # -- persistence ---------------------------------------------------------------------------------
     @abstractmethod
@@ -256,31 +265,137 @@ class StationGenerator(Generator):
     - ``Stations``: stations seen in training or new ones (planned sites: coordinates and features);
     - ``StationTraffic``: its stations (convenient for held-out real data);
     - ``int`` n: n stations drawn from the training stations, seeded.
+
+    Every station generator resolves its target the same way (:meth:`_resolve_target`): a target station
+    *is* a training station when it has a training station's id and every descriptor it gives equals that
+    station's — its features when it has feature columns, its coordinates when both have them — so the
+    training stations themselves, also given by id alone, get more weeks of their own traffic, whatever the
+    stations are described by (nothing at all included). Any other station is *new* (a planned site) and
+    needs a descriptor the training stations had: their feature columns, or coordinates on both sides.
     """
 
     kind: ClassVar[Literal["stations"]] = "stations"
 
-    def _resolve_target(self, target, seed: int, training_stations: Stations) -> Stations:
+    def _resolve_target(self, target, seed: int, training_stations: Stations) -> TargetStations:
+        """``target`` as :class:`TargetStations` against ``training_stations`` (class docstring); raises a
+        :class:`DataError` for a target it cannot be, and for new stations with nothing to condition on."""
         if isinstance(target, StationTraffic):
-            return target.stations
-        if isinstance(target, Stations):
-            return target
+            target = target.stations
         if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
             if target < 1:
                 raise DataError(f"number of stations must be >= 1, got {target}")
             rng = np.random.default_rng(seed)
             idx = rng.choice(len(training_stations), size=int(target), replace=True)
             # Drawing with replacement can repeat a station: give each draw its own id.
-            return training_stations.take(idx, [f"{training_stations.ids[i]}@{j}" for j, i in enumerate(idx)])
-        raise DataError(
-            f"cannot generate for a {type(target).__name__}; give Stations, StationTraffic or a number"
-        )
+            ids = [f"{training_stations.ids[i]}@{j}" for j, i in enumerate(idx)]
+            return TargetStations(training_stations.take(idx, ids), idx.astype(np.int64))
+        if not isinstance(target, Stations):
+            raise DataError(
+                f"cannot generate for a {type(target).__name__}; give Stations, StationTraffic or a number"
+            )
+        if target.feature_names and target.feature_names != training_stations.feature_names:
+            raise DataError(
+                f"stations have features {list(target.feature_names)}, but {self.name} was trained on stations "
+                f"with features {list(training_stations.feature_names)}; give the same feature columns in the "
+                "same order (or only the ids of training stations)"
+            )
+        resolved = TargetStations(target, training_index(training_stations, target))
+        if resolved.new is not None:
+            _check_new_stations(self.name, training_stations, resolved.new)
+        return resolved
 
     @staticmethod
     def _check_samples(samples: int) -> int:
         if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
             raise DataError(f"samples must be a positive integer, got {samples!r}")
         return int(samples)
+
+
+@dataclass(frozen=True)
+class TargetStations:
+    """The stations to generate for, resolved against the training stations.
+
+    ``training_index [M]``: for each station, the index of the training station it is, or -1 for a new one.
+    ``new``: the new stations (in order), or None when every station is a training station.
+    """
+
+    stations: Stations
+    training_index: np.ndarray
+
+    @property
+    def known(self) -> np.ndarray:
+        return self.training_index >= 0
+
+    @cached_property
+    def new(self) -> Stations | None:
+        if self.known.all():
+            return None
+        return self.stations.subset(np.flatnonzero(~self.known))
+
+    def combine(self, training_rows, new_rows=None):
+        """``[M, ...]`` rows per station: a training station's own row of ``training_rows`` ``[N, ...]``, and
+        for the new stations (in order) the rows of ``new_rows`` (None when there are none). NumPy arrays
+        or torch tensors."""
+        known = self.known
+        if torch.is_tensor(training_rows):
+            index, mask = torch.from_numpy(self.training_index.clip(min=0)), torch.from_numpy(~known)
+        else:
+            index, mask = self.training_index.clip(min=0), ~known
+        out = training_rows[index]  # a copy: the training rows are never written
+        if mask.any():
+            out[mask] = new_rows
+        return out
+
+
+def training_index(training: Stations, stations: Stations) -> np.ndarray:
+    """``int64 [M]``: for each of ``stations``, the index of the training station it is, or -1 (new).
+
+    A station is a training station when it has its id and equal features (when it has feature columns)
+    and equal coordinates (when both have coordinates); what a station leaves out is not compared, so the
+    training stations given by id alone are found too.
+    """
+    position = {sid: i for i, sid in enumerate(training.ids)}
+    compare_features = bool(stations.feature_names)
+    compare_coordinates = training.has_coordinates and stations.has_coordinates
+    index = np.full(len(stations), -1, dtype=np.int64)
+    for j, sid in enumerate(stations.ids):
+        i = position.get(str(sid), -1)
+        if i < 0:
+            continue
+        if compare_features and not np.array_equal(stations.features[j], training.features[i]):
+            continue
+        if compare_coordinates and (stations.lat[j] != training.lat[i] or stations.lon[j] != training.lon[i]):
+            continue
+        index[j] = i
+    return index
+
+
+def _check_new_stations(name: str, training: Stations, new: Stations) -> None:
+    """Raise a one-line :class:`DataError` when the ``new`` stations share no descriptor with the training
+    stations (their feature columns, or coordinates on both sides): nothing to condition them on."""
+    if training.feature_names and new.feature_names == training.feature_names:
+        return
+    if training.has_coordinates and new.has_coordinates:
+        return
+    shown = ", ".join(map(str, new.ids[:5])) + (f" and {len(new) - 5} more" if len(new) > 5 else "")
+    what = (
+        f"{name}: {len(new)} station(s) ({shown}) are new (no training station has their id with the same "
+        "features and coordinates)"
+    )
+    instead = "generate for training station ids or for a number of stations drawn from them"
+    if training.feature_names:
+        problem = (
+            f"a new station needs the feature columns the model was trained with, {list(training.feature_names)}; "
+            f"give them, or {instead}"
+        )
+    elif training.has_coordinates:
+        problem = f"a new station needs lat/lon (the training stations had no feature columns); give them, or {instead}"
+    else:
+        problem = (
+            "the training stations had neither feature columns nor coordinates, so there is nothing to condition "
+            f"a new station on; {instead}, or refit on stations with features or lat/lon"
+        )
+    raise DataError(f"{what}, but {problem}")
 
 
 class UserGenerator(Generator):
@@ -348,30 +463,43 @@ def restore_time_axis(meta: dict):
     return pd.Timestamp(meta["start"]).tz_convert(meta["tz"]), pd.Timedelta(meta["step"])
 
 
-def training_weeks(data: StationTraffic, name: str, multiple: int = 1) -> np.ndarray:
-    """The whole weeks of ``data`` as ``[N, W, L, C]`` (``L = steps_per("7D")``; a warning names steps left
-    over). ``multiple``: ``L`` must be divisible by it (a network that halves the week)."""
+def steps_per_week(data: StationTraffic, name: str) -> int:
+    """``data.steps_per("7D")``, or a :class:`DataError` saying that ``name`` needs a step dividing a week."""
     try:
-        length = data.steps_per("7D")
+        return data.steps_per("7D")
     except DataError:
         raise DataError(
-            f"{name} models whole weeks, but the step {data.step} does not divide 7 days; resample to hourly "
+            f"{name} models weeks, but the step {data.step} does not divide 7 days; resample to hourly "
             "(or 30-minute) steps",
             source=data.source,
         ) from None
+
+
+def week_length(data: StationTraffic, name: str, multiple: int = 1) -> int:
+    """``L = steps_per("7D")`` of ``data``, after checking that ``name`` can cut it into whole weeks: the step
+    divides a week, ``L`` is divisible by ``multiple`` (a network that halves the week) and there is at least
+    one week. A :class:`DataError` otherwise (the up-front check of week-based models)."""
+    length = steps_per_week(data, name)
     if length % multiple:
         raise DataError(
             f"a week at step {data.step} has {length} steps; {name} needs a multiple of {multiple} (lower its "
             "number of levels, or resample to hourly steps)",
             source=data.source,
         )
-    n_weeks = data.n_steps // length
-    if n_weeks == 0:
+    if data.n_steps < length:
         raise DataError(
             f"{name} trains on whole weeks, but the data has {data.n_steps} steps of {data.step}, less than "
             f"one week ({length} steps)",
             source=data.source,
         )
+    return length
+
+
+def training_weeks(data: StationTraffic, name: str, multiple: int = 1) -> np.ndarray:
+    """The whole weeks of ``data`` as ``[N, W, L, C]`` (``L`` from :func:`week_length`, which checks; a warning
+    names steps left over)."""
+    length = week_length(data, name, multiple)
+    n_weeks = data.n_steps // length
     left = data.n_steps - n_weeks * length
     if left:
         warnings.warn(

@@ -45,7 +45,6 @@ from cellsynth.errors import DataError, NotFittedError
 from cellsynth.generators.base import (
     GeneratorConfig,
     StationGenerator,
-    expect,
     guard_resume,
     restore_stations,
     restore_time_axis,
@@ -53,6 +52,7 @@ from cellsynth.generators.base import (
     stations_state,
     time_axis_state,
     training_weeks,
+    week_length,
 )
 from cellsynth.training import loader, resolve_device, seed_everything, train
 
@@ -235,8 +235,13 @@ class BaselineGenerator(StationGenerator):
         return {}
 
     # -- fit ---------------------------------------------------------------------------------------------
+    def _check_fit_inputs(self, data):
+        data = super()._check_fit_inputs(data)
+        week_length(data, self.name, self.length_multiple)
+        return data
+
     def fit(self, data, *, progress: bool = True, checkpoint_dir: str | os.PathLike | None = None):
-        data = expect(data, StationTraffic, self.name)
+        data = self._check_fit_inputs(data)
         cfg = self.config
         weeks = training_weeks(data, self.name, self.length_multiple)  # [N, W, L, C]
         n, w, length, c = weeks.shape
@@ -286,8 +291,10 @@ class BaselineGenerator(StationGenerator):
     ) -> StationTraffic:
         """``samples`` weeks per target station (see :class:`~cellsynth.generators.base.StationGenerator`).
 
-        A new station is conditioned on its own standardised features; ``batch_size`` series are generated
-        at a time (default ``generation_batch_size``).
+        A training station is conditioned on its training vector (also when given by id alone), a new station
+        on its own standardised features; with stations described by nothing (``D = 0``) every training
+        station gets the same, hour-of-week-only condition. ``batch_size`` series are generated at a time
+        (default ``generation_batch_size``).
         """
         self.check_fitted()
         options = self._options(options)
@@ -295,8 +302,10 @@ class BaselineGenerator(StationGenerator):
         batch_size = self.config.generation_batch_size if batch_size is None else int(batch_size)
         if batch_size < 1:
             raise DataError(f"batch_size must be >= 1, got {batch_size}")
-        stations = self._resolve_target(target, seed, self.stations_)
-        vectors = torch.from_numpy(self.features_.transform(stations))
+        target = self._resolve_target(target, seed, self.stations_)
+        new = None if target.new is None else self.features_.transform(target.new)
+        vectors = torch.from_numpy(target.combine(self.features_.transform(self.stations_), new))
+        stations = target.stations
         m, length, c = len(stations), self.week_length_, len(self.time_["channels"])
 
         device = resolve_device(self.config.accelerator)

@@ -554,23 +554,10 @@ class MSTDiffGenerator(UserGenerator):
     ) -> MSTDiffGenerator:
         """Train on ``data`` (:class:`UserMobility`); ``knowledge_graph`` gives the station transitions
         (without it: geographic or feature neighbours). See the module docstring for the stages."""
-        data = expect(data, UserMobility, self.name)
+        data = self._check_fit_inputs(data, knowledge_graph)
         cfg = self.config
-        if knowledge_graph is not None and not isinstance(knowledge_graph, KnowledgeGraph):
-            raise DataError(f"knowledge_graph must be a KnowledgeGraph, got {type(knowledge_graph).__name__}")
-        if data.n_steps % (2**cfg.level):
-            raise DataError(
-                f"{self.name} needs T divisible by 2^level = {2**cfg.level} for the wavelet transform; "
-                f"got {data.n_steps} steps (crop the data or set level lower)"
-            )
         traffic, trajectory = data.has_traffic, cfg.trajectory
-        if not traffic and not trajectory:
-            raise DataError(
-                f"{self.name}: this data has no traffic and trajectory=False leaves nothing to model"
-            )
         n = len(data.stations)
-        if trajectory and n < 2:
-            raise DataError(f"{self.name} needs at least 2 stations to diffuse trajectories over, got {n}")
         guard_resume(
             checkpoint_dir,
             self.name,
@@ -666,6 +653,51 @@ class MSTDiffGenerator(UserGenerator):
         if traffic and cfg.calibration != "none":
             self.calibrate(data, progress=progress)
         return self
+
+    def _check_fit_inputs(self, data, knowledge_graph: KnowledgeGraph | None = None):
+        """Everything knowable before the first stage trains: the wavelet length, something to model, stations
+        to move between, a knowledge graph naming every station, and what cell oscillations need."""
+        data = super()._check_fit_inputs(data)
+        cfg = self.config
+        if knowledge_graph is not None and not isinstance(knowledge_graph, KnowledgeGraph):
+            raise DataError(f"knowledge_graph must be a KnowledgeGraph, got {type(knowledge_graph).__name__}")
+        if data.n_steps % (2**cfg.level):
+            raise DataError(
+                f"{self.name} needs T divisible by 2^level = {2**cfg.level} for the wavelet transform; "
+                f"got {data.n_steps} steps (crop the data or set level lower)"
+            )
+        if not data.has_traffic and not cfg.trajectory:
+            raise DataError(
+                f"{self.name}: this data has no traffic and trajectory=False leaves nothing to model"
+            )
+        if not cfg.trajectory:
+            return data
+        stations = data.stations
+        n = len(stations)
+        if n < 2:
+            raise DataError(f"{self.name} needs at least 2 stations to diffuse trajectories over, got {n}")
+        if cfg.kg and knowledge_graph is not None:
+            named = set(knowledge_graph.station_ids().astype(str))
+            missing = [str(s) for s in stations.ids if str(s) not in named]
+            if missing:
+                raise DataError(
+                    f"{self.name}: {len(missing)} station(s) have no entity in the knowledge graph "
+                    f"({', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}), so TuckER cannot embed them; "
+                    "give a knowledge graph with a triplet for every station, or set kg: false (uniform "
+                    "transitions)"
+                )
+        k = cfg.oscillation_neighbours
+        if k and not stations.has_coordinates:
+            raise ConfigError(
+                f"{self.name}: oscillation_neighbours = {k} needs station coordinates (lat/lon) to find each "
+                "station's nearest ones; give them, or set oscillation_neighbours: 0"
+            )
+        if k >= n:
+            raise ConfigError(
+                f"{self.name}: oscillation_neighbours = {k} needs more than {k} stations, got {n}; "
+                f"set it to at most {n - 1}"
+            )
+        return data
 
     def calibrate(
         self,
@@ -841,18 +873,9 @@ class MSTDiffGenerator(UserGenerator):
         return uniform_rate(n), "uniform (no knowledge graph, coordinates or features)", None
 
     def _oscillation_partners(self, stations) -> np.ndarray:
-        """``int64 [N, k]``: each station's ``oscillation_neighbours`` nearest stations, nearest first."""
-        k = self.config.oscillation_neighbours
-        if stations.lat is None:
-            raise ConfigError(
-                f"{self.name}: oscillation_neighbours = {k} needs station coordinates (lat/lon) to find each "
-                "station's nearest ones; give them, or set oscillation_neighbours: 0"
-            )
-        if k >= len(stations):
-            raise ConfigError(
-                f"{self.name}: oscillation_neighbours = {k} needs more than {k} stations, got {len(stations)}"
-            )
-        return nearest_stations(stations.lat, stations.lon, k)
+        """``int64 [N, k]``: each station's ``oscillation_neighbours`` nearest stations, nearest first (what
+        they need is checked up front, :meth:`_check_fit_inputs`)."""
+        return nearest_stations(stations.lat, stations.lon, self.config.oscillation_neighbours)
 
     def _fit_markov(self, data: UserMobility) -> MarkovChain:
         hours = hour_keys(data.start, data.step, data.n_steps, weekly=False)

@@ -18,9 +18,12 @@
 ``copy-train``
     Returns training weeks verbatim: the memorisation extreme the privacy check must flag.
 
-Both are conditional the simple way: a station seen in training uses its own history; a new station (a
-planned site) uses its ``k`` nearest training stations in standardised feature space (plus coordinates
-where both have them) — the mean of their profiles for seasonal-mean, the nearest one's week for copy-train.
+Both are conditional the simple way. A training station (same id; features and coordinates, where given,
+equal to its training ones: :class:`~cellsynth.generators.base.StationGenerator`) uses its own history —
+whatever the stations are described by, nothing at all included. A new station (a planned site) uses its
+``k`` nearest training stations in standardised feature space (plus coordinates where both have them) — the
+mean of their profiles for seasonal-mean, the nearest one's weeks for copy-train — and so needs feature
+columns or coordinates.
 """
 
 from __future__ import annotations
@@ -37,10 +40,10 @@ from cellsynth.errors import DataError
 from cellsynth.generators.base import (
     GeneratorConfig,
     StationGenerator,
-    expect,
     restore_stations,
     restore_time_axis,
     stations_state,
+    steps_per_week,
     time_axis_state,
 )
 
@@ -51,11 +54,12 @@ _MAD_TO_SD = 1.4826
 
 
 def nearest_training_stations(train: Stations, query: Stations, k: int) -> np.ndarray:
-    """``[Q, k]`` indices of each query station's nearest training stations.
+    """``[Q, k]`` indices of each query station's nearest training stations, nearest first (ties: the lower
+    index).
 
-    A query whose id, coordinates and features all equal a training station's maps to that station first.
     Distances are Euclidean over features standardised by the training statistics, plus local-metric km
-    coordinates scaled to the same spread when both tables have coordinates.
+    coordinates scaled to the same spread when both tables have coordinates. The generators ask it for new
+    stations only: a training station is resolved to itself before (``StationGenerator._resolve_target``).
     """
     if train.feature_names != query.feature_names:
         raise DataError(
@@ -75,14 +79,7 @@ def nearest_training_stations(train: Stations, query: Stations, k: int) -> np.nd
         raise DataError("stations have neither features nor coordinates: nothing to match new stations by")
     dist = ((b[:, None, :] - a[None, :, :]) ** 2).sum(-1)
     k = min(k, len(train))
-    order = np.argsort(dist, axis=1, kind="stable")[:, :k]
-    # A seen station matches itself even if another station shares its features.
-    train_pos = {sid: i for i, sid in enumerate(train.ids)}
-    for q, sid in enumerate(query.ids):
-        i = train_pos.get(str(sid).split("@")[0])
-        if i is not None and dist[q, i] == 0:
-            order[q] = np.concatenate([[i], order[q][order[q] != i]])[:k]
-    return order
+    return np.argsort(dist, axis=1, kind="stable")[:, :k]
 
 
 class SeasonalMeanConfig(GeneratorConfig):
@@ -92,12 +89,17 @@ class SeasonalMeanConfig(GeneratorConfig):
 class _ReferenceGenerator(StationGenerator):
     """Shared fit/state of the reference generators: they keep the training weeks of every station."""
 
+    def _check_fit_inputs(self, data):
+        data = super()._check_fit_inputs(data)
+        steps_per_week(data, self.name)
+        return data
+
     def fit(self, data, *, progress: bool = True, checkpoint_dir=None):
-        data = expect(data, StationTraffic, self.name)
-        self.period_ = data.steps_per("7D") if data.n_steps >= data.steps_per("7D") else data.n_steps
+        data = self._check_fit_inputs(data)
+        week = steps_per_week(data, self.name)
+        # Less than a week of data: the whole span is the period (its days give the profile).
+        self.period_ = week if data.n_steps >= week else data.n_steps
         n_weeks = data.n_steps // self.period_
-        if n_weeks == 0:
-            raise DataError(f"{self.name} needs at least one whole week of data; got {data.n_steps} steps")
         self.weeks_ = data.values[:, : n_weeks * self.period_].reshape(
             data.n_stations, n_weeks, self.period_, data.n_channels
         )
@@ -128,7 +130,13 @@ class _ReferenceGenerator(StationGenerator):
 
 
 class SeasonalMeanGenerator(_ReferenceGenerator):
-    """Mean seasonal profile x log-normal noise of the station's own spread (see module docstring)."""
+    """Mean seasonal profile x log-normal noise of the station's own spread (see module docstring).
+
+    A training station gets its own mean week ``m_n`` and its own spread ``sigma_n``: the floor's definition
+    of "more weeks of this station" (its average week, varied as much as its weeks varied), with no other
+    station's traffic in it. A new station gets the mean profile and mean spread of its ``neighbours``
+    nearest training stations, so it needs feature columns or coordinates.
+    """
 
     name = "seasonal-mean"
     Config = SeasonalMeanConfig
@@ -164,21 +172,27 @@ class SeasonalMeanGenerator(_ReferenceGenerator):
         if options:
             raise DataError(f"{self.name} takes no sampler options; got {sorted(options)}")
         samples = self._check_samples(samples)
-        stations = self._resolve_target(target, seed, self.stations_)
-        near = nearest_training_stations(self.stations_, stations, self.config.neighbours)
-        own = np.array(
-            [self.stations_.ids[row[0]] == str(sid).split("@")[0] for sid, row in zip(stations.ids, near)]
-        )
-        profile = np.where(own[:, None, None], self.profile_[near[:, 0]], self.profile_[near].mean(1))
-        sigma = np.where(own[:, None], self.sigma_[near[:, 0]], self.sigma_[near].mean(1))
+        target = self._resolve_target(target, seed, self.stations_)
+        new_profile = new_sigma = None
+        if target.new is not None:
+            near = nearest_training_stations(self.stations_, target.new, self.config.neighbours)
+            new_profile, new_sigma = self.profile_[near].mean(1), self.sigma_[near].mean(1)
+        profile = target.combine(self.profile_, new_profile)
+        sigma = target.combine(self.sigma_, new_sigma)
         rng = np.random.default_rng(seed)
-        eps = rng.standard_normal((len(stations), samples, *profile.shape[1:]))
+        eps = rng.standard_normal((len(profile), samples, *profile.shape[1:]))
         noise = np.exp(sigma[:, None, None, :] * eps - sigma[:, None, None, :] ** 2 / 2)
-        return self._output(stations, profile[:, None] * noise)
+        return self._output(target.stations, profile[:, None] * noise)
 
 
 class CopyTrainGenerator(_ReferenceGenerator):
-    """Returns training weeks verbatim (the memorisation extreme)."""
+    """Returns training weeks verbatim (the memorisation extreme).
+
+    Each sample is one of the station's training weeks drawn uniformly (with replacement). A training station
+    gets its *own* training weeks — the extreme the privacy check must flag, also for "more weeks of my
+    existing cells". A new station gets the weeks of its nearest training station, so it needs feature
+    columns or coordinates.
+    """
 
     name = "copy-train"
     Config = GeneratorConfig
@@ -188,8 +202,11 @@ class CopyTrainGenerator(_ReferenceGenerator):
         if options:
             raise DataError(f"{self.name} takes no sampler options; got {sorted(options)}")
         samples = self._check_samples(samples)
-        stations = self._resolve_target(target, seed, self.stations_)
-        nearest = nearest_training_stations(self.stations_, stations, 1)[:, 0]
+        target = self._resolve_target(target, seed, self.stations_)
+        nearest = None
+        if target.new is not None:
+            nearest = nearest_training_stations(self.stations_, target.new, 1)[:, 0]
+        source = target.combine(np.arange(len(self.stations_)), nearest)
         rng = np.random.default_rng(seed)
-        week = rng.integers(0, self.weeks_.shape[1], size=(len(stations), samples))
-        return self._output(stations, self.weeks_[nearest[:, None], week])
+        week = rng.integers(0, self.weeks_.shape[1], size=(len(source), samples))
+        return self._output(target.stations, self.weeks_[source[:, None], week])

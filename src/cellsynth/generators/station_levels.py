@@ -52,7 +52,11 @@ import torch
 
 from cellsynth.errors import DataError, NotFittedError
 
-__all__ = ["LevelRegression", "station_levels"]
+__all__ = ["MIN_STATIONS", "LevelRegression", "station_levels"]
+
+#: Training stations a level regression needs: with fewer, each leave-one-out fit has at most one station to
+#: learn from, and the out-of-sample spread it keeps is no estimate at all.
+MIN_STATIONS = 3
 
 #: Ridge penalties tried, as multiples of the number of training stations (the grid is scale-free because
 #: the descriptors are standardised).
@@ -83,8 +87,10 @@ class LevelRegression:
         y = np.asarray(levels, dtype=np.float64)
         if y.ndim != 2 or len(y) != len(d):
             raise DataError(f"levels must be [N, C] with N = {len(d)} stations, got shape {y.shape}")
-        if len(d) < 3:
-            raise DataError(f"a level regression needs at least 3 training stations, got {len(d)}")
+        if len(d) < MIN_STATIONS:
+            raise DataError(
+                f"a level regression needs at least {MIN_STATIONS} training stations, got {len(d)}"
+            )
         n = len(d)
         self.d_mean_ = d.mean(0)
         sd = d.std(0)

@@ -28,10 +28,15 @@ Pipeline of :meth:`StouterGenerator.fit`:
 (default, 50 steps) or DPM-Solver++, adds a level per week (a training station's own; a new station's
 drawn from the regression, ``ell-hat + Sigma^{1/2} xi``), inverts the normalisation (never negative) and
 returns them on the
-training time axis (the first training week). A station seen in training (same id, features and
-coordinates) uses its training embedding; any other station is a *new* one (a planned site) and is
-embedded inductively: it is added to the training station graph with edges from its training
-neighbours and the frozen GCN encoder is run on it (see :mod:`cellsynth.graphs.stations`).
+training time axis (the first training week). A station seen in training (same id; features and
+coordinates, where given, equal to its training ones — its id alone is enough) uses its training embedding
+and its own level; any other station is a *new* one (a planned site) and is embedded inductively: it is
+added to the training station graph with edges from its training neighbours and the frozen GCN encoder is
+run on it (see :mod:`cellsynth.graphs.stations`).
+
+:meth:`StouterGenerator.fit` first checks what it can up front (whole weeks STUNet can halve, something to
+build the station graph from, ``knn`` below the number of stations for a feature graph, enough stations for
+the level regression), so a configuration that cannot work fails before any pretraining.
 
 Each stage checkpoints under ``checkpoint_dir/checkpoints/<stage>/``; a rerun with the same config and data
 skips finished stages and resumes the interrupted one (a different config or data is refused; only
@@ -69,10 +74,10 @@ from cellsynth.data.model import Stations, StationTraffic
 from cellsynth.data.samples import stack_samples
 from cellsynth.data.scaling import LogScaler
 from cellsynth.diffusion.gaussian import GaussianDiffusion, terminal_problem
-from cellsynth.errors import DataError
+from cellsynth.errors import ConfigError, DataError
 from cellsynth.generators.base import (
     StationGenerator,
-    expect,
+    TargetStations,
     guard_resume,
     restore_stations,
     restore_time_axis,
@@ -80,10 +85,11 @@ from cellsynth.generators.base import (
     stations_state,
     time_axis_state,
     training_weeks,
+    week_length,
 )
 from cellsynth.generators.diffusion_training import EpsilonModule
 from cellsynth.generators.sampling import SamplingConfig
-from cellsynth.generators.station_levels import LevelRegression, station_levels
+from cellsynth.generators.station_levels import MIN_STATIONS, LevelRegression, station_levels
 from cellsynth.graphs.stations import StationGraphBuilder
 from cellsynth.graphs.temporal import temporal_graph
 from cellsynth.nn.graph_autoencoder import GraphAutoencoder, gcn_autoencoder, gin_autoencoder
@@ -312,6 +318,7 @@ class StouterGenerator(StationGenerator):
             "channels": 8,
             "channel_mults": (1, 2),
             "context_dim": 8,
+            "knn": 3,  # a feature graph (no coordinates) over a handful of stations
             "epochs": 2,
             "batch_size": 8,
             "num_train_timesteps": 50,
@@ -320,11 +327,45 @@ class StouterGenerator(StationGenerator):
         }
 
     # -- fit -----------------------------------------------------------------------------------------
+    @property
+    def _length_multiple(self) -> int:
+        """STUNet halves the week ``len(channel_mults) - 1`` times: ``L`` must be divisible by this."""
+        return 2 ** (len(self.config.channel_mults) - 1)
+
+    def _check_fit_inputs(self, data):
+        """Besides whole weeks of a length STUNet can halve: the station graph needs feature columns or
+        coordinates (and, as a kNN graph in feature space, more stations than ``knn``), and the level
+        regression needs at least :data:`~cellsynth.generators.station_levels.MIN_STATIONS` stations."""
+        data = super()._check_fit_inputs(data)
+        cfg, stations = self.config, data.stations
+        week_length(data, self.name, self._length_multiple)
+        if cfg.use_spatial:
+            if not stations.feature_names and not stations.has_coordinates:
+                raise DataError(
+                    f"{self.name} builds its station graph from the stations' feature columns or coordinates, "
+                    "but these stations have neither feature columns nor coordinates; give a stations table with "
+                    "features or lat/lon, or set use_spatial: false (no spatial embedding)",
+                    source=data.source,
+                )
+            n = len(stations)
+            if not stations.has_coordinates and n > 1 and cfg.knn > n - 1:
+                raise ConfigError(
+                    f"{self.name}: without coordinates each station is linked to its knn = {cfg.knn} nearest in "
+                    f"feature space, but there are only {n} training stations; set knn to at most {n - 1}"
+                )
+        if cfg.level_model == "ridge" and len(stations) < MIN_STATIONS:
+            raise DataError(
+                f"{self.name}: level_model 'ridge' learns station levels from at least {MIN_STATIONS} training "
+                f"stations, got {len(stations)}; give more stations, or set level_model: none",
+                source=data.source,
+            )
+        return data
+
     def fit(self, data, *, progress: bool = True, checkpoint_dir: str | os.PathLike | None = None):
-        data = expect(data, StationTraffic, self.name)
+        data = self._check_fit_inputs(data)
         cfg = self.config
         self.fitted_ = False  # a refit that fails half-way must not leave a half-old model usable
-        weeks = training_weeks(data, self.name, 2 ** (len(self.config.channel_mults) - 1))  # [N, W, L, C]
+        weeks = training_weeks(data, self.name, self._length_multiple)  # [N, W, L, C]
         n, w, length, c = weeks.shape
         # Options that only affect generation may change between a fit and its resume.
         fields = {k: v for k, v in self.config.model_dump(mode="json").items() if k not in _RESUMABLE_CHANGES}
@@ -436,12 +477,19 @@ class StouterGenerator(StationGenerator):
         return np.concatenate(parts, axis=1)
 
     def _sample_levels(
-        self, stations: Stations, seen: np.ndarray, spatial, samples: int, generator: torch.Generator
+        self, target: TargetStations, spatial, samples: int, generator: torch.Generator
     ) -> np.ndarray:
-        """``[M, samples, C]``: a training station's own level; a new one's drawn from the regression."""
+        """``[M, samples, C]``: a training station's own level; a new one's drawn from the regression (drawn
+        for every station, then replaced for the training ones, so the random stream is the same for any
+        mix)."""
         regression: LevelRegression = self.levels_["regression"]
-        level = regression.sample(self._level_descriptors(stations, spatial), samples, generator)
-        known = seen >= 0
+        new = None
+        if target.new is not None:
+            new_spatial = None if spatial is None else spatial[torch.from_numpy(~target.known)]
+            new = self._level_descriptors(target.new, new_spatial)
+        train = self._level_descriptors(self.stations_, self.station_embeddings_)
+        level = regression.sample(target.combine(train, new), samples, generator)
+        known, seen = target.known, target.training_index
         level[known] = self.levels_["train"][seen[known]][:, None, :]
         return level
 
@@ -544,15 +592,9 @@ class StouterGenerator(StationGenerator):
         if batch_size < 1:
             raise DataError(f"batch_size must be >= 1, got {batch_size}")
 
-        from_count = isinstance(target, (int, np.integer)) and not isinstance(target, bool)
-        stations = self._resolve_target(target, seed, self.stations_)
-        if stations.feature_names != self.stations_.feature_names:
-            raise DataError(
-                f"stations have features {list(stations.feature_names)}, but {self.name} was trained on stations "
-                f"with features {list(self.stations_.feature_names)}; give the same feature columns in the same order"
-            )
-        seen = self._training_index(stations, drawn=from_count)
-        spatial = self._embed(stations, seen)  # [M, d_s] or None
+        target = self._resolve_target(target, seed, self.stations_)
+        stations = target.stations
+        spatial = self._embed(target)  # [M, d_s] or None
         m, length, c = len(stations), self.week_length_, len(self.time_["channels"])
 
         device = resolve_device(self.config.accelerator)
@@ -591,7 +633,7 @@ class StouterGenerator(StationGenerator):
             self.stunet_ = net.cpu()
         z = torch.cat(out).reshape(m, samples, c, length).permute(0, 1, 3, 2).double().numpy()
         if self.levels_ is not None:  # z = ell + sigma_shape * u, with ell drawn after all of x_T
-            level = self._sample_levels(stations, seen, spatial, samples, generator)
+            level = self._sample_levels(target, spatial, samples, generator)
             z = level[:, :, None, :] + self.levels_["shape_sd"] * z
             if self.config.clip_margin is not None:
                 z = np.clip(z, *self._widened(self.scaler_.z_min_, self.scaler_.z_max_))
@@ -619,47 +661,26 @@ class StouterGenerator(StationGenerator):
         margin = self.config.clip_margin * (hi - lo)
         return lo - margin, hi + margin
 
-    def station_embeddings(self, stations: Stations, *, drawn: bool = False) -> torch.Tensor | None:
+    def station_embeddings(self, stations: Stations) -> torch.Tensor | None:
         """Standardised F_s ``[M, d_s]`` for ``stations`` (``None`` when ``use_spatial`` is off).
 
-        A station whose id, features and coordinates equal a training station's gets that station's
-        training embedding; every other one is embedded inductively (module docstring). ``drawn``: ids
-        carry the ``@i`` suffix of stations drawn by number.
+        A training station (``StationGenerator``: same id; features and coordinates, where given, equal)
+        gets its training embedding; every other one is embedded inductively (module docstring).
         """
         self.check_fitted()
-        return self._embed(stations, self._training_index(stations, drawn=drawn))
+        return self._embed(self._resolve_target(stations, 0, self.stations_))
 
-    def _training_index(self, stations: Stations, *, drawn: bool) -> np.ndarray:
-        """Per station, the index of the training station it is (same id, features and coordinates), or -1."""
-        train = self.stations_
-        position = {sid: i for i, sid in enumerate(train.ids)}
-        seen = np.full(len(stations), -1)
-        for j, sid in enumerate(stations.ids):
-            sid = str(sid).rsplit("@", 1)[0] if drawn else str(sid)
-            i = position.get(sid, -1)
-            if i >= 0 and np.array_equal(stations.features[j], train.features[i]):
-                same_place = not train.has_coordinates or (
-                    stations.has_coordinates
-                    and stations.lat[j] == train.lat[i]
-                    and stations.lon[j] == train.lon[i]
-                )
-                seen[j] = i if same_place else -1
-        return seen
-
-    def _embed(self, stations: Stations, seen: np.ndarray) -> torch.Tensor | None:
+    def _embed(self, target: TargetStations) -> torch.Tensor | None:
         if self.station_ae_ is None:
             return None
-        self.builder_.check_compatible(stations)
-        emb = torch.empty(len(stations), self.config.station_embed_dim)
-        known = seen >= 0
-        emb[torch.from_numpy(known)] = self.station_embeddings_[torch.from_numpy(seen[known])]
-        if (~known).any():
-            new = stations.subset(np.flatnonzero(~known))
-            graph = self.builder_.extended_graph(new)
+        new = None
+        if target.new is not None:
+            self.builder_.check_compatible(target.new)
+            graph = self.builder_.extended_graph(target.new)
             with torch.no_grad():
                 fs = self.station_ae_.encode(graph.x, graph.edge_index)[graph.new_nodes]
-            emb[torch.from_numpy(~known)] = (fs - self.station_stats_[0]) / self.station_stats_[1]
-        return emb
+            new = (fs - self.station_stats_[0]) / self.station_stats_[1]
+        return target.combine(self.station_embeddings_, new)
 
     # -- persistence ---------------------------------------------------------------------------------
     def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
