@@ -17,7 +17,7 @@ the baselines: they get the raw information those embeddings are computed from.
 
 **Same data pipeline as STOUTER.** Training traffic ``[N, T, C]`` is cut into its whole weeks (``L``
 steps each; ``N * W`` training series ``[C, L]``, each with its station's vector) and normalised by
-:class:`~cellsynth.data.scaling.LogScaler` (``z = (log1p(x / s_c) - mu_c) / sigma_c``); generated ``z`` is
+:class:`~cellsynth.transforms.scaling.LogScaler` (``z = (log1p(x / s_c) - mu_c) / sigma_c``); generated ``z`` is
 mapped back by its inverse, which is never negative, after clipping to the training range of ``z`` widened
 by ``clip_margin`` (10 %) of it on each side, as STOUTER clips its samples. Generated weeks land on the training time axis (its
 first week), ``"<id>#<k>"`` ids for ``k > 1`` samples, as every station generator.
@@ -40,7 +40,6 @@ import torch
 
 from cellsynth.data.model import Stations, StationTraffic
 from cellsynth.data.samples import stack_samples
-from cellsynth.data.scaling import LogScaler
 from cellsynth.errors import DataError, NotFittedError
 from cellsynth.generators.base import (
     GeneratorConfig,
@@ -55,6 +54,7 @@ from cellsynth.generators.base import (
     training_weeks,
 )
 from cellsynth.training import loader, resolve_device, seed_everything, train
+from cellsynth.transforms.scaling import LogScaler
 
 __all__ = ["BaselineConfig", "BaselineGenerator", "StationFeatures"]
 

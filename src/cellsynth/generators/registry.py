@@ -10,14 +10,14 @@ __all__ = ["available", "get", "get_class", "register"]
 
 # name -> "module:Class"; a module that defines a generator registers itself here.
 _REGISTRY: dict[str, str] = {
-    "seasonal-mean": "cellsynth.generators.reference:SeasonalMeanGenerator",
-    "copy-train": "cellsynth.generators.reference:CopyTrainGenerator",
-    "stouter": "cellsynth.generators.stouter:StouterGenerator",
-    "markov": "cellsynth.generators.markov:MarkovGenerator",
-    "mstdiff": "cellsynth.generators.mstdiff:MSTDiffGenerator",
-    "tcn-gan": "cellsynth.generators.tcn_gan:TCNGANGenerator",
-    "vae": "cellsynth.generators.vae:VAEGenerator",
-    "diffwave": "cellsynth.generators.diffwave:DiffWaveGenerator",
+    "seasonal-mean": "cellsynth.generators.floors.stations:SeasonalMeanGenerator",
+    "copy-train": "cellsynth.generators.floors.stations:CopyTrainGenerator",
+    "stouter": "cellsynth.generators.stouter.generator:StouterGenerator",
+    "markov": "cellsynth.generators.floors.markov:MarkovGenerator",
+    "mstdiff": "cellsynth.generators.mstdiff.generator:MSTDiffGenerator",
+    "tcn-gan": "cellsynth.generators.baselines.tcn_gan:TCNGANGenerator",
+    "vae": "cellsynth.generators.baselines.vae:VAEGenerator",
+    "diffwave": "cellsynth.generators.baselines.diffwave:DiffWaveGenerator",
 }
 
 

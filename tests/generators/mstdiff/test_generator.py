@@ -23,9 +23,9 @@ from cellsynth.data.knowledge import KnowledgeGraph
 from cellsynth.diffusion.discrete import GraphDiffusion
 from cellsynth.errors import ConfigError, DataError
 from cellsynth.generators import get
-from cellsynth.generators.anchors import top_locations
-from cellsynth.generators.calibration import zero_threshold
-from cellsynth.generators.mstdiff import (
+from cellsynth.generators.mstdiff.anchors import top_locations
+from cellsynth.generators.mstdiff.calibration import zero_threshold
+from cellsynth.generators.mstdiff.generator import (
     MSTDiffGenerator,
     _DenoiserModule,
     clip_predicted_x0,
@@ -147,7 +147,7 @@ def test_loss_has_mse_kl_and_ce_terms_weighted_by_the_lambdas():
     data = users()
     gen = get("mstdiff", SMOKE)
     torch.manual_seed(0)
-    from cellsynth.data.wavelets import TrafficWavelets
+    from cellsynth.transforms.wavelets import TrafficWavelets
 
     coeffs = torch.from_numpy(TrafficWavelets().fit(data.traffic).transform(data.traffic)).float()
     loc = torch.from_numpy(np.array(data.locations))

@@ -7,7 +7,7 @@ Pipeline of :meth:`StouterGenerator.fit`:
    at hourly steps): ``N * W`` training series ``[C, L]``, each tied to its station. The step must divide a
    week and ``L`` must be divisible by ``2 ** (len(channel_mults) - 1)`` (the U-Net halves the length that
    often): hourly (168) and 30-minute (336) data work with the default three resolutions.
-2. **Normalisation** (:class:`~cellsynth.data.scaling.LogScaler`): ``z = (log1p(x / s_c) - mu_c) / sigma_c``.
+2. **Normalisation** (:class:`~cellsynth.transforms.scaling.LogScaler`): ``z = (log1p(x / s_c) - mu_c) / sigma_c``.
 3. **Temporal graph + GIN autoencoder** (stage ``"temporal-encoder"``): 168 hour-of-week nodes, hourly and
    daily edges, node features = statistics of ``z`` at each hour (:mod:`cellsynth.graphs.temporal`),
    GraphMAE pretraining with the SCE loss; frozen; ``F_t`` = encoder output ``[168, d_t]``.
@@ -15,7 +15,7 @@ Pipeline of :meth:`StouterGenerator.fit`:
    ``knn`` nearest in feature space when there are no coordinates), node features = standardised station
    features (:mod:`cellsynth.graphs.stations`); frozen; ``F_s`` = encoder output ``[N, d_s]``.
    Both embeddings are standardised per dimension over their training nodes (constants kept).
-5. **Station levels** (``level_model="ridge"``, :mod:`cellsynth.generators.station_levels`): each
+5. **Station levels** (``level_model="ridge"``, :mod:`cellsynth.generators.stouter.levels`): each
    station's level ``ell_n`` (its mean ``z`` per channel) is taken out, ``u = (z - ell_n) / sigma_shape``, and
    a ridge regression learns ``ell`` from ``[F_s, standardised features, log1p(counts)]`` with its
    leave-one-out error covariance. The diffusion then models the level-free weeks ``u``.
@@ -47,7 +47,7 @@ Where this departs from the paper, and the switch that restores the paper's choi
   traffic many times anything seen in training.
 - An EMA of STUNet's weights generates (``ema_decay=0``: the last weights); F_t and F_s are standardised per
   dimension over their training nodes before they enter the STFFM.
-- The paper does not give its normalisation; we use :class:`~cellsynth.data.scaling.LogScaler`.
+- The paper does not give its normalisation; we use :class:`~cellsynth.transforms.scaling.LogScaler`.
 - The station level is predicted by a regression, not left to the diffusion (``level_model="none"``: the
   paper's). Why: without it the sampled level of a new station on the heavy-tailed synthetic city spanned
   two orders of magnitude and did not correlate with the real one (BENCHMARKS.md).
@@ -66,7 +66,6 @@ from torch_geometric.data import Data
 
 from cellsynth.data.model import Stations, StationTraffic
 from cellsynth.data.samples import stack_samples
-from cellsynth.data.scaling import LogScaler
 from cellsynth.diffusion.gaussian import GaussianDiffusion, terminal_problem
 from cellsynth.errors import DataError
 from cellsynth.generators.base import (
@@ -82,12 +81,13 @@ from cellsynth.generators.base import (
 )
 from cellsynth.generators.diffusion_training import EpsilonModule
 from cellsynth.generators.sampling import SamplingConfig
-from cellsynth.generators.station_levels import LevelRegression, station_levels
+from cellsynth.generators.stouter.levels import LevelRegression, station_levels
 from cellsynth.graphs.stations import StationGraphBuilder
 from cellsynth.graphs.temporal import temporal_graph
 from cellsynth.nn.graph_autoencoder import GraphAutoencoder, gcn_autoencoder, gin_autoencoder
 from cellsynth.nn.stunet import STUNet
 from cellsynth.training import TrainingModule, loader, resolve_device, seed_everything, train
+from cellsynth.transforms.scaling import LogScaler
 
 __all__ = ["StouterConfig", "StouterGenerator"]
 
@@ -107,7 +107,7 @@ class StouterConfig(SamplingConfig):
         "ridge",
         description="How a station's level (its mean normalised traffic) is set: 'ridge' predicts it from the "
         "station's descriptors (F_s and features) and draws it with the prediction's out-of-sample spread, and "
-        "the diffusion models the level-free week (cellsynth.generators.station_levels); 'none' leaves the "
+        "the diffusion models the level-free week (cellsynth.generators.stouter.levels); 'none' leaves the "
         "level to the diffusion model, as the paper does.",
     )
     # -- station graph -------------------------------------------------------------------------------
