@@ -34,6 +34,7 @@ from cellsynth.generators.mstdiff.generator import (
     strided_chain,
     trajectory_substeps_grid,
 )
+from cellsynth.generators.presets import PRESET_DIR
 from cellsynth.graphs.transitions import geographic_knn_graph
 from tests.conftest import REPO_ROOT
 
@@ -640,8 +641,9 @@ def test_modes_trajectory_only_traffic_only_and_uniform():
 
 @pytest.mark.parametrize(
     "path",
-    sorted((REPO_ROOT / "configs").glob("**/mstdiff*.yaml")),
-    ids=lambda p: str(p.relative_to(REPO_ROOT)),
+    sorted((REPO_ROOT / "configs").glob("**/mstdiff*.yaml"))
+    + sorted((PRESET_DIR / "mstdiff").glob("*.yaml")),
+    ids=lambda p: p.name if p.is_relative_to(PRESET_DIR) else str(p.relative_to(REPO_ROOT)),
 )
 def test_config_files_validate(path):
     config = yaml.safe_load(path.read_text()) or {}
