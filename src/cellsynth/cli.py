@@ -383,7 +383,7 @@ def generate(
     ] = None,
     steps: Annotated[
         int | None,
-        typer.Option(help="Sampling steps (diffusion models). Default: the config's sampling_steps."),
+        typer.Option(help="Sampling steps (diffusion models). Default: the config's sampling.steps."),
     ] = None,
     temperature: Annotated[
         float | None,

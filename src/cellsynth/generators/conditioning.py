@@ -53,6 +53,7 @@ from cellsynth.generators.base import (
     time_axis_state,
     training_weeks,
 )
+from cellsynth.generators.sampling import Sampling
 from cellsynth.training import loader, resolve_device, seed_everything, train
 from cellsynth.transforms.scaling import LogScaler
 
@@ -152,6 +153,8 @@ class StationFeatures:
 class BaselineConfig(GeneratorConfig):
     """Options shared by the three baselines (data, conditioning, training loop, generation)."""
 
+    moved_fields: ClassVar[dict[str, str]] = {"generation_batch_size": "sampling.batch_size"}
+
     normalisation: Literal["standard", "unit"] = pydantic.Field(
         "standard", description="LogScaler mode, as STOUTER's: 'standard' (z-score) or 'unit' ([-1, 1])."
     )
@@ -169,7 +172,7 @@ class BaselineConfig(GeneratorConfig):
     accelerator: Literal["auto", "cpu", "gpu"] = pydantic.Field(
         "auto", description="Where to train and sample: 'auto' uses a GPU when there is one."
     )
-    generation_batch_size: int = pydantic.Field(512, ge=1, description="Series generated together.")
+    sampling: Sampling = pydantic.Field(default_factory=lambda: Sampling(batch_size=512))
     clip_margin: float | None = pydantic.Field(
         0.1,
         ge=0,
@@ -287,12 +290,12 @@ class BaselineGenerator(StationGenerator):
         """``samples`` weeks per target station (see :class:`~cellsynth.generators.base.StationGenerator`).
 
         A new station is conditioned on its own standardised features; ``batch_size`` series are generated
-        at a time (default ``generation_batch_size``).
+        at a time (default ``sampling.batch_size``).
         """
         self.check_fitted()
         options = self._options(options)
         samples = self._check_samples(samples)
-        batch_size = self.config.generation_batch_size if batch_size is None else int(batch_size)
+        batch_size = self.config.sampling.batch_size if batch_size is None else int(batch_size)
         if batch_size < 1:
             raise DataError(f"batch_size must be >= 1, got {batch_size}")
         stations = self._resolve_target(target, seed, self.stations_)

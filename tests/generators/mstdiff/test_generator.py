@@ -36,7 +36,7 @@ from cellsynth.generators.mstdiff.generator import (
 )
 from cellsynth.generators.presets import PRESET_DIR
 from cellsynth.graphs.transitions import geographic_knn_graph
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, assert_config_holds
 
 START = pd.Timestamp("2026-01-05", tz="Europe/Rome")
 SMOKE = MSTDiffGenerator.smoke_config()
@@ -293,7 +293,7 @@ def test_the_calibration_belongs_to_its_sampler(tmp_path):
     older.calibration_ = {k: v for k, v in gen.calibration_.items() if k not in ("sampler", "steps")}
     with pytest.warns(UserWarning, match="fitted on DDIM-8 draws"):  # DDIM's 50 steps, capped at T_g = 8
         older.generate(4, seed=0, sampler="ddpm")
-    with pytest.raises(ConfigError, match="sampling_steps .9. > gaussian_steps .8."):
+    with pytest.raises(ConfigError, match="sampling.steps .9. > gaussian_steps .8."):
         get("mstdiff", SMOKE | {"gaussian_steps": 8, "sampling_steps": 9})
 
 
@@ -365,7 +365,9 @@ def test_trajectory_step_callback_sees_the_chain_in_order(fitted_12_6):
     """The callback gets every visited step once per batch, from the prior's end down to 0, with the sampled
     tokens and the unscaled logits; its last tokens are the generated locations."""
     gen = copy.copy(fitted_12_6)
-    gen.config = gen.config.model_copy(update={"sample_batch_size": 4})
+    gen.config = gen.config.model_copy(
+        update={"sampling": gen.config.sampling.model_copy(update={"batch_size": 4})}
+    )
     gen.net_ = _Prefers()
     seen = []
 
@@ -452,7 +454,9 @@ def test_self_conditioning_feeds_each_call_the_previous_calls_prediction(
     fitted_12_6, substeps, corrector_rounds
 ):
     gen = copy.copy(fitted_12_6)
-    gen.config = gen.config.model_copy(update={"self_condition": True, "sample_batch_size": 2})
+    gen.config = gen.config.model_copy(
+        update={"self_condition": True, "sampling": gen.config.sampling.model_copy(update={"batch_size": 2})}
+    )
     gen.net_ = _SelfConditioned()
     gen.generate(
         4, seed=0, sampler="ddim", steps=3, trajectory_substeps=substeps, corrector_rounds=corrector_rounds
@@ -647,9 +651,8 @@ def test_modes_trajectory_only_traffic_only_and_uniform():
 )
 def test_config_files_validate(path):
     config = yaml.safe_load(path.read_text()) or {}
-    assert get("mstdiff", config).config.model_dump(include=set(config)) == {
-        k: tuple(v) if isinstance(v, list) else v for k, v in config.items()
-    }
+    validated = get("mstdiff", config).config
+    assert_config_holds(validated, config)
 
 
 def test_anchors_let_a_small_fit_place_users_where_they_live_and_work():

@@ -165,7 +165,7 @@ from cellsynth.generators.mstdiff.calibration import (
     zero_threshold,
 )
 from cellsynth.generators.mstdiff.oscillations import CellOscillations
-from cellsynth.generators.sampling import SamplingConfig
+from cellsynth.generators.sampling import GaussianSampling, SamplingConfig
 from cellsynth.graphs.transitions import (
     geographic_knn_graph,
     knn_graph,
@@ -264,6 +264,17 @@ def clip_predicted_x0(
     return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
 
 
+class MSTDiffSampling(GaussianSampling):
+    """MSTDiff's default sampler of the traffic branch (the discrete chain runs on the matching steps), and
+    the one the calibration is fitted with: 'ddpm' is the paper's full chain, 'ddim' the fast option
+    (measured as good or better at 3x the speed, BENCHMARKS.md)."""
+
+    sampler: Literal["ddpm", "ddim"] = pydantic.Field("ddim", description="Default sampler.")
+    steps: int | None = pydantic.Field(
+        None, ge=1, description="Steps of the default sampler (None: all T_g for ddpm, 50 for ddim)."
+    )
+
+
 class MSTDiffConfig(SamplingConfig):
     chain_field: ClassVar[str] = "gaussian_steps"
 
@@ -298,15 +309,7 @@ class MSTDiffConfig(SamplingConfig):
     )
     # -- diffusions -------------------------------------------------------------------------------------
     gaussian_steps: int = pydantic.Field(200, ge=2, description="T_g, Gaussian diffusion steps.")
-    sampler: Literal["ddpm", "ddim"] = pydantic.Field(
-        "ddim",
-        description="Default sampler of the traffic branch (the discrete chain runs on the matching steps), "
-        "and the one the calibration is fitted with: 'ddpm' is the paper's full chain, 'ddim' the fast option "
-        "(measured as good or better at 3x the speed, BENCHMARKS.md).",
-    )
-    sampling_steps: int | None = pydantic.Field(
-        None, ge=1, description="Steps of the default sampler (None: all T_g for ddpm, 50 for ddim)."
-    )
+    sampling: MSTDiffSampling = pydantic.Field(default_factory=lambda: MSTDiffSampling())
     # the defaults of generate's trajectory options (MSTDiffGenerator.generate), which the calibration's
     # draws use too: a model carries the sampling it was measured with
     temperature: float = pydantic.Field(
@@ -401,7 +404,6 @@ class MSTDiffConfig(SamplingConfig):
     weight_decay: float = pydantic.Field(0.0, ge=0)
     ema_decay: float = pydantic.Field(0.999, ge=0, lt=1)
     accelerator: Literal["auto", "cpu", "gpu"] = "auto"
-    sample_batch_size: int = pydantic.Field(256, ge=1, description="Users denoised together in generate.")
 
     @pydantic.model_validator(mode="after")
     def _check(self):
@@ -694,7 +696,7 @@ class MSTDiffGenerator(UserGenerator):
             raise DataError(f"{self.name}: calibration needs a model and data with traffic")
         cfg = self.config
         seed = cfg.seed if seed is None else seed
-        sampler, steps = cfg.sampling(sampler, steps)
+        sampler, steps = cfg.resolve_sampler(sampler, steps)
         raw, _ = self._draw(
             cfg.calibration_users,
             seed=seed,
@@ -904,7 +906,7 @@ class MSTDiffGenerator(UserGenerator):
     ) -> UserMobility:
         """``target`` users, jointly: the paper's Algorithm 2 (module docstring). ``sampler`` ``"ddpm"``
         (``steps=None``: all ``gaussian_steps``) or ``"ddim"`` (default 50 steps); None: the config's
-        ``sampler`` and ``sampling_steps``. The discrete chain runs on the matching steps. Traffic goes
+        ``sampling.sampler`` and ``sampling.steps``. The discrete chain runs on the matching steps. Traffic goes
         through the calibration fitted after training (config ``calibration``, :meth:`calibrate`), with a
         warning when it was fitted on another sampler's draws. Same seed, same machine, same users.
         The four trajectory options below default (None) to the config's fields of the same name, which are
@@ -950,7 +952,7 @@ class MSTDiffGenerator(UserGenerator):
         ``on_trajectory_step(s, s_next, l, logits)``, if given, is called after every reverse step of the
         trajectory chain with the step taken (``s -> s_next``, ``s_next = 0`` last), the sampled ``l_{s_next}``
         ``long [b, T]`` and the denoiser's logits of ``p_theta(l_0 | l_s)`` ``[b, T, N]`` (before the
-        temperature), for each batch of ``sample_batch_size`` users: a view of the chain as it denoises
+        temperature), for each batch of ``sampling.batch_size`` users: a view of the chain as it denoises
         (``benchmarks/mstdiff_chain.py``). It must not modify them. In a model fitted with
         ``oscillation_neighbours`` the chain it sees has no cell oscillations: they are drawn into the
         returned weeks after it ends (module docstring)."""
@@ -963,7 +965,7 @@ class MSTDiffGenerator(UserGenerator):
             raise DataError(
                 f"{self.name} generates users: give their number, not samples (got samples={samples})"
             )
-        sampler, steps = self.config.sampling(sampler, steps)
+        sampler, steps = self.config.resolve_sampler(sampler, steps)
         if self.traffic_:
             self._warn_other_sampler(sampler, steps)
         traffic, locations = self._draw(
@@ -1089,8 +1091,8 @@ class MSTDiffGenerator(UserGenerator):
             index = {s: j + 1 for j, s in enumerate(visited)}
 
         coeff_parts, loc_parts = [], []
-        for lo in range(0, n_users, cfg.sample_batch_size):
-            b = min(cfg.sample_batch_size, n_users - lo)
+        for lo in range(0, n_users, cfg.sampling.batch_size):
+            b = min(cfg.sampling.batch_size, n_users - lo)
             sched = self.gauss_.scheduler(sampler, steps)  # stateful: a fresh one per batch
             x = loc = None
             if self.traffic_:

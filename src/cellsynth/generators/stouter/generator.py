@@ -189,7 +189,6 @@ class StouterConfig(SamplingConfig):
         "auto", description="Where to train and sample: 'auto' uses a GPU when there is one."
     )
     # -- generation ----------------------------------------------------------------------------------
-    generation_batch_size: int = pydantic.Field(256, ge=1, description="Series denoised together.")
     clip_margin: float | None = pydantic.Field(
         0.1,
         ge=0,
@@ -275,9 +274,7 @@ class _DiffusionModule(EpsilonModule):
 
 #: Fields that may change between a run and its resume: more epochs continue training (nothing depends on
 #: the total number of epochs), and the rest only affect generation or where training runs.
-_RESUMABLE_CHANGES = frozenset(
-    {"epochs", "accelerator", "sampler", "sampling_steps", "generation_batch_size"}
-)
+_RESUMABLE_CHANGES = frozenset({"epochs", "accelerator", "sampling"})
 
 
 def _standardise(emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -538,8 +535,8 @@ class StouterGenerator(StationGenerator):
             )
         samples = self._check_samples(samples)
         cfg = self.config
-        sampler, steps = cfg.sampling(sampler, steps)
-        batch_size = cfg.generation_batch_size if batch_size is None else int(batch_size)
+        sampler, steps = cfg.resolve_sampler(sampler, steps)
+        batch_size = cfg.sampling.batch_size if batch_size is None else int(batch_size)
         if batch_size < 1:
             raise DataError(f"batch_size must be >= 1, got {batch_size}")
 
