@@ -68,10 +68,10 @@ from cellsynth.data.model import Stations, UserMobility
 from cellsynth.data.split import split_users
 from cellsynth.data.synthetic import synthesize_city, synthesize_users
 from cellsynth.generators import get, load
-from cellsynth.generators.anchors import top_locations
-from cellsynth.generators.calibration import CALIBRATION_MODES
-from cellsynth.generators.markov import hour_keys
-from cellsynth.generators.oscillations import find_oscillations
+from cellsynth.generators.floors.markov import hour_keys
+from cellsynth.generators.mstdiff.anchors import top_locations
+from cellsynth.generators.mstdiff.calibration import CALIBRATION_MODES
+from cellsynth.generators.mstdiff.oscillations import find_oscillations
 from cellsynth.graphs.transitions import nearest_stations
 from cellsynth.metrics import daily_periodic_rmse, diff_jsd, log_value_jsd, trajectory_jsds, value_jsd
 from cellsynth.metrics.mobility import (
@@ -311,7 +311,7 @@ def daytime_at_top(locations, hours: np.ndarray) -> float:
 def _trajectory_counts(data: UserMobility) -> dict[str, float]:
     """Mean distinct stations and mean stays (runs at one station) per user, the share of stays that last
     one step, the one-step stays per user that return (``a b a``) or pass through (``a b c``), the
-    returns to one of the 3 nearest stations (cell oscillations, ``cellsynth.generators.oscillations``),
+    returns to one of the 3 nearest stations (cell oscillations, ``cellsynth.generators.mstdiff.oscillations``),
     and the share of 10:00-16:00 that users spend at their most-visited station: what the JSDs summarise."""
     locations = data.locations
     users, steps = np.shape(locations)

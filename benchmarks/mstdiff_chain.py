@@ -39,9 +39,9 @@ import torch
 from cellsynth.data.split import split_users
 from cellsynth.data.synthetic import synthesize_city
 from cellsynth.generators import load
-from cellsynth.generators.anchors import top_locations
-from cellsynth.generators.markov import hour_keys
-from cellsynth.generators.mstdiff import MSTDiffGenerator, gaussian_steps_of
+from cellsynth.generators.floors.markov import hour_keys
+from cellsynth.generators.mstdiff.anchors import top_locations
+from cellsynth.generators.mstdiff.generator import MSTDiffGenerator, gaussian_steps_of
 from cellsynth.metrics.mobility import one_step_stays, stay_durations
 from mstdiff import daytime_at_top  # this directory: benchmarks/mstdiff.py
 

@@ -35,3 +35,29 @@ def shared_file(shared_data: Path, relative: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is missing from the shared data")
     return path
+
+
+def assert_config_holds(validated, given: dict) -> None:
+    """Every value of ``given`` (a config file's mapping, flat or nested, old field names included) is the
+    validated config's value, so a file's settings are neither dropped nor renamed silently."""
+    dumped = validated.model_dump()
+    for key, value in given.items():
+        path = validated.moved_fields.get(key, key).split(".")
+        held = dumped
+        for part in path:
+            held = held[part]
+        if isinstance(value, dict):
+            section = getattr(validated, path[0])
+            for inner in path[1:]:
+                section = getattr(section, inner)
+            assert_config_holds(section, value) if hasattr(section, "moved_fields") else _same(held, value)
+        else:
+            assert held == (tuple(value) if isinstance(value, list) else value), key
+
+
+def _same(held: dict, value: dict) -> None:
+    for k, v in value.items():
+        if isinstance(v, dict):
+            _same(held[k], v)
+        else:
+            assert held[k] == (tuple(v) if isinstance(v, list) else v), k

@@ -22,8 +22,8 @@ from cellsynth.cli import _evaluation_data, main
 from cellsynth.data import StationTraffic, UserMobility, read
 from cellsynth.data.synthetic import CityConfig, synthesize_city
 from cellsynth.errors import CellsynthError
-from cellsynth.generators.reference import SeasonalMeanGenerator
-from cellsynth.generators.vae import VAEGenerator
+from cellsynth.generators.baselines.vae import VAEGenerator
+from cellsynth.generators.floors.stations import SeasonalMeanGenerator
 
 REFIT = "refit it with `cellsynth fit"
 

@@ -422,13 +422,14 @@ def _fmt(value) -> str:
 @app.command("models")
 def models() -> None:
     """List the generators that `fit` accepts, with what they generate."""
-    from cellsynth.generators import available, get_class
+    from cellsynth.generators import available, available_presets, get_class
 
-    table = Table("name", "generates", "description")
+    table = Table("name", "generates", "presets", "description")
     for name in available():
         cls = get_class(name)
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        table.add_row(name, "station traffic" if cls.kind == "stations" else "user mobility", escape(doc))
+        kind = "station traffic" if cls.kind == "stations" else "user mobility"
+        table.add_row(name, kind, ", ".join(available_presets(name)) or "-", escape(doc))
     console.print(table)
 
 
@@ -463,6 +464,13 @@ def fit(
     model: Annotated[str, typer.Argument(help="Generator name (see `cellsynth models`).")],
     data: Annotated[Path, typer.Option(help="Training dataset directory (or a synthetic city directory).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory: checkpoints and the saved model.")],
+    preset: Annotated[
+        str,
+        typer.Option(
+            help="Starting configuration shipped with the model: 'recommended' (best measured), 'paper' (exactly "
+            "the published method) or 'none' (the config class's defaults); --config and --set go on top."
+        ),
+    ] = "recommended",
     config: Annotated[Path | None, typer.Option(help="YAML file of config options (see configs/).")] = None,
     set_: Annotated[
         list[str], typer.Option("--set", help="Override one option: key=value (repeatable).")
@@ -482,13 +490,14 @@ def fit(
     """Train a generator; rerunning the same command resumes from the run directory's checkpoints."""
     import inspect
 
-    from cellsynth.generators import get, get_class
+    from cellsynth.generators import available_presets, get, get_class
 
     _check_out(out, "model run", data, config, knowledge_graph)
     values = _read_config(config, set_)
     if seed is not None:
         values["seed"] = seed
-    gen = get(model, values)
+    chosen_preset = None if preset == "none" or not available_presets(model) else preset
+    gen = get(model, values, preset=chosen_preset)
     train = _training_data(data, get_class(model).kind)
     extra: dict[str, Any] = {}
     if "knowledge_graph" in inspect.signature(gen.fit).parameters:
@@ -531,7 +540,7 @@ def generate(
     ] = None,
     steps: Annotated[
         int | None,
-        typer.Option(help="Sampling steps (diffusion models). Default: the config's sampling_steps."),
+        typer.Option(help="Sampling steps (diffusion models). Default: the config's sampling.steps."),
     ] = None,
     temperature: Annotated[
         float | None,

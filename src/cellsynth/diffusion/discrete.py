@@ -478,7 +478,7 @@ class GraphDiffusion:
         steps, ``p(l_{s'} | l_s)`` with ``s' = s_to``: ``Q_s`` becomes
         ``Q_{s' -> s} = exp((alpha-bar_s - alpha-bar_{s'}) R)`` and ``Q-bar_{s-1}`` becomes ``Q-bar_{s'}``,
         the exact posterior ``q(l_{s'} | l_s, l_0)`` marginalised the same way (what
-        :func:`cellsynth.generators.mstdiff.strided_chain` does for one fixed pair of steps). Candidates with
+        :func:`cellsynth.generators.mstdiff.generator.strided_chain` does for one fixed pair of steps). Candidates with
         ``Q-bar_s[l_0, l_s] <= floor`` are left out and the rest renormalised (see the class docstring); if
         ``p_theta`` puts no mass at all on the others, ``p_theta(l_0) ∝ Q-bar_s[l_0, l_s]`` (the posterior of a
         uniform ``l_0``) is used instead. Differentiable in ``logits``; ``float64 [..., N]``.

@@ -2,6 +2,7 @@
 (``cellsynth.diffusion``) behind one contract (see :mod:`cellsynth.generators.base`)."""
 
 from cellsynth.generators.base import Generator, GeneratorConfig, StationGenerator, UserGenerator, load
+from cellsynth.generators.presets import available_presets, preset
 from cellsynth.generators.registry import available, get, get_class, register
 
 __all__ = [
@@ -10,8 +11,10 @@ __all__ = [
     "StationGenerator",
     "UserGenerator",
     "available",
+    "available_presets",
     "get",
     "get_class",
     "load",
+    "preset",
     "register",
 ]

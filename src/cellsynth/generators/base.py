@@ -38,27 +38,67 @@ from cellsynth.errors import ConfigError, DataError, NotFittedError
 from cellsynth.outputs import MODEL_RUN, atomic_file, claim_output_dir
 from cellsynth.seeds import MAX_SEED
 
-__all__ = ["Generator", "GeneratorConfig", "StationGenerator", "TargetStations", "UserGenerator", "load"]
+__all__ = [
+    "ConfigSection",
+    "Generator",
+    "GeneratorConfig",
+    "StationGenerator",
+    "TargetStations",
+    "UserGenerator",
+    "load",
+]
 
 FORMAT_VERSION = 1
 _META_FILE = "generator.json"
 _WEIGHTS_FILE = "weights.safetensors"
 
 
-class GeneratorConfig(pydantic.BaseModel):
-    """Base of every generator's configuration: unknown keys are errors, not silently ignored."""
+class ConfigSection(pydantic.BaseModel):
+    """A nested section of a generator's config (``sampling``, ``extensions``, ...): unknown keys are
+    errors, as at the top level."""
 
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+
+class GeneratorConfig(ConfigSection):
+    """Base of every generator's configuration: unknown keys are errors, not silently ignored.
+
+    Sections group what is not the paper's model: ``sampling`` (how ``generate`` samples by default),
+    ``extensions`` (options beyond the paper), and per model others such as ``calibration``.
+    """
+
+    #: Fields that moved into a section, old flat name -> ``"section.field"``: saved models and configs
+    #: written before the move are read as the nested field.
+    moved_fields: ClassVar[dict[str, str]] = {}
 
     seed: int = pydantic.Field(
         0, ge=0, le=MAX_SEED, description="Seed for initialisation and training order (0 to 2**32 - 1)."
     )
 
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _nest_moved_fields(cls, values: Any) -> Any:
+        if not isinstance(values, dict) or not any(old in values for old in cls.moved_fields):
+            return values
+        values = dict(values)
+        for old, new in cls.moved_fields.items():
+            if old not in values:
+                continue
+            section, _, field = new.partition(".")
+            nested = dict(values.get(section) or {})
+            if field in nested:
+                raise ValueError(f"{old!r} is the old name of {new!r}: give only {new!r}")
+            nested[field] = values.pop(old)
+            values[section] = nested
+        return values
+
 
 def _validate_config(config_cls: type[GeneratorConfig], config, overrides: dict) -> GeneratorConfig:
+    from cellsynth.generators.presets import merge_config
+
     if isinstance(config, GeneratorConfig):
         config = config.model_dump()
-    merged = {**(config or {}), **overrides}
+    merged = merge_config(config or {}, overrides)
     try:
         return config_cls.model_validate(merged)
     except pydantic.ValidationError as err:

@@ -17,7 +17,7 @@ the baselines: they get the raw information those embeddings are computed from.
 
 **Same data pipeline as STOUTER.** Training traffic ``[N, T, C]`` is cut into its whole weeks (``L``
 steps each; ``N * W`` training series ``[C, L]``, each with its station's vector) and normalised by
-:class:`~cellsynth.data.scaling.LogScaler` (``z = (log1p(x / s_c) - mu_c) / sigma_c``); generated ``z`` is
+:class:`~cellsynth.transforms.scaling.LogScaler` (``z = (log1p(x / s_c) - mu_c) / sigma_c``); generated ``z`` is
 mapped back by its inverse, which is never negative, after clipping to the training range of ``z`` widened
 by ``clip_margin`` (10 %) of it on each side, as STOUTER clips its samples. Generated weeks land on the training time axis (its
 first week), ``"<id>#<k>"`` ids for ``k > 1`` samples, as every station generator.
@@ -40,7 +40,6 @@ import torch
 
 from cellsynth.data.model import Stations, StationTraffic
 from cellsynth.data.samples import stack_samples
-from cellsynth.data.scaling import LogScaler
 from cellsynth.errors import DataError, NotFittedError
 from cellsynth.generators.base import (
     GeneratorConfig,
@@ -54,7 +53,9 @@ from cellsynth.generators.base import (
     training_weeks,
     week_length,
 )
+from cellsynth.generators.sampling import Sampling
 from cellsynth.training import loader, resolve_device, seed_everything, train
+from cellsynth.transforms.scaling import LogScaler
 
 __all__ = ["BaselineConfig", "BaselineGenerator", "StationFeatures"]
 
@@ -152,6 +153,8 @@ class StationFeatures:
 class BaselineConfig(GeneratorConfig):
     """Options shared by the three baselines (data, conditioning, training loop, generation)."""
 
+    moved_fields: ClassVar[dict[str, str]] = {"generation_batch_size": "sampling.batch_size"}
+
     normalisation: Literal["standard", "unit"] = pydantic.Field(
         "standard", description="LogScaler mode, as STOUTER's: 'standard' (z-score) or 'unit' ([-1, 1])."
     )
@@ -169,7 +172,7 @@ class BaselineConfig(GeneratorConfig):
     accelerator: Literal["auto", "cpu", "gpu"] = pydantic.Field(
         "auto", description="Where to train and sample: 'auto' uses a GPU when there is one."
     )
-    generation_batch_size: int = pydantic.Field(512, ge=1, description="Series generated together.")
+    sampling: Sampling = pydantic.Field(default_factory=lambda: Sampling(batch_size=512))
     clip_margin: float | None = pydantic.Field(
         0.1,
         ge=0,
@@ -294,12 +297,12 @@ class BaselineGenerator(StationGenerator):
         A training station is conditioned on its training vector (also when given by id alone), a new station
         on its own standardised features; with stations described by nothing (``D = 0``) every training
         station gets the same, hour-of-week-only condition. ``batch_size`` series are generated at a time
-        (default ``generation_batch_size``).
+        (default ``sampling.batch_size``).
         """
         self.check_fitted()
         options = self._options(options)
         samples = self._check_samples(samples)
-        batch_size = self.config.generation_batch_size if batch_size is None else int(batch_size)
+        batch_size = self.config.sampling.batch_size if batch_size is None else int(batch_size)
         if batch_size < 1:
             raise DataError(f"batch_size must be >= 1, got {batch_size}")
         target = self._resolve_target(target, seed, self.stations_)

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import importlib
 
+import pydantic
+
 from cellsynth.errors import ConfigError
 
 __all__ = ["available", "get", "get_class", "register"]
 
 # name -> "module:Class"; a module that defines a generator registers itself here.
 _REGISTRY: dict[str, str] = {
-    "seasonal-mean": "cellsynth.generators.reference:SeasonalMeanGenerator",
-    "copy-train": "cellsynth.generators.reference:CopyTrainGenerator",
-    "stouter": "cellsynth.generators.stouter:StouterGenerator",
-    "markov": "cellsynth.generators.markov:MarkovGenerator",
-    "mstdiff": "cellsynth.generators.mstdiff:MSTDiffGenerator",
-    "tcn-gan": "cellsynth.generators.tcn_gan:TCNGANGenerator",
-    "vae": "cellsynth.generators.vae:VAEGenerator",
-    "diffwave": "cellsynth.generators.diffwave:DiffWaveGenerator",
+    "seasonal-mean": "cellsynth.generators.floors.stations:SeasonalMeanGenerator",
+    "copy-train": "cellsynth.generators.floors.stations:CopyTrainGenerator",
+    "stouter": "cellsynth.generators.stouter.generator:StouterGenerator",
+    "markov": "cellsynth.generators.floors.markov:MarkovGenerator",
+    "mstdiff": "cellsynth.generators.mstdiff.generator:MSTDiffGenerator",
+    "tcn-gan": "cellsynth.generators.baselines.tcn_gan:TCNGANGenerator",
+    "vae": "cellsynth.generators.baselines.vae:VAEGenerator",
+    "diffwave": "cellsynth.generators.baselines.diffwave:DiffWaveGenerator",
 }
 
 
@@ -41,6 +43,16 @@ def get_class(name: str):
     return getattr(importlib.import_module(module), attr)
 
 
-def get(name: str, config=None, **overrides):
-    """An unfitted generator ``name`` with ``config`` (dict, pydantic model or None) and overrides."""
-    return get_class(name)(config, **overrides)
+def get(name: str, config=None, *, preset: str | None = None, **overrides):
+    """An unfitted generator ``name`` with ``config`` (dict, pydantic model or None) and overrides; with
+    ``preset`` (``"paper"`` or ``"recommended"``, :mod:`cellsynth.generators.presets`), ``config`` and the
+    overrides go on top of that preset's values."""
+    cls = get_class(name)
+    if preset is not None:
+        from cellsynth.generators.presets import merge_config
+        from cellsynth.generators.presets import preset as preset_values
+
+        if isinstance(config, pydantic.BaseModel):
+            config = config.model_dump(exclude_unset=True)
+        config = merge_config(preset_values(name, preset), config or {})
+    return cls(config, **overrides)

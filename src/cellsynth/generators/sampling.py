@@ -1,9 +1,15 @@
-"""The default Gaussian sampler of the diffusion generators (STOUTER, DiffWave and MSTDiff's traffic branch).
+"""How a generator samples by default: the ``sampling`` section of its config.
 
-A config that derives from :class:`SamplingConfig` gets ``sampler`` and ``sampling_steps`` (the sampler a
-``generate`` call without one runs), a check that the steps fit in the chain, and :meth:`SamplingConfig.sampling`,
-which resolves a call's ``(sampler, steps)`` the same way everywhere: the config's default when none is given,
-:data:`~cellsynth.diffusion.gaussian.DEFAULT_STEPS` for another sampler given without steps.
+Every generator's config has a ``sampling`` section with one name for each setting across generators:
+
+- ``batch_size``: series (stations' weeks or users) generated together (:class:`Sampling`);
+- for the diffusion generators (STOUTER, DiffWave, MSTDiff's traffic branch), also ``sampler`` and
+  ``steps``: the Gaussian sampler a ``generate`` call without one runs (:class:`GaussianSampling`), checked
+  against the length of the chain, and resolved the same way everywhere by
+  :meth:`SamplingConfig.resolve_sampler`: the config's default when none is given,
+  :data:`~cellsynth.diffusion.gaussian.DEFAULT_STEPS` for another sampler given without steps.
+
+A ``generate`` call takes the same names: ``sampler=``, ``steps=``, ``batch_size=``.
 """
 
 from __future__ import annotations
@@ -14,9 +20,24 @@ import pydantic
 
 from cellsynth.diffusion.gaussian import DEFAULT_STEPS, SAMPLERS
 from cellsynth.errors import ConfigError
-from cellsynth.generators.base import GeneratorConfig
+from cellsynth.generators.base import ConfigSection, GeneratorConfig
 
-__all__ = ["SamplingConfig"]
+__all__ = ["GaussianSampling", "Sampling", "SamplingConfig"]
+
+
+class Sampling(ConfigSection):
+    """The ``sampling`` section of every generator."""
+
+    batch_size: int = pydantic.Field(256, ge=1, description="Series generated together (memory vs speed).")
+
+
+class GaussianSampling(Sampling):
+    """The ``sampling`` section of a generator that samples a Gaussian diffusion."""
+
+    sampler: Literal["ddpm", "ddim", "dpm-solver"] = pydantic.Field("ddim", description="Default sampler.")
+    steps: int | None = pydantic.Field(
+        50, ge=1, description="Steps of the default sampler (None: all T for ddpm, 50 ddim, 20 dpm-solver)."
+    )
 
 
 class SamplingConfig(GeneratorConfig):
@@ -24,30 +45,33 @@ class SamplingConfig(GeneratorConfig):
     that holds the chain's length ``T`` (the most steps a sampler can take)."""
 
     chain_field: ClassVar[str] = "num_train_timesteps"
+    moved_fields: ClassVar[dict[str, str]] = {
+        "sampler": "sampling.sampler",
+        "sampling_steps": "sampling.steps",
+        "generation_batch_size": "sampling.batch_size",
+        "sample_batch_size": "sampling.batch_size",
+    }
 
-    sampler: Literal["ddpm", "ddim", "dpm-solver"] = pydantic.Field("ddim", description="Default sampler.")
-    sampling_steps: int | None = pydantic.Field(
-        50, ge=1, description="Steps of the default sampler (None: all T for ddpm, 50 ddim, 20 dpm-solver)."
-    )
+    sampling: GaussianSampling = pydantic.Field(default_factory=GaussianSampling)
 
     @pydantic.model_validator(mode="after")
     def _steps_fit_the_chain(self):
         chain = getattr(self, self.chain_field)
-        if self.sampling_steps is not None and self.sampling_steps > chain:
-            raise ValueError(f"sampling_steps ({self.sampling_steps}) > {self.chain_field} ({chain})")
+        if self.sampling.steps is not None and self.sampling.steps > chain:
+            raise ValueError(f"sampling.steps ({self.sampling.steps}) > {self.chain_field} ({chain})")
         return self
 
-    def sampling(self, sampler: str | None = None, steps: int | None = None) -> tuple[str, int | None]:
+    def resolve_sampler(self, sampler: str | None = None, steps: int | None = None) -> tuple[str, int | None]:
         """``(sampler, steps)`` of a ``generate`` call given these (None: not given). No sampler: the
-        config's, with ``sampling_steps`` unless ``steps`` is given; another sampler without ``steps``: its
+        config's, with ``sampling.steps`` unless ``steps`` is given; another sampler without ``steps``: its
         :data:`~cellsynth.diffusion.gaussian.DEFAULT_STEPS` (None: the whole chain)."""
-        sampler = self.sampler if sampler is None else sampler
-        allowed = get_args(type(self).model_fields["sampler"].annotation)
+        sampler = self.sampling.sampler if sampler is None else sampler
+        allowed = get_args(type(self.sampling).model_fields["sampler"].annotation)
         if sampler not in allowed:
             raise ConfigError(
                 f"unknown sampler {sampler!r} for {type(self).__name__}; choose one of {', '.join(allowed)}"
                 + ("" if set(allowed) == set(SAMPLERS) else f" (of {', '.join(SAMPLERS)})")
             )
         if steps is None:
-            steps = self.sampling_steps if sampler == self.sampler else DEFAULT_STEPS[sampler]
+            steps = self.sampling.steps if sampler == self.sampling.sampler else DEFAULT_STEPS[sampler]
         return sampler, steps

@@ -12,7 +12,7 @@ Edges (directed, ``source -> target``, so messages flow forward in time as in th
 With ``undirected=True`` each edge is added in both directions as well (672 edges).
 
 Node features are hourly statistics of the *normalised* training traffic (see
-:mod:`cellsynth.data.scaling`): for every channel, the mean, standard deviation and quantiles
+:mod:`cellsynth.transforms.scaling`): for every channel, the mean, standard deviation and quantiles
 (:data:`QUANTILES`) of all values at that hour of the week over stations and weeks. Each feature column
 is then standardised over the 168 nodes, so that the scaled cosine error of the graph autoencoder
 compares the *shape* of the nodes' statistics rather than their common offset.

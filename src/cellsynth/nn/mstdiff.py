@@ -3,7 +3,7 @@ and trajectory (station ids), coarse to fine over the wavelet scales.
 
 Inputs (``T`` steps, ``J`` wavelet levels, ``N`` stations)::
 
-    x_t [B, T]   noisy standardised wavelet coefficients [cA_J, cD_J, ..., cD_1] (cellsynth.data.wavelets)
+    x_t [B, T]   noisy standardised wavelet coefficients [cA_J, cD_J, ..., cD_1] (cellsynth.transforms.wavelets)
     l_s [B, T]   noisy station ids, in time order
     t   [B]      Gaussian diffusion step of x_t;   s [B]: discrete diffusion step of l_s
 
@@ -62,7 +62,7 @@ In training half of the batches get ``p = softmax(logits)`` of a first, gradient
 ``l_s``; in sampling every call gets the previous call's. A reverse step draws each position independently;
 this lets the next step see what the previous one believed about all of them.
 
-**Anchors** (``n_anchors = k > 0``; :mod:`cellsynth.generators.anchors`; not in the paper). The
+**Anchors** (``n_anchors = k > 0``; :mod:`cellsynth.generators.mstdiff.anchors`; not in the paper). The
 trajectory stream is also given the user's ``k`` most-visited stations ``a [B, k]``, in two ways::
 
     c = MLP([E[a_1] ; ... ; E[a_k]])                  added to every trajectory token and both CLS tokens
@@ -82,8 +82,8 @@ import torch.nn.functional as F
 from diffusers.models.embeddings import get_timestep_embedding
 from torch import nn
 
-from cellsynth.data.wavelets import band_slices
 from cellsynth.errors import ConfigError
+from cellsynth.transforms.wavelets import band_slices
 
 __all__ = ["CoAttentionBlock", "MSTDiffNet", "StepEmbedding", "count_parameters"]
 

@@ -14,9 +14,9 @@ from cellsynth.data.model import Stations, StationTraffic
 from cellsynth.data.samples import split_samples
 from cellsynth.errors import DataError, NotFittedError
 from cellsynth.generators import get
-from cellsynth.generators.station_levels import LevelRegression, station_levels
 from cellsynth.generators.stouter import StouterGenerator
-from tests.generators.test_stouter import CHANNELS, START
+from cellsynth.generators.stouter.levels import LevelRegression, station_levels
+from tests.generators.stouter.test_generator import CHANNELS, START
 
 
 def linear_law(n: int, d: int = 4, c: int = 2, noise: float = 0.3, seed: int = 0, law: int = 0):

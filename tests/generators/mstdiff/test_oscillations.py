@@ -11,12 +11,12 @@ from hypothesis import strategies as st
 import cellsynth
 from cellsynth.errors import ConfigError, DataError
 from cellsynth.generators import get
-from cellsynth.generators.anchors import top_locations
 from cellsynth.generators.mstdiff import MSTDiffGenerator
-from cellsynth.generators.oscillations import CellOscillations, find_oscillations
+from cellsynth.generators.mstdiff.anchors import top_locations
+from cellsynth.generators.mstdiff.oscillations import CellOscillations, find_oscillations
 from cellsynth.graphs.stations import haversine_km
 from cellsynth.graphs.transitions import nearest_stations
-from tests.generators.test_mstdiff import SMALL_FIT, START, users
+from tests.generators.mstdiff.test_generator import SMALL_FIT, START, users
 
 # station i's neighbours by rank: a ring of 8 stations, nearest first
 RING = np.array([[(i + 1) % 8, (i - 1) % 8] for i in range(8)])

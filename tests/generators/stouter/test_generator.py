@@ -15,6 +15,7 @@ from cellsynth.data.model import Stations, StationTraffic, UserMobility
 from cellsynth.data.samples import split_samples
 from cellsynth.errors import ConfigError, DataError
 from cellsynth.generators import get
+from cellsynth.generators.presets import PRESET_DIR
 from cellsynth.generators.stouter import StouterConfig, StouterGenerator
 from tests.conftest import REPO_ROOT
 
@@ -255,8 +256,9 @@ def test_partial_week_is_reported(data):
 
 @pytest.mark.parametrize(
     "path",
-    sorted((REPO_ROOT / "configs").glob("**/stouter*.yaml")),
-    ids=lambda p: str(p.relative_to(REPO_ROOT)),
+    sorted((REPO_ROOT / "configs").glob("**/stouter*.yaml"))
+    + sorted((PRESET_DIR / "stouter").glob("*.yaml")),
+    ids=lambda p: p.name if p.is_relative_to(PRESET_DIR) else str(p.relative_to(REPO_ROOT)),
 )
 def test_config_files_validate(path):
     config = yaml.safe_load(path.read_text()) or {}

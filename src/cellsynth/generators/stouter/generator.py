@@ -7,7 +7,7 @@ Pipeline of :meth:`StouterGenerator.fit`:
    at hourly steps): ``N * W`` training series ``[C, L]``, each tied to its station. The step must divide a
    week and ``L`` must be divisible by ``2 ** (len(channel_mults) - 1)`` (the U-Net halves the length that
    often): hourly (168) and 30-minute (336) data work with the default three resolutions.
-2. **Normalisation** (:class:`~cellsynth.data.scaling.LogScaler`): ``z = (log1p(x / s_c) - mu_c) / sigma_c``.
+2. **Normalisation** (:class:`~cellsynth.transforms.scaling.LogScaler`): ``z = (log1p(x / s_c) - mu_c) / sigma_c``.
 3. **Temporal graph + GIN autoencoder** (stage ``"temporal-encoder"``): 168 hour-of-week nodes, hourly and
    daily edges, node features = statistics of ``z`` at each hour (:mod:`cellsynth.graphs.temporal`),
    GraphMAE pretraining with the SCE loss; frozen; ``F_t`` = encoder output ``[168, d_t]``.
@@ -15,7 +15,7 @@ Pipeline of :meth:`StouterGenerator.fit`:
    ``knn`` nearest in feature space when there are no coordinates), node features = standardised station
    features (:mod:`cellsynth.graphs.stations`); frozen; ``F_s`` = encoder output ``[N, d_s]``.
    Both embeddings are standardised per dimension over their training nodes (constants kept).
-5. **Station levels** (``level_model="ridge"``, :mod:`cellsynth.generators.station_levels`): each
+5. **Station levels** (``level_model="ridge"``, :mod:`cellsynth.generators.stouter.levels`): each
    station's level ``ell_n`` (its mean ``z`` per channel) is taken out, ``u = (z - ell_n) / sigma_shape``, and
    a ridge regression learns ``ell`` from ``[F_s, standardised features, log1p(counts)]`` with its
    leave-one-out error covariance. The diffusion then models the level-free weeks ``u``.
@@ -52,7 +52,7 @@ Where this departs from the paper, and the switch that restores the paper's choi
   traffic many times anything seen in training.
 - An EMA of STUNet's weights generates (``ema_decay=0``: the last weights); F_t and F_s are standardised per
   dimension over their training nodes before they enter the STFFM.
-- The paper does not give its normalisation; we use :class:`~cellsynth.data.scaling.LogScaler`.
+- The paper does not give its normalisation; we use :class:`~cellsynth.transforms.scaling.LogScaler`.
 - The station level is predicted by a regression, not left to the diffusion (``level_model="none"``: the
   paper's). Why: without it the sampled level of a new station on the heavy-tailed synthetic city spanned
   two orders of magnitude and did not correlate with the real one
@@ -72,7 +72,6 @@ from torch_geometric.data import Data
 
 from cellsynth.data.model import Stations, StationTraffic
 from cellsynth.data.samples import stack_samples
-from cellsynth.data.scaling import LogScaler
 from cellsynth.diffusion.gaussian import GaussianDiffusion, terminal_problem
 from cellsynth.errors import ConfigError, DataError
 from cellsynth.generators.base import (
@@ -89,12 +88,13 @@ from cellsynth.generators.base import (
 )
 from cellsynth.generators.diffusion_training import EpsilonModule
 from cellsynth.generators.sampling import SamplingConfig
-from cellsynth.generators.station_levels import MIN_STATIONS, LevelRegression, station_levels
+from cellsynth.generators.stouter.levels import MIN_STATIONS, LevelRegression, station_levels
 from cellsynth.graphs.stations import StationGraphBuilder
 from cellsynth.graphs.temporal import temporal_graph
 from cellsynth.nn.graph_autoencoder import GraphAutoencoder, gcn_autoencoder, gin_autoencoder
 from cellsynth.nn.stunet import STUNet
 from cellsynth.training import TrainingModule, loader, resolve_device, seed_everything, train
+from cellsynth.transforms.scaling import LogScaler
 
 __all__ = ["StouterConfig", "StouterGenerator"]
 
@@ -114,7 +114,7 @@ class StouterConfig(SamplingConfig):
         "ridge",
         description="How a station's level (its mean normalised traffic) is set: 'ridge' predicts it from the "
         "station's descriptors (F_s and features) and draws it with the prediction's out-of-sample spread, and "
-        "the diffusion models the level-free week (cellsynth.generators.station_levels); 'none' leaves the "
+        "the diffusion models the level-free week (cellsynth.generators.stouter.levels); 'none' leaves the "
         "level to the diffusion model, as the paper does.",
     )
     # -- station graph -------------------------------------------------------------------------------
@@ -196,7 +196,6 @@ class StouterConfig(SamplingConfig):
         "auto", description="Where to train and sample: 'auto' uses a GPU when there is one."
     )
     # -- generation ----------------------------------------------------------------------------------
-    generation_batch_size: int = pydantic.Field(256, ge=1, description="Series denoised together.")
     clip_margin: float | None = pydantic.Field(
         0.1,
         ge=0,
@@ -282,9 +281,7 @@ class _DiffusionModule(EpsilonModule):
 
 #: Fields that may change between a run and its resume: more epochs continue training (nothing depends on
 #: the total number of epochs), and the rest only affect generation or where training runs.
-_RESUMABLE_CHANGES = frozenset(
-    {"epochs", "accelerator", "sampler", "sampling_steps", "generation_batch_size"}
-)
+_RESUMABLE_CHANGES = frozenset({"epochs", "accelerator", "sampling"})
 
 
 def _standardise(emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -335,7 +332,7 @@ class StouterGenerator(StationGenerator):
     def _check_fit_inputs(self, data):
         """Besides whole weeks of a length STUNet can halve: the station graph needs feature columns or
         coordinates (and, as a kNN graph in feature space, more stations than ``knn``), and the level
-        regression needs at least :data:`~cellsynth.generators.station_levels.MIN_STATIONS` stations."""
+        regression needs at least :data:`~cellsynth.generators.stouter.levels.MIN_STATIONS` stations."""
         data = super()._check_fit_inputs(data)
         cfg, stations = self.config, data.stations
         week_length(data, self.name, self._length_multiple)
@@ -587,8 +584,8 @@ class StouterGenerator(StationGenerator):
             )
         samples = self._check_samples(samples)
         cfg = self.config
-        sampler, steps = cfg.sampling(sampler, steps)
-        batch_size = cfg.generation_batch_size if batch_size is None else int(batch_size)
+        sampler, steps = cfg.resolve_sampler(sampler, steps)
+        batch_size = cfg.sampling.batch_size if batch_size is None else int(batch_size)
         if batch_size < 1:
             raise DataError(f"batch_size must be >= 1, got {batch_size}")
 

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cellsynth.errors import DataError, NotFittedError
-from cellsynth.generators.calibration import MomentMap, QuantileMap, zero_threshold
+from cellsynth.generators.mstdiff.calibration import MomentMap, QuantileMap, zero_threshold
 
 
 @given(

@@ -8,9 +8,8 @@ import pandas as pd
 from cellsynth.data import StationTraffic
 from cellsynth.data.samples import split_samples
 from cellsynth.generators import get
-from cellsynth.generators.reference import nearest_training_stations
-
-from .test_conformance import START, described_by, tiny_stations, tiny_traffic
+from cellsynth.generators.floors.stations import nearest_training_stations
+from tests.generators.test_conformance import START, described_by, tiny_stations, tiny_traffic
 
 
 def test_seasonal_mean_is_unbiased_around_the_weekly_profile():

@@ -23,9 +23,9 @@ from cellsynth.data.knowledge import KnowledgeGraph
 from cellsynth.diffusion.discrete import GraphDiffusion
 from cellsynth.errors import ConfigError, DataError
 from cellsynth.generators import get
-from cellsynth.generators.anchors import top_locations
-from cellsynth.generators.calibration import zero_threshold
-from cellsynth.generators.mstdiff import (
+from cellsynth.generators.mstdiff.anchors import top_locations
+from cellsynth.generators.mstdiff.calibration import zero_threshold
+from cellsynth.generators.mstdiff.generator import (
     MSTDiffGenerator,
     _DenoiserModule,
     clip_predicted_x0,
@@ -34,8 +34,9 @@ from cellsynth.generators.mstdiff import (
     strided_chain,
     trajectory_substeps_grid,
 )
+from cellsynth.generators.presets import PRESET_DIR
 from cellsynth.graphs.transitions import geographic_knn_graph
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, assert_config_holds
 
 START = pd.Timestamp("2026-01-05", tz="Europe/Rome")
 SMOKE = MSTDiffGenerator.smoke_config()
@@ -147,7 +148,7 @@ def test_loss_has_mse_kl_and_ce_terms_weighted_by_the_lambdas():
     data = users()
     gen = get("mstdiff", SMOKE)
     torch.manual_seed(0)
-    from cellsynth.data.wavelets import TrafficWavelets
+    from cellsynth.transforms.wavelets import TrafficWavelets
 
     coeffs = torch.from_numpy(TrafficWavelets().fit(data.traffic).transform(data.traffic)).float()
     loc = torch.from_numpy(np.array(data.locations))
@@ -292,7 +293,7 @@ def test_the_calibration_belongs_to_its_sampler(tmp_path):
     older.calibration_ = {k: v for k, v in gen.calibration_.items() if k not in ("sampler", "steps")}
     with pytest.warns(UserWarning, match="fitted on DDIM-8 draws"):  # DDIM's 50 steps, capped at T_g = 8
         older.generate(4, seed=0, sampler="ddpm")
-    with pytest.raises(ConfigError, match="sampling_steps .9. > gaussian_steps .8."):
+    with pytest.raises(ConfigError, match="sampling.steps .9. > gaussian_steps .8."):
         get("mstdiff", SMOKE | {"gaussian_steps": 8, "sampling_steps": 9})
 
 
@@ -364,7 +365,9 @@ def test_trajectory_step_callback_sees_the_chain_in_order(fitted_12_6):
     """The callback gets every visited step once per batch, from the prior's end down to 0, with the sampled
     tokens and the unscaled logits; its last tokens are the generated locations."""
     gen = copy.copy(fitted_12_6)
-    gen.config = gen.config.model_copy(update={"sample_batch_size": 4})
+    gen.config = gen.config.model_copy(
+        update={"sampling": gen.config.sampling.model_copy(update={"batch_size": 4})}
+    )
     gen.net_ = _Prefers()
     seen = []
 
@@ -451,7 +454,9 @@ def test_self_conditioning_feeds_each_call_the_previous_calls_prediction(
     fitted_12_6, substeps, corrector_rounds
 ):
     gen = copy.copy(fitted_12_6)
-    gen.config = gen.config.model_copy(update={"self_condition": True, "sample_batch_size": 2})
+    gen.config = gen.config.model_copy(
+        update={"self_condition": True, "sampling": gen.config.sampling.model_copy(update={"batch_size": 2})}
+    )
     gen.net_ = _SelfConditioned()
     gen.generate(
         4, seed=0, sampler="ddim", steps=3, trajectory_substeps=substeps, corrector_rounds=corrector_rounds
@@ -640,14 +645,14 @@ def test_modes_trajectory_only_traffic_only_and_uniform():
 
 @pytest.mark.parametrize(
     "path",
-    sorted((REPO_ROOT / "configs").glob("**/mstdiff*.yaml")),
-    ids=lambda p: str(p.relative_to(REPO_ROOT)),
+    sorted((REPO_ROOT / "configs").glob("**/mstdiff*.yaml"))
+    + sorted((PRESET_DIR / "mstdiff").glob("*.yaml")),
+    ids=lambda p: p.name if p.is_relative_to(PRESET_DIR) else str(p.relative_to(REPO_ROOT)),
 )
 def test_config_files_validate(path):
     config = yaml.safe_load(path.read_text()) or {}
-    assert get("mstdiff", config).config.model_dump(include=set(config)) == {
-        k: tuple(v) if isinstance(v, list) else v for k, v in config.items()
-    }
+    validated = get("mstdiff", config).config
+    assert_config_holds(validated, config)
 
 
 def test_anchors_let_a_small_fit_place_users_where_they_live_and_work():

@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from cellsynth.data.scaling import LogScaler
 from cellsynth.errors import DataError, NotFittedError
+from cellsynth.transforms.scaling import LogScaler
 
 traffic = hnp.arrays(
     np.float64,

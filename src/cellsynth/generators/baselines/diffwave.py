@@ -27,7 +27,7 @@ channels, where DiffWave has 30 layers of cycle 10 over 16 kHz audio.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import pydantic
 import torch
@@ -36,7 +36,7 @@ from cellsynth.diffusion.gaussian import GaussianDiffusion
 from cellsynth.errors import DataError
 from cellsynth.generators.conditioning import BaselineConfig, BaselineGenerator
 from cellsynth.generators.diffusion_training import EpsilonModule
-from cellsynth.generators.sampling import SamplingConfig
+from cellsynth.generators.sampling import GaussianSampling, SamplingConfig
 from cellsynth.nn.baselines import DiffWaveNet
 
 __all__ = ["DiffWaveConfig", "DiffWaveGenerator"]
@@ -65,7 +65,8 @@ class DiffWaveConfig(BaselineConfig, SamplingConfig):
     beta_end: float = pydantic.Field(0.02, gt=0, lt=1, description="Last beta of the linear schedule.")
     weight_decay: float = pydantic.Field(0.0, ge=0, description="AdamW weight decay.")
     ema_decay: float = pydantic.Field(0.999, ge=0, lt=1, description="EMA of the weights (with warm-up).")
-    generation_batch_size: int = pydantic.Field(256, ge=1, description="Series denoised together.")
+    moved_fields: ClassVar[dict[str, str]] = SamplingConfig.moved_fields
+    sampling: GaussianSampling = pydantic.Field(default_factory=GaussianSampling)
 
     @pydantic.model_validator(mode="after")
     def _consistent(self) -> DiffWaveConfig:
@@ -141,7 +142,7 @@ class DiffWaveGenerator(BaselineGenerator):
                 f"{self.name}.generate got unknown option(s) {unknown}; it takes sampler, steps, progress and "
                 "batch_size"
             )
-        sampler, steps = self.config.sampling(options.get("sampler"), options.get("steps"))
+        sampler, steps = self.config.resolve_sampler(options.get("sampler"), options.get("steps"))
         return {"sampler": sampler, "steps": steps}
 
     def _draw(self, net, station, *, generator, device, progress, sampler, steps) -> torch.Tensor:

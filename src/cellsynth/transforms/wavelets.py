@@ -12,7 +12,7 @@ concatenated into one vector of length ``T`` (``T`` must be divisible by ``2^J``
 values of steps ``8k..8k+7`` over ``sqrt(8)`` (a 4-hour mean, scaled), ``cD_j[k]`` the difference between the
 halves of a block of ``2^j`` steps. The transform is orthogonal, so :func:`idwt` inverts it to rounding.
 
-**Normalisation** (:class:`TrafficWavelets`), before the DWT, reusing :class:`cellsynth.data.scaling.LogScaler`
+**Normalisation** (:class:`TrafficWavelets`), before the DWT, reusing :class:`cellsynth.transforms.scaling.LogScaler`
 (fitted on all training values)::
 
     y = (log(1 + x / s) - mu) / sigma           s: median of the positive values; mu, sigma of log(1 + x/s)
@@ -39,8 +39,8 @@ from itertools import pairwise
 import numpy as np
 import pywt
 
-from cellsynth.data.scaling import LogScaler
 from cellsynth.errors import DataError, NotFittedError
+from cellsynth.transforms.scaling import LogScaler
 
 __all__ = ["TrafficWavelets", "band_lengths", "band_names", "band_slices", "dwt", "idwt"]
 

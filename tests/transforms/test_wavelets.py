@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from cellsynth.data.wavelets import TrafficWavelets, band_lengths, band_names, band_slices, dwt, idwt
 from cellsynth.errors import DataError, NotFittedError
+from cellsynth.transforms.wavelets import TrafficWavelets, band_lengths, band_names, band_slices, dwt, idwt
 
 
 def test_band_layout_of_a_week_at_30_minutes():

@@ -5,7 +5,7 @@ the end).
 
 Pipeline of :meth:`MSTDiffGenerator.fit` (``UserMobility`` with ``T`` steps, ``N`` stations):
 
-1. **Traffic** (:class:`cellsynth.data.wavelets.TrafficWavelets`): ``z = (log1p(x / s) - mu) / sigma``, a
+1. **Traffic** (:class:`cellsynth.transforms.wavelets.TrafficWavelets`): ``z = (log1p(x / s) - mu) / sigma``, a
    ``J = 3``-level db1 DWT ``[cA3, cD3, cD2, cD1]`` (lengths ``[42, 42, 84, 168]`` for ``T = 336``), each band
    standardised. ``T`` must be divisible by ``2^J``.
 2. **VQ-VAEs** (stage ``"vqvae"``, :mod:`cellsynth.nn.vqvae`): one per band, ``K = 128`` codes of dimension
@@ -49,7 +49,7 @@ the discrete chain on the matching subsequence, and full DDPM with ``T_g > S`` m
 its band (``clip_x0``, DDPM's ``clip_sample`` per band; measured: without it, an undertrained model's rare
 extreme coefficients became traffic 10^5 times the real mean after ``expm1``). Then the inverse DWT and
 normalisation (never negative), and the calibration (``calibration``,
-:mod:`cellsynth.generators.calibration`): after training, ``calibration_users`` users drawn with the config's
+:mod:`cellsynth.generators.mstdiff.calibration`): after training, ``calibration_users`` users drawn with the config's
 sampler fit a monotone map of generated traffic onto the training values' distribution (``"quantiles"``), the
 same after setting each wavelet coefficient's mean and spread over users to the training ones (``"moments"``,
 default), or only a threshold that restores the training share of exact zeros (``"zeros"``). Measured: the raw
@@ -58,14 +58,14 @@ are too smooth (too much energy in the coarsest wavelet band, too little in the 
 ``"moments"`` corrects (docs/notebook/2026-11-22-mstdiff-oscillations-moments.md).
 
 **Modes.** Data without traffic (GeoLife): trajectory only. ``trajectory=False`` (the paper's ablation):
-traffic only; the locations of generated users then come from the :mod:`~cellsynth.generators.markov`
+traffic only; the locations of generated users then come from the :mod:`~cellsynth.generators.floors.markov`
 floor fitted on the same data, independent of the traffic (the output needs locations; their metrics
 measure that chain, not MSTDiff).
 
-**Anchors** (``anchors = k``; not in the paper; :mod:`cellsynth.generators.anchors`, docs/discrete-diffusion.md
+**Anchors** (``anchors = k``; not in the paper; :mod:`cellsynth.generators.mstdiff.anchors`, docs/discrete-diffusion.md
 §9): the denoiser also gets each user's ``k`` most-visited stations (:class:`~cellsynth.nn.mstdiff.MSTDiffNet`'s
 ``anchors``). In training they are the user's own; in generation they are drawn first, per user, by an
-:class:`~cellsynth.generators.anchors.AnchorModel` fitted on the training users, or given
+:class:`~cellsynth.generators.mstdiff.anchors.AnchorModel` fitted on the training users, or given
 (``generate(anchors=...)``). Where a user spends the day is then decided before the chain starts.
 
 **Own-chain training** (``own_chain = p``; not in the paper; docs/discrete-diffusion.md §10): a share ``p`` of
@@ -73,7 +73,7 @@ the training batches see ``l_s`` drawn by one jump of the current network from a
 ``l_{s+j}`` (:meth:`_DenoiserModule.own_chain_state`), not by the forward process: the denoiser learns to
 undo the plausible-but-wrong stations that the reverse chain draws where it is unsure. The loss is the same.
 
-**Cell oscillations** (``oscillation_neighbours = k``; not in the paper; :mod:`cellsynth.generators.oscillations`,
+**Cell oscillations** (``oscillation_neighbours = k``; not in the paper; :mod:`cellsynth.generators.mstdiff.oscillations`,
 docs/discrete-diffusion.md §12): one-step visits to one of the ``k`` nearest stations between two steps at
 the same one (a user served for one record by a neighbouring cell) are observation noise that the
 forward process imitates, so the denoiser removes them. They are taken out of the training weeks, and
@@ -142,11 +142,9 @@ from tqdm.auto import tqdm
 
 from cellsynth.data.knowledge import KnowledgeGraph
 from cellsynth.data.model import UserMobility
-from cellsynth.data.wavelets import TrafficWavelets, band_names, band_slices
 from cellsynth.diffusion.discrete import GraphDiffusion, check_coupling, uniform_rate
 from cellsynth.diffusion.gaussian import GaussianDiffusion
 from cellsynth.errors import ConfigError, DataError
-from cellsynth.generators.anchors import AnchorModel, top_locations
 from cellsynth.generators.base import (
     UserGenerator,
     expect,
@@ -157,16 +155,17 @@ from cellsynth.generators.base import (
     stations_state,
     time_axis_state,
 )
-from cellsynth.generators.calibration import (
+from cellsynth.generators.floors.markov import DEFAULT_SMOOTHING, MarkovChain, hour_keys
+from cellsynth.generators.mstdiff.anchors import AnchorModel, top_locations
+from cellsynth.generators.mstdiff.calibration import (
     CALIBRATION_MODES,
     CalibrationMode,
     MomentMap,
     QuantileMap,
     zero_threshold,
 )
-from cellsynth.generators.markov import DEFAULT_SMOOTHING, MarkovChain, hour_keys
-from cellsynth.generators.oscillations import CellOscillations
-from cellsynth.generators.sampling import SamplingConfig
+from cellsynth.generators.mstdiff.oscillations import CellOscillations
+from cellsynth.generators.sampling import GaussianSampling, SamplingConfig
 from cellsynth.graphs.transitions import (
     geographic_knn_graph,
     knn_graph,
@@ -177,6 +176,7 @@ from cellsynth.nn.mstdiff import MSTDiffNet
 from cellsynth.nn.tucker import fit_tucker
 from cellsynth.nn.vqvae import BandVQVAE, fit_vqvaes
 from cellsynth.training import TrainingModule, loader, seed_everything, train
+from cellsynth.transforms.wavelets import TrafficWavelets, band_names, band_slices
 
 __all__ = [
     "MSTDiffConfig",
@@ -264,6 +264,17 @@ def clip_predicted_x0(
     return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
 
 
+class MSTDiffSampling(GaussianSampling):
+    """MSTDiff's default sampler of the traffic branch (the discrete chain runs on the matching steps), and
+    the one the calibration is fitted with: 'ddpm' is the paper's full chain, 'ddim' the fast option
+    (measured as good or better at 3x the speed, BENCHMARKS.md)."""
+
+    sampler: Literal["ddpm", "ddim"] = pydantic.Field("ddim", description="Default sampler.")
+    steps: int | None = pydantic.Field(
+        None, ge=1, description="Steps of the default sampler (None: all T_g for ddpm, 50 for ddim)."
+    )
+
+
 class MSTDiffConfig(SamplingConfig):
     chain_field: ClassVar[str] = "gaussian_steps"
 
@@ -298,15 +309,7 @@ class MSTDiffConfig(SamplingConfig):
     )
     # -- diffusions -------------------------------------------------------------------------------------
     gaussian_steps: int = pydantic.Field(200, ge=2, description="T_g, Gaussian diffusion steps.")
-    sampler: Literal["ddpm", "ddim"] = pydantic.Field(
-        "ddim",
-        description="Default sampler of the traffic branch (the discrete chain runs on the matching steps), "
-        "and the one the calibration is fitted with: 'ddpm' is the paper's full chain, 'ddim' the fast option "
-        "(measured as good or better at 3x the speed, BENCHMARKS.md).",
-    )
-    sampling_steps: int | None = pydantic.Field(
-        None, ge=1, description="Steps of the default sampler (None: all T_g for ddpm, 50 for ddim)."
-    )
+    sampling: MSTDiffSampling = pydantic.Field(default_factory=lambda: MSTDiffSampling())
     # the defaults of generate's trajectory options (MSTDiffGenerator.generate), which the calibration's
     # draws use too: a model carries the sampling it was measured with
     temperature: float = pydantic.Field(
@@ -338,7 +341,7 @@ class MSTDiffConfig(SamplingConfig):
     calibration: CalibrationMode = pydantic.Field(
         "moments",
         description="Post-processing of generated traffic, fitted after training on calibration_users "
-        "generated users (cellsynth.generators.calibration): 'quantiles' maps their marginal onto the "
+        "generated users (cellsynth.generators.mstdiff.calibration): 'quantiles' maps their marginal onto the "
         "training values'; 'moments' first sets each wavelet coefficient's mean and spread over users to the "
         "training ones, then maps the marginal; 'zeros' only sets the training share of zeros; 'none' returns "
         "the raw output.",
@@ -369,7 +372,7 @@ class MSTDiffConfig(SamplingConfig):
         le=8,
         description="Condition the trajectory on each user's this many most-visited stations, drawn for new "
         "users by a small model fitted on the training users' (not in the paper; "
-        "cellsynth.generators.anchors). 0: off.",
+        "cellsynth.generators.mstdiff.anchors). 0: off.",
     )
     oscillation_neighbours: int = pydantic.Field(
         0,
@@ -377,7 +380,7 @@ class MSTDiffConfig(SamplingConfig):
         le=16,
         description="Cell oscillations (not in the paper): one-step visits to one of the k nearest stations "
         "between two steps at the same one are removed from the training weeks and drawn again after "
-        "generation at the training rate (cellsynth.generators.oscillations; needs station coordinates). 0: off.",
+        "generation at the training rate (cellsynth.generators.mstdiff.oscillations; needs station coordinates). 0: off.",
     )
     own_chain: float = pydantic.Field(
         0.0,
@@ -401,7 +404,6 @@ class MSTDiffConfig(SamplingConfig):
     weight_decay: float = pydantic.Field(0.0, ge=0)
     ema_decay: float = pydantic.Field(0.999, ge=0, lt=1)
     accelerator: Literal["auto", "cpu", "gpu"] = "auto"
-    sample_batch_size: int = pydantic.Field(256, ge=1, description="Users denoised together in generate.")
 
     @pydantic.model_validator(mode="after")
     def _check(self):
@@ -711,9 +713,9 @@ class MSTDiffGenerator(UserGenerator):
         """Fit the post-processing of generated traffic against ``data``'s traffic (``fit`` does it with the
         training data): draw ``calibration_users`` users (seed: the config's) with ``sampler`` and ``steps``
         (default: the config's ``sampler``) and the config's trajectory options, then keep every mode's map (the
-        :func:`~cellsynth.generators.calibration.zero_threshold`, the
-        :class:`~cellsynth.generators.calibration.QuantileMap` and the
-        :class:`~cellsynth.generators.calibration.MomentMap` with its quantile map); ``config.calibration``
+        :func:`~cellsynth.generators.mstdiff.calibration.zero_threshold`, the
+        :class:`~cellsynth.generators.mstdiff.calibration.QuantileMap` and the
+        :class:`~cellsynth.generators.mstdiff.calibration.MomentMap` with its quantile map); ``config.calibration``
         picks which one :meth:`generate` applies. Calling it again with other data, or for another
         sampler, recalibrates a trained model.
 
@@ -726,7 +728,7 @@ class MSTDiffGenerator(UserGenerator):
             raise DataError(f"{self.name}: calibration needs a model and data with traffic")
         cfg = self.config
         seed = cfg.seed if seed is None else seed
-        sampler, steps = cfg.sampling(sampler, steps)
+        sampler, steps = cfg.resolve_sampler(sampler, steps)
         raw, _ = self._draw(
             cfg.calibration_users,
             seed=seed,
@@ -927,7 +929,7 @@ class MSTDiffGenerator(UserGenerator):
     ) -> UserMobility:
         """``target`` users, jointly: the paper's Algorithm 2 (module docstring). ``sampler`` ``"ddpm"``
         (``steps=None``: all ``gaussian_steps``) or ``"ddim"`` (default 50 steps); None: the config's
-        ``sampler`` and ``sampling_steps``. The discrete chain runs on the matching steps. Traffic goes
+        ``sampling.sampler`` and ``sampling.steps``. The discrete chain runs on the matching steps. Traffic goes
         through the calibration fitted after training (config ``calibration``, :meth:`calibrate`), with a
         warning when it was fitted on another sampler's draws. Same seed, same machine, same users.
         The four trajectory options below default (None) to the config's fields of the same name, which are
@@ -969,12 +971,12 @@ class MSTDiffGenerator(UserGenerator):
 
         ``anchors`` (a model fitted with ``anchors = k``): ``int [target, k]`` station indices, each user's
         most-visited stations, most first, to generate users who live and work there (a planner's "users
-        of this site"); None draws them from the fitted :class:`~cellsynth.generators.anchors.AnchorModel`.
+        of this site"); None draws them from the fitted :class:`~cellsynth.generators.mstdiff.anchors.AnchorModel`.
 
         ``on_trajectory_step(s, s_next, l, logits)``, if given, is called after every reverse step of the
         trajectory chain with the step taken (``s -> s_next``, ``s_next = 0`` last), the sampled ``l_{s_next}``
         ``long [b, T]`` and the denoiser's logits of ``p_theta(l_0 | l_s)`` ``[b, T, N]`` (before the
-        temperature), for each batch of ``sample_batch_size`` users: a view of the chain as it denoises
+        temperature), for each batch of ``sampling.batch_size`` users: a view of the chain as it denoises
         (``benchmarks/mstdiff_chain.py``). It must not modify them. In a model fitted with
         ``oscillation_neighbours`` the chain it sees has no cell oscillations: they are drawn into the
         returned weeks after it ends (module docstring)."""
@@ -987,7 +989,7 @@ class MSTDiffGenerator(UserGenerator):
             raise DataError(
                 f"{self.name} generates users: give their number, not samples (got samples={samples})"
             )
-        sampler, steps = self.config.sampling(sampler, steps)
+        sampler, steps = self.config.resolve_sampler(sampler, steps)
         if self.traffic_:
             self._warn_other_sampler(sampler, steps)
         traffic, locations = self._draw(
@@ -1113,8 +1115,8 @@ class MSTDiffGenerator(UserGenerator):
             index = {s: j + 1 for j, s in enumerate(visited)}
 
         coeff_parts, loc_parts = [], []
-        for lo in range(0, n_users, cfg.sample_batch_size):
-            b = min(cfg.sample_batch_size, n_users - lo)
+        for lo in range(0, n_users, cfg.sampling.batch_size):
+            b = min(cfg.sampling.batch_size, n_users - lo)
             sched = self.gauss_.scheduler(sampler, steps)  # stateful: a fresh one per batch
             x = loc = None
             if self.traffic_:

@@ -11,7 +11,7 @@ maximum, and the sampled level correlated ~0 with the real one). So STOUTER sepa
     z_{n,t,c} = \ell_{n,c} + \sigma^{shape}_c \, u_{n,t,c}, \qquad
     \ell_{n,c} = \frac{1}{T} \sum_t z_{n,t,c}
 
-where ``z`` is the normalised traffic (:class:`~cellsynth.data.scaling.LogScaler`), ``ell`` the station's
+where ``z`` is the normalised traffic (:class:`~cellsynth.transforms.scaling.LogScaler`), ``ell`` the station's
 level (its mean in log space, so a multiplicative level in traffic units) and ``u`` the level-free week that
 the diffusion model learns. :class:`LevelRegression` predicts ``ell`` from station descriptors ``d`` (for
 STOUTER: the spatial embedding ``F_s``, the standardised station features and, for non-negative

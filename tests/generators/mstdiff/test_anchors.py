@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from cellsynth.errors import DataError
-from cellsynth.generators.anchors import AnchorModel, top_locations
+from cellsynth.generators.mstdiff.anchors import AnchorModel, top_locations
 from cellsynth.graphs.stations import haversine_km
 
 

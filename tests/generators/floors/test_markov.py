@@ -10,7 +10,7 @@ import cellsynth
 from cellsynth.data import Stations, UserMobility
 from cellsynth.errors import DataError
 from cellsynth.generators import get
-from cellsynth.generators.markov import MarkovChain, hour_keys
+from cellsynth.generators.floors.markov import MarkovChain, hour_keys
 
 START = pd.Timestamp("2026-01-05", tz="Europe/Rome")  # a Monday
 
