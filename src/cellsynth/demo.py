@@ -37,7 +37,18 @@ from cellsynth.generators.registry import get, get_class
 from cellsynth.outputs import DEMO, claim_output_dir
 from cellsynth.report import write_combined_report
 
-__all__ = ["DEMO_STATION_CONFIGS", "DEMO_USER_CONFIGS", "DemoResult", "run_demo"]
+__all__ = [
+    "DEMO_STATION_CONFIGS",
+    "DEMO_USER_CONFIGS",
+    "PRETRAINED_USER_MODEL",
+    "DemoResult",
+    "pretrained_user_model",
+    "run_demo",
+]
+
+#: MSTDiff's recommended preset trained on the 320 training users of the seeded default city (the demo's
+#: split), shipped inside the package: trained and scored by benchmarks/pretrain_demo.py.
+PRETRAINED_USER_MODEL = Path(__file__).resolve().parent / "pretrained" / "mstdiff-city"
 
 # Configurations that learn the city's weekly shape in a few minutes on 2 CPU cores: STOUTER with 150
 # epochs at lr 1e-3 beat seasonal-mean on both JSDs of the default city (see
@@ -103,6 +114,18 @@ class DemoResult:
         ]
         lines += [f"  {name}: {path}" for name, path in self.outputs.items()]
         return "\n".join(lines)
+
+
+def pretrained_user_model():
+    """The MSTDiff shipped for the demo (:data:`PRETRAINED_USER_MODEL`), loaded like any saved model."""
+    from cellsynth.generators import load
+
+    if not (PRETRAINED_USER_MODEL / "generator.json").is_file():
+        raise ConfigError(
+            f"the demo's pretrained MSTDiff is not in this installation ({PRETRAINED_USER_MODEL}); train it "
+            "with `python benchmarks/pretrain_demo.py`, or run the demo with --user-model markov"
+        )
+    return load(PRETRAINED_USER_MODEL)
 
 
 def _check_kind(name: str, kind: str, option: str) -> None:
