@@ -1,14 +1,24 @@
-"""Generators by name. Entries are imported lazily so that listing them never loads every network."""
+"""Generators by name. Entries are imported lazily so that listing them never loads every network.
+
+``CELLSYNTH_SMOKE=1`` in the environment makes :func:`get` build every generator at its smoke size
+(:meth:`~cellsynth.generators.base.Generator.smoke_config`: seconds to train, learns little), to check a
+pipeline of commands end to end before spending hours on it. It warns each time; saved models keep the
+config they were fitted with.
+"""
 
 from __future__ import annotations
 
 import importlib
+import os
+import warnings
 
 import pydantic
 
 from cellsynth.errors import ConfigError
 
-__all__ = ["available", "get", "get_class", "register"]
+__all__ = ["SMOKE_VARIABLE", "available", "get", "get_class", "register"]
+
+SMOKE_VARIABLE = "CELLSYNTH_SMOKE"
 
 # name -> "module:Class"; a module that defines a generator registers itself here.
 _REGISTRY: dict[str, str] = {
@@ -55,4 +65,16 @@ def get(name: str, config=None, *, preset: str | None = None, **overrides):
         if isinstance(config, pydantic.BaseModel):
             config = config.model_dump(exclude_unset=True)
         config = merge_config(preset_values(name, preset), config or {})
+    if os.environ.get(SMOKE_VARIABLE, "").strip() not in ("", "0"):
+        from cellsynth.generators.presets import merge_config
+
+        if isinstance(config, pydantic.BaseModel):
+            config = config.model_dump(exclude_unset=True)
+        config = merge_config(merge_config(config or {}, overrides), cls.smoke_config())
+        overrides = {}
+        warnings.warn(
+            f"{SMOKE_VARIABLE} is set: {name} is built at its smoke size (seconds to train, learns little); "
+            f"unset {SMOKE_VARIABLE} for a real model",
+            stacklevel=2,
+        )
     return cls(config, **overrides)
