@@ -14,12 +14,14 @@ Every table starts with a ``real`` row: as many *training* users as were held ou
 held-out ones. It is the JSD two independent samples of that size have by chance, the level below which no
 generator can be told from the data (a model or the floor under it has matched the data, not beaten it).
 ``--seeds N`` draws each model N times (and N training subsets for the ``real`` row) and prints the mean
-± sd of each cell: one draw of 80 users is noisy (see BENCHMARKS.md). Each draw's own row goes to stderr.
+± sd of each cell: one draw of 80 users is noisy (see
+docs/notebook/2026-11-22-mstdiff-five-draws-noise-level.md). Each draw's own row goes to stderr.
 
 ``--reference-users M`` scores against M fresh users of the same city instead (``synthesize_users`` with
 another seed: new people, same stations and habits), and every model generates M users. The ``real`` row is
 then a second fresh population of M users, so the noise level falls with M: at 80 held-out users the
-traffic JSDs of MSTDiff, the floor and real data are all within each other's noise (BENCHMARKS.md).
+traffic JSDs of MSTDiff, the floor and real data are all within each other's noise
+(docs/notebook/2026-11-22-mstdiff-five-draws-noise-level.md).
 
 Models: ``mstdiff`` (joint, transitions from TuckER on the knowledge graph), ``mstdiff-no-trajectory``
 (``trajectory=False``: traffic only; its locations come from the Markov floor, so its trajectory row

@@ -120,15 +120,49 @@ def import_stkdiff(
     _write_dataset(load_stkdiff(path, start=start, tz=tz, channel=channel), out)
 
 
+@import_app.command("mobifm")
+def import_mobifm(
+    path: Annotated[
+        Path, typer.Argument(help="The MobiFM .npz (data [N, T], time [N, T, 2]: day of week, hour).")
+    ],
+    out: Out,
+    embeddings: Annotated[
+        Path | None,
+        typer.Option(help="kg_embeddings_<NAME>.npy: one embedding per station, the station features."),
+    ] = None,
+    channel: Annotated[
+        str | None, typer.Option(help="Channel name (default from the set name: NJTCH traffic, NJUCH users).")
+    ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            help="Timestamp of the first step (default: day 0 of the time array on a placeholder Monday)."
+        ),
+    ] = None,
+    tz: Annotated[str, typer.Option(help="Time zone.")] = "Asia/Shanghai",
+    step: Annotated[
+        str | None, typer.Option(help="Time step (default: read from the time array; needed below an hour).")
+    ] = None,
+) -> None:
+    """MobiFM npz (Nanjing NJTCH traffic, NJUCH users): one series per station, its knowledge-graph embedding
+    as station features."""
+    from cellsynth.data.loaders import load_mobifm
+
+    _write_dataset(load_mobifm(path, embeddings, channel=channel, start=start, tz=tz, step=step), out)
+
+
 @import_app.command("csv")
 def import_csv(
     table: Annotated[
         Path, typer.Argument(help="Long table (CSV or Parquet): station_id, timestamp, channels...")
     ],
-    stations: Annotated[
-        Path, typer.Option(help="Stations CSV: station_id, optional lat, lon, numeric features.")
-    ],
     out: Out,
+    stations: Annotated[
+        Path | None,
+        typer.Option(
+            help="Stations CSV: station_id, optional lat, lon, numeric features (default: ids only)."
+        ),
+    ] = None,
     channels: Annotated[
         str | None, typer.Option(help="Comma-separated channel columns (default: all).")
     ] = None,
@@ -213,6 +247,46 @@ def data_info(
         return
     for name, info in report.items():
         _print_description(name, info)
+
+
+@data_app.command("resample")
+def data_resample(
+    dataset: Annotated[
+        Path, typer.Argument(help="A station traffic dataset directory (or a synthetic city).")
+    ],
+    step: Annotated[str, typer.Option(help="The new step, a whole multiple of the data's: 1h, 1D...")],
+    out: Out,
+    drop_partial: Annotated[
+        bool,
+        typer.Option(
+            "--drop-partial",
+            help="Drop the trailing steps that do not fill a whole new step (reports how many).",
+        ),
+    ] = False,
+) -> None:
+    """Sum station traffic into a coarser time step (volumes and counts add up; a new step is marked repaired
+    where any of its old steps was). Stations, channels and the start are kept."""
+    from cellsynth.data import StationTraffic, resample
+    from cellsynth.data.model import format_duration
+
+    datasets = _datasets_in(dataset)
+    traffic = [(name, data) for name, data in datasets.items() if isinstance(data, StationTraffic)]
+    if not traffic:
+        raise ConfigError(
+            f"{dataset} holds user mobility only; resample aggregates station traffic (sums per station and "
+            "channel), and a user's location per step cannot be summed"
+        )
+    name, data = traffic[0]
+    result = resample(data, step, drop_partial=drop_partial)
+    dropped = int((data.end - result.end) / data.step)
+    others = [other for other in datasets if other != name]
+    console.print(
+        f"{name}: {data.n_steps} steps of {format_duration(data.step)} -> {result.n_steps} steps of "
+        f"{format_duration(result.step)} (sums)"
+        + (f"; dropped the last {dropped} step(s), from {result.end}" if dropped else "")
+        + (f"; the user mobility in {', '.join(others)} is not resampled" if others else "")
+    )
+    _write_dataset(result, out)
 
 
 def _datasets_in(path: Path) -> dict[str, Any]:

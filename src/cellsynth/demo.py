@@ -39,7 +39,8 @@ from cellsynth.report import write_combined_report
 __all__ = ["DEMO_STATION_CONFIGS", "DEMO_USER_CONFIGS", "DemoResult", "run_demo"]
 
 # Configurations that learn the city's weekly shape in a few minutes on 2 CPU cores: STOUTER with 150
-# epochs at lr 1e-3 beat seasonal-mean on both JSDs of the default city (see BENCHMARKS.md).
+# epochs at lr 1e-3 beat seasonal-mean on both JSDs of the default city (see
+# docs/notebook/2026-11-21-stouter-synthetic-city.md).
 DEMO_STATION_CONFIGS: dict[str, dict[str, Any]] = {
     "stouter": {"epochs": 150, "lr": 1e-3},
     "seasonal-mean": {},

@@ -2,6 +2,7 @@
 
 from cellsynth.data.io import read, read_stations, write, write_stations
 from cellsynth.data.model import Stations, StationTraffic, UserMobility, regular_timeline
+from cellsynth.data.resample import resample
 
 __all__ = [
     "StationTraffic",
@@ -10,6 +11,7 @@ __all__ = [
     "read",
     "read_stations",
     "regular_timeline",
+    "resample",
     "write",
     "write_stations",
 ]

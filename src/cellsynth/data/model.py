@@ -20,7 +20,7 @@ import pandas as pd
 
 from cellsynth.errors import DataError
 
-__all__ = ["StationTraffic", "Stations", "UserMobility", "regular_timeline"]
+__all__ = ["StationTraffic", "Stations", "UserMobility", "format_duration", "regular_timeline"]
 
 
 def _as_timestamp(value, source: str | None) -> pd.Timestamp:
@@ -39,6 +39,15 @@ def _as_step(value, source: str | None) -> pd.Timedelta:
     if step <= pd.Timedelta(0):
         raise DataError(f"step must be a positive duration, got {step}", source=source)
     return step
+
+
+def format_duration(step: pd.Timedelta) -> str:
+    """A time step as people write it in messages and options: ``"1h"``, ``"30min"``, ``"1D"``, ``"10s"``."""
+    step = pd.Timedelta(step)
+    for unit in ("1D", "1h", "1min", "1s"):
+        if step >= pd.Timedelta(unit) and step % pd.Timedelta(unit) == pd.Timedelta(0):
+            return f"{step // pd.Timedelta(unit)}{unit[1:]}"
+    return str(step)
 
 
 def _check_finite(name: str, array: np.ndarray, source: str | None, where) -> None:

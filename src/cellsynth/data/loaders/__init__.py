@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from cellsynth.data.loaders._common import PLACEHOLDER_MONDAY
 from cellsynth.data.loaders.grid import load_grid, load_milan_totals, polygon_centroid
 from cellsynth.data.loaders.location_sequences import load_gps, load_location_sequences
+from cellsynth.data.loaders.mobifm import load_mobifm
 from cellsynth.data.loaders.stkdiff import load_stkdiff
 from cellsynth.data.loaders.tables import load_mobility_table, load_traffic_table, read_table
 from cellsynth.data.loaders.telecom_italia import TelecomItaliaReport, load_telecom_italia
@@ -29,6 +30,7 @@ __all__ = [
     "load_grid",
     "load_location_sequences",
     "load_milan_totals",
+    "load_mobifm",
     "load_mobility_table",
     "load_stkdiff",
     "load_telecom_italia",
@@ -58,6 +60,11 @@ FORMATS: dict[str, Format] = {
         load_stkdiff,
         "traffic",
         "STK-Diff .npz (bs_record hourly traffic, bs_kge features) -> one-channel traffic",
+    ),
+    "mobifm": Format(
+        load_mobifm,
+        "traffic",
+        "MobiFM .npz (data, time: day of week + hour) + kg_embeddings .npy -> one-channel traffic or users",
     ),
     "csv": Format(
         load_traffic_table,

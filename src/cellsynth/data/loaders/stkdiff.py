@@ -11,14 +11,12 @@ The source does not say which weekday the first hour is. The default ``start`` i
 from __future__ import annotations
 
 import os
-import zipfile
 
-import numpy as np
 import pandas as pd
 
 from cellsynth.data.loaders._common import PLACEHOLDER_MONDAY, as_start, existing_file, source_name
-from cellsynth.data.model import Stations, StationTraffic
-from cellsynth.errors import DataError
+from cellsynth.data.loaders._npz import embedding_stations, read_npz, series_matrix
+from cellsynth.data.model import StationTraffic
 
 __all__ = ["DEFAULT_START", "load_stkdiff"]
 
@@ -45,37 +43,10 @@ def load_stkdiff(
     path = existing_file(path)
     src = source_name(path)
     start = as_start(start, tz, source=src)
-    try:
-        # allow_pickle=False: an .npz from the internet must never run code when loaded.
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise DataError("is a single .npy array, not an .npz archive of named arrays", source=src)
-        with loaded as archive:
-            keys = sorted(archive.files)
-            arrays = {key: archive[key] for key in keys if key in (record_key, features_key)}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        if isinstance(err, DataError):
-            raise
-        raise DataError(f"cannot read the .npz archive: {err}", source=src) from err
-    if record_key not in arrays:
-        raise DataError(f"no array {record_key!r} in the archive (arrays: {keys})", source=src)
-    record = arrays[record_key]
+    arrays, keys = read_npz(path, src, (record_key, features_key))
+    record = series_matrix(arrays, record_key, keys, src, axes="[stations, hours]")
     kge = arrays.get(features_key) if features_key is not None else None
-    if record.ndim != 2 or 0 in record.shape:
-        raise DataError(f"{record_key} must be [stations, hours], got shape {record.shape}", source=src)
-    if not np.issubdtype(record.dtype, np.number):
-        raise DataError(f"{record_key} has dtype {record.dtype}, expected numbers", source=src)
-    n = record.shape[0]
-    features, names = None, ()
-    if kge is not None:
-        if kge.ndim != 2 or kge.shape[0] != n:
-            raise DataError(
-                f"{features_key} has shape {kge.shape}, expected ({n}, F): one row per station of {record_key}",
-                source=src,
-            )
-        features = kge
-        names = tuple(f"kge_{j}" for j in range(kge.shape[1]))
-    stations = Stations(ids=np.arange(n).astype(str), features=features, feature_names=names, source=src)
+    stations = embedding_stations(record.shape[0], kge, what=str(features_key), rows_of=record_key, src=src)
     # The model checks NaN/infinite/negative values and names the station and hour; float64 -> float32 there.
     return StationTraffic(
         values=record[:, :, None],

@@ -2,7 +2,7 @@ r"""Anchors: each user's most-visited stations, and a model that draws them for 
 
 MSTDiff's reverse chain decides at high noise, position by position, where a user is. Where a user
 *works* is one choice among many stations that the whole week must agree on, and a chain that draws
-every position on its own does not make it: measured (BENCHMARKS.md, "What the Duration gap is made of"),
+every position on its own does not make it: measured (docs/notebook/2026-11-22-mstdiff-duration-gap.md),
 its users stay at home through three quarters of the working day. With ``anchors = k`` (not in the
 paper) the denoiser is also given the user's ``k`` most-visited stations, so that choice is made
 before the chain starts, by the small model below, and the chain only has to decide *when* the user is

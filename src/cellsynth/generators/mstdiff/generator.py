@@ -55,7 +55,7 @@ same after setting each wavelet coefficient's mean and spread over users to the 
 default), or only a threshold that restores the training share of exact zeros (``"zeros"``). Measured: the raw
 traffic-only model generates far too few exact zeros (27 % vs 67 %), see "Known limits"; and the model's weeks
 are too smooth (too much energy in the coarsest wavelet band, too little in the finest), which only
-``"moments"`` corrects (BENCHMARKS.md, "Cell oscillations and the moments calibration").
+``"moments"`` corrects (docs/notebook/2026-11-22-mstdiff-oscillations-moments.md).
 
 **Modes.** Data without traffic (GeoLife): trajectory only. ``trajectory=False`` (the paper's ablation):
 traffic only; the locations of generated users then come from the :mod:`~cellsynth.generators.floors.markov`
@@ -86,8 +86,8 @@ wavelet-band order -> time order; schedule ending at ``alpha-bar = 1.97`` -> ``a
 spectral mixing bound; first-difference JSD across users and per-set histogram ranges -> the metrics in
 :mod:`cellsynth.metrics` (along time, shared bins).
 
-**Known limits** (BENCHMARKS.md; synthetic city, 150 stations, 320 training users, ``configs/mstdiff-cpu.yaml``:
-d_model 32, 4,000 steps):
+**Known limits** (BENCHMARKS.md, "User level", and the notebook it lists; synthetic city, 150 stations,
+320 training users, ``configs/mstdiff-cpu.yaml``: d_model 32, 4,000 steps):
 - Raw generated traffic has too few exact zeros (traffic-only model: 27 % of steps vs 67 % real): a continuous
   diffusion puts about half of the zero mass just above the image of zero. Hence the calibration.
 - The trajectory branch needs many optimisation steps. Its users flicker: 144 stays a week against 48
@@ -914,8 +914,8 @@ class MSTDiffGenerator(UserGenerator):
 
         ``temperature``: the trajectory's ``p_theta(l_0 | ...)`` is ``softmax(logits / temperature)`` in every
         reverse step. 1 is Algorithm 2; below 1 sharpens each step's prediction of ``l_0``, which an
-        undertrained denoiser needs (measured in BENCHMARKS.md: fewer one-step stays, users closer to
-        the real number of distinct stations) at the cost of diversity.
+        undertrained denoiser needs (measured in docs/notebook/2026-11-21-mstdiff-cpu-budget.md: fewer
+        one-step stays, users closer to the real number of distinct stations) at the cost of diversity.
 
         ``corrector_rounds``: after each reverse step ``s -> s'`` of the trajectory, this many rounds of one
         forward step ``s' -> s`` (``GraphDiffusion.q_step_sample``) followed by the same reverse step
@@ -929,21 +929,22 @@ class MSTDiffGenerator(UserGenerator):
         sinusoidal step embedding at the same ``s``; traffic still steps once, on the first). Each reverse
         step draws every position independently given ``l_s``; the error of that factorisation grows with
         how many positions one step decides at once, and vanishes as the steps shrink (the continuous-time
-        limit). 1 is Algorithm 2; ``k`` costs ``k`` denoiser calls per step. Measured in BENCHMARKS.md
-        ("A finer trajectory chain").
+        limit). 1 is Algorithm 2; ``k`` costs ``k`` denoiser calls per step. Measured in
+        docs/notebook/2026-11-22-mstdiff-trajectory-substeps.md.
 
         In a model fitted with ``self_condition`` every denoiser call (steps, sub-steps and corrector
         rounds alike) gets the previous call's ``p_theta(l_0 | ...)``, before the temperature; the first
-        call of the chain gets none, as half of the training batches did. Measured (BENCHMARKS.md,
-        "Self-conditioning"): such a model's chain is best with ``trajectory_substeps=1`` and no
-        corrector rounds; more calls sharpen the prediction until users barely move.
+        call of the chain gets none, as half of the training batches did. Measured
+        (docs/notebook/2026-11-22-mstdiff-self-conditioning.md): such a model's chain is best with
+        ``trajectory_substeps=1`` and no corrector rounds; more calls sharpen the prediction until users
+        barely move.
 
         ``trajectory_coupling`` ``rho`` in ``[0, 1]``: each reverse step of the trajectory draws the time
         steps of a user with noise correlated along the week (lag-``d`` correlation ``rho^d``;
         :func:`~cellsynth.diffusion.discrete.coupled_categorical`), not independently. Every token's
         marginal is still the step's ``p(l_{s-1} | l_s)``; neighbouring steps that are unsure between the
         same stations choose together instead of alternating. 0 is Algorithm 2. Not in the paper; measured
-        in BENCHMARKS.md ("Coupled draws along the week").
+        in docs/notebook/2026-11-22-mstdiff-coupled-draws.md.
 
         ``anchors`` (a model fitted with ``anchors = k``): ``int [target, k]`` station indices, each user's
         most-visited stations, most first, to generate users who live and work there (a planner's "users

@@ -6,7 +6,7 @@ city that is 8 such visits a week per user, a third of all jumps between station
 noise: nothing else in the week predicts when they happen. To a discrete diffusion whose forward noise
 also moves tokens to nearby stations they look like its own noise, and MSTDiff's denoiser removes them:
 its users make 2-3 jumps a week to a nearest station against 17.5 real, and about as many extra jumps
-to stations farther away (BENCHMARKS.md, "Cell oscillations and the moments calibration"). With
+to stations farther away (docs/notebook/2026-11-22-mstdiff-oscillations-moments.md). With
 ``oscillation_neighbours = k`` (not in the paper) MSTDiff models them apart, as an observation layer over
 the movement it learns. Measured there: its users then oscillate at the real rate, and the distance JSD
 falls from 0.144 to 0.055.

@@ -50,7 +50,8 @@ Where this departs from the paper, and the switch that restores the paper's choi
 - The paper does not give its normalisation; we use :class:`~cellsynth.transforms.scaling.LogScaler`.
 - The station level is predicted by a regression, not left to the diffusion (``level_model="none"``: the
   paper's). Why: without it the sampled level of a new station on the heavy-tailed synthetic city spanned
-  two orders of magnitude and did not correlate with the real one (BENCHMARKS.md).
+  two orders of magnitude and did not correlate with the real one
+  (docs/notebook/2026-11-21-stouter-synthetic-city.md, "Station levels").
 """
 
 from __future__ import annotations

@@ -40,7 +40,8 @@ prediction is the mean training level and ``Sigma`` the covariance of the traini
 **When not to use it.** The split assumes a week's shape does not depend on its level. Data whose rows
 were rescaled per station breaks that: in the STK-Diff Beijing set the row means lie within 4.1-7.1 M and
 a station's mean and its spread correlate at -0.97 across stations, and drawing the level apart from the
-week doubled STOUTER's held-out value JSD (BENCHMARKS.md). For such data set ``level_model: none``
+week doubled STOUTER's held-out value JSD (docs/notebook/2026-11-21-stouter-beijing.md). For such data
+set ``level_model: none``
 (``configs/beijing/stouter.yaml`` does).
 """
 
