@@ -4,7 +4,7 @@
                            out="bench/")
     print(result.table)            # also in bench/table.md; every number in bench/results.json
 
-Protocol (DESIGN.md, "Evaluation protocol"):
+Protocol (docs/report.md):
 
 1. **One split.** The stations are split once (:func:`cellsynth.data.split.split_stations`, ``split_seed``,
    ``test_fraction``); every model and seed trains on the same training stations.

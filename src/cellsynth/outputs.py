@@ -56,6 +56,7 @@ __all__ = [
     "KINDS",
     "MARKER",
     "MODEL_RUN",
+    "SPLIT",
     "STATIONS_TABLE",
     "SYNTHETIC_CITY",
     "OutputKind",
@@ -75,6 +76,7 @@ MODEL_RUN = "model run"
 EVALUATION = "evaluation"
 BENCH = "bench"
 DEMO = "demo"
+SPLIT = "split"
 #: The single-file output (``write_stations``): recognised by its Parquet metadata, not by a marker.
 STATIONS_TABLE = "stations table"
 
@@ -128,6 +130,13 @@ KINDS: dict[str, OutputKind] = {
             "a synthetic city",
             ["traffic", "users", "knowledge_graph.parquet", "labels.parquet", "config.json"],
             [["traffic", "users", "config.json"]],
+            replaced=True,
+        ),
+        _kind(
+            SPLIT,
+            "a split of a dataset (train/, held-out/)",
+            ["train", "held-out"],
+            [["train", "held-out"]],
             replaced=True,
         ),
         _kind(
