@@ -44,10 +44,12 @@ from cellsynth.errors import DataError, NotFittedError
 from cellsynth.generators.base import (
     GeneratorConfig,
     StationGenerator,
+    compose_state,
     expect,
     guard_resume,
     restore_stations,
     restore_time_axis,
+    split_state,
     station_fingerprint,
     stations_state,
     time_axis_state,
@@ -121,28 +123,26 @@ class StationFeatures:
             )
         return np.concatenate(parts, axis=1)
 
-    def state(self, prefix: str = "station_features") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """``(arrays, JSON metadata)``; inverse: :meth:`from_state`."""
         self._fitted()
-        tensors = {
-            f"{prefix}.mean": torch.from_numpy(self.mean_),
-            f"{prefix}.std": torch.from_numpy(self.std_),
-        }
+        arrays = {"mean": self.mean_, "std": self.std_}
         meta = {
-            f"{prefix}.feature_names": list(self.feature_names_),
-            f"{prefix}.coordinates": self.coordinates_,
-            f"{prefix}.lat0": self.lat0_,
-            f"{prefix}.use_coordinates": self.use_coordinates,
+            "feature_names": list(self.feature_names_),
+            "coordinates": self.coordinates_,
+            "lat0": self.lat0_,
+            "use_coordinates": self.use_coordinates,
         }
-        return tensors, meta
+        return arrays, meta
 
     @classmethod
-    def from_state(cls, tensors: dict, meta: dict, prefix: str = "station_features") -> StationFeatures:
-        out = cls(meta[f"{prefix}.use_coordinates"])
-        out.feature_names_ = tuple(meta[f"{prefix}.feature_names"])
-        out.coordinates_ = bool(meta[f"{prefix}.coordinates"])
-        out.lat0_ = float(meta[f"{prefix}.lat0"])
-        out.mean_ = tensors[f"{prefix}.mean"].numpy().astype(np.float64)
-        out.std_ = tensors[f"{prefix}.std"].numpy().astype(np.float64)
+    def from_state(cls, arrays: dict, meta: dict) -> StationFeatures:
+        out = cls(meta["use_coordinates"])
+        out.feature_names_ = tuple(meta["feature_names"])
+        out.coordinates_ = bool(meta["coordinates"])
+        out.lat0_ = float(meta["lat0"])
+        out.mean_ = np.asarray(arrays["mean"], dtype=np.float64)
+        out.std_ = np.asarray(arrays["std"], dtype=np.float64)
         return out
 
     def _fitted(self) -> None:
@@ -347,12 +347,15 @@ class BaselineGenerator(StationGenerator):
     # -- persistence -------------------------------------------------------------------------------------
     def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         tensors, meta = stations_state(self.stations_)
-        for key, value in self.scaler_.state().items():
-            tensors[f"scaler.{key}"] = torch.from_numpy(value)
-        feature_tensors, feature_meta = self.features_.state()
-        tensors |= feature_tensors
-        tensors |= {f"net.{k}": v for k, v in self.net_.state_dict().items()}
-        meta |= feature_meta | {
+        feature_arrays, feature_meta = self.features_.state()
+        tensors |= compose_state(
+            {
+                "scaler": self.scaler_.state(),
+                "station_features": feature_arrays,
+                "net": self.net_.state_dict(),
+            }
+        )
+        meta |= compose_state({"station_features": feature_meta}) | {
             "time": self.time_,
             "week_length": self.week_length_,
             "history": getattr(self, "history_", {}),
@@ -360,14 +363,13 @@ class BaselineGenerator(StationGenerator):
         return tensors, meta
 
     def _restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        parts = split_state(tensors, ("scaler", "station_features", "net"))
         self.stations_ = restore_stations(tensors, meta)
         self.time_, self.week_length_ = meta["time"], meta["week_length"]
         self.history_ = meta.get("history", {})
-        self.scaler_ = LogScaler.from_state(
-            {k[len("scaler.") :]: v.numpy() for k, v in tensors.items() if k.startswith("scaler.")},
-            self.config.normalisation,
-        )
-        self.features_ = StationFeatures.from_state(tensors, meta)
+        self.scaler_ = LogScaler.from_state(parts["scaler"], self.config.normalisation)
+        feature_meta = split_state(meta, ("station_features",))["station_features"]
+        self.features_ = StationFeatures.from_state(parts["station_features"], feature_meta)
         net = self._network(len(self.time_["channels"]), self.features_.dim, self.week_length_)
-        net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        net.load_state_dict(parts["net"])
         self.net_ = net.eval().requires_grad_(False)

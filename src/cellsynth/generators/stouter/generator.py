@@ -70,10 +70,12 @@ from cellsynth.diffusion.gaussian import GaussianDiffusion, terminal_problem
 from cellsynth.errors import DataError
 from cellsynth.generators.base import (
     StationGenerator,
+    compose_state,
     expect,
     guard_resume,
     restore_stations,
     restore_time_axis,
+    split_state,
     station_fingerprint,
     stations_state,
     time_axis_state,
@@ -92,6 +94,18 @@ from cellsynth.transforms.scaling import LogScaler
 __all__ = ["StouterConfig", "StouterGenerator"]
 
 _STAGES = ("temporal-encoder", "station-encoder", "stunet")
+#: The parts of a saved STOUTER (:func:`~cellsynth.generators.base.compose_state`), besides the stations and
+#: the embeddings of the training nodes.
+_STATE_PARTS = (
+    "scaler",
+    "stunet",
+    "temporal_ae",
+    "station_ae",
+    "station_embeddings",
+    "station_graph",
+    "levels",
+    "levels.regression",
+)
 
 
 class StouterConfig(SamplingConfig):
@@ -660,24 +674,28 @@ class StouterGenerator(StationGenerator):
     # -- persistence ---------------------------------------------------------------------------------
     def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         tensors, meta = stations_state(self.stations_)
-        for key, value in self.scaler_.state().items():
-            tensors[f"scaler.{key}"] = torch.from_numpy(value)
-        tensors.update({f"stunet.{k}": v for k, v in self.stunet_.state_dict().items()})
+        station = self.station_ae_ is not None
+        levels = self.levels_
+        tensors |= compose_state(
+            {
+                "scaler": self.scaler_.state(),
+                "stunet": self.stunet_.state_dict(),
+                "temporal_ae": None if self.temporal_ae_ is None else self.temporal_ae_.state_dict(),
+                "station_ae": self.station_ae_.state_dict() if station else None,
+                "station_embeddings": dict(zip(("mean", "std"), self.station_stats_)) if station else None,
+                "station_graph": {"mean": self.builder_.mean_, "std": self.builder_.std_}
+                if station
+                else None,
+                "levels": None
+                if levels is None
+                else {k: np.asarray(v) for k, v in levels.items() if k != "regression"},
+                "levels.regression": None if levels is None else levels["regression"].state(),
+            }
+        )
         if self.temporal_ae_ is not None:
-            tensors.update({f"temporal_ae.{k}": v for k, v in self.temporal_ae_.state_dict().items()})
             tensors["temporal_embeddings"] = self.temporal_embeddings_
-        if self.station_ae_ is not None:
-            tensors.update({f"station_ae.{k}": v for k, v in self.station_ae_.state_dict().items()})
+        if station:
             tensors["station_embeddings"] = self.station_embeddings_
-            tensors["station_embeddings.mean"], tensors["station_embeddings.std"] = self.station_stats_
-            tensors["station_graph.mean"] = torch.from_numpy(self.builder_.mean_)
-            tensors["station_graph.std"] = torch.from_numpy(self.builder_.std_)
-        if self.levels_ is not None:
-            for key, value in self.levels_.items():
-                if key != "regression":
-                    tensors[f"levels.{key}"] = torch.from_numpy(np.asarray(value))
-            for key, value in self.levels_["regression"].state().items():
-                tensors[f"levels.regression.{key}"] = torch.from_numpy(np.asarray(value))
         meta |= {
             "time": self.time_,
             "week_length": self.week_length_,
@@ -688,44 +706,36 @@ class StouterGenerator(StationGenerator):
         return tensors, meta
 
     def _restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-        def sub(prefix: str) -> dict[str, torch.Tensor]:
-            return {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
-
+        parts = split_state(tensors, _STATE_PARTS)
         self.stations_ = restore_stations(tensors, meta)
         self.time_, self.week_length_ = meta["time"], meta["week_length"]
         self.history_ = meta.get("history", {})
-        self.scaler_ = LogScaler.from_state(
-            {k[len("scaler.") :]: v.numpy() for k, v in tensors.items() if k.startswith("scaler.")},
-            self.config.normalisation,
-        )
+        self.scaler_ = LogScaler.from_state(parts["scaler"], self.config.normalisation)
         self.stunet_ = self._stunet(len(self.time_["channels"]))
-        self.stunet_.load_state_dict(sub("stunet"))
+        self.stunet_.load_state_dict(parts["stunet"])
         self.stunet_ = self._freeze(self.stunet_)
         self.temporal_ae_ = self.temporal_embeddings_ = None
         if meta["temporal_in_dim"] is not None:
             self.temporal_ae_ = self._temporal_ae(meta["temporal_in_dim"])
-            self.temporal_ae_.load_state_dict(sub("temporal_ae"))
+            self.temporal_ae_.load_state_dict(parts["temporal_ae"])
             self.temporal_ae_ = self._freeze(self.temporal_ae_)
             self.temporal_embeddings_ = tensors["temporal_embeddings"]
         self.levels_ = None
-        if "levels.train" in tensors:
-            levels = sub("levels")
-            regression = {
-                k[len("regression.") :]: v.numpy() for k, v in levels.items() if k.startswith("regression.")
-            }
-            self.levels_ = {k: v.numpy() for k, v in levels.items() if not k.startswith("regression.")}
-            self.levels_["regression"] = LevelRegression.from_state(regression)
+        if parts["levels"]:
+            self.levels_ = {k: v.numpy() for k, v in parts["levels"].items()}
+            self.levels_["regression"] = LevelRegression.from_state(parts["levels.regression"])
         self.builder_ = self.station_ae_ = self.station_embeddings_ = self.station_stats_ = None
         if meta["station_in_dim"] is not None:
             self.station_ae_ = self._station_ae(meta["station_in_dim"])
-            self.station_ae_.load_state_dict(sub("station_ae"))
+            self.station_ae_.load_state_dict(parts["station_ae"])
             self.station_ae_ = self._freeze(self.station_ae_)
             self.station_embeddings_ = tensors["station_embeddings"]
-            self.station_stats_ = (tensors["station_embeddings.mean"], tensors["station_embeddings.std"])
+            embeddings = parts["station_embeddings"]
+            self.station_stats_ = (embeddings["mean"], embeddings["std"])
             self.builder_ = StationGraphBuilder(
                 radius_km=self.config.radius_km,
                 k=self.config.knn,
-                mean_=tensors["station_graph.mean"].numpy(),
-                std_=tensors["station_graph.std"].numpy(),
+                mean_=parts["station_graph"]["mean"].numpy(),
+                std_=parts["station_graph"]["std"].numpy(),
                 stations_=self.stations_,
             )
