@@ -3,6 +3,7 @@ user errors end in one line with exit code 2."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 import cellsynth
 from cellsynth.cli import app
 from cellsynth.data import read
-from tests.conftest import REPO_ROOT
+from cellsynth.generators.stouter import StouterGenerator
 
 runner = CliRunner()
 
@@ -101,7 +102,8 @@ def test_fit_then_generate_for_planned_sites(city, tmp_path):
 
 
 def test_fit_stouter_says_how_much_of_the_station_levels_it_can_predict(city, tmp_path):
-    smoke = REPO_ROOT / "configs" / "stouter-smoke.yaml"
+    smoke = tmp_path / "smoke.yaml"  # JSON is YAML; tuples become lists
+    smoke.write_text(json.dumps(StouterGenerator.smoke_config()))
     output = invoke(
         "fit", "stouter", "--data", city, "--out", tmp_path / "r", "--config", smoke, "--no-progress"
     )
