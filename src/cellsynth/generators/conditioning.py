@@ -19,7 +19,7 @@ the baselines: they get the raw information those embeddings are computed from.
 steps each; ``N * W`` training series ``[C, L]``, each with its station's vector) and normalised by
 :class:`~cellsynth.transforms.scaling.LogScaler` (``z = (log1p(x / s_c) - mu_c) / sigma_c``); generated ``z`` is
 mapped back by its inverse, which is never negative, after clipping to the training range of ``z`` widened
-by ``clip_margin`` (10 %) of it on each side, as STOUTER clips its samples. Generated weeks land on the training time axis (its
+by ``extensions.clip_margin`` (10 %) of it on each side, as STOUTER clips its samples. Generated weeks land on the training time axis (its
 first week), ``"<id>#<k>"`` ids for ``k > 1`` samples, as every station generator.
 
 Training goes through :func:`cellsynth.training.train` (one stage named after the model):
@@ -42,6 +42,7 @@ from cellsynth.data.model import Stations, StationTraffic
 from cellsynth.data.samples import stack_samples
 from cellsynth.errors import DataError, NotFittedError
 from cellsynth.generators.base import (
+    ConfigSection,
     GeneratorConfig,
     StationGenerator,
     compose_state,
@@ -59,7 +60,7 @@ from cellsynth.generators.sampling import Sampling
 from cellsynth.training import loader, resolve_device, seed_everything, train
 from cellsynth.transforms.scaling import LogScaler
 
-__all__ = ["BaselineConfig", "BaselineGenerator", "StationFeatures"]
+__all__ = ["BaselineConfig", "BaselineExtensions", "BaselineGenerator", "StationFeatures"]
 
 _KM_PER_DEGREE = 111.195  # as cellsynth.graphs.stations
 
@@ -150,14 +151,32 @@ class StationFeatures:
             raise NotFittedError("StationFeatures: call fit(training stations) first")
 
 
-class BaselineConfig(GeneratorConfig):
-    """Options shared by the three baselines (data, conditioning, training loop, generation)."""
-
-    moved_fields: ClassVar[dict[str, str]] = {"generation_batch_size": "sampling.batch_size"}
+class BaselineExtensions(ConfigSection):
+    """What cellsynth adds to the published baselines: STOUTER's normalisation and its clipping of generated
+    values (the ``paper`` presets switch the clipping off)."""
 
     normalisation: Literal["standard", "unit"] = pydantic.Field(
-        "standard", description="LogScaler mode, as STOUTER's: 'standard' (z-score) or 'unit' ([-1, 1])."
+        "standard",
+        description="The papers give none for traffic. LogScaler mode, as STOUTER's: 'standard' (z-score) or "
+        "'unit' ([-1, 1]).",
     )
+    clip_margin: float | None = pydantic.Field(
+        0.1,
+        ge=0,
+        description="Clip generated weeks (DiffWave: its x_0 prediction at every step, as STOUTER) to the "
+        "per-channel range of the normalised training traffic, widened by this share of the range on each "
+        "side; None: no clipping, as the papers.",
+    )
+
+
+class BaselineConfig(GeneratorConfig):
+    """Options shared by the three baselines (conditioning, training loop; generation in ``sampling``,
+    cellsynth's additions in ``extensions``)."""
+
+    moved_fields: ClassVar[dict[str, str]] = {"generation_batch_size": "sampling.batch_size"} | {
+        name: f"extensions.{name}" for name in BaselineExtensions.model_fields
+    }
+
     use_coordinates: bool = pydantic.Field(
         True, description="Append standardised planar coordinates (km) to the station features when known."
     )
@@ -173,13 +192,7 @@ class BaselineConfig(GeneratorConfig):
         "auto", description="Where to train and sample: 'auto' uses a GPU when there is one."
     )
     sampling: Sampling = pydantic.Field(default_factory=lambda: Sampling(batch_size=512))
-    clip_margin: float | None = pydantic.Field(
-        0.1,
-        ge=0,
-        description="Clip generated weeks (DiffWave: its x_0 prediction at every step, as STOUTER) to the "
-        "per-channel range of the normalised training traffic, widened by this share of the range on each "
-        "side; None: no clipping.",
-    )
+    extensions: BaselineExtensions = pydantic.Field(default_factory=BaselineExtensions)
 
     @pydantic.model_validator(mode="after")
     def _some_time_features(self) -> BaselineConfig:
@@ -249,7 +262,7 @@ class BaselineGenerator(StationGenerator):
             {"config": self.config.model_dump(mode="json"), "data": station_fingerprint(data)},
         )
 
-        self.scaler_ = LogScaler(cfg.normalisation).fit(weeks)
+        self.scaler_ = LogScaler(cfg.extensions.normalisation).fit(weeks)
         z = self.scaler_.transform(weeks).astype(np.float32)
         self.features_ = StationFeatures(cfg.use_coordinates).fit(data.stations)
         vectors = self.features_.transform(data.stations)  # [N, D]
@@ -334,7 +347,7 @@ class BaselineGenerator(StationGenerator):
         """``(lo, hi)`` ``[C, 1]``: the training range of z per channel widened by ``clip_margin`` of it on each
         side (as STOUTER's), or None. Why: a value a few units beyond the training range is harmless in z
         but, through ``expm1``, becomes traffic many times the largest ever seen."""
-        margin = self.config.clip_margin
+        margin = self.config.extensions.clip_margin
         if margin is None:
             return None
         lo, hi = self.scaler_.z_min_, self.scaler_.z_max_
@@ -367,7 +380,7 @@ class BaselineGenerator(StationGenerator):
         self.stations_ = restore_stations(tensors, meta)
         self.time_, self.week_length_ = meta["time"], meta["week_length"]
         self.history_ = meta.get("history", {})
-        self.scaler_ = LogScaler.from_state(parts["scaler"], self.config.normalisation)
+        self.scaler_ = LogScaler.from_state(parts["scaler"], self.config.extensions.normalisation)
         feature_meta = split_state(meta, ("station_features",))["station_features"]
         self.features_ = StationFeatures.from_state(parts["station_features"], feature_meta)
         net = self._network(len(self.time_["channels"]), self.features_.dim, self.week_length_)
