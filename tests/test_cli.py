@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 import cellsynth
 from cellsynth.cli import app
 from cellsynth.data import read
+from cellsynth.errors import ConfigError
 from cellsynth.generators.stouter import StouterGenerator
 
 runner = CliRunner()
@@ -109,6 +110,23 @@ def test_fit_stouter_says_how_much_of_the_station_levels_it_can_predict(city, tm
     )
     line = " ".join(output.split())
     assert "station levels: the station descriptors explain internet" in line and "leave-one-out" in line
+
+
+def test_fit_stouter_refuses_a_knowledge_graph_it_does_not_declare(city, tmp_path):
+    """Side inputs are what a generator declares (``side_inputs``), not guessed from its fit's signature."""
+    args = [
+        "fit",
+        "stouter",
+        "--data",
+        city,
+        "--out",
+        tmp_path / "r",
+        "--knowledge-graph",
+        tmp_path / "kg.csv",
+    ]
+    result = runner.invoke(app, [str(a) for a in args])
+    assert isinstance(result.exception, ConfigError)
+    assert "stouter does not use a knowledge graph; leave out --knowledge-graph" in str(result.exception)
 
 
 def test_fit_mstdiff_then_generate_users(city, tmp_path):

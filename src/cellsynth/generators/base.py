@@ -110,6 +110,9 @@ class Generator(ABC):
     name: ClassVar[str]
     kind: ClassVar[Literal["stations", "users"]]
     Config: ClassVar[type[GeneratorConfig]] = GeneratorConfig
+    #: Data besides the training set that ``fit`` takes as keyword options (e.g. ``"knowledge_graph"``): the
+    #: CLI reads them for the generators that declare them (``cellsynth fit --knowledge-graph``).
+    side_inputs: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: GeneratorConfig | dict | None = None, **overrides: Any) -> None:
         self.config = _validate_config(self.Config, config, overrides)
