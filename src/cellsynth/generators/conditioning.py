@@ -58,7 +58,7 @@ from cellsynth.generators.base import (
 )
 from cellsynth.generators.sampling import Sampling
 from cellsynth.training import loader, resolve_device, seed_everything, train
-from cellsynth.transforms.scaling import LogScaler
+from cellsynth.transforms.scaling import LogScaler, widened_range
 
 __all__ = ["BaselineConfig", "BaselineExtensions", "BaselineGenerator", "StationFeatures"]
 
@@ -350,12 +350,8 @@ class BaselineGenerator(StationGenerator):
         margin = self.config.extensions.clip_margin
         if margin is None:
             return None
-        lo, hi = self.scaler_.z_min_, self.scaler_.z_max_
-        width = hi - lo
-        return tuple(
-            torch.as_tensor(b, dtype=torch.float32, device=device)[:, None]
-            for b in (lo - margin * width, hi + margin * width)
-        )
+        bounds = widened_range(self.scaler_.z_min_, self.scaler_.z_max_, margin)
+        return tuple(torch.as_tensor(b, dtype=torch.float32, device=device)[:, None] for b in bounds)
 
     # -- persistence -------------------------------------------------------------------------------------
     def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -92,7 +92,7 @@ from cellsynth.graphs.temporal import temporal_graph
 from cellsynth.nn.graph_autoencoder import GraphAutoencoder, gcn_autoencoder, gin_autoencoder
 from cellsynth.nn.stunet import STUNet
 from cellsynth.training import TrainingModule, loader, resolve_device, seed_everything, train
-from cellsynth.transforms.scaling import LogScaler
+from cellsynth.transforms.scaling import LogScaler, widened_range
 
 __all__ = ["StouterConfig", "StouterExtensions", "StouterGenerator"]
 
@@ -646,8 +646,7 @@ class StouterGenerator(StationGenerator):
         return tuple(torch.as_tensor(b, dtype=torch.float32, device=device)[:, None] for b in bounds)
 
     def _widened(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        margin = self.config.extensions.clip_margin * (hi - lo)
-        return lo - margin, hi + margin
+        return widened_range(lo, hi, self.config.extensions.clip_margin)
 
     def station_embeddings(self, stations: Stations, *, drawn: bool = False) -> torch.Tensor | None:
         """Standardised F_s ``[M, d_s]`` for ``stations`` (``None`` when ``use_spatial`` is off).
