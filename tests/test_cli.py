@@ -3,6 +3,7 @@ user errors end in one line with exit code 2."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -14,7 +15,8 @@ from typer.testing import CliRunner
 import cellsynth
 from cellsynth.cli import app
 from cellsynth.data import read
-from tests.conftest import REPO_ROOT
+from cellsynth.errors import ConfigError
+from cellsynth.generators.stouter import StouterGenerator
 
 runner = CliRunner()
 
@@ -101,12 +103,30 @@ def test_fit_then_generate_for_planned_sites(city, tmp_path):
 
 
 def test_fit_stouter_says_how_much_of_the_station_levels_it_can_predict(city, tmp_path):
-    smoke = REPO_ROOT / "configs" / "stouter-smoke.yaml"
+    smoke = tmp_path / "smoke.yaml"  # JSON is YAML; tuples become lists
+    smoke.write_text(json.dumps(StouterGenerator.smoke_config()))
     output = invoke(
         "fit", "stouter", "--data", city, "--out", tmp_path / "r", "--config", smoke, "--no-progress"
     )
     line = " ".join(output.split())
     assert "station levels: the station descriptors explain internet" in line and "leave-one-out" in line
+
+
+def test_fit_stouter_refuses_a_knowledge_graph_it_does_not_declare(city, tmp_path):
+    """Side inputs are what a generator declares (``side_inputs``), not guessed from its fit's signature."""
+    args = [
+        "fit",
+        "stouter",
+        "--data",
+        city,
+        "--out",
+        tmp_path / "r",
+        "--knowledge-graph",
+        tmp_path / "kg.csv",
+    ]
+    result = runner.invoke(app, [str(a) for a in args])
+    assert isinstance(result.exception, ConfigError)
+    assert "stouter does not use a knowledge graph; leave out --knowledge-graph" in str(result.exception)
 
 
 def test_fit_mstdiff_then_generate_users(city, tmp_path):

@@ -6,7 +6,7 @@ import lightning as L
 import pytest
 import torch
 
-from cellsynth.training import TrainingModule, loader, seed_everything, train
+from cellsynth.training import EMA, TrainingModule, loader, seed_everything, train
 
 
 class Regression(L.LightningModule):
@@ -134,3 +134,63 @@ def test_checkpoints_that_are_not_checkpoints_restart_the_stage(tmp_path):
         restarted = weights(fit(3, checkpoint_dir=tmp_path))
     assert torch.equal(restarted, weights(fit(3)))
     assert sorted(p.name for p in stage.glob("*.damaged")) == ["epoch=0001.ckpt.damaged", "last.ckpt.damaged"]
+
+
+class Averaged(Regression):
+    """Regression with an EMA of its net; ``seen`` records the net's weights after every optimiser step."""
+
+    def __init__(self, decay: float) -> None:
+        super().__init__()
+        self.decay = decay
+        self.seen: list[torch.Tensor] = []
+
+    def configure_callbacks(self):
+        return [EMA(self.decay)]
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        self.seen.append(weights(self.net).clone())
+
+
+def fit_averaged(epochs, checkpoint_dir=None, decay=0.9):
+    seed_everything(0)
+    module = Averaged(decay)
+    start = weights(module.net).clone()
+    train(
+        module,
+        loader(dataset(), batch_size=16, seed=0),
+        max_epochs=epochs,
+        stage="averaged",
+        seed=0,
+        checkpoint_dir=checkpoint_dir,
+        progress=False,
+    )
+    return module, start
+
+
+def test_ema_follows_the_warmed_up_recursion():
+    module, start = fit_averaged(3)
+    assert len(module.seen) == 9  # 48 samples / 16 per batch, 3 epochs
+    expected = start
+    for n, current in enumerate(module.seen, start=1):  # global step n after the n-th optimiser step
+        decay = min(0.9, (1 + n) / (10 + n))
+        expected = decay * expected + (1 - decay) * current
+    torch.testing.assert_close(weights(module.ema), expected)
+    assert not torch.allclose(weights(module.ema), weights(module.net))
+    assert not any(p.requires_grad for p in module.ema.parameters())
+    last, _ = fit_averaged(2, decay=0.0)  # decay 0: the last weights
+    assert torch.equal(weights(last.ema), weights(last.net))
+
+
+def test_ema_resume_is_exact_and_a_finished_stage_keeps_its_average(tmp_path):
+    uninterrupted = weights(fit_averaged(4)[0].ema)
+    fit_averaged(2, checkpoint_dir=tmp_path)  # "killed" after epoch 2
+    resumed, _ = fit_averaged(4, checkpoint_dir=tmp_path)
+    assert len(resumed.seen) == 6  # only the last two epochs ran
+    assert torch.equal(weights(resumed.ema), uninterrupted)
+    finished, _ = fit_averaged(4, checkpoint_dir=tmp_path)  # nothing left to train: the average is reloaded
+    assert finished.seen == [] and torch.equal(weights(finished.ema), uninterrupted)
+
+
+def test_ema_decay_must_be_below_one():
+    with pytest.raises(ValueError, match=r"EMA decay must be in \[0, 1\), got 1.0"):
+        EMA(1.0)

@@ -488,8 +488,6 @@ def fit(
     progress: Progress = True,
 ) -> None:
     """Train a generator; rerunning the same command resumes from the run directory's checkpoints."""
-    import inspect
-
     from cellsynth.generators import available_presets, get, get_class
 
     _check_out(out, "model run", data, config, knowledge_graph)
@@ -500,7 +498,7 @@ def fit(
     gen = get(model, values, preset=chosen_preset)
     train = _training_data(data, get_class(model).kind)
     extra: dict[str, Any] = {}
-    if "knowledge_graph" in inspect.signature(gen.fit).parameters:
+    if "knowledge_graph" in type(gen).side_inputs:
         from cellsynth.data.knowledge import read_knowledge_graph
 
         city_graph = data / "knowledge_graph.parquet"

@@ -7,11 +7,13 @@ under ``checkpoint_dir/checkpoints/<stage>/`` and a rerun skips finished stages 
 that was interrupted. A checkpoint that cannot be loaded (truncated by a kill or a full disk) is renamed
 ``<name>.damaged``, never deleted, and the stage resumes from the previous intact checkpoint, or from the
 start, with a warning that says which. Checkpoints are read with ``torch.load(weights_only=True)``, whose
-restricted unpickler builds tensors and plain containers only and runs no code.
+restricted unpickler builds tensors and plain containers only and runs no code. that was interrupted. A module that generates with an exponential moving average of its network's weights
+declares :class:`EMA` in its ``configure_callbacks``.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import random
@@ -26,7 +28,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from cellsynth.errors import ConfigError
 
-__all__ = ["TrainingModule", "loader", "resolve_device", "seed_everything", "train"]
+__all__ = ["EMA", "TrainingModule", "loader", "resolve_device", "seed_everything", "train"]
 
 
 def resolve_device(accelerator: str) -> torch.device:
@@ -84,6 +86,48 @@ class _StepSeed(Callback):
         torch.manual_seed(step_seed)
         np.random.seed(step_seed)  # noqa: NPY002 - third-party code may use the legacy global RNG
         random.seed(step_seed)
+
+
+class EMA(Callback):
+    """An exponential moving average of a LightningModule's network ``module.<source>``, kept as another of its
+    submodules, ``module.<target>`` (created by :meth:`setup` as a frozen copy, unless the module has one).
+
+    After every training batch, at optimiser step ``n`` (the trainer's global step, counted after the step):
+
+    .. math::  d_n = \\min\\Big(d,\\ \\frac{1 + n}{10 + n}\\Big), \\qquad
+               \\theta_{ema} \\leftarrow d_n\\, \\theta_{ema} + (1 - d_n)\\, \\theta
+
+    The warm-up ``(1 + n) / (10 + n)`` averages the early weights, far from the optimum, over fewer steps;
+    ``decay = 0`` keeps the last weights. Buffers (running statistics) are copied, not averaged.
+
+    Why a submodule: it moves with the module between devices and is saved in every checkpoint with the
+    module's weights (as ``<target>.*``), so a resumed run continues the same average and a finished stage
+    reloads it. A module declares it where it declares its optimiser::
+
+        def configure_callbacks(self):
+            return [EMA(self.ema_decay)]  # after training, self.ema is the average of self.net
+    """
+
+    def __init__(self, decay: float, *, source: str = "net", target: str = "ema") -> None:
+        if not 0 <= decay < 1:
+            raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
+        self.decay, self.source, self.target = float(decay), source, target
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        # Before Lightning restores a checkpoint into the module: the copy then receives its saved average.
+        if getattr(pl_module, self.target, None) is None:
+            averaged = copy.deepcopy(getattr(pl_module, self.source)).requires_grad_(False)
+            setattr(pl_module, self.target, averaged)
+
+    @torch.no_grad()
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        n = trainer.global_step
+        decay = min(self.decay, (1 + n) / (10 + n))
+        averaged, current = getattr(pl_module, self.target), getattr(pl_module, self.source)
+        for p_ema, p in zip(averaged.parameters(), current.parameters(), strict=True):
+            p_ema.lerp_(p, 1 - decay)
+        for b_ema, b in zip(averaged.buffers(), current.buffers(), strict=True):
+            b_ema.copy_(b)
 
 
 def _quiet_lightning() -> None:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
-from cellsynth.diffusion.gaussian import GaussianDiffusion
+from cellsynth.diffusion.gaussian import GaussianDiffusion, clip_predicted_x0
 from cellsynth.errors import ConfigError
 
 MU, SIGMA = 1.5, 0.5
@@ -142,11 +142,14 @@ def test_x0_clipping(sampler):
     assert (tight < 1.3).any() and (tight > 1.5).any()
 
 
-def test_clip_eps_formula():
+def test_clip_predicted_x0_formula():
     d = GaussianDiffusion(100, "squaredcos_cap_v2")
-    x_t, eps, t = torch.tensor([[3.0]]), torch.tensor([[0.5]]), torch.tensor([40])
+    x_t, eps = torch.tensor([[3.0]]), torch.tensor([[0.5]])
     a = d.alphas_cumprod[40]
     x0 = (x_t - (1 - a).sqrt() * eps) / a.sqrt()
-    new = d.clip_eps(eps, x_t, t, torch.tensor(-1.0), torch.tensor(1.0))
-    torch.testing.assert_close((x_t - (1 - a).sqrt() * new) / a.sqrt(), x0.clamp(-1, 1))
-    assert torch.equal(d.clip_eps(eps, x_t, t, torch.tensor(-100.0), torch.tensor(100.0)), eps)
+    for alpha_bar in (float(a), a.view(1, 1)):  # a float, or a tensor broadcasting against x_t
+        new = clip_predicted_x0(x_t, eps, alpha_bar, torch.tensor(-1.0), torch.tensor(1.0))
+        torch.testing.assert_close((x_t - (1 - a).sqrt() * new) / a.sqrt(), x0.clamp(-1, 1))
+        # the other way to write it: the noise that takes x_t to the clipped x_0
+        torch.testing.assert_close(new, (x_t - a.sqrt() * x0.clamp(-1, 1)) / (1 - a).sqrt())
+        assert torch.equal(clip_predicted_x0(x_t, eps, alpha_bar, -100.0, 100.0), eps)

@@ -1,56 +1,37 @@
-"""The conformance suite: every registered generator passes the same checks, as scikit-learn's
-``check_estimator`` does — tiny fit, shapes, non-negativity, seeds, save/load round trip, new stations,
-more weeks of the training stations (however they are described, nothing at all included), clear errors
-on bad input, and input a fit cannot use refused before any training. A new generator is picked up from
-the registry automatically."""
+"""The conformance suite: every registered generator passes the checks of :mod:`cellsynth.testing`, as
+scikit-learn's ``check_estimator`` — tiny fit, shapes, non-negativity, seeds, save/load round trip, new
+stations, and clear errors on bad input. A new generator is picked up from the registry automatically; a
+plug-in runs the same checks with ``cellsynth.testing.check_generator``."""
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import lightning as L
 import numpy as np
-import pandas as pd
+import pydantic
 import pytest
+import torch
 
-import cellsynth
+from cellsynth import testing
 from cellsynth.data import Stations, StationTraffic, UserMobility
 from cellsynth.data.knowledge import KnowledgeGraph
-from cellsynth.data.samples import split_samples
-from cellsynth.errors import CellsynthError, ConfigError, DataError, NotFittedError
-from cellsynth.generators import available, get, get_class
-
-START = pd.Timestamp("2026-01-05", tz="Europe/Rome")  # a Monday
-
-
-def tiny_stations(n: int, seed: int = 0) -> Stations:
-    rng = np.random.default_rng(seed)
-    return Stations(
-        ids=[f"bs{i:02d}" for i in range(n)],
-        lat=45.46 + rng.normal(0, 0.01, n),
-        lon=9.19 + rng.normal(0, 0.01, n),
-        features=rng.poisson(5, (n, 3)),
-        feature_names=("poi_office", "poi_home", "poi_bar"),
-    )
-
-
-def tiny_traffic(n: int = 8, weeks: int = 2, seed: int = 0) -> StationTraffic:
-    rng = np.random.default_rng(seed)
-    t = np.arange(168 * weeks)
-    daily = 1.5 + np.sin(2 * np.pi * (t % 24 - 8) / 24)
-    level = rng.lognormal(0, 0.5, (n, 1, 1))
-    values = level * daily[None, :, None] * rng.lognormal(0, 0.2, (n, len(t), 2))
-    return StationTraffic(values, START, "1h", ("internet", "sms"), tiny_stations(n, seed))
-
-
-def tiny_users(n_users: int = 12, seed: int = 0) -> UserMobility:
-    rng = np.random.default_rng(seed)
-    stations = tiny_stations(6, seed)
-    home, work = rng.integers(0, 6, n_users), rng.integers(0, 6, n_users)
-    hour = (np.arange(336) // 2) % 24
-    at_work = (hour >= 9) & (hour < 17)
-    locations = np.where(at_work[None, :], work[:, None], home[:, None])
-    traffic = rng.lognormal(0, 1, (n_users, 336)) * (rng.random((n_users, 336)) < 0.4)
-    return UserMobility(locations, START, "30min", stations, traffic=traffic)
-
+from cellsynth.data.samples import split_samples, stack_samples
+from cellsynth.errors import CellsynthError, ConfigError, DataError
+from cellsynth.generators import available, get, get_class, register, registry
+from cellsynth.generators.base import (
+    GeneratorConfig,
+    StationGenerator,
+    compose_state,
+    expect,
+    restore_stations,
+    restore_time_axis,
+    split_state,
+    stations_state,
+    time_axis_state,
+    training_weeks,
+)
+from cellsynth.testing import START, tiny_stations, tiny_traffic, tiny_users
 
 STATION_GENERATORS = [n for n in available() if get_class(n).kind == "stations"]
 USER_GENERATORS = [n for n in available() if get_class(n).kind == "users"]
@@ -99,46 +80,30 @@ def test_registry_lists_the_reference_generators():
         get("nope")
 
 
+@pytest.mark.parametrize("name", available())
+def test_declarations(name):
+    testing.check_declaration(get_class(name))
+
+
+def test_side_inputs_are_declared_not_guessed():
+    assert get_class("mstdiff").side_inputs == ("knowledge_graph",)
+    assert all(get_class(n).side_inputs == () for n in STATION_GENERATORS)
+
+
 def test_station_output_shape_axis_and_sample_ids(fitted_station, station_data):
-    out = fitted_station.generate(station_data, samples=3, seed=0)
-    assert isinstance(out, StationTraffic)
-    assert out.n_stations == station_data.n_stations * 3
-    assert out.n_steps == 168 and out.channels == station_data.channels
-    assert out.start == station_data.start and out.step == station_data.step
-    ids, values = split_samples(out)
-    assert ids == list(station_data.stations.ids)
-    assert values.shape == (station_data.n_stations, 3, 168, 2)
-    assert np.isfinite(values).all() and (values >= 0).all()
+    testing.check_station_output(fitted_station, station_data)
 
 
 def test_station_seeds(fitted_station, station_data):
-    a = fitted_station.generate(station_data, samples=2, seed=7)
-    b = fitted_station.generate(station_data, samples=2, seed=7)
-    c = fitted_station.generate(station_data, samples=2, seed=8)
-    assert np.array_equal(a.values, b.values)
-    assert not np.array_equal(a.values, c.values)
+    testing.check_station_seeds(fitted_station, station_data)
 
 
 def test_station_save_load_round_trip(fitted_station, station_data, tmp_path):
-    fitted_station.save(tmp_path / "model")
-    assert {p.name for p in (tmp_path / "model").iterdir()} >= {"generator.json", "weights.safetensors"}
-    loaded = cellsynth.load(tmp_path / "model")
-    assert type(loaded) is type(fitted_station) and loaded.config == fitted_station.config
-    np.testing.assert_array_equal(
-        loaded.generate(station_data, samples=2, seed=3).values,
-        fitted_station.generate(station_data, samples=2, seed=3).values,
-    )
+    testing.check_station_save_load(fitted_station, station_data, tmp_path)
 
 
 def test_station_generates_for_new_and_drawn_stations(fitted_station):
-    planned = tiny_stations(3, seed=99)
-    planned = Stations(
-        [f"new{i}" for i in range(3)], planned.lat, planned.lon, planned.features, planned.feature_names
-    )
-    out = fitted_station.generate(planned, samples=1, seed=0)
-    assert list(out.stations.ids) == ["new0", "new1", "new2"] and out.n_steps == 168
-    drawn = fitted_station.generate(5, seed=1)
-    assert drawn.n_stations == 5
+    testing.check_station_targets(fitted_station)
 
 
 def test_station_generates_more_weeks_of_its_training_stations(fitted_station, station_data):
@@ -314,22 +279,7 @@ def test_fit_refuses_unusable_input_before_training(
 
 
 def test_station_errors(fitted_station, station_data):
-    name = fitted_station.name
-    with pytest.raises(NotFittedError):
-        get(name, get_class(name).smoke_config()).generate(station_data)
-    with pytest.raises(NotFittedError):
-        get(name, get_class(name).smoke_config()).save("never-written")
-    with pytest.raises(DataError, match="trains on StationTraffic"):
-        get(name, get_class(name).smoke_config()).fit(tiny_users(), progress=False)
-    with pytest.raises(DataError, match="samples must be a positive integer"):
-        fitted_station.generate(station_data, samples=0)
-    with pytest.raises(DataError):
-        fitted_station.generate("stations.csv")
-    wrong = Stations(["x"], [45.0], [9.0], [[1.0]], ("poi_other",))
-    with pytest.raises(DataError, match="features"):
-        fitted_station.generate(wrong)
-    with pytest.raises(ConfigError, match="invalid .*Config: not_a_setting"):
-        get(name, {"not_a_setting": 1})
+    testing.check_station_errors(fitted_station, station_data)
 
 
 @pytest.mark.skipif(not USER_GENERATORS, reason="no user-level generator registered yet")
@@ -337,20 +287,77 @@ def test_station_errors(fitted_station, station_data):
     ("name", "options"), USER_VARIANTS, ids=lambda v: "-".join(v) if isinstance(v, dict) else v
 )
 def test_user_generator_contract(name, options, tmp_path):
-    data = tiny_users()
-    gen = get(name, get_class(name).smoke_config() | options).fit(
-        data, progress=False, checkpoint_dir=tmp_path / "ckpt"
-    )
-    out = gen.generate(5, seed=0)
-    assert isinstance(out, UserMobility) and out.n_users == 5 and out.n_steps == data.n_steps
-    assert out.stations.equals(data.stations)
-    assert out.step == data.step and out.start == data.start
-    assert np.array_equal(out.locations, gen.generate(5, seed=0).locations)
-    assert not np.array_equal(out.locations, gen.generate(5, seed=1).locations)
-    gen.save(tmp_path / "m")
-    again = cellsynth.load(tmp_path / "m").generate(5, seed=0)
-    assert again.equals(out)
-    with pytest.raises(DataError):
-        gen.generate(0)
-    with pytest.raises(DataError):
-        get(name, get_class(name).smoke_config()).fit(tiny_traffic(), progress=False)
+    testing.check_user_generator(name, get_class(name).smoke_config() | options, tmp_path)
+
+
+# -- a plug-in, as a user outside cellsynth would write one ---------------------------------------------------
+class MeanWeekConfig(GeneratorConfig):
+    spread: float = pydantic.Field(0.1, ge=0, description="Log-normal noise on the mean week.")
+
+
+class MeanWeekGenerator(StationGenerator):
+    """Every station gets the training stations' mean week times log-normal noise (the tiniest model)."""
+
+    name = "test-mean-week"
+    Config = MeanWeekConfig
+    #: Set by a test to break the contract on purpose.
+    broken: ClassVar[str] = ""
+
+    def fit(self, data, *, progress=True, checkpoint_dir=None):
+        data = expect(data, StationTraffic, self.name)
+        self.mean_ = training_weeks(data, self.name).mean(axis=(0, 1))  # [L, C]
+        self.stations_, self.time_ = data.stations, time_axis_state(data)
+        self.fitted_ = True
+        return self
+
+    def generate(self, target, *, samples=1, seed=0, **options: Any):
+        self.check_fitted()
+        samples = self._check_samples(samples)
+        stations = self._resolve_target(target, seed, self.stations_).stations
+        rng = np.random.default_rng(0 if self.broken == "seed" else seed)
+        noise = rng.lognormal(0, self.config.spread, (len(stations), samples, *self.mean_.shape))
+        values = self.mean_ * noise
+        start, step = restore_time_axis(self.time_)
+        start += step * int(self.broken == "start")
+        return stack_samples(stations, values, start=start, step=step, channels=tuple(self.time_["channels"]))
+
+    def _state(self):
+        tensors, meta = stations_state(self.stations_)
+        return tensors | compose_state({"mean_week": {"values": self.mean_}}), meta | {"time": self.time_}
+
+    def _restore(self, tensors, meta):
+        self.mean_ = split_state(tensors, ("mean_week",))["mean_week"]["values"].numpy()
+        self.stations_, self.time_ = restore_stations(tensors, meta), meta["time"]
+
+
+@pytest.fixture
+def plug_in(monkeypatch):
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # registered for this test only
+    register(MeanWeekGenerator.name, f"{__name__}:MeanWeekGenerator")
+    return MeanWeekGenerator
+
+
+def test_a_registered_plug_in_passes_check_generator(plug_in, tmp_path):
+    assert plug_in.name in available()
+    testing.check_generator(plug_in.name, directory=tmp_path)
+    testing.check_generator(plug_in)  # the class itself, in a temporary directory
+
+
+@pytest.mark.parametrize(
+    ("broken", "message"),
+    [
+        ("seed", "test-mean-week: seeds: another seed gave the same output"),
+        ("start", "output: not on the training axis"),
+    ],
+)
+def test_check_generator_names_what_a_broken_generator_gets_wrong(plug_in, monkeypatch, broken, message):
+    monkeypatch.setattr(plug_in, "broken", broken)
+    with pytest.raises(AssertionError, match=message):
+        testing.check_generator(plug_in)
+
+
+def test_check_generator_refuses_what_is_not_a_generator():
+    with pytest.raises(TypeError, match="Generator subclass or a registered name"):
+        testing.check_generator(torch.nn.Linear)
+    with pytest.raises(ConfigError, match="unknown generator"):
+        testing.check_generator("nope")

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from cellsynth.errors import DataError, NotFittedError
-from cellsynth.transforms.scaling import LogScaler
+from cellsynth.transforms.scaling import LogScaler, widened_range
 
 traffic = hnp.arrays(
     np.float64,
@@ -74,3 +74,12 @@ def test_all_zero_channel_and_errors():
         scaler.transform(np.ones((2, 3)))
     with pytest.raises(DataError, match="mode"):
         LogScaler("minmax")
+
+
+def test_widened_range_adds_the_share_of_the_width_on_each_side():
+    low, high = widened_range(np.array([0.0, -2.0]), np.array([10.0, 2.0]), 0.1)
+    np.testing.assert_allclose(low, [-1.0, -2.4])
+    np.testing.assert_allclose(high, [11.0, 2.4])
+    low, high = widened_range(np.array([1.0]), np.array([3.0]), 0.0)
+    np.testing.assert_array_equal(low, [1.0])
+    np.testing.assert_array_equal(high, [3.0])

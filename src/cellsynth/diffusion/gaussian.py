@@ -22,12 +22,12 @@ from ``x_T ~ N(0, I)`` with one of three solvers, all built from the same betas:
 
 The schedulers come from diffusers (:class:`~diffusers.DDPMScheduler`, :class:`~diffusers.DDIMScheduler`,
 :class:`~diffusers.DPMSolverMultistepScheduler`); this module fixes their options consistently:
-epsilon prediction, no clipping of the predicted x_0 (the data are standardised, not confined to
-[-1, 1]), and strided timesteps that start at the last training timestep (``trailing`` for DDIM,
+epsilon prediction, no clipping of the predicted x_0 by the scheduler (the data are standardised, not
+confined to [-1, 1]; a caller clips to its own range with :func:`clip_predicted_x0`), and strided timesteps that start at the last training timestep (``trailing`` for DDIM,
 ``linspace`` for DPM-Solver, so the first step sees pure noise, as x_T is).
 
 Callers with their own loop (MSTDiff interleaves a discrete chain) use :meth:`GaussianDiffusion.scheduler`
-and step it; everyone else uses :meth:`GaussianDiffusion.sample`.
+and step it (clipping with :func:`clip_predicted_x0`); everyone else uses :meth:`GaussianDiffusion.sample`.
 """
 
 from __future__ import annotations
@@ -42,7 +42,14 @@ from tqdm.auto import tqdm
 
 from cellsynth.errors import ConfigError
 
-__all__ = ["DEFAULT_STEPS", "MAX_TERMINAL_ALPHA_BAR", "SAMPLERS", "GaussianDiffusion", "terminal_problem"]
+__all__ = [
+    "DEFAULT_STEPS",
+    "MAX_TERMINAL_ALPHA_BAR",
+    "SAMPLERS",
+    "GaussianDiffusion",
+    "clip_predicted_x0",
+    "terminal_problem",
+]
 
 Sampler = Literal["ddpm", "ddim", "dpm-solver"]
 SAMPLERS: tuple[str, ...] = ("ddpm", "ddim", "dpm-solver")
@@ -168,7 +175,7 @@ class GaussianDiffusion:
         ``eps_fn(x_t, t)`` gets ``x_t`` ``[B, ...]`` and ``t`` int64 ``[B]`` on ``device`` and returns the
         predicted noise. All randomness (x_T and DDPM's per-step noise) comes from ``generator``, so the same
         generator state gives the same samples. ``x0_range=(lo, hi)`` (scalars or tensors broadcasting
-        against ``x``) clips the predicted ``x_0`` at every step (:meth:`clip_eps`), as DDPM clips images
+        against ``x``) clips the predicted ``x_0`` at every step (:func:`clip_predicted_x0`), as DDPM clips images
         to [-1, 1]; the result then lies in the range too. ``x_T`` (of ``shape``) replaces the initial noise
         draw, e.g. so that a caller batching a large request gets the same samples whatever its batch size
         (exactly so for the deterministic samplers).
@@ -187,7 +194,8 @@ class GaussianDiffusion:
             t_batch = torch.full((shape[0],), int(t), dtype=torch.long, device=device)
             eps = eps_fn(sched.scale_model_input(x, t), t_batch)
             if x0_range is not None:
-                eps = self.clip_eps(eps, x, t_batch, lo, hi)
+                alpha_bar = self.alphas_cumprod.to(device)[t_batch].view(-1, *([1] * (x.dim() - 1)))
+                eps = clip_predicted_x0(x, eps, alpha_bar, lo, hi)
             # DDIM (eta = 0) and DPM-Solver++ are deterministic; DDPM draws its per-step noise from
             # `generator` (diffusers draws on the generator's device and moves it to x's).
             x = sched.step(eps, t, x, generator=generator).prev_sample
@@ -195,17 +203,33 @@ class GaussianDiffusion:
             x = torch.maximum(torch.minimum(x, hi), lo)  # DDPM's last step adds a little noise of its own
         return x
 
-    def clip_eps(
-        self, eps: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor
-    ) -> torch.Tensor:
-        """The noise prediction whose implied ``x_0`` is clipped to ``[lo, hi]``.
 
-        With ``a = abar_t``: ``x0_hat = (x_t - sqrt(1 - a) eps) / sqrt(a)``; clip it to ``x0_c``; return
-        ``eps' = eps + sqrt(a / (1 - a)) (x0_hat - x0_c)``, the eps for which ``x0_hat = x0_c``. DDPM, DDIM
-        and DPM-Solver++ all recover ``x_0`` from eps by the same formula, so this clips every sampler's
-        ``x_0`` prediction, and leaves ``eps`` bit-for-bit unchanged where no clipping happens.
-        """
-        a = self.alphas_cumprod.to(x_t.device)[t].view(-1, *([1] * (x_t.dim() - 1))).to(x_t.dtype)
-        x0 = (x_t - (1 - a).sqrt() * eps) / a.sqrt()
-        clipped = torch.maximum(torch.minimum(x0, hi), lo)
-        return eps + (a / (1 - a)).sqrt() * (x0 - clipped)
+def clip_predicted_x0(
+    x_t: torch.Tensor,
+    eps: torch.Tensor,
+    alpha_bar: float | torch.Tensor,
+    low: torch.Tensor | float,
+    high: torch.Tensor | float,
+) -> torch.Tensor:
+    """The noise prediction whose implied ``x_0`` is clipped to ``[low, high]`` (DDPM's ``clip_sample``, with
+    any range: per channel, per coefficient).
+
+    With ``a = alpha-bar_t`` (a float, or a tensor broadcasting against ``x_t`` such as ``[B, 1, ..]``):
+
+    .. math::
+
+        \\hat x_0 = (x_t - \\sqrt{1 - a}\\,\\varepsilon) / \\sqrt a, \\qquad
+        x_0^c = \\min(\\max(\\hat x_0, low), high), \\qquad
+        \\varepsilon' = \\varepsilon + \\sqrt{a / (1 - a)}\\,(\\hat x_0 - x_0^c)
+
+    ``eps'`` is the noise for which the implied ``x_0`` is ``x_0^c`` (equivalently
+    ``(x_t - sqrt(a) x_0^c) / sqrt(1 - a)``). DDPM, DDIM and DPM-Solver++ all recover ``x_0`` from the noise by
+    the same formula, so returning ``eps'`` clips every sampler's ``x_0`` prediction; where nothing is clipped
+    ``eps`` comes back bit for bit.
+    """
+    a = torch.as_tensor(alpha_bar, dtype=x_t.dtype, device=x_t.device)
+    low = torch.as_tensor(low, dtype=x_t.dtype, device=x_t.device)
+    high = torch.as_tensor(high, dtype=x_t.dtype, device=x_t.device)
+    x0 = (x_t - (1 - a).sqrt() * eps) / a.sqrt()
+    clipped = torch.maximum(torch.minimum(x0, high), low)
+    return eps + (a / (1 - a)).sqrt() * (x0 - clipped)

@@ -22,6 +22,7 @@ import os
 import shutil
 import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -45,7 +46,9 @@ __all__ = [
     "StationGenerator",
     "TargetStations",
     "UserGenerator",
+    "compose_state",
     "load",
+    "split_state",
 ]
 
 FORMAT_VERSION = 1
@@ -115,6 +118,9 @@ class Generator(ABC):
     name: ClassVar[str]
     kind: ClassVar[Literal["stations", "users"]]
     Config: ClassVar[type[GeneratorConfig]] = GeneratorConfig
+    #: Data besides the training set that ``fit`` takes as keyword options (e.g. ``"knowledge_graph"``): the
+    #: CLI reads them for the generators that declare them (``cellsynth fit --knowledge-graph``).
+    side_inputs: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: GeneratorConfig | dict | None = None, **overrides: Any) -> None:
         self.config = _validate_config(self.Config, config, overrides)
@@ -465,6 +471,40 @@ def expect(data, kind: type, generator: str):
 
 
 # -- state helpers shared by generators --------------------------------------------------------------------
+def compose_state(parts: Mapping[str, Mapping[str, Any] | None]) -> dict[str, Any]:
+    """One flat mapping from named parts, for :meth:`Generator._state`: entry ``key`` of part ``name`` is
+    stored as ``"name.key"``; a part that is ``None`` (a stage switched off) is left out; numpy arrays become
+    tensors, other values (JSON metadata) stay as they are. Inverse: :func:`split_state`.
+
+    A part is what a component's ``state()`` (or a network's ``state_dict()``) returns::
+
+        tensors = compose_state({"scaler": scaler.state(), "net": net.state_dict()})
+        parts = split_state(tensors, ("scaler", "net"))
+        scaler, net = LogScaler.from_state(parts["scaler"]), net.load_state_dict(parts["net"])
+    """
+    flat: dict[str, Any] = {}
+    for name, part in parts.items():
+        for key, value in (part or {}).items():
+            flat[f"{name}.{key}"] = torch.from_numpy(value) if isinstance(value, np.ndarray) else value
+    return flat
+
+
+def split_state(flat: Mapping[str, Any], names: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Per part name, its entries of ``flat`` with ``"name."`` taken off (inverse of :func:`compose_state`).
+
+    A key belongs to the longest name it starts with, so a part and a part inside it (``"levels"`` and
+    ``"levels.regression"``) come apart; a name without entries gets ``{}``; keys of no part are left out.
+    """
+    names = sorted(set(names), key=len, reverse=True)
+    parts: dict[str, dict[str, Any]] = {name: {} for name in names}
+    for key, value in flat.items():
+        for name in names:
+            if key.startswith(name + "."):
+                parts[name][key[len(name) + 1 :]] = value
+                break
+    return parts
+
+
 def stations_state(stations: Stations, prefix: str = "stations") -> tuple[dict[str, torch.Tensor], dict]:
     """Stations as (tensors, JSON metadata) for :meth:`Generator._state`; inverse: :func:`restore_stations`."""
     tensors = {f"{prefix}.features": torch.from_numpy(np.array(stations.features))}

@@ -19,7 +19,7 @@ the baselines: they get the raw information those embeddings are computed from.
 steps each; ``N * W`` training series ``[C, L]``, each with its station's vector) and normalised by
 :class:`~cellsynth.transforms.scaling.LogScaler` (``z = (log1p(x / s_c) - mu_c) / sigma_c``); generated ``z`` is
 mapped back by its inverse, which is never negative, after clipping to the training range of ``z`` widened
-by ``clip_margin`` (10 %) of it on each side, as STOUTER clips its samples. Generated weeks land on the training time axis (its
+by ``extensions.clip_margin`` (10 %) of it on each side, as STOUTER clips its samples. Generated weeks land on the training time axis (its
 first week), ``"<id>#<k>"`` ids for ``k > 1`` samples, as every station generator.
 
 Training goes through :func:`cellsynth.training.train` (one stage named after the model):
@@ -42,11 +42,14 @@ from cellsynth.data.model import Stations, StationTraffic
 from cellsynth.data.samples import stack_samples
 from cellsynth.errors import DataError, NotFittedError
 from cellsynth.generators.base import (
+    ConfigSection,
     GeneratorConfig,
     StationGenerator,
+    compose_state,
     guard_resume,
     restore_stations,
     restore_time_axis,
+    split_state,
     station_fingerprint,
     stations_state,
     time_axis_state,
@@ -55,9 +58,9 @@ from cellsynth.generators.base import (
 )
 from cellsynth.generators.sampling import Sampling
 from cellsynth.training import loader, resolve_device, seed_everything, train
-from cellsynth.transforms.scaling import LogScaler
+from cellsynth.transforms.scaling import LogScaler, widened_range
 
-__all__ = ["BaselineConfig", "BaselineGenerator", "StationFeatures"]
+__all__ = ["BaselineConfig", "BaselineExtensions", "BaselineGenerator", "StationFeatures"]
 
 _KM_PER_DEGREE = 111.195  # as cellsynth.graphs.stations
 
@@ -121,28 +124,26 @@ class StationFeatures:
             )
         return np.concatenate(parts, axis=1)
 
-    def state(self, prefix: str = "station_features") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """``(arrays, JSON metadata)``; inverse: :meth:`from_state`."""
         self._fitted()
-        tensors = {
-            f"{prefix}.mean": torch.from_numpy(self.mean_),
-            f"{prefix}.std": torch.from_numpy(self.std_),
-        }
+        arrays = {"mean": self.mean_, "std": self.std_}
         meta = {
-            f"{prefix}.feature_names": list(self.feature_names_),
-            f"{prefix}.coordinates": self.coordinates_,
-            f"{prefix}.lat0": self.lat0_,
-            f"{prefix}.use_coordinates": self.use_coordinates,
+            "feature_names": list(self.feature_names_),
+            "coordinates": self.coordinates_,
+            "lat0": self.lat0_,
+            "use_coordinates": self.use_coordinates,
         }
-        return tensors, meta
+        return arrays, meta
 
     @classmethod
-    def from_state(cls, tensors: dict, meta: dict, prefix: str = "station_features") -> StationFeatures:
-        out = cls(meta[f"{prefix}.use_coordinates"])
-        out.feature_names_ = tuple(meta[f"{prefix}.feature_names"])
-        out.coordinates_ = bool(meta[f"{prefix}.coordinates"])
-        out.lat0_ = float(meta[f"{prefix}.lat0"])
-        out.mean_ = tensors[f"{prefix}.mean"].numpy().astype(np.float64)
-        out.std_ = tensors[f"{prefix}.std"].numpy().astype(np.float64)
+    def from_state(cls, arrays: dict, meta: dict) -> StationFeatures:
+        out = cls(meta["use_coordinates"])
+        out.feature_names_ = tuple(meta["feature_names"])
+        out.coordinates_ = bool(meta["coordinates"])
+        out.lat0_ = float(meta["lat0"])
+        out.mean_ = np.asarray(arrays["mean"], dtype=np.float64)
+        out.std_ = np.asarray(arrays["std"], dtype=np.float64)
         return out
 
     def _fitted(self) -> None:
@@ -150,14 +151,32 @@ class StationFeatures:
             raise NotFittedError("StationFeatures: call fit(training stations) first")
 
 
-class BaselineConfig(GeneratorConfig):
-    """Options shared by the three baselines (data, conditioning, training loop, generation)."""
-
-    moved_fields: ClassVar[dict[str, str]] = {"generation_batch_size": "sampling.batch_size"}
+class BaselineExtensions(ConfigSection):
+    """What cellsynth adds to the published baselines: STOUTER's normalisation and its clipping of generated
+    values (the ``paper`` presets switch the clipping off)."""
 
     normalisation: Literal["standard", "unit"] = pydantic.Field(
-        "standard", description="LogScaler mode, as STOUTER's: 'standard' (z-score) or 'unit' ([-1, 1])."
+        "standard",
+        description="The papers give none for traffic. LogScaler mode, as STOUTER's: 'standard' (z-score) or "
+        "'unit' ([-1, 1]).",
     )
+    clip_margin: float | None = pydantic.Field(
+        0.1,
+        ge=0,
+        description="Clip generated weeks (DiffWave: its x_0 prediction at every step, as STOUTER) to the "
+        "per-channel range of the normalised training traffic, widened by this share of the range on each "
+        "side; None: no clipping, as the papers.",
+    )
+
+
+class BaselineConfig(GeneratorConfig):
+    """Options shared by the three baselines (conditioning, training loop; generation in ``sampling``,
+    cellsynth's additions in ``extensions``)."""
+
+    moved_fields: ClassVar[dict[str, str]] = {"generation_batch_size": "sampling.batch_size"} | {
+        name: f"extensions.{name}" for name in BaselineExtensions.model_fields
+    }
+
     use_coordinates: bool = pydantic.Field(
         True, description="Append standardised planar coordinates (km) to the station features when known."
     )
@@ -173,13 +192,7 @@ class BaselineConfig(GeneratorConfig):
         "auto", description="Where to train and sample: 'auto' uses a GPU when there is one."
     )
     sampling: Sampling = pydantic.Field(default_factory=lambda: Sampling(batch_size=512))
-    clip_margin: float | None = pydantic.Field(
-        0.1,
-        ge=0,
-        description="Clip generated weeks (DiffWave: its x_0 prediction at every step, as STOUTER) to the "
-        "per-channel range of the normalised training traffic, widened by this share of the range on each "
-        "side; None: no clipping.",
-    )
+    extensions: BaselineExtensions = pydantic.Field(default_factory=BaselineExtensions)
 
     @pydantic.model_validator(mode="after")
     def _some_time_features(self) -> BaselineConfig:
@@ -254,7 +267,7 @@ class BaselineGenerator(StationGenerator):
             {"config": self.config.model_dump(mode="json"), "data": station_fingerprint(data)},
         )
 
-        self.scaler_ = LogScaler(cfg.normalisation).fit(weeks)
+        self.scaler_ = LogScaler(cfg.extensions.normalisation).fit(weeks)
         z = self.scaler_.transform(weeks).astype(np.float32)
         self.features_ = StationFeatures(cfg.use_coordinates).fit(data.stations)
         vectors = self.features_.transform(data.stations)  # [N, D]
@@ -343,25 +356,24 @@ class BaselineGenerator(StationGenerator):
         """``(lo, hi)`` ``[C, 1]``: the training range of z per channel widened by ``clip_margin`` of it on each
         side (as STOUTER's), or None. Why: a value a few units beyond the training range is harmless in z
         but, through ``expm1``, becomes traffic many times the largest ever seen."""
-        margin = self.config.clip_margin
+        margin = self.config.extensions.clip_margin
         if margin is None:
             return None
-        lo, hi = self.scaler_.z_min_, self.scaler_.z_max_
-        width = hi - lo
-        return tuple(
-            torch.as_tensor(b, dtype=torch.float32, device=device)[:, None]
-            for b in (lo - margin * width, hi + margin * width)
-        )
+        bounds = widened_range(self.scaler_.z_min_, self.scaler_.z_max_, margin)
+        return tuple(torch.as_tensor(b, dtype=torch.float32, device=device)[:, None] for b in bounds)
 
     # -- persistence -------------------------------------------------------------------------------------
     def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         tensors, meta = stations_state(self.stations_)
-        for key, value in self.scaler_.state().items():
-            tensors[f"scaler.{key}"] = torch.from_numpy(value)
-        feature_tensors, feature_meta = self.features_.state()
-        tensors |= feature_tensors
-        tensors |= {f"net.{k}": v for k, v in self.net_.state_dict().items()}
-        meta |= feature_meta | {
+        feature_arrays, feature_meta = self.features_.state()
+        tensors |= compose_state(
+            {
+                "scaler": self.scaler_.state(),
+                "station_features": feature_arrays,
+                "net": self.net_.state_dict(),
+            }
+        )
+        meta |= compose_state({"station_features": feature_meta}) | {
             "time": self.time_,
             "week_length": self.week_length_,
             "history": getattr(self, "history_", {}),
@@ -369,14 +381,13 @@ class BaselineGenerator(StationGenerator):
         return tensors, meta
 
     def _restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        parts = split_state(tensors, ("scaler", "station_features", "net"))
         self.stations_ = restore_stations(tensors, meta)
         self.time_, self.week_length_ = meta["time"], meta["week_length"]
         self.history_ = meta.get("history", {})
-        self.scaler_ = LogScaler.from_state(
-            {k[len("scaler.") :]: v.numpy() for k, v in tensors.items() if k.startswith("scaler.")},
-            self.config.normalisation,
-        )
-        self.features_ = StationFeatures.from_state(tensors, meta)
+        self.scaler_ = LogScaler.from_state(parts["scaler"], self.config.extensions.normalisation)
+        feature_meta = split_state(meta, ("station_features",))["station_features"]
+        self.features_ = StationFeatures.from_state(parts["station_features"], feature_meta)
         net = self._network(len(self.time_["channels"]), self.features_.dim, self.week_length_)
-        net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        net.load_state_dict(parts["net"])
         self.net_ = net.eval().requires_grad_(False)

@@ -3,28 +3,26 @@
 .. math::  L(\\theta) = \\mathbb E_{x_0, t, \\varepsilon}\\,
            \\| \\varepsilon - \\varepsilon_\\theta(\\sqrt{\\bar\\alpha_t}\\,x_0 + \\sqrt{1-\\bar\\alpha_t}\\,\\varepsilon,\\ t,\\ c) \\|^2
 
-with an exponential moving average of the weights (what generates), warmed up as
-``decay_n = min(decay, (1 + n) / (10 + n))`` at optimiser step n, because early weights are far from the
-optimum and should be averaged over fewer steps.
+with an exponential moving average of the weights (what generates; :class:`cellsynth.training.EMA`, warmed up
+as ``decay_n = min(decay, (1 + n) / (10 + n))`` at optimiser step n).
 """
 
 from __future__ import annotations
-
-import copy
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from cellsynth.diffusion.gaussian import GaussianDiffusion
-from cellsynth.training import TrainingModule
+from cellsynth.training import EMA, TrainingModule
 
 __all__ = ["EpsilonModule"]
 
 
 class EpsilonModule(TrainingModule):
     """Batches are ``(x0, condition)``; :meth:`predict_noise` calls the network (override it when the
-    condition needs looking up). ``history`` holds the mean loss of each epoch run in this process."""
+    condition needs looking up). ``history`` holds the mean loss of each epoch run in this process; after
+    training, ``ema`` is the moving average of ``net`` (:class:`~cellsynth.training.EMA`)."""
 
     def __init__(
         self,
@@ -37,7 +35,7 @@ class EpsilonModule(TrainingModule):
     ) -> None:
         super().__init__()
         self.net, self.diffusion = net, diffusion
-        self.ema = copy.deepcopy(net).requires_grad_(False)
+        self.ema: torch.nn.Module | None = None  # EMA.setup makes it a copy of net
         self.lr, self.weight_decay, self.ema_decay = lr, weight_decay, ema_decay
         self.history: list[float] = []
         self._epoch: list[float] = []
@@ -58,14 +56,8 @@ class EpsilonModule(TrainingModule):
         self._epoch.append(float(loss.detach()))
         return loss
 
-    @torch.no_grad()
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        n = self.global_step
-        decay = min(self.ema_decay, (1 + n) / (10 + n))
-        for p_ema, p in zip(self.ema.parameters(), self.net.parameters()):
-            p_ema.lerp_(p, 1 - decay)
-        for b_ema, b in zip(self.ema.buffers(), self.net.buffers()):
-            b_ema.copy_(b)
+    def configure_callbacks(self):
+        return [EMA(self.ema_decay)]
 
     def on_train_epoch_end(self) -> None:
         self.history.append(float(np.mean(self._epoch)))

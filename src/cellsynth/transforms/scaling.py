@@ -39,7 +39,7 @@ import numpy as np
 
 from cellsynth.errors import DataError, NotFittedError
 
-__all__ = ["LogScaler"]
+__all__ = ["LogScaler", "widened_range"]
 
 _F32_MAX = float(np.finfo(np.float32).max)
 _MIN_SCALE = 1e-30
@@ -134,3 +134,10 @@ class LogScaler:
         if (x < 0).any():
             raise DataError(f"LogScaler.{what}: traffic cannot be negative (min {x.min()})")
         return x
+
+
+def widened_range(low: np.ndarray, high: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """``[low - m (high - low), high + m (high - low)]``: a range widened by the share ``m = margin`` of its
+    width on each side (the generators clip generated normalised traffic to the training range widened so)."""
+    width = margin * (high - low)
+    return low - width, high + width

@@ -56,10 +56,10 @@ LEARNS = {
         "epochs": 60,
         "residual_channels": 16,
         "lr": 3e-3,
-        "ema_decay": 0.9,
         "num_train_timesteps": 100,
         "beta_end": 0.1,
-        "sampling_steps": 10,
+        "extensions": {"ema_decay": 0.9},
+        "sampling": {"steps": 10},
     },
     "tcn-gan": {
         "epochs": 20,
@@ -211,5 +211,18 @@ def test_generated_weeks_stay_within_the_widened_training_range(name):
     lo, hi = gen.scaler_.z_min_, gen.scaler_.z_max_
     top = gen.scaler_.inverse((hi + 0.1 * (hi - lo))[None, :])[0]
     assert (values <= top * (1 + 1e-5)).all() and (values >= 0).all()
-    loose = get(name, {**get_class(name).smoke_config(), "clip_margin": None}).fit(data, progress=False)
+    loose = get(name, {**get_class(name).smoke_config(), "extensions": {"clip_margin": None}})
+    loose.fit(data, progress=False)
     assert np.isfinite(loose.generate(data, samples=4, seed=0).values).all()
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_old_flat_option_names_read_as_the_nested_ones(name):
+    """Configs and saved models written before the sections existed still load (moved_fields)."""
+    flat = {"normalisation": "unit", "clip_margin": None, "generation_batch_size": 7}
+    nested = {"extensions": {"normalisation": "unit", "clip_margin": None}, "sampling": {"batch_size": 7}}
+    if name == "diffwave":
+        flat |= {"ema_decay": 0.5, "sampler": "ddpm", "sampling_steps": 9}
+        nested["extensions"]["ema_decay"] = 0.5
+        nested["sampling"] |= {"sampler": "ddpm", "steps": 9}
+    assert get(name, flat).config == get(name, nested).config

@@ -4,6 +4,8 @@ inductively, runs every sampler, resumes from checkpoints, and fails clearly on 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -36,10 +38,10 @@ TINY = {
     "epochs": 15,
     "batch_size": 4,
     "lr": 2e-3,
-    "ema_decay": 0.99,
     "num_train_timesteps": 100,
     "beta_schedule": "squaredcos_cap_v2",  # DDPM's linear betas need T ~ 1000 to reach pure noise
-    "sampling_steps": 20,
+    "extensions": {"ema_decay": 0.99},
+    "sampling": {"steps": 20},
 }
 
 
@@ -263,3 +265,41 @@ def test_partial_week_is_reported(data):
 def test_config_files_validate(path):
     config = yaml.safe_load(path.read_text()) or {}
     assert isinstance(get("stouter", config).config, StouterConfig)
+
+
+def test_a_model_saved_with_the_old_flat_config_loads(fitted, data, tmp_path):
+    """generator.json written before the config had sections (extensions, sampling) loads as the nested one."""
+    fitted.save(tmp_path / "model")
+    meta_path = tmp_path / "model" / "generator.json"
+    record = json.loads(meta_path.read_text())
+    flat = {k: v for k, v in record["config"].items() if k not in ("extensions", "sampling")}
+    flat |= record["config"]["extensions"]
+    sampling = record["config"]["sampling"]
+    flat |= {"sampler": sampling["sampler"], "sampling_steps": sampling["steps"]}
+    flat["generation_batch_size"] = sampling["batch_size"]
+    assert "clip_margin" in flat and "extensions" not in flat
+    meta_path.write_text(json.dumps(record | {"config": flat}))
+    loaded = cellsynth.load(tmp_path / "model")
+    assert loaded.config == fitted.config
+    np.testing.assert_array_equal(
+        loaded.generate(data, samples=2, seed=3).values, fitted.generate(data, samples=2, seed=3).values
+    )
+    with pytest.raises(ConfigError, match="'clip_margin' is the old name of 'extensions.clip_margin'"):
+        get("stouter", {"clip_margin": 0.2, "extensions": {"clip_margin": 0.3}})
+
+
+def test_paper_preset_switches_every_extension_off(data):
+    gen = get("stouter", StouterGenerator.smoke_config(), preset="paper")
+    assert gen.config.extensions.model_dump() == {
+        "normalisation": "standard",
+        "level_model": "none",
+        "attention_heads": 0,
+        "norm": "group",
+        "ema_decay": 0.0,
+        "clip_margin": None,
+    }
+    assert gen.config.sampling.sampler == "ddpm"
+    gen.fit(data, progress=False)
+    assert gen.levels_ is None and gen.stunet_.mid_attention is None
+    out = gen.generate(data, seed=0)
+    assert out.values.shape == (12, 168, 2) and np.isfinite(out.values).all() and (out.values >= 0).all()

@@ -18,7 +18,9 @@ default), the epsilon-prediction objective
 the same optimiser (AdamW, 5e-4, batch 32), an exponential moving average of the weights (decay 0.999 with
 warm-up ``min(decay, (1 + n) / (10 + n))``) that is what generates, and the same samplers:
 ``generate(..., sampler="ddim"|"ddpm"|"dpm-solver", steps=...)`` (default DDIM, 50 steps), with the
-predicted ``x_0`` clipped at every step to the training range of ``z`` widened by ``clip_margin``.
+predicted ``x_0`` clipped at every step to the training range of ``z`` widened by ``clip_margin``. EMA and
+clipping are cellsynth's, in ``extensions``; the ``paper`` preset switches them off and samples with the
+full DDPM chain.
 
 The network is scaled to a week of hourly steps rather than to audio: 12 layers in two cycles of
 dilations 1..32 (kernel 3: a receptive field of 253 steps, more than the 168 of a week) with 64 residual
@@ -34,12 +36,23 @@ import torch
 
 from cellsynth.diffusion.gaussian import GaussianDiffusion
 from cellsynth.errors import DataError
-from cellsynth.generators.conditioning import BaselineConfig, BaselineGenerator
+from cellsynth.generators.conditioning import BaselineConfig, BaselineExtensions, BaselineGenerator
 from cellsynth.generators.diffusion_training import EpsilonModule
 from cellsynth.generators.sampling import GaussianSampling, SamplingConfig
 from cellsynth.nn.baselines import DiffWaveNet
 
-__all__ = ["DiffWaveConfig", "DiffWaveGenerator"]
+__all__ = ["DiffWaveConfig", "DiffWaveExtensions", "DiffWaveGenerator"]
+
+
+class DiffWaveExtensions(BaselineExtensions):
+    """The baselines' additions, and STOUTER's EMA (neither DiffWave nor STOUTER's paper averages weights)."""
+
+    ema_decay: float = pydantic.Field(
+        0.999,
+        ge=0,
+        lt=1,
+        description="EMA of the weights, what generates (with warm-up; 0: the last weights).",
+    )
 
 
 class DiffWaveConfig(BaselineConfig, SamplingConfig):
@@ -64,9 +77,11 @@ class DiffWaveConfig(BaselineConfig, SamplingConfig):
     beta_start: float = pydantic.Field(1e-4, gt=0, lt=1, description="First beta of the linear schedule.")
     beta_end: float = pydantic.Field(0.02, gt=0, lt=1, description="Last beta of the linear schedule.")
     weight_decay: float = pydantic.Field(0.0, ge=0, description="AdamW weight decay.")
-    ema_decay: float = pydantic.Field(0.999, ge=0, lt=1, description="EMA of the weights (with warm-up).")
-    moved_fields: ClassVar[dict[str, str]] = SamplingConfig.moved_fields
+    moved_fields: ClassVar[dict[str, str]] = SamplingConfig.moved_fields | {
+        name: f"extensions.{name}" for name in DiffWaveExtensions.model_fields
+    }
     sampling: GaussianSampling = pydantic.Field(default_factory=GaussianSampling)
+    extensions: DiffWaveExtensions = pydantic.Field(default_factory=DiffWaveExtensions)
 
     @pydantic.model_validator(mode="after")
     def _consistent(self) -> DiffWaveConfig:
@@ -101,7 +116,7 @@ class DiffWaveGenerator(BaselineGenerator):
             "batch_size": 8,
             "num_train_timesteps": 50,
             "beta_end": 0.2,  # about 10 / T, so that x_T is pure noise with so few steps
-            "sampling_steps": 5,
+            "sampling": {"steps": 5},
             "accelerator": "cpu",
         }
 
@@ -129,7 +144,11 @@ class DiffWaveGenerator(BaselineGenerator):
     def _module(self, network: DiffWaveNet) -> EpsilonModule:
         cfg = self.config
         return EpsilonModule(
-            network, self._diffusion(), lr=cfg.lr, weight_decay=cfg.weight_decay, ema_decay=cfg.ema_decay
+            network,
+            self._diffusion(),
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            ema_decay=cfg.extensions.ema_decay,
         )
 
     def _trained(self, module: EpsilonModule) -> DiffWaveNet:

@@ -520,6 +520,7 @@ class MSTDiffGenerator(UserGenerator):
 
     name = "mstdiff"
     Config = MSTDiffConfig
+    side_inputs = ("knowledge_graph",)
 
     @classmethod
     def smoke_config(cls) -> dict[str, Any]:

@@ -15,7 +15,7 @@ Pipeline of :meth:`StouterGenerator.fit`:
    ``knn`` nearest in feature space when there are no coordinates), node features = standardised station
    features (:mod:`cellsynth.graphs.stations`); frozen; ``F_s`` = encoder output ``[N, d_s]``.
    Both embeddings are standardised per dimension over their training nodes (constants kept).
-5. **Station levels** (``level_model="ridge"``, :mod:`cellsynth.generators.stouter.levels`): each
+5. **Station levels** (``extensions.level_model="ridge"``, :mod:`cellsynth.generators.stouter.levels`): each
    station's level ``ell_n`` (its mean ``z`` per channel) is taken out, ``u = (z - ell_n) / sigma_shape``, and
    a ridge regression learns ``ell`` from ``[F_s, standardised features, log1p(counts)]`` with its
    leave-one-out error covariance. The diffusion then models the level-free weeks ``u``.
@@ -42,7 +42,8 @@ Each stage checkpoints under ``checkpoint_dir/checkpoints/<stage>/``; a rerun wi
 skips finished stages and resumes the interrupted one (a different config or data is refused; only
 ``epochs`` and generation options may change, so a rerun with more epochs continues training).
 
-Where this departs from the paper, and the switch that restores the paper's choice:
+Where this departs from the paper, and the switch in the config's ``extensions`` section that restores the
+paper's choice (the ``paper`` preset, ``cellsynth/configs/stouter/paper.yaml``, sets them all):
 
 - STUNet has self-attention over time at its bottleneck (``attention_heads=0``: none) and no GroupNorm
   (``norm="group"``): both help a station's sampled level stay consistent over its week and across
@@ -50,9 +51,10 @@ Where this departs from the paper, and the switch that restores the paper's choi
 - The predicted x_0 is clipped at every sampling step to the training range of the normalised traffic
   widened by ``clip_margin`` (``None``: off) — an x_0 a few units too high in log space would otherwise be
   traffic many times anything seen in training.
-- An EMA of STUNet's weights generates (``ema_decay=0``: the last weights); F_t and F_s are standardised per
-  dimension over their training nodes before they enter the STFFM.
-- The paper does not give its normalisation; we use :class:`~cellsynth.transforms.scaling.LogScaler`.
+- An EMA of STUNet's weights generates (``ema_decay=0``: the last weights). F_t and F_s are standardised per
+  dimension over their training nodes before they enter the STFFM (no switch).
+- The paper does not give its normalisation; ``normalisation`` chooses the mode of
+  :class:`~cellsynth.transforms.scaling.LogScaler`.
 - The station level is predicted by a regression, not left to the diffusion (``level_model="none"``: the
   paper's). Why: without it the sampled level of a new station on the heavy-tailed synthetic city spanned
   two orders of magnitude and did not correlate with the real one
@@ -63,7 +65,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pydantic
@@ -75,11 +77,14 @@ from cellsynth.data.samples import stack_samples
 from cellsynth.diffusion.gaussian import GaussianDiffusion, terminal_problem
 from cellsynth.errors import ConfigError, DataError
 from cellsynth.generators.base import (
+    ConfigSection,
     StationGenerator,
     TargetStations,
+    compose_state,
     guard_resume,
     restore_stations,
     restore_time_axis,
+    split_state,
     station_fingerprint,
     stations_state,
     time_axis_state,
@@ -94,21 +99,33 @@ from cellsynth.graphs.temporal import temporal_graph
 from cellsynth.nn.graph_autoencoder import GraphAutoencoder, gcn_autoencoder, gin_autoencoder
 from cellsynth.nn.stunet import STUNet
 from cellsynth.training import TrainingModule, loader, resolve_device, seed_everything, train
-from cellsynth.transforms.scaling import LogScaler
+from cellsynth.transforms.scaling import LogScaler, widened_range
 
-__all__ = ["StouterConfig", "StouterGenerator"]
+__all__ = ["StouterConfig", "StouterExtensions", "StouterGenerator"]
 
 _STAGES = ("temporal-encoder", "station-encoder", "stunet")
+#: The parts of a saved STOUTER (:func:`~cellsynth.generators.base.compose_state`), besides the stations and
+#: the embeddings of the training nodes.
+_STATE_PARTS = (
+    "scaler",
+    "stunet",
+    "temporal_ae",
+    "station_ae",
+    "station_embeddings",
+    "station_graph",
+    "levels",
+    "levels.regression",
+)
 
 
-class StouterConfig(SamplingConfig):
-    """Hyperparameters of STOUTER. Defaults train in minutes on 2 CPU cores for ~200 stations x 1 week."""
+class StouterExtensions(ConfigSection):
+    """What cellsynth's STOUTER adds to the paper (module docstring, "Where this departs from the paper"); the
+    ``paper`` preset sets each to the paper's choice."""
 
-    # -- data ----------------------------------------------------------------------------------------
     normalisation: Literal["standard", "unit"] = pydantic.Field(
         "standard",
-        description="After log1p(x / median of positive values): 'standard' (z-score, matches the N(0, I) "
-        "prior) or 'unit' (training range to [-1, 1]).",
+        description="The paper gives none. After log1p(x / median of positive values): 'standard' (z-score, "
+        "matches the N(0, I) prior) or 'unit' (training range to [-1, 1]).",
     )
     level_model: Literal["ridge", "none"] = pydantic.Field(
         "ridge",
@@ -117,6 +134,42 @@ class StouterConfig(SamplingConfig):
         "the diffusion models the level-free week (cellsynth.generators.stouter.levels); 'none' leaves the "
         "level to the diffusion model, as the paper does.",
     )
+    attention_heads: int = pydantic.Field(
+        4,
+        ge=0,
+        description="Self-attention heads over time at STUNet's bottleneck (0: none, the paper's plain U-Net). "
+        "Lets a station's level stay consistent over its week.",
+    )
+    norm: Literal["none", "group"] = pydantic.Field(
+        "none",
+        description="Normalisation in STUNet's blocks: 'group' hides each series' level from the blocks and "
+        "makes sampled station levels too spread (see cellsynth.nn.stunet); 'none' learns them faster.",
+    )
+    ema_decay: float = pydantic.Field(
+        0.999,
+        ge=0,
+        lt=1,
+        description="EMA of STUNet's weights, what generates (warm-up min(decay, (1+n)/(10+n)) at step n; "
+        "0: the last weights, as the paper).",
+    )
+    clip_margin: float | None = pydantic.Field(
+        0.1,
+        ge=0,
+        description="Clip the predicted x_0 at every sampling step to the per-channel range of the normalised "
+        "training traffic, widened by this share of the range on each side (DDPM's clip to [-1, 1]); "
+        "None: no clipping, as the paper.",
+    )
+
+
+class StouterConfig(SamplingConfig):
+    """Hyperparameters of STOUTER: the paper's model at the top level, cellsynth's additions in
+    ``extensions``, generation defaults in ``sampling``. Defaults train in minutes on 2 CPU cores for ~200
+    stations x 1 week."""
+
+    moved_fields: ClassVar[dict[str, str]] = SamplingConfig.moved_fields | {
+        name: f"extensions.{name}" for name in StouterExtensions.model_fields
+    }
+
     # -- station graph -------------------------------------------------------------------------------
     radius_km: float = pydantic.Field(
         1.0, gt=0, description="Stations closer than this are linked (paper: 1 km)."
@@ -147,24 +200,13 @@ class StouterConfig(SamplingConfig):
     pretrain_weight_decay: float = pydantic.Field(
         1e-4, ge=0, description="Adam weight decay of the autoencoders."
     )
-    # -- STUNet --------------------------------------------------------------------------------------
+    # -- STUNet and its STFFM ------------------------------------------------------------------------
     channels: int = pydantic.Field(32, ge=1, description="Width of STUNet's first resolution.")
     channel_mults: tuple[int, ...] = pydantic.Field(
         (1, 2, 2), min_length=1, description="Width multiplier per resolution; len - 1 halvings of the week."
     )
     context_dim: int = pydantic.Field(64, ge=2, description="Width of the STFFM context and step embedding.")
     blocks_per_level: int = pydantic.Field(1, ge=1, description="Residual blocks per resolution.")
-    attention_heads: int = pydantic.Field(
-        4,
-        ge=0,
-        description="Self-attention heads over time at STUNet's bottleneck (0: none, the paper's plain U-Net). "
-        "Lets a station's level stay consistent over its week.",
-    )
-    norm: Literal["none", "group"] = pydantic.Field(
-        "none",
-        description="Normalisation in STUNet's blocks: 'group' hides each series' level from the blocks and "
-        "makes sampled station levels too spread (see cellsynth.nn.stunet); 'none' learns them faster.",
-    )
     dropout: float = pydantic.Field(0.0, ge=0, lt=1, description="Dropout inside STUNet's residual blocks.")
     use_temporal: bool = pydantic.Field(
         True, description="Ablation: condition on the temporal embeddings F_t."
@@ -189,20 +231,11 @@ class StouterConfig(SamplingConfig):
     batch_size: int = pydantic.Field(32, ge=1, description="Station-weeks per STUNet training batch.")
     lr: float = pydantic.Field(1e-3, gt=0, description="AdamW learning rate of STUNet.")
     weight_decay: float = pydantic.Field(0.0, ge=0, description="AdamW weight decay of STUNet.")
-    ema_decay: float = pydantic.Field(
-        0.999, ge=0, lt=1, description="EMA of STUNet's weights (warm-up min(decay, (1+n)/(10+n)) at step n)."
-    )
     accelerator: Literal["auto", "cpu", "gpu"] = pydantic.Field(
         "auto", description="Where to train and sample: 'auto' uses a GPU when there is one."
     )
-    # -- generation ----------------------------------------------------------------------------------
-    clip_margin: float | None = pydantic.Field(
-        0.1,
-        ge=0,
-        description="Clip the predicted x_0 at every sampling step to the per-channel range of the normalised "
-        "training traffic, widened by this share of the range on each side (DDPM's clip to [-1, 1]); "
-        "None: no clipping.",
-    )
+    # -- beyond the paper ----------------------------------------------------------------------------
+    extensions: StouterExtensions = pydantic.Field(default_factory=StouterExtensions)
 
     @pydantic.field_validator("channel_mults")
     @classmethod
@@ -224,9 +257,10 @@ class StouterConfig(SamplingConfig):
         if problem:
             raise ValueError(problem)
         coarsest = self.channels * self.channel_mults[-1]
-        if self.attention_heads and coarsest % self.attention_heads:
+        heads = self.extensions.attention_heads
+        if heads and coarsest % heads:
             raise ValueError(
-                f"attention_heads ({self.attention_heads}) must divide STUNet's coarsest width "
+                f"extensions.attention_heads ({heads}) must divide STUNet's coarsest width "
                 f"channels * channel_mults[-1] = {coarsest}"
             )
         return self
@@ -320,7 +354,7 @@ class StouterGenerator(StationGenerator):
             "batch_size": 8,
             "num_train_timesteps": 50,
             "beta_schedule": "squaredcos_cap_v2",  # DDPM's linear betas need T ~ 1000 to reach pure noise
-            "sampling_steps": 5,
+            "sampling": {"steps": 5},
         }
 
     # -- fit -----------------------------------------------------------------------------------------
@@ -350,10 +384,10 @@ class StouterGenerator(StationGenerator):
                     f"{self.name}: without coordinates each station is linked to its knn = {cfg.knn} nearest in "
                     f"feature space, but there are only {n} training stations; set knn to at most {n - 1}"
                 )
-        if cfg.level_model == "ridge" and len(stations) < MIN_STATIONS:
+        if cfg.extensions.level_model == "ridge" and len(stations) < MIN_STATIONS:
             raise DataError(
                 f"{self.name}: level_model 'ridge' learns station levels from at least {MIN_STATIONS} training "
-                f"stations, got {len(stations)}; give more stations, or set level_model: none",
+                f"stations, got {len(stations)}; give more stations, or set extensions.level_model: none",
                 source=data.source,
             )
         return data
@@ -368,7 +402,7 @@ class StouterGenerator(StationGenerator):
         fields = {k: v for k, v in self.config.model_dump(mode="json").items() if k not in _RESUMABLE_CHANGES}
         guard_resume(checkpoint_dir, self.name, {"config": fields, "data": station_fingerprint(data)})
 
-        self.scaler_ = LogScaler(cfg.normalisation).fit(weeks)
+        self.scaler_ = LogScaler(cfg.extensions.normalisation).fit(weeks)
         z = self.scaler_.transform(weeks).astype(np.float32)
         self.stations_, self.time_, self.week_length_ = data.stations, time_axis_state(data), length
         self.history_ = {}
@@ -404,7 +438,7 @@ class StouterGenerator(StationGenerator):
 
         # Station levels: the diffusion then learns the level-free weeks (station_levels module docstring).
         self.levels_ = None
-        if cfg.level_model == "ridge":
+        if cfg.extensions.level_model == "ridge":
             z = self._fit_levels(z)
 
         # Stage 3: STUNet on the N * W station-weeks.
@@ -420,7 +454,7 @@ class StouterGenerator(StationGenerator):
             self.temporal_embeddings_,
             cfg.lr,
             cfg.weight_decay,
-            cfg.ema_decay,
+            cfg.extensions.ema_decay,
         )
         self._train(module, "stunet", cfg.epochs, dataset, checkpoint_dir, progress)
         self.stunet_ = self._freeze(module.ema)
@@ -542,8 +576,8 @@ class StouterGenerator(StationGenerator):
             spatial_dim=cfg.station_embed_dim,
             context_dim=cfg.context_dim,
             blocks_per_level=cfg.blocks_per_level,
-            attention_heads=cfg.attention_heads,
-            norm=cfg.norm,
+            attention_heads=cfg.extensions.attention_heads,
+            norm=cfg.extensions.norm,
             dropout=cfg.dropout,
             use_temporal=cfg.use_temporal,
             use_spatial=cfg.use_spatial,
@@ -632,7 +666,7 @@ class StouterGenerator(StationGenerator):
         if self.levels_ is not None:  # z = ell + sigma_shape * u, with ell drawn after all of x_T
             level = self._sample_levels(target, spatial, samples, generator)
             z = level[:, :, None, :] + self.levels_["shape_sd"] * z
-            if self.config.clip_margin is not None:
+            if self.config.extensions.clip_margin is not None:
                 z = np.clip(z, *self._widened(self.scaler_.z_min_, self.scaler_.z_max_))
         values = self.scaler_.inverse(z).astype(np.float32)
         start, step = restore_time_axis(self.time_)
@@ -646,7 +680,7 @@ class StouterGenerator(StationGenerator):
         ``expm1``, becomes traffic many times the largest ever seen; clipping keeps samples plausible.
         With station levels, the sum ``ell + sigma u`` is clipped to the widened range of z as well.
         """
-        if self.config.clip_margin is None:
+        if self.config.extensions.clip_margin is None:
             return None
         if self.levels_ is None:
             bounds = self._widened(self.scaler_.z_min_, self.scaler_.z_max_)
@@ -655,8 +689,7 @@ class StouterGenerator(StationGenerator):
         return tuple(torch.as_tensor(b, dtype=torch.float32, device=device)[:, None] for b in bounds)
 
     def _widened(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        margin = self.config.clip_margin * (hi - lo)
-        return lo - margin, hi + margin
+        return widened_range(lo, hi, self.config.extensions.clip_margin)
 
     def station_embeddings(self, stations: Stations) -> torch.Tensor | None:
         """Standardised F_s ``[M, d_s]`` for ``stations`` (``None`` when ``use_spatial`` is off).
@@ -682,24 +715,28 @@ class StouterGenerator(StationGenerator):
     # -- persistence ---------------------------------------------------------------------------------
     def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         tensors, meta = stations_state(self.stations_)
-        for key, value in self.scaler_.state().items():
-            tensors[f"scaler.{key}"] = torch.from_numpy(value)
-        tensors.update({f"stunet.{k}": v for k, v in self.stunet_.state_dict().items()})
+        station = self.station_ae_ is not None
+        levels = self.levels_
+        tensors |= compose_state(
+            {
+                "scaler": self.scaler_.state(),
+                "stunet": self.stunet_.state_dict(),
+                "temporal_ae": None if self.temporal_ae_ is None else self.temporal_ae_.state_dict(),
+                "station_ae": self.station_ae_.state_dict() if station else None,
+                "station_embeddings": dict(zip(("mean", "std"), self.station_stats_)) if station else None,
+                "station_graph": {"mean": self.builder_.mean_, "std": self.builder_.std_}
+                if station
+                else None,
+                "levels": None
+                if levels is None
+                else {k: np.asarray(v) for k, v in levels.items() if k != "regression"},
+                "levels.regression": None if levels is None else levels["regression"].state(),
+            }
+        )
         if self.temporal_ae_ is not None:
-            tensors.update({f"temporal_ae.{k}": v for k, v in self.temporal_ae_.state_dict().items()})
             tensors["temporal_embeddings"] = self.temporal_embeddings_
-        if self.station_ae_ is not None:
-            tensors.update({f"station_ae.{k}": v for k, v in self.station_ae_.state_dict().items()})
+        if station:
             tensors["station_embeddings"] = self.station_embeddings_
-            tensors["station_embeddings.mean"], tensors["station_embeddings.std"] = self.station_stats_
-            tensors["station_graph.mean"] = torch.from_numpy(self.builder_.mean_)
-            tensors["station_graph.std"] = torch.from_numpy(self.builder_.std_)
-        if self.levels_ is not None:
-            for key, value in self.levels_.items():
-                if key != "regression":
-                    tensors[f"levels.{key}"] = torch.from_numpy(np.asarray(value))
-            for key, value in self.levels_["regression"].state().items():
-                tensors[f"levels.regression.{key}"] = torch.from_numpy(np.asarray(value))
         meta |= {
             "time": self.time_,
             "week_length": self.week_length_,
@@ -710,44 +747,36 @@ class StouterGenerator(StationGenerator):
         return tensors, meta
 
     def _restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-        def sub(prefix: str) -> dict[str, torch.Tensor]:
-            return {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
-
+        parts = split_state(tensors, _STATE_PARTS)
         self.stations_ = restore_stations(tensors, meta)
         self.time_, self.week_length_ = meta["time"], meta["week_length"]
         self.history_ = meta.get("history", {})
-        self.scaler_ = LogScaler.from_state(
-            {k[len("scaler.") :]: v.numpy() for k, v in tensors.items() if k.startswith("scaler.")},
-            self.config.normalisation,
-        )
+        self.scaler_ = LogScaler.from_state(parts["scaler"], self.config.extensions.normalisation)
         self.stunet_ = self._stunet(len(self.time_["channels"]))
-        self.stunet_.load_state_dict(sub("stunet"))
+        self.stunet_.load_state_dict(parts["stunet"])
         self.stunet_ = self._freeze(self.stunet_)
         self.temporal_ae_ = self.temporal_embeddings_ = None
         if meta["temporal_in_dim"] is not None:
             self.temporal_ae_ = self._temporal_ae(meta["temporal_in_dim"])
-            self.temporal_ae_.load_state_dict(sub("temporal_ae"))
+            self.temporal_ae_.load_state_dict(parts["temporal_ae"])
             self.temporal_ae_ = self._freeze(self.temporal_ae_)
             self.temporal_embeddings_ = tensors["temporal_embeddings"]
         self.levels_ = None
-        if "levels.train" in tensors:
-            levels = sub("levels")
-            regression = {
-                k[len("regression.") :]: v.numpy() for k, v in levels.items() if k.startswith("regression.")
-            }
-            self.levels_ = {k: v.numpy() for k, v in levels.items() if not k.startswith("regression.")}
-            self.levels_["regression"] = LevelRegression.from_state(regression)
+        if parts["levels"]:
+            self.levels_ = {k: v.numpy() for k, v in parts["levels"].items()}
+            self.levels_["regression"] = LevelRegression.from_state(parts["levels.regression"])
         self.builder_ = self.station_ae_ = self.station_embeddings_ = self.station_stats_ = None
         if meta["station_in_dim"] is not None:
             self.station_ae_ = self._station_ae(meta["station_in_dim"])
-            self.station_ae_.load_state_dict(sub("station_ae"))
+            self.station_ae_.load_state_dict(parts["station_ae"])
             self.station_ae_ = self._freeze(self.station_ae_)
             self.station_embeddings_ = tensors["station_embeddings"]
-            self.station_stats_ = (tensors["station_embeddings.mean"], tensors["station_embeddings.std"])
+            embeddings = parts["station_embeddings"]
+            self.station_stats_ = (embeddings["mean"], embeddings["std"])
             self.builder_ = StationGraphBuilder(
                 radius_km=self.config.radius_km,
                 k=self.config.knn,
-                mean_=tensors["station_graph.mean"].numpy(),
-                std_=tensors["station_graph.std"].numpy(),
+                mean_=parts["station_graph"]["mean"].numpy(),
+                std_=parts["station_graph"]["std"].numpy(),
                 stations_=self.stations_,
             )
