@@ -54,5 +54,8 @@ def get(name: str, config=None, *, preset: str | None = None, **overrides):
 
         if isinstance(config, pydantic.BaseModel):
             config = config.model_dump(exclude_unset=True)
-        config = merge_config(preset_values(name, preset), config or {})
+        # old flat names on either side are nested first, so that a user's value replaces the preset's
+        config = merge_config(
+            cls.Config.nest_moved(preset_values(name, preset)), cls.Config.nest_moved(config or {})
+        )
     return cls(config, **overrides)
