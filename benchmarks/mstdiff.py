@@ -145,7 +145,8 @@ def _runs(args, label: str, gen, n: int, seed: int, anchors=None):
         raw = gen
         if calibrated:
             raw = copy.copy(gen)
-            raw.config = gen.config.model_copy(update={"calibration": "none"})
+            calibration = gen.config.calibration.model_copy(update={"mode": "none"})
+            raw.config = gen.config.model_copy(update={"calibration": calibration})
         t0 = time.perf_counter()
         options = (
             _sampler(spec)
