@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+import yaml
 
 import cellsynth
 from cellsynth.errors import ConfigError
 from cellsynth.generators import get
+from cellsynth.generators.mstdiff.components import gaussian_diffusion
 from cellsynth.generators.mstdiff.config import MSTDiffConfig
-from tests.conftest import assert_config_holds
+from cellsynth.generators.mstdiff.sampler import TrajectoryOptions
+from cellsynth.generators.presets import preset
+from tests.conftest import REPO_ROOT, assert_config_holds
 from tests.generators.mstdiff.test_generator import SMOKE, users
 
 SECTIONS = ("sampling", "extensions", "calibration")
@@ -76,3 +81,32 @@ def test_a_users_old_name_replaces_the_presets_nested_value():
         0.995,
     )  # the rest of the section kept
     assert (gen.config.calibration.mode, gen.config.calibration.users) == ("quantiles", 128)
+
+
+def test_the_paper_preset_is_the_published_method():
+    cfg = get("mstdiff", preset="paper").config
+    assert cfg.extensions == type(cfg.extensions)(
+        clip_x0=False, self_condition=False, anchors=0, oscillation_neighbours=0, own_chain=0.0
+    )
+    assert cfg.calibration.mode == "none"
+    sampler, steps = cfg.resolve_sampler()
+    assert sampler == "ddpm"
+    timesteps = gaussian_diffusion(cfg).scheduler(sampler, steps).timesteps
+    assert list(timesteps) == list(range(cfg.gaussian_steps - 1, -1, -1))  # Algorithm 2: every step
+    assert TrajectoryOptions.resolve(cfg.sampling) == TrajectoryOptions()
+
+
+def test_recommended_is_the_papers_model_at_cpu_size_with_extensions():
+    """configs/cpu/mstdiff-paper.yaml on top of the paper preset and the recommended preset differ only in
+    the sections: the same model, trained the same way."""
+    overrides = yaml.safe_load((REPO_ROOT / "configs" / "cpu" / "mstdiff-paper.yaml").read_text())
+    paper_cpu = get("mstdiff", overrides, preset="paper").config
+    assert_config_holds(paper_cpu, preset("mstdiff", "paper") | overrides)
+    recommended = get("mstdiff", preset="recommended").config
+    assert paper_cpu.model_dump(exclude=set(SECTIONS)) == recommended.model_dump(exclude=set(SECTIONS))
+    assert recommended.calibration.mode == "moments"
+    sampler, steps = recommended.resolve_sampler()
+    assert (sampler, len(gaussian_diffusion(recommended).scheduler(sampler, steps).timesteps)) == ("ddim", 50)
+    ext = recommended.extensions
+    assert ext.clip_x0 and ext.self_condition and ext.anchors == 3 and ext.oscillation_neighbours == 3
+    assert np.isclose(recommended.sampling.trajectory_coupling, 0.995)
