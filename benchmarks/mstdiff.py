@@ -36,7 +36,8 @@ other location to the nearest kept one (great-circle), and subsamples ``--geolif
 
     python benchmarks/mstdiff.py                    # full run (the lead's)
     python benchmarks/mstdiff.py --quick            # smoke run: tiny city, a few epochs, < 3 minutes
-    python benchmarks/mstdiff.py --config configs/mstdiff.yaml --samplers ddim-50 ddpm
+    python benchmarks/mstdiff.py --preset paper --config configs/cpu/mstdiff-paper.yaml   # the paper at CPU size
+    python benchmarks/mstdiff.py --preset recommended --samplers ddim-50 ddpm
     python benchmarks/mstdiff.py --only mstdiff --save bench/runs   # keep the fitted models (rerun: resume) ...
     python benchmarks/mstdiff.py --only mstdiff --load bench/runs   # ... and score them again
     python benchmarks/mstdiff.py --only mstdiff markov --load bench/runs --seeds 5   # mean ± sd of 5 draws
@@ -71,7 +72,9 @@ from cellsynth.generators import get, load
 from cellsynth.generators.floors.markov import hour_keys
 from cellsynth.generators.mstdiff.anchors import top_locations
 from cellsynth.generators.mstdiff.calibration import CALIBRATION_MODES
+from cellsynth.generators.mstdiff.config import MSTDiffConfig
 from cellsynth.generators.mstdiff.oscillations import find_oscillations
+from cellsynth.generators.presets import merge_config, preset
 from cellsynth.graphs.transitions import nearest_stations
 from cellsynth.metrics import daily_periodic_rmse, diff_jsd, log_value_jsd, trajectory_jsds, value_jsd
 from cellsynth.metrics.mobility import (
@@ -99,9 +102,14 @@ QUICK = {
 }
 
 
-def _config(path: str | None, quick: bool) -> dict:
-    cfg = yaml.safe_load(Path(path).read_text()) if path else {}
-    return (cfg or {}) | (QUICK if quick else {})
+def _config(preset_name: str | None, path: str | None, quick: bool) -> dict:
+    """MSTDiff's options: the file at ``path`` on top of preset ``preset_name`` (None: the config's defaults),
+    each section merged key by key (old flat names read as the nested ones), then the ``--quick`` sizes."""
+    values = MSTDiffConfig.nest_moved(preset("mstdiff", preset_name) if preset_name else {})
+    values = merge_config(
+        values, MSTDiffConfig.nest_moved(yaml.safe_load(Path(path).read_text()) or {} if path else {})
+    )
+    return merge_config(values, QUICK if quick else {})
 
 
 def _fit(args, label: str, name: str, config: dict, train: UserMobility, **fit_kw):
@@ -147,7 +155,8 @@ def _runs(args, label: str, gen, n: int, seed: int, anchors=None):
         raw = gen
         if calibrated:
             raw = copy.copy(gen)
-            raw.config = gen.config.model_copy(update={"calibration": "none"})
+            calibration = gen.config.calibration.model_copy(update={"mode": "none"})
+            raw.config = gen.config.model_copy(update={"calibration": calibration})
         t0 = time.perf_counter()
         options = (
             _sampler(spec)
@@ -394,9 +403,14 @@ def geolife(args, base: dict) -> None:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--config", help="YAML of mstdiff options (e.g. configs/mstdiff.yaml).")
     p.add_argument(
-        "--geolife-config", help="YAML of mstdiff options for GeoLife (configs/mstdiff-geolife.yaml)."
+        "--preset",
+        choices=["paper", "recommended"],
+        help="MSTDiff preset the --config files go on top of (default: none, the config's defaults).",
+    )
+    p.add_argument("--config", help="YAML of mstdiff options (e.g. configs/cpu/mstdiff-paper.yaml).")
+    p.add_argument(
+        "--geolife-config", help="YAML of mstdiff options for GeoLife (configs/geolife/mstdiff.yaml)."
     )
     p.add_argument("--stations", type=int, default=150)
     p.add_argument("--users", type=int, default=400)
@@ -498,9 +512,9 @@ def main(argv=None) -> None:
         + ")"
     )
     if not args.skip_city:
-        synthetic(args, _config(args.config, args.quick))
+        synthetic(args, _config(args.preset, args.config, args.quick))
     if not args.skip_geolife:
-        geolife(args, _config(args.geolife_config or args.config, args.quick))
+        geolife(args, _config(args.preset, args.geolife_config or args.config, args.quick))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ reverse chain step by step, on the synthetic city's held-out users (the split of
    predicts ``p_theta(l_0 | l_s)``: the share of corrupted tokens, the probability it gives the true station
    where the token was kept and where it was corrupted, its accuracy, and the stays per user of ``l_s`` and
    of the per-step argmax of the prediction, and the argmax's pass-throughs (below). A self-conditioned
-   model (config ``self_condition``) predicts twice, the second time given its first prediction.
+   model (config ``extensions.self_condition``) predicts twice, the second time given its first prediction.
 2. **The reverse chain** (Algorithm 2 with DDIM-K, at ``--temperature``): after each reverse step, the stays
    per user of the sampled ``l_{s'}``, beside the stays per user the forward process gives at the same
    ``s'`` (``q(l_{s'} | l_0)`` on the held-out users), the stays of the argmax of ``p_theta(l_0 | l_s)``,
@@ -41,7 +41,8 @@ from cellsynth.data.synthetic import synthesize_city
 from cellsynth.generators import load
 from cellsynth.generators.floors.markov import hour_keys
 from cellsynth.generators.mstdiff.anchors import top_locations
-from cellsynth.generators.mstdiff.generator import MSTDiffGenerator, gaussian_steps_of
+from cellsynth.generators.mstdiff.generator import MSTDiffGenerator
+from cellsynth.generators.mstdiff.sampler import gaussian_steps_of
 from cellsynth.metrics.mobility import one_step_stays, stay_durations
 from mstdiff import daytime_at_top  # this directory: benchmarks/mstdiff.py
 
@@ -95,9 +96,10 @@ def denoiser_table(
         if x0 is not None:
             x_t = gen.gauss_.add_noise(x0, torch.randn(x0.shape, generator=rng), t_b)
         t_in = t_b if gen.traffic_ else None
-        _, logits, first = gen._denoise(gen.net_, x_t, l_s, t_in, s_b, None, anchors)
-        if first is not None:  # self-conditioned: a second pass given the first one's prediction
-            _, logits, _ = gen._denoise(gen.net_, x_t, l_s, t_in, s_b, first, anchors)
+        denoiser = gen.denoiser(anchors)
+        _, logits = denoiser(x_t, l_s, t_in, s_b)
+        if denoiser.self_condition:  # a second pass given the first one's prediction
+            _, logits = denoiser(x_t, l_s, t_in, s_b)
         p = logits.softmax(-1)
         p_true = p.gather(-1, l0.unsqueeze(-1)).squeeze(-1)
         kept = l_s == l0

@@ -138,7 +138,9 @@ def test_fit_mstdiff_then_generate_users(city, tmp_path):
     config = tmp_path / "mstdiff.yaml"
     # calibrated with DDIM-2, the sampler the options below ask for (another would warn)
     config.write_text(
-        yaml.safe_dump(MSTDiffGenerator.smoke_config() | {"calibration_users": 8, "sampling_steps": 2})
+        yaml.safe_dump(
+            MSTDiffGenerator.smoke_config() | {"calibration": {"users": 8}, "sampling": {"steps": 2}}
+        )
     )
     run = tmp_path / "run"
     output = invoke("fit", "mstdiff", "--data", city, "--out", run, "--config", config, "--no-progress")
@@ -220,7 +222,9 @@ def test_generate_users_at_given_anchors(city, tmp_path):
 
     config = tmp_path / "mstdiff.yaml"
     config.write_text(
-        yaml.safe_dump(MSTDiffGenerator.smoke_config() | {"calibration_users": 8, "anchors": 2})
+        yaml.safe_dump(
+            MSTDiffGenerator.smoke_config() | {"calibration": {"users": 8}, "extensions": {"anchors": 2}}
+        )
     )
     run = tmp_path / "run"
     invoke("fit", "mstdiff", "--data", city, "--out", run, "--config", config, "--no-progress")

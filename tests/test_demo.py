@@ -17,7 +17,7 @@ from cellsynth.generators.mstdiff import MSTDiffGenerator
 
 CITY = CityConfig(n_stations=30, n_users=20, weeks=2, seed=1)
 # The smoke configuration has 6 Gaussian steps: DDIM over 3 of them, as the demo's config says DDIM-20.
-TINY_USERS = {"user_config": MSTDiffGenerator.smoke_config() | {"sampler": "ddim", "sampling_steps": 3}}
+TINY_USERS = {"user_config": MSTDiffGenerator.smoke_config() | {"sampling": {"sampler": "ddim", "steps": 3}}}
 
 
 def _checkpoints(directory):

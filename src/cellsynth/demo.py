@@ -81,11 +81,10 @@ DEMO_USER_CONFIGS: dict[str, dict[str, Any]] = {
         "epochs": 15,
         "batch_size": 32,
         "lr": 1e-3,
-        "calibration_users": 64,
+        "calibration": {"users": 64},
         # a short DDIM chain, for the calibration and the held-out users alike (about 0.9 s of CPU per step
         # for the 80 held-out users, measured as above)
-        "sampler": "ddim",
-        "sampling_steps": 20,
+        "sampling": {"sampler": "ddim", "steps": 20},
     },
     "markov": {},
 }

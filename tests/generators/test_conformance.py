@@ -37,9 +37,9 @@ STATION_GENERATORS = [n for n in available() if get_class(n).kind == "stations"]
 USER_GENERATORS = [n for n in available() if get_class(n).kind == "users"]
 # Options that change what a user generator's network is made of get the contract run on them too.
 USER_VARIANTS = [(n, {}) for n in USER_GENERATORS] + [
-    ("mstdiff", {"self_condition": True}),
-    ("mstdiff", {"anchors": 2}),
-    ("mstdiff", {"own_chain": 1.0, "own_chain_span": 2}),
+    ("mstdiff", {"extensions": {"self_condition": True}}),
+    ("mstdiff", {"extensions": {"anchors": 2}}),
+    ("mstdiff", {"extensions": {"own_chain": 1.0, "own_chain_span": 2}}),
 ]
 
 
@@ -284,7 +284,14 @@ def test_station_errors(fitted_station, station_data):
 
 @pytest.mark.skipif(not USER_GENERATORS, reason="no user-level generator registered yet")
 @pytest.mark.parametrize(
-    ("name", "options"), USER_VARIANTS, ids=lambda v: "-".join(v) if isinstance(v, dict) else v
+    ("name", "options"),
+    USER_VARIANTS,
+    # a variant's id: its options' names (those inside a section, for a nested option)
+    ids=lambda v: (
+        "-".join(n for k, o in v.items() for n in (o if isinstance(o, dict) else [k]))
+        if isinstance(v, dict)
+        else v
+    ),
 )
 def test_user_generator_contract(name, options, tmp_path):
     testing.check_user_generator(name, get_class(name).smoke_config() | options, tmp_path)

@@ -78,22 +78,31 @@ class GeneratorConfig(ConfigSection):
         0, ge=0, le=MAX_SEED, description="Seed for initialisation and training order (0 to 2**32 - 1)."
     )
 
-    @pydantic.model_validator(mode="before")
     @classmethod
-    def _nest_moved_fields(cls, values: Any) -> Any:
+    def nest_moved(cls, values: Any) -> Any:
+        """``values`` with each old flat name of :attr:`moved_fields` moved into its section. A field that
+        became a section of the same name (``calibration: moments`` -> ``calibration.mode``) is moved only
+        when its value is not already the section's mapping, and before the other fields of that section."""
         if not isinstance(values, dict) or not any(old in values for old in cls.moved_fields):
             return values
         values = dict(values)
-        for old, new in cls.moved_fields.items():
-            if old not in values:
-                continue
+        renamed_sections = sorted(cls.moved_fields.items(), key=lambda item: item[0] != item[1].split(".")[0])
+        for old, new in renamed_sections:
             section, _, field = new.partition(".")
+            if old not in values or (old == section and isinstance(values[old], dict)):
+                continue
+            value = values.pop(old)
             nested = dict(values.get(section) or {})
             if field in nested:
-                raise ValueError(f"{old!r} is the old name of {new!r}: give only {new!r}")
-            nested[field] = values.pop(old)
+                raise ConfigError(f"{cls.__name__}: {old!r} is the old name of {new!r}: give only {new!r}")
+            nested[field] = value
             values[section] = nested
         return values
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _nest_moved_fields(cls, values: Any) -> Any:
+        return cls.nest_moved(values)
 
 
 def _validate_config(config_cls: type[GeneratorConfig], config, overrides: dict) -> GeneratorConfig:
@@ -101,7 +110,7 @@ def _validate_config(config_cls: type[GeneratorConfig], config, overrides: dict)
 
     if isinstance(config, GeneratorConfig):
         config = config.model_dump()
-    merged = merge_config(config or {}, overrides)
+    merged = merge_config(config_cls.nest_moved(config or {}), config_cls.nest_moved(overrides))
     try:
         return config_cls.model_validate(merged)
     except pydantic.ValidationError as err:

@@ -64,13 +64,19 @@ def get(name: str, config=None, *, preset: str | None = None, **overrides):
 
         if isinstance(config, pydantic.BaseModel):
             config = config.model_dump(exclude_unset=True)
-        config = merge_config(preset_values(name, preset), config or {})
+        # old flat names on either side are nested first, so that a user's value replaces the preset's
+        config = merge_config(
+            cls.Config.nest_moved(preset_values(name, preset)), cls.Config.nest_moved(config or {})
+        )
     if os.environ.get(SMOKE_VARIABLE, "").strip() not in ("", "0"):
         from cellsynth.generators.presets import merge_config
 
         if isinstance(config, pydantic.BaseModel):
             config = config.model_dump(exclude_unset=True)
-        config = merge_config(merge_config(config or {}, overrides), cls.smoke_config())
+        config = merge_config(
+            cls.Config.nest_moved(merge_config(config or {}, overrides)),
+            cls.Config.nest_moved(cls.smoke_config()),
+        )
         overrides = {}
         warnings.warn(
             f"{SMOKE_VARIABLE} is set: {name} is built at its smoke size (seconds to train, learns little); "

@@ -25,9 +25,9 @@ from cellsynth.errors import ConfigError, DataError
 from cellsynth.generators import get
 from cellsynth.generators.mstdiff.anchors import top_locations
 from cellsynth.generators.mstdiff.calibration import zero_threshold
-from cellsynth.generators.mstdiff.generator import (
-    MSTDiffGenerator,
-    _DenoiserModule,
+from cellsynth.generators.mstdiff.generator import MSTDiffGenerator
+from cellsynth.generators.mstdiff.sampler import (
+    TrajectoryOptions,
     clip_predicted_x0,
     discrete_step,
     gaussian_steps_of,
@@ -45,6 +45,11 @@ SMALL_FIT = SMOKE | {"gaussian_steps": 12, "discrete_steps": 6, "epochs": 100, "
 #: most tests here sample with other samplers than the calibration's on purpose (the chain's mechanics);
 #: test_the_calibration_belongs_to_its_sampler checks that warning
 pytestmark = pytest.mark.filterwarnings("ignore:mstdiff. the traffic calibration:UserWarning")
+
+
+def with_section(config, section: str, **values):
+    """``config`` with ``values`` set in its section ``section`` (a test's change to a fitted model)."""
+    return config.model_copy(update={section: getattr(config, section).model_copy(update=values)})
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -144,29 +149,6 @@ def test_posterior_depends_on_l_s_and_schedule_reaches_uniform():
     assert authors.tv_from_uniform() > 0.2
 
 
-def test_loss_has_mse_kl_and_ce_terms_weighted_by_the_lambdas():
-    data = users()
-    gen = get("mstdiff", SMOKE)
-    torch.manual_seed(0)
-    from cellsynth.transforms.wavelets import TrafficWavelets
-
-    coeffs = torch.from_numpy(TrafficWavelets().fit(data.traffic).transform(data.traffic)).float()
-    loc = torch.from_numpy(np.array(data.locations))
-    graph = GraphDiffusion(geographic_knn_graph(stations().lat, stations().lon, 3).rate, steps=3)
-    net = gen._build_net(48, 6, True, None, None)
-    module = _DenoiserModule(net, gen._gaussian(), graph, gen.config)
-    torch.manual_seed(1)
-    parts = module.losses(coeffs, loc)
-    assert set(parts) == {"mse", "kl", "ce"} and all(v > 0 for v in parts.values())
-    torch.manual_seed(1)
-    total = module.training_step((coeffs, loc), 0)
-    cfg = gen.config
-    expected = cfg.lambda_mse * parts["mse"] + cfg.lambda_kl * parts["kl"] + cfg.lambda_ce * parts["ce"]
-    assert cfg.lambda_ce > 0 and torch.isclose(total, expected)
-    total.backward()
-    assert net.logits_out[1].weight.grad.abs().sum() > 0
-
-
 def test_joint_fit_with_knowledge_graph_generate_and_save_load(tmp_path):
     data = users()
     gen = get("mstdiff", SMOKE).fit(
@@ -179,7 +161,7 @@ def test_joint_fit_with_knowledge_graph_generate_and_save_load(tmp_path):
         out = gen.generate(7, seed=3, sampler=sampler, steps=steps)
         assert out.n_users == 7 and out.n_steps == 48 and (out.traffic >= 0).all()
         assert out.equals(gen.generate(7, seed=3, sampler=sampler, steps=steps))
-    small_batches = get("mstdiff", SMOKE | {"sample_batch_size": 3})
+    small_batches = get("mstdiff", SMOKE | {"sampling": {"batch_size": 3}})
     small_batches.fit(
         data, progress=False, checkpoint_dir=tmp_path / "run2", knowledge_graph=knowledge_graph()
     )
@@ -215,13 +197,15 @@ class _Oracle(torch.nn.Module):
 def test_fit_calibrates_generated_traffic_onto_the_training_values(tmp_path):
     data = users(n_users=16)
     real = data.traffic
-    gen = get("mstdiff", SMOKE | {"calibration_users": 32}).fit(data, progress=False)
+    gen = get("mstdiff", SMOKE | {"calibration": {"users": 32}}).fit(data, progress=False)
     cal = gen.calibration_
     assert cal["zero_share"] == pytest.approx(float((real == 0).mean()))
     assert cal["raw_zero_share"] < cal["zero_share"] and cal["zero_threshold"] > 0  # too few zeros, raw
     # the calibration draw itself, repeated: its calibrated values follow the training distribution
     out = gen.generate(32, seed=0, sampler="ddim")
-    raw = gen.calibrated(gen._draw(32, seed=0, sampler="ddim", steps=None)[0], "none")
+    raw = gen.calibrated(
+        gen._draw(32, seed=0, sampler="ddim", steps=None, options=TrajectoryOptions())[0], "none"
+    )
     np.testing.assert_array_equal(gen.calibrated(raw), out.traffic)
     p = [0.5, 0.7, 0.8, 0.9, 0.95]
     np.testing.assert_allclose(np.quantile(out.traffic, p), np.quantile(real, p), rtol=0.05, atol=1e-6)
@@ -252,7 +236,7 @@ def test_fit_calibrates_generated_traffic_onto_the_training_values(tmp_path):
     assert (
         all(band in usage for band in ("cA3", "cD3", "cD2", "cD1")) and loaded.fit_notes() == gen.fit_notes()
     )
-    off = get("mstdiff", SMOKE | {"calibration": "none"}).fit(data, progress=False)
+    off = get("mstdiff", SMOKE | {"calibration": {"mode": "none"}}).fit(data, progress=False)
     assert off.calibration_ is None and not any("exactly 0" in line for line in off.fit_notes())
     with pytest.raises(ConfigError, match="calibration mode must be one of"):
         gen.calibrated(raw, "bogus")
@@ -264,7 +248,9 @@ def test_the_calibration_belongs_to_its_sampler(tmp_path):
     """The maps are fitted on draws of the config's sampler; another sampler's draws warn until the model is
     calibrated for it. Models saved before the sampler was recorded were calibrated with DDIM-50."""
     data = users(n_users=16)
-    gen = get("mstdiff", SMOKE | {"gaussian_steps": 8, "sampling_steps": 4, "calibration_users": 16})
+    gen = get(
+        "mstdiff", SMOKE | {"gaussian_steps": 8, "sampling": {"steps": 4}, "calibration": {"users": 16}}
+    )
     gen.fit(data, progress=False)
     assert (gen.calibration_["sampler"], gen.calibration_["steps"]) == ("ddim", 4)
     assert "DDIM-4" in next(line for line in gen.fit_notes() if "exactly 0" in line)
@@ -276,7 +262,7 @@ def test_the_calibration_belongs_to_its_sampler(tmp_path):
         with pytest.warns(UserWarning, match=f"fitted on DDIM-4 draws; these are {label}"):
             gen.generate(4, seed=0, sampler=sampler, steps=steps)
     uncalibrated = copy.copy(gen)
-    uncalibrated.config = gen.config.model_copy(update={"calibration": "none"})
+    uncalibrated.config = with_section(gen.config, "calibration", mode="none")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         uncalibrated.generate(4, seed=0, sampler="ddpm")  # raw traffic: nothing to warn about
@@ -294,7 +280,7 @@ def test_the_calibration_belongs_to_its_sampler(tmp_path):
     with pytest.warns(UserWarning, match="fitted on DDIM-8 draws"):  # DDIM's 50 steps, capped at T_g = 8
         older.generate(4, seed=0, sampler="ddpm")
     with pytest.raises(ConfigError, match="sampling.steps .9. > gaussian_steps .8."):
-        get("mstdiff", SMOKE | {"gaussian_steps": 8, "sampling_steps": 9})
+        get("mstdiff", SMOKE | {"gaussian_steps": 8, "sampling": {"steps": 9}})
 
 
 def test_strided_chain_at_real_steps_uses_the_interpolated_schedule():
@@ -365,9 +351,7 @@ def test_trajectory_step_callback_sees_the_chain_in_order(fitted_12_6):
     """The callback gets every visited step once per batch, from the prior's end down to 0, with the sampled
     tokens and the unscaled logits; its last tokens are the generated locations."""
     gen = copy.copy(fitted_12_6)
-    gen.config = gen.config.model_copy(
-        update={"sampling": gen.config.sampling.model_copy(update={"batch_size": 4})}
-    )
+    gen.config = with_section(gen.config, "sampling", batch_size=4)
     gen.net_ = _Prefers()
     seen = []
 
@@ -393,7 +377,7 @@ def test_trajectory_substeps_walk_the_finer_chain_in_order(fitted_12_6):
     """``trajectory_substeps=k``: k reverse steps per step of the plain chain, at the real-valued steps of
     ``trajectory_substeps_grid``, each after a denoiser call at that step; traffic steps as before."""
     gen = copy.copy(fitted_12_6)
-    gen.config = gen.config.model_copy(update={"calibration": "none"})
+    gen.config = with_section(gen.config, "calibration", mode="none")
     seen_s = []
     gen.net_ = _Prefers(record=seen_s)
     plain, fine = [], []
@@ -454,8 +438,8 @@ def test_self_conditioning_feeds_each_call_the_previous_calls_prediction(
     fitted_12_6, substeps, corrector_rounds
 ):
     gen = copy.copy(fitted_12_6)
-    gen.config = gen.config.model_copy(
-        update={"self_condition": True, "sampling": gen.config.sampling.model_copy(update={"batch_size": 2})}
+    gen.config = with_section(
+        with_section(gen.config, "extensions", self_condition=True), "sampling", batch_size=2
     )
     gen.net_ = _SelfConditioned()
     gen.generate(
@@ -468,104 +452,6 @@ def test_self_conditioning_feeds_each_call_the_previous_calls_prediction(
         assert seen[start] is None
         for k in range(start + 1, start + per_batch):
             torch.testing.assert_close(seen[k], returned[k - 1].softmax(-1))
-
-
-def test_self_conditioning_trains_half_the_batches_on_a_first_gradient_free_pass():
-    data = users()
-    gen = get("mstdiff", SMOKE | {"self_condition": True})
-    coeffs = torch.zeros(12, 48)
-    loc = torch.from_numpy(np.array(data.locations))
-    graph = GraphDiffusion(geographic_knn_graph(stations().lat, stations().lon, 3).rate, steps=3)
-    net = gen._build_net(48, 6, True, None, None)
-    module = _DenoiserModule(net, gen._gaussian(), graph, gen.config)
-    calls = []
-    net.register_forward_hook(
-        lambda mod, args, kwargs, out: calls.append(
-            (kwargs.get("l0_probs"), torch.is_grad_enabled(), out[1])
-        ),
-        with_kwargs=True,
-    )
-    torch.manual_seed(0)
-    n_batches = 200
-    for _ in range(n_batches):
-        module.losses(coeffs, loc)
-    conditioned = 0
-    for i in range(len(calls) - 1):
-        probs, grad, _ = calls[i + 1]
-        if probs is not None:  # the call before is its gradient-free first pass, on the same l_s
-            first_probs, first_grad, first_logits = calls[i]
-            assert first_probs is None and not first_grad and grad
-            torch.testing.assert_close(probs, first_logits.softmax(-1))
-            conditioned += 1
-    assert len(calls) == n_batches + conditioned
-    assert 0.4 < conditioned / n_batches < 0.6
-
-
-class _Certain(torch.nn.Module):
-    """A denoiser certain of the true trajectory ``l0`` (the first ``B`` rows): records each call's inputs."""
-
-    traffic, trajectory, self_condition = True, True, False
-
-    def __init__(self, l0: torch.Tensor, n: int) -> None:
-        super().__init__()
-        self.l0, self.n, self.calls = l0, n, []
-
-    def forward(self, x_t, l_s, t, s, l0_probs=None, anchors=None):
-        self.calls.append((x_t, l_s, t, s))
-        logits = torch.where(torch.nn.functional.one_hot(self.l0[: len(l_s)], self.n) > 0, 0.0, -torch.inf)
-        return torch.zeros_like(x_t), logits
-
-
-def test_own_chain_jumps_from_a_noisier_forward_state_to_the_training_step():
-    """own_chain: l_{s+j} ~ q(. | l0) at s + j in s+1..min(s + span, S), traffic at a Gaussian step whose
-    discrete step is s + j, then one jump to s. With a certain denoiser the jump is the true posterior, so
-    l_s must follow q(l_s | l0) as the forward draw does; sequences at S keep the forward draw."""
-    data = users()
-    n, steps = 6, 6
-    gen = get(
-        "mstdiff",
-        SMOKE | {"discrete_steps": steps, "gaussian_steps": 12, "own_chain": 1.0, "own_chain_span": 3},
-    )
-    loc = torch.from_numpy(np.array(data.locations))
-    graph = GraphDiffusion(geographic_knn_graph(stations().lat, stations().lon, 3).rate, steps=steps)
-    net = _Certain(loc, n)
-    module = _DenoiserModule(net, gen._gaussian(), graph, gen.config)
-    coeffs = torch.zeros(12, 48)
-    s = torch.tensor([2] * 11 + [steps])
-    torch.manual_seed(0)
-    forward = graph.q_sample(loc, s)
-    same = []
-    for _ in range(300):
-        out = module.own_chain_state(coeffs, loc, s, forward)
-        assert out.shape == loc.shape and out.dtype == torch.long
-        assert torch.equal(out[-1], forward[-1])
-        _, _, t_from, s_from = net.calls[-1]
-        assert ((s_from[:-1] >= 3) & (s_from[:-1] <= 5)).all() and s_from[-1] == steps
-        assert torch.equal(discrete_step(t_from, steps, 12), s_from)
-        same.append((out[:-1] == loc[:-1]).double().mean())
-    expected = graph.q_probs(loc[:-1], 2).gather(-1, loc[:-1, :, None]).mean()
-    assert {int(v) for c in net.calls for v in c[3][:-1] - 2} == {1, 2, 3}
-    assert abs(float(torch.stack(same).mean() - expected)) < 0.01, (
-        float(torch.stack(same).mean()),
-        float(expected),
-    )
-
-
-def test_own_chain_trains_on_the_networks_jump_in_the_given_share_of_batches():
-    data = users()
-    gen = get("mstdiff", SMOKE | {"own_chain": 0.5})
-    loc = torch.from_numpy(np.array(data.locations))
-    graph = GraphDiffusion(geographic_knn_graph(stations().lat, stations().lon, 3).rate, steps=3)
-    net = gen._build_net(48, 6, True, None, None)
-    module = _DenoiserModule(net, gen._gaussian(), graph, gen.config)
-    grads = []
-    net.register_forward_hook(lambda mod, args, out: grads.append(torch.is_grad_enabled()))
-    torch.manual_seed(0)
-    for _ in range(200):
-        module.losses(torch.zeros(12, 48), loc)
-    assert grads.count(True) == 200 and 0.4 < grads.count(False) / 200 < 0.6
-    with pytest.raises(ConfigError, match="own_chain"):
-        get("mstdiff", SMOKE | {"own_chain": 1.5})
 
 
 def test_temperature_sharpens_the_trajectory_prediction(fitted_12_6):
@@ -605,12 +491,14 @@ def test_the_config_sets_the_trajectory_options_of_generate_and_of_the_calibrati
         "trajectory_substeps": 2,
     }
     data = users(n_users=16)
-    gen = get("mstdiff", SMOKE | options | {"calibration_users": 16}).fit(data, progress=False)
+    gen = get("mstdiff", SMOKE | {"sampling": options, "calibration": {"users": 16}}).fit(
+        data, progress=False
+    )
     assert gen.generate(6, seed=2).equals(gen.generate(6, seed=2, **options))
     paper = {"temperature": 1.0, "trajectory_coupling": 0.0, "corrector_rounds": 0, "trajectory_substeps": 1}
     assert not gen.generate(6, seed=2).equals(gen.generate(6, seed=2, **paper))
     raw = copy.copy(gen)
-    raw.config = gen.config.model_copy(update={"calibration": "none"})
+    raw.config = with_section(gen.config, "calibration", mode="none")
     drawn = raw.generate(16, seed=gen.config.seed).traffic  # the calibration's users, again
     assert gen.calibration_["raw_zero_share"] == float((drawn <= 0).mean())
     assert gen.calibration_["zero_threshold"] == zero_threshold(drawn, gen.calibration_["zero_share"])
@@ -622,8 +510,8 @@ def test_the_config_sets_the_trajectory_options_of_generate_and_of_the_calibrati
         {"corrector_rounds": -1},
         {"trajectory_substeps": 0},
     ):
-        with pytest.raises(ConfigError, match=next(iter(bad))):
-            get("mstdiff", SMOKE | bad)
+        with pytest.raises(ConfigError, match=f"sampling.{next(iter(bad))}"):
+            get("mstdiff", SMOKE | {"sampling": bad})
 
 
 def test_modes_trajectory_only_traffic_only_and_uniform():
@@ -663,7 +551,7 @@ def test_anchors_let_a_small_fit_place_users_where_they_live_and_work():
     cfg = SMALL_FIT
     accuracy = {}
     for k in (2, 0):
-        gen = get("mstdiff", cfg | {"anchors": k}).fit(data, progress=False)
+        gen = get("mstdiff", cfg | {"extensions": {"anchors": k}}).fit(data, progress=False)
         given = top_locations(data.locations, 2) if k else None
         accuracy[k] = float((gen.generate(48, seed=0, anchors=given).locations == data.locations).mean())
     assert accuracy[2] > 0.9 and accuracy[0] < 0.5
@@ -671,7 +559,7 @@ def test_anchors_let_a_small_fit_place_users_where_they_live_and_work():
 
 def test_anchors_are_drawn_for_new_users_saved_with_the_model_and_checked(tmp_path):
     data = users()
-    gen = get("mstdiff", SMOKE | {"anchors": 2, "self_condition": True}).fit(
+    gen = get("mstdiff", SMOKE | {"extensions": {"anchors": 2, "self_condition": True}}).fit(
         data, progress=False, knowledge_graph=knowledge_graph()
     )
     assert gen.n_anchors == 2

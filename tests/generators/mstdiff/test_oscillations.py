@@ -140,7 +140,7 @@ def test_mstdiff_learns_the_week_without_oscillations_and_draws_them_at_the_trai
     generated weeks oscillate at the training rate."""
     clean = users(n_users=48, traffic=False)
     data, partners = with_oscillations(clean, 0.08)
-    cfg = SMALL_FIT | {"anchors": 2, "oscillation_neighbours": 2}
+    cfg = SMALL_FIT | {"extensions": {"anchors": 2, "oscillation_neighbours": 2}}
     gen = get("mstdiff", cfg).fit(data, progress=False)
     trained = CellOscillations.fit(data.locations, partners)
     assert gen.oscillations_.rate == pytest.approx(trained.rate)
@@ -159,10 +159,10 @@ def test_mstdiff_oscillations_need_coordinates_and_enough_stations():
     data = users(n_users=4, traffic=False)
     bare = type(data)(data.locations, START, "30min", type(data.stations)(list(data.stations.ids)))
     with pytest.raises(ConfigError, match="needs station coordinates"):
-        get("mstdiff", MSTDiffGenerator.smoke_config() | {"oscillation_neighbours": 2}).fit(
+        get("mstdiff", MSTDiffGenerator.smoke_config() | {"extensions": {"oscillation_neighbours": 2}}).fit(
             bare, progress=False
         )
     with pytest.raises(ConfigError, match="needs more than 6 stations"):
-        get("mstdiff", MSTDiffGenerator.smoke_config() | {"oscillation_neighbours": 6}).fit(
+        get("mstdiff", MSTDiffGenerator.smoke_config() | {"extensions": {"oscillation_neighbours": 6}}).fit(
             data, progress=False
         )

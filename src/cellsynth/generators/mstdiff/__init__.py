@@ -1,7 +1,15 @@
-"""MSTDiff: users' weekly traffic and trajectories, generated jointly (:mod:`.generator`), with the helpers
-only it uses: anchors (:mod:`.anchors`), the traffic calibration (:mod:`.calibration`) and cell
-oscillations (:mod:`.oscillations`)."""
+"""MSTDiff: users' weekly traffic and trajectories, generated jointly. One module per concern: the config
+(:mod:`.config`: the paper's fields, then the ``extensions``, ``sampling`` and ``calibration`` sections),
+the denoiser's training (:mod:`.training`), the joint reverse sampler (:mod:`.sampler`), the fit/generate/
+save orchestration (:mod:`.generator`), and the helpers only MSTDiff uses: anchors (:mod:`.anchors`), the
+traffic calibration (:mod:`.calibration`) and cell oscillations (:mod:`.oscillations`)."""
 
-from cellsynth.generators.mstdiff.generator import MSTDiffConfig, MSTDiffGenerator
+from cellsynth.generators.mstdiff.config import (
+    MSTDiffCalibration,
+    MSTDiffConfig,
+    MSTDiffExtensions,
+    MSTDiffSampling,
+)
+from cellsynth.generators.mstdiff.generator import MSTDiffGenerator
 
-__all__ = ["MSTDiffConfig", "MSTDiffGenerator"]
+__all__ = ["MSTDiffCalibration", "MSTDiffConfig", "MSTDiffExtensions", "MSTDiffGenerator", "MSTDiffSampling"]

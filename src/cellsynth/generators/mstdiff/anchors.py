@@ -37,10 +37,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from cellsynth.errors import DataError
+from cellsynth.errors import ConfigError, DataError
 from cellsynth.graphs.stations import haversine_km
 
-__all__ = ["AnchorModel", "top_locations"]
+__all__ = ["AnchorModel", "check_anchors", "top_locations"]
 
 
 def top_locations(locations: np.ndarray, k: int) -> np.ndarray:
@@ -173,3 +173,24 @@ class AnchorModel:
         arrays = {k[len("anchors.") :]: v.numpy() for k, v in tensors.items() if k.startswith("anchors.")}
         geo = arrays["edges"].shape[1] > 0
         return cls(arrays, lat if geo else None, lon if geo else None)
+
+
+def check_anchors(anchors, n_users: int, k: int, n_stations: int, who: str) -> np.ndarray | None:
+    """Anchors given for ``n_users`` new users of a model fitted with ``k`` anchors per user (0: none) over
+    ``n_stations`` stations, as ``int64 [n_users, k]`` (None: none given); ConfigError/DataError saying what
+    is wrong, naming generator ``who``."""
+    if anchors is None:
+        return None
+    if not k:
+        raise ConfigError(
+            f"{who}: anchors given, but this model was fitted without them (config extensions.anchors: 0)"
+        )
+    a = np.asarray(anchors)
+    if a.shape != (n_users, k) or not np.issubdtype(a.dtype, np.integer):
+        raise DataError(
+            f"anchors must be integer station indices of shape (users, anchors) = {(n_users, k)}, "
+            f"got {a.dtype} {a.shape}"
+        )
+    if a.size and (a.min() < 0 or a.max() >= n_stations):
+        raise DataError(f"anchors must be station indices in 0..{n_stations - 1}, got {a.min()}..{a.max()}")
+    return a.astype(np.int64)

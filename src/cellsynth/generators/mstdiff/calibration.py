@@ -26,17 +26,33 @@ the week) before the quantile map:
   carries (MSTDiff measured: too much in the coarsest band, too little in the finest, so its weeks are
   too smooth from one step to the next). Affine per coordinate, so not monotone in time: it changes the
   shape of a week, which is the point.
+
+A generator keeps all of them in one *calibration record* (:func:`fit_calibration`: the maps and the
+shares of zeros; the generator adds the sampler its draw came from), applies the one its config names
+(:func:`calibrate_traffic`) and saves the record with the model (:func:`calibration_state`,
+:func:`restore_calibration`).
 """
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Any, Literal, Protocol, get_args
 
 import numpy as np
+import torch
 
-from cellsynth.errors import DataError, NotFittedError
+from cellsynth.errors import ConfigError, DataError, NotFittedError
 
-__all__ = ["CALIBRATION_MODES", "CalibrationMode", "MomentMap", "QuantileMap", "zero_threshold"]
+__all__ = [
+    "CALIBRATION_MODES",
+    "CalibrationMode",
+    "MomentMap",
+    "QuantileMap",
+    "calibrate_traffic",
+    "calibration_state",
+    "fit_calibration",
+    "restore_calibration",
+    "zero_threshold",
+]
 
 CalibrationMode = Literal["quantiles", "moments", "zeros", "none"]
 """``"quantiles"``: :class:`QuantileMap`; ``"moments"``: :class:`MomentMap` in the generator's representation,
@@ -173,3 +189,93 @@ def _finite(values, name: str) -> np.ndarray:
     if not np.isfinite(x).all():
         raise DataError(f"QuantileMap: {name} values have NaN/inf")
     return x
+
+
+# -- the calibration record of a generator --------------------------------------------------------------
+class Representation(Protocol):
+    """Where :class:`MomentMap` works: ``transform`` values ``[U, T]`` to coordinates ``[U, D]`` and back
+    (MSTDiff: :class:`~cellsynth.transforms.wavelets.TrafficWavelets`)."""
+
+    def transform(self, values: np.ndarray) -> np.ndarray: ...
+
+    def inverse(self, coordinates: np.ndarray) -> np.ndarray: ...
+
+
+#: The fitted maps of a calibration record and the prefix of their tensors in a saved model ("calibration."
+#: is the quantile map's, as in models saved before the other two existed).
+CALIBRATION_MAPS = {
+    "quantile_map": ("calibration.", QuantileMap),
+    "moment_map": ("calibration_moments.", MomentMap),
+    "moment_quantile_map": ("calibration_moments_quantiles.", QuantileMap),
+}
+
+
+def fit_calibration(raw: np.ndarray, real: np.ndarray, representation: Representation) -> dict[str, Any]:
+    """The record of every mode, fitted on a generator's raw draw ``raw [U, T]`` against the training values
+    ``real [V, T]``: the training and raw shares of zeros, the :func:`zero_threshold`, the
+    :class:`QuantileMap`, and the :class:`MomentMap` in ``representation`` with the quantile map fitted after
+    it."""
+    real = np.asarray(real, dtype=np.float64)
+    zero_share = float((real == 0).mean())
+    moment_map = MomentMap().fit(representation.transform(raw), representation.transform(real))
+    return {
+        "zero_share": zero_share,
+        "raw_zero_share": float((raw <= 0).mean()),
+        "zero_threshold": zero_threshold(raw, zero_share),
+        "quantile_map": QuantileMap().fit(raw, real),
+        "moment_map": moment_map,
+        "moment_quantile_map": QuantileMap().fit(_matched_moments(raw, moment_map, representation), real),
+    }
+
+
+def calibrate_traffic(
+    record: dict[str, Any] | None, traffic: np.ndarray, mode: str, representation: Representation, who: str
+) -> np.ndarray:
+    """Raw generated ``traffic [U, T]`` through mode ``mode`` of ``record`` (``"none"``, or no record:
+    unchanged). ``who`` names the generator in the error of a record older than the mode."""
+    if mode not in CALIBRATION_MODES:
+        raise ConfigError(f"calibration mode must be one of {CALIBRATION_MODES}, got {mode!r}")
+    if mode == "none" or record is None:
+        return traffic
+    if mode == "zeros":
+        return np.where(traffic > record["zero_threshold"], traffic, np.float32(0))
+    if mode == "moments":
+        if "moment_map" not in record:
+            raise ConfigError(
+                f"{who}: this model was calibrated before calibration 'moments' existed; call "
+                "calibrate(training data) once and save it again, or use calibration 'quantiles'"
+            )
+        traffic = _matched_moments(traffic, record["moment_map"], representation)
+        return record["moment_quantile_map"].apply(traffic).astype(np.float32)
+    return record["quantile_map"].apply(traffic).astype(np.float32)
+
+
+def _matched_moments(
+    traffic: np.ndarray, moment_map: MomentMap, representation: Representation
+) -> np.ndarray:
+    """``traffic`` with each coordinate's mean and spread (in ``representation``) set by ``moment_map``."""
+    return representation.inverse(moment_map.apply(representation.transform(traffic)))
+
+
+def calibration_state(record: dict[str, Any] | None) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    """``record`` as (tensors of its maps, JSON-able rest) for a saved model; inverse: :func:`restore_calibration`."""
+    if record is None:
+        return {}, None
+    tensors = {}
+    for key, (prefix, _) in CALIBRATION_MAPS.items():
+        if key in record:
+            tensors |= {f"{prefix}{k}": torch.from_numpy(v) for k, v in record[key].state().items()}
+    return tensors, {k: v for k, v in record.items() if k not in CALIBRATION_MAPS}
+
+
+def restore_calibration(
+    tensors: dict[str, torch.Tensor], meta: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """The record saved by :func:`calibration_state` (None: a model without one, or saved before calibration
+    existed; the maps it was saved with, only)."""
+    record = meta
+    for key, (prefix, kind) in CALIBRATION_MAPS.items():
+        state = {k[len(prefix) :]: v.numpy() for k, v in tensors.items() if k.startswith(prefix)}
+        if record is not None and state:
+            record = record | {key: kind.from_state(state)}
+    return record
