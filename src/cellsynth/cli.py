@@ -676,6 +676,7 @@ def evaluate_command(
     """Score synthetic data against real data: metrics.json and a self-contained report.html. A city
     directory (traffic/ and users/) gives the dataset of the kind the other options' datasets have."""
     from cellsynth.evaluate import evaluate
+    from cellsynth.report import write_report
 
     _check_out(out, "evaluation", real, synthetic, train)
     sides = _evaluation_data({"--real": real, "--synthetic": synthetic, "--train": train})
@@ -686,7 +687,7 @@ def evaluate_command(
         channels=[c.strip() for c in channels.split(",")] if channels else None,
         compat=compat,
     )
-    report = evaluation.write(out)
+    report = write_report(evaluation, out)
     if evaluation.memorisation is not None:
         from cellsynth.evaluate import memorisation_verdict
 

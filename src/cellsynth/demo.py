@@ -35,7 +35,7 @@ from cellsynth.errors import ConfigError
 from cellsynth.evaluate import evaluate, evaluate_users, memorisation_verdict
 from cellsynth.generators.registry import get, get_class
 from cellsynth.outputs import DEMO, claim_output_dir
-from cellsynth.report import write_combined_report
+from cellsynth.report import write_combined_report, write_report
 
 __all__ = [
     "DEMO_STATION_CONFIGS",
@@ -210,7 +210,7 @@ def run_demo(
 
     echo(f"[4/{total}] evaluating against the real held-out weeks and writing the report")
     evaluation = evaluate(held_out, synthetic, train=train)
-    station_report = evaluation.write(out / "stations" / "report")
+    station_report = write_report(evaluation, out / "stations" / "report")
     sections = [("Station traffic: planned sites", evaluation)]
 
     scores = ", ".join(_scores(evaluation.metrics.get("internet", {}), ("value_jsd", "diff_jsd", "mae")))
@@ -251,7 +251,7 @@ def run_demo(
         generated_users = user_generator.generate(held_out_users.n_users, seed=seed)
         generated_users_dir = write(generated_users, out / "users" / "generated")
         user_evaluation = evaluate_users(held_out_users, generated_users, train=train_users)
-        user_report = user_evaluation.write(out / "users" / "report")
+        user_report = write_report(user_evaluation, out / "users" / "report")
         sections.append(("Users: trajectories and traffic", user_evaluation))
 
         traffic_scores = _scores(user_evaluation.metrics.get("traffic", {}), ("value_jsd", "log_value_jsd"))

@@ -1,7 +1,8 @@
 """Compare generated data with real data by the evaluation protocol (DESIGN.md, "Evaluation protocol").
 
     evaluation = evaluate(real_held_out, generated, train=train)   # StationTraffic or UserMobility
-    evaluation.write("eval/")                                        # eval/metrics.json + eval/report.html
+    evaluation.to_json("metrics.json")                               # the numbers alone
+    cellsynth.report.write_report(evaluation, "eval/")               # eval/metrics.json + eval/report.html
 
 Every number comes from :mod:`cellsynth.metrics` (definitions in docs/metrics.md); this module only lines
 the data up and says what it compared. Station traffic, step by step:
@@ -50,6 +51,7 @@ from cellsynth.data.io import write_text_atomic
 from cellsynth.data.model import Stations, StationTraffic, UserMobility
 from cellsynth.data.samples import sample_index
 from cellsynth.errors import DataError
+from cellsynth.geo import local_km
 
 __all__ = [
     "METRICS",
@@ -61,10 +63,6 @@ __all__ = [
     "evaluate_users",
     "memorisation_verdict",
 ]
-
-#: Kilometres per degree of latitude (WGS84 mean); used to draw and compare trajectories in km.
-KM_PER_DEGREE = 111.2
-
 
 # ------------------------------------------------------------------------------------------------------------
 # What each metric means, for the JSON file and the report's table
@@ -315,13 +313,6 @@ class Evaluation:
 
     def to_json_text(self) -> str:
         return json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
-
-    def write(self, out_dir: str | os.PathLike) -> Path:
-        """Write ``metrics.json`` and the self-contained ``report.html`` into ``out_dir`` (see
-        :func:`cellsynth.report.write_report`); returns the report's path."""
-        from cellsynth.report import write_report
-
-        return write_report(self, out_dir)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -797,10 +788,8 @@ def _user_memorisation(
     """Memorisation on user-weeks: station positions (km) per step, else normalised traffic."""
     held_out = ~np.isin(np.array(real.user_ids), np.array(train.user_ids))
     if stations.has_coordinates:
-        lat0 = np.deg2rad(stations.lat.mean())
-        xy = np.stack(
-            [stations.lon * KM_PER_DEGREE * np.cos(lat0), stations.lat * KM_PER_DEGREE], axis=1
-        )  # [L, 2] km; only differences matter
+        # [L, 2] km east and north of the stations' mean position; only differences matter.
+        xy = np.stack(local_km(stations.lat, stations.lon, stations.lat.mean(), stations.lon.mean()), axis=1)
         train_weeks = train.n_steps // period
         train_series = xy[
             _relabel(train, stations, "training")[:, : train_weeks * period].reshape(-1, period)
