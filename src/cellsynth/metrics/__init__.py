@@ -8,6 +8,7 @@ with the papers' tables. Bad input raises :class:`cellsynth.errors.DataError`.
 """
 
 from cellsynth.geo import EARTH_RADIUS_KM
+from cellsynth.metrics.catalog import METRICS, MetricInfo
 from cellsynth.metrics.histogram import (
     DEFAULT_BINS,
     histogram_jsd,
@@ -62,6 +63,8 @@ __all__ = [
     "DEFAULT_TOP_SHARE",
     "DISTANCE_FLOOR_KM",
     "EARTH_RADIUS_KM",
+    "METRICS",
+    "MetricInfo",
     "acf_distance",
     "autocorrelation",
     "coverage",
