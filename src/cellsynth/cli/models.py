@@ -1,4 +1,5 @@
-"""``cellsynth models``, ``fit`` and ``generate``: list the generators, train one, generate from a trained one."""
+"""``cellsynth models``, ``fit`` and ``generate``: list the generators, train one, generate from a trained
+one."""
 
 from __future__ import annotations
 
