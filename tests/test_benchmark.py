@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from cellsynth.benchmark import _stouter_change, markdown_table, run_benchmark
+from cellsynth.benchmark import markdown_table, run_benchmark
+from cellsynth.benchmark.table import _stouter_change
 from cellsynth.data import Stations, StationTraffic
 from cellsynth.errors import ConfigError
 from cellsynth.generators import get_class

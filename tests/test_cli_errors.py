@@ -18,7 +18,8 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from cellsynth.cli import _evaluation_data, main
+from cellsynth.cli import main
+from cellsynth.cli.scoring import _evaluation_data
 from cellsynth.data import StationTraffic, UserMobility, read
 from cellsynth.data.synthetic import CityConfig, synthesize_city
 from cellsynth.errors import CellsynthError

@@ -27,6 +27,7 @@ from cellsynth.data.synthetic import CityConfig, synthesize_city
 from cellsynth.errors import OutputError
 from cellsynth.evaluate import evaluate
 from cellsynth.outputs import MARKER, atomic_directory, atomic_file, check_output
+from cellsynth.report import write_report
 
 CITY = ["--stations", 12, "--users", 6, "--weeks", 1]
 
@@ -458,7 +459,7 @@ def _api_writers(world: World) -> dict[str, tuple[str, Callable[[Path], object]]
             lambda out: synthesize_city(CityConfig(n_stations=12, n_users=6, weeks=1)).write(out),
         ),
         "Generator.save": ("model run", lambda out: model.save(out)),
-        "Evaluation.write": ("evaluation", lambda out: evaluate(traffic, data).write(out)),
+        "write_report": ("evaluation", lambda out: write_report(evaluate(traffic, data), out)),
         "run_benchmark": (
             "bench",
             lambda out: run_benchmark(traffic, ["seasonal-mean"], seeds=1, samples=1, out=out, echo=None),
@@ -474,7 +475,7 @@ def _api_writers(world: World) -> dict[str, tuple[str, Callable[[Path], object]]
         "write_stations",
         "SyntheticCity.write",
         "Generator.save",
-        "Evaluation.write",
+        "write_report",
         "run_benchmark",
         "run_demo",
     ],

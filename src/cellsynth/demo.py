@@ -20,7 +20,6 @@ Kept in the library, not the CLI, so that a notebook can run exactly what the co
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from cellsynth.errors import ConfigError
 from cellsynth.evaluate import evaluate, evaluate_users, memorisation_verdict
 from cellsynth.generators.registry import get, get_class
 from cellsynth.outputs import DEMO, claim_output_dir
-from cellsynth.report import write_combined_report
+from cellsynth.report import write_combined_report, write_report
 
 __all__ = [
     "DEMO_STATION_CONFIGS",
@@ -209,7 +208,7 @@ def run_demo(
 
     echo(f"[4/{total}] evaluating against the real held-out weeks and writing the report")
     evaluation = evaluate(held_out, synthetic, train=train)
-    station_report = evaluation.write(out / "stations" / "report")
+    station_report = write_report(evaluation, out / "stations" / "report")
     sections = [("Station traffic: planned sites", evaluation)]
 
     scores = ", ".join(_scores(evaluation.metrics.get("internet", {}), ("value_jsd", "diff_jsd", "mae")))
@@ -236,7 +235,7 @@ def run_demo(
         )
         user_generator = get(user_model, config)
         extra = {}
-        if "knowledge_graph" in inspect.signature(user_generator.fit).parameters:
+        if "knowledge_graph" in type(user_generator).side_inputs:
             extra["knowledge_graph"] = city.knowledge_graph
         fit_started = time.perf_counter()
         user_generator.fit(train_users, progress=progress, checkpoint_dir=user_dir, **extra)
@@ -250,7 +249,7 @@ def run_demo(
         generated_users = user_generator.generate(held_out_users.n_users, seed=seed)
         generated_users_dir = write(generated_users, out / "users" / "generated")
         user_evaluation = evaluate_users(held_out_users, generated_users, train=train_users)
-        user_report = user_evaluation.write(out / "users" / "report")
+        user_report = write_report(user_evaluation, out / "users" / "report")
         sections.append(("Users: trajectories and traffic", user_evaluation))
 
         traffic_scores = _scores(user_evaluation.metrics.get("traffic", {}), ("value_jsd", "log_value_jsd"))

@@ -2,7 +2,7 @@
 
 Every writer goes through this module: the commands (``data synth``, ``data import ...``, ``fit``,
 ``generate``, ``evaluate``, ``bench``, ``demo``) and the Python API (``cellsynth.data.write``,
-``write_stations``, ``SyntheticCity.write``, ``Generator.save``, ``Evaluation.write``, ``run_benchmark``,
+``write_stations``, ``SyntheticCity.write``, ``Generator.save``, ``report.write_report``, ``run_benchmark``,
 ``run_demo``).
 
 **The rule** (:func:`check_output`). cellsynth writes an output path only when it is
@@ -56,6 +56,7 @@ __all__ = [
     "KINDS",
     "MARKER",
     "MODEL_RUN",
+    "PARQUET_METADATA_KEY",
     "SPLIT",
     "STATIONS_TABLE",
     "SYNTHETIC_CITY",
@@ -64,6 +65,7 @@ __all__ = [
     "atomic_file",
     "check_output",
     "claim_output_dir",
+    "is_stations_table",
     "remove_stale_temporaries",
 ]
 
@@ -79,6 +81,8 @@ DEMO = "demo"
 SPLIT = "split"
 #: The single-file output (``write_stations``): recognised by its Parquet metadata, not by a marker.
 STATIONS_TABLE = "stations table"
+#: The key of cellsynth's entry in the schema metadata of every Parquet file it writes (``cellsynth.data.io``).
+PARQUET_METADATA_KEY = b"cellsynth"
 
 # A temporary of target NAME: .NAME.tmp-PID-TOKEN (being written) or .NAME.old-PID-TOKEN (being swapped out).
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?P<pid>\d+)-[0-9a-f]{8}$")
@@ -245,9 +249,20 @@ def _check_directory(shown: str, target: Path, spec: OutputKind) -> None:
     )
 
 
-def _check_stations_table(shown: str, target: Path) -> None:
-    from cellsynth.data.io import is_stations_table
+def is_stations_table(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a Parquet file that :func:`cellsynth.data.write_stations` wrote (by its cellsynth
+    metadata: ``{"kind": "stations", ...}`` under :data:`PARQUET_METADATA_KEY`)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
+    try:
+        raw = (pq.read_schema(path).metadata or {}).get(PARQUET_METADATA_KEY)
+        return raw is not None and json.loads(raw).get("kind") == "stations"
+    except (OSError, pa.ArrowInvalid, ValueError, AttributeError):
+        return False
+
+
+def _check_stations_table(shown: str, target: Path) -> None:
     # A stations table beside others in a cellsynth output (a dataset's stations.parquet, say) belongs to that
     # output: writing there would change it. The staging directory of a write in progress is exempt.
     owner = _output_kind_at(target.parent)

@@ -19,17 +19,14 @@ from cellsynth.data.knowledge import KnowledgeGraph
 from cellsynth.data.samples import split_samples, stack_samples
 from cellsynth.errors import CellsynthError, ConfigError, DataError
 from cellsynth.generators import available, get, get_class, register, registry
-from cellsynth.generators.base import (
-    GeneratorConfig,
-    StationGenerator,
+from cellsynth.generators.base import GeneratorConfig, StationGenerator, expect, training_weeks
+from cellsynth.generators.state import (
     compose_state,
-    expect,
     restore_stations,
     restore_time_axis,
     split_state,
     stations_state,
     time_axis_state,
-    training_weeks,
 )
 from cellsynth.testing import START, tiny_stations, tiny_traffic, tiny_users
 

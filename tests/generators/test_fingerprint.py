@@ -8,12 +8,12 @@ import sys
 
 import numpy as np
 
-from cellsynth.generators.base import fingerprint
+from cellsynth.generators.state import fingerprint
 
 _SCRIPT = """
 import numpy as np, pandas as pd
 from cellsynth.data.model import Stations, StationTraffic
-from cellsynth.generators.base import station_fingerprint
+from cellsynth.generators.state import station_fingerprint
 stations = Stations([f"bs{i}" for i in range(3)], features=np.eye(3), feature_names=("a", "b", "c"))
 data = StationTraffic(np.ones((3, 168, 1)), pd.Timestamp("2026-01-05", tz="UTC"), "1h", ("x",), stations)
 print(station_fingerprint(data))

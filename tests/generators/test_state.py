@@ -7,7 +7,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cellsynth.generators.base import compose_state, split_state
+from cellsynth.generators.state import compose_state, split_state
 
 names = st.text("abc_", min_size=1, max_size=4)
 parts = st.dictionaries(names, st.dictionaries(names, st.integers(), max_size=3), max_size=4)

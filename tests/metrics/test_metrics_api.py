@@ -10,6 +10,7 @@ import cellsynth.metrics as metrics
 
 def test_all_lists_exactly_the_public_names():
     public = {name for name in vars(metrics) if not name.startswith("_")} - {
+        "catalog",
         "histogram",
         "mobility",
         "privacy",

@@ -32,7 +32,16 @@ import pyarrow.parquet as pq
 from cellsynth.data.model import Stations, StationTraffic, UserMobility, regular_timeline
 from cellsynth.data.repair import check_fill, fill_gaps
 from cellsynth.errors import DataError, DataRepairWarning
-from cellsynth.outputs import DATASET, STATIONS_TABLE, atomic_directory, atomic_file
+
+# is_stations_table: re-exported, part of this module's API (it lives with the rule that needs it).
+from cellsynth.outputs import (
+    DATASET,
+    PARQUET_METADATA_KEY,
+    STATIONS_TABLE,
+    atomic_directory,
+    atomic_file,
+    is_stations_table,
+)
 
 __all__ = [
     "atomic_directory",
@@ -46,7 +55,7 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-_META_KEY = b"cellsynth"
+_META_KEY = PARQUET_METADATA_KEY
 _REPAIRED_SUFFIX = "__repaired"
 
 
@@ -78,15 +87,6 @@ def write_stations(stations: Stations, path: str | os.PathLike) -> None:
     ``path`` is replaced only if it is a stations table written by cellsynth (:func:`is_stations_table`)."""
     with atomic_file(path, kind=STATIONS_TABLE) as tmp:
         _write_table(stations.to_frame(), tmp, {"kind": "stations", "version": FORMAT_VERSION})
-
-
-def is_stations_table(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a Parquet file that :func:`write_stations` wrote (by its cellsynth metadata)."""
-    try:
-        raw = (pq.read_schema(path).metadata or {}).get(_META_KEY)
-        return raw is not None and json.loads(raw).get("kind") == "stations"
-    except (OSError, pa.ArrowInvalid, ValueError, AttributeError):
-        return False
 
 
 def read_stations(path: str | os.PathLike) -> Stations:

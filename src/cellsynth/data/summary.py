@@ -23,7 +23,7 @@ Definitions (all on one channel of a :class:`~cellsynth.data.StationTraffic` ``x
   steps and T > 24 h); lag 168 h only when T >= 2 x 168 h.
 
 Mobility (:func:`mobility_statistics`, :func:`trajectory_statistics`): distances are great-circle
-(haversine, Earth radius 6371.0088 km) between station coordinates; a *jump* is a change of location between
+(haversine, :mod:`cellsynth.geo`) between station coordinates; a *jump* is a change of location between
 consecutive steps; the *radius of gyration* of a user over a period is the root mean square distance of
 its positions (one per step) from their centre of mass; a *stay* is a maximal run of consecutive steps at
 one location; statistics are per user-day (``steps_per_day`` steps) so that a week of users compares with
@@ -39,6 +39,7 @@ import pandas as pd
 
 from cellsynth.data.model import StationTraffic, UserMobility
 from cellsynth.errors import DataError
+from cellsynth.geo import haversine_km, local_km  # haversine_km: part of this module's API
 
 __all__ = [
     "autocorrelation",
@@ -52,7 +53,6 @@ __all__ = [
     "trajectory_statistics",
 ]
 
-EARTH_RADIUS_KM = 6371.0088
 _QUANTILES = (0.01, 0.10, 0.25, 0.50, 0.75, 0.90, 0.99)
 
 
@@ -70,15 +70,6 @@ def _f(x) -> float | None:
 
 # ------------------------------------------------------------------------------------------------------------
 # Building blocks on arrays
-
-
-def haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray:
-    """Great-circle distance in km between points given in degrees (broadcasting)."""
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    dlat = p2 - p1
-    dlon = np.radians(lon2) - np.radians(lon1)
-    h = np.sin(dlat / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlon / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
 
 
 def autocorrelation(x: np.ndarray, lag: int) -> np.ndarray:
@@ -273,12 +264,7 @@ def trajectory_statistics(
     moved = a != b
     jumps = haversine_km(lat[a[moved]], lon[a[moved]], lat[b[moved]], lon[b[moved]])
     # Radius of gyration on a local tangent plane (km) around each user-day's centre of mass.
-    y = lat[day] * (math.pi / 180 * EARTH_RADIUS_KM)
-    xk = (
-        lon[day]
-        * (math.pi / 180 * EARTH_RADIUS_KM)
-        * np.cos(np.radians(lat[day].mean(axis=1, keepdims=True)))
-    )
+    xk, y = local_km(lat[day], lon[day], lat[day].mean(axis=1, keepdims=True), 0.0)
     rg = np.sqrt(((y - y.mean(1, keepdims=True)) ** 2 + (xk - xk.mean(1, keepdims=True)) ** 2).mean(axis=1))
     srt = np.sort(day, axis=1)
     distinct = 1 + (srt[:, 1:] != srt[:, :-1]).sum(axis=1)

@@ -45,6 +45,11 @@ from cellsynth.generators.base import (
     ConfigSection,
     GeneratorConfig,
     StationGenerator,
+    training_weeks,
+    week_length,
+)
+from cellsynth.generators.sampling import Sampling
+from cellsynth.generators.state import (
     compose_state,
     guard_resume,
     restore_stations,
@@ -53,10 +58,7 @@ from cellsynth.generators.base import (
     station_fingerprint,
     stations_state,
     time_axis_state,
-    training_weeks,
-    week_length,
 )
-from cellsynth.generators.sampling import Sampling
 from cellsynth.training import loader, resolve_device, seed_everything, train
 from cellsynth.transforms.scaling import LogScaler, widened_range
 

@@ -35,28 +35,10 @@ from torch_geometric.data import Data
 from cellsynth.data.model import Stations
 from cellsynth.errors import DataError, NotFittedError
 
+# EARTH_RADIUS_KM, haversine_km, unit_sphere: re-exported, the graphs' users (and tests) import them from here.
+from cellsynth.geo import EARTH_RADIUS_KM, KM_PER_DEGREE, chord_of_km, haversine_km, unit_sphere
+
 __all__ = ["EARTH_RADIUS_KM", "StationGraphBuilder", "haversine_km", "unit_sphere"]
-
-EARTH_RADIUS_KM = 6371.0088
-
-
-def haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray:
-    """Great-circle distance in km between WGS84 points (broadcasting)."""
-    p1, p2 = np.deg2rad(lat1), np.deg2rad(lat2)
-    dp, dl = p2 - p1, np.deg2rad(np.asarray(lon2) - np.asarray(lon1))
-    a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
-
-
-def unit_sphere(lat, lon) -> np.ndarray:
-    """``[N, 3]`` points on the unit sphere; chord length ``c`` and great-circle distance ``d`` satisfy
-    ``c = 2 sin(d / 2R)``, so a k-d tree radius query on these is an exact haversine radius query."""
-    phi, lam = np.deg2rad(np.asarray(lat, float)), np.deg2rad(np.asarray(lon, float))
-    return np.stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)], axis=1)
-
-
-def _chord(km: float) -> float:
-    return 2.0 * np.sin(min(km / (2.0 * EARTH_RADIUS_KM), np.pi / 2))
 
 
 @dataclass
@@ -127,7 +109,7 @@ class StationGraphBuilder:
         n = len(train)
         if train.has_coordinates:
             pts = unit_sphere(train.lat, train.lon)
-            pairs = cKDTree(pts).query_pairs(_chord(self.radius_km), output_type="ndarray")
+            pairs = cKDTree(pts).query_pairs(chord_of_km(self.radius_km), output_type="ndarray")
             src, dst = pairs[:, 0], pairs[:, 1]
         else:
             x = self.features(train)
@@ -155,7 +137,7 @@ class StationGraphBuilder:
         if self.stations_.has_coordinates:
             tree = cKDTree(unit_sphere(self.stations_.lat, self.stations_.lon))
             query = unit_sphere(new.lat, new.lon)
-            hits = tree.query_ball_point(query, _chord(self.radius_km))
+            hits = tree.query_ball_point(query, chord_of_km(self.radius_km))
             _, nearest = tree.query(query, k=1)
             neighbours = [np.asarray(h if len(h) else [nearest[j]], np.int64) for j, h in enumerate(hits)]
         else:
@@ -197,9 +179,12 @@ class StationGraphBuilder:
         if reference.features.shape[1] > 0:
             return np.asarray(stations.features, dtype=np.float64)
         if reference.has_coordinates and stations.has_coordinates:
-            # No feature columns: place stations by planar km coordinates around the training centroid.
+            # No feature columns: place stations by planar km coordinates (north, then east; no offset: a
+            # saved model's feature scaler holds these raw values' mean).
             lat0 = np.deg2rad(reference.lat.mean())
-            return np.stack([stations.lat * 111.195, stations.lon * 111.195 * np.cos(lat0)], axis=1)
+            return np.stack(
+                [stations.lat * KM_PER_DEGREE, stations.lon * KM_PER_DEGREE * np.cos(lat0)], axis=1
+            )
         raise DataError(
             "stations have neither feature columns nor coordinates: the station graph has nothing to be "
             "built from (disable the spatial embedding, e.g. use_spatial=False for STOUTER)"

@@ -46,7 +46,7 @@ from scipy.spatial import cKDTree
 
 from cellsynth.data.knowledge import station_entity
 from cellsynth.errors import ConfigError, DataError
-from cellsynth.graphs.stations import unit_sphere
+from cellsynth.geo import EARTH_RADIUS_KM, km_of_chord, unit_sphere
 
 __all__ = [
     "EARTH_RADIUS_KM",
@@ -58,9 +58,6 @@ __all__ = [
     "rate_matrix",
     "station_embeddings",
 ]
-
-EARTH_RADIUS_KM = 6371.0088
-"""Mean Earth radius (IUGG), km."""
 
 _METRICS = ("cosine", "euclidean", "haversine")
 
@@ -135,7 +132,7 @@ def _from_chord(chord: np.ndarray, metric: str) -> np.ndarray:
     if metric == "cosine":
         return 0.5 * chord**2
     if metric == "haversine":
-        return 2.0 * EARTH_RADIUS_KM * np.arcsin(np.clip(chord / 2.0, 0.0, 1.0))
+        return km_of_chord(chord)
     return chord
 
 

@@ -1,4 +1,5 @@
-"""Metrics: pure functions on numpy arrays (numpy and scipy only) for traffic, mobility and memorisation.
+"""Metrics: pure functions on numpy arrays for traffic, mobility and memorisation: numpy and scipy only, with
+the Earth's radius and the haversine formula from :mod:`cellsynth.geo` (which imports nothing of cellsynth's).
 
 Every formula, bin choice and logarithm base is written out in docs/metrics.md. Every JSD goes through
 :func:`histogram_jsd` / :func:`js_divergence` (base 2, shared bins, in [0, 1]); ``compat=True`` on the
@@ -6,6 +7,8 @@ traffic JSDs and the daily RMSE reproduces the published MSTDiff code's variants
 with the papers' tables. Bad input raises :class:`cellsynth.errors.DataError`.
 """
 
+from cellsynth.geo import EARTH_RADIUS_KM
+from cellsynth.metrics.catalog import METRICS, MetricInfo
 from cellsynth.metrics.histogram import (
     DEFAULT_BINS,
     histogram_jsd,
@@ -16,7 +19,6 @@ from cellsynth.metrics.histogram import (
 from cellsynth.metrics.mobility import (
     DEFAULT_TOP_SHARE,
     DISTANCE_FLOOR_KM,
-    EARTH_RADIUS_KM,
     distinct_location_share,
     global_rank_frequency,
     haversine_km,
@@ -61,6 +63,8 @@ __all__ = [
     "DEFAULT_TOP_SHARE",
     "DISTANCE_FLOOR_KM",
     "EARTH_RADIUS_KM",
+    "METRICS",
+    "MetricInfo",
     "acf_distance",
     "autocorrelation",
     "coverage",

@@ -25,11 +25,10 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike
 
+from cellsynth.geo import haversine_km as _haversine_km
+from cellsynth.geo import unit_sphere
 from cellsynth.metrics._validation import coordinates, float_array, location_array, require
 from cellsynth.metrics.histogram import DEFAULT_BINS, histogram_jsd, integer_bin_edges, js_divergence
-
-#: Mean Earth radius in km (IUGG), used by :func:`haversine_km`.
-EARTH_RADIUS_KM = 6371.0
 
 #: Distances below this many km (1 m) are binned as 1 m: the log-scale bins of Distance and Radius need a
 #: positive floor, and a stay in place (0 km) or centroid rounding (~1e-12 km) must not stretch them.
@@ -43,20 +42,14 @@ def haversine_km(lat1: ArrayLike, lon1: ArrayLike, lat2: ArrayLike, lon2: ArrayL
     """Great-circle distance in km between points given in degrees (arrays broadcast together).
 
     ``a = sin^2((lat2 - lat1) / 2) + cos(lat1) cos(lat2) sin^2((lon2 - lon1) / 2)``,
-    ``d = 2 R asin(sqrt(a))`` with R = :data:`EARTH_RADIUS_KM` = 6371 km.
+    ``d = 2 R asin(sqrt(a))`` with R = :data:`cellsynth.geo.EARTH_RADIUS_KM` = 6371.0088 km
+    (:func:`cellsynth.geo.haversine_km`, with its arguments checked).
     """
     arrays = [
         float_array(value, function="haversine_km", name=name, ndims=range(8), layout="of degrees")
         for name, value in (("lat1", lat1), ("lon1", lon1), ("lat2", lat2), ("lon2", lon2))
     ]
     return _haversine_km(*arrays)
-
-
-def _haversine_km(lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.ndarray) -> np.ndarray:
-    phi1, lambda1, phi2, lambda2 = (np.radians(v) for v in (lat1, lon1, lat2, lon2))
-    a = np.sin((phi2 - phi1) / 2) ** 2 + np.cos(phi1) * np.cos(phi2) * np.sin((lambda2 - lambda1) / 2) ** 2
-    # Rounding can push a a hair above 1 for antipodal points.
-    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
 
 
 def jump_distances(locations: ArrayLike, lat: ArrayLike, lon: ArrayLike) -> np.ndarray:
@@ -85,8 +78,7 @@ def radius_of_gyration(locations: ArrayLike, lat: ArrayLike, lon: ArrayLike) -> 
     function = "radius_of_gyration"
     lat_array, lon_array = coordinates(lat, lon, function=function)
     trajectories = location_array(locations, function=function, name="locations", n_locations=lat_array.size)
-    phi, lam = np.radians(lat_array[trajectories]), np.radians(lon_array[trajectories])
-    unit = np.stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)], axis=-1)
+    unit = unit_sphere(lat_array[trajectories], lon_array[trajectories])
     centre = unit.mean(axis=1)
     centre_lat = np.degrees(np.arctan2(centre[:, 2], np.hypot(centre[:, 0], centre[:, 1])))
     centre_lon = np.degrees(np.arctan2(centre[:, 1], centre[:, 0]))

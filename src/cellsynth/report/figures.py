@@ -22,7 +22,7 @@ from matplotlib.ticker import MaxNLocator
 
 from cellsynth import metrics
 from cellsynth.data.model import Stations
-from cellsynth.evaluate import KM_PER_DEGREE
+from cellsynth.geo import local_km
 
 __all__ = [
     "GENERATED",
@@ -334,13 +334,6 @@ def mean_load_scatter(real_mean: np.ndarray, generated_mean: np.ndarray, *, valu
     return figure
 
 
-def _km_coordinates(
-    lat: np.ndarray, lon: np.ndarray, lat0: float, lon0: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Kilometres east and north of (lat0, lon0) on a local flat map (fine at city scale)."""
-    return (lon - lon0) * KM_PER_DEGREE * np.cos(np.deg2rad(lat0)), (lat - lat0) * KM_PER_DEGREE
-
-
 @_styled
 def station_map(
     real_stations: Stations,
@@ -363,7 +356,7 @@ def station_map(
         norm = Normalize(0, loads.max() if loads.max() > 0 else 1)
     lat0, lon0 = float(real_stations.lat.mean()), float(real_stations.lon.mean())
     for ax, (title, stations, load) in zip(axes[0], panels):
-        x, y = _km_coordinates(stations.lat, stations.lon, lat0, lon0)
+        x, y = local_km(stations.lat, stations.lon, lat0, lon0)
         order = np.argsort(load)  # busy stations drawn last, on top
         points = ax.scatter(
             x[order],
@@ -529,7 +522,7 @@ def trajectories_map(
     """A few real and generated user trajectories drawn over the stations (km map)."""
     figure, axes = _figure(4.6, 1, 2, sharex=True, sharey=True)
     lat0, lon0 = float(stations.lat.mean()), float(stations.lon.mean())
-    x, y = _km_coordinates(stations.lat, stations.lon, lat0, lon0)
+    x, y = local_km(stations.lat, stations.lon, lat0, lon0)
     rng = np.random.default_rng(seed)
     palette = ["#2b6cb0", "#dd6b20", "#2f855a", "#b83280", "#6b46c1", "#c05621"]
     for ax, title, locations in (

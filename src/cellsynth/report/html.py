@@ -18,7 +18,8 @@ import numpy as np
 
 import cellsynth
 from cellsynth.errors import DataError
-from cellsynth.evaluate import METRICS, Evaluation, StationComparison, UserComparison
+from cellsynth.evaluate import Evaluation, StationComparison, UserComparison
+from cellsynth.metrics.catalog import METRICS
 from cellsynth.report import figures
 
 __all__ = ["render_combined_html", "render_html"]

@@ -39,15 +39,8 @@ import torch
 
 from cellsynth.data.model import UserMobility
 from cellsynth.errors import DataError
-from cellsynth.generators.base import (
-    GeneratorConfig,
-    UserGenerator,
-    expect,
-    restore_stations,
-    restore_time_axis,
-    stations_state,
-    time_axis_state,
-)
+from cellsynth.generators.base import GeneratorConfig, UserGenerator, expect
+from cellsynth.generators.state import restore_stations, restore_time_axis, stations_state, time_axis_state
 
 __all__ = ["DEFAULT_SMOOTHING", "MarkovChain", "MarkovConfig", "MarkovGenerator", "hour_keys"]
 

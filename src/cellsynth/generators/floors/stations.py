@@ -37,15 +37,8 @@ import torch
 from cellsynth.data.model import Stations, StationTraffic
 from cellsynth.data.samples import stack_samples
 from cellsynth.errors import DataError
-from cellsynth.generators.base import (
-    GeneratorConfig,
-    StationGenerator,
-    restore_stations,
-    restore_time_axis,
-    stations_state,
-    steps_per_week,
-    time_axis_state,
-)
+from cellsynth.generators.base import GeneratorConfig, StationGenerator, steps_per_week
+from cellsynth.generators.state import restore_stations, restore_time_axis, stations_state, time_axis_state
 
 __all__ = ["CopyTrainGenerator", "SeasonalMeanGenerator", "nearest_training_stations"]
 

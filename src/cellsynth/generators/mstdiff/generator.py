@@ -69,16 +69,7 @@ from cellsynth.data.knowledge import KnowledgeGraph
 from cellsynth.data.model import UserMobility
 from cellsynth.diffusion.discrete import GraphDiffusion
 from cellsynth.errors import DataError
-from cellsynth.generators.base import (
-    UserGenerator,
-    expect,
-    fingerprint,
-    guard_resume,
-    restore_stations,
-    restore_time_axis,
-    stations_state,
-    time_axis_state,
-)
+from cellsynth.generators.base import UserGenerator, expect
 from cellsynth.generators.floors.markov import DEFAULT_SMOOTHING, MarkovChain, hour_keys
 from cellsynth.generators.mstdiff.anchors import AnchorModel, check_anchors, top_locations
 from cellsynth.generators.mstdiff.calibration import (
@@ -106,6 +97,14 @@ from cellsynth.generators.mstdiff.sampler import (
     TrajectoryStepCallback,
 )
 from cellsynth.generators.mstdiff.training import DenoiserModule
+from cellsynth.generators.state import (
+    fingerprint,
+    guard_resume,
+    restore_stations,
+    restore_time_axis,
+    stations_state,
+    time_axis_state,
+)
 from cellsynth.nn.vqvae import BandVQVAE, fit_vqvaes
 from cellsynth.training import loader, seed_everything, train
 from cellsynth.transforms.wavelets import TrafficWavelets, band_names, band_slices

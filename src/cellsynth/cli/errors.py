@@ -1,7 +1,8 @@
 """How the ``cellsynth`` command line turns failures into one line on stderr and exit code 2.
 
 - :class:`CommandGroup` wraps every command: I/O failures (``OSError``, ``EOFError``, ``zlib.error``) become a
-  :class:`CellsynthError` naming the file; ``cli.main`` prints every ``CellsynthError`` as ``error: ...``.
+  :class:`CellsynthError` naming the file; ``cli.main`` prints every ``CellsynthError`` with
+  :func:`print_error` as ``error: ...``.
 - Option callbacks check seeds and time steps before a command runs.
 - YAML configs and ``--set`` values are parsed into :class:`ConfigError` on bad syntax.
 
@@ -17,12 +18,31 @@ import zlib
 from pathlib import Path
 
 import click
+from rich.console import Console
+from rich.text import Text
 from typer.core import TyperGroup
 
 from cellsynth.errors import CellsynthError, ConfigError
 from cellsynth.seeds import check_seed
 
-__all__ = ["CommandGroup", "seed_option", "step_option", "yaml_mapping", "yaml_value"]
+__all__ = [
+    "CommandGroup",
+    "err_console",
+    "print_error",
+    "seed_option",
+    "step_option",
+    "yaml_mapping",
+    "yaml_value",
+]
+
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def print_error(err: CellsynthError) -> None:
+    """``error: <what, where, how to fix>`` on stderr, one line."""
+    # A Text, not markup: paths and values may hold brackets ("traffic[red].csv", "[/x]") that rich
+    # would interpret or choke on.
+    err_console.print(Text.assemble(("error:", "bold red"), " ", str(err)), highlight=False)
 
 
 class CommandGroup(TyperGroup):

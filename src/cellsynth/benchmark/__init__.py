@@ -1,0 +1,51 @@
+"""The station-traffic benchmark: several generators, one station split, one budget rule, several seeds.
+
+    result = run_benchmark(traffic, ["seasonal-mean", "tcn-gan", "vae", "diffwave", "stouter"], seeds=3,
+                           out="bench/")
+    print(result.table)            # also in bench/table.md; every number in bench/results.json
+
+Protocol (docs/report.md):
+
+1. **One split.** The stations are split once (:func:`cellsynth.data.split.split_stations`, ``split_seed``,
+   ``test_fraction``); every model and seed trains on the same training stations.
+2. **One budget rule** for all (``budget``):
+
+   - ``"preset"`` — every model trains for the epochs of its preset config: the generator's defaults
+     overridden by ``configs[model]`` (the CLI passes ``configs/<model>.yaml``). The presets differ per model
+     (docs/baselines.md says why); the measured training time is reported next to every score.
+   - an integer ``n`` — every model with an ``epochs`` option trains for ``n`` epochs (passes over the
+     training station-weeks); STOUTER's graph pretraining keeps its ``pretrain_epochs``; models without
+     training (the reference generators) are unaffected.
+
+   The rule is stated in the table and in ``results.json``. (A wall-clock budget is not offered: it would
+   make a run depend on the machine and on whatever else runs on it, and an interrupted run could not be
+   resumed exactly.)
+3. **Per seed** ``s``: the model is built with ``seed = s`` and generates ``samples`` weeks per station with
+   ``seed = s``, for the held-out stations (the planned-site case) and for the training stations (all of
+   them, or a subset of ``train_stations`` drawn with ``split_seed``).
+4. **Scores** come from :func:`cellsynth.evaluate.evaluate`, every channel, on the normalised scale
+   (divided by the training maximum per channel): held-out = ``evaluate(held_out, generated, train=train)``;
+   training stations = ``evaluate(all stations, generated for the training stations, train=train)`` (pairs
+   the training stations; its memorisation check compares with the held-out stations' real weeks).
+5. **Table** (``table.md``), laid out like STOUTER's Table 1: rows = models, columns = MAE, RMSE and value
+   JSD per channel, mean ± standard deviation (``ddof = 1``) over seeds, the best mean of each column in
+   bold, the second underlined; then STOUTER's relative change against the best baseline,
+   ``(STOUTER - best) / best`` per column (negative = STOUTER lower = better). The baselines are the
+   paper's (:data:`PAPER_BASELINES`) that were run, or every other model when none was. Then the other
+   metrics, the memorisation check, training time and generation throughput (station-weeks per second).
+
+**Resumable.** Each (model, seed) result is written to ``out/results/<model>__seed<s>.json`` as soon as it
+is complete; each run directory ``out/runs/<model>/seed<s>/`` keeps the model's checkpoints and, once
+trained, the saved model. Running the same benchmark again reuses finished results, loads trained models
+instead of training them again, and resumes interrupted training from its last checkpoint. Settings that
+would make old results incomparable (other data, split, samples or budget; another config for a model)
+are refused with a :class:`~cellsynth.errors.ConfigError`: use a fresh ``out``.
+
+Modules: :mod:`~cellsynth.benchmark.run` (the pipeline and its stored results),
+:mod:`~cellsynth.benchmark.table` (aggregation over seeds and the markdown).
+"""
+
+from cellsynth.benchmark.run import BenchmarkResult, run_benchmark
+from cellsynth.benchmark.table import PAPER_BASELINES, format_cell, markdown_table
+
+__all__ = ["PAPER_BASELINES", "BenchmarkResult", "format_cell", "markdown_table", "run_benchmark"]

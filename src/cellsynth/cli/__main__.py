@@ -1,0 +1,5 @@
+"""``python -m cellsynth.cli``: the ``cellsynth`` script."""
+
+from cellsynth.cli import main
+
+main()

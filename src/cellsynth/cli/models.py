@@ -1,0 +1,246 @@
+"""``cellsynth models``, ``fit`` and ``generate``: list the generators, train one, generate from a trained
+one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from cellsynth.cli._common import (
+    Out,
+    Progress,
+    app,
+    bold,
+    check_out,
+    console,
+    say,
+    training_data,
+    write_dataset,
+)
+from cellsynth.cli.errors import seed_option, yaml_mapping, yaml_value
+from cellsynth.errors import ConfigError, DataError
+
+__all__ = []
+
+
+@app.command("models")
+def models() -> None:
+    """List the generators that `fit` accepts, with what they generate."""
+    from cellsynth.generators import available, available_presets, get_class
+
+    table = Table("name", "generates", "presets", "description")
+    for name in available():
+        cls = get_class(name)
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        kind = "station traffic" if cls.kind == "stations" else "user mobility"
+        table.add_row(name, kind, ", ".join(available_presets(name)) or "-", escape(doc))
+    console.print(table)
+
+
+def _read_config(config: Path | None, overrides: list[str]) -> dict:
+    values: dict[str, Any] = {}
+    if config is not None:
+        if not config.exists():
+            raise ConfigError(f"config file {config} not found")
+        values.update(yaml_mapping(config))
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value (e.g. --set epochs=5), got {item!r}")
+        values[key.strip()] = yaml_value(raw, f"--set {item!r}", "quote the value or fix its syntax")
+    return values
+
+
+@app.command("fit")
+def fit(
+    model: Annotated[str, typer.Argument(help="Generator name (see `cellsynth models`).")],
+    data: Annotated[Path, typer.Option(help="Training dataset directory (or a synthetic city directory).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory: checkpoints and the saved model.")],
+    preset: Annotated[
+        str,
+        typer.Option(
+            help="Starting configuration shipped with the model: 'recommended' (best measured), 'paper' (exactly "
+            "the published method) or 'none' (the config class's defaults); --config and --set go on top."
+        ),
+    ] = "recommended",
+    config: Annotated[Path | None, typer.Option(help="YAML file of config options (see configs/).")] = None,
+    set_: Annotated[
+        list[str], typer.Option("--set", help="Override one option: key=value (repeatable).")
+    ] = [],  # noqa: B006
+    seed: Annotated[
+        int | None, typer.Option(help="Seed (overrides the config's).", callback=seed_option)
+    ] = None,
+    knowledge_graph: Annotated[
+        Path | None,
+        typer.Option(
+            help="Urban knowledge graph (Parquet/CSV triplets) for generators that use one (mstdiff); "
+            "default: DATA/knowledge_graph.parquet when the data is a synthetic city."
+        ),
+    ] = None,
+    progress: Progress = True,
+) -> None:
+    """Train a generator; rerunning the same command resumes from the run directory's checkpoints."""
+    from cellsynth.generators import available_presets, get, get_class
+
+    check_out(out, "model run", data, config, knowledge_graph)
+    values = _read_config(config, set_)
+    if seed is not None:
+        values["seed"] = seed
+    chosen_preset = None if preset == "none" or not available_presets(model) else preset
+    gen = get(model, values, preset=chosen_preset)
+    train = training_data(data, get_class(model).kind)
+    extra: dict[str, Any] = {}
+    if "knowledge_graph" in type(gen).side_inputs:
+        from cellsynth.data.knowledge import read_knowledge_graph
+
+        city_graph = data / "knowledge_graph.parquet"
+        if knowledge_graph is None and city_graph.exists():
+            knowledge_graph = city_graph
+        if knowledge_graph is not None:
+            extra["knowledge_graph"] = read_knowledge_graph(knowledge_graph)
+            say(f"using the knowledge graph {knowledge_graph}")
+    elif knowledge_graph is not None:
+        raise ConfigError(f"{model} does not use a knowledge graph; leave out --knowledge-graph")
+    gen.fit(train, progress=progress, checkpoint_dir=out, **extra)
+    gen.save(out)
+    for note in gen.fit_notes():
+        say(note)
+    console.print(
+        f"{escape(model)} trained; model saved in {bold(out)} (load with {escape(f'cellsynth.load({str(out)!r})')})"
+    )
+
+
+@app.command("generate")
+def generate(
+    model: Annotated[Path, typer.Option(help="A run directory written by `cellsynth fit`.")],
+    out: Out,
+    stations: Annotated[
+        Path | None, typer.Option(help="CSV of stations to generate for (station_id, lat, lon, features).")
+    ] = None,
+    data: Annotated[Path | None, typer.Option(help="Generate for the stations of this dataset.")] = None,
+    n: Annotated[int | None, typer.Option("--n", help="Generate for N stations drawn from training.")] = None,
+    users: Annotated[int | None, typer.Option(help="Number of users (user-level generators).")] = None,
+    samples: Annotated[int, typer.Option(help="Samples (plausible weeks) per station.")] = 1,
+    sampler: Annotated[
+        str | None,
+        typer.Option(
+            help="ddpm, ddim or dpm-solver (diffusion models; mstdiff: ddpm or ddim). Default: the model's "
+            "config sampler (mstdiff: also the one its traffic calibration was fitted with)."
+        ),
+    ] = None,
+    steps: Annotated[
+        int | None,
+        typer.Option(help="Sampling steps (diffusion models). Default: the config's sampling.steps."),
+    ] = None,
+    temperature: Annotated[
+        float | None,
+        typer.Option(
+            help="mstdiff: temperature of the trajectory's l_0 prediction (1: the paper's sampler). Default: the "
+            "model's config (1 unless it says otherwise)."
+        ),
+    ] = None,
+    corrector_rounds: Annotated[
+        int | None,
+        typer.Option(
+            help="mstdiff: corrector rounds (one forward step, then the reverse step again) after each "
+            "reverse step of the trajectory (0: the paper's sampler; keep 0 for a model fitted with "
+            "self_condition, whose users then move too little; see BENCHMARKS.md). Default: the model's config."
+        ),
+    ] = None,
+    trajectory_substeps: Annotated[
+        int | None,
+        typer.Option(
+            help="mstdiff: split each reverse step of the trajectory into this many smaller ones, one "
+            "denoiser call each (1: the paper's sampler; keep 1 for a model fitted with self_condition, "
+            "whose users then move too little; see BENCHMARKS.md). Default: the model's config."
+        ),
+    ] = None,
+    trajectory_coupling: Annotated[
+        float | None,
+        typer.Option(
+            help="mstdiff: correlation (0-1) of the noise with which each reverse step draws a user's "
+            "consecutive time steps; each step's marginal is unchanged (0: the paper's independent draws; "
+            "see BENCHMARKS.md). Default: the model's config."
+        ),
+    ] = None,
+    anchors: Annotated[
+        Path | None,
+        typer.Option(
+            help="mstdiff fitted with anchors: CSV with one row per user and columns anchor_1..anchor_k, "
+            "the station_id of each user's most-visited stations (most first); generates users who live "
+            "and work there. --users defaults to its number of rows. Without it they are drawn."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed: same seed, same output.", callback=seed_option)] = 0,
+) -> None:
+    """Generate synthetic data from a trained model: traffic for given (or planned) stations, or users."""
+    check_out(out, "dataset", model, stations, data, anchors)
+    import cellsynth
+    from cellsynth.data import read_stations
+
+    gen = cellsynth.load(model)
+    options = {
+        k: v
+        for k, v in {
+            "sampler": sampler,
+            "steps": steps,
+            "temperature": temperature,
+            "corrector_rounds": corrector_rounds,
+            "trajectory_substeps": trajectory_substeps,
+            "trajectory_coupling": trajectory_coupling,
+        }.items()
+        if v is not None
+    }
+    if gen.kind == "users":
+        if anchors is not None:
+            options["anchors"] = _read_anchors(anchors, gen)
+            users = len(options["anchors"]) if users is None else users
+        if users is None or any(x is not None for x in (stations, data, n)):
+            raise ConfigError(f"{gen.name} generates users: give --users N (and no --stations/--data/--n)")
+        result = gen.generate(users, seed=seed, **options)
+    else:
+        if anchors is not None:
+            raise ConfigError("--anchors is for user-level generators (mstdiff fitted with anchors)")
+        chosen = [x for x in (stations, data, n) if x is not None]
+        if len(chosen) != 1 or users is not None:
+            raise ConfigError(
+                f"{gen.name} generates station traffic: give exactly one of --stations CSV, --data DIR or --n N"
+                + (" (--users is for user-level generators)" if users is not None else "")
+            )
+        if stations is not None:
+            target = read_stations(stations)
+        elif data is not None:
+            target = training_data(data, "stations")
+        else:
+            target = n
+        result = gen.generate(target, samples=samples, seed=seed, **options)
+    write_dataset(result, out)
+
+
+def _read_anchors(path: Path, gen):
+    """``int64 [users, k]`` station indices of the model from an anchors CSV (``generate --anchors``)."""
+    import pandas as pd
+
+    k = getattr(gen, "n_anchors", 0)  # only MSTDiff takes anchors
+    if not k:
+        raise ConfigError(f"--anchors: this {gen.name} model was fitted without anchors (config anchors: 0)")
+    try:
+        table = pd.read_csv(path, dtype=str)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DataError(f"cannot read the anchors CSV: {exc}", source=str(path)) from exc
+    columns = [f"anchor_{r}" for r in range(1, k + 1)]
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise DataError(
+            f"the anchors CSV needs the columns {', '.join(columns)} (this model has {k} anchors); "
+            f"missing {', '.join(missing)}",
+            source=str(path),
+        )
+    if table[columns].isna().any().any():
+        raise DataError("the anchors CSV has empty cells: every user needs all its anchors", source=str(path))
+    ids = table[columns].to_numpy().ravel()
+    return gen.stations_.index_of(ids, source=str(path)).reshape(len(table), k)

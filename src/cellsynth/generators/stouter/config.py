@@ -1,0 +1,167 @@
+"""STOUTER's configuration: the paper's fields at the top level, cellsynth's additions in ``extensions``,
+how ``generate`` samples by default in ``sampling``. What each field does: its description; what the paper
+says and what we measured: docs/stouter.md."""
+
+from __future__ import annotations
+
+import warnings
+from typing import ClassVar, Literal
+
+import pydantic
+
+from cellsynth.diffusion.gaussian import GaussianDiffusion, terminal_problem
+from cellsynth.generators.base import ConfigSection
+from cellsynth.generators.sampling import SamplingConfig
+
+__all__ = ["StouterConfig", "StouterExtensions"]
+
+
+class StouterExtensions(ConfigSection):
+    """What cellsynth's STOUTER adds to the paper (module docstring, "Where this departs from the paper"); the
+    ``paper`` preset sets each to the paper's choice."""
+
+    normalisation: Literal["standard", "unit"] = pydantic.Field(
+        "standard",
+        description="The paper gives none. After log1p(x / median of positive values): 'standard' (z-score, "
+        "matches the N(0, I) prior) or 'unit' (training range to [-1, 1]).",
+    )
+    level_model: Literal["ridge", "none"] = pydantic.Field(
+        "ridge",
+        description="How a station's level (its mean normalised traffic) is set: 'ridge' predicts it from the "
+        "station's descriptors (F_s and features) and draws it with the prediction's out-of-sample spread, and "
+        "the diffusion models the level-free week (cellsynth.generators.stouter.levels); 'none' leaves the "
+        "level to the diffusion model, as the paper does.",
+    )
+    attention_heads: int = pydantic.Field(
+        4,
+        ge=0,
+        description="Self-attention heads over time at STUNet's bottleneck (0: none, the paper's plain U-Net). "
+        "Lets a station's level stay consistent over its week.",
+    )
+    norm: Literal["none", "group"] = pydantic.Field(
+        "none",
+        description="Normalisation in STUNet's blocks: 'group' hides each series' level from the blocks and "
+        "makes sampled station levels too spread (see cellsynth.nn.stunet); 'none' learns them faster.",
+    )
+    ema_decay: float = pydantic.Field(
+        0.999,
+        ge=0,
+        lt=1,
+        description="EMA of STUNet's weights, what generates (warm-up min(decay, (1+n)/(10+n)) at step n; "
+        "0: the last weights, as the paper).",
+    )
+    clip_margin: float | None = pydantic.Field(
+        0.1,
+        ge=0,
+        description="Clip the predicted x_0 at every sampling step to the per-channel range of the normalised "
+        "training traffic, widened by this share of the range on each side (DDPM's clip to [-1, 1]); "
+        "None: no clipping, as the paper.",
+    )
+
+
+class StouterConfig(SamplingConfig):
+    """Hyperparameters of STOUTER: the paper's model at the top level, cellsynth's additions in
+    ``extensions``, generation defaults in ``sampling``. Defaults train in minutes on 2 CPU cores for ~200
+    stations x 1 week."""
+
+    moved_fields: ClassVar[dict[str, str]] = SamplingConfig.moved_fields | {
+        name: f"extensions.{name}" for name in StouterExtensions.model_fields
+    }
+
+    # -- station graph -------------------------------------------------------------------------------
+    radius_km: float = pydantic.Field(
+        1.0, gt=0, description="Stations closer than this are linked (paper: 1 km)."
+    )
+    knn: int = pydantic.Field(
+        10, ge=1, description="Without coordinates: link each station to its k nearest in feature space."
+    )
+    # -- graph autoencoders (GraphMAE) ----------------------------------------------------------------
+    temporal_hidden_dim: int = pydantic.Field(
+        64, ge=1, description="Hidden width of the GIN (temporal) encoder."
+    )
+    temporal_embed_dim: int = pydantic.Field(
+        32, ge=1, description="Width d_t of the temporal embeddings F_t."
+    )
+    temporal_layers: int = pydantic.Field(2, ge=1, description="GIN layers of the temporal encoder.")
+    station_hidden_dim: int = pydantic.Field(
+        64, ge=1, description="Hidden width of the GCN (station) encoder."
+    )
+    station_embed_dim: int = pydantic.Field(32, ge=1, description="Width d_s of the spatial embeddings F_s.")
+    station_layers: int = pydantic.Field(2, ge=1, description="GCN layers of the station encoder.")
+    mask_rate: float = pydantic.Field(0.5, gt=0, lt=1, description="Share of nodes masked per GraphMAE step.")
+    sce_gamma: float = pydantic.Field(2.0, ge=1, description="Exponent gamma of the scaled cosine error.")
+    pretrain_epochs: int = pydantic.Field(20, ge=1, description="Epochs of each autoencoder's pretraining.")
+    pretrain_steps_per_epoch: int = pydantic.Field(
+        20, ge=1, description="Full-graph optimiser steps per pretraining epoch (each with a fresh mask)."
+    )
+    pretrain_lr: float = pydantic.Field(1e-3, gt=0, description="Adam learning rate of the autoencoders.")
+    pretrain_weight_decay: float = pydantic.Field(
+        1e-4, ge=0, description="Adam weight decay of the autoencoders."
+    )
+    # -- STUNet and its STFFM ------------------------------------------------------------------------
+    channels: int = pydantic.Field(32, ge=1, description="Width of STUNet's first resolution.")
+    channel_mults: tuple[int, ...] = pydantic.Field(
+        (1, 2, 2), min_length=1, description="Width multiplier per resolution; len - 1 halvings of the week."
+    )
+    context_dim: int = pydantic.Field(64, ge=2, description="Width of the STFFM context and step embedding.")
+    blocks_per_level: int = pydantic.Field(1, ge=1, description="Residual blocks per resolution.")
+    dropout: float = pydantic.Field(0.0, ge=0, lt=1, description="Dropout inside STUNet's residual blocks.")
+    use_temporal: bool = pydantic.Field(
+        True, description="Ablation: condition on the temporal embeddings F_t."
+    )
+    use_spatial: bool = pydantic.Field(True, description="Ablation: condition on the spatial embeddings F_s.")
+    use_stffm: bool = pydantic.Field(
+        True,
+        description="Ablation: False = concatenate the conditions once at the input instead of fusing them "
+        "into every block.",
+    )
+    # -- diffusion -----------------------------------------------------------------------------------
+    num_train_timesteps: int = pydantic.Field(1000, ge=2, description="Diffusion steps T of training.")
+    beta_schedule: Literal["linear", "squaredcos_cap_v2"] = pydantic.Field(
+        "linear", description="Variance schedule: DDPM's linear one or the cosine one."
+    )
+    beta_start: float = pydantic.Field(1e-4, gt=0, lt=1, description="First beta of the linear schedule.")
+    beta_end: float = pydantic.Field(0.02, gt=0, lt=1, description="Last beta of the linear schedule.")
+    # -- training ------------------------------------------------------------------------------------
+    epochs: int = pydantic.Field(
+        200, ge=1, description="Epochs of STUNet training (one pass over all station-weeks)."
+    )
+    batch_size: int = pydantic.Field(32, ge=1, description="Station-weeks per STUNet training batch.")
+    lr: float = pydantic.Field(1e-3, gt=0, description="AdamW learning rate of STUNet.")
+    weight_decay: float = pydantic.Field(0.0, ge=0, description="AdamW weight decay of STUNet.")
+    accelerator: Literal["auto", "cpu", "gpu"] = pydantic.Field(
+        "auto", description="Where to train and sample: 'auto' uses a GPU when there is one."
+    )
+    # -- beyond the paper ----------------------------------------------------------------------------
+    extensions: StouterExtensions = pydantic.Field(default_factory=StouterExtensions)
+
+    @pydantic.field_validator("channel_mults")
+    @classmethod
+    def _positive(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(m < 1 for m in value):
+            raise ValueError("every channel multiplier must be >= 1")
+        return value
+
+    @pydantic.model_validator(mode="after")
+    def _consistent(self) -> StouterConfig:
+        if self.beta_schedule == "linear" and self.beta_start >= self.beta_end:
+            raise ValueError(f"beta_start ({self.beta_start}) must be < beta_end ({self.beta_end})")
+        with warnings.catch_warnings():  # build the schedule quietly: the error below says it all
+            warnings.simplefilter("ignore")
+            schedule = GaussianDiffusion(
+                self.num_train_timesteps, self.beta_schedule, self.beta_start, self.beta_end
+            )
+        problem = terminal_problem(schedule.alphas_cumprod, self.beta_schedule, self.beta_end)
+        if problem:
+            raise ValueError(problem)
+        coarsest = self.channels * self.channel_mults[-1]
+        heads = self.extensions.attention_heads
+        if heads and coarsest % heads:
+            raise ValueError(
+                f"extensions.attention_heads ({heads}) must divide STUNet's coarsest width "
+                f"channels * channel_mults[-1] = {coarsest}"
+            )
+        return self
+
+
+# -- Lightning wrappers (training only; the networks live in cellsynth.nn) ----------------------------------
