@@ -16,6 +16,7 @@ import cellsynth
 from cellsynth.cli import app
 from cellsynth.data import read
 from cellsynth.errors import ConfigError
+from cellsynth.generators import get_class
 from cellsynth.generators.stouter import StouterGenerator
 
 runner = CliRunner()
@@ -37,8 +38,19 @@ def invoke(*args: str):
         ["data", "import"],
         *[
             ["data", "import", f]
-            for f in ("telecom-italia", "stkdiff", "csv", "mobility-csv", "location-sequences")
+            for f in (
+                "telecom-italia",
+                "stkdiff",
+                "mobifm",
+                "csv",
+                "mobility-csv",
+                "location-sequences",
+                "grid",
+                "milan-totals",
+            )
         ],
+        ["data", "split"],
+        ["data", "resample"],
         ["models"],
         ["fit"],
         ["generate"],
@@ -168,6 +180,42 @@ def test_config_file(city, tmp_path):
     (tmp_path / "c.yaml").write_text("neighbours: 2\nseed: 5\n")
     invoke("fit", "seasonal-mean", "--data", city, "--out", tmp_path / "r", "--config", tmp_path / "c.yaml")
     assert cellsynth.load(tmp_path / "r").config.seed == 5
+
+
+def test_set_reaches_a_field_of_a_section(city, tmp_path):
+    invoke(
+        "fit", "stouter", "--data", city, "--out", tmp_path / "r", "--preset", "none",
+        "--set", "extensions.level_model=none", "--set", "sampling.steps=7", "--set", "epochs=1",
+        "--set", "pretrain_epochs=1", "--set", "pretrain_steps_per_epoch=1", "--no-progress",
+    )  # fmt: skip
+    config = cellsynth.load(tmp_path / "r").config
+    assert config.extensions.level_model == "none" and config.sampling.steps == 7
+    assert config.sampling.sampler == get_class("stouter")().config.sampling.sampler  # the rest kept
+    result = run_cli("fit", "stouter", "--data", city, "--out", tmp_path / "s", "--set", "epochs.x=1")
+    assert result.returncode == 2 and "epochs: Input should be a valid integer" in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["traffic", "users"])
+def test_data_split_writes_train_and_held_out(city, tmp_path, kind):
+    output = invoke(
+        "data", "split", city / kind, "--test-fraction", "0.25", "--seed", "3", "--out", tmp_path / "s"
+    )
+    train, held_out = read(tmp_path / "s" / "train"), read(tmp_path / "s" / "held-out")
+    whole = read(city / kind)
+    if kind == "traffic":
+        assert train.n_stations + held_out.n_stations == whole.n_stations and "split stations" in output
+        assert not set(train.stations.ids) & set(held_out.stations.ids)
+    else:
+        assert train.n_users + held_out.n_users == whole.n_users and "split users" in output
+    again = tmp_path / "again"
+    invoke("data", "split", city / kind, "--test-fraction", "0.25", "--seed", "3", "--out", again)
+    assert list(read(again / "held-out").stations.ids) == list(held_out.stations.ids)
+
+
+def test_data_split_of_a_city_asks_which_dataset(city, tmp_path):
+    result = run_cli("data", "split", city, "--out", tmp_path / "s")
+    assert result.returncode == 2 and "split one of them" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def run_cli(*args):

@@ -282,6 +282,33 @@ def data_info(
         _print_description(name, info)
 
 
+@data_app.command("split")
+def data_split(
+    dataset: Annotated[Path, typer.Argument(help="A station traffic or user mobility dataset directory.")],
+    out: Out,
+    test_fraction: Annotated[
+        float, typer.Option(help="Share of stations (or users) held out, in (0, 1).")
+    ] = 0.2,
+    seed: Annotated[int, typer.Option(help="Seed: same seed, same split.", callback=seed_option)] = 0,
+) -> None:
+    """Split a dataset for a fair evaluation: station traffic by station (the held-out stations play new
+    sites), users by user. Writes OUT/train and OUT/held-out, two datasets."""
+    from cellsynth.data.split import write_split
+
+    check_out(out, "split", dataset)
+    datasets = datasets_in(dataset)
+    if len(datasets) != 1:
+        raise ConfigError(
+            f"{dataset} holds {', '.join(datasets)}: split one of them, e.g. {dataset / next(iter(datasets))}"
+        )
+    (data,) = datasets.values()
+    train, held_out = write_split(data, out, test_fraction, seed)
+    what = "stations" if hasattr(data, "n_stations") else "users"
+    console.print(
+        f"split {what} {1 - test_fraction:.0%}/{test_fraction:.0%} (seed {seed}): {bold(train)} and {bold(held_out)}"
+    )
+
+
 @data_app.command("resample")
 def data_resample(
     dataset: Annotated[

@@ -51,7 +51,14 @@ def _read_config(config: Path | None, overrides: list[str]) -> dict:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set expects key=value (e.g. --set epochs=5), got {item!r}")
-        values[key.strip()] = yaml_value(raw, f"--set {item!r}", "quote the value or fix its syntax")
+        value = yaml_value(raw, f"--set {item!r}", "quote the value or fix its syntax")
+        *sections, field = key.strip().split(".")  # sampling.temperature=0.7: a field of a section
+        target = values
+        for section in sections:
+            if not isinstance(target.get(section, {}), dict):
+                raise ConfigError(f"--set {item!r}: {section} is a value, not a section of the config")
+            target = target.setdefault(section, {})
+        target[field] = value
     return values
 
 
@@ -69,7 +76,12 @@ def fit(
     ] = "recommended",
     config: Annotated[Path | None, typer.Option(help="YAML file of config options (see configs/).")] = None,
     set_: Annotated[
-        list[str], typer.Option("--set", help="Override one option: key=value (repeatable).")
+        list[str],
+        typer.Option(
+            "--set",
+            help="Override one option: key=value, section.key=value for a field of a section "
+            "(e.g. sampling.temperature=0.7; repeatable).",
+        ),
     ] = [],  # noqa: B006
     seed: Annotated[
         int | None, typer.Option(help="Seed (overrides the config's).", callback=seed_option)
