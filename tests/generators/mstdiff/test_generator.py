@@ -21,6 +21,7 @@ import cellsynth
 from cellsynth.data import Stations, UserMobility
 from cellsynth.data.knowledge import KnowledgeGraph
 from cellsynth.diffusion.discrete import GraphDiffusion
+from cellsynth.diffusion.gaussian import clip_predicted_x0
 from cellsynth.errors import ConfigError, DataError
 from cellsynth.generators import get
 from cellsynth.generators.mstdiff.anchors import top_locations
@@ -28,7 +29,6 @@ from cellsynth.generators.mstdiff.calibration import zero_threshold
 from cellsynth.generators.mstdiff.generator import MSTDiffGenerator
 from cellsynth.generators.mstdiff.sampler import (
     TrajectoryOptions,
-    clip_predicted_x0,
     discrete_step,
     gaussian_steps_of,
     strided_chain,

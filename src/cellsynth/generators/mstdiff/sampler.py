@@ -60,7 +60,7 @@ import torch
 from tqdm.auto import tqdm
 
 from cellsynth.diffusion.discrete import GraphDiffusion, check_coupling
-from cellsynth.diffusion.gaussian import GaussianDiffusion
+from cellsynth.diffusion.gaussian import GaussianDiffusion, clip_predicted_x0
 from cellsynth.errors import ConfigError
 
 __all__ = [
@@ -68,7 +68,6 @@ __all__ = [
     "JointSampler",
     "TrajectoryOptions",
     "TrajectoryStepCallback",
-    "clip_predicted_x0",
     "discrete_step",
     "gaussian_steps_of",
     "strided_chain",
@@ -116,18 +115,6 @@ def trajectory_substeps_grid(s_now: list[int], substeps: int) -> list[list[float
         starts = [a - k * (a - b) / substeps for k in range(substeps)] if b < a else []
         grid.append([int(v) if float(v).is_integer() else float(v) for v in starts])
     return grid
-
-
-def clip_predicted_x0(
-    x_t: torch.Tensor, eps: torch.Tensor, alpha_bar: float, low: torch.Tensor, high: torch.Tensor
-) -> torch.Tensor:
-    """The noise prediction whose implied ``x_0`` is clipped to ``[low, high]`` (DDPM's ``clip_sample``, per
-    coefficient): ``x0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar)``, clamped, then
-    ``eps' = (x_t - sqrt(abar) x0) / sqrt(1 - abar)``, so that the DDPM and DDIM updates, which are linear in
-    ``(x_t, x0, eps)``, move towards the clipped ``x_0``."""
-    a = torch.as_tensor(alpha_bar, dtype=x_t.dtype, device=x_t.device)
-    x0 = ((x_t - (1 - a).sqrt() * eps) / a.sqrt()).clamp(low, high)
-    return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
 
 
 def _require_count(name: str, value, minimum: int) -> None:

@@ -32,7 +32,7 @@ from cellsynth.diffusion.gaussian import GaussianDiffusion
 from cellsynth.generators.mstdiff.config import MSTDiffConfig
 from cellsynth.generators.mstdiff.sampler import discrete_step, gaussian_steps_of
 from cellsynth.nn.mstdiff import MSTDiffNet
-from cellsynth.training import TrainingModule
+from cellsynth.training import EMA, TrainingModule
 
 __all__ = ["DenoiserModule"]
 
@@ -122,14 +122,8 @@ class DenoiserModule(TrainingModule):
         self._epoch.append({k: float(v.detach()) for k, v in parts.items()})
         return loss
 
-    @torch.no_grad()
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        n = self.global_step
-        decay = min(self.cfg.ema_decay, (1 + n) / (10 + n))  # warm-up: early weights are far from the optimum
-        for p_ema, p in zip(self.ema.parameters(), self.net.parameters()):
-            p_ema.lerp_(p, 1 - decay)
-        for b_ema, b in zip(self.ema.buffers(), self.net.buffers()):
-            b_ema.copy_(b)
+    def configure_callbacks(self):
+        return [EMA(self.cfg.ema_decay)]  # the average (self.ema) is what generates
 
     def on_train_epoch_end(self) -> None:
         if self._epoch:
