@@ -145,3 +145,55 @@ def test_cli_demo_passes_the_user_model_and_ends_with_the_report(monkeypatch, tm
     assert seen["user_model"] == expected
     last = result.output.strip().splitlines()[-1]
     assert last.startswith("report with every evaluation:") and "report.html" in last
+
+
+def test_the_pretrained_model_is_scored_beside_the_short_fit(tmp_path, monkeypatch):
+    """On the default city with seed 0 the demo also scores the MSTDiff it ships; here a tiny fitted model
+    stands in for it (the shipped one is checked below), and the city is built small."""
+    import cellsynth.demo as demo
+    from cellsynth.data.split import split_users
+    from cellsynth.data.synthetic import synthesize_city
+
+    small = CityConfig(n_stations=30, n_users=20, weeks=2, seed=0)
+    train_users = split_users(synthesize_city(small).users, 0.2, seed=0)[0]
+    stand_in = MSTDiffGenerator(TINY_USERS["user_config"]).fit(train_users, progress=False)
+    monkeypatch.setattr(demo, "pretrained_user_model", lambda: stand_in)
+    monkeypatch.setattr(demo, "CityConfig", lambda seed: small if seed == 0 else CityConfig(seed=seed))
+    messages: list[str] = []
+    result = run_demo(
+        tmp_path / "d", city_config=small, station_model="seasonal-mean", progress=False,
+        echo=messages.append, pretrained=True, **TINY_USERS,
+    )  # fmt: skip
+    assert [m[:5] for m in messages] == [f"[{i}/7]" for i in range(1, 8)]
+    assert "pretrained MSTDiff" in messages[4]
+    assert any(
+        line.startswith("mstdiff, pretrained (recommended preset); held-out users")
+        for line in result.headline
+    )
+    pretrained_users = read(tmp_path / "d" / "users" / "pretrained" / "generated")
+    assert pretrained_users.n_users == 4
+    page = result.outputs["report (all evaluations)"].read_text()
+    assert "MSTDiff pretrained, recommended preset" in page
+
+
+def test_pretrained_is_refused_where_it_was_not_trained(tmp_path):
+    with pytest.raises(ConfigError, match="trained on the default city"):
+        run_demo(tmp_path / "d", city_config=CITY, pretrained=True, progress=False, echo=lambda m: None)
+
+
+@pytest.mark.skipif(
+    not (demo_module := __import__("cellsynth.demo", fromlist=["x"]))
+    .PRETRAINED_USER_MODEL.joinpath("generator.json")
+    .is_file(),
+    reason="the pretrained MSTDiff is not in this checkout (benchmarks/pretrain_demo.py trains it)",
+)
+def test_the_shipped_model_loads_as_the_recommended_preset_and_generates():
+    from cellsynth.generators import get
+
+    model = demo_module.pretrained_user_model()
+    assert model.config.model_dump(exclude={"seed"}) == get(
+        "mstdiff", preset="recommended"
+    ).config.model_dump(exclude={"seed"})
+    users = model.generate(3, seed=0)
+    assert users.n_users == 3 and users.n_steps == 336 and users.has_traffic
+    assert (users.traffic >= 0).all() and users.locations.max() < len(model.stations_)

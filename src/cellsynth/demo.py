@@ -6,10 +6,14 @@
 3. generate several plausible weeks for every held-out station;
 4. evaluate them against the real held-out weeks (with the training stations for the memorisation check)
    and write a self-contained report.html;
-5. split the city's users 80/20 (seeded) and fit the user generator (MSTDiff by default, with the city's
-   knowledge graph; a small configuration);
-6. generate as many users as were held out, evaluate them against the held-out users (with the training
-   users for the memorisation check), write their report, and one page holding both evaluations
+5. split the city's users 80/20 (seeded); on the default city, generate as many users as were held out with
+   the MSTDiff shipped in the package (:data:`PRETRAINED_USER_MODEL`: the recommended preset, trained on
+   exactly these training users by ``benchmarks/pretrain_demo.py``, about an hour on one core) and evaluate
+   them: MSTDiff at its best within the demo's minutes;
+6. fit the user generator from scratch (MSTDiff by default, with the city's knowledge graph; a small
+   configuration, 150 optimisation steps: it shows the training pipeline, not the model's quality);
+7. generate as many users as were held out, evaluate them against the held-out users (with the training
+   users for the memorisation check), write their report, and one page holding every evaluation
    (``out/report.html``).
 
 ``user_model=None`` skips steps 5 and 6 (the combined page then holds the stations only). Both models
@@ -148,6 +152,26 @@ def _scores(entries: dict[str, Any], names: tuple[str, ...]) -> list[str]:
     ]
 
 
+def _user_evaluation(label, generator, train_users, held_out_users, where: Path, seed: int):
+    """Generate as many users as were held out, score them, write ``where/generated`` and ``where/report``:
+    ``(evaluation, headline lines, paths)``."""
+    generated = generator.generate(held_out_users.n_users, seed=seed)
+    paths = {"generated": write(generated, where / "generated")}
+    evaluation = evaluate_users(held_out_users, generated, train=train_users)
+    paths["report"] = write_report(evaluation, where / "report")
+    traffic_scores = _scores(evaluation.metrics.get("traffic", {}), ("value_jsd", "log_value_jsd"))
+    trajectory_scores = _scores(
+        evaluation.metrics.get("trajectory", {}), ("distance", "distinct_loc", "duration")
+    )
+    parts = [f"traffic {s}" for s in traffic_scores]
+    if trajectory_scores:
+        parts.append("trajectory JSDs: " + ", ".join(trajectory_scores))
+    lines = [f"{label}; held-out users: {'; '.join(parts)}"]
+    if evaluation.memorisation:
+        lines.append(f"  users: {memorisation_verdict(evaluation.memorisation)}")
+    return evaluation, lines, paths
+
+
 def run_demo(
     out: str | Path = "demo-output",
     *,
@@ -160,6 +184,7 @@ def run_demo(
     samples: int = 4,
     user_model: str | None = "mstdiff",
     user_config: dict[str, Any] | None = None,
+    pretrained: bool | None = None,
 ) -> DemoResult:
     """Run the pipeline into ``out``: ``city/``, ``stations/{model,generated,report}``,
     ``users/{model,generated,report}`` and ``report.html`` (both evaluations on one page). A rerun resumes
@@ -167,7 +192,10 @@ def run_demo(
 
     ``station_config`` and ``user_config`` override :data:`DEMO_STATION_CONFIGS` and
     :data:`DEMO_USER_CONFIGS` (the user generator samples with its config's defaults). ``user_model=None``
-    skips the user part.
+    skips the user part. ``pretrained`` (None: when it applies) also scores the MSTDiff shipped with
+    cellsynth (:data:`PRETRAINED_USER_MODEL`), which was trained on exactly this split of the default city;
+    it applies to ``user_model="mstdiff"`` on the default city with seed 0, and the demo says which users come
+    from which model.
     """
     started = time.perf_counter()
     out = Path(out)
@@ -175,8 +203,18 @@ def run_demo(
     if user_model is not None:
         _check_kind(user_model, "users", "user_model")
     claim_output_dir(out, DEMO)  # a new or empty directory, or a demo to resume: cellsynth.outputs
-    total = 6 if user_model is not None else 4
     city_config = city_config or CityConfig(seed=seed)
+    applies = user_model == "mstdiff" and seed == 0 and city_config == CityConfig(seed=0)
+    if pretrained and not applies:
+        raise ConfigError(
+            "the pretrained MSTDiff was trained on the default city's users (seed 0): run the demo with "
+            "user_model='mstdiff', seed 0 and the default city, or without pretrained=True"
+        )
+    use_pretrained = applies if pretrained is None else bool(pretrained)
+    if use_pretrained and pretrained is None and not (PRETRAINED_USER_MODEL / "generator.json").is_file():
+        echo(f"(the pretrained MSTDiff is not in this installation, {PRETRAINED_USER_MODEL}: fitting only)")
+        use_pretrained = False
+    total = 4 + (2 if user_model is not None else 0) + (1 if use_pretrained else 0)
     echo(
         f"[1/{total}] building the synthetic city ({city_config.n_stations} stations, "
         f"{city_config.n_users} users)"
@@ -226,12 +264,36 @@ def run_demo(
     if user_model is not None:
         users = city.users
         train_users, held_out_users = split_users(users, 0.2, seed=seed)
+        n_users = held_out_users.n_users
+        step = 5
+        if use_pretrained:
+            echo(
+                f"[{step}/{total}] generating {n_users} users with the pretrained MSTDiff (recommended preset, "
+                f"shipped with cellsynth: trained on these {train_users.n_users} training users by "
+                "benchmarks/pretrain_demo.py), evaluating them against the held-out users"
+            )
+            step += 1
+            label = "mstdiff, pretrained (recommended preset)"
+            section, lines, paths = _user_evaluation(
+                label,
+                pretrained_user_model(),
+                train_users,
+                held_out_users,
+                out / "users" / "pretrained",
+                seed,
+            )
+            sections.append(("Users: MSTDiff pretrained, recommended preset", section))
+            result.headline += lines
+            outputs |= {f"users ({label}): {k}": v for k, v in paths.items()}
         config = {**DEMO_USER_CONFIGS.get(user_model, {}), **(user_config or {}), "seed": seed}
         user_dir = out / "users" / "model"
         step_minutes = users.step.total_seconds() / 60
+        short = (
+            " a short fit from scratch:" if user_model in DEMO_USER_CONFIGS and user_config is None else ""
+        )
         echo(
-            f"[5/{total}] fitting {user_model} on {train_users.n_users} users x {users.n_steps} steps of "
-            f"{step_minutes:.0f} min (held out: {held_out_users.n_users} users){_resuming(user_dir)}"
+            f"[{step}/{total}]{short} fitting {user_model} on {train_users.n_users} users x {users.n_steps} steps "
+            f"of {step_minutes:.0f} min (held out: {n_users} users){_resuming(user_dir)}"
         )
         user_generator = get(user_model, config)
         extra = {}
@@ -243,31 +305,28 @@ def run_demo(
         user_fit_seconds = time.perf_counter() - fit_started
 
         echo(
-            f"[6/{total}] generating {held_out_users.n_users} users, evaluating them against the held-out "
-            "users and writing the reports"
+            f"[{step + 1}/{total}] generating {n_users} users, evaluating them against the held-out users and "
+            "writing the reports"
         )
-        generated_users = user_generator.generate(held_out_users.n_users, seed=seed)
-        generated_users_dir = write(generated_users, out / "users" / "generated")
-        user_evaluation = evaluate_users(held_out_users, generated_users, train=train_users)
-        user_report = write_report(user_evaluation, out / "users" / "report")
-        sections.append(("Users: trajectories and traffic", user_evaluation))
-
-        traffic_scores = _scores(user_evaluation.metrics.get("traffic", {}), ("value_jsd", "log_value_jsd"))
-        trajectory_scores = _scores(
-            user_evaluation.metrics.get("trajectory", {}), ("distance", "distinct_loc")
+        label = f"{user_model}: trained in {user_fit_seconds:.0f} s" + (
+            " (a short fit: the training pipeline, not the model's quality)" if short else ""
         )
-        parts = [f"traffic {s}" for s in traffic_scores]
-        if trajectory_scores:
-            parts.append("trajectory JSDs: " + ", ".join(trajectory_scores))
-        result.headline.append(
-            f"{user_model}: trained in {user_fit_seconds:.0f} s; held-out users: {'; '.join(parts)}"
+        section, lines, paths = _user_evaluation(
+            label, user_generator, train_users, held_out_users, out / "users", seed
         )
-        if user_evaluation.memorisation:
-            result.headline.append(f"  users: {memorisation_verdict(user_evaluation.memorisation)}")
+        sections.append(
+            (
+                f"Users: {user_model}, a short fit from scratch"
+                if short
+                else "Users: trajectories and traffic",
+                section,
+            )
+        )
+        result.headline += lines
         outputs |= {
             "user model": user_dir,
-            "generated users": generated_users_dir,
-            "user report": user_report,
+            "generated users": paths["generated"],
+            "user report": paths["report"],
         }
 
     combined = write_combined_report(
