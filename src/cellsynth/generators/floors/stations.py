@@ -37,7 +37,7 @@ import torch
 from cellsynth.data.model import Stations, StationTraffic
 from cellsynth.data.samples import stack_samples
 from cellsynth.errors import DataError
-from cellsynth.generators.base import GeneratorConfig, StationGenerator, steps_per_week
+from cellsynth.generators.base import GeneratorConfig, StationGenerator, TargetStations, steps_per_week
 from cellsynth.generators.state import restore_stations, restore_time_axis, stations_state, time_axis_state
 
 __all__ = ["CopyTrainGenerator", "SeasonalMeanGenerator", "nearest_training_stations"]
@@ -101,6 +101,14 @@ class _ReferenceGenerator(StationGenerator):
         self.fitted_ = True
         return self
 
+    def _prepare(self, target, samples, seed: int, options: dict) -> tuple[TargetStations, int]:
+        """What every floor's ``generate`` checks first: fitted, no sampler options, ``samples``, and the
+        stations resolved against the training ones."""
+        self.check_fitted()
+        if options:
+            raise DataError(f"{self.name} takes no sampler options; got {sorted(options)}")
+        return self._resolve_target(target, seed, self.stations_), self._check_samples(samples)
+
     def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         tensors, meta = stations_state(self.stations_)
         tensors["weeks"] = torch.from_numpy(np.array(self.weeks_))
@@ -161,11 +169,7 @@ class SeasonalMeanGenerator(_ReferenceGenerator):
         self.sigma_ = _MAD_TO_SD * np.median(deviation, axis=1)
 
     def generate(self, target, *, samples: int = 1, seed: int = 0, **options: Any) -> StationTraffic:
-        self.check_fitted()
-        if options:
-            raise DataError(f"{self.name} takes no sampler options; got {sorted(options)}")
-        samples = self._check_samples(samples)
-        target = self._resolve_target(target, seed, self.stations_)
+        target, samples = self._prepare(target, samples, seed, options)
         new_profile = new_sigma = None
         if target.new is not None:
             near = nearest_training_stations(self.stations_, target.new, self.config.neighbours)
@@ -191,11 +195,7 @@ class CopyTrainGenerator(_ReferenceGenerator):
     Config = GeneratorConfig
 
     def generate(self, target, *, samples: int = 1, seed: int = 0, **options: Any) -> StationTraffic:
-        self.check_fitted()
-        if options:
-            raise DataError(f"{self.name} takes no sampler options; got {sorted(options)}")
-        samples = self._check_samples(samples)
-        target = self._resolve_target(target, seed, self.stations_)
+        target, samples = self._prepare(target, samples, seed, options)
         nearest = None
         if target.new is not None:
             nearest = nearest_training_stations(self.stations_, target.new, 1)[:, 0]
