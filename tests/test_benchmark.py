@@ -170,6 +170,31 @@ def test_argument_errors(tmp_path):
         run_benchmark(data, ["seasonal-mean"], out=tmp_path, train_stations=0)
 
 
+def test_models_start_from_the_preset_with_configs_on_top(tmp_path):
+    """The paper preset's values (VAE: no clipping) reach the stored config; a config given for a model
+    changes its fields, a section key by key (the preset's normalisation stays beside the new margin)."""
+    result = run_benchmark(
+        tiny_city(n=5, weeks=1),
+        ["seasonal-mean", "vae"],
+        seeds=1,
+        out=tmp_path / "paper",
+        samples=2,
+        configs={"vae": VAE | {"epochs": 1, "extensions": {"normalisation": "unit"}}},
+        preset="paper",
+        progress=False,
+        echo=None,
+    )
+    vae = next(r for r in result.runs if r["model"] == "vae")["config"]
+    assert vae["extensions"] == {"normalisation": "unit", "clip_margin": None}  # paper: no clipping
+    assert vae["hidden"] == VAE["hidden"] and vae["epochs"] == 1
+
+
+def test_an_unknown_preset_is_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(ConfigError, match=r"vae has no preset 'nope': choose one of paper, recommended"):
+        run_benchmark(tiny_city(), ["seasonal-mean", "vae"], out=tmp_path / "b", preset="nope", echo=None)
+    assert not (tmp_path / "b").exists()
+
+
 def test_training_split_can_be_scored_on_a_seeded_subset(tmp_path):
     kw = {"seeds": 1, "samples": 2, "progress": False, "echo": None}
     result = run_benchmark(

@@ -261,6 +261,22 @@ def test_bench_runs_and_resumes(city, tmp_path):
     assert "reus" in second.lower()
 
 
+def test_bench_takes_the_preset_and_configs_dir_on_top(city, tmp_path):
+    """--preset paper reaches the model (VAE: no clipping); --configs-dir's vae.yaml goes on top of it."""
+    import yaml
+
+    from cellsynth.generators.baselines.vae import VAEGenerator
+
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "vae.yaml").write_text(yaml.safe_dump(VAEGenerator.smoke_config() | {"epochs": 1}))
+    args = ["bench", "--data", city, "--out", tmp_path / "b", "--models", "vae", "--seeds", 1]
+    invoke(*args, "--samples", 2, "--train-stations", 2, "--preset", "paper", "--configs-dir", configs)
+    config = json.loads((tmp_path / "b" / "results" / "vae__seed0.json").read_text())["config"]
+    assert config["extensions"]["clip_margin"] is None  # the paper preset's; recommended clips at 0.1
+    assert config["hidden"] == VAEGenerator.smoke_config()["hidden"] and config["epochs"] == 1
+
+
 def test_generate_users_at_given_anchors(city, tmp_path):
     """`generate --anchors CSV`: station ids per user for a model fitted with anchors; --users defaults to the
     rows; bad tables end in one line naming what is wrong."""

@@ -163,6 +163,11 @@ def test_a_bad_bench_preset_is_one_line(cli, city, tmp_path):
     one_line_error(cli(*args, "--configs-dir", tmp_path), "seasonal-mean.yaml", "not valid YAML")
 
 
+def test_an_unknown_bench_preset_is_one_line(cli, city, tmp_path):
+    args = ["bench", "--data", city, "--out", tmp_path / "b", "--models", "seasonal-mean,vae"]
+    one_line_error(cli(*args, "--preset", "newest"), "vae has no preset 'newest'", "paper, recommended")
+
+
 def test_a_config_that_is_a_directory_is_one_line(cli, city, tmp_path):
     one_line_error(
         cli("fit", "seasonal-mean", "--data", city, "--out", tmp_path / "r", "--config", tmp_path),

@@ -34,8 +34,12 @@ def haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray:
     ``a = sin^2((lat2 - lat1) / 2) + cos(lat1) cos(lat2) sin^2((lon2 - lon1) / 2)``,
     ``d = 2 R asin(sqrt(a))`` with R = :data:`EARTH_RADIUS_KM`.
     """
-    phi1, lambda1, phi2, lambda2 = (np.radians(np.asarray(v, dtype=float)) for v in (lat1, lon1, lat2, lon2))
-    a = np.sin((phi2 - phi1) / 2) ** 2 + np.cos(phi1) * np.cos(phi2) * np.sin((lambda2 - lambda1) / 2) ** 2
+    # The longitude difference is taken in degrees, then converted (not radians(lon2) - radians(lon1)): the
+    # last bits of a distance are part of saved models (MSTDiff's anchor model keeps quantiles of distances
+    # as bin edges and bins new distances against them), so this evaluation order must not change.
+    phi1, phi2 = np.radians(np.asarray(lat1, dtype=float)), np.radians(np.asarray(lat2, dtype=float))
+    dlambda = np.radians(np.asarray(lon2, dtype=float) - np.asarray(lon1, dtype=float))
+    a = np.sin((phi2 - phi1) / 2) ** 2 + np.cos(phi1) * np.cos(phi2) * np.sin(dlambda / 2) ** 2
     # Rounding can push a a hair above 1 for antipodal points.
     return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
 

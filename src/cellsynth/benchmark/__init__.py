@@ -10,9 +10,10 @@ Protocol (docs/report.md):
    ``test_fraction``); every model and seed trains on the same training stations.
 2. **One budget rule** for all (``budget``):
 
-   - ``"preset"`` — every model trains for the epochs of its preset config: the generator's defaults
-     overridden by ``configs[model]`` (the CLI passes ``configs/<model>.yaml``). The presets differ per model
-     (docs/baselines.md says why); the measured training time is reported next to every score.
+   - ``"preset"`` — every model trains for the epochs of its config: the shipped preset ``preset``
+     (``"recommended"`` by default, :mod:`cellsynth.generators.presets`) with ``configs[model]`` on top (the
+     CLI passes ``--configs-dir``'s ``<model>.yaml``). The configs differ per model (docs/baselines.md says
+     why); the measured training time is reported next to every score.
    - an integer ``n`` — every model with an ``epochs`` option trains for ``n`` epochs (passes over the
      training station-weeks); STOUTER's graph pretraining keeps its ``pretrain_epochs``; models without
      training (the reference generators) are unaffected.

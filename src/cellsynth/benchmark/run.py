@@ -69,6 +69,7 @@ def run_benchmark(
     samples: int = 10,
     train_stations: int | None = None,
     configs: dict[str, dict[str, Any]] | None = None,
+    preset: str | None = "recommended",
     progress: bool = True,
     echo: Callable[[str], Any] | None = print,
 ) -> BenchmarkResult:
@@ -77,8 +78,11 @@ def run_benchmark(
     ``seeds``: a number ``n`` (seeds ``0..n-1``) or the seeds themselves. ``budget``: ``"preset"`` or a
     number of epochs for every model. ``samples``: weeks generated per station (>= 2 for the coverage
     metric). ``train_stations``: score the training split on a seeded subset of at most this many training
-    stations (None: all; generation dominates the bench's time on CPU). ``configs``: per-model config overrides (``{"vae": {"epochs": 50}}``). ``progress``: training
-    progress bars and a line per run. ``echo`` prints the progress lines and the final table (None: silent).
+    stations (None: all; generation dominates the bench's time on CPU). ``preset``: the shipped preset every
+    model starts from (``"recommended"``, ``"paper"``; None: the config classes' defaults; a model without
+    presets, such as the floors, takes its defaults). ``configs``: per-model config values on top of the
+    preset, sections merged key by key (``{"vae": {"epochs": 50}}``). ``progress``: training progress bars
+    and a line per run. ``echo`` prints the progress lines and the final table (None: silent).
     Writes ``out/table.md``, ``out/results.json``, ``out/results/*.json`` and ``out/runs/``.
     """
     from cellsynth.generators import get_class
@@ -109,6 +113,7 @@ def run_benchmark(
     unknown = sorted(set(configs) - set(models))
     if unknown:
         raise ConfigError(f"configs given for models that are not benchmarked: {unknown}")
+    _check_preset(preset, models)
     say = echo if (echo is not None and progress) else (lambda _msg: None)
 
     out = Path(out)
@@ -136,7 +141,7 @@ def run_benchmark(
     runs, reused = [], []
     total = len(models) * len(seed_list)
     for i, (name, seed) in enumerate(((m, s) for m in models for s in seed_list), start=1):
-        config = _run_config(name, seed, budget, configs.get(name, {}))
+        config = _run_config(name, seed, budget, configs.get(name, {}), preset)
         path = out / "results" / f"{name}__seed{seed}.json"
         record = _load_result(path, name, seed, config)
         if record is not None:
@@ -195,7 +200,7 @@ def _seeds(seeds) -> list[int]:
 def _budget_rule(budget) -> str:
     if budget == "preset":
         return (
-            "each model trains for the epochs of its preset config (its defaults with the benchmark's config "
+            "each model trains for the epochs of its config (its preset with the benchmark's config "
             "overrides); training times are measured and reported"
         )
     if isinstance(budget, int | np.integer) and not isinstance(budget, bool) and budget >= 1:
@@ -206,14 +211,31 @@ def _budget_rule(budget) -> str:
     raise ConfigError(f"budget must be 'preset' or a positive number of epochs, got {budget!r}")
 
 
-def _run_config(name: str, seed: int, budget, overrides: dict) -> dict[str, Any]:
-    from cellsynth.generators import get_class
+def _check_preset(preset: str | None, models: Sequence[str]) -> None:
+    """Before any training: every model that ships presets ships ``preset`` (the floors ship none)."""
+    from cellsynth.generators import available_presets
+
+    if preset is None:
+        return
+    for name in models:
+        names = available_presets(name)
+        if names and preset not in names:
+            raise ConfigError(
+                f"{name} has no preset {preset!r}: choose one of {', '.join(names)} (or none for the config's "
+                "defaults)"
+            )
+
+
+def _run_config(name: str, seed: int, budget, overrides: dict, preset: str | None) -> dict[str, Any]:
+    from cellsynth.generators import available_presets, get, get_class
 
     config = {**overrides, "seed": seed}
     if budget != "preset" and "epochs" in get_class(name).Config.model_fields:
         config["epochs"] = int(budget)
-    # Validated and with every default filled in, so that a stored result records the whole config.
-    return get_class(name)(config).config.model_dump(mode="json")
+    chosen = preset if preset in available_presets(name) else None
+    # Validated and with every default filled in, so that a stored result records the whole config (the
+    # preset's values included: a result is reused only for the same resolved config).
+    return get(name, config, preset=chosen).config.model_dump(mode="json")
 
 
 def _data_digest(data: StationTraffic) -> str:

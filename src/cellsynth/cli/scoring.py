@@ -104,11 +104,19 @@ def bench(
             help="Score the training split on a seeded subset of this many stations (default: all)."
         ),
     ] = None,
+    preset: Annotated[
+        str,
+        typer.Option(
+            help="Configuration every model starts from, shipped with it: 'recommended' (best measured), "
+            "'paper' (exactly the published method) or 'none' (the config classes' defaults); models without "
+            "presets (the floors) take their defaults."
+        ),
+    ] = "recommended",
     configs_dir: Annotated[
         Path | None,
         typer.Option(
-            help="Directory of <model>.yaml presets, e.g. configs/beijing; a model without one there takes "
-            "./configs/<model>.yaml, if present."
+            help="Directory of <model>.yaml files (e.g. configs/beijing), each merged on top of that model's "
+            "preset; models without one there take the preset as it is."
         ),
     ] = None,
     progress: Progress = True,
@@ -119,13 +127,11 @@ def bench(
 
     check_out(out, "bench", data, configs_dir)
     names = [m.strip() for m in models.split(",") if m.strip()]
-    presets = {}
+    overrides = {}
     for name in names:
-        for directory in (configs_dir, Path("configs")):
-            preset = directory / f"{name}.yaml" if directory is not None else None
-            if preset is not None and preset.exists():
-                presets[name] = yaml_mapping(preset)
-                break
+        path = configs_dir / f"{name}.yaml" if configs_dir is not None else None
+        if path is not None and path.exists():
+            overrides[name] = yaml_mapping(path)
     result = run_benchmark(
         training_data(data, "stations"),
         names,
@@ -135,7 +141,8 @@ def bench(
         test_fraction=test_fraction,
         samples=samples,
         train_stations=train_stations,
-        configs=presets,
+        configs=overrides,
+        preset=None if preset == "none" else preset,
         progress=progress,
         echo=say,
     )
