@@ -85,7 +85,12 @@ class GeneratorConfig(ConfigSection):
             if old not in values:
                 continue
             section, _, field = new.partition(".")
-            nested = dict(values.get(section) or {})
+            nested = values.get(section) or {}
+            if not isinstance(nested, (dict, pydantic.BaseModel)):
+                raise ValueError(
+                    f"{section!r} is {nested!r:.40}, expected a mapping of its options ({section}: {{{field}: ...}})"
+                )
+            nested = dict(nested)
             if field in nested:
                 raise ValueError(f"{old!r} is the old name of {new!r}: give only {new!r}")
             nested[field] = values.pop(old)
