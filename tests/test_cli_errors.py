@@ -128,8 +128,9 @@ def test_an_unparsable_step_is_one_line(cli, tmp_path, command, step):
         ("bogus: 1\n", ["bogus", "Extra inputs are not permitted"]),
         ("neighbours: many\n", ["neighbours", "valid integer"]),
         (b"\xff\xfe neighbours", ["not UTF-8"]),
+        ('"bo\\x1egus": 1\n', ["'bo\\x1egus': Extra inputs are not permitted"]),
     ],
-    ids=["syntax", "indentation", "list", "unknown-key", "wrong-type", "binary"],
+    ids=["syntax", "indentation", "list", "unknown-key", "wrong-type", "binary", "unprintable-key"],
 )
 def test_a_bad_config_file_is_one_line(cli, city, tmp_path, text, fragments):
     config = tmp_path / "bad.yaml"
@@ -149,6 +150,7 @@ def test_a_bad_config_file_is_one_line(cli, city, tmp_path, text, fragments):
         ("neighbours", ["--set expects key=value", "'neighbours'"]),
         ("=3", ["--set expects key=value", "'=3'"]),
         ("neighbours=many", ["neighbours", "valid integer"]),
+        ("bo\ngus=1", ["'bo\\ngus': Extra inputs are not permitted"]),  # a line break in a key is shown
     ],
 )
 def test_a_bad_set_is_one_line(cli, city, tmp_path, item, fragments):

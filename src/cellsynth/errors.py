@@ -36,6 +36,12 @@ class OutputError(CellsynthError):
     Nothing was deleted, and an earlier output there is unchanged."""
 
 
+def one_line(text: object) -> str:
+    """``text`` (another library's error message, say) on one line: each run of whitespace, line breaks
+    included, becomes one space, so that a message quoting it stays the one line the CLI promises."""
+    return " ".join(str(text).split())
+
+
 class DataRepairWarning(UserWarning):
     """A loader filled in values it could not read (e.g. a missing interval); the count is in the message,
     and the values are flagged in ``StationTraffic.repaired``."""

@@ -101,6 +101,47 @@ def test_load_grid_ids_sorted_numerically(tmp_path):
             },
             "reproject",
         ),
+        # Found by tests/test_fuzz.py: each of these ended in a traceback (AttributeError, TypeError...).
+        (
+            {"type": "FeatureCollection", "features": [[None]]},
+            r"feature 0 is \[None\], expected a GeoJSON Feature",
+        ),
+        (
+            {"type": "FeatureCollection", "features": [{"properties": [1]}]},
+            r"feature 0: properties is \[1\], expected an object with 'cellId'",
+        ),
+        (
+            {"type": "FeatureCollection", "crs": [1], "features": [feature(1, [unit_square(0, 0)])]},
+            r"crs \[1\] does not name a coordinate system",
+        ),
+        (
+            {
+                "type": "FeatureCollection",
+                "crs": {"properties": {"name": ["EPSG:4326"]}},
+                "features": [feature(1, [unit_square(0, 0)])],
+            },
+            "does not name a coordinate system",
+        ),
+        *(
+            (
+                {"type": "FeatureCollection", "features": [feature(cell, [unit_square(0, 0)])]},
+                f"is {shown}, expected",
+            )
+            for cell, shown in [(float("nan"), "nan"), (float("inf"), "inf"), (2**70, str(2**70))]
+        ),
+        (
+            {"type": "FeatureCollection", "features": [feature(1, 5)]},
+            "feature 0 \\(cellId 1\\): the Polygon's coordinates are not lists of rings",
+        ),
+        (
+            {"type": "FeatureCollection", "features": [feature(1, [5], "MultiPolygon")]},
+            "the MultiPolygon's coordinates are not lists of rings",
+        ),
+        ({"type": "FeatureCollection", "features": [feature(1, [[{}, {}, {}]])]}, "numbers"),
+        (
+            {"type": "FeatureCollection", "features": [feature(1, [[[10**400, 0], [1, 0], [1, 1]]])]},
+            "numbers",
+        ),
     ],
 )
 def test_bad_grids(tmp_path, doc, message):

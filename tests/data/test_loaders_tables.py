@@ -170,6 +170,19 @@ def test_unparsable_and_missing_files(tmp_path):
         load_traffic_table(write(tmp_path / "ok.csv", HEADER + "\n".join(ROWS)), tz="Europe/Milano")
 
 
+def test_a_damaged_parquet_file_is_one_line(tmp_path):
+    """pyarrow's message for a damaged page spans lines; the error quotes it on one (the CLI prints one)."""
+    valid = tmp_path / "valid.parquet"
+    pd.DataFrame(
+        {"station_id": ["a", "b"], "timestamp": ["2013-11-04T00:00:00+01:00"] * 2, "x": [1, 2]}
+    ).to_parquet(valid)
+    damaged = tmp_path / "t.parquet"
+    damaged.write_bytes(b"\x00" + valid.read_bytes())  # every offset in the footer is now one byte off
+    with pytest.raises(DataError, match="cannot read Parquet file: Couldn't deserialize thrift") as err:
+        load_traffic_table(damaged)
+    assert str(err.value).startswith(str(damaged)) and len(str(err.value).splitlines()) == 1
+
+
 MOBILITY = "user_id,timestamp,station_id,traffic\n" + "\n".join(
     [
         "u1,2013-11-04T00:00:00+01:00,a,0.5",

@@ -279,6 +279,14 @@ def test_station_errors(fitted_station, station_data):
     testing.check_station_errors(fitted_station, station_data)
 
 
+@pytest.mark.parametrize("section", [[None], 3, "ddim"])
+def test_a_section_that_is_not_a_mapping_is_a_config_error(section):
+    """Beside an old flat name (the shipped presets use them), such a section once ended in a TypeError
+    (found by tests/test_fuzz.py: `sampling: [null]` in a config for stouter)."""
+    with pytest.raises(ConfigError, match="'sampling' is .*, expected a mapping of its options"):
+        get("stouter", {"sampling": section, "sampler": "ddim"})
+
+
 @pytest.mark.skipif(not USER_GENERATORS, reason="no user-level generator registered yet")
 @pytest.mark.parametrize(
     ("name", "options"),

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from cellsynth.data.model import Stations, StationTraffic, UserMobility, regular_timeline
 from cellsynth.data.repair import check_fill, fill_gaps
-from cellsynth.errors import DataError, DataRepairWarning
+from cellsynth.errors import DataError, DataRepairWarning, one_line
 
 # is_stations_table: re-exported, part of this module's API (it lives with the rule that needs it).
 from cellsynth.outputs import (
@@ -66,11 +66,17 @@ def _write_table(frame: pd.DataFrame, path: Path, meta: dict) -> None:
     pq.write_table(table.replace_schema_metadata(schema_meta), path, compression="zstd")
 
 
-def _read_table(path: Path) -> tuple[pd.DataFrame, dict]:
+def read_parquet(path: str | os.PathLike, source: str | None = None) -> pa.Table:
+    """The table of a Parquet file; a file that is not one (truncated, damaged, another format) is a
+    :class:`DataError` naming ``source`` (default: the path), in one line (pyarrow's messages span several)."""
     try:
-        table = pq.read_table(path)
+        return pq.read_table(path)
     except (OSError, pa.ArrowInvalid) as err:
-        raise DataError(f"cannot read Parquet file: {err}", source=str(path)) from err
+        raise DataError(f"cannot read Parquet file: {one_line(err)}", source=source or str(path)) from err
+
+
+def _read_table(path: Path) -> tuple[pd.DataFrame, dict]:
+    table = read_parquet(path)
     raw = (table.schema.metadata or {}).get(_META_KEY)
     meta = json.loads(raw) if raw else {}
     return table.to_pandas(), meta

@@ -35,6 +35,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cellsynth.data.io import read_parquet
 from cellsynth.errors import DataError
 
 __all__ = [
@@ -234,8 +235,5 @@ def read_knowledge_graph(path: str | os.PathLike) -> KnowledgeGraph:
         except (pd.errors.ParserError, UnicodeDecodeError) as err:
             raise DataError(f"cannot parse CSV: {err}", source=str(path)) from err
     else:
-        try:
-            frame = pq.read_table(path).to_pandas()
-        except (OSError, pa.ArrowInvalid) as err:
-            raise DataError(f"cannot read Parquet file: {err}", source=str(path)) from err
+        frame = read_parquet(path).to_pandas()
     return KnowledgeGraph.from_frame(frame, source=str(path))

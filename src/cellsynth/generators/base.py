@@ -88,7 +88,13 @@ class GeneratorConfig(ConfigSection):
             if old not in values or (old == section and isinstance(values[old], dict)):
                 continue
             value = values.pop(old)
-            nested = dict(values.get(section) or {})
+            nested = values.get(section) or {}
+            if not isinstance(nested, (dict, pydantic.BaseModel)):
+                raise ConfigError(
+                    f"{cls.__name__}: {section!r} is {nested!r:.40}, expected a mapping of its options "
+                    f"({section}: {{{field}: ...}})"
+                )
+            nested = dict(nested)
             if field in nested:
                 raise ConfigError(f"{cls.__name__}: {old!r} is the old name of {new!r}: give only {new!r}")
             nested[field] = value
@@ -110,10 +116,15 @@ def _validate_config(config_cls: type[GeneratorConfig], config, overrides: dict)
     try:
         return config_cls.model_validate(merged)
     except pydantic.ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or '(config)'}: {e['msg']}" for e in err.errors(include_url=False)
-        )
+        problems = "; ".join(f"{_config_path(e['loc'])}: {e['msg']}" for e in err.errors(include_url=False))
         raise ConfigError(f"invalid {config_cls.__name__}: {problems}") from None
+
+
+def _config_path(loc: tuple) -> str:
+    """Where in a config pydantic found a problem: ``section.field``; a key with a line break or another
+    unprintable character (a user's typo) is quoted as Python would, so the message stays on one line."""
+    parts = (str(p) if str(p).isprintable() else repr(p) for p in loc)
+    return ".".join(parts) or "(config)"
 
 
 class Generator(ABC):

@@ -46,7 +46,7 @@ def _ring_area_centroid(ring: list) -> tuple[float, float, float]:
         raise ValueError("a ring needs at least 3 [lon, lat] positions")
     try:
         points = [(float(p[0]), float(p[1])) for p in ring]
-    except (TypeError, ValueError, IndexError) as err:
+    except (TypeError, ValueError, IndexError, KeyError, OverflowError) as err:
         raise ValueError(f"ring positions must be [lon, lat] numbers: {err}") from err
     if not all(math.isfinite(x) and math.isfinite(y) for x, y in points):
         raise ValueError("coordinates contain NaN or infinity")
@@ -77,9 +77,11 @@ def polygon_centroid(geometry: dict) -> tuple[float, float]:
         polygons = geometry.get("coordinates")
     else:
         raise ValueError(f"geometry type {kind!r} is not a Polygon or MultiPolygon")
+    if not isinstance(polygons, list) or not all(isinstance(rings, list) for rings in polygons):
+        raise ValueError(f"the {kind}'s coordinates are not lists of rings of [lon, lat] positions")
     total = sx = sy = 0.0
-    for rings in polygons or []:
-        for r, ring in enumerate(rings or []):
+    for rings in polygons:
+        for r, ring in enumerate(rings):
             area, cx, cy = _ring_area_centroid(ring)
             # The exterior ring adds, holes subtract, whatever their winding order.
             weight = abs(area) if r == 0 else -abs(area)
@@ -112,10 +114,10 @@ def load_grid(geojson: str | os.PathLike, *, id_property: str = "cellId") -> Sta
     doc, src = _load_geojson(geojson)
     if not isinstance(doc, dict) or doc.get("type") != "FeatureCollection":
         raise DataError("expected a GeoJSON FeatureCollection of cell polygons", source=src)
-    crs = ((doc.get("crs") or {}).get("properties") or {}).get("name")
+    crs = _crs_name(doc, src)
     if crs is not None and crs not in _WGS84:
         raise DataError(
-            f"coordinates are in {crs}, not WGS84 longitude/latitude; reproject the grid to EPSG:4326",
+            f"coordinates are in {crs!r}, not WGS84 longitude/latitude; reproject the grid to EPSG:4326",
             source=src,
         )
     features = doc.get("features")
@@ -125,14 +127,22 @@ def load_grid(geojson: str | os.PathLike, *, id_property: str = "cellId") -> Sta
     lon = np.empty(len(features))
     lat = np.empty(len(features))
     for i, feature in enumerate(features):
-        props = (feature or {}).get("properties") or {}
-        cell = props.get(id_property)
-        # Integral floats (1.0) are accepted since some GeoJSON writers emit every number as a float.
-        if isinstance(cell, bool) or not isinstance(cell, (int, float)) or cell != int(cell):
+        if not isinstance(feature, dict):
+            raise DataError(f"feature {i} is {feature!r:.60}, expected a GeoJSON Feature object", source=src)
+        props = feature.get("properties") or {}
+        if not isinstance(props, dict):
             raise DataError(
-                f"feature {i}: property {id_property!r} is {cell!r}, expected an integer cell id", source=src
+                f"feature {i}: properties is {props!r:.60}, expected an object with {id_property!r}",
+                source=src,
             )
-        ids[i] = int(cell)
+        cell = _cell_id(props.get(id_property))
+        if cell is None:
+            raise DataError(
+                f"feature {i}: property {id_property!r} is {props.get(id_property)!r:.60}, expected an integer "
+                "cell id",
+                source=src,
+            )
+        ids[i] = cell
         try:
             lon[i], lat[i] = polygon_centroid(feature.get("geometry"))
         except ValueError as err:
@@ -145,6 +155,32 @@ def load_grid(geojson: str | os.PathLike, *, id_property: str = "cellId") -> Sta
         )
     order = np.argsort(ids, kind="stable")
     return Stations(ids=ids[order].astype(str), lat=lat[order], lon=lon[order], source=src)
+
+
+def _crs_name(doc: dict, src: str) -> str | None:
+    """The name of a grid's coordinate system (``crs.properties.name``, GeoJSON 2008); None without one."""
+    crs = doc.get("crs")
+    properties = crs.get("properties") if isinstance(crs, dict) else crs
+    name = properties.get("name") if isinstance(properties, dict) else properties
+    if name is not None and not isinstance(name, str):
+        raise DataError(
+            f"crs {crs!r:.80} does not name a coordinate system (expected "
+            '{"type": "name", "properties": {"name": "EPSG:4326"}}); fix it or remove it',
+            source=src,
+        )
+    return name
+
+
+def _cell_id(value) -> int | None:
+    """A cell id as an int64, or None for anything else (text, NaN, 1.5, 2**70, true).
+
+    Integral floats (1.0) are accepted since some GeoJSON writers emit every number as a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not value.is_integer():  # also NaN and infinities
+        return None
+    value = int(value)
+    return value if -(2**63) <= value < 2**63 else None
 
 
 def cell_positions(stations: Stations, *, source: str | None = None) -> tuple[np.ndarray, np.ndarray]:

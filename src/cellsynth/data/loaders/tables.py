@@ -21,10 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from cellsynth.data.io import long_to_mobility, long_to_traffic
+from cellsynth.data.io import long_to_mobility, long_to_traffic, read_parquet
 from cellsynth.data.loaders._common import (
     FLOAT32_MAX,
     check_tz,
@@ -66,10 +64,7 @@ def read_table(
     path = existing_file(path)
     src = source_name(path)
     if _is_parquet(path):
-        try:
-            frame = pq.read_table(path).to_pandas()
-        except (OSError, pa.ArrowInvalid) as err:
-            raise DataError(f"cannot read Parquet file: {err}", source=src) from err
+        frame = read_parquet(path, src).to_pandas()
         for c in string_columns:
             if c in frame.columns:
                 frame[c] = frame[c].astype(str)
