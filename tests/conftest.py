@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from hypothesis import HealthCheck, settings
 
 # CI machines have 2 cores; keep property tests quick and deterministic there.
@@ -17,6 +18,16 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("CELLSYNTH_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Every test runs torch on one thread: the suite's networks are tiny, gain nothing from intra-op
+    threads, and on a 2-core machine running two pytest workers, OpenMP threads wait on each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

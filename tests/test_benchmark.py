@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from cellsynth.benchmark import markdown_table, run_benchmark
 from cellsynth.benchmark.table import _stouter_change
@@ -16,15 +15,6 @@ from cellsynth.errors import ConfigError
 from cellsynth.generators import get_class
 
 VAE = get_class("vae").smoke_config() | {"epochs": 1}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks train faster on one thread (far faster on a busy shared machine); restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_city(n: int = 10, weeks: int = 2) -> StationTraffic:

@@ -13,15 +13,6 @@ from cellsynth.errors import ConfigError
 MU, SIGMA = 1.5, 0.5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors gain nothing from intra-op threads, and on a shared 2-core machine they contend badly.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def oracle(diffusion: GaussianDiffusion):
     """The exact E[eps | x_t] for x_0 ~ N(mu, s^2) elementwise.
 

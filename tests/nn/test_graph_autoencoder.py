@@ -16,15 +16,6 @@ from cellsynth.graphs.temporal import temporal_graph
 from cellsynth.nn.graph_autoencoder import gcn_autoencoder, gin_autoencoder, sce_loss
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors gain nothing from intra-op threads, and on a shared 2-core machine they contend badly.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def at_angle(theta: float) -> tuple[torch.Tensor, torch.Tensor]:
     x = torch.tensor([[1.0, 0.0]])
     return x, torch.tensor([[math.cos(theta), math.sin(theta)]]) * 3.0  # the norm does not matter

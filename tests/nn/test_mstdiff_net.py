@@ -13,15 +13,6 @@ from cellsynth.nn.vqvae import BandVQVAE
 T, N = 16, 5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: thread hand-offs cost more than the work on a shared 2-core machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def net(**kw) -> MSTDiffNet:
     torch.manual_seed(0)
     args = {

@@ -10,15 +10,6 @@ from cellsynth.nn.stunet import STUNet, resample_time
 SMALL = {"channels": 8, "channel_mults": (1, 2), "temporal_dim": 4, "spatial_dim": 3, "context_dim": 8}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors gain nothing from intra-op threads, and on a shared 2-core machine they contend badly.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def inputs(batch=3, channels=2, length=24, seed=0):
     g = torch.Generator().manual_seed(seed)
     return (

@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from cellsynth.nn.vqvae import BandVQVAE, VectorQuantizer, code_usage, fit_vqvaes
 from cellsynth.training import seed_everything
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: thread hand-offs cost more than the work on a shared 2-core machine (measured 17x).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_straight_through_gradient_reaches_the_encoder_unchanged():

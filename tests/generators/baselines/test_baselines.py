@@ -19,16 +19,6 @@ START = pd.Timestamp("2026-01-05", tz="Europe/Rome")
 BASELINES = ("tcn-gan", "vae", "diffwave")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tiny networks train faster on one thread (and far faster on a shared, busy machine, where two
-    OpenMP threads wait on each other); the previous setting is restored."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def daily_traffic(n: int = 8, weeks: int = 2, seed: int = 0, features: bool = True) -> StationTraffic:
     """A strong daily cycle (peak at 20:00, as Beijing's), station levels, log-normal noise; 2 channels."""
     rng = np.random.default_rng(seed)

@@ -52,14 +52,6 @@ def with_section(config, section: str, **values):
     return config.model_copy(update={section: getattr(config, section).model_copy(update=values)})
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def stations(n: int = 6) -> Stations:
     rng = np.random.default_rng(0)
     return Stations(

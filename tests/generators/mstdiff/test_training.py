@@ -17,14 +17,6 @@ from cellsynth.graphs.transitions import geographic_knn_graph
 from tests.generators.mstdiff.test_generator import SMOKE, stations, users
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_loss_has_mse_kl_and_ce_terms_weighted_by_the_lambdas():
     data = users()
     gen = get("mstdiff", SMOKE)

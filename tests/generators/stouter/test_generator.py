@@ -45,15 +45,6 @@ TINY = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors gain nothing from intra-op threads, and on a shared 2-core machine they contend badly.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_stations(n: int, seed: int = 0, prefix: str = "bs") -> Stations:
     rng = np.random.default_rng(seed)
     return Stations(
