@@ -160,7 +160,8 @@ class MSHGenerator(nn.Module):
     def modes(self, noise) -> torch.Tensor:
         """The one-hot mode of every step ``[B, T, K]`` for ``noise``."""
         group, _, uniform = noise
-        return self.switch(group, uniform, self.tau)[0]
+        pi = self.switch(group, uniform, self.tau)[0]
+        return F.one_hot(pi.argmax(-1), pi.shape[-1]).to(pi.dtype)  # exact 0/1 (pi is, up to rounding)
 
     def forward(self, noise, locations: torch.Tensor | None = None) -> torch.Tensor:
         group, steps, uniform = noise
