@@ -30,6 +30,8 @@ _REGISTRY: dict[str, str] = {
     "tcn-gan": "cellsynth.generators.baselines.tcn_gan:TCNGANGenerator",
     "vae": "cellsynth.generators.baselines.vae:VAEGenerator",
     "diffwave": "cellsynth.generators.baselines.diffwave:DiffWaveGenerator",
+    "adaptive": "cellsynth.generators.baselines.users.adaptive:AdaptiveUserGenerator",
+    "msh-gan": "cellsynth.generators.baselines.users.msh_gan:MSHGANGenerator",
 }
 
 

@@ -203,6 +203,12 @@ class TCNGenerator(nn.Module):
     def receptive_field(self) -> int:
         return self.tcn.receptive_field
 
+    def noise(
+        self, batch: int, *, generator: torch.Generator | None = None, device: torch.device | None = None
+    ) -> torch.Tensor:
+        """``z ~ N(0, I)`` ``[batch, z_dim, L]`` (from ``generator`` when given, on its device)."""
+        return torch.randn((batch, self.noise_dim, self.length), generator=generator, device=device)
+
     def forward(self, noise: torch.Tensor, station: torch.Tensor) -> torch.Tensor:
         context = self.condition(station)
         h = self.tcn(torch.cat([noise, context], dim=1), context)

@@ -13,7 +13,8 @@ Model (:mod:`cellsynth.nn.baselines`): the generator ``G(z, s)`` maps per-step n
 temporal blocks (dilations 1, 2, .., 32, kernel 3: a receptive field of 253 steps, more than a week of 168
 hours); the critic ``D(x, s)`` is the same kind of stack ending in a per-step score averaged over the week.
 
-Objective (WGAN-GP), with ``x_hat = eps x + (1 - eps) G(z, s)``, ``eps ~ U[0, 1]`` per series:
+Objective (WGAN-GP, trained by :class:`cellsynth.generators.gan.WGANGPModule`), with
+``x_hat = eps x + (1 - eps) G(z, s)``, ``eps ~ U[0, 1]`` per series:
 
 .. math::
 
@@ -34,13 +35,12 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import numpy as np
 import pydantic
 import torch
 
 from cellsynth.generators.conditioning import BaselineConfig, BaselineGenerator
-from cellsynth.nn.baselines import TCNCritic, TCNGenerator, gradient_penalty
-from cellsynth.training import TrainingModule
+from cellsynth.generators.gan import WGANGPModule
+from cellsynth.nn.baselines import TCNCritic, TCNGenerator
 
 __all__ = ["TCNGANConfig", "TCNGANGenerator"]
 
@@ -87,64 +87,6 @@ class TCNGANConfig(BaselineConfig):
         return self
 
 
-class _WGANGPModule(TrainingModule):
-    """WGAN-GP training with manual optimisation (see module docstring)."""
-
-    def __init__(self, generator: TCNGenerator, critic: TCNCritic, cfg: TCNGANConfig) -> None:
-        super().__init__()
-        self.automatic_optimization = False
-        self.generator, self.critic = generator, critic
-        self.n_critic, self.gp_weight = cfg.n_critic, cfg.gp_weight
-        self.lr, self.betas = cfg.lr, tuple(cfg.betas)
-        # Saved in the checkpoint with the weights: a resumed run continues the critic/generator rhythm.
-        self.register_buffer("critic_updates", torch.zeros((), dtype=torch.long))
-        self.history: list[float] = []
-        self._epoch: list[float] = []
-
-    def training_step(self, batch, batch_idx):
-        x, station = batch
-        opt_g, opt_d = self.optimizers()
-        noise_shape = (x.shape[0], self.generator.noise_dim, x.shape[2])
-
-        # Critic: L_D = E D(fake) - E D(real) + lambda * GP.
-        with torch.no_grad():
-            fake = self.generator(torch.randn(noise_shape, device=x.device), station)
-        d_real = self.critic(x, station)
-        d_fake = self.critic(fake, station)
-        gp = gradient_penalty(lambda v: self.critic(v, station), x, fake)
-        wasserstein = d_real.mean() - d_fake.mean()
-        loss_d = -wasserstein + self.gp_weight * gp
-        opt_d.zero_grad()
-        self.manual_backward(loss_d)
-        opt_d.step()
-        self.critic_updates += 1
-
-        # Generator: L_G = -E D(G(z, s)), every n_critic critic updates.
-        if int(self.critic_updates) % self.n_critic == 0:
-            fake = self.generator(torch.randn(noise_shape, device=x.device), station)
-            loss_g = -self.critic(fake, station).mean()
-            opt_g.zero_grad()
-            self.manual_backward(loss_g)
-            opt_g.step()
-            opt_d.zero_grad()  # the critic's gradients from L_G are not used
-
-        # The critic's estimate of the Wasserstein distance: it should shrink as the generator learns.
-        self.log(
-            "w_dist", wasserstein.detach(), prog_bar=True, on_step=False, on_epoch=True, batch_size=x.shape[0]
-        )
-        self._epoch.append(float(wasserstein.detach()))
-
-    def on_train_epoch_end(self) -> None:
-        self.history.append(float(np.mean(self._epoch)))
-        self._epoch = []
-
-    def configure_optimizers(self):
-        return [
-            torch.optim.Adam(self.generator.parameters(), lr=self.lr, betas=self.betas),
-            torch.optim.Adam(self.critic.parameters(), lr=self.lr, betas=self.betas),
-        ]
-
-
 class TCNGANGenerator(BaselineGenerator):
     """TCN-GAN (WGAN-GP, temporal-convolution generator and critic), conditioned like STOUTER.
 
@@ -186,7 +128,7 @@ class TCNGANGenerator(BaselineGenerator):
             daily_harmonics=cfg.daily_harmonics,
         )
 
-    def _module(self, network: TCNGenerator) -> _WGANGPModule:
+    def _module(self, network: TCNGenerator) -> WGANGPModule:
         cfg = self.config
         critic = TCNCritic(
             network.n_channels,
@@ -199,11 +141,12 @@ class TCNGANGenerator(BaselineGenerator):
             weekly_harmonics=cfg.weekly_harmonics,
             daily_harmonics=cfg.daily_harmonics,
         )
-        return _WGANGPModule(network, critic, cfg)
+        return WGANGPModule(
+            network, critic, n_critic=cfg.n_critic, gp_weight=cfg.gp_weight, lr=cfg.lr, betas=tuple(cfg.betas)
+        )
 
-    def _trained(self, module: _WGANGPModule) -> TCNGenerator:
+    def _trained(self, module: WGANGPModule) -> TCNGenerator:
         return module.generator
 
     def _draw(self, net, station, *, generator, device, progress, **options) -> torch.Tensor:
-        noise = torch.randn((station.shape[0], net.noise_dim, net.length), generator=generator)
-        return net(noise.to(device), station)
+        return net(net.noise(station.shape[0], generator=generator).to(device), station)
