@@ -30,6 +30,7 @@ _REGISTRY: dict[str, str] = {
     "tcn-gan": "cellsynth.generators.baselines.tcn_gan:TCNGANGenerator",
     "vae": "cellsynth.generators.baselines.vae:VAEGenerator",
     "diffwave": "cellsynth.generators.baselines.diffwave:DiffWaveGenerator",
+    "pategail": "cellsynth.generators.baselines.trajectories.pategail:PateGailGenerator",
 }
 
 
