@@ -31,6 +31,7 @@ _REGISTRY: dict[str, str] = {
     "vae": "cellsynth.generators.baselines.vae:VAEGenerator",
     "diffwave": "cellsynth.generators.baselines.diffwave:DiffWaveGenerator",
     "pategail": "cellsynth.generators.baselines.trajectories.pategail:PateGailGenerator",
+    "volunteer": "cellsynth.generators.baselines.trajectories.volunteer:VolunteerGenerator",
 }
 
 
