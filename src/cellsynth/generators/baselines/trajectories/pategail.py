@@ -61,7 +61,7 @@ from cellsynth.nn.pategail import (
 )
 from cellsynth.training import TrainingModule, loader, resolve_device, seed_everything, train
 
-__all__ = ["PateGailConfig", "PateGailGenerator", "state_features"]
+__all__ = ["PateGailConfig", "PateGailGenerator", "state_features", "user_partitions"]
 
 
 class PateGailExtensions(ConfigSection):
@@ -137,6 +137,15 @@ def state_features(locations: np.ndarray, hours: np.ndarray, max_stay: int, max_
     return np.stack(
         [loc, hour, np.minimum(stay, max_stay), np.minimum(visited, max_visited)], axis=-1
     ).astype(np.int64)
+
+
+def user_partitions(n_users: int, k: int, seed: int) -> np.ndarray:
+    """``int64 [n_users]``: each user's partition ``0..k-1`` — disjoint, sizes within one of each other,
+    users assigned by a seeded permutation (one partition per discriminator)."""
+    order = np.random.default_rng(seed).permutation(n_users)
+    partition = np.empty(n_users, dtype=np.int64)
+    partition[order] = np.arange(n_users) % k
+    return partition
 
 
 class _Rollout:
@@ -377,10 +386,7 @@ class PateGailGenerator(UserGenerator):
         features = state_features(data.locations, hours, cfg.max_stay, cfg.max_visited)
         expert_states = torch.from_numpy(features[:, :-1].copy())
         expert_actions = torch.from_numpy(np.ascontiguousarray(data.locations[:, 1:], dtype=np.int64))
-        # disjoint partitions of the users, one per discriminator (seeded)
-        order = np.random.default_rng(cfg.seed).permutation(data.n_users)
-        partition = np.empty(data.n_users, dtype=np.int64)
-        partition[order] = np.arange(data.n_users) % cfg.discriminators
+        partition = user_partitions(data.n_users, cfg.discriminators, cfg.seed)
         users = torch.utils.data.TensorDataset(torch.arange(data.n_users))
         seed_everything(cfg.seed)
         module = _GailModule(
