@@ -107,3 +107,26 @@ def test_generated_stays_last_their_decoded_dwell_times(fitted):
             checked += 1
         begin = arrival + events["dwell"][:, j]
     assert checked >= 6 and (begin >= n_steps).all()
+
+
+def test_dwell_times_are_learned():
+    """tiny_users stay 16 or 32 half-hours (22 on average); an untrained decoder draws about 4."""
+    data = tiny_users()
+    real = extract_events(data.locations, 2)
+    config = VolunteerGenerator.smoke_config() | {"epochs": 20, "lr": 1e-2, "batch_size": 12}
+    out = get("volunteer", config).fit(data, progress=False).generate(20, seed=0)
+    generated = extract_events(out.locations, 2)
+    ratio = generated.dwell[generated.mask].mean() / real.dwell[real.mask].mean()
+    assert 0.5 < ratio < 2.0
+
+
+@pytest.mark.parametrize("name", ["volunteer", "pategail"])
+def test_stations_without_coordinates_and_users_without_traffic(name):
+    from cellsynth.data import Stations, UserMobility
+    from cellsynth.generators import get_class
+
+    data = tiny_users()
+    bare = UserMobility(data.locations, data.start, data.step, Stations(data.stations.ids))
+    out = get(name, get_class(name).smoke_config()).fit(bare, progress=False).generate(4, seed=0)
+    assert out.traffic is None and out.locations.shape == (4, data.n_steps)
+    assert out.stations.equals(bare.stations)
