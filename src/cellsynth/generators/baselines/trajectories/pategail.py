@@ -325,7 +325,7 @@ class _CloningModule(TrainingModule):
 
 
 class PateGailGenerator(UserGenerator):
-    """PateGail: GAIL over next stations with PATE-aggregated discriminators (module docstring)."""
+    """PateGail (Wang et al., AAAI 2023): GAIL over next stations, PATE-aggregated discriminators."""
 
     name = "pategail"
     Config = PateGailConfig

@@ -201,7 +201,7 @@ def _station_xy(stations: Stations) -> np.ndarray | None:
 
 
 class VolunteerGenerator(UserGenerator):
-    """VOLUNTEER: user VAE + trajectory VAE with travel and dwell decoded apart (module docstring)."""
+    """VOLUNTEER (Long et al., KDD 2023): a user VAE and a trajectory VAE decoding travel and dwell apart."""
 
     name = "volunteer"
     Config = VolunteerConfig
