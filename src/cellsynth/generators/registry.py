@@ -32,6 +32,8 @@ _REGISTRY: dict[str, str] = {
     "diffwave": "cellsynth.generators.baselines.diffwave:DiffWaveGenerator",
     "adaptive": "cellsynth.generators.baselines.users.adaptive:AdaptiveUserGenerator",
     "msh-gan": "cellsynth.generators.baselines.users.msh_gan:MSHGANGenerator",
+    "pategail": "cellsynth.generators.baselines.trajectories.pategail:PateGailGenerator",
+    "volunteer": "cellsynth.generators.baselines.trajectories.volunteer:VolunteerGenerator",
 }
 
 

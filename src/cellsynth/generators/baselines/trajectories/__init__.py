@@ -1,0 +1,1 @@
+"""MSTDiff's trajectory baselines: user generators that generate station sequences (docs/baselines.md)."""
