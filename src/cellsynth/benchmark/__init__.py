@@ -46,7 +46,21 @@ Modules: :mod:`~cellsynth.benchmark.run` (the pipeline and its stored results),
 :mod:`~cellsynth.benchmark.table` (aggregation over seeds and the markdown).
 """
 
-from cellsynth.benchmark.run import BenchmarkResult, run_benchmark
+from cellsynth.benchmark.leaderboard import SuiteResult, run_suite
+from cellsynth.benchmark.run import PROTOCOLS, BenchmarkResult, run_benchmark
+from cellsynth.benchmark.suite import Suite, make_suite, read_suite
 from cellsynth.benchmark.table import PAPER_BASELINES, format_cell, markdown_table
 
-__all__ = ["PAPER_BASELINES", "BenchmarkResult", "format_cell", "markdown_table", "run_benchmark"]
+__all__ = [
+    "PAPER_BASELINES",
+    "PROTOCOLS",
+    "BenchmarkResult",
+    "Suite",
+    "SuiteResult",
+    "format_cell",
+    "make_suite",
+    "markdown_table",
+    "read_suite",
+    "run_benchmark",
+    "run_suite",
+]
