@@ -176,8 +176,9 @@ def bench(
     result = run_suite(chosen, out=out, jobs=jobs, progress=progress, echo=say)
     if result.reused:
         say(f"reused {len(result.reused)} finished (model, seed) result(s) from {out}")
-    tables = ", ".join(str(b.table_path) for b in result.benchmarks.values())
-    console.print(f"leaderboard: {bold(result.leaderboard_path)}; tables: {bold(tables)}")
+    for (dataset, protocol), benchmark in result.benchmarks.items():
+        console.print(f"table ({dataset}, {protocol}): {bold(benchmark.table_path)}")
+    console.print(f"leaderboard: {bold(result.leaderboard_path)}")
 
 
 #: The options of ``bench`` that a suite file sets.
