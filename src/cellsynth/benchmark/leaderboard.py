@@ -103,11 +103,9 @@ def run_suite(
     for plan in plans.values():
         plan.claim()
     pending = {key: plan.pending() for key, plan in plans.items()}
+    to_run = {(*key, c.model, c.seed) for key, cells in pending.items() for c in cells}
     reused = [
-        (*key, model, seed)
-        for key, plan in plans.items()
-        for model, seed in plan.cells()
-        if all((c.model, c.seed) != (model, seed) for c in pending[key])
+        (*key, *cell) for key, plan in plans.items() for cell in plan.cells() if (*key, *cell) not in to_run
     ]
     if reused:
         say(f"{len(reused)} cell(s) done before: reusing their results")

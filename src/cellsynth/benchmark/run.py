@@ -108,7 +108,8 @@ def run_benchmark(
     say = echo if (echo is not None and progress) else (lambda _msg: None)
     plan.claim()
     pending = plan.pending()
-    reused = [(m, s) for m, s in plan.cells() if (m, s) not in {(c.model, c.seed) for c in pending}]
+    to_run = {(c.model, c.seed) for c in pending}
+    reused = [cell for cell in plan.cells() if cell not in to_run]
     for name, seed in reused:
         say(f"{name}, seed {seed}: done before, reusing {plan.result_path(name, seed)}")
     run_cells(pending, jobs, say)
