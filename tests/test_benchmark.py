@@ -60,6 +60,8 @@ def test_end_to_end_writes_results_table_and_run_dirs(bench):
         "train_stations_scored": 8,
         "held_out_stations": 2,
         "held_out_ids": saved["split"]["held_out_ids"],
+        "train_span": ["2026-01-05T00:00:00+00:00", "2026-01-19T00:00:00+00:00"],
+        "held_out_span": ["2026-01-05T00:00:00+00:00", "2026-01-19T00:00:00+00:00"],
     }
     assert saved["budget_rule"] == result.budget_rule and "preset" in result.budget_rule
     run = next(r for r in saved["runs"] if r["model"] == "vae" and r["seed"] == 1)
@@ -157,7 +159,7 @@ def test_argument_errors(tmp_path):
     with pytest.raises(ConfigError, match="user mobility"):
         run_benchmark(data, ["markov"], out=tmp_path)
     with pytest.raises(ConfigError, match="train_stations"):
-        run_benchmark(data, ["seasonal-mean"], out=tmp_path, train_stations=0)
+        run_benchmark(data, ["seasonal-mean"], out=tmp_path, train_stations=-1)
 
 
 def test_models_start_from_the_preset_with_configs_on_top(tmp_path):

@@ -255,7 +255,7 @@ def test_bench_runs_and_resumes(city, tmp_path):
     first = invoke(*args, "--seeds", 1, "--samples", 2, "--no-progress")
     table = (tmp_path / "b" / "table.md").read_text()
     assert "seasonal-mean" in table and "copy-train" in table and "**" in table
-    assert "table:" in first
+    assert "table (city, stations):" in first and "leaderboard:" in first
     second = invoke(*args, "--seeds", 1, "--samples", 2, "--no-progress")
     assert (tmp_path / "b" / "table.md").read_text() == table
     assert "reus" in second.lower()

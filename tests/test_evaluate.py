@@ -12,7 +12,7 @@ import pytest
 from cellsynth import metrics
 from cellsynth.data import Stations, StationTraffic, UserMobility
 from cellsynth.data.samples import stack_samples
-from cellsynth.data.split import split_stations, split_users
+from cellsynth.data.split import split_stations, split_users, split_weeks
 from cellsynth.data.synthetic import synthesize_city
 from cellsynth.errors import DataError
 from cellsynth.evaluate import METRICS, evaluate, evaluate_users
@@ -410,3 +410,15 @@ def test_non_finite_numbers_become_null_in_json():
     # Generated = held-out real: its distance to the held-out set is 0, so the ratio is infinite.
     assert evaluation.memorisation["dcr_ratio"] == math.inf
     assert json.loads(evaluation.to_json_text())["memorisation"]["dcr_ratio"] is None
+
+
+def test_future_weeks_of_known_stations_are_the_held_out_series():
+    """Scored on later weeks of the training stations (the time protocol), the memorisation check compares
+    with those real future weeks: replaying training weeks is flagged, fresh draws are not."""
+    train, future = split_weeks(tiny_traffic(n=6, weeks=4), 0.25)
+    copies = get("copy-train").fit(train, progress=False).generate(future.stations, samples=3, seed=0)
+    copied = evaluate(future, copies, train=train)
+    assert copied.memorisation["flagged"] and copied.memorisation["held_out_series"] == 6
+    assert copied.memorisation["held_out_series_are"] == "real weeks after the training data"
+    honest = get("seasonal-mean").fit(train, progress=False).generate(future.stations, samples=3, seed=0)
+    assert not evaluate(future, honest, train=train).memorisation["flagged"]

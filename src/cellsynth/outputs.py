@@ -161,7 +161,15 @@ KINDS: dict[str, OutputKind] = {
         _kind(
             BENCH,
             "a benchmark directory",
-            ["bench.json", "results", "runs", "table.md", "results.json"],
+            [
+                "bench.json",
+                "results",
+                "runs",
+                "table.md",
+                "results.json",
+                "leaderboard.md",
+                "leaderboard.json",
+            ],
             [["bench.json"]],
             replaced=False,
         ),

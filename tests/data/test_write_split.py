@@ -42,3 +42,24 @@ def test_a_rerun_replaces_an_earlier_split_and_refuses_other_directories(city, t
     with pytest.raises(OutputError):
         write_split(city.traffic, mine)
     assert (mine / "notes.txt").read_text() == "keep me"
+
+
+def test_split_weeks_keeps_the_latest_whole_weeks_and_holds_out_the_last():
+    import pandas as pd
+
+    from cellsynth.data.split import split_weeks
+    from cellsynth.errors import DataError
+    from cellsynth.testing import START, tiny_traffic
+
+    data = tiny_traffic(n=3, weeks=5)
+    extra = data.slice_steps(30, data.n_steps)  # 4 whole weeks and 138 steps before them
+    train, held_out = split_weeks(extra, 0.3)  # round(4 * 0.3) = 1 week held out
+    assert (train.n_steps, held_out.n_steps) == (3 * 168, 168)
+    assert train.start == START + pd.Timedelta("7D") and held_out.start == train.end == START + pd.Timedelta(
+        "28D"
+    )
+    np.testing.assert_array_equal(held_out.values, data.values[:, -168:])
+    assert train.stations.equals(data.stations) and held_out.stations.equals(data.stations)
+    assert split_weeks(data, 0.9)[0].n_steps == 168  # at least one training week
+    with pytest.raises(DataError, match="at least 2 whole weeks .*split by station instead"):
+        split_weeks(data.slice_steps(0, 300), 0.2)

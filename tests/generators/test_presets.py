@@ -12,7 +12,7 @@ from cellsynth.generators import available, available_presets, get, get_class, p
 from cellsynth.generators.presets import merge_config
 from tests.conftest import assert_config_holds
 
-FLOORS = {"seasonal-mean", "copy-train", "markov"}
+FLOORS = {"seasonal-mean", "copy-train", "nearest-station", "recent-weeks", "markov"}
 
 
 @pytest.mark.parametrize("name", sorted(set(available()) - FLOORS))

@@ -1,13 +1,13 @@
-"""Running the benchmark (:func:`run_benchmark`): the split, the budget rule, one (model, seed) run at a time,
-the results kept in ``out`` so that a rerun resumes (the protocol is in :mod:`cellsynth.benchmark`)."""
+"""Running the benchmark on one dataset under one protocol (:func:`run_benchmark`): the checks and the split
+(:func:`plan_benchmark`, before anything is written), the budget rule, the (model, seed) cells
+(:mod:`cellsynth.benchmark.cells`), the results kept in ``out`` so that a rerun resumes (the protocol is in
+:mod:`cellsynth.benchmark`)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import platform
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,16 +16,15 @@ from typing import Any, Literal
 import numpy as np
 
 import cellsynth
+from cellsynth.benchmark.cells import Cell, run_cells, write_json
 from cellsynth.benchmark.table import render_table, summarise
 from cellsynth.data.io import write_text_atomic
 from cellsynth.data.model import StationTraffic
-from cellsynth.data.split import split_stations
+from cellsynth.data.split import split_stations, split_weeks
 from cellsynth.errors import ConfigError, DataError
-from cellsynth.outputs import BENCH, claim_output_dir
+from cellsynth.outputs import BENCH, check_output, claim_output_dir
 
-__all__ = ["BenchmarkResult", "run_benchmark"]
-
-_RESULT_VERSION = 1
+__all__ = ["PROTOCOLS", "BenchmarkPlan", "BenchmarkResult", "plan_benchmark", "run_benchmark"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,6 +63,179 @@ def run_benchmark(
     out: str | os.PathLike,
     seeds: int | Sequence[int] = 3,
     budget: Literal["preset"] | int = "preset",
+    protocol: str = "stations",
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+    samples: int = 10,
+    train_stations: int | None = None,
+    configs: dict[str, dict[str, Any]] | None = None,
+    preset: str | None = "recommended",
+    jobs: int = 1,
+    progress: bool = True,
+    echo: Callable[[str], Any] | None = print,
+) -> BenchmarkResult:
+    """Train and score every model in ``models`` on one split of ``data`` (see module docstring).
+
+    ``seeds``: a number ``n`` (seeds ``0..n-1``) or the seeds themselves. ``budget``: ``"preset"`` or a
+    number of epochs for every model. ``protocol``: ``"stations"`` (held-out stations, the planned-site case;
+    ``test_fraction`` of the stations) or ``"time"`` (the later ``test_fraction`` of the whole weeks of every
+    station, the future-weeks case; :func:`cellsynth.data.split.split_weeks`). ``samples``: weeks generated
+    per station (>= 2 for the coverage metric). ``train_stations``: score the training stations too, on a
+    seeded subset of at most this many (None: all; 0: not at all; the time protocol scores only the later
+    weeks). ``preset``: the shipped preset every model starts from (``"recommended"``, ``"paper"``; None: the
+    config classes' defaults; a model without presets, such as the floors, takes its defaults). ``configs``:
+    per-model config values on top of the preset, sections merged key by key (``{"vae": {"epochs": 50}}``).
+    ``jobs``: (model, seed) cells run at a time, each in its own process (:func:`~cellsynth.benchmark.cells.
+    run_cells`). ``progress``: training progress bars and a line per run. ``echo`` prints the progress lines
+    and the final table (None: silent). Writes ``out/table.md``, ``out/results.json``, ``out/results/*.json``
+    and ``out/runs/``.
+    """
+    plan = plan_benchmark(
+        data,
+        models,
+        out=out,
+        seeds=seeds,
+        budget=budget,
+        protocol=protocol,
+        test_fraction=test_fraction,
+        split_seed=split_seed,
+        samples=samples,
+        train_stations=train_stations,
+        configs=configs,
+        preset=preset,
+        progress=progress,
+    )
+    say = echo if (echo is not None and progress) else (lambda _msg: None)
+    plan.claim()
+    pending = plan.pending()
+    to_run = {(c.model, c.seed) for c in pending}
+    reused = [cell for cell in plan.cells() if cell not in to_run]
+    for name, seed in reused:
+        say(f"{name}, seed {seed}: done before, reusing {plan.result_path(name, seed)}")
+    run_cells(pending, jobs, say)
+    result = plan.finish(reused)
+    if echo is not None:
+        echo(result.table)
+    return result
+
+
+PROTOCOLS: dict[str, str] = {
+    "stations": "held-out stations (new sites)",
+    "time": "later weeks of the same stations (future weeks)",
+}
+
+
+@dataclass(eq=False)
+class BenchmarkPlan:
+    """One dataset under one protocol, checked and split, before anything is written: :func:`plan_benchmark`
+    builds it, :meth:`claim` takes its output directory, :meth:`pending` lists the cells still to run and
+    :meth:`finish` writes the table and ``results.json`` from the cells' results."""
+
+    out: Path
+    label: str
+    data: StationTraffic
+    protocol: str
+    train: StationTraffic
+    held_out: StationTraffic
+    scored_train: StationTraffic | None
+    models: list[str]
+    seeds: list[int]
+    configs: dict[tuple[str, int], dict[str, Any]]
+    samples: int
+    budget_rule: str
+    settings: dict[str, Any]
+    progress: bool
+
+    def cells(self) -> list[tuple[str, int]]:
+        return [(m, s) for m in self.models for s in self.seeds]
+
+    def result_path(self, model: str, seed: int) -> Path:
+        return self.out / "results" / f"{model}__seed{seed}.json"
+
+    def claim(self) -> None:
+        """Create and mark ``out`` (:mod:`cellsynth.outputs`) and record the settings in ``bench.json``."""
+        claim_output_dir(self.out, BENCH)
+        (self.out / "results").mkdir(exist_ok=True)
+        if not (self.out / "bench.json").exists():
+            write_json(self.out / "bench.json", self.settings)
+
+    def pending(self) -> list[Cell]:
+        """The cells without a stored result (a stored one computed with another config is an error)."""
+        cells = []
+        for name, seed in self.cells():
+            config = self.configs[name, seed]
+            if _load_result(self.result_path(name, seed), name, seed, config) is not None:
+                continue
+            cells.append(
+                Cell(
+                    label=self.label,
+                    model=name,
+                    seed=seed,
+                    config=config,
+                    protocol=self.protocol,
+                    train=self.train,
+                    held_out=self.held_out,
+                    scored_train=self.scored_train,
+                    data=self.data,
+                    samples=self.samples,
+                    budget_rule=self.budget_rule,
+                    run_dir=self.out / "runs" / name / f"seed{seed}",
+                    result_path=self.result_path(name, seed),
+                    progress=self.progress,
+                )
+            )
+        return cells
+
+    def finish(self, reused: list[tuple[str, int]]) -> BenchmarkResult:
+        """Read every cell's result, write ``table.md`` and ``results.json``."""
+        runs = [json.loads(self.result_path(m, s).read_text()) for m, s in self.cells()]
+        channels = list(self.data.channels)
+        summary = summarise(runs, self.models, channels)
+        table = render_table(
+            summary,
+            self.models,
+            channels,
+            self.budget_rule,
+            self.settings,
+            self.train,
+            self.held_out,
+            self.seeds,
+            PROTOCOLS[self.protocol],
+        )
+        write_text_atomic(self.out / "table.md", table)
+        held_out_ids = [] if self.protocol == "time" else [str(s) for s in self.held_out.stations.ids]
+        write_json(
+            self.out / "results.json",
+            {
+                "cellsynth_version": cellsynth.__version__,
+                "settings": self.settings,
+                "budget_rule": self.budget_rule,
+                "protocol": self.protocol,
+                "split": {
+                    "train_stations": self.train.n_stations,
+                    "train_stations_scored": self.settings["train_stations_scored"],
+                    "held_out_stations": self.held_out.n_stations,
+                    "held_out_ids": held_out_ids,
+                    "train_span": [self.train.start.isoformat(), self.train.end.isoformat()],
+                    "held_out_span": [self.held_out.start.isoformat(), self.held_out.end.isoformat()],
+                },
+                "models": self.models,
+                "seeds": self.seeds,
+                "summary": summary,
+                "runs": runs,
+            },
+        )
+        return BenchmarkResult(runs, summary, table, self.budget_rule, self.out, reused)
+
+
+def plan_benchmark(
+    data: StationTraffic,
+    models: Sequence[str],
+    *,
+    out: str | os.PathLike,
+    seeds: int | Sequence[int] = 3,
+    budget: Literal["preset"] | int = "preset",
+    protocol: str = "stations",
     test_fraction: float = 0.2,
     split_seed: int = 0,
     samples: int = 10,
@@ -71,20 +243,10 @@ def run_benchmark(
     configs: dict[str, dict[str, Any]] | None = None,
     preset: str | None = "recommended",
     progress: bool = True,
-    echo: Callable[[str], Any] | None = print,
-) -> BenchmarkResult:
-    """Train and score every model in ``models`` on one station split of ``data`` (see module docstring).
-
-    ``seeds``: a number ``n`` (seeds ``0..n-1``) or the seeds themselves. ``budget``: ``"preset"`` or a
-    number of epochs for every model. ``samples``: weeks generated per station (>= 2 for the coverage
-    metric). ``train_stations``: score the training split on a seeded subset of at most this many training
-    stations (None: all; generation dominates the bench's time on CPU). ``preset``: the shipped preset every
-    model starts from (``"recommended"``, ``"paper"``; None: the config classes' defaults; a model without
-    presets, such as the floors, takes its defaults). ``configs``: per-model config values on top of the
-    preset, sections merged key by key (``{"vae": {"epochs": 50}}``). ``progress``: training progress bars
-    and a line per run. ``echo`` prints the progress lines and the final table (None: silent).
-    Writes ``out/table.md``, ``out/results.json``, ``out/results/*.json`` and ``out/runs/``.
-    """
+    label: str | None = None,
+) -> BenchmarkPlan:
+    """Check every argument of :func:`run_benchmark`, split the data and resolve every config, without
+    writing anything: a mistake anywhere fails here, before any model trains."""
     from cellsynth.generators import get_class
 
     if not isinstance(data, StationTraffic):
@@ -99,6 +261,8 @@ def run_benchmark(
             raise ConfigError(
                 f"{name} generates user mobility, not station traffic; it cannot be benchmarked here"
             )
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     seed_list = _seeds(seeds)
     budget_rule = _budget_rule(budget)
     if isinstance(samples, bool) or not isinstance(samples, int | np.integer) or samples < 1:
@@ -106,82 +270,77 @@ def run_benchmark(
     if train_stations is not None and (
         isinstance(train_stations, bool)
         or not isinstance(train_stations, int | np.integer)
-        or train_stations < 1
+        or train_stations < 0
     ):
-        raise ConfigError(f"train_stations must be a positive whole number or None, got {train_stations!r}")
+        raise ConfigError(
+            f"train_stations must be a whole number >= 0 (0: do not score the training stations) or None, got "
+            f"{train_stations!r}"
+        )
     configs = dict(configs or {})
     unknown = sorted(set(configs) - set(models))
     if unknown:
         raise ConfigError(f"configs given for models that are not benchmarked: {unknown}")
     _check_preset(preset, models)
-    say = echo if (echo is not None and progress) else (lambda _msg: None)
-
     out = Path(out)
-    claim_output_dir(out, BENCH)  # a new or empty directory, or a benchmark to resume: cellsynth.outputs
-    (out / "results").mkdir(exist_ok=True)
-    train, held_out = split_stations(data, test_fraction, split_seed)
-    scored_train = train
-    if train_stations is not None and train_stations < train.n_stations:
-        rng = np.random.default_rng(split_seed)
-        scored_train = train.select_stations(
-            np.sort(rng.choice(train.n_stations, train_stations, replace=False))
-        )
+    check_output(out, BENCH)
+
+    if protocol == "stations":
+        _check_descriptors(data)
+        train, held_out = split_stations(data, test_fraction, split_seed)
+        scored_train = None if train_stations == 0 else train
+        if scored_train is not None and train_stations is not None and train_stations < train.n_stations:
+            rng = np.random.default_rng(split_seed)
+            scored_train = train.select_stations(
+                np.sort(rng.choice(train.n_stations, train_stations, replace=False))
+            )
+    else:
+        train, held_out = split_weeks(data, test_fraction)
+        scored_train = None
     settings = {
         "data": _data_digest(data),
         "shape": list(data.values.shape),
         "channels": list(data.channels),
+        "protocol": protocol,
         "test_fraction": test_fraction,
         "split_seed": split_seed,
         "samples": int(samples),
-        "train_stations_scored": scored_train.n_stations,
+        "train_stations_scored": 0 if scored_train is None else scored_train.n_stations,
         "budget": budget if budget == "preset" else int(budget),
     }
     _check_settings(out / "bench.json", settings)
+    resolved = {
+        (name, seed): _run_config(name, seed, budget, configs.get(name, {}), preset)
+        for name in models
+        for seed in seed_list
+    }
+    return BenchmarkPlan(
+        out=out,
+        label=label or str(out),
+        data=data,
+        protocol=protocol,
+        train=train,
+        held_out=held_out,
+        scored_train=scored_train,
+        models=models,
+        seeds=seed_list,
+        configs=resolved,
+        samples=int(samples),
+        budget_rule=budget_rule,
+        settings=settings,
+        progress=progress,
+    )
 
-    runs, reused = [], []
-    total = len(models) * len(seed_list)
-    for i, (name, seed) in enumerate(((m, s) for m in models for s in seed_list), start=1):
-        config = _run_config(name, seed, budget, configs.get(name, {}), preset)
-        path = out / "results" / f"{name}__seed{seed}.json"
-        record = _load_result(path, name, seed, config)
-        if record is not None:
-            say(f"[{i}/{total}] {name}, seed {seed}: done before, reusing {path}")
-            runs.append(record)
-            reused.append((name, seed))
-            continue
-        say(f"[{i}/{total}] {name}, seed {seed}: training and scoring")
-        record = _run_one(
-            name, seed, config, train, held_out, scored_train, data, samples, out, progress, budget_rule
+
+def _check_descriptors(data: StationTraffic) -> None:
+    """Held-out stations are new sites: the models need something to know them by."""
+    stations = data.stations
+    if not stations.feature_names and not stations.has_coordinates:
+        raise DataError(
+            "its stations have neither feature columns nor coordinates, so held-out stations (new sites) have "
+            "nothing a model could condition them on; score it by time (protocol 'time': future weeks of the "
+            "same stations), or import it with a stations table of features or lat/lon",
+            source=data.source,
         )
-        _write_json(path, record)
-        runs.append(record)
-
-    summary = summarise(runs, models, list(data.channels))
-    table = render_table(
-        summary, models, list(data.channels), budget_rule, settings, train, held_out, seed_list
-    )
-    write_text_atomic(out / "table.md", table)
-    _write_json(
-        out / "results.json",
-        {
-            "cellsynth_version": cellsynth.__version__,
-            "settings": settings,
-            "budget_rule": budget_rule,
-            "split": {
-                "train_stations": train.n_stations,
-                "train_stations_scored": scored_train.n_stations,
-                "held_out_stations": held_out.n_stations,
-                "held_out_ids": [str(s) for s in held_out.stations.ids],
-            },
-            "models": models,
-            "seeds": seed_list,
-            "summary": summary,
-            "runs": runs,
-        },
-    )
-    if echo is not None:
-        echo(table)
-    return BenchmarkResult(runs, summary, table, budget_rule, out, reused)
 
 
 def _seeds(seeds) -> list[int]:
@@ -247,16 +406,17 @@ def _data_digest(data: StationTraffic) -> str:
 
 
 def _check_settings(path: Path, settings: dict) -> None:
-    if path.exists():
-        theirs = json.loads(path.read_text())
-        if theirs != settings:
-            differ = sorted(k for k in settings if theirs.get(k) != settings[k])
-            raise ConfigError(
-                f"{path.parent} holds a benchmark with different settings ({', '.join(differ)}); its results "
-                "would not be comparable: use a fresh output directory, or the same settings to resume"
-            )
+    """A benchmark directory resumes only with the settings it was started with (read, not written here)."""
+    if not path.exists():
         return
-    _write_json(path, settings)
+    theirs = json.loads(path.read_text())
+    theirs.setdefault("protocol", "stations")  # benchmarks before the time protocol split by station
+    if theirs != settings:
+        differ = sorted(k for k in settings if theirs.get(k) != settings[k])
+        raise ConfigError(
+            f"{path.parent} holds a benchmark with different settings ({', '.join(differ)}); its results "
+            "would not be comparable: use a fresh output directory, or the same settings to resume"
+        )
 
 
 def _load_result(path: Path, name: str, seed: int, config: dict) -> dict | None:
@@ -269,86 +429,3 @@ def _load_result(path: Path, name: str, seed: int, config: dict) -> dict | None:
             "to reuse it"
         )
     return record
-
-
-def _run_one(
-    name: str,
-    seed: int,
-    config: dict,
-    train: StationTraffic,
-    held_out: StationTraffic,
-    scored_train: StationTraffic,
-    data: StationTraffic,
-    samples: int,
-    out: Path,
-    progress: bool,
-    budget_rule: str,
-) -> dict[str, Any]:
-    import torch
-
-    from cellsynth.evaluate import evaluate
-    from cellsynth.generators import get, load
-
-    run_dir = out / "runs" / name / f"seed{seed}"
-    fit_record = run_dir / "fit.json"
-    gen = get(name, config)
-    if (run_dir / "generator.json").exists() and fit_record.exists():
-        # Trained before the benchmark stopped (e.g. killed while scoring): reuse the saved model.
-        loaded = load(run_dir)
-        if loaded.config != gen.config:
-            raise ConfigError(
-                f"{run_dir} holds a {name} model with another config; use a fresh output directory"
-            )
-        gen, fit_info = loaded, json.loads(fit_record.read_text())
-    else:
-        resumed = (run_dir / "checkpoints").exists()
-        start = time.perf_counter()
-        gen.fit(train, progress=progress, checkpoint_dir=run_dir)
-        fit_info = {"train_seconds": time.perf_counter() - start, "resumed": resumed}
-        gen.save(run_dir)
-        _write_json(fit_record, fit_info)
-
-    start = time.perf_counter()
-    synthetic_held_out = gen.generate(held_out, samples=samples, seed=seed)
-    synthetic_train = gen.generate(scored_train, samples=samples, seed=seed)
-    generate_seconds = time.perf_counter() - start
-    weeks_per_series = synthetic_train.n_steps / train.steps_per("7D")
-    station_weeks = (synthetic_held_out.n_stations + synthetic_train.n_stations) * weeks_per_series
-
-    scores = {}
-    for split, real, synthetic in (
-        ("held_out", held_out, synthetic_held_out),
-        ("train", data, synthetic_train),
-    ):
-        evaluation = evaluate(real, synthetic, train=train).to_dict()
-        scores[split] = {
-            "metrics": evaluation["metrics"],
-            "memorisation": evaluation["memorisation"],
-            "notes": evaluation["notes"],
-        }
-    epochs = config.get("epochs")
-    return {
-        "version": _RESULT_VERSION,
-        "model": name,
-        "seed": seed,
-        "config": config,
-        "budget_rule": budget_rule,
-        "epochs": epochs,
-        "train_seconds": fit_info["train_seconds"],
-        "train_resumed": bool(fit_info.get("resumed", False)),
-        "generate_seconds": generate_seconds,
-        "station_weeks_generated": station_weeks,
-        "station_weeks_per_second": station_weeks / generate_seconds if generate_seconds > 0 else None,
-        "samples": samples,
-        "machine": {
-            "platform": platform.platform(),
-            "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-            "torch_threads": torch.get_num_threads(),
-        },
-        "scores": scores,
-    }
-
-
-def _write_json(path: Path, value: Any) -> None:
-    """Atomic (a killed benchmark never leaves half a file)."""
-    write_text_atomic(path, json.dumps(value, indent=2, allow_nan=False) + "\n")

@@ -48,11 +48,16 @@ def _stats(values: list[float]) -> dict[str, Any]:
 
 
 def summarise(runs: list[dict], models: list[str], channels: list[str]) -> dict[str, Any]:
+    """``summary[model][split][channel][metric]`` = ``{"mean", "std", "n"}`` over the runs' seeds, for each
+    split the runs scored (``"held_out"``, and ``"train"`` where the training stations were scored), with
+    ``summary[model][split]["memorisation"]`` and ``summary[model]["cost"]``."""
     summary: dict[str, Any] = {}
     for name in models:
         mine = [r for r in runs if r["model"] == name]
         entry: dict[str, Any] = {}
         for split, _ in _SPLITS:
+            if not mine or any(split not in r["scores"] for r in mine):
+                continue
             per_channel = {}
             for channel in channels:
                 names = {m for r in mine for m in r["scores"][split]["metrics"].get(channel, {})}
@@ -149,16 +154,38 @@ def _stouter_change(models, means, columns) -> str | None:
     return f"| STOUTER vs best of {', '.join(baselines)} | " + " | ".join(cells) + " |"
 
 
-def render_table(summary, models, channels, budget_rule, settings, train, held_out, seeds) -> str:
+def _split_in_words(settings, train, held_out) -> str:
+    if settings.get("protocol", "stations") == "time":
+        return (
+            f"split by time: every station's first {train.n_steps} steps ({train.start:%Y-%m-%d} to "
+            f"{train.end:%Y-%m-%d}) train, its last {held_out.n_steps} ({held_out.start:%Y-%m-%d} to "
+            f"{held_out.end:%Y-%m-%d}) are scored"
+        )
+    scored = settings["train_stations_scored"]
+    return (
+        f"one split by station (seed {settings['split_seed']}): {train.n_stations} training, "
+        f"{held_out.n_stations} held-out stations; "
+        + (
+            f"the training split is scored on {scored} of them"
+            if scored
+            else "the training split is not scored"
+        )
+    )
+
+
+def render_table(
+    summary, models, channels, budget_rule, settings, train, held_out, seeds, held_out_title=None
+) -> str:
+    """The markdown of ``table.md``; ``held_out_title`` names what the held-out split is (by protocol)."""
     multi = len(channels) > 1
     main = [(c, m, f"{c} {label}" if multi else label) for c in channels for m, label in MAIN_METRICS]
+    titles = dict(_SPLITS) | ({"held_out": held_out_title} if held_out_title else {})
+    splits = [(split, titles[split]) for split, _ in _SPLITS if all(split in summary[n] for n in models)]
     parts = [
         "# Station-traffic benchmark",
         "",
         f"- Data: {settings['shape'][0]} stations x {settings['shape'][1]} steps, channels "
-        f"{', '.join(channels)}; one split by station (seed {settings['split_seed']}): {train.n_stations} "
-        f"training, {held_out.n_stations} held-out stations; the training split is scored on "
-        f"{settings['train_stations_scored']} of them.",
+        f"{', '.join(channels)}; {_split_in_words(settings, train, held_out)}.",
         f"- Budget: {budget_rule}.",
         f"- Seeds: {', '.join(map(str, seeds))}; {settings['samples']} generated weeks per station; every cell "
         "is the mean ± standard deviation over seeds.",
@@ -167,7 +194,7 @@ def render_table(summary, models, channels, budget_rule, settings, train, held_o
         "second <u>underlined</u>.",
         "",
     ]
-    for split, title in _SPLITS:
+    for split, title in splits:
         table, means = _metric_table(summary, models, split, main)
         parts += [f"## Table 1 — {title}", "", table]
         change = _stouter_change(models, means, main)
@@ -178,7 +205,7 @@ def render_table(summary, models, channels, budget_rule, settings, train, held_o
                 "(STOUTER vs best baseline: (STOUTER - best) / best; negative = STOUTER lower = better.)"
             )
         parts.append("")
-    for split, title in _SPLITS:
+    for split, title in splits:
         for channel in channels:
             columns = [(channel, m, label) for m, label in OTHER_METRICS]
             present = [col for col in columns if any(summary[n][split][channel].get(col[1]) for n in models)]
@@ -199,9 +226,10 @@ def render_table(summary, models, channels, budget_rule, settings, train, held_o
     ]
     rows = []
     for name in models:
+        none = {"near_copy_share": {"mean": None, "std": None}, "flagged_runs": 0, "runs_checked": 0}
         held, trn, cost = (
             summary[name]["held_out"]["memorisation"],
-            summary[name]["train"]["memorisation"],
+            summary[name].get("train", {}).get("memorisation", none),
             summary[name]["cost"],
         )
         flagged = held["flagged_runs"] + trn["flagged_runs"]

@@ -7,8 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cellsynth.cli._common import Progress, app, bold, check_out, console, datasets_in, say, training_data
-from cellsynth.cli.errors import yaml_mapping
+from cellsynth.cli._common import Progress, app, bold, check_out, console, datasets_in, say
 from cellsynth.errors import ConfigError, DataError
 
 __all__ = []
@@ -87,21 +86,46 @@ def _evaluation_data(paths: dict[str, Path | None]) -> dict[str, Any]:
 
 @app.command("bench")
 def bench(
-    data: Annotated[Path, typer.Option(help="Station traffic dataset (or a synthetic city directory).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Bench directory: results, runs, table.md.")],
+    ctx: typer.Context,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Bench directory: results, runs, table.md, leaderboard.md.")
+    ],
+    data: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Station traffic dataset (or a synthetic city directory); repeat for several datasets, each "
+            "named after its directory."
+        ),
+    ] = None,
+    suite: Annotated[
+        Path | None,
+        typer.Option(
+            help="Suite file (YAML: datasets, models, seeds, protocol, budget; see benchmarks/suites/) instead "
+            "of --data and the options below."
+        ),
+    ] = None,
     models: Annotated[
         str, typer.Option(help="Comma-separated generators.")
-    ] = "stouter,tcn-gan,vae,diffwave,seasonal-mean",
+    ] = "stouter,tcn-gan,vae,diffwave,seasonal-mean,nearest-station",
     seeds: Annotated[int, typer.Option(help="Seeds per model (0..n-1); tables show mean ± std.")] = 3,
     epochs: Annotated[
         int | None, typer.Option(help="Budget: this many epochs for every model (default: each preset's).")
     ] = None,
     samples: Annotated[int, typer.Option(help="Weeks generated per station.")] = 10,
-    test_fraction: Annotated[float, typer.Option(help="Share of stations held out.")] = 0.2,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="'stations' (hold out stations: new sites), 'time' (hold out every station's last weeks: "
+            "future weeks of known stations) or 'both'."
+        ),
+    ] = "stations",
+    test_fraction: Annotated[
+        float, typer.Option(help="Share of stations (protocol stations) or of whole weeks (time) held out.")
+    ] = 0.2,
     train_stations: Annotated[
         int | None,
         typer.Option(
-            help="Score the training split on a seeded subset of this many stations (default: all)."
+            help="Also score a seeded subset of this many training stations (default: all; 0: none)."
         ),
     ] = None,
     preset: Annotated[
@@ -119,33 +143,78 @@ def bench(
             "preset; models without one there take the preset as it is."
         ),
     ] = None,
+    jobs: Annotated[
+        int, typer.Option(min=1, help="(model, seed) cells run at a time, each in its own process.")
+    ] = 1,
     progress: Progress = True,
 ) -> None:
-    """Train and score several generators on one split, every channel, held-out and training stations;
-    prints and writes a table laid out like STOUTER's Table 1. Rerun the same command to resume."""
-    from cellsynth.benchmark import run_benchmark
+    """Train and score several generators on one or more datasets, by station and / or by time, every
+    channel; writes a table per dataset and protocol (laid out like STOUTER's Table 1) and leaderboard.md
+    across them. Rerun the same command to resume."""
+    from cellsynth.benchmark import make_suite, read_suite, run_suite
 
-    check_out(out, "bench", data, configs_dir)
-    names = [m.strip() for m in models.split(",") if m.strip()]
-    overrides = {}
-    for name in names:
-        path = configs_dir / f"{name}.yaml" if configs_dir is not None else None
-        if path is not None and path.exists():
-            overrides[name] = yaml_mapping(path)
-    result = run_benchmark(
-        training_data(data, "stations"),
-        names,
-        out=out,
-        seeds=seeds,
-        budget=epochs if epochs is not None else "preset",
-        test_fraction=test_fraction,
-        samples=samples,
-        train_stations=train_stations,
-        configs=overrides,
-        preset=None if preset == "none" else preset,
-        progress=progress,
-        echo=say,
-    )
+    check_out(out, "bench", suite, configs_dir, *(data or []))
+    if suite is not None:
+        given = [
+            f"--{name.replace('_', '-')}"
+            for name in _SUITE_OPTIONS
+            # by name: typer may carry a click of its own, whose enum is not click.core's
+            if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")
+        ]
+        if given:
+            raise ConfigError(
+                f"{', '.join(given)}: the suite file {suite} sets these; give either --suite or the options"
+            )
+        chosen = read_suite(suite)
+    else:
+        chosen = make_suite(
+            _suite_of_options(data, models, seeds, epochs, samples, protocol, test_fraction, train_stations)
+            | {"preset": None if preset == "none" else preset}
+            | ({"configs_dir": str(configs_dir.absolute())} if configs_dir is not None else {}),
+            where="bench",
+        )
+    result = run_suite(chosen, out=out, jobs=jobs, progress=progress, echo=say)
     if result.reused:
         say(f"reused {len(result.reused)} finished (model, seed) result(s) from {out}")
-    console.print(f"table: {bold(result.table_path)}; results: {bold(result.results_path)}")
+    for (dataset, protocol), benchmark in result.benchmarks.items():
+        console.print(f"table ({dataset}, {protocol}): {bold(benchmark.table_path)}")
+    console.print(f"leaderboard: {bold(result.leaderboard_path)}")
+
+
+#: The options of ``bench`` that a suite file sets.
+_SUITE_OPTIONS = (
+    "data",
+    "models",
+    "seeds",
+    "epochs",
+    "samples",
+    "protocol",
+    "test_fraction",
+    "train_stations",
+    "preset",
+    "configs_dir",
+)
+
+
+def _suite_of_options(data, models, seeds, epochs, samples, protocol, test_fraction, train_stations) -> dict:
+    """The suite that ``bench``'s options describe (each --data a dataset named after its directory)."""
+    if not data:
+        raise ConfigError("bench needs --data (one or more datasets) or --suite (a suite file)")
+    datasets: dict[str, dict] = {}
+    for path in data:
+        name = path.absolute().name
+        if name in datasets:
+            raise ConfigError(
+                f"--data: two datasets are named {name!r} (after their directories); rename one"
+            )
+        datasets[name] = {"path": str(path.absolute())}
+    return {
+        "datasets": datasets,
+        "models": [m.strip() for m in models.split(",") if m.strip()],
+        "seeds": seeds,
+        "budget": epochs if epochs is not None else "preset",
+        "samples": samples,
+        "protocol": protocol,
+        "test_fraction": test_fraction,
+        "train_stations": train_stations,
+    }

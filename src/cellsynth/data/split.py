@@ -1,5 +1,5 @@
-"""The evaluation protocol's split: stations by station (new sites) and users by user, seeded, default 80/20
-(docs/report.md)."""
+"""The evaluation protocol's splits: stations by station (new sites) and users by user, seeded, default 80/20
+(docs/report.md); and station traffic by time (future weeks of known stations, :func:`split_weeks`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 from cellsynth.data.model import StationTraffic, UserMobility
 from cellsynth.errors import DataError
 
-__all__ = ["split_stations", "split_users", "write_split"]
+__all__ = ["split_stations", "split_users", "split_weeks", "write_split"]
 
 
 def _split_index(n: int, test_fraction: float, seed: int, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -32,6 +32,40 @@ def split_stations(
     """``(train, held_out)``: disjoint station sets, original order kept within each."""
     train, test = _split_index(traffic.n_stations, test_fraction, seed, "stations")
     return traffic.select_stations(train), traffic.select_stations(test)
+
+
+def split_weeks(traffic: StationTraffic, test_fraction: float = 0.2) -> tuple[StationTraffic, StationTraffic]:
+    """``(train, held_out)``: every station's earlier whole weeks and its later ones (future weeks of known
+    stations).
+
+    The data is cut into ``W = floor(T / L)`` whole weeks of ``L`` steps counted back from its end, so the most
+    recent data is kept; the ``T - W L`` steps before the first whole week are left out. The last
+    ``round(W * test_fraction)`` weeks (at least one) are held out, the earlier ones (at least one) train.
+    Both keep every station; the held-out part starts a whole number of weeks after the training part, so
+    weeks generated on the training time axis line up with it hour for hour.
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise DataError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    try:
+        week = traffic.steps_per("7D")
+    except DataError:
+        raise DataError(
+            f"a time split cuts whole weeks, but the step {traffic.step} does not divide 7 days; resample the "
+            "data to hourly (or 30-minute) steps",
+            source=traffic.source,
+        ) from None
+    weeks = traffic.n_steps // week
+    if weeks < 2:
+        raise DataError(
+            f"a time split needs at least 2 whole weeks (one to train on, one to score), but the data has "
+            f"{traffic.n_steps} steps of {traffic.step} ({traffic.n_steps / week:.2g} weeks); split by station "
+            "instead, or give more weeks",
+            source=traffic.source,
+        )
+    held_out_weeks = min(max(round(weeks * test_fraction), 1), weeks - 1)
+    first = traffic.n_steps - weeks * week
+    boundary = traffic.n_steps - held_out_weeks * week
+    return traffic.slice_steps(first, boundary), traffic.slice_steps(boundary, traffic.n_steps)
 
 
 def split_users(

@@ -23,7 +23,8 @@ the data up and says what it compared. Station traffic, step by step:
    daily-cycle RMSE).
 5. **Memorisation.** With training data, :func:`cellsynth.metrics.memorisation_check` compares each
    generated series (one week, all channels, normalised, flattened) with the training weeks and with the
-   held-out real weeks (real stations that are not training stations).
+   held-out real weeks (real stations that are not training stations; every real week when the real data
+   starts after the training data ends, the future weeks of known stations).
 
 User mobility (:func:`evaluate_users`): the six trajectory JSDs on the real stations table's coordinates
 (without coordinates the four that need none), the traffic JSDs of values and first differences and the

@@ -97,7 +97,10 @@ def evaluate(
         train_values = train.select_channels(chosen).values
         train_weeks = train_values.shape[1] // period
         train_series = train_values[:, : train_weeks * period].reshape(-1, period, len(chosen)) / scale
-        held_out = ~np.isin(real.stations.ids.astype(str), train.stations.ids.astype(str))
+        # Real series the generator was not trained on: those of stations it was not trained on, or, when the
+        # real data starts after the training data ends (future weeks of known stations), all of them.
+        later = real.start >= train.end
+        held_out = ~np.isin(real.stations.ids.astype(str), train.stations.ids.astype(str)) | later
         all_real = real.select_channels(chosen).values[:, : weeks * period]
         held_out_series = all_real[held_out].reshape(-1, period, len(chosen)) / scale
         memorisation = run_memorisation(
@@ -105,7 +108,9 @@ def evaluate(
             held_out_series,
             generated_norm.reshape(-1, period, len(chosen)),
             series=f"{span_in_words(period, real.step)} per series ({_join(chosen)}), normalised, flattened",
-            held_out_what="real stations that are not training stations",
+            held_out_what="real weeks after the training data"
+            if later
+            else "real stations that are not training stations",
             notes=notes,
         )
 

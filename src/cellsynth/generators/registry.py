@@ -24,6 +24,8 @@ SMOKE_VARIABLE = "CELLSYNTH_SMOKE"
 _REGISTRY: dict[str, str] = {
     "seasonal-mean": "cellsynth.generators.floors.stations:SeasonalMeanGenerator",
     "copy-train": "cellsynth.generators.floors.stations:CopyTrainGenerator",
+    "nearest-station": "cellsynth.generators.floors.stations:NearestStationGenerator",
+    "recent-weeks": "cellsynth.generators.floors.stations:RecentWeeksGenerator",
     "stouter": "cellsynth.generators.stouter.generator:StouterGenerator",
     "markov": "cellsynth.generators.floors.markov:MarkovGenerator",
     "mstdiff": "cellsynth.generators.mstdiff.generator:MSTDiffGenerator",

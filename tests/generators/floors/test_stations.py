@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from cellsynth.data import StationTraffic
 from cellsynth.data.samples import split_samples
@@ -82,3 +83,57 @@ def test_idle_hours_of_a_busy_station_do_not_blow_up_the_noise():
     assert gen.sigma_[0, 0] < 0.5
     _, samples = split_samples(gen.generate(data, samples=50, seed=0))
     assert samples.max() < 3 * values.max()
+
+
+def test_nearest_station_gives_a_planned_site_the_closest_stations_week_exactly():
+    data = tiny_traffic(n=5, weeks=1)
+    gen = get("nearest-station").fit(data, progress=False)
+    s = data.stations
+    # A planned site next to bs03 (features equal, a few metres away): bs03's one week, verbatim, every sample.
+    planned = type(s)(["planned"], s.lat[[3]] + 1e-5, s.lon[[3]], s.features[[3]], s.feature_names)
+    _, samples = split_samples(gen.generate(planned, samples=3, seed=4))
+    for k in range(3):
+        np.testing.assert_array_equal(samples[0, k], data.values[3])
+
+
+def test_nearest_station_deals_each_week_once_before_repeating():
+    data = tiny_traffic(n=2, weeks=3)
+    weeks = data.values.reshape(2, 3, 168, 2)
+    _, samples = split_samples(
+        get("nearest-station").fit(data, progress=False).generate(data, samples=6, seed=0)
+    )
+    for i in range(2):
+        drawn = [next(w for w in range(3) if np.array_equal(samples[i, k], weeks[i, w])) for k in range(6)]
+        assert sorted(drawn[:3]) == [0, 1, 2] and drawn[3:] == drawn[:3]
+
+
+def level_doubled(n: int = 3, weeks: int = 6, doubled_from: int = 4) -> StationTraffic:
+    """Stations whose load doubles from week ``doubled_from`` on (the real LTE cells of issue 23)."""
+    data = tiny_traffic(n=n, weeks=weeks)
+    factor = np.where(np.arange(data.n_steps) >= 168 * doubled_from, 2.0, 1.0)
+    return StationTraffic(data.values * factor[None, :, None], START, "1h", data.channels, data.stations)
+
+
+def test_recent_weeks_of_a_station_whose_load_doubled_carry_the_recent_level():
+    data = level_doubled()
+    weeks = data.values.reshape(3, 6, 168, 2)
+    recent = get("recent-weeks", weeks=2).fit(data, progress=False)
+    _, samples = split_samples(recent.generate(data.stations, samples=4, seed=1))
+    for i in range(3):  # each sample is one of the two doubled weeks, each of them twice
+        drawn = [next(w for w in range(6) if np.array_equal(samples[i, k], weeks[i, w])) for k in range(4)]
+        assert sorted(drawn) == [4, 4, 5, 5]
+    # The whole-history floors draw the average level, about 2/3 of the recent one.
+    _, mean = split_samples(get("seasonal-mean").fit(data, progress=False).generate(data, samples=50, seed=0))
+    ratio = mean.mean() / weeks[:, 4:].mean()
+    assert 0.6 < ratio < 0.75 and samples.mean() == pytest.approx(weeks[:, 4:].mean(), rel=1e-6)
+
+
+def test_recent_weeks_of_a_planned_site_are_its_nearest_stations_recent_weeks():
+    data = level_doubled()
+    gen = get("recent-weeks", weeks=1).fit(data, progress=False)
+    s = data.stations
+    planned = type(s)(["planned"], s.lat[[1]], s.lon[[1]] + 1e-5, s.features[[1]], s.feature_names)
+    _, samples = split_samples(gen.generate(planned, samples=2, seed=0))
+    np.testing.assert_array_equal(samples[0, 1], data.values[1, 5 * 168 :])
+    # More weeks asked for than the data has: all of them.
+    assert get("recent-weeks", weeks=50).fit(data, progress=False)._replayed_weeks() == 6

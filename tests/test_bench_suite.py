@@ -1,0 +1,323 @@
+"""The whole station-level benchmark in one call: suites, both protocols, the leaderboard, resume, --jobs, and
+one-line errors for a bad suite (issue 23)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from cellsynth.benchmark import make_suite, read_suite, run_benchmark, run_suite
+from cellsynth.benchmark.table import format_cell
+from cellsynth.data import Stations, StationTraffic, write
+from cellsynth.errors import CellsynthError, ConfigError, DataError
+from cellsynth.testing import START, tiny_traffic
+from tests.conftest import REPO_ROOT, shared_file
+from tests.test_cli_errors import cli, one_line_error  # noqa: F401  (cli is a fixture)
+
+SUITES = REPO_ROOT / "benchmarks" / "suites"
+FLOORS = ["seasonal-mean", "nearest-station", "recent-weeks"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """The shipped smoke suite, every model at its smoke size."""
+    out = tmp_path_factory.mktemp("smoke") / "bench"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CELLSYNTH_SMOKE", "1")
+        with pytest.warns(UserWarning, match="smoke size"):
+            result = run_suite(read_suite(SUITES / "smoke.yaml"), out=out, progress=False, echo=None)
+    return out, result
+
+
+def test_one_leaderboard_for_every_dataset_protocol_and_channel(smoke):
+    out, result = smoke
+    board = (out / "leaderboard.md").read_text()
+    assert board == result.leaderboard
+    sections = [line[3:] for line in board.splitlines() if line.startswith("## ")]
+    assert sections == [
+        "small-city — stations — internet",
+        "small-city — stations — sms",
+        "small-city — time — internet",
+        "small-city — time — sms",
+        "other-city — stations — internet",
+        "other-city — stations — call",
+        "other-city — stations — sms",
+    ]
+    assert sorted(result.benchmarks) == [
+        ("other-city", "stations"),
+        ("small-city", "stations"),
+        ("small-city", "time"),
+    ]
+    for dataset, protocol in result.benchmarks:
+        results = sorted(p.name for p in (out / dataset / protocol / "results").iterdir())
+        assert results == sorted(f"{m}__seed{s}.json" for m in [*FLOORS, "vae"] for s in (0, 1))
+    # A cell of the board is the mean ± std over seeds of the stored results.
+    maes = [
+        json.loads((out / "small-city" / "time" / "results" / f"vae__seed{s}.json").read_text())["scores"][
+            "held_out"
+        ]["metrics"]["sms"]["mae"]["value"]
+        for s in (0, 1)
+    ]
+    section = board.split("## small-city — time — sms")[1].split("## ")[0]
+    vae_row = next(line for line in section.splitlines() if line.startswith("| vae |"))
+    assert format_cell(np.mean(maes), np.std(maes, ddof=1)) in vae_row
+    header = next(line for line in section.splitlines() if line.startswith("| Model"))
+    for column in ("MAE", "RMSE", "JSD", "Log JSD", "Diff. JSD", "Daily RMSE", "Weekly profile err."):
+        assert f"| {column} |" in header
+    assert "Memorisation" in header and "Fit (s)" in header and "Station-weeks/s" in header
+    assert section.count("**") >= 2 * 7  # a best per metric column
+    # The floors replay training weeks: the memorisation check says so, in both protocols.
+    assert "**copying** (2/2 runs)" in next(
+        line for line in section.splitlines() if "| nearest-station" in line
+    )
+    saved = json.loads((out / "leaderboard.json").read_text())
+    assert [(b["dataset"], b["protocol"], b["directory"]) for b in saved["benchmarks"]] == [
+        ("small-city", "stations", "small-city/stations"),
+        ("small-city", "time", "small-city/time"),
+        ("other-city", "stations", "other-city/stations"),
+    ]
+
+
+def test_the_time_protocol_scores_the_last_weeks_of_the_same_stations(smoke):
+    out, _ = smoke
+    saved = json.loads((out / "small-city" / "time" / "results.json").read_text())
+    assert saved["protocol"] == "time" and saved["split"]["held_out_ids"] == []
+    assert saved["split"]["train_stations"] == saved["split"]["held_out_stations"] == 12
+    assert saved["split"]["train_span"][1] == saved["split"]["held_out_span"][0]  # 2 weeks, then the third
+    run = next(r for r in saved["runs"] if r["model"] == "recent-weeks")
+    memo = run["scores"]["held_out"]["memorisation"]
+    assert memo["held_out_series_are"] == "real weeks after the training data" and memo["flagged"]
+    assert "train" not in run["scores"]  # train_stations: 0
+
+
+def test_a_killed_suite_recomputes_only_the_cell_it_lost(smoke):
+    out, first = smoke
+    lost = out / "small-city" / "time" / "results" / "vae__seed1.json"
+    before = json.loads(lost.read_text())
+    lost.unlink()
+    kept = {p: p.stat().st_mtime_ns for p in out.glob("*/*/results/*.json")}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CELLSYNTH_SMOKE", "1")
+        with pytest.warns(UserWarning, match="smoke size"):
+            again = run_suite(read_suite(SUITES / "smoke.yaml"), out=out, progress=False, echo=None)
+    assert first.reused == [] and len(again.reused) == 3 * 4 * 2 - 1
+    assert ("small-city", "time", "vae", 1) not in again.reused
+    assert all(p.stat().st_mtime_ns == t for p, t in kept.items())  # nothing else was run again
+    assert json.loads(lost.read_text())["scores"] == before["scores"]  # the saved model, the same numbers
+
+
+def _floors_suite(tmp_path: Path) -> Path:
+    city = tmp_path / "data"
+    write(tiny_traffic(n=8, weeks=3), city)
+    (tmp_path / "s.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "models": FLOORS,
+                "seeds": 2,
+                "protocol": "both",
+                "samples": 3,
+                "datasets": {"tiny": {"path": "data"}},
+            }
+        )
+    )
+    return tmp_path / "s.yaml"
+
+
+def test_jobs_in_parallel_processes_give_the_numbers_of_one_process(tmp_path):
+    suite = read_suite(_floors_suite(tmp_path))
+    run_suite(suite, out=tmp_path / "one", jobs=1, progress=False, echo=None)
+    run_suite(suite, out=tmp_path / "two", jobs=2, progress=False, echo=None)
+    files = sorted((tmp_path / "one").glob("tiny/*/results/*.json"))
+    assert len(files) == 2 * 3 * 2
+    for path in files:
+        twin = tmp_path / "two" / path.relative_to(tmp_path / "one")
+        assert json.loads(path.read_text())["scores"] == json.loads(twin.read_text())["scores"]
+
+
+def test_recent_weeks_carries_the_level_of_stations_whose_load_doubled(tmp_path):
+    """The issue's LTE cells: load doubled in the last weeks; the recent-weeks floor draws the recent level,
+    the whole-history floor the average one (future-weeks protocol)."""
+    data = tiny_traffic(n=6, weeks=6)
+    factor = np.where(np.arange(data.n_steps) >= 168 * 3, 2.0, 1.0)
+    doubled = StationTraffic(data.values * factor[None, :, None], START, "1h", data.channels, data.stations)
+    result = run_benchmark(
+        doubled,
+        ["seasonal-mean", "recent-weeks"],
+        out=tmp_path,
+        protocol="time",
+        test_fraction=1 / 6,
+        seeds=1,
+        samples=2,
+        configs={"recent-weeks": {"weeks": 2}},
+        echo=None,
+    )
+    scores = {m: result.summary[m]["held_out"]["internet"] for m in ("seasonal-mean", "recent-weeks")}
+    for metric in ("mae", "value_jsd", "log_value_jsd"):
+        assert scores["recent-weeks"][metric]["mean"] < 0.7 * scores["seasonal-mean"][metric]["mean"], metric
+    assert "later weeks of the same stations" in result.table
+
+
+# -- a bad suite: one line naming the file and the key, before anything is written -----------------------------
+def _one_week(path: Path, *, features: bool = True) -> None:
+    data = tiny_traffic(n=6, weeks=1)
+    if not features:
+        data = StationTraffic(data.values, data.start, data.step, data.channels, Stations(data.stations.ids))
+    write(data, path)
+
+
+BAD_SUITES = [
+    (
+        "unknown-model",
+        {"models": ["seasonal-mean", "nope"]},
+        ConfigError,
+        ["models[1]", "unknown generator 'nope'"],
+    ),
+    ("unknown-key", {"sedes": 3}, ConfigError, ["sedes", "Extra inputs"]),
+    ("dataset-key", {"datasets": {"a": {"pth": "week"}}}, ConfigError, ["datasets.a.pth", "Extra inputs"]),
+    (
+        "no-path",
+        {"datasets": {"a": {"path": "nowhere"}}},
+        ConfigError,
+        ["datasets.a: path:", "does not exist"],
+    ),
+    (
+        "format",
+        {"datasets": {"a": {"path": "week", "import": {"format": "grid"}}}},
+        ConfigError,
+        ["datasets.a: import.format: 'grid' is not a station-traffic format"],
+    ),
+    (
+        "import-option",
+        {"datasets": {"a": {"path": "week", "import": {"format": "stkdiff", "colour": 1}}}},
+        ConfigError,
+        ["datasets.a: import.colour: stkdiff takes no option 'colour'"],
+    ),
+    (
+        "resample",
+        {"datasets": {"a": {"path": "week", "resample": "90min"}}},
+        ConfigError,
+        ["datasets.a: resample: cannot resample data at a 1h step to 90min", "not a whole multiple"],
+    ),
+    (
+        "channel",
+        {"datasets": {"a": {"path": "week", "channels": ["call"]}}},
+        ConfigError,
+        ["datasets.a: channels: ['call'] are not channels"],
+    ),
+    (
+        "no-features",
+        {"datasets": {"a": {"path": "bare"}}},
+        DataError,
+        ["datasets.a (protocol stations)", "neither feature columns nor coordinates", "protocol 'time'"],
+    ),
+    (
+        "one-week-by-time",
+        {"datasets": {"a": {"path": "week", "protocols": ["time"]}}},
+        DataError,
+        ["datasets.a (protocol time)", "at least 2 whole weeks", "split by station instead"],
+    ),
+    (
+        "configs",
+        {"configs": {"vae": {"epochs": 1}}},
+        ConfigError,
+        ["configs.vae: vae is not one of the models"],
+    ),
+    ("protocol", {"protocol": "future"}, ConfigError, ["protocol:", "'stations', 'time' or 'both'"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "fragments"), [c[1:] for c in BAD_SUITES], ids=[c[0] for c in BAD_SUITES]
+)
+def test_a_bad_suite_is_one_line_naming_the_file_and_key(tmp_path, change, error, fragments):
+    _one_week(tmp_path / "week")
+    _one_week(tmp_path / "bare", features=False)
+    values = {"models": ["seasonal-mean"], "seeds": 1, "datasets": {"a": {"path": "week"}}} | change
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(values))
+    with pytest.raises(error) as raised:
+        run_suite(read_suite(tmp_path / "suite.yaml"), out=tmp_path / "out", echo=None)
+    message = str(raised.value)
+    assert message.startswith(f"{tmp_path / 'suite.yaml'}: ") and "\n" not in message, message
+    for fragment in fragments:
+        assert fragment in message, (fragment, message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_shipped_real_suite_is_valid(shared_data):
+    """benchmarks/suites/stations-real.yaml names real models and keys; with the real data beside the repo, every
+    dataset reads and splits under its protocols (nothing is trained)."""
+    suite = read_suite(SUITES / "stations-real.yaml")
+    assert "nearest-station" in suite.models and "recent-weeks" in suite.models
+    assert suite.protocols_of("milan") == ["time"] and suite.protocols_of("beijing") == ["stations"]
+    shared_file(shared_data, "beijing-stkdiff/beijing.npz")
+    from cellsynth.benchmark.suite import load_datasets
+
+    beijing = make_suite(
+        {
+            **yaml.safe_load((SUITES / "stations-real.yaml").read_text()),
+            "datasets": {"beijing": suite.datasets["beijing"].model_dump(by_alias=True, exclude_none=True)},
+        },
+        base=SUITES,
+        where="real",
+    )
+    (loaded,) = load_datasets(beijing)
+    assert (
+        loaded.traffic.values.shape == (960, 168, 1)
+        and loaded.configs["stouter"]["extensions"]["level_model"] == "none"
+    )
+
+
+# -- the command line ------------------------------------------------------------------------------------------
+def test_bench_takes_several_datasets_and_writes_one_leaderboard(tmp_path):
+    from typer.testing import CliRunner
+
+    from cellsynth.cli import app
+
+    write(tiny_traffic(n=6, weeks=2), tmp_path / "north")
+    write(tiny_traffic(n=5, weeks=2, seed=3), tmp_path / "south")
+    args = ["bench", "--data", tmp_path / "north", "--data", tmp_path / "south", "--out", tmp_path / "b"]
+    args += ["--models", "seasonal-mean,nearest-station", "--seeds", 1, "--samples", 2, "--no-progress"]
+    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    board = (tmp_path / "b" / "leaderboard.md").read_text()
+    assert "## north — stations — internet" in board and "## south — stations — sms" in board
+    assert (tmp_path / "b" / "south" / "stations" / "table.md").exists()
+
+
+def test_bench_refuses_a_suite_and_options_together(cli, tmp_path):  # noqa: F811
+    one_line_error(
+        cli("bench", "--suite", SUITES / "smoke.yaml", "--out", tmp_path / "b", "--models", "vae"),
+        "--models: the suite file",
+        "give either --suite or the options",
+    )
+    one_line_error(cli("bench", "--out", tmp_path / "b"), "bench needs --data", "--suite")
+    assert not (tmp_path / "b").exists()
+
+
+def test_a_bad_suite_file_is_one_line_on_the_command_line(cli, tmp_path):  # noqa: F811
+    (tmp_path / "s.yaml").write_text("models: [seasonal-mean\n")
+    one_line_error(
+        cli("bench", "--suite", tmp_path / "s.yaml", "--out", tmp_path / "b"), "s.yaml", "not valid YAML"
+    )
+    (tmp_path / "s.yaml").write_text("models: [nope]\ndatasets: {a: {synthetic: {}}}\n")
+    one_line_error(
+        cli("bench", "--suite", tmp_path / "s.yaml", "--out", tmp_path / "b"), "models[0]", "'nope'"
+    )
+
+
+def test_errors_are_cellsynth_errors():
+    with pytest.raises(CellsynthError, match="datasets: no datasets"):
+        make_suite({"datasets": {}})
