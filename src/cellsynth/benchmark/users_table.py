@@ -183,8 +183,8 @@ def _cost_table(summary: dict, labels: list[str]) -> list[str]:
         "",
         *lines,
         "",
-        "Near-copy share: generated user-weeks closer to a training user-week than 95 % of real held-out ones "
-        "come (about 0.05 for new users; a run is flagged above 0.25). Fit: wall time of the last fit call "
+        "Near-copy share: generated users (one generated period each) closer to a training user than 95 % of "
+        "real held-out users come (about 0.05 for new users; a run is flagged above 0.25). Fit: wall time of the last fit call "
         '("resumed": part of it ran before an interruption and is not counted). Sampling: wall time to generate '
         "the held-out number of users.",
         "",
