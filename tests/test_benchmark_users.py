@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from cellsynth.benchmark.suite import Row, parse_row, parse_rows, read_suite
@@ -126,6 +128,30 @@ def test_bad_suites_are_config_errors_naming_the_file(tmp_path, text, message):
     suite.write_text(text)
     with pytest.raises(ConfigError, match=message):
         read_suite(suite)
+
+
+@given(
+    st.one_of(
+        st.binary(max_size=60),
+        st.lists(
+            st.one_of(
+                st.sampled_from(["markov", "mstdiff (paper)", "mstdiff x=1", "model: markov", "set: {a: 1}"]),
+                st.text(max_size=20),
+            ),
+            max_size=4,
+        ).map(lambda items: ("rows:\n" + "".join(f"  - {i}\n" for i in items)).encode()),
+    )
+)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_suite_file_gives_rows_or_one_config_error(tmp_path, content):
+    suite = tmp_path / "suite.yaml"
+    suite.write_bytes(content)
+    try:
+        rows = read_suite(suite)
+    except ConfigError as err:
+        assert str(suite) in str(err) and "\n" not in str(err)
+    else:
+        assert rows and all(isinstance(r, Row) for r in rows)
 
 
 # -- the table ------------------------------------------------------------------------------------------------

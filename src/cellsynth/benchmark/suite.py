@@ -101,10 +101,7 @@ def read_suite(path: str | os.PathLike, *, default_preset: str | None = DEFAULT_
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"suite file {path} not found; give a YAML file with a 'rows:' list")
-    try:
-        content = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+    content = _read_yaml(path)
     if not isinstance(content, dict) or not isinstance(content.get("rows"), list):
         raise ConfigError(f"{path}: a suite is a mapping with a 'rows:' list (see cellsynth.benchmark.suite)")
     unknown = sorted(set(content) - {"rows", "preset"})
@@ -125,6 +122,15 @@ def read_suite(path: str | os.PathLike, *, default_preset: str | None = DEFAULT_
     return _checked(rows, str(path))
 
 
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file; a suite and its configs are YAML") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+
+
 def _mapping_row(entry: dict, default_preset, where: str, base: Path) -> Row:
     unknown = sorted(set(map(str, entry)) - _ROW_KEYS)
     if unknown:
@@ -138,10 +144,7 @@ def _mapping_row(entry: dict, default_preset, where: str, base: Path) -> Row:
             raise ConfigError(
                 f"{where}: config file {config} not found (paths are relative to the suite file)"
             )
-        try:
-            values = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{config}: not valid YAML ({' '.join(str(err).split())})") from None
+        values = _read_yaml(config) or {}
         if not isinstance(values, dict):
             raise ConfigError(f"{config}: a config file is a mapping of options")
         overrides = values
@@ -176,12 +179,10 @@ def _set_option(values: dict, item: str, where: str, *, value: Any = None) -> No
 
 
 def _row(label, model, preset, overrides, default_preset, where, *, explicit: bool) -> Row:
-    from cellsynth.generators import available_presets, get_class
+    from cellsynth.generators import available, available_presets
 
-    try:
-        get_class(model)
-    except ConfigError as err:
-        raise ConfigError(f"{where}: {err}") from None
+    if model not in available():  # by name: checking a suite imports no network
+        raise ConfigError(f"{where}: unknown generator {model!r}; available: {', '.join(available())}")
     shipped = available_presets(model)
     if explicit and preset in (None, "none", ""):
         preset = None
