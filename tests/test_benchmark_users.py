@@ -29,7 +29,7 @@ from cellsynth.data.loaders import load_location_sequences
 from cellsynth.data.locations import keep_top_locations, share_stations
 from cellsynth.data.synthetic import synthesize_city
 from cellsynth.errors import ConfigError, DataError
-from tests.conftest import shared_file
+from tests.conftest import REPO_ROOT, shared_file
 
 MARKOVS = ["markov", "markov smoothing=1.0"]
 
@@ -128,6 +128,16 @@ def test_bad_suites_are_config_errors_naming_the_file(tmp_path, text, message):
     suite.write_text(text)
     with pytest.raises(ConfigError, match=message):
         read_suite(suite)
+
+
+@pytest.mark.parametrize("name", ["mstdiff-users", "geolife-users"])
+def test_shipped_suites_read(name):
+    rows = read_suite(REPO_ROOT / "configs" / "suites" / f"{name}.yaml")
+    assert rows[-1] == Row("markov", "markov", None, {})
+    if name == "mstdiff-users":
+        assert rows[2].overrides == {"trajectory": False} and rows[2].preset == "recommended"
+    else:
+        assert all(r.overrides.get("level") == 3 for r in rows[:2])  # configs/geolife/mstdiff.yaml
 
 
 @given(
