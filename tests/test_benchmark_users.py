@@ -320,6 +320,9 @@ def test_errors_for_station_generators_and_station_benches(tmp_path, city):
     (station_bench / "bench.json").write_text('{"shape": [10, 168, 1]}')
     with pytest.raises(ConfigError, match="holds a station-level benchmark"):
         run_user_benchmark(city.users, ["markov"], out=station_bench, seeds=1, echo=None)
+    with pytest.raises(ConfigError, match="smoothin"):  # a misspelt option, refused before any cell runs
+        run_user_benchmark(city.users, ["markov smoothin=1"], out=tmp_path / "c", seeds=1, echo=None)
+    assert not (tmp_path / "c").exists()
     with pytest.raises(ConfigError, match="jobs must be a positive whole number"):
         run_user_benchmark(city.users, ["markov"], out=tmp_path / "b", jobs=0, echo=None)
 

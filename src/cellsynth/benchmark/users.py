@@ -158,6 +158,12 @@ def run_user_benchmark(
             "the two"
         )
     say = echo if (echo is not None and progress) else (lambda _msg: None)
+    # Every cell's config validated and resolved before anything is written (a misspelt option fails now).
+    configs = {
+        (row.label, seed): _run_config(row.model, seed, budget, row.overrides, row.preset)
+        for row in rows
+        for seed in seed_list
+    }
 
     train, held_out, data_notes = _prepare(
         users, test, test_fraction, split_seed, train_users, test_users, locations
@@ -188,7 +194,7 @@ def run_user_benchmark(
     tasks: list[dict[str, Any]] = []
     for row in rows:
         for seed in seed_list:
-            config = _run_config(row.model, seed, budget, row.overrides, row.preset)
+            config = configs[(row.label, seed)]
             path = out / "results" / f"{row.slug}__seed{seed}.json"
             record = _load_cell(path, row, config)
             if record is not None:
