@@ -1,5 +1,11 @@
 """MSTDiff vs its ablations and the Markov floor, on synthetic-city users and on GeoLife trajectories.
 
+Tables I and II themselves (MSTDiff's traffic and trajectory tables, mean ± sd over seeds, the noise level,
+memorisation, fit and sampling time, resumable, ``--jobs``) come from ``cellsynth bench-users``
+(``cellsynth.benchmark.users``; rows in ``benchmarks/suites/``). This script keeps the diagnostics that table
+does not have: samplers and calibrations of one fitted model, held-out anchors, the per-user counts behind
+the JSDs (distinct stations, stays, one-step returns and pass-throughs, oscillations, daytime at home).
+
 Synthetic city (``synthesize_city``: users at 30-minute steps over a week, T = 336, with traffic and the
 city's knowledge graph), users split 80/20 (``split_users``, seeded); each model is fitted on the 80 %
 and generates as many users as were held out; the held-out users are the reference:

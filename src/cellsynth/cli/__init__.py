@@ -5,7 +5,7 @@ traceback; ``CELLSYNTH_DEBUG=1`` shows the traceback too.
 
 One module per group of commands: :mod:`~cellsynth.cli.data` (``data`` and ``data import``),
 :mod:`~cellsynth.cli.models` (``models``, ``fit``, ``generate``), :mod:`~cellsynth.cli.scoring` (``evaluate``,
-``bench``), :mod:`~cellsynth.cli.demo`; :mod:`~cellsynth.cli.errors` turns failures into one line, and
+``bench``), :mod:`~cellsynth.cli.bench_users` (``bench-users``), :mod:`~cellsynth.cli.demo`; :mod:`~cellsynth.cli.errors` turns failures into one line, and
 :mod:`~cellsynth.cli._common` holds the apps, consoles, options and helpers they share. Nothing in cellsynth
 imports this package.
 """
@@ -20,6 +20,7 @@ import sys
 from cellsynth.cli import data  # noqa: F401
 from cellsynth.cli import models  # noqa: F401
 from cellsynth.cli import scoring  # noqa: F401
+from cellsynth.cli import bench_users  # noqa: F401
 from cellsynth.cli import demo  # noqa: F401
 
 # isort: on
