@@ -30,6 +30,8 @@ _REGISTRY: dict[str, str] = {
     "tcn-gan": "cellsynth.generators.baselines.tcn_gan:TCNGANGenerator",
     "vae": "cellsynth.generators.baselines.vae:VAEGenerator",
     "diffwave": "cellsynth.generators.baselines.diffwave:DiffWaveGenerator",
+    "csdi": "cellsynth.generators.baselines.users.csdi:CSDIGenerator",
+    "dit": "cellsynth.generators.baselines.users.dit:DiTGenerator",
 }
 
 

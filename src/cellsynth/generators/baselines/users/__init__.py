@@ -1,0 +1,1 @@
+"""Baselines of MSTDiff's user-level traffic, under the user-generator contract."""
