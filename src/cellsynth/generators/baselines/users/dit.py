@@ -87,10 +87,10 @@ class DiTGenerator(DiffusionUserGenerator):
     def _check_length(self, data) -> None:
         p = self.config.patch_size
         if data.n_steps % p:
-            divisors = [d for d in range(1, min(data.n_steps, 64) + 1) if data.n_steps % d == 0]
+            divisors = [d for d in range(2, 13) if data.n_steps % d == 0]
             raise DataError(
                 f"{self.name} cuts each series into patches of patch_size = {p} steps, but the series have "
-                f"{data.n_steps} steps; set patch_size to a divisor of {data.n_steps} (e.g. one of {divisors[-6:]})",
+                f"{data.n_steps} steps; set patch_size to a divisor of {data.n_steps} (e.g. one of {divisors})",
                 source=data.source,
             )
 
