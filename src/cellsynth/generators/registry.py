@@ -32,6 +32,8 @@ _REGISTRY: dict[str, str] = {
     "diffwave": "cellsynth.generators.baselines.diffwave:DiffWaveGenerator",
     "adaptive": "cellsynth.generators.baselines.users.adaptive:AdaptiveUserGenerator",
     "msh-gan": "cellsynth.generators.baselines.users.msh_gan:MSHGANGenerator",
+    "csdi": "cellsynth.generators.baselines.users.csdi:CSDIGenerator",
+    "dit": "cellsynth.generators.baselines.users.dit:DiTGenerator",
 }
 
 

@@ -42,7 +42,14 @@ from cellsynth.errors import DataError
 from cellsynth.generators.base import GeneratorConfig, UserGenerator, expect
 from cellsynth.generators.state import restore_stations, restore_time_axis, stations_state, time_axis_state
 
-__all__ = ["DEFAULT_SMOOTHING", "MarkovChain", "MarkovConfig", "MarkovGenerator", "hour_keys"]
+__all__ = [
+    "DEFAULT_SMOOTHING",
+    "MarkovChain",
+    "MarkovConfig",
+    "MarkovGenerator",
+    "hour_keys",
+    "trajectory_model",
+]
 
 DEFAULT_SMOOTHING = 0.01
 """The default Laplace pseudo-count (see the module docstring for why it is small)."""
@@ -69,6 +76,14 @@ def hour_keys(data_start, step, n_steps: int, weekly: bool) -> np.ndarray:
     ts = pd.date_range(data_start, periods=n_steps, freq=step)
     hour = np.asarray(ts.hour, dtype=np.int64)
     return hour + 24 * np.asarray(ts.day_of_week, dtype=np.int64) if weekly else hour
+
+
+def trajectory_model(data: UserMobility) -> MarkovChain:
+    """The floor's trajectory model at its default config (hourly keys, ``a = DEFAULT_SMOOTHING``), without
+    traffic: the locations of generators that model traffic only (MSTDiff's ``trajectory=False`` ablation,
+    the user-traffic baselines)."""
+    hours = hour_keys(data.start, data.step, data.n_steps, weekly=False)
+    return MarkovChain.fit(data.locations, hours, len(data.stations), 24, smoothing=DEFAULT_SMOOTHING)
 
 
 class MarkovChain:
