@@ -144,3 +144,13 @@ def test_clip_predicted_x0_formula():
         # the other way to write it: the noise that takes x_t to the clipped x_0
         torch.testing.assert_close(new, (x_t - a.sqrt() * x0.clamp(-1, 1)) / (1 - a).sqrt())
         assert torch.equal(clip_predicted_x0(x_t, eps, alpha_bar, -100.0, 100.0), eps)
+
+
+def test_scaled_linear_is_csdis_quadratic_schedule():
+    """CSDI's "quad" schedule, beta_t = (linspace(sqrt(b_0), sqrt(b_1), T))_t^2, is diffusers' scaled_linear."""
+    d = GaussianDiffusion(50, "scaled_linear", 1e-4, 0.5)
+    expected = torch.linspace(1e-4**0.5, 0.5**0.5, 50, dtype=torch.float64) ** 2
+    torch.testing.assert_close(d.betas.double(), expected, rtol=1e-5, atol=1e-7)
+    assert d.alphas_cumprod[-1] < 1e-4  # x_T is pure noise
+    with pytest.raises(ConfigError, match="0 < beta_start < beta_end < 1"):
+        GaussianDiffusion(50, "scaled_linear", 0.5, 1e-4)

@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 from cellsynth.errors import ConfigError
 
 __all__ = [
+    "BETA_SCHEDULES",
     "DEFAULT_STEPS",
     "MAX_TERMINAL_ALPHA_BAR",
     "SAMPLERS",
@@ -53,6 +54,8 @@ __all__ = [
 
 Sampler = Literal["ddpm", "ddim", "dpm-solver"]
 SAMPLERS: tuple[str, ...] = ("ddpm", "ddim", "dpm-solver")
+#: The variance schedules (diffusers' names): see :class:`GaussianDiffusion`.
+BETA_SCHEDULES: tuple[str, ...] = ("linear", "scaled_linear", "squaredcos_cap_v2")
 #: Largest alpha-bar allowed at the last timestep (signal standard deviation 0.1 left in x_T).
 MAX_TERMINAL_ALPHA_BAR = 0.01
 #: Steps used when ``steps=None`` (``None`` = every training timestep).
@@ -75,8 +78,9 @@ def terminal_problem(alphas_cumprod: torch.Tensor, beta_schedule: str, beta_end:
 class GaussianDiffusion:
     """The DDPM forward process and its samplers (see module docstring for the formulas).
 
-    Parameters mirror diffusers': ``beta_schedule`` is ``"linear"`` (``beta_start..beta_end``, Ho et al.)
-    or ``"squaredcos_cap_v2"`` (the cosine schedule of Nichol & Dhariwal 2021, which ignores
+    Parameters mirror diffusers': ``beta_schedule`` is ``"linear"`` (``beta_start..beta_end``, Ho et al.),
+    ``"scaled_linear"`` (``beta_t = (linspace(sqrt(beta_start), sqrt(beta_end)))_t^2``, CSDI's "quad"
+    schedule) or ``"squaredcos_cap_v2"`` (the cosine schedule of Nichol & Dhariwal 2021, which ignores
     ``beta_start``/``beta_end``). A schedule that leaves ``alpha-bar_T`` above
     :data:`MAX_TERMINAL_ALPHA_BAR` gets a ``UserWarning`` (:func:`terminal_problem`): sampling from
     N(0, I) would be biased.
@@ -85,15 +89,17 @@ class GaussianDiffusion:
     def __init__(
         self,
         num_train_timesteps: int = 1000,
-        beta_schedule: Literal["linear", "squaredcos_cap_v2"] = "linear",
+        beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "linear",
         beta_start: float = 1e-4,
         beta_end: float = 0.02,
     ) -> None:
         if num_train_timesteps < 2:
             raise ConfigError(f"num_train_timesteps must be >= 2, got {num_train_timesteps}")
-        if beta_schedule not in ("linear", "squaredcos_cap_v2"):
-            raise ConfigError(f"beta_schedule must be 'linear' or 'squaredcos_cap_v2', got {beta_schedule!r}")
-        if beta_schedule == "linear" and not 0 < beta_start < beta_end < 1:
+        if beta_schedule not in BETA_SCHEDULES:
+            raise ConfigError(
+                f"beta_schedule must be one of {', '.join(map(repr, BETA_SCHEDULES))}, got {beta_schedule!r}"
+            )
+        if beta_schedule != "squaredcos_cap_v2" and not 0 < beta_start < beta_end < 1:
             raise ConfigError(f"need 0 < beta_start < beta_end < 1, got {beta_start}, {beta_end}")
         self.num_train_timesteps = int(num_train_timesteps)
         self._common = {

@@ -36,6 +36,8 @@ _REGISTRY: dict[str, str] = {
     "msh-gan": "cellsynth.generators.baselines.users.msh_gan:MSHGANGenerator",
     "pategail": "cellsynth.generators.baselines.trajectories.pategail:PateGailGenerator",
     "volunteer": "cellsynth.generators.baselines.trajectories.volunteer:VolunteerGenerator",
+    "csdi": "cellsynth.generators.baselines.users.csdi:CSDIGenerator",
+    "dit": "cellsynth.generators.baselines.users.dit:DiTGenerator",
 }
 
 

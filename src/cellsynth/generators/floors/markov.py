@@ -50,6 +50,7 @@ __all__ = [
     "hour_keys",
     "location_hour_traffic",
     "sample_location_hour_traffic",
+    "trajectory_model",
 ]
 
 DEFAULT_SMOOTHING = 0.01
@@ -126,6 +127,14 @@ def sample_location_hour_traffic(
     pick = lo + np.minimum((rng.random(locations.shape) * size).astype(np.int64), np.maximum(size - 1, 0))
     # An hour never seen in training (training data shorter than a day/week) has no values: zero traffic.
     return np.where(size > 0, pool[np.minimum(pick, len(pool) - 1)], 0.0).astype(np.float32)
+
+
+def trajectory_model(data: UserMobility) -> MarkovChain:
+    """The floor's trajectory model at its default config (hourly keys, ``a = DEFAULT_SMOOTHING``), without
+    traffic: the locations of generators that model traffic only (MSTDiff's ``trajectory=False`` ablation,
+    the user-traffic baselines)."""
+    hours = hour_keys(data.start, data.step, data.n_steps, weekly=False)
+    return MarkovChain.fit(data.locations, hours, len(data.stations), 24, smoothing=DEFAULT_SMOOTHING)
 
 
 class MarkovChain:

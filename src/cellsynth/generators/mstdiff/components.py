@@ -13,7 +13,7 @@ from cellsynth.data.model import Stations, UserMobility
 from cellsynth.diffusion.discrete import uniform_rate
 from cellsynth.diffusion.gaussian import GaussianDiffusion
 from cellsynth.errors import ConfigError, DataError
-from cellsynth.generators.floors.markov import DEFAULT_SMOOTHING, MarkovChain, hour_keys
+from cellsynth.generators.floors.markov import MarkovChain, trajectory_model
 from cellsynth.generators.mstdiff.config import MSTDiffConfig
 from cellsynth.graphs.transitions import (
     geographic_knn_graph,
@@ -148,8 +148,7 @@ def oscillation_partners(cfg: MSTDiffConfig, stations: Stations, who: str) -> np
 
 def fit_markov(data: UserMobility) -> MarkovChain:
     """The locations of the traffic-only ablation (``trajectory=False``): the hourly Markov floor."""
-    hours = hour_keys(data.start, data.step, data.n_steps, weekly=False)
-    return MarkovChain.fit(data.locations, hours, len(data.stations), 24, smoothing=DEFAULT_SMOOTHING)
+    return trajectory_model(data)
 
 
 def build_net(cfg: MSTDiffConfig, n_steps, n_stations, traffic, vqvaes, station_init) -> MSTDiffNet:

@@ -1,20 +1,30 @@
-"""Glue for user-level baselines that generate traffic only: their users move by the Markov floor's
-trajectory model, so every output is a valid :class:`~cellsynth.data.model.UserMobility`.
+"""What MSTDiff's user-traffic baselines share (``adaptive``, ``msh-gan``, ``csdi``, ``dit``): a model of each
+user's traffic series, and the Markov floor's trajectory model for where the generated users are.
 
-**Trajectories** are those of the ``markov`` floor (:mod:`cellsynth.generators.floors.markov`) with its
-defaults: a first-order chain over stations keyed by the hour of the day, fitted on the training users'
-locations (:func:`markov_trajectories`), ``P(l_0)`` the share of users starting at each station. Their
-scores measure that chain, not the baseline.
+**Traffic.** Each training user's traffic ``x [T]`` (the whole series of the data, a week of 30-minute steps,
+``T = 336``, in the benchmark) is one training example, normalised as every traffic model of cellsynth by
+:class:`~cellsynth.transforms.scaling.LogScaler` (``z = (log1p(x / s) - mu) / sigma``, ``s`` the median of the
+positive values). Generated ``z`` is clipped to the training range of ``z`` widened by
+``extensions.clip_margin`` of it on each side (None: no clipping) and mapped back by the inverse, which is
+never negative. Every generated series lies on the training time axis, so position ``t`` is the same time of
+the week for all users.
 
-**Traffic** comes from a GAN trained by WGAN-GP (:class:`~cellsynth.generators.gan.WGANGPModule`) on the
-users' weeks: every user's series ``[T]`` is one training example, with its own locations as a condition
-(a network may ignore them), normalised by :class:`~cellsynth.transforms.scaling.LogScaler` as every
-baseline (``z = (log1p(x / s) - mu) / sigma``). At generation the users' trajectories are drawn first and
-their traffic is generated given them; generated ``z`` is clipped to the training range widened by
-``extensions.clip_margin`` (None: no clipping) and mapped back (never negative).
+**Trajectories.** These baselines generate traffic only. The locations of a generated user come from the
+Markov floor's trajectory model (:func:`cellsynth.generators.floors.markov.trajectory_model`: a first-order
+chain over stations keyed by the hour of the day, fitted on the training users' locations, ``P(l_0)`` the
+share of users starting at each station), drawn with ``numpy.random.default_rng(seed)``: the same users'
+locations as ``markov``'s with its defaults and the same seed. So every output is a valid
+:class:`~cellsynth.data.model.UserMobility`, and its mobility metrics measure that chain, not the baseline.
 
-:class:`MarkovTrafficGenerator` is the fit / generate / save of such a generator; a subclass supplies its
-networks (:meth:`~MarkovTrafficGenerator._networks`) and, where it conditions on stations, their table.
+**Generation.** The locations are drawn first; then the traffic, ``batch_size`` users at a time, by the
+family's :meth:`UserTrafficGenerator._draw`, which is given the batch's locations. The GANs
+(:mod:`._gan`) condition on them (ADAPTIVE on the station of every step; MSH-GAN's networks take them and
+ignore them); the diffusion models (:mod:`._diffusion`) ignore them: their traffic is independent of the
+trajectory, so metrics that couple traffic to place measure that independence.
+
+Training goes through :func:`cellsynth.training.train` (one stage named after the model): a checkpoint every
+epoch under ``checkpoint_dir/checkpoints/<name>/``, exact resume; a rerun with another config or other data is
+refused. After ``fit``, ``history_`` is ``{name: [one number per epoch]}`` (what the training module records).
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ import os
 from abc import abstractmethod
 from typing import Any, ClassVar, Literal
 
+import lightning as L
 import numpy as np
 import pandas as pd
 import pydantic
@@ -32,8 +43,7 @@ from cellsynth.data.model import UserMobility
 from cellsynth.errors import DataError
 from cellsynth.generators.base import GeneratorConfig, UserGenerator
 from cellsynth.generators.conditioning import BaselineExtensions
-from cellsynth.generators.floors.markov import DEFAULT_SMOOTHING, MarkovChain, hour_keys
-from cellsynth.generators.gan import WGANGPModule
+from cellsynth.generators.floors.markov import MarkovChain, hour_keys, trajectory_model
 from cellsynth.generators.sampling import Sampling
 from cellsynth.generators.state import (
     compose_state,
@@ -45,23 +55,10 @@ from cellsynth.generators.state import (
     stations_state,
     time_axis_state,
 )
-from cellsynth.nn.adaptive import step_features
 from cellsynth.training import loader, resolve_device, seed_everything, train
 from cellsynth.transforms.scaling import LogScaler, widened_range
 
-__all__ = [
-    "MarkovTrafficGenerator",
-    "UserGANConfig",
-    "markov_trajectories",
-    "week_positions",
-]
-
-
-def markov_trajectories(data: UserMobility) -> MarkovChain:
-    """The Markov floor's trajectory model fitted on ``data``'s locations: hour-of-day keys, the floor's
-    default smoothing (:data:`~cellsynth.generators.floors.markov.DEFAULT_SMOOTHING`)."""
-    hours = hour_keys(data.start, data.step, data.n_steps, weekly=False)
-    return MarkovChain.fit(data.locations, hours, len(data.stations), 24, smoothing=DEFAULT_SMOOTHING)
+__all__ = ["UserTrafficConfig", "UserTrafficGenerator", "week_positions"]
 
 
 def week_positions(start: pd.Timestamp, step: pd.Timedelta, n_steps: int) -> np.ndarray:
@@ -71,89 +68,112 @@ def week_positions(start: pd.Timestamp, step: pd.Timedelta, n_steps: int) -> np.
     return np.asarray((stamps - monday) // step, dtype=np.int64)
 
 
-class UserGANConfig(GeneratorConfig):
-    """What the user-level GAN baselines share: the hour-of-week features, WGAN-GP's published settings,
-    the training loop, and cellsynth's normalisation and clipping (``extensions``)."""
+class UserTrafficConfig(GeneratorConfig):
+    """Options every user-traffic baseline has (a family or a model redeclares its paper's defaults)."""
 
-    weekly_harmonics: int = pydantic.Field(
-        3, ge=0, description="Hour-of-week sinusoids: cycles per week 1..K."
-    )
-    daily_harmonics: int = pydantic.Field(4, ge=0, description="Hour-of-week sinusoids: cycles per day 1..K.")
-    n_critic: int = pydantic.Field(5, ge=1, description="Critic updates per generator update (WGAN-GP: 5).")
-    gp_weight: float = pydantic.Field(10.0, ge=0, description="Gradient-penalty weight lambda (WGAN-GP: 10).")
-    lr: float = pydantic.Field(1e-4, gt=0, description="Adam learning rate of both networks (WGAN-GP: 1e-4).")
-    betas: tuple[float, float] = pydantic.Field((0.0, 0.9), description="Adam betas (WGAN-GP: 0, 0.9).")
-    epochs: int = pydantic.Field(
-        400, ge=1, description="Passes over the training users (one critic update a batch)."
-    )
+    epochs: int = pydantic.Field(200, ge=1, description="Passes over all training users.")
     batch_size: int = pydantic.Field(32, ge=1, description="Users per training batch.")
+    lr: float = pydantic.Field(1e-3, gt=0, description="Learning rate.")
     accelerator: Literal["auto", "cpu", "gpu"] = pydantic.Field(
         "auto", description="Where to train and sample: 'auto' uses a GPU when there is one."
     )
-    sampling: Sampling = pydantic.Field(default_factory=lambda: Sampling(batch_size=256))
+    sampling: Sampling = pydantic.Field(default_factory=Sampling)
     extensions: BaselineExtensions = pydantic.Field(default_factory=BaselineExtensions)
 
-    @pydantic.model_validator(mode="after")
-    def _some_time_features(self) -> UserGANConfig:
-        if self.weekly_harmonics + self.daily_harmonics == 0:
-            raise ValueError("weekly_harmonics + daily_harmonics must be >= 1 (the hour-of-week condition)")
-        return self
 
+class UserTrafficGenerator(UserGenerator):
+    """Fit / generate / save of a user-traffic model with Markov trajectories (module docstring).
 
-def _to(noise, device):
-    """A network's noise (a tensor or a tuple of them) on ``device``."""
-    return tuple(n.to(device) for n in noise) if isinstance(noise, tuple) else noise.to(device)
-
-
-class MarkovTrafficGenerator(UserGenerator):
-    """Users who move by the Markov floor and make the traffic of a GAN (module docstring).
-
-    Subclasses implement :meth:`_networks`; one that conditions on stations overrides :meth:`_station_tables`.
-    ``generate(n_users, seed=s, batch_size=None)``; after ``fit``, ``history_`` holds the critic's mean
-    Wasserstein estimate per epoch.
+    A family supplies :meth:`_network` (what generates, also rebuilt by ``load``), :meth:`_module` (the
+    Lightning module that trains it on the batches of :meth:`_examples`), :meth:`_trained` (the network kept
+    after training) and :meth:`_draw` (normalised series given the locations). It may override
+    :meth:`_check_series` (series its networks cannot take), :meth:`_fit_conditioning`,
+    :meth:`_conditioning_state` and :meth:`_restore_conditioning` (what else it fits, saves and restores before
+    the network is built) and :meth:`_options` (``generate``'s sampling options).
     """
 
-    Config: ClassVar[type[UserGANConfig]] = UserGANConfig
+    Config: ClassVar[type[UserTrafficConfig]] = UserTrafficConfig
+    #: Gradient-norm clipping of the training loop (``None`` for manual optimisation).
+    gradient_clip_val: ClassVar[float | None] = 1.0
 
     # -- hooks -------------------------------------------------------------------------------------------
     @abstractmethod
-    def _networks(
-        self, tau: torch.Tensor, table: torch.Tensor | None
-    ) -> tuple[torch.nn.Module, torch.nn.Module]:
-        """``(generator, critic)`` for the hour-of-week features ``tau [D_t, T]`` and the station ``table``
-        ``[N, d]`` (None for a generator that does not condition on stations)."""
+    def _network(self, length: int) -> torch.nn.Module:
+        """The (untrained) generating network for series of ``length`` steps."""
 
-    def _station_tables(self, data: UserMobility, source: UserMobility, **side) -> tuple:
-        """``(training table, generating table)`` ``[N, d]`` of the stations of ``source`` (whose traffic trains
-        the GAN) and of ``data`` (where the users are generated); ``(None, None)`` by default."""
-        return None, None
+    @abstractmethod
+    def _module(self, network: torch.nn.Module) -> L.LightningModule:
+        """The Lightning module that trains ``network`` on batches of :meth:`_examples`."""
+
+    @abstractmethod
+    def _trained(self, module: L.LightningModule) -> torch.nn.Module:
+        """The network to generate with, taken from the trained ``module``."""
+
+    @abstractmethod
+    def _draw(
+        self,
+        net: torch.nn.Module,
+        locations: torch.Tensor,
+        *,
+        generator: torch.Generator,
+        device: torch.device,
+        progress: bool,
+        **options: Any,
+    ) -> torch.Tensor:
+        """``[B, T]`` normalised series of the users whose locations are ``locations`` ``[B, T]`` (on
+        ``device``); all randomness from ``generator`` (on the CPU)."""
+
+    def _examples(self, z: np.ndarray, source: UserMobility) -> tuple[torch.Tensor, ...]:
+        """The training tensors of the users ``source`` (normalised traffic ``z [U, T]``): ``(z,)`` by
+        default, a batch is then ``(z [B, T],)``."""
+        return (torch.from_numpy(z),)
+
+    def _check_series(self, data: UserMobility, what: str) -> None:
+        """Raise a :class:`DataError` when the networks cannot take the series of ``data`` (``what`` names it)."""
+
+    def _fit_conditioning(self, data: UserMobility, source: UserMobility, **side: Any) -> None:
+        """Fit what the network needs besides the time axis (e.g. station tables), before it is built."""
+
+    def _conditioning_state(self) -> dict[str, Any]:
+        """JSON-able metadata of what :meth:`_fit_conditioning` fitted."""
+        return {}
+
+    def _restore_conditioning(self, meta: dict[str, Any]) -> None:
+        """Restore what :meth:`_conditioning_state` saved, before the network is rebuilt."""
+
+    def _options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Validate ``generate``'s extra options; the default takes none."""
+        if options:
+            raise DataError(
+                f"{self.name}.generate got unknown option(s) {sorted(options)}; it takes progress and batch_size"
+            )
+        return {}
 
     # -- fit ---------------------------------------------------------------------------------------------
-    def _check_fit_inputs(self, data):
-        data = super()._check_fit_inputs(data)
-        return self._check_user_data(data, traffic=True)
+    def _check_fit_inputs(self, data, *, traffic: bool = True):
+        """``data`` checked as :meth:`_check_user_data` (``traffic=False``: users whose traffic is not
+        learned, e.g. the target city of a transfer)."""
+        return self._check_user_data(super()._check_fit_inputs(data), traffic=traffic)
 
     def _check_user_data(self, data: UserMobility, *, traffic: bool, what: str = "this data") -> UserMobility:
-        """``data`` if it has traffic (when ``traffic``), 2 steps or more and a step that divides a week."""
+        """``data`` if it has traffic (when ``traffic``), 2 steps or more and series the networks can take."""
         if traffic and not data.has_traffic:
             raise DataError(
-                f"{self.name} generates traffic (its users move by the Markov floor), but {what} has no "
-                "traffic column; give users with traffic, or use markov or mstdiff for trajectories only",
+                f"{self.name} generates traffic only (its users move by the Markov floor) and finds no traffic "
+                f"column to learn from: it generates users' traffic, but {what} has locations only; fit markov "
+                "or mstdiff for trajectories, or give users with a traffic column",
                 source=data.source,
             )
         if data.n_steps < 2:
             raise DataError(
                 f"{self.name} needs at least 2 time steps per user, got {data.n_steps}", source=data.source
             )
-        try:
-            data.steps_per("7D")
-        except DataError:
-            raise DataError(
-                f"{self.name} conditions on the hour of the week, but the step {data.step} of {what} does not "
-                "divide 7 days; resample to 30-minute or hourly steps",
-                source=data.source,
-            ) from None
+        self._check_series(data, what)
         return data
+
+    def fit(self, data, *, progress: bool = True, checkpoint_dir: str | os.PathLike | None = None):
+        data = self._check_fit_inputs(data)
+        return self._fit(data, data, progress=progress, checkpoint_dir=checkpoint_dir)
 
     def _fit(
         self,
@@ -163,10 +183,11 @@ class MarkovTrafficGenerator(UserGenerator):
         progress: bool,
         checkpoint_dir: str | os.PathLike | None,
         extra_fingerprint: tuple = (),
-        **side,
+        **side: Any,
     ):
-        """Fit on ``data`` (stations, trajectories, time axis of the generated users) with the GAN trained on
-        ``source``'s traffic (``data`` itself, or another city's users with the same time axis)."""
+        """Fit on ``data`` (stations, trajectories and time axis of the generated users) with the traffic model
+        trained on ``source``'s traffic (``data`` itself, or another city's users on the same time axis);
+        ``side`` goes to :meth:`_fit_conditioning`, ``extra_fingerprint`` to the resume guard."""
         cfg = self.config
         guard_resume(
             checkpoint_dir,
@@ -175,60 +196,35 @@ class MarkovTrafficGenerator(UserGenerator):
                 "config": cfg.model_dump(mode="json"),
                 "data": fingerprint(data.locations, data.traffic, data.stations.ids, *extra_fingerprint),
             },
-            what_else="training data or side inputs",
+            what_else="training data or side inputs" if extra_fingerprint else "training data",
         )
-        week = data.steps_per("7D")
-        self.trajectories_ = markov_trajectories(data)
         self.scaler_ = LogScaler(cfg.extensions.normalisation).fit(source.traffic[..., None])
-        z = self.scaler_.transform(source.traffic[..., None])[..., 0].astype(np.float32)
-        train_table, table = self._station_tables(
-            data, source, progress=progress, checkpoint_dir=checkpoint_dir, **side
-        )
-        self.stations_, self.time_, self.n_steps_, self.week_ = (
-            data.stations,
-            time_axis_state(data),
-            data.n_steps,
-            week,
-        )
-        tau = self._tau()
-        dataset = torch.utils.data.TensorDataset(
-            torch.from_numpy(z[:, None, :]), torch.from_numpy(np.array(source.locations, dtype=np.int64))
-        )
+        z = self.scaler_.transform(source.traffic[..., None])[..., 0].astype(np.float32)  # [U, T]
+        self.trajectories_ = trajectory_model(data)
+        self.stations_, self.time_, self.n_steps_ = data.stations, time_axis_state(data), data.n_steps
+        self._fit_conditioning(data, source, progress=progress, checkpoint_dir=checkpoint_dir, **side)
+
         seed_everything(cfg.seed)  # before building: initial weights are seeded
-        generator, critic = self._networks(tau, train_table)
-        module = WGANGPModule(
-            generator,
-            critic,
-            n_critic=cfg.n_critic,
-            gp_weight=cfg.gp_weight,
-            lr=cfg.lr,
-            betas=tuple(cfg.betas),
-        )
+        module = self._module(self._network(data.n_steps))
         train(
             module,
-            loader(dataset, batch_size=cfg.batch_size, seed=cfg.seed),
+            loader(
+                torch.utils.data.TensorDataset(*self._examples(z, source)),
+                batch_size=cfg.batch_size,
+                seed=cfg.seed,
+            ),
             max_epochs=cfg.epochs,
             stage=self.name,
             seed=cfg.seed,
             checkpoint_dir=checkpoint_dir,
             progress=progress,
             accelerator=cfg.accelerator,
-            gradient_clip_val=None,  # manual optimisation: Lightning cannot clip
+            gradient_clip_val=self.gradient_clip_val,
         )
-        self.history_ = list(module.history)
-        net = module.generator.cpu().eval().requires_grad_(False)
-        if table is not None:
-            net.context.station_table.copy_(torch.as_tensor(table, dtype=torch.float32))
-        self.table_shape_ = None if table is None else list(np.shape(table))
-        self.net_ = net
+        self.history_ = {self.name: list(getattr(module, "history", []))}
+        self.net_ = self._trained(module).cpu().eval().requires_grad_(False)
         self.fitted_ = True
         return self
-
-    def _tau(self) -> torch.Tensor:
-        start, step = restore_time_axis(self.time_)
-        positions = week_positions(start, step, self.n_steps_)
-        cfg = self.config
-        return step_features(positions, self.week_, cfg.weekly_harmonics, cfg.daily_harmonics)
 
     # -- generate ----------------------------------------------------------------------------------------
     def generate(
@@ -237,17 +233,15 @@ class MarkovTrafficGenerator(UserGenerator):
         *,
         samples: int = 1,
         seed: int = 0,
-        batch_size: int | None = None,
         progress: bool = False,
+        batch_size: int | None = None,
         **options: Any,
     ) -> UserMobility:
-        """``target`` users: trajectories from the Markov floor's chain, then their traffic from the GAN given
-        them (module docstring). Same seed, same machine, same users."""
+        """``target`` users: locations from the Markov trajectory model, then their traffic ``batch_size``
+        users at a time (default ``sampling.batch_size``; module docstring). Same seed, same machine, same
+        users."""
         self.check_fitted()
-        if options:
-            raise DataError(
-                f"{self.name}.generate got unknown option(s) {sorted(options)}; it takes batch_size"
-            )
+        options = self._options(options)
         n_users = self._check_users(target)
         if samples != 1:
             raise DataError(
@@ -257,53 +251,66 @@ class MarkovTrafficGenerator(UserGenerator):
         if batch_size < 1:
             raise DataError(f"batch_size must be >= 1, got {batch_size}")
         start, step = restore_time_axis(self.time_)
-        hours = hour_keys(start, step, self.n_steps_, weekly=False)
+        hours = hour_keys(start, step, self.n_steps_, weekly=self.trajectories_.n_hours == 168)
         locations = self.trajectories_.sample(n_users, hours, np.random.default_rng(seed))
-        noise_source = torch.Generator().manual_seed(seed)
+
         device = resolve_device(self.config.accelerator)
-        low, high = self._z_range()
-        net, out = self.net_.to(device), []
+        z_range = self._z_range(device)
+        net = self.net_.to(device)
+        generator = torch.Generator().manual_seed(int(seed))
+        out = []
         try:
             with torch.no_grad():
                 for first in range(0, n_users, batch_size):
                     rows = torch.from_numpy(locations[first : first + batch_size]).to(device)
-                    noise = _to(net.noise(len(rows), generator=noise_source), device)
-                    z = net(noise, rows)[:, 0].float().cpu()
-                    out.append(z if low is None else z.clamp(low, high))
+                    z = self._draw(
+                        net, rows, generator=generator, device=device, progress=progress, **options
+                    )
+                    if z_range is not None:
+                        z = torch.maximum(torch.minimum(z, z_range[1]), z_range[0])
+                    out.append(z.float().cpu())
         finally:
             self.net_ = net.cpu()
-        z = torch.cat(out).double().numpy()
-        traffic = self.scaler_.inverse(z[..., None])[..., 0].astype(np.float32)
+        z = torch.cat(out).double().numpy()[..., None]
+        traffic = self.scaler_.inverse(z)[..., 0].astype(np.float32)
         return UserMobility(locations, start, step, self.stations_, traffic=traffic)
 
-    def _z_range(self) -> tuple[float | None, float | None]:
+    def _z_range(self, device) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(lo, hi)`` scalars: the training range of z widened by ``clip_margin`` of it on each side, or None.
+        Why: a value a few units beyond the training range is harmless in z but, through ``expm1``, becomes
+        traffic many times the largest ever seen."""
         margin = self.config.extensions.clip_margin
         if margin is None:
-            return None, None
-        low, high = widened_range(self.scaler_.z_min_, self.scaler_.z_max_, margin)
-        return float(low[0]), float(high[0])
+            return None
+        bounds = widened_range(self.scaler_.z_min_, self.scaler_.z_max_, margin)
+        return tuple(torch.as_tensor(float(b[0]), dtype=torch.float32, device=device) for b in bounds)
 
     # -- persistence -------------------------------------------------------------------------------------
     def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         tensors, meta = stations_state(self.stations_)
-        tensors |= self.trajectories_.state()
         tensors |= compose_state({"scaler": self.scaler_.state(), "net": self.net_.state_dict()})
-        return tensors, meta | {
+        chain = self.trajectories_
+        tensors |= chain.state("markov")
+        meta |= {
             "time": self.time_,
             "n_steps": self.n_steps_,
-            "steps_per_week": self.week_,
-            "table_shape": self.table_shape_,
-            "history": self.history_,
+            "markov": {"n_hours": chain.n_hours, "smoothing": chain.smoothing, "min_count": chain.min_count},
+            "conditioning": self._conditioning_state(),
+            "history": getattr(self, "history_", {}),
         }
+        return tensors, meta
 
     def _restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         parts = split_state(tensors, ("scaler", "net"))
         self.stations_ = restore_stations(tensors, meta)
-        self.time_, self.n_steps_, self.week_ = meta["time"], meta["n_steps"], meta["steps_per_week"]
-        self.table_shape_, self.history_ = meta["table_shape"], meta.get("history", [])
-        self.trajectories_ = MarkovChain.from_state(tensors, 24, DEFAULT_SMOOTHING, 1)
+        self.time_, self.n_steps_ = meta["time"], int(meta["n_steps"])
+        self.history_ = meta.get("history", {})
         self.scaler_ = LogScaler.from_state(parts["scaler"], self.config.extensions.normalisation)
-        table = None if self.table_shape_ is None else torch.zeros(self.table_shape_)
-        net, _ = self._networks(self._tau(), table)
+        chain = meta["markov"]
+        self.trajectories_ = MarkovChain.from_state(
+            tensors, chain["n_hours"], chain["smoothing"], chain["min_count"], "markov"
+        )
+        self._restore_conditioning(meta["conditioning"])
+        net = self._network(self.n_steps_)
         net.load_state_dict(parts["net"])
         self.net_ = net.eval().requires_grad_(False)

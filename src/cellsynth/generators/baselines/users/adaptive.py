@@ -16,7 +16,8 @@ conditioned on the source stations' TuckER embeddings aligned onto the target's
 its trajectories (the Markov floor fitted on the target users' locations; their traffic, if any, is not
 used), conditioned on the target's embeddings. On one city (no ``source``) it is a conditional GAN.
 
-**Trajectories** come from the Markov floor (:mod:`._trajectory`): ADAPTIVE generates traffic only.
+**Trajectories** come from the Markov floor (:mod:`._trajectory`): ADAPTIVE generates traffic only, given
+them (training and generation: :mod:`._gan`).
 """
 
 from __future__ import annotations
@@ -32,11 +33,8 @@ import torch
 from cellsynth.data.knowledge import KnowledgeGraph
 from cellsynth.data.model import Stations, UserMobility
 from cellsynth.errors import DataError
-from cellsynth.generators.baselines.users._trajectory import (
-    MarkovTrafficGenerator,
-    UserGANConfig,
-    week_positions,
-)
+from cellsynth.generators.baselines.users._gan import UserGANConfig, UserGANGenerator
+from cellsynth.generators.baselines.users._trajectory import week_positions
 from cellsynth.generators.conditioning import StationFeatures
 from cellsynth.graphs.transitions import station_embeddings
 from cellsynth.nn.adaptive import AdaptiveCritic, AdaptiveGenerator, align_embeddings
@@ -84,7 +82,7 @@ def _standardise(table: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return ((table - reference.mean(0)) / np.where(sd > 1e-12, sd, 1.0)).astype(np.float32)
 
 
-class AdaptiveUserGenerator(MarkovTrafficGenerator):
+class AdaptiveUserGenerator(UserGANGenerator):
     """ADAPTIVE: feature-enhanced conditional WGAN-GP of users' traffic given the knowledge-graph embedding of
     the station of every step; Markov-floor trajectories (module docstring)."""
 
@@ -168,14 +166,12 @@ class AdaptiveUserGenerator(MarkovTrafficGenerator):
             )
 
     def _check_transfer(self, data, source, kg, source_kg) -> UserMobility:
-        data = self._check_user_data(
-            super(MarkovTrafficGenerator, self)._check_fit_inputs(data), traffic=False
-        )
+        data = self._check_fit_inputs(data, traffic=False)
         if not isinstance(source, UserMobility):
             raise DataError(
                 f"{self.name}: source must be the source city's UserMobility, got {type(source).__name__}"
             )
-        self._check_user_data(source, traffic=True, what="the source users")
+        self._check_user_data(source, traffic=True, what="the source data")
         if kg is None or source_kg is None:
             raise DataError(
                 f"{self.name}: transfer aligns the two cities' knowledge-graph embeddings; give both "
@@ -234,19 +230,25 @@ class AdaptiveUserGenerator(MarkovTrafficGenerator):
         aligned, _, _ = align_embeddings(raw, target, iterations=self.config.alignment_iterations)
         return _standardise(aligned, target), _standardise(target, target)
 
-    def _networks(self, tau: torch.Tensor, table: torch.Tensor | None):
+    def _generator(self, tau: torch.Tensor, table: torch.Tensor | None) -> AdaptiveGenerator:
         cfg = self.config
-        table = torch.as_tensor(table, dtype=torch.float32)
-        shared = {
-            "enhanced_dim": cfg.enhanced_dim,
-            "context_dim": cfg.context_dim,
-            "kernel_size": cfg.kernel_size,
-        }
-        generator = AdaptiveGenerator(
-            table, tau, noise_dim=cfg.noise_dim, hidden=cfg.hidden, dilations=cfg.dilations, **shared
+        return self._build(AdaptiveGenerator, tau, table, noise_dim=cfg.noise_dim, hidden=cfg.hidden)
+
+    def _critic(self, tau: torch.Tensor, table: torch.Tensor | None) -> AdaptiveCritic:
+        return self._build(AdaptiveCritic, tau, table, hidden=self.config.critic_hidden)
+
+    def _build(self, network: type[torch.nn.Module], tau, table, **sizes) -> torch.nn.Module:
+        """``network`` over the station ``table`` and ``tau`` with the sizes generator and critic share."""
+        cfg = self.config
+        return network(
+            torch.as_tensor(table, dtype=torch.float32),
+            tau,
+            enhanced_dim=cfg.enhanced_dim,
+            context_dim=cfg.context_dim,
+            kernel_size=cfg.kernel_size,
+            dilations=cfg.dilations,
+            **sizes,
         )
-        critic = AdaptiveCritic(table, tau, hidden=cfg.critic_hidden, dilations=cfg.dilations, **shared)
-        return generator, critic
 
 
 def _graph_parts(kg: KnowledgeGraph) -> tuple:

@@ -4,7 +4,7 @@ discriminator (:mod:`cellsynth.nn.msh_gan`), trained by WGAN-GP.
 
 It models individual users' traffic in time: its condition is the hour of the week of every step, not
 where the user is, so its traffic does not depend on the trajectory. The trajectories come from the Markov
-floor (:mod:`._trajectory`): MSH-GAN generates traffic only.
+floor (:mod:`._trajectory`): MSH-GAN generates traffic only. Training and generation: :mod:`._gan`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import pydantic
 import torch
 
-from cellsynth.generators.baselines.users._trajectory import MarkovTrafficGenerator, UserGANConfig
+from cellsynth.generators.baselines.users._gan import UserGANConfig, UserGANGenerator
 from cellsynth.nn.msh_gan import MSHDiscriminator, MSHGenerator
 
 __all__ = ["MSHGANConfig", "MSHGANGenerator"]
@@ -50,7 +50,7 @@ class MSHGANConfig(UserGANConfig):
         return self
 
 
-class MSHGANGenerator(MarkovTrafficGenerator):
+class MSHGANGenerator(UserGANGenerator):
     """MSH-GAN: switch-mode + BiLSTM/self-attention WGAN-GP of users' traffic; Markov-floor trajectories."""
 
     name = "msh-gan"
@@ -73,13 +73,9 @@ class MSHGANGenerator(MarkovTrafficGenerator):
             "accelerator": "cpu",
         }
 
-    def fit(self, data, *, progress: bool = True, checkpoint_dir=None) -> MSHGANGenerator:
-        data = self._check_fit_inputs(data)
-        return self._fit(data, data, progress=progress, checkpoint_dir=checkpoint_dir)
-
-    def _networks(self, tau: torch.Tensor, table: torch.Tensor | None):
+    def _generator(self, tau: torch.Tensor, table: torch.Tensor | None) -> MSHGenerator:
         cfg = self.config
-        generator = MSHGenerator(
+        return MSHGenerator(
             tau,
             noise_dim=cfg.noise_dim,
             group_dim=cfg.group_dim,
@@ -89,4 +85,6 @@ class MSHGANGenerator(MarkovTrafficGenerator):
             heads=cfg.heads,
             temperature=cfg.temperature,
         )
-        return generator, MSHDiscriminator(tau, hidden=cfg.critic_hidden, heads=cfg.critic_heads)
+
+    def _critic(self, tau: torch.Tensor, table: torch.Tensor | None) -> MSHDiscriminator:
+        return MSHDiscriminator(tau, hidden=self.config.critic_hidden, heads=self.config.critic_heads)
