@@ -38,6 +38,7 @@ import numpy as np
 import pydantic
 import torch
 
+from cellsynth.data.knowledge import KnowledgeGraph
 from cellsynth.data.model import Stations, StationTraffic
 from cellsynth.data.samples import stack_samples
 from cellsynth.errors import DataError, NotFittedError
@@ -59,10 +60,18 @@ from cellsynth.generators.state import (
     stations_state,
     time_axis_state,
 )
+from cellsynth.graphs.transitions import station_embeddings
+from cellsynth.nn.tucker import fit_tucker
 from cellsynth.training import loader, resolve_device, seed_everything, train
 from cellsynth.transforms.scaling import LogScaler, widened_range
 
-__all__ = ["BaselineConfig", "BaselineExtensions", "BaselineGenerator", "StationFeatures"]
+__all__ = [
+    "BaselineConfig",
+    "BaselineExtensions",
+    "BaselineGenerator",
+    "StationFeatures",
+    "knowledge_graph_embeddings",
+]
 
 _KM_PER_DEGREE = 111.195  # as cellsynth.graphs.stations
 
@@ -393,3 +402,34 @@ class BaselineGenerator(StationGenerator):
         net = self._network(len(self.time_["channels"]), self.features_.dim, self.week_length_)
         net.load_state_dict(parts["net"])
         self.net_ = net.eval().requires_grad_(False)
+
+
+def knowledge_graph_embeddings(
+    kg: KnowledgeGraph,
+    station_ids,
+    *,
+    dim: int,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    progress: bool,
+    checkpoint_dir: str | os.PathLike | None,
+    accelerator: str,
+) -> np.ndarray:
+    """``float32 [N, dim]``: the TuckER embedding of each station of ``station_ids`` (in that order), TuckER
+    trained on ``kg`` (stage ``"tucker"``: checkpoints under ``checkpoint_dir``, exact resume). How MSTDiff
+    and ADAPTIVE turn an urban knowledge graph into station vectors."""
+    triplets, names, relations = kg.encode()
+    tucker = fit_tucker(
+        triplets,
+        len(names),
+        len(relations),
+        dim=dim,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        progress=progress,
+        checkpoint_dir=checkpoint_dir,
+        accelerator=accelerator,
+    )
+    return np.asarray(station_embeddings(tucker.entity_embeddings(), names, station_ids), dtype=np.float32)

@@ -13,16 +13,15 @@ from cellsynth.data.model import Stations, UserMobility
 from cellsynth.diffusion.discrete import uniform_rate
 from cellsynth.diffusion.gaussian import GaussianDiffusion
 from cellsynth.errors import ConfigError, DataError
+from cellsynth.generators.conditioning import knowledge_graph_embeddings
 from cellsynth.generators.floors.markov import MarkovChain, trajectory_model
 from cellsynth.generators.mstdiff.config import MSTDiffConfig
 from cellsynth.graphs.transitions import (
     geographic_knn_graph,
     knn_graph,
     nearest_stations,
-    station_embeddings,
 )
 from cellsynth.nn.mstdiff import MSTDiffNet
-from cellsynth.nn.tucker import fit_tucker
 from cellsynth.transforms.wavelets import band_slices
 
 __all__ = [
@@ -71,11 +70,9 @@ def transitions(
     if not cfg.kg:
         return uniform_rate(n), "uniform", None
     if kg is not None:
-        triplets, names, relations = kg.encode()
-        tucker = fit_tucker(
-            triplets,
-            len(names),
-            len(relations),
+        emb = knowledge_graph_embeddings(
+            kg,
+            stations.ids,
             dim=cfg.embedding_dim,
             epochs=cfg.tucker_epochs,
             batch_size=cfg.tucker_batch_size,
@@ -84,7 +81,6 @@ def transitions(
             checkpoint_dir=checkpoint_dir,
             accelerator=cfg.accelerator,
         )
-        emb = station_embeddings(tucker.entity_embeddings(), names, stations.ids)
         graph = knn_graph(emb, k, metric="cosine", quantile=cfg.knn_quantile)
         return graph.rate, "knowledge_graph", torch.from_numpy(np.asarray(emb, dtype=np.float32))
     if stations.has_coordinates:

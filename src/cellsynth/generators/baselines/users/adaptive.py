@@ -35,10 +35,8 @@ from cellsynth.data.model import Stations, UserMobility
 from cellsynth.errors import DataError
 from cellsynth.generators.baselines.users._gan import UserGANConfig, UserGANGenerator
 from cellsynth.generators.baselines.users._trajectory import week_positions
-from cellsynth.generators.conditioning import StationFeatures
-from cellsynth.graphs.transitions import station_embeddings
+from cellsynth.generators.conditioning import StationFeatures, knowledge_graph_embeddings
 from cellsynth.nn.adaptive import AdaptiveCritic, AdaptiveGenerator, align_embeddings
-from cellsynth.nn.tucker import fit_tucker
 
 __all__ = ["AdaptiveConfig", "AdaptiveUserGenerator"]
 
@@ -199,11 +197,9 @@ class AdaptiveUserGenerator(UserGANGenerator):
         """``[N, d]`` raw station vectors: TuckER rows, else features (+ coordinates), else one-hot."""
         cfg = self.config
         if kg is not None:
-            triplets, names, relations = kg.encode()
-            tucker = fit_tucker(
-                triplets,
-                len(names),
-                len(relations),
+            return knowledge_graph_embeddings(
+                kg,
+                stations.ids,
                 dim=cfg.embedding_dim,
                 epochs=cfg.tucker_epochs,
                 batch_size=cfg.tucker_batch_size,
@@ -211,8 +207,7 @@ class AdaptiveUserGenerator(UserGANGenerator):
                 progress=progress,
                 checkpoint_dir=checkpoint_dir,
                 accelerator=cfg.accelerator,
-            )
-            return station_embeddings(tucker.entity_embeddings(), names, stations.ids).astype(np.float64)
+            ).astype(np.float64)
         features = StationFeatures(use_coordinates=True).fit(stations)
         if features.dim:
             return features.transform(stations).astype(np.float64)
