@@ -30,6 +30,8 @@ _REGISTRY: dict[str, str] = {
     "tcn-gan": "cellsynth.generators.baselines.tcn_gan:TCNGANGenerator",
     "vae": "cellsynth.generators.baselines.vae:VAEGenerator",
     "diffwave": "cellsynth.generators.baselines.diffwave:DiffWaveGenerator",
+    "timegeo": "cellsynth.generators.baselines.trajectories.timegeo:TimeGeoGenerator",
+    "difftraj": "cellsynth.generators.baselines.trajectories.difftraj:DiffTrajGenerator",
 }
 
 

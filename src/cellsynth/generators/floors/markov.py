@@ -42,7 +42,15 @@ from cellsynth.errors import DataError
 from cellsynth.generators.base import GeneratorConfig, UserGenerator, expect
 from cellsynth.generators.state import restore_stations, restore_time_axis, stations_state, time_axis_state
 
-__all__ = ["DEFAULT_SMOOTHING", "MarkovChain", "MarkovConfig", "MarkovGenerator", "hour_keys"]
+__all__ = [
+    "DEFAULT_SMOOTHING",
+    "MarkovChain",
+    "MarkovConfig",
+    "MarkovGenerator",
+    "fit_location_hour_traffic",
+    "hour_keys",
+    "sample_location_hour_traffic",
+]
 
 DEFAULT_SMOOTHING = 0.01
 """The default Laplace pseudo-count (see the module docstring for why it is small)."""
@@ -69,6 +77,55 @@ def hour_keys(data_start, step, n_steps: int, weekly: bool) -> np.ndarray:
     ts = pd.date_range(data_start, periods=n_steps, freq=step)
     hour = np.asarray(ts.hour, dtype=np.int64)
     return hour + 24 * np.asarray(ts.day_of_week, dtype=np.int64) if weekly else hour
+
+
+def fit_location_hour_traffic(
+    locations: np.ndarray, hours: np.ndarray, n_stations: int, n_hours: int, traffic: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The location-hour traffic model (module docstring, **Traffic**) of ``traffic [U, T]`` observed at
+    ``locations [U, T]``, keyed by ``hours [T]``: ``values`` grouped by cell ``key = h * N + station`` with
+    ``cell_ptr [H*N + 1]``, and ``hour_values`` grouped by hour with ``hour_ptr [H + 1]``. Shared by the
+    trajectory models that have no traffic of their own (TimeGEO, DiffTraj)."""
+    loc = np.asarray(locations, dtype=np.int64)
+    u, t = loc.shape
+    n = int(n_stations)
+    x = np.asarray(traffic, dtype=np.float32)
+    keys = (np.broadcast_to(hours, (u, t)) * n + loc).ravel()
+    order = np.argsort(keys, kind="stable")
+    hkeys = np.broadcast_to(hours, (u, t)).ravel()
+    horder = np.argsort(hkeys, kind="stable")
+    return {
+        "values": x.ravel()[order],
+        "cell_ptr": np.searchsorted(keys[order], np.arange(n_hours * n + 1)).astype(np.int64),
+        "hour_values": x.ravel()[horder],
+        "hour_ptr": np.searchsorted(hkeys[horder], np.arange(n_hours + 1)).astype(np.int64),
+    }
+
+
+def sample_location_hour_traffic(
+    arrays: dict[str, np.ndarray],
+    n_stations: int,
+    min_count: int,
+    locations: np.ndarray,
+    hours: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Traffic ``float32`` of ``locations``' shape, each value drawn uniformly from the training values of its
+    (station, hour) cell, or of its hour where the cell has fewer than ``min_count`` (``arrays`` from
+    :func:`fit_location_hour_traffic`)."""
+    cell_ptr, hour_ptr = arrays["cell_ptr"], arrays["hour_ptr"]
+    keys = hours[None, :] * int(n_stations) + locations
+    h = np.broadcast_to(hours[None, :], locations.shape)
+    seen = (cell_ptr[keys + 1] - cell_ptr[keys]) >= min_count
+    # One pool: the cell-grouped values, then the hour-grouped ones.
+    pool = np.concatenate([arrays["values"], arrays["hour_values"]])
+    offset = len(arrays["values"])
+    lo = np.where(seen, cell_ptr[keys], offset + hour_ptr[h])
+    hi = np.where(seen, cell_ptr[keys + 1], offset + hour_ptr[h + 1])
+    size = hi - lo
+    pick = lo + np.minimum((rng.random(locations.shape) * size).astype(np.int64), np.maximum(size - 1, 0))
+    # An hour never seen in training (training data shorter than a day/week) has no values: zero traffic.
+    return np.where(size > 0, pool[np.minimum(pick, len(pool) - 1)], 0.0).astype(np.float32)
 
 
 class MarkovChain:
@@ -123,15 +180,7 @@ class MarkovChain:
             "start": start / start.sum(),
         }
         if traffic is not None:
-            x = np.asarray(traffic, dtype=np.float32)
-            keys = (np.broadcast_to(hours, (u, t)) * n + loc).ravel()
-            order = np.argsort(keys, kind="stable")
-            arrays["values"] = x.ravel()[order]
-            arrays["cell_ptr"] = np.searchsorted(keys[order], np.arange(n_hours * n + 1)).astype(np.int64)
-            hkeys = np.broadcast_to(hours, (u, t)).ravel()
-            horder = np.argsort(hkeys, kind="stable")
-            arrays["hour_values"] = x.ravel()[horder]
-            arrays["hour_ptr"] = np.searchsorted(hkeys[horder], np.arange(n_hours + 1)).astype(np.int64)
+            arrays |= fit_location_hour_traffic(loc, hours, n, n_hours, traffic)
         return cls(arrays, n_hours, smoothing, min_count)
 
     @property
@@ -183,19 +232,7 @@ class MarkovChain:
         self, locations: np.ndarray, hours: np.ndarray, rng: np.random.Generator
     ) -> np.ndarray:
         """Traffic ``float32`` of ``locations``' shape drawn from the empirical (station, hour) distributions."""
-        cell_ptr, hour_ptr = self.a["cell_ptr"], self.a["hour_ptr"]
-        keys = hours[None, :] * self.n + locations
-        h = np.broadcast_to(hours[None, :], locations.shape)
-        seen = (cell_ptr[keys + 1] - cell_ptr[keys]) >= self.min_count
-        # One pool: the cell-grouped values, then the hour-grouped ones.
-        pool = np.concatenate([self.a["values"], self.a["hour_values"]])
-        offset = len(self.a["values"])
-        lo = np.where(seen, cell_ptr[keys], offset + hour_ptr[h])
-        hi = np.where(seen, cell_ptr[keys + 1], offset + hour_ptr[h + 1])
-        size = hi - lo
-        pick = lo + np.minimum((rng.random(locations.shape) * size).astype(np.int64), np.maximum(size - 1, 0))
-        # An hour never seen in training (training data shorter than a day/week) has no values: zero traffic.
-        return np.where(size > 0, pool[np.minimum(pick, len(pool) - 1)], 0.0).astype(np.float32)
+        return sample_location_hour_traffic(self.a, self.n, self.min_count, locations, hours, rng)
 
     def state(self, prefix: str = "markov") -> dict[str, torch.Tensor]:
         return {f"{prefix}.{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.a.items()}

@@ -1,0 +1,1 @@
+"""Trajectory baselines of MSTDiff's comparison (user generators); see docs/baselines.md."""
