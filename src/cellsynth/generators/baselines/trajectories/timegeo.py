@@ -44,10 +44,9 @@ from cellsynth.generators.baselines.trajectories.timegeo_fit import (
     exploration_events,
     fit_exploration,
     fit_rank_exponent,
+    fit_rates,
     infer_anchors,
-    rate_mle,
     transitions,
-    weekly_rhythm,
 )
 from cellsynth.generators.state import restore_stations, restore_time_axis, stations_state, time_axis_state
 from cellsynth.geo import haversine_km
@@ -142,17 +141,8 @@ class TimeGeoGenerator(UserGenerator):
             work_min_km=cfg.work_min_distance_km,
         )
         trips = transitions(loc, anchor_steps(anchors, line["day"]))
-        rhythm = weekly_rhythm(trips, line["slot"], _WEEK // data.step)
-        p = rhythm[line["slot"][trips.step]]
+        rhythm, rates = fit_rates(trips, line["slot"], _WEEK // data.step, data.n_users)
         upper = 1.0 / rhythm.max()
-        rates = np.full((data.n_users, 3), np.nan)  # a = n_w, b = beta1 n_w, c = beta2 n_w
-        for i in range(data.n_users):
-            mine = trips.user == i
-            kind = trips.kind[mine]
-            pi = p[mine]
-            rates[i, 0] = rate_mle(pi[kind == 1], pi[kind == 0], upper)
-            rates[i, 1] = rate_mle(pi[(kind == 3) | (kind == 4)], pi[kind == 2], upper)
-            rates[i, 2] = rate_mle(pi[kind == 3], pi[kind == 4], upper)
         self.rates_, self.filled_ = _fill_rates(rates, upper)
         visited, new, _, _ = exploration_events(loc, trips)
         self.rho_, self.gamma_ = fit_exploration(visited, new)

@@ -37,6 +37,7 @@ __all__ = [
     "exploration_events",
     "fit_exploration",
     "fit_rank_exponent",
+    "fit_rates",
     "infer_anchors",
     "rate_mle",
     "transitions",
@@ -154,15 +155,49 @@ def transitions(locations: np.ndarray, anchor: np.ndarray) -> Transitions:
     return Transitions(user, step, kind[user, step])
 
 
-def weekly_rhythm(trips: Transitions, slot: np.ndarray, n_slots: int) -> np.ndarray:
-    r"""``P(t)`` ``[n_slots]``: the population's trips (kinds 1, 3, 4) per occurrence of each step of the week in
-    the data, normalised to sum 1: ``P(t) = r_t / sum_t' r_t'``, ``r_t = trips at t / occurrences of t``."""
+def weekly_rhythm(
+    trips: Transitions, slot: np.ndarray, n_slots: int, exposure: np.ndarray | None = None
+) -> np.ndarray:
+    r"""``P(t)`` ``[n_slots]``: the population's trips (kinds 1, 3, 4) at each step of the week per unit of
+    exposure there, normalised to sum 1: ``P(t) = r_t / sum_t' r_t'``, ``r_t = trips at t / sum of exposure
+    at t`` over every classified move. With ``exposure`` None every move weighs 1 (the trips' share per
+    occurrence of ``t``, the paper's empirical rhythm); with each move's rate multiplier (``n_w`` at the
+    anchor, ``beta1 n_w`` at "other") it is the maximum-likelihood rhythm given the users' rates (Poisson
+    approximation), which does not confuse who is where at ``t`` with when people move."""
     moving = trips.of((1, 3, 4))
-    counts = np.bincount(slot[trips.step[moving]], minlength=n_slots).astype(np.float64)
-    occurrences = np.bincount(slot, minlength=n_slots).astype(np.float64)
-    rate = np.divide(counts, occurrences, out=np.zeros(n_slots), where=occurrences > 0)
+    weight = np.ones(len(trips.kind)) if exposure is None else np.asarray(exposure, dtype=np.float64)
+    at = slot[trips.step]
+    counts = np.bincount(at[moving], minlength=n_slots).astype(np.float64)
+    exposed = np.bincount(at, weights=weight, minlength=n_slots)
+    rate = np.divide(counts, exposed, out=np.zeros(n_slots), where=exposed > 0)
     total = rate.sum()
     return rate / total if total > 0 else np.full(n_slots, 1.0 / n_slots)
+
+
+def fit_rates(
+    trips: Transitions, slot: np.ndarray, n_slots: int, n_users: int, iterations: int = 10
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(rhythm [n_slots], rates [U, 3])``, ``rates`` = ``(n_w, beta1 n_w, beta2 n_w)`` per user (NaN where
+    a user has no event of a kind), by alternating: the rhythm given the rates (:func:`weekly_rhythm`, the
+    first pass with equal weights), then each user's rates given the rhythm (:func:`rate_mle`, bounded by
+    ``1 / max P``), ``iterations`` times."""
+    rhythm = weekly_rhythm(trips, slot, n_slots)
+    order = np.argsort(trips.user, kind="stable")
+    bounds = np.searchsorted(trips.user[order], np.arange(n_users + 1))
+    rates = np.full((n_users, 3), np.nan)
+    for _ in range(iterations):
+        p = rhythm[slot[trips.step]]
+        upper = 1.0 / rhythm.max()
+        for i in range(n_users):
+            rows = order[bounds[i] : bounds[i + 1]]
+            kind, pi = trips.kind[rows], p[rows]
+            rates[i, 0] = rate_mle(pi[kind == 1], pi[kind == 0], upper)
+            rates[i, 1] = rate_mle(pi[(kind == 3) | (kind == 4)], pi[kind == 2], upper)
+            rates[i, 2] = rate_mle(pi[kind == 3], pi[kind == 4], upper)
+        a, b = np.nan_to_num(rates[:, 0]), np.nan_to_num(rates[:, 1])
+        exposure = np.where(np.isin(trips.kind, (0, 1)), a[trips.user], b[trips.user])
+        rhythm = weekly_rhythm(trips, slot, n_slots, exposure)
+    return rhythm, rates
 
 
 def rate_mle(success: np.ndarray, failure: np.ndarray, upper: float) -> float:
