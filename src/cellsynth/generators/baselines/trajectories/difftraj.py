@@ -259,6 +259,7 @@ class DiffTrajGenerator(UserGenerator):
             checkpoint_dir=checkpoint_dir,
             progress=progress,
             accelerator=cfg.accelerator,
+            gradient_clip_val=None,  # the published training loop does not clip gradients
         )
         self.history_ = list(module.history)
         self.net_ = module.ema.cpu().eval().requires_grad_(False)
