@@ -93,21 +93,15 @@ def test_home_and_work_are_the_simulated_ones(simulated):
 
 
 def test_rhythm_and_rates_recover_the_simulated_values(simulated):
-    gen, _, work, rhythm = simulated
+    gen, work, rhythm = simulated[0], simulated[2], simulated[3]
     params = gen.parameters_
-    # At weekends nobody commutes: the fitted rhythm is the simulated one up to sampling noise. On weekdays a
-    # commuter who left work for "other" and goes home from there at the end of the work window cannot be
-    # told from one returning home by choice (the observed window ends at the last step at work): the hour
-    # after work gets extra trips (docs/baselines.md, TimeGEO's departures).
-    weekend = np.arange(120, 168)
-    assert np.corrcoef(params["rhythm"][weekend], rhythm[weekend])[0, 1] > 0.95
-    assert np.corrcoef(params["rhythm"], rhythm)[0, 1] > 0.85
-    # Per-user estimates from 4 weeks are noisy; the non-commuters' median is within 15 % of the truth.
-    home_only = work < 0
-    assert np.median(params["n_w"][home_only]) == pytest.approx(N_W, rel=0.15)
-    assert np.nanmedian(params["beta1"][home_only]) == pytest.approx(BETA1, rel=0.15)
-    assert np.nanmedian(params["beta2"][home_only]) == pytest.approx(BETA2, rel=0.15)
-    assert np.median(params["n_w"]) == pytest.approx(N_W, rel=0.15)
+    assert np.corrcoef(params["rhythm"], rhythm)[0, 1] > 0.95
+    # Per-user estimates from 4 weeks are noisy; their median is within 15 % of the truth, for the commuters
+    # (whose tours from work end with the commute home) and the others alike.
+    for users in (work >= 0, work < 0):
+        assert np.median(params["n_w"][users]) == pytest.approx(N_W, rel=0.15)
+        assert np.nanmedian(params["beta1"][users]) == pytest.approx(BETA1, rel=0.15)
+        assert np.nanmedian(params["beta2"][users]) == pytest.approx(BETA2, rel=0.15)
 
 
 def test_exploration_parameters_are_recovered_and_p_new_decreases_with_visited_places():

@@ -81,7 +81,8 @@ def infer_anchors(
     """Home: the station where the user spends most steps at night (``hour >= night[0]`` or ``< night[1]``;
     all steps if the data has no night). Work: of the stations at least ``work_min_km`` from home, the one
     the user is at during ``work_hours`` on the most distinct weekdays, if at least ``work_min_days``.
-    A commuter's work window on a day is the first..last step at work that day (days at work in work hours).
+    A commuter's work window on a day (a day at work in work hours) runs from the first step at work to the
+    step before the user is next home after the last one (the day's last step if not home again that day).
     Ties go to the lower station index."""
     loc = np.asarray(locations, dtype=np.int64)
     u, t = loc.shape
@@ -107,8 +108,14 @@ def infer_anchors(
             continue
         work[i] = best
         for d in np.flatnonzero(present[best]):
-            steps = step_of_day[(day_index == d) & (loc[i] == best)]
-            rows.append((i, int(d), int(steps[0]), int(steps[-1])))
+            today = np.flatnonzero(day_index == d)
+            at_work = today[loc[i, today] == best]
+            # The window lasts until the user is next home that day (or to the day's end): in the model a
+            # work-based tour still under way when the window closes ends with the commute home, so the
+            # "other" places between the last step at work and home belong to the window.
+            after = today[(today > at_work[-1]) & (loc[i, today] == home[i])]
+            last = after[0] - 1 if len(after) else today[-1]
+            rows.append((i, int(d), int(step_of_day[at_work[0]]), int(step_of_day[last])))
     table = np.asarray(rows, dtype=np.int64).reshape(-1, 4)
     return Anchors(home, work, *table.T)
 
