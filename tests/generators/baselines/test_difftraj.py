@@ -3,6 +3,7 @@ attributes are what they say."""
 
 from __future__ import annotations
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -63,12 +64,15 @@ def test_trip_attributes_of_a_known_trajectory():
     )  # first cell (0, 0); last (6, 0): x clipped into the grid
 
 
-def test_fit_needs_coordinates_and_generate_refuses_unknown_options():
+def test_fit_needs_coordinates_and_generate_refuses_unknown_options(monkeypatch):
     data = tiny_users()
     no_coordinates = UserMobility(data.locations, START, "30min", Stations(data.stations.ids))
     gen = get("difftraj", get("difftraj").smoke_config())
-    with pytest.raises(DataError, match="needs the stations' lat/lon"):
-        gen.fit(no_coordinates, progress=False)
+    with monkeypatch.context() as patched:  # refused before any training starts
+        patched.setattr(L.Trainer, "fit", lambda *a, **k: pytest.fail("training started"))
+        with pytest.raises(DataError, match="needs the stations' lat/lon") as err:
+            gen.fit(no_coordinates, progress=False)
+    assert "\n" not in str(err.value)
     gen.fit(data, progress=False)
     with pytest.raises(DataError, match=r"unknown option\(s\) \['eta'\]"):
         gen.generate(3, eta=0.0)
