@@ -38,6 +38,8 @@ _REGISTRY: dict[str, str] = {
     "volunteer": "cellsynth.generators.baselines.trajectories.volunteer:VolunteerGenerator",
     "csdi": "cellsynth.generators.baselines.users.csdi:CSDIGenerator",
     "dit": "cellsynth.generators.baselines.users.dit:DiTGenerator",
+    "timegeo": "cellsynth.generators.baselines.trajectories.timegeo:TimeGeoGenerator",
+    "difftraj": "cellsynth.generators.baselines.trajectories.difftraj:DiffTrajGenerator",
 }
 
 

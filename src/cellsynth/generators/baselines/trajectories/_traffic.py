@@ -35,12 +35,17 @@ class TrafficSection(ConfigSection):
 class LocationHourTraffic:
     """The fitted location-hour traffic model (arrays only, saved as tensors)."""
 
-    def __init__(self, arrays: dict[str, np.ndarray], n_stations: int, config: TrafficSection) -> None:
-        self.arrays, self.n_stations, self.config = arrays, int(n_stations), config
+    def __init__(
+        self, arrays: dict[str, np.ndarray], n_stations: int, config: TrafficSection | None = None
+    ) -> None:
+        self.arrays, self.n_stations = arrays, int(n_stations)
+        self.config = TrafficSection() if config is None else config
 
     @classmethod
-    def fit(cls, data: UserMobility, config: TrafficSection) -> LocationHourTraffic | None:
-        """The model of ``data``'s traffic; None when the data has none."""
+    def fit(cls, data: UserMobility, config: TrafficSection | None = None) -> LocationHourTraffic | None:
+        """The model of ``data``'s traffic (``config`` None: the floor's defaults, hour of the day and
+        ``min_count`` 1); None when the data has none."""
+        config = TrafficSection() if config is None else config
         if data.traffic is None:
             return None
         n_hours = 168 if config.weekly else 24
@@ -63,7 +68,7 @@ class LocationHourTraffic:
         cls,
         tensors: dict[str, torch.Tensor],
         n_stations: int,
-        config: TrafficSection,
+        config: TrafficSection | None = None,
         prefix: str = "traffic",
     ) -> LocationHourTraffic | None:
         """Inverse of :meth:`state`; None when no traffic model was saved."""

@@ -1,0 +1,80 @@
+"""DiffTraj: the snap to stations is exact, the U-Net keeps the trajectory's shape for any length, and the trip
+attributes are what they say."""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from cellsynth.data import Stations, UserMobility
+from cellsynth.errors import DataError
+from cellsynth.generators import get
+from cellsynth.generators.baselines.trajectories.difftraj import snap_to_stations, trip_attributes
+from cellsynth.nn.difftraj import DiffTrajNet, TrajUNet, _Attention
+from cellsynth.testing import START, tiny_users
+
+
+def test_snap_maps_each_position_to_its_nearest_station_exactly():
+    rng = np.random.default_rng(0)
+    stations = rng.uniform(-10, 10, (57, 2))
+    points = rng.uniform(-12, 12, (4, 33, 2))
+    brute = np.linalg.norm(points[..., None, :] - stations, axis=-1).argmin(axis=-1)
+    np.testing.assert_array_equal(snap_to_stations(points, stations), brute)
+    # a position on a station snaps to that station
+    np.testing.assert_array_equal(snap_to_stations(stations[None], stations)[0], np.arange(57))
+
+
+@pytest.mark.parametrize("length", [16, 37, 48, 336])
+def test_unet_output_has_the_input_shape(length):
+    net = TrajUNet(
+        2, ch=8, ch_mult=(1, 2, 2, 2), num_res_blocks=2, attention_lengths=(), dropout=0.0, length=length
+    )
+    x = torch.randn(3, 2, length)
+    assert net(x, torch.tensor([0, 10, 499])).shape == (3, 2, length)
+
+
+def test_attention_sits_at_the_configured_lengths_and_guidance_keeps_the_shape():
+    net = DiffTrajNet(
+        64, 5, (16, 16), ch=8, ch_mult=(1, 2, 2), num_res_blocks=1, attention_lengths=(32,), hidden_dim=4
+    )
+    # lengths 64, 32, 16: attention in the 32-long level, down and up, and always in the middle
+    assert sum(isinstance(m, _Attention) for m in net.unet.down_attn) == 1
+    assert sum(isinstance(m, _Attention) for m in net.unet.up_attn) == 2
+    x, t = torch.randn(5, 2, 64), torch.randint(0, 500, (5,))
+    cont, cat = torch.randn(5, 5), torch.randint(0, 16, (5, 2))
+    assert net.guided(x, t, cont, cat, 3.0).shape == (5, 2, 64)
+    # scale 0 is the conditional prediction
+    net.eval()
+    torch.testing.assert_close(net.guided(x, t, cont, cat, 0.0), net(x, t, cont, cat))
+
+
+def test_trip_attributes_of_a_known_trajectory():
+    # 0 -> 0 -> 1 -> 1 -> 2 on stations at x = 0, 3, 7 km: two moves, 7 km, 3.5 km a move, 3 places
+    station_xy = np.array([[0.0, 0.0], [3.0, 0.0], [7.0, 0.0]])
+    loc = np.array([[0, 0, 1, 1, 2]])
+    xy = station_xy[loc]
+    continuous, cells = trip_attributes(xy, loc, np.array([[0.0, 0.0], [7.0, 7.0]]), cells=7)
+    centre = xy[0].mean(axis=0)
+    radius = np.sqrt(((xy[0] - centre) ** 2).sum(axis=1).mean())
+    np.testing.assert_allclose(continuous[0], [7.0, 2.0, 3.5, radius, 3.0])
+    np.testing.assert_array_equal(
+        cells[0], [0, 6 * 7]
+    )  # first cell (0, 0); last (6, 0): x clipped into the grid
+
+
+def test_fit_needs_coordinates_and_generate_refuses_unknown_options(monkeypatch):
+    data = tiny_users()
+    no_coordinates = UserMobility(data.locations, START, "30min", Stations(data.stations.ids))
+    gen = get("difftraj", get("difftraj").smoke_config())
+    with monkeypatch.context() as patched:  # refused before any training starts
+        patched.setattr(L.Trainer, "fit", lambda *a, **k: pytest.fail("training started"))
+        with pytest.raises(DataError, match="needs the stations' lat/lon") as err:
+            gen.fit(no_coordinates, progress=False)
+    assert "\n" not in str(err.value)
+    gen.fit(data, progress=False)
+    with pytest.raises(DataError, match=r"unknown option\(s\) \['eta'\]"):
+        gen.generate(3, eta=0.0)
+    out = gen.generate(3, seed=0, sampler="ddpm", steps=None)
+    assert out.locations.shape == (3, data.n_steps) and out.traffic is not None
