@@ -13,6 +13,7 @@ from cellsynth.errors import DataError
 from cellsynth.metrics import (
     acf_distance,
     autocorrelation,
+    band_coverage,
     coverage,
     daily_periodic_rmse,
     daily_share,
@@ -241,6 +242,39 @@ def test_coverage():
     assert coverage(real, np.stack([real - 1, real + 1], axis=1)) == 1.0
 
 
+@pytest.mark.parametrize("k", [2, 4, 20])
+def test_band_coverage_of_samples_from_the_true_distribution_is_the_band_width(k):
+    # Real and generated drawn from one distribution: the calibrated coverage is 0.9 whatever K, while the
+    # band read off the K samples' quantiles covers only about 0.9 (K - 1) / (K + 1) (0.3, 0.54, 0.81).
+    rng = np.random.default_rng(k)
+    real = rng.lognormal(size=(200, 168))
+    samples = rng.lognormal(size=(200, k, 168))
+    assert band_coverage(real, samples) == pytest.approx(0.9, abs=0.01)
+    assert coverage(real, samples) == pytest.approx(0.9 * (k - 1) / (k + 1), abs=0.03)
+    assert band_coverage(real, samples, lower=0.25, upper=0.75) == pytest.approx(0.5, abs=0.01)
+
+
+def test_band_coverage_flags_narrow_wide_and_biased_samples():
+    rng = np.random.default_rng(3)
+    real = rng.normal(size=(100, 168))
+    noise = rng.normal(size=(100, 20, 168))
+    assert band_coverage(real, 0.5 * noise) < 0.65  # too narrow
+    assert band_coverage(real, 2.0 * noise) > 0.99  # too wide
+    assert band_coverage(real, noise + 100.0) == 0.0  # every real value below every sample
+
+
+def test_band_coverage_exact_ranks_and_ties():
+    samples = np.arange(1.0, 20.0)[None, :, None]  # K = 19: PIT intervals of width 1/20
+    below_all, second, top = np.array([[0.5]]), np.array([[2.5]]), np.array([[19.5]])
+    assert band_coverage(below_all, samples) == 0.0  # PIT in [0, 0.05]: outside the band
+    assert band_coverage(second, samples) == 1.0  # PIT in [0.1, 0.15]
+    assert band_coverage(top, samples) == 0.0  # PIT in [0.95, 1]
+    # Real and every sample 0 (a silent hour): the PIT spans [0, 1], of which 0.9 lies in the band.
+    assert band_coverage(np.zeros((3, 5)), np.zeros((3, 4, 5))) == pytest.approx(0.9)
+    # Half of the hours on the band's edge (K = 1 is refused: every hour would score the band's width).
+    assert band_coverage(np.array([[0.5, 2.5]]), samples[..., [0, 0]]) == pytest.approx(0.5)
+
+
 def test_traffic_metrics_keys():
     real = week_of_traffic(6, 13)
     generated = np.stack([week_of_traffic(6, 14), week_of_traffic(6, 15)], axis=1)
@@ -251,6 +285,7 @@ def test_traffic_metrics_keys():
         "mae_of_mean",
         "rmse_of_mean",
         "coverage",
+        "band_coverage",
         "value_jsd",
         "log_value_jsd",
         "diff_jsd",
@@ -305,6 +340,8 @@ def test_traffic_metrics_keys():
         ),
         (lambda: peak_hour_jsd(np.ones((2, 24)), np.ones((2, 24))), "every day is flat"),
         (lambda: coverage(np.ones((2, 5)), np.ones((2, 1, 5))), "K >= 2"),
+        (lambda: band_coverage(np.ones((2, 5)), np.ones((2, 1, 5))), "K >= 2"),
+        (lambda: band_coverage(np.ones((2, 5)), np.ones((2, 3, 5)), lower=0.5, upper=0.5), "lower < upper"),
         (lambda: coverage(np.ones((2, 5)), np.ones((2, 5))), r"coverage\(generated\): expected a 3-D"),
         (lambda: coverage(np.ones((2, 5)), np.ones((2, 3, 5)), lower=0.9, upper=0.1), "lower < upper"),
         (lambda: value_jsd([["a", "b"]], np.ones((1, 2))), "cannot be read as a numeric array"),

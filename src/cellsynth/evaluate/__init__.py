@@ -18,8 +18,8 @@ the data up and says what it compared. Station traffic, step by step:
    have units (the paired errors) are also reported in the data's original units.
 4. **Pairing.** When every generated station id (``"<id>#<k>"`` with the sample suffix stripped) is a
    real station id, the data are aligned by id and each real week of a station is paired with all of that
-   station's samples: MAE, RMSE (per sample and of the sample mean), coverage and the paired daily-cycle
-   RMSE, plus every distribution metric. Otherwise only distributions are compared (quantile-matched
+   station's samples: MAE, RMSE (per sample and of the sample mean), coverage, band coverage and the paired
+   daily-cycle RMSE, plus every distribution metric. Otherwise only distributions are compared (quantile-matched
    daily-cycle RMSE).
 5. **Memorisation.** With training data, :func:`cellsynth.metrics.memorisation_check` compares each
    generated series (one week, all channels, normalised, flattened) with the training weeks and with the

@@ -54,6 +54,7 @@ def traffic_scores(
             )
         if generated.shape[1] >= 2:
             score("coverage", lambda: metrics.coverage(real, generated))
+            score("band_coverage", lambda: metrics.band_coverage(real, generated))
     score("value_jsd", lambda: metrics.value_jsd(real, generated, bins))
     score("log_value_jsd", lambda: metrics.log_value_jsd(real, generated, bins))
     score("diff_jsd", lambda: metrics.diff_jsd(real, generated, bins))

@@ -287,6 +287,8 @@ def test_paper_preset_switches_every_extension_off(data):
         "attention_heads": 0,
         "norm": "group",
         "ema_decay": 0.0,
+        "known_level": "all",
+        "recent_weeks": 1,
         "clip_margin": None,
     }
     assert gen.config.sampling.sampler == "ddpm"

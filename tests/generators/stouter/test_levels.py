@@ -4,19 +4,22 @@ sites the level their features imply."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import cellsynth
 from cellsynth.data.model import Stations, StationTraffic
 from cellsynth.data.samples import split_samples
 from cellsynth.errors import DataError, NotFittedError
 from cellsynth.generators import get
 from cellsynth.generators.stouter import StouterGenerator
-from cellsynth.generators.stouter.levels import LevelRegression, station_levels
-from tests.generators.stouter.test_generator import CHANNELS, START
+from cellsynth.generators.stouter.levels import LevelRegression, recent_level_shift, station_levels
+from tests.generators.stouter.test_generator import CHANNELS, START, tiny_stations, tiny_traffic
 
 
 def linear_law(n: int, d: int = 4, c: int = 2, noise: float = 0.3, seed: int = 0, law: int = 0):
@@ -146,3 +149,58 @@ def test_stouter_gives_planned_sites_the_level_their_features_imply():
     # the paper's behaviour is one switch away, and is a different model
     none = get("stouter", StouterGenerator.smoke_config() | {"epochs": 4, "level_model": "none"})
     assert none.fit(train, progress=False).levels_ is None
+
+
+# -- known stations' recent level (extensions.known_level) ---------------------------------------------------
+def test_recent_level_shift_is_the_last_weeks_mean_minus_the_mean():
+    weekly = np.array([[[1.0], [2.0], [6.0]], [[4.0], [4.0], [4.0]]])  # [N=2, W=3, C=1]
+    np.testing.assert_allclose(recent_level_shift(weekly, 1)[:, 0], [6.0 - 3.0, 0.0])
+    np.testing.assert_allclose(recent_level_shift(weekly, 2)[:, 0], [4.0 - 3.0, 0.0])
+    np.testing.assert_allclose(recent_level_shift(weekly, 5)[:, 0], [0.0, 0.0])  # more weeks than there are
+    with pytest.raises(DataError, match=r"\[N stations, W weeks, C\]"):
+        recent_level_shift(np.zeros((2, 3)), 1)
+    with pytest.raises(DataError, match="recent_weeks must be >= 1"):
+        recent_level_shift(weekly, 0)
+
+
+@pytest.mark.parametrize("level_model", ["ridge", "none"])
+def test_known_stations_can_take_their_recent_level(level_model, tmp_path):
+    torch.set_num_threads(1)
+    base = tiny_traffic(n=10, weeks=2)
+    values = base.values.copy()
+    values[:5, 168:] *= 4.0  # half the stations grow 4x in the second week
+    train = StationTraffic(values, base.start, base.step, base.channels, base.stations)
+    config = StouterGenerator.smoke_config() | {"epochs": 4}
+    extensions = {"level_model": level_model}
+    gen = get("stouter", config | {"extensions": extensions}).fit(train, progress=False)
+    gen.save(tmp_path)
+    recent = cellsynth.load(tmp_path)  # the weekly levels survive the round trip
+    np.testing.assert_array_equal(recent.weekly_levels_, gen.weekly_levels_)
+    # known_level only acts in generate: the same fitted model, its saved config edited
+    record = json.loads((tmp_path / "generator.json").read_text())
+    record["config"]["extensions"]["known_level"] = "recent"
+    (tmp_path / "generator.json").write_text(json.dumps(record))
+    recent = cellsynth.load(tmp_path)
+    planned = tiny_stations(3, seed=5, prefix="new")
+    target = Stations(
+        [*train.stations.ids, *planned.ids],
+        np.concatenate([train.stations.lat, planned.lat]),
+        np.concatenate([train.stations.lon, planned.lon]),
+        np.concatenate([train.stations.features, planned.features]),
+        train.stations.feature_names,
+    )
+    _, old = split_samples(gen.generate(target, samples=2, seed=3))
+    _, new = split_samples(recent.generate(target, samples=2, seed=3))
+    # In log space every sample of a known station moves by its last week's level minus its mean level
+    # (where neither is zero traffic nor at the clip to the training range): up for the grown stations, ~0 for
+    # the others.
+    shift = recent_level_shift(gen.weekly_levels_, 1)  # [10, C]
+    before, after = recent.scaler_.transform(old[:10]), recent.scaler_.transform(new[:10])  # [10, K, T, C]
+    low, high = recent._widened(recent.scaler_.z_min_, recent.scaler_.z_max_)
+    free = (np.minimum(before, after) > low + 1e-3) & (np.maximum(before, after) < high - 1e-3)
+    free &= (old[:10] > 0) & (new[:10] > 0)
+    expected = np.broadcast_to(shift[:, None, None, :], before.shape)
+    assert free.sum() >= 100
+    np.testing.assert_allclose((after - before)[free], expected[free], atol=1e-3)
+    assert shift[:5].min() > 0.2 and shift[:5].min() > 5 * np.abs(shift[5:]).max()
+    np.testing.assert_array_equal(new[10:], old[10:])  # new sites are not affected

@@ -50,6 +50,16 @@ class StouterExtensions(ConfigSection):
         description="EMA of STUNet's weights, what generates (warm-up min(decay, (1+n)/(10+n)) at step n; "
         "0: the last weights, as the paper).",
     )
+    known_level: Literal["all", "recent"] = pydantic.Field(
+        "all",
+        description="The level of a station seen in training: 'all' (its mean over all training weeks, as "
+        "the paper) or 'recent' (its last `recent_weeks` training weeks: every sample of the station is "
+        "shifted in log space by its recent level minus its all-weeks level, ell_recent - ell_all). For "
+        "next weeks of known stations whose load drifts. New sites are not affected.",
+    )
+    recent_weeks: int = pydantic.Field(
+        1, ge=1, description="Training weeks, counted back from the last, that known_level 'recent' averages."
+    )
     clip_margin: float | None = pydantic.Field(
         0.1,
         ge=0,

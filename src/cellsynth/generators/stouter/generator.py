@@ -27,12 +27,11 @@ Pipeline of :meth:`StouterGenerator.fit`:
 :meth:`StouterGenerator.generate` draws ``k`` weeks per station from ``x_T ~ N(0, I)`` with DDPM, DDIM
 (default, 50 steps) or DPM-Solver++, adds a level per week (a training station's own; a new station's
 drawn from the regression, ``ell-hat + Sigma^{1/2} xi``), inverts the normalisation (never negative) and
-returns them on the
-training time axis (the first training week). A station seen in training (same id; features and
-coordinates, where given, equal to its training ones — its id alone is enough) uses its training embedding
-and its own level; any other station is a *new* one (a planned site) and is embedded inductively: it is
-added to the training station graph with edges from its training neighbours and the frozen GCN encoder is
-run on it (see :mod:`cellsynth.graphs.stations`).
+returns them on the training time axis (the first training week). A station seen in training (same id;
+features and coordinates, where given, equal to its training ones — its id alone is enough) uses its
+training embedding and its own level; any other station is a *new* one (a planned site) and is embedded
+inductively: it is added to the training station graph with edges from its training neighbours and the
+frozen GCN encoder is run on it (see :mod:`cellsynth.graphs.stations`).
 
 :meth:`StouterGenerator.fit` first checks what it can up front (whole weeks STUNet can halve, something to
 build the station graph from, ``knn`` below the number of stations for a feature graph, enough stations for
@@ -92,7 +91,12 @@ from cellsynth.generators.state import (
     time_axis_state,
 )
 from cellsynth.generators.stouter.config import StouterConfig, StouterExtensions
-from cellsynth.generators.stouter.levels import MIN_STATIONS, LevelRegression, station_levels
+from cellsynth.generators.stouter.levels import (
+    MIN_STATIONS,
+    LevelRegression,
+    recent_level_shift,
+    station_levels,
+)
 from cellsynth.graphs.stations import StationGraphBuilder
 from cellsynth.graphs.temporal import temporal_graph
 from cellsynth.nn.graph_autoencoder import GraphAutoencoder, gcn_autoencoder, gin_autoencoder
@@ -255,6 +259,7 @@ class StouterGenerator(StationGenerator):
         self.scaler_ = LogScaler(cfg.extensions.normalisation).fit(weeks)
         z = self.scaler_.transform(weeks).astype(np.float32)
         self.stations_, self.time_, self.week_length_ = data.stations, time_axis_state(data), length
+        self.weekly_levels_ = z.mean(axis=2).astype(np.float64)  # [N, W, C], for extensions.known_level
         self.history_ = {}
 
         # Stage 1: temporal graph -> GIN autoencoder -> F_t.
@@ -516,11 +521,21 @@ class StouterGenerator(StationGenerator):
         if self.levels_ is not None:  # z = ell + sigma_shape * u, with ell drawn after all of x_T
             level = self._sample_levels(target, spatial, samples, generator)
             z = level[:, :, None, :] + self.levels_["shape_sd"] * z
-            if self.config.extensions.clip_margin is not None:
-                z = np.clip(z, *self._widened(self.scaler_.z_min_, self.scaler_.z_max_))
+        if self.config.extensions.known_level == "recent" and target.known.any():
+            z[target.known] += self._recent_shift()[target.training_index[target.known]][:, None, None, :]
+        if self.config.extensions.clip_margin is not None:  # a no-op on the x_0-clipped z of level 'none'
+            z = np.clip(z, *self._widened(self.scaler_.z_min_, self.scaler_.z_max_))
         values = self.scaler_.inverse(z).astype(np.float32)
         start, step = restore_time_axis(self.time_)
         return stack_samples(stations, values, start=start, step=step, channels=tuple(self.time_["channels"]))
+
+    def _recent_shift(self) -> np.ndarray:
+        if self.weekly_levels_ is None:
+            raise ConfigError(
+                f"{self.name}: extensions.known_level 'recent' needs the levels of the training weeks, which "
+                "models saved before it existed do not keep; refit, or set extensions.known_level: all"
+            )
+        return recent_level_shift(self.weekly_levels_, self.config.extensions.recent_weeks)
 
     def _x0_range(self, device) -> tuple[torch.Tensor, torch.Tensor] | None:
         """``(lo, hi)`` ``[C, 1]``: the training range of what the diffusion models (z, or the level-free u)
@@ -583,6 +598,7 @@ class StouterGenerator(StationGenerator):
                 "levels.regression": None if levels is None else levels["regression"].state(),
             }
         )
+        tensors["weekly_levels"] = torch.from_numpy(self.weekly_levels_)
         if self.temporal_ae_ is not None:
             tensors["temporal_embeddings"] = self.temporal_embeddings_
         if station:
@@ -600,6 +616,8 @@ class StouterGenerator(StationGenerator):
         parts = split_state(tensors, _STATE_PARTS)
         self.stations_ = restore_stations(tensors, meta)
         self.time_, self.week_length_ = meta["time"], meta["week_length"]
+        weekly = tensors.get("weekly_levels")  # None in models saved before known_level existed
+        self.weekly_levels_ = weekly if weekly is None else weekly.double().numpy()
         self.history_ = meta.get("history", {})
         self.scaler_ = LogScaler.from_state(parts["scaler"], self.config.extensions.normalisation)
         self.stunet_ = self._stunet(len(self.time_["channels"]))

@@ -52,7 +52,7 @@ import torch
 
 from cellsynth.errors import DataError, NotFittedError
 
-__all__ = ["MIN_STATIONS", "LevelRegression", "station_levels"]
+__all__ = ["MIN_STATIONS", "LevelRegression", "recent_level_shift", "station_levels"]
 
 #: Training stations a level regression needs: with fewer, each leave-one-out fit has at most one station to
 #: learn from, and the out-of-sample spread it keeps is no estimate at all.
@@ -68,6 +68,22 @@ def station_levels(z: np.ndarray) -> np.ndarray:
     """``ell_{n,c}``: the mean of ``z`` ``[N, ..., C]`` over every axis but the first and last -> ``[N, C]``."""
     z = np.asarray(z, dtype=np.float64)
     return z.reshape(z.shape[0], -1, z.shape[-1]).mean(1)
+
+
+def recent_level_shift(weekly_levels: np.ndarray, recent_weeks: int) -> np.ndarray:
+    """``ell_recent - ell_all`` ``[N, C]`` from the levels of each station's training weeks ``[N, W, C]``:
+    the mean of the last ``min(recent_weeks, W)`` weeks minus the mean of all ``W`` (zero with one week).
+
+    Why: a known station's samples carry its level over all training weeks; a planner asking for its next
+    weeks needs its recent level when load drifts (``extensions.known_level: recent``). In log space the
+    shift is a factor ``exp(sigma_c (ell_recent - ell_all))`` on the traffic.
+    """
+    levels = np.asarray(weekly_levels, dtype=np.float64)
+    if levels.ndim != 3:
+        raise DataError(f"weekly levels must be [N stations, W weeks, C], got shape {levels.shape}")
+    if recent_weeks < 1:
+        raise DataError(f"recent_weeks must be >= 1, got {recent_weeks}")
+    return levels[:, -recent_weeks:].mean(1) - levels.mean(1)
 
 
 class LevelRegression:
