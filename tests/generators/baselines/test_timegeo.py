@@ -157,9 +157,22 @@ def test_fit_refuses_data_it_cannot_model():
     no_coordinates = UserMobility(data.locations, START, "30min", Stations(data.stations.ids))
     with pytest.raises(DataError, match="needs their lat/lon"):
         get("timegeo").fit(no_coordinates, progress=False)
-    short = UserMobility(data.locations[:, :100], START, "30min", data.stations)
-    with pytest.raises(DataError, match="at least one week .*100 steps"):
+    short = UserMobility(data.locations[:, :40], START, "30min", data.stations)
+    with pytest.raises(DataError, match="at least one day .*40 steps"):
         get("timegeo").fit(short, progress=False)
     odd = UserMobility(data.locations, pd.Timestamp(START), "5h", data.stations)
-    with pytest.raises(DataError, match="must divide 7 days"):
+    with pytest.raises(DataError, match="must divide a day"):
         get("timegeo").fit(odd, progress=False)
+
+
+def test_user_days_get_the_rhythm_of_a_day():
+    """Data shorter than a week (MoveSim's GeoLife user-days): P(t) has one value per step of a day, and the
+    generated users follow it: more moves at the hours the training users moved."""
+    data = tiny_users()
+    one_day = UserMobility(data.locations[:, :48], START, "30min", data.stations)
+    gen = get("timegeo").fit(one_day, progress=False)
+    rhythm = gen.parameters_["rhythm"]
+    assert rhythm.shape == (48,) and np.isclose(rhythm.sum(), 1.0)
+    assert (gen.parameters_["work"] == -1).all()  # one day holds fewer weekdays than the work rule needs
+    out = gen.generate(30, seed=0)
+    assert out.locations.shape == (30, 48) and out.n_steps == 48

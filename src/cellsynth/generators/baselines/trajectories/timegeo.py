@@ -8,7 +8,9 @@ days) and observed work windows; the population's weekly rhythm ``P(t)``; each u
 number ``n_w``, dwell rate ``beta1`` and burst rate ``beta2`` (maximum likelihood of the temporal model on
 the user's steps); the r-EPR parameters ``rho``, ``gamma`` (``P_new = rho S^-gamma``) and the rank exponent
 ``alpha`` (maximum likelihood over all users' trips); each user's visits to "other" places (the memory of
-preferential return). Nothing is hard-coded: every number the simulation uses comes from the data.
+preferential return). Nothing is hard-coded: every number the simulation uses comes from the data. Data
+shorter than a week (user-days, such as MoveSim's GeoLife split) gets the rhythm of a day instead, and its
+``n_w`` counts tours per day; one day holds too few weekdays for the work rule, so its users have no work.
 
 **Generate.** Each synthetic user takes the profile of a training user drawn uniformly (with replacement,
 seeded): home, work, rates, work windows and visit memory, as TimeGEO simulates each individual from their
@@ -54,6 +56,7 @@ from cellsynth.geo import haversine_km
 __all__ = ["TimeGeoConfig", "TimeGeoGenerator", "week_timeline"]
 
 _WEEK = pd.Timedelta("7D")
+_DAY = pd.Timedelta("1D")
 
 
 class TimeGeoConfig(GeneratorConfig):
@@ -110,13 +113,20 @@ class TimeGeoGenerator(UserGenerator):
                 f"{self.name} ranks stations by distance and needs their lat/lon; give stations with coordinates",
                 source=data.source,
             )
-        if _WEEK % data.step != pd.Timedelta(0) or data.n_steps < _WEEK // data.step:
+        if _DAY % data.step != pd.Timedelta(0) or data.n_steps < _DAY // data.step:
             raise DataError(
-                f"{self.name} fits a weekly rhythm: the step ({data.step}) must divide 7 days and the data must "
-                f"cover at least one week (it has {data.n_steps} steps); resample or give more weeks",
+                f"{self.name} fits the rhythm of a week (or of a day, for data shorter than a week): the step "
+                f"({data.step}) must divide a day and the data must cover at least one day (it has "
+                f"{data.n_steps} steps); resample, or give whole days",
                 source=data.source,
             )
         return data
+
+    @staticmethod
+    def _rhythm_period(data) -> pd.Timedelta:
+        """The period of ``P(t)``: a week, as the paper, where the data covers one; else a day (user-days such
+        as MoveSim's GeoLife split, where a weekly rhythm cannot be estimated)."""
+        return _WEEK if data.n_steps >= _WEEK // data.step else _DAY
 
     def _distances(self):
         lat, lon = self.stations_.lat, self.stations_.lon
@@ -141,7 +151,8 @@ class TimeGeoGenerator(UserGenerator):
             work_min_km=cfg.work_min_distance_km,
         )
         trips = transitions(loc, anchor_steps(anchors, line["day"]))
-        rhythm, rates = fit_rates(trips, line["slot"], _WEEK // data.step, data.n_users)
+        n_slots = self._rhythm_period(data) // data.step
+        rhythm, rates = fit_rates(trips, line["slot"] % n_slots, n_slots, data.n_users)
         upper = 1.0 / rhythm.max()
         self.rates_, self.filled_ = _fill_rates(rates, upper)
         visited, new, _, _ = exploration_events(loc, trips)
@@ -201,7 +212,7 @@ class TimeGeoGenerator(UserGenerator):
         rng = np.random.default_rng(seed)
         profile = rng.integers(0, len(self.home_), n_users)
         anchor = self._anchors(profile, line, rng)
-        loc = self._simulate(profile, anchor, line["slot"], rng)
+        loc = self._simulate(profile, anchor, line["slot"] % len(self.rhythm_), rng)
         traffic = None if self.traffic_ is None else self.traffic_.sample(loc, start, step, rng)
         return UserMobility(loc, start, step, self.stations_, traffic=traffic)
 
