@@ -15,6 +15,7 @@ def test_all_lists_exactly_the_public_names():
         "mobility",
         "privacy",
         "traffic",
+        "utility",
     }
     assert set(metrics.__all__) == public
     assert len(metrics.__all__) == len(set(metrics.__all__))
