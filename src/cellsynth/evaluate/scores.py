@@ -12,9 +12,15 @@ from cellsynth import metrics
 from cellsynth.errors import DataError
 from cellsynth.metrics.catalog import METRICS
 
-__all__ = ["PAIRED_ERRORS", "attempt", "traffic_scores"]
+__all__ = ["FORECAST_UTILITY", "PAIRED_ERRORS", "attempt", "forecast_utility_scores", "traffic_scores"]
 
 PAIRED_ERRORS = ("mae", "rmse", "mae_of_mean", "rmse_of_mean")
+#: Metric names of the train-on-synthetic, test-on-real forecast, and their keys in tstr_forecast_utility.
+FORECAST_UTILITY = (
+    ("tstr_utility", "utility"),
+    ("tstr_mae_generated", "mae_generated"),
+    ("tstr_mae_real", "mae_real"),
+)
 
 
 def traffic_scores(
@@ -55,6 +61,12 @@ def traffic_scores(
         if generated.shape[1] >= 2:
             score("coverage", lambda: metrics.coverage(real, generated))
             score("band_coverage", lambda: metrics.band_coverage(real, generated))
+        score("busy_hour_p95_error", lambda: metrics.busy_hour_dimensioning(real, generated)["p95_error"])
+        if generated.shape[1] >= 2:
+            score(
+                "busy_hour_coverage",
+                lambda: metrics.busy_hour_dimensioning(real, generated)["busy_hour_coverage"],
+            )
     score("value_jsd", lambda: metrics.value_jsd(real, generated, bins))
     score("log_value_jsd", lambda: metrics.log_value_jsd(real, generated, bins))
     score("diff_jsd", lambda: metrics.diff_jsd(real, generated, bins))
@@ -76,6 +88,40 @@ def traffic_scores(
             lambda: metrics.daily_periodic_rmse(real, first, steps_per_day, paired=paired, compat=True),
         )
     return scores
+
+
+def forecast_utility_scores(
+    real_train: np.ndarray,
+    generated: np.ndarray,
+    real_held_out: np.ndarray,
+    *,
+    unit: float,
+    steps_per_day: int,
+    notes: list[str],
+    group: str,
+) -> dict[str, dict[str, Any]]:
+    """The train-on-synthetic, test-on-real entries of one channel (:func:`metrics.tstr_forecast_utility`):
+    ``real_train`` [S, T1] training series, ``generated`` [M, K, T], ``real_held_out`` [R, T3] real series
+    the generator was not trained on. The MAEs scale with the data (the forecaster's log unit follows the
+    data), so their original-unit values are ``unit`` times the normalised ones."""
+    if len(real_held_out) == 0:
+        result, reason = (
+            None,
+            "no held-out real series (real data the generator was not trained on) to test on",
+        )
+    else:
+        result, reason = attempt(
+            lambda: metrics.tstr_forecast_utility(real_train, generated, real_held_out, steps_per_day)
+        )
+    if reason is not None:
+        notes.append(f"{group}: the train-on-synthetic forecast was not scored: {reason}")
+        entries = {name: {"value": None, "reason": reason} for name, _ in FORECAST_UTILITY}
+    else:
+        entries = {name: {"value": result[key]} for name, key in FORECAST_UTILITY}
+    for name in ("tstr_mae_generated", "tstr_mae_real"):
+        value = entries[name]["value"]
+        entries[name]["original"] = None if value is None else value * unit
+    return entries
 
 
 def attempt(compute: Callable[[], Any]) -> tuple[Any, str | None]:

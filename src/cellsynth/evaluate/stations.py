@@ -22,7 +22,7 @@ from cellsynth.evaluate.alignment import (
 )
 from cellsynth.evaluate.memorisation import memorisation_summary, run_memorisation
 from cellsynth.evaluate.result import Evaluation, StationComparison
-from cellsynth.evaluate.scores import traffic_scores
+from cellsynth.evaluate.scores import forecast_utility_scores, traffic_scores
 from cellsynth.evaluate.users import evaluate_users
 
 __all__ = ["evaluate"]
@@ -72,6 +72,15 @@ def evaluate(
     generated_norm = generated_values.astype(np.float64) / scale
 
     _note_outsized(generated_norm, real_norm, chosen, notes)
+    if train is not None:
+        # Real data the generator was not trained on: the stations it was not trained on, or, when the real
+        # data starts after the training data ends (future weeks of known stations), all of it.
+        train_values = train.select_channels(chosen).values
+        train_weeks = train_values.shape[1] // period
+        train_norm = train_values[:, : train_weeks * period] / scale  # [S stations, whole weeks, C]
+        later = real.start >= train.end
+        held_out = ~np.isin(real.stations.ids.astype(str), train.stations.ids.astype(str)) | later
+        held_out_norm = real.select_channels(chosen).values[held_out, : weeks * period] / scale
     table = {}
     n_real = len(real_index)
     for c, channel in enumerate(chosen):
@@ -91,21 +100,23 @@ def evaluate(
             notes=notes,
             group=channel,
         )
+        if train is not None:
+            # A station's consecutive weeks form one series, so day pairs also span week boundaries.
+            table[channel] |= forecast_utility_scores(
+                train_norm[..., c],
+                generated_norm[..., c],
+                held_out_norm[..., c],
+                unit=float(scale[c]),
+                steps_per_day=steps_per_day,
+                notes=notes,
+                group=channel,
+            )
 
     memorisation = None
     if train is not None:
-        train_values = train.select_channels(chosen).values
-        train_weeks = train_values.shape[1] // period
-        train_series = train_values[:, : train_weeks * period].reshape(-1, period, len(chosen)) / scale
-        # Real series the generator was not trained on: those of stations it was not trained on, or, when the
-        # real data starts after the training data ends (future weeks of known stations), all of them.
-        later = real.start >= train.end
-        held_out = ~np.isin(real.stations.ids.astype(str), train.stations.ids.astype(str)) | later
-        all_real = real.select_channels(chosen).values[:, : weeks * period]
-        held_out_series = all_real[held_out].reshape(-1, period, len(chosen)) / scale
         memorisation = run_memorisation(
-            train_series,
-            held_out_series,
+            train_norm.reshape(-1, period, len(chosen)),
+            held_out_norm.reshape(-1, period, len(chosen)),
             generated_norm.reshape(-1, period, len(chosen)),
             series=f"{span_in_words(period, real.step)} per series ({_join(chosen)}), normalised, flattened",
             held_out_what="real weeks after the training data"
@@ -260,7 +271,9 @@ def _station_protocol(chosen, period, weeks, step, paired, scale_source, k, n_re
             + ("generated series" if k == 1 else f"{k} generated samples")
             + f" ({n_real} stations): paired errors (MAE, RMSE), "
             + ("" if k == 1 else "coverage, ")
-            + "the paired daily-cycle RMSE, and the distribution metrics."
+            + "the paired daily-cycle RMSE, the busy-hour dimensioning error"
+            + ("" if k == 1 else " and coverage")
+            + ", and the distribution metrics."
         )
     else:
         lines.append(
@@ -272,8 +285,15 @@ def _station_protocol(chosen, period, weeks, step, paired, scale_source, k, n_re
             "Memorisation: each generated series is compared with the closest training series and the closest "
             "held-out real series; a generator that copies its training data shows up as near-copies."
         )
+        lines.append(
+            "Forecast utility (train on synthetic, test on real): one fixed day-ahead forecaster is fitted on "
+            "the generated series and on the real training series, and both forecast the held-out real days."
+        )
     else:
-        lines.append("No training data given: no memorisation check (pass the training data to run it).")
+        lines.append(
+            "No training data given: no memorisation check and no forecast utility (pass the training data "
+            "to run them)."
+        )
     return lines
 
 

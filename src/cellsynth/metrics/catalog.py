@@ -62,6 +62,41 @@ METRICS: dict[str, MetricInfo] = {
         "generated samples so that samples drawn like the real data score 0.9 whatever their number.",
         "about 0.9 is best: lower = samples too narrow or biased, higher = too wide",
     ),
+    "busy_hour_p95_error": MetricInfo(
+        "Busy-hour P95 error",
+        "Dimensioning error: each station's 95th-percentile hourly load from its generated samples (the mean "
+        "of the samples' P95s) against the real one, total absolute difference relative to the total real P95 "
+        "load. Capacity is planned on peaks, not means.",
+        "lower is better (0 = the same P95 at every station)",
+    ),
+    "busy_hour_coverage": MetricInfo(
+        "Busy-hour coverage",
+        "Share of stations whose real busy-hour (maximum) load lies within the range of the busiest hours of "
+        "the station's generated samples.",
+        "samples drawn like the real data score about (K - 1) / (K + 1) with K samples (0.6 with 4, 0.9 with "
+        "19); much lower = peaks too low, too high or too alike",
+    ),
+    "tstr_utility": MetricInfo(
+        "Forecast utility (train on synthetic, test on real)",
+        "A fixed day-ahead forecaster (ridge regression from one day's log load to the next day's) trained on "
+        "the generated series, against the same forecaster trained on the real training series, both scored "
+        "on the held-out real days: real-trained MAE / synthetic-trained MAE.",
+        "higher is better: 1 = as useful as real training data, 0.5 = twice the forecast error",
+    ),
+    "tstr_mae_generated": MetricInfo(
+        "Forecast MAE, trained on generated data",
+        "Mean absolute error of the day-ahead forecaster trained on the generated series, on the held-out real "
+        "days.",
+        _LOWER,
+        has_units=True,
+    ),
+    "tstr_mae_real": MetricInfo(
+        "Forecast MAE, trained on real data",
+        "The same forecaster trained on the real training series: the reference the utility divides by "
+        "(it does not depend on the generator).",
+        _LOWER,
+        has_units=True,
+    ),
     "value_jsd": MetricInfo(
         "JSD of values",
         "Jensen-Shannon divergence (base 2) between the histograms of all traffic values, real vs generated.",
