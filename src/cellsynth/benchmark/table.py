@@ -33,9 +33,14 @@ OTHER_METRICS: tuple[tuple[str, str], ...] = (
     ("peak_hour_jsd", "Peak-hour JSD"),
     ("mae_of_mean", "MAE of mean"),
     ("rmse_of_mean", "RMSE of mean"),
+    ("busy_hour_p95_error", "Busy-hour P95 err."),
+    ("busy_hour_coverage", "Busy-hour coverage"),
+    ("tstr_utility", "Forecast utility (TSTR)"),
 )
-#: Coverage of the 5-95 % band (rank-based, calibrated at any number of samples) is best at 0.9; every other metric here is best at its lowest.
-_TARGETS = {"band_coverage": 0.9}
+#: Coverage of the 5-95 % band (rank-based, calibrated at any number of samples) is best at 0.9, the forecast
+#: utility at its highest (``math.inf``: real-trained / synthetic-trained error); busy-hour coverage is best at
+#: (K - 1) / (K + 1) for K samples (:func:`_target`); every other metric here is best at its lowest.
+_TARGETS = {"band_coverage": 0.9, "tstr_utility": math.inf}
 _SPLITS = (("held_out", "held-out stations (new sites)"), ("train", "training stations"))
 
 
@@ -92,10 +97,23 @@ def format_cell(mean: float | None, std: float | None, digits: int = 4) -> str:
     return text if std is None else f"{text} ± {std:.{digits}f}"
 
 
+def _target(metric: str, samples: int | None) -> float | None:
+    """What ``metric``'s best value is (None: its lowest; ``math.inf``: its highest)."""
+    if metric == "busy_hour_coverage" and samples:
+        return (samples - 1) / (samples + 1)  # the real busy hour drawn like K samples' lies in their range
+    return _TARGETS.get(metric)
+
+
 def _ranks(values: list[float | None], target: float | None = None) -> list[int | None]:
-    """Rank of each value (0 = best, 1 = second, ...; ties share a rank); lower is better, or closer to
-    ``target`` when given. ``None`` values get no rank."""
-    keys = [None if v is None else (abs(v - target) if target is not None else v) for v in values]
+    """Rank of each value (0 = best, 1 = second, ...; ties share a rank); lower is better, higher when
+    ``target`` is ``math.inf``, else closer to ``target`` when given. ``None`` values get no rank."""
+
+    def key(v: float) -> float:
+        if target is None:
+            return v
+        return -v if target == math.inf else abs(v - target)
+
+    keys = [None if v is None else key(v) for v in values]
     distinct = sorted({k for k in keys if k is not None})
     return [None if k is None else distinct.index(k) for k in keys]
 
@@ -106,7 +124,8 @@ def markdown_table(
     """A markdown table whose data columns mark the best mean **bold** and the second <u>underlined</u>.
 
     ``rows[i][0]`` is the row label, ``rows[i][j + 1]`` the text of column j; ``means[i][j]`` the value that
-    column j is ranked by (lower is better, or closest to ``targets[j]`` when that is not None). A column
+    column j is ranked by (lower is better; higher when ``targets[j]`` is ``math.inf``; else closest to
+    ``targets[j]`` when that is not None). A column
     with a single ranked value marks nothing.
     """
     marked = [list(r) for r in rows]
@@ -124,15 +143,16 @@ def markdown_table(
     return "\n".join(lines)
 
 
-def _metric_table(summary, models, split, columns) -> tuple[str, list[list[float | None]]]:
-    """``columns``: ``[(channel, metric, label)]``; returns the table and the means (for STOUTER's change)."""
+def _metric_table(summary, models, split, columns, samples=None) -> tuple[str, list[list[float | None]]]:
+    """``columns``: ``[(channel, metric, label)]``, ``samples`` generated per station; returns the table and
+    the means (for STOUTER's change)."""
     header = ["Model"] + [label for _, _, label in columns]
     rows, means = [], []
     for name in models:
         stats = [summary[name][split].get(channel, {}).get(metric, {}) for channel, metric, _ in columns]
         rows.append([name] + [format_cell(s.get("mean"), s.get("std")) for s in stats])
         means.append([s.get("mean") for s in stats])
-    targets = [_TARGETS.get(metric) for _, metric, _ in columns]
+    targets = [_target(metric, samples) for _, metric, _ in columns]
     return markdown_table(header, rows, means, targets), means
 
 
@@ -190,8 +210,9 @@ def render_table(
         f"- Seeds: {', '.join(map(str, seeds))}; {settings['samples']} generated weeks per station; every cell "
         "is the mean ± standard deviation over seeds.",
         "- Scores on the normalised scale (each channel divided by its training maximum), from "
-        "cellsynth.evaluate; lower is better (band coverage: closest to 0.9). Best of each column in **bold**, "
-        "second <u>underlined</u>.",
+        "cellsynth.evaluate; lower is better (band coverage: closest to 0.9; busy-hour coverage: closest to "
+        f"(K - 1) / (K + 1) for K = {settings['samples']} samples; forecast utility: highest, 1 = as useful as "
+        "real training data). Best of each column in **bold**, second <u>underlined</u>.",
         "",
     ]
     for split, title in splits:
@@ -211,7 +232,7 @@ def render_table(
             present = [col for col in columns if any(summary[n][split][channel].get(col[1]) for n in models)]
             if not present:
                 continue
-            table, _ = _metric_table(summary, models, split, present)
+            table, _ = _metric_table(summary, models, split, present, settings["samples"])
             suffix = f" — {channel}" if multi else ""
             parts += [f"## Other metrics — {title}{suffix}", "", table, ""]
 
