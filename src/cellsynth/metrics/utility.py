@@ -33,7 +33,7 @@ __all__ = [
 
 #: Ridge penalty per day pair (the penalty on the weights is ``pairs * DEFAULT_RIDGE_PENALTY``), so the
 #: shrinkage does not depend on how many days a training set has: generated sets are often larger than real.
-DEFAULT_RIDGE_PENALTY = 0.1
+DEFAULT_RIDGE_PENALTY = 0.01
 #: The load quantile capacity is dimensioned on.
 BUSY_HOUR_QUANTILE = 0.95
 
