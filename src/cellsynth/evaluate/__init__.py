@@ -25,6 +25,10 @@ the data up and says what it compared. Station traffic, step by step:
    generated series (one week, all channels, normalised, flattened) with the training weeks and with the
    held-out real weeks (real stations that are not training stations; every real week when the real data
    starts after the training data ends, the future weeks of known stations).
+6. **Utility** (:mod:`cellsynth.metrics.utility`). Paired: the busy-hour P95 dimensioning error and, with
+   K >= 2 samples, the busy-hour coverage. With training data: the train-on-synthetic, test-on-real forecast
+   utility, a fixed day-ahead forecaster fitted on the generated series and on the training series, both
+   tested on the held-out real series of step 5.
 
 User mobility (:func:`evaluate_users`): the six trajectory JSDs on the real stations table's coordinates
 (without coordinates the four that need none), the traffic JSDs of values and first differences and the
