@@ -26,7 +26,8 @@ def evaluate_command(
     train: Annotated[
         Path | None,
         typer.Option(
-            help="Training data: normalisation scale and the memorisation check (or a city directory)."
+            help="Training data: normalisation scale, the memorisation check and the forecast utility "
+            "(or a city directory)."
         ),
     ] = None,
     channels: Annotated[str | None, typer.Option(help="Comma-separated channels (default: all).")] = None,
