@@ -70,7 +70,15 @@ def test_end_to_end_writes_results_table_and_run_dirs(bench):
     assert run["station_weeks_per_second"] > 0 and run["train_seconds"] > 0
     for split in ("held_out", "train"):
         metrics = run["scores"][split]["metrics"]["traffic"]
-        assert {"mae", "rmse", "value_jsd", "diff_jsd", "daily_periodic_rmse", "coverage", "band_coverage"} <= set(metrics)
+        assert {
+            "mae",
+            "rmse",
+            "value_jsd",
+            "diff_jsd",
+            "daily_periodic_rmse",
+            "coverage",
+            "band_coverage",
+        } <= set(metrics)
         assert run["scores"][split]["memorisation"]["near_copy_share"] >= 0
     stats = result.summary["vae"]["held_out"]["traffic"]["mae"]
     maes = [
