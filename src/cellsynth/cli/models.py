@@ -35,7 +35,8 @@ def models() -> None:
     table = Table("name", "generates", "presets", "description")
     for name in available():
         cls = get_class(name)
-        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        # the docstring's first paragraph: a summary wrapped over several lines is shown whole
+        doc = " ".join(line.strip() for line in (cls.__doc__ or "").strip().split("\n\n")[0].splitlines())
         kind = "station traffic" if cls.kind == "stations" else "user mobility"
         table.add_row(name, kind, ", ".join(available_presets(name)) or "-", escape(doc))
     console.print(table)

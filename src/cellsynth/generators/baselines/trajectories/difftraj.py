@@ -168,8 +168,11 @@ class _DiffTrajModule(EpsilonModule):
 
 
 class DiffTrajGenerator(UserGenerator):
-    """DiffTraj on station trajectories (module docstring). ``generate(n_users, seed=, sampler=, steps=,
-    batch_size=, progress=)``."""
+    """DiffTraj (Zhu et al., NeurIPS 2023): a 1-D U-Net diffusion over users' positions, snapped to the nearest
+    station; traffic from the Markov floor's location-hour model.
+
+    ``generate(n_users, seed=, sampler=, steps=, batch_size=, progress=)``; details and departures from the
+    paper: the module docstring."""
 
     name = "difftraj"
     Config = DiffTrajConfig

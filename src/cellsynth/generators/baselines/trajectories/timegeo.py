@@ -100,8 +100,10 @@ def week_timeline(start, step, n_steps: int) -> dict[str, np.ndarray]:
 
 
 class TimeGeoGenerator(UserGenerator):
-    """TimeGEO: home/work inference, the (n_w, beta1, beta2) temporal model on the population's weekly rhythm,
-    and r-EPR (see the module docstring). After ``fit``, :attr:`parameters_` holds what was fitted."""
+    """TimeGEO (Jiang et al., PNAS 2016): home/work inference, the (n_w, beta1, beta2) temporal model
+    and rank-based exploration with preferential return, all fitted; traffic from the Markov floor.
+
+    Details: the module docstring. After ``fit``, :attr:`parameters_` holds what was fitted."""
 
     name = "timegeo"
     Config = TimeGeoConfig

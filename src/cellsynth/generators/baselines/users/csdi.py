@@ -122,7 +122,10 @@ class CSDIModule(ShapedEpsilonModule):
 
 
 class CSDIGenerator(DiffusionUserGenerator):
-    """CSDI with every value missing: an unconditional generator of users' traffic (module docstring)."""
+    """CSDI (Tashiro et al., NeurIPS 2021) with every value missing: a diffusion generator of users' traffic
+    (temporal and feature Transformers); Markov-floor trajectories.
+
+    Details and departures from the paper: the module docstring."""
 
     name = "csdi"
     Config = CSDIConfig

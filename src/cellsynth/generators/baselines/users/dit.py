@@ -62,7 +62,10 @@ class DiTConfig(DiffusionUserConfig):
 
 
 class DiTGenerator(DiffusionUserGenerator):
-    """DiT over patches of a user's week (module docstring)."""
+    """DiT (Peebles & Xie, ICCV 2023) over patches of a user's week: adaLN-Zero Transformer diffusion of users'
+    traffic; Markov-floor trajectories.
+
+    Details and departures from the paper: the module docstring."""
 
     name = "dit"
     Config = DiTConfig
