@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from cellsynth.data.synthetic import CityConfig, synthesize_city
 from cellsynth.demo import PRETRAINED_USER_MODEL, pretrained_user_model
 from cellsynth.evaluate import evaluate_users
 from cellsynth.generators import get
+from cellsynth.outputs import MARKER
 
 TRAJECTORY = ("distance", "radius", "distinct_loc", "duration", "g_rank", "i_rank")
 TRAFFIC = ("value_jsd", "log_value_jsd", "diff_jsd", "daily_rmse")
@@ -56,14 +56,12 @@ def main() -> None:
         model = get("mstdiff", {"seed": 0}, preset="recommended")
         model.fit(train, knowledge_graph=city.knowledge_graph, checkpoint_dir=run)
         print(f"fitted in {time.perf_counter() - started:.0f} s")
-        staging = Path(tempfile.mkdtemp(prefix="pretrained-"))
-        model.save(staging / "model")
-        target = PRETRAINED_USER_MODEL
-        if target.exists():
-            shutil.rmtree(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(staging / "model", target, ignore=shutil.ignore_patterns(".*"))
-        print(f"saved to {target}")
+        # save() replaces each file atomically in a directory it recognises as a model (the shipped one
+        # included), under the same output rule as every model directory: no hand-made delete-and-copy.
+        model.save(PRETRAINED_USER_MODEL)
+        # The package ships the model's two files only, not the output marker save() adds.
+        (PRETRAINED_USER_MODEL / MARKER).unlink(missing_ok=True)
+        print(f"saved to {PRETRAINED_USER_MODEL}")
     model = pretrained_user_model()
     floor = get("markov", {"seed": 0}).fit(train, progress=False)
     rows = {}
