@@ -16,7 +16,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+# with every extra (Ray Data, Opacus): CI tests them too
+	$(BIN)/python -m pip install --quiet -e ".[dev,ray,privacy]"
 	touch $@
 
 demo: setup
