@@ -168,8 +168,9 @@ class _DiffusionModule(EpsilonModule):
 
 
 #: Fields that may change between a run and its resume: more epochs continue training (nothing depends on
-#: the total number of epochs), and the rest only affect generation or where training runs.
-_RESUMABLE_CHANGES = frozenset({"epochs", "accelerator", "sampling"})
+#: the total number of epochs), and sampling only affects generation. Where training runs may change too:
+#: guard_resume leaves it out.
+_RESUMABLE_CHANGES = frozenset({"epochs", "sampling"})
 
 
 def _standardise(emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -394,7 +395,7 @@ class StouterGenerator(StationGenerator):
             seed=cfg.seed,
             checkpoint_dir=checkpoint_dir,
             progress=progress,
-            accelerator=self.config.accelerator,
+            placement=self.config.placement(),
         )
         self.history_[stage] = list(module.history)
 
