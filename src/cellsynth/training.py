@@ -116,7 +116,11 @@ class Placement:
 def _cluster_launched() -> bool:
     """Whether a launcher that starts processes on several machines started this one: SLURM (``srun``),
     torchrun (TorchElastic), LSF, or Lightning's own variables set by hand on every node (``NODE_RANK``)."""
-    from lightning.fabric.plugins.environments import LSFEnvironment, SLURMEnvironment, TorchElasticEnvironment
+    from lightning.fabric.plugins.environments import (
+        LSFEnvironment,
+        SLURMEnvironment,
+        TorchElasticEnvironment,
+    )
 
     launchers = (SLURMEnvironment, TorchElasticEnvironment, LSFEnvironment)
     return any(env.detect() for env in launchers) or "NODE_RANK" in os.environ
@@ -231,6 +235,8 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*GPU available but not used.*")
     warnings.filterwarnings("ignore", message=r".*tensorboardX.*")
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated.*")
+    # Data-parallel: each process logs the losses of its own share of the batches (history is rank 0's).
+    warnings.filterwarnings("ignore", message=r".*sync_dist=True.*")
 
 
 class TrainingModule(L.LightningModule):

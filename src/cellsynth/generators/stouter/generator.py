@@ -167,9 +167,8 @@ class _DiffusionModule(EpsilonModule):
         return net(x_t, t, self.spatial[station] if self.spatial is not None else None, self.temporal)
 
 
-#: Fields that may change between a run and its resume: more epochs continue training (nothing depends on
-#: the total number of epochs), and sampling only affects generation. Where training runs may change too:
-#: guard_resume leaves it out.
+#: Fields that may change between a run and its resume (and where it trains: guard_resume leaves that out):
+#: more epochs continue training (nothing depends on the total number of epochs); sampling is generation's.
 _RESUMABLE_CHANGES = frozenset({"epochs", "sampling"})
 
 
