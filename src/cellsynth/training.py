@@ -284,7 +284,7 @@ def train(
             accelerator=placement.accelerator,
             devices=placement.devices,
             num_nodes=placement.num_nodes,
-            strategy=placement.strategy,
+            strategy=_strategy(placement, module),
             logger=False,
             enable_progress_bar=progress,
             enable_model_summary=False,
@@ -306,6 +306,20 @@ def train(
         # weights_only: a checkpoint holds tensors and plain containers; nothing in it is code to run.
         trainer.fit(module, train_loader, ckpt_path=str(resume) if resume else None, weights_only=True)
     return module.cpu()
+
+
+def _strategy(placement: Placement, module: L.LightningModule) -> str:
+    """Lightning's strategy for ``module``: a module that optimises by hand (a GAN's critic and generator in
+    turn) leaves one network's parameters out of each step's loss, which DDP refuses unless it looks for
+    unused parameters; so with several processes, ``auto`` and ``ddp`` become
+    ``ddp_find_unused_parameters_true`` for it."""
+    if (
+        placement.processes > 1
+        and placement.strategy in ("auto", "ddp")
+        and not module.automatic_optimization
+    ):
+        return "ddp_find_unused_parameters_true"
+    return placement.strategy
 
 
 def _resume_checkpoint(ckpt_dir: Path, stage: str) -> Path | None:
