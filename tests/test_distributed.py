@@ -123,3 +123,20 @@ def test_placement_is_not_part_of_what_a_resume_checks(tmp_path):
     guard_resume(tmp_path, "vae", {"config": config | {"devices": 4, "strategy": "ddp"}, "data": "d"})
     with pytest.raises(ConfigError, match="different config"):
         guard_resume(tmp_path, "vae", {"config": config | {"lr": 1.0}, "data": "d"})
+
+
+def test_a_gan_trains_with_ddp_looking_for_unused_parameters():
+    """The critic's steps leave the generator's parameters out of the loss (and the other way round), which plain
+    DDP refuses: a module that optimises by hand gets unused-parameter detection; others keep their strategy."""
+    from cellsynth.training import Placement, _strategy
+
+    def module(name):
+        gen = get(name, get_class(name).smoke_config())
+        return gen._module(gen._network(2, 0, 168))
+
+    gan, vae = module("tcn-gan"), module("vae")
+    two = Placement("cpu", devices=2)
+    assert _strategy(two, gan) == "ddp_find_unused_parameters_true"
+    assert _strategy(Placement("cpu", devices=2, strategy="ddp"), gan) == "ddp_find_unused_parameters_true"
+    assert _strategy(two, vae) == "auto"
+    assert _strategy(Placement("cpu"), gan) == "auto"  # one process: no DDP at all
