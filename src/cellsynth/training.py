@@ -178,8 +178,10 @@ class _StepSeed(Callback):
         self.seed = seed
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        # Each process of a data-parallel run draws its own noise (rank 0 the noise of a one-process run).
-        step_seed = (self.seed * 1_000_003 + trainer.global_step + 7_919 * trainer.global_rank) % 2**32
+        step_seed = (self.seed * 1_000_003 + trainer.global_step) % 2**32
+        # Each process of a data-parallel run draws its own noise, rank 0 that of a one-process run. XOR with a
+        # multiple of 2**32 / golden ratio moves another rank's seeds ~2**31 steps away, beyond any run's length.
+        step_seed ^= (0x9E3779B9 * trainer.global_rank) % 2**32
         torch.manual_seed(step_seed)
         np.random.seed(step_seed)  # noqa: NPY002 - third-party code may use the legacy global RNG
         random.seed(step_seed)
