@@ -49,6 +49,15 @@ EXEMPTIONS = {
     ("README.md", "make demo   # sets up .venv, then runs the main job on the built-in synthetic city"): (
         "make test runs this test; make demo is tests/test_demo.py's job"
     ),
+    (
+        "docs/scale.md",
+        "cellsynth fit stouter --data city/traffic --out run-4gpu --set accelerator=gpu --devices 4",
+    ): ("needs a machine with 4 GPUs"),
+    ("docs/scale.md", "#!/bin/bash"): "needs a SLURM cluster with GPU nodes",
+    (
+        "docs/scale.md",
+        "torchrun --nnodes 2 --node-rank 0 --nproc-per-node 4 --master-addr node0 --master-port 29500 \\",
+    ): "needs two machines with GPUs",
 }
 DOCUMENT_TIMEOUT_S = 600
 

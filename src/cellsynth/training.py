@@ -7,8 +7,14 @@ under ``checkpoint_dir/checkpoints/<stage>/`` and a rerun skips finished stages 
 that was interrupted. A checkpoint that cannot be loaded (truncated by a kill or a full disk) is renamed
 ``<name>.damaged``, never deleted, and the stage resumes from the previous intact checkpoint, or from the
 start, with a warning that says which. Checkpoints are read with ``torch.load(weights_only=True)``, whose
-restricted unpickler builds tensors and plain containers only and runs no code. that was interrupted. A module that generates with an exponential moving average of its network's weights
-declares :class:`EMA` in its ``configure_callbacks``.
+restricted unpickler builds tensors and plain containers only and runs no code. A module that generates with
+an exponential moving average of its network's weights declares :class:`EMA` in its ``configure_callbacks``.
+
+Where training runs is a :class:`Placement`: the accelerator, the devices per node, the nodes and Lightning's
+strategy. More than one process trains data-parallel (DDP): Lightning starts the other processes of a node
+by rerunning the command (``strategy="ddp"``), or a cluster launcher (``srun``, ``torchrun``) starts them all;
+every process runs the whole program, each trains on its share of every epoch's batches (Lightning's
+distributed sampler over :func:`loader`'s permutation) and only rank 0 writes checkpoints. See docs/scale.md.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import os
 import random
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -28,7 +35,21 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from cellsynth.errors import ConfigError
 
-__all__ = ["EMA", "TrainingModule", "loader", "resolve_device", "seed_everything", "train"]
+__all__ = [
+    "EMA",
+    "STRATEGIES",
+    "Placement",
+    "TrainingModule",
+    "is_rank_zero",
+    "loader",
+    "resolve_device",
+    "seed_everything",
+    "train",
+]
+
+#: Lightning strategies cellsynth trains with. Not the spawning ones (``ddp_spawn``, ``ddp_fork``): their
+#: workers hand back only the weights to the calling process, not a module's history or EMA average.
+STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_true")
 
 
 def resolve_device(accelerator: str) -> torch.device:
@@ -38,6 +59,81 @@ def resolve_device(accelerator: str) -> torch.device:
     if accelerator == "gpu":
         raise ConfigError("accelerator='gpu' but no CUDA device is available")
     return torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where :func:`train` trains: Lightning's ``accelerator`` ("auto", "cpu", "gpu"), ``devices`` per node
+    (GPUs, or CPU processes), ``num_nodes`` machines and ``strategy`` (one of :data:`STRATEGIES`). One device
+    on one node trains in this process; more train data-parallel, ``devices * num_nodes`` processes."""
+
+    accelerator: str = "auto"
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+
+    @property
+    def processes(self) -> int:
+        return self.devices * self.num_nodes
+
+    def check(self) -> Placement:
+        """``self`` if this machine can train so; else a :class:`ConfigError` that says what to change.
+
+        A GPU run asks for at most ``torch.cuda.device_count()`` devices; a CPU run for at most
+        ``os.cpu_count()`` processes (each trains on one core or more: more processes than cores only
+        slow training down). Several nodes need a launcher that starts the other nodes' processes: SLURM
+        (``srun``), ``torchrun``, or ``NODE_RANK``/``MASTER_ADDR`` set by hand; without one Lightning would
+        wait for them forever.
+        """
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(
+                f"unknown strategy {self.strategy!r}; use one of {', '.join(STRATEGIES)} (see docs/scale.md)"
+            )
+        if self.devices < 1 or self.num_nodes < 1:
+            raise ConfigError(
+                f"devices and num_nodes must be >= 1, got devices={self.devices}, num_nodes={self.num_nodes}"
+            )
+        device = resolve_device(self.accelerator)
+        if device.type == "cuda" and self.devices > torch.cuda.device_count():
+            raise ConfigError(
+                f"devices={self.devices} but this machine has {torch.cuda.device_count()} GPU(s); "
+                f"ask for at most {torch.cuda.device_count()} (per node)"
+            )
+        cores = os.cpu_count() or 1
+        if device.type == "cpu" and self.devices > cores:
+            raise ConfigError(
+                f"devices={self.devices} CPU processes but this machine has {cores} core(s); ask for at most "
+                f"{cores}, or train on GPUs (accelerator gpu)"
+            )
+        if self.num_nodes > 1 and not _cluster_launched():
+            raise ConfigError(
+                f"num_nodes={self.num_nodes} but no cluster launcher started this process: run it with srun "
+                "(SLURM) or torchrun on every node, as docs/scale.md shows, or use num_nodes 1"
+            )
+        return self
+
+
+def _cluster_launched() -> bool:
+    """Whether a launcher that starts processes on several machines started this one: SLURM (``srun``),
+    torchrun (TorchElastic), LSF, or Lightning's own variables set by hand on every node (``NODE_RANK``)."""
+    from lightning.fabric.plugins.environments import (
+        LSFEnvironment,
+        SLURMEnvironment,
+        TorchElasticEnvironment,
+    )
+
+    launchers = (SLURMEnvironment, TorchElasticEnvironment, LSFEnvironment)
+    return any(env.detect() for env in launchers) or "NODE_RANK" in os.environ
+
+
+def is_rank_zero() -> bool:
+    """Whether this process writes what a run writes once (the saved model, messages): always when it
+    trains alone; under data-parallel training only the process of global rank 0."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank() == 0
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
 
 
 def seed_everything(seed: int) -> None:
@@ -83,6 +179,9 @@ class _StepSeed(Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         step_seed = (self.seed * 1_000_003 + trainer.global_step) % 2**32
+        # Each process of a data-parallel run draws its own noise, rank 0 that of a one-process run. XOR with a
+        # multiple of 2**32 / golden ratio moves another rank's seeds ~2**31 steps away, beyond any run's length.
+        step_seed ^= (0x9E3779B9 * trainer.global_rank) % 2**32
         torch.manual_seed(step_seed)
         np.random.seed(step_seed)  # noqa: NPY002 - third-party code may use the legacy global RNG
         random.seed(step_seed)
@@ -138,6 +237,8 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*GPU available but not used.*")
     warnings.filterwarnings("ignore", message=r".*tensorboardX.*")
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated.*")
+    # Data-parallel: each process logs the losses of its own share of the batches (history is rank 0's).
+    warnings.filterwarnings("ignore", message=r".*sync_dist=True.*")
 
 
 class TrainingModule(L.LightningModule):
@@ -163,16 +264,18 @@ def train(
     seed: int,
     checkpoint_dir: str | os.PathLike | None = None,
     progress: bool = True,
-    accelerator: str = "auto",
+    placement: Placement | None = None,
     gradient_clip_val: float | None = 1.0,
 ) -> L.LightningModule:
     """Fit ``module`` for ``max_epochs`` epochs, checkpointing each epoch and resuming if possible.
 
     Without ``checkpoint_dir`` the checkpoints go to a temporary directory that is removed afterwards.
-    Returns the module with the weights of the last epoch, on the CPU. Build ``module`` after calling
-    :func:`seed_everything` so that its initial weights are seeded too; the data loader must shuffle with
-    by epoch: use :func:`loader`.
+    Returns the module with the weights of the last epoch, on the CPU, in every process (data-parallel
+    processes hold the same weights). Build ``module`` after calling :func:`seed_everything` so that its
+    initial weights are seeded too; the data loader must shuffle by epoch: use :func:`loader`. ``placement``:
+    where to train (default: one device, a GPU when there is one).
     """
+    placement = (placement or Placement()).check()
     _quiet_lightning()
     seed_everything(seed)
     with tempfile.TemporaryDirectory(prefix="cellsynth-") as scratch:
@@ -180,8 +283,10 @@ def train(
         ckpt_dir = root / "checkpoints" / stage
         trainer = L.Trainer(
             max_epochs=max_epochs,
-            accelerator=accelerator,
-            devices=1,
+            accelerator=placement.accelerator,
+            devices=placement.devices,
+            num_nodes=placement.num_nodes,
+            strategy=_strategy(placement, module),
             logger=False,
             enable_progress_bar=progress,
             enable_model_summary=False,
@@ -193,10 +298,30 @@ def train(
             default_root_dir=root,
             num_sanity_val_steps=0,
         )
+        if getattr(trainer.strategy, "_start_method", "popen") != "popen":
+            raise ConfigError(
+                f"Lightning would train {placement.processes} processes by forking this one (an interactive "
+                "session: a notebook or the REPL), which cellsynth does not support: run the training as a "
+                "script or the `cellsynth fit` command"
+            )
         resume = _resume_checkpoint(ckpt_dir, stage)
         # weights_only: a checkpoint holds tensors and plain containers; nothing in it is code to run.
         trainer.fit(module, train_loader, ckpt_path=str(resume) if resume else None, weights_only=True)
     return module.cpu()
+
+
+def _strategy(placement: Placement, module: L.LightningModule) -> str:
+    """Lightning's strategy for ``module``: a module that optimises by hand (a GAN's critic and generator in
+    turn) leaves one network's parameters out of each step's loss, which DDP refuses unless it looks for
+    unused parameters; so with several processes, ``auto`` and ``ddp`` become
+    ``ddp_find_unused_parameters_true`` for it."""
+    if (
+        placement.processes > 1
+        and placement.strategy in ("auto", "ddp")
+        and not module.automatic_optimization
+    ):
+        return "ddp_find_unused_parameters_true"
+    return placement.strategy
 
 
 def _resume_checkpoint(ckpt_dir: Path, stage: str) -> Path | None:
@@ -216,13 +341,14 @@ def _resume_checkpoint(ckpt_dir: Path, stage: str) -> Path | None:
     damaged: list[str] = []
     chosen = None
     for path in [last, *reversed(others)]:
-        if not path.exists():
-            continue
-        problem = _unloadable(path)
-        if problem is None:
-            chosen = path
-            break
-        damaged.append(f"{path} ({problem}; renamed {_set_aside(path).name})")
+        try:
+            problem = _unloadable(path)
+            if problem is None:
+                chosen = path
+                break
+            damaged.append(f"{path} ({problem}; renamed {_set_aside(path).name})")
+        except FileNotFoundError:
+            continue  # absent, or set aside meanwhile by another process of a data-parallel run
     if damaged:
         outcome = f"resuming from {chosen.name}" if chosen else "training this stage from the start"
         warnings.warn(

@@ -94,17 +94,41 @@ def fit(
             "default: DATA/knowledge_graph.parquet when the data is a synthetic city."
         ),
     ] = None,
+    devices: Annotated[
+        int | None,
+        typer.Option(
+            help="Devices per node to train on: GPUs (at most this machine's), or CPU processes (at most its "
+            "cores); more than 1 trains data-parallel (docs/scale.md). Overrides the config's."
+        ),
+    ] = None,
+    num_nodes: Annotated[
+        int | None,
+        typer.Option(
+            help="Machines to train on, started by srun or torchrun (docs/scale.md). Overrides the config's."
+        ),
+    ] = None,
+    strategy: Annotated[
+        str | None,
+        typer.Option(
+            help="Lightning strategy: auto, ddp or ddp_find_unused_parameters_true. Overrides the config's."
+        ),
+    ] = None,
     progress: Progress = True,
 ) -> None:
     """Train a generator; rerunning the same command resumes from the run directory's checkpoints."""
-    from cellsynth.generators import available_presets, get, get_class
+    from cellsynth.generators import TrainingConfig, available_presets, get, get_class
+    from cellsynth.training import is_rank_zero
 
     check_out(out, "model run", data, config, knowledge_graph)
     values = _read_config(config, set_)
     if seed is not None:
         values["seed"] = seed
+    placement = {"devices": devices, "num_nodes": num_nodes, "strategy": strategy}
+    values |= {key: value for key, value in placement.items() if value is not None}
     chosen_preset = None if preset == "none" or not available_presets(model) else preset
     gen = get(model, values, preset=chosen_preset)
+    if isinstance(gen.config, TrainingConfig):
+        gen.config.placement()  # before reading the data: can this machine train so?
     train = training_data(data, get_class(model).kind)
     extra: dict[str, Any] = {}
     if "knowledge_graph" in type(gen).side_inputs:
@@ -120,6 +144,8 @@ def fit(
         raise ConfigError(f"{model} does not use a knowledge graph; leave out --knowledge-graph")
     gen.fit(train, progress=progress, checkpoint_dir=out, **extra)
     gen.save(out)
+    if not is_rank_zero():
+        return  # another process of a data-parallel fit: rank 0 saved the model and reports
     for note in gen.fit_notes():
         say(note)
     console.print(

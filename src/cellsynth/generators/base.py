@@ -36,6 +36,7 @@ from cellsynth.data.model import Stations, StationTraffic, UserMobility
 from cellsynth.errors import ConfigError, DataError, NotFittedError
 from cellsynth.outputs import MODEL_RUN, atomic_file, claim_output_dir
 from cellsynth.seeds import MAX_SEED
+from cellsynth.training import STRATEGIES, Placement, is_rank_zero
 
 __all__ = [
     "ConfigSection",
@@ -43,6 +44,7 @@ __all__ = [
     "GeneratorConfig",
     "StationGenerator",
     "TargetStations",
+    "TrainingConfig",
     "UserGenerator",
     "load",
 ]
@@ -107,12 +109,51 @@ class GeneratorConfig(ConfigSection):
         return cls.nest_moved(values)
 
 
+class TrainingConfig(GeneratorConfig):
+    """Base of the configs of generators that train networks through Lightning (:mod:`cellsynth.training`):
+    where they train, on how many devices and nodes. Changing these never blocks resuming a fit
+    (:func:`~cellsynth.generators.state.guard_resume` leaves them out)."""
+
+    #: The fields that say where training runs, not what is trained.
+    placement_fields: ClassVar[tuple[str, ...]] = ("accelerator", "devices", "num_nodes", "strategy")
+
+    accelerator: Literal["auto", "cpu", "gpu"] = pydantic.Field(
+        "auto", description="Where to train and sample: 'auto' uses a GPU when there is one."
+    )
+    devices: int = pydantic.Field(
+        1,
+        ge=1,
+        description="Devices per node to train on (GPUs, or CPU processes); more than 1 trains data-parallel.",
+    )
+    num_nodes: int = pydantic.Field(
+        1,
+        ge=1,
+        description="Machines to train on, each with `devices` devices (launched by srun or torchrun).",
+    )
+    strategy: Literal[STRATEGIES] = pydantic.Field(  # type: ignore[valid-type]
+        "auto",
+        description="Lightning's strategy: 'auto' (DDP when several devices), 'ddp', or "
+        "'ddp_find_unused_parameters_true' for networks with parameters that a step may leave unused.",
+    )
+
+    def placement(self) -> Placement:
+        """Where :func:`cellsynth.training.train` trains, checked against this machine (a ConfigError if it
+        cannot: more devices than it has...)."""
+        return Placement(self.accelerator, self.devices, self.num_nodes, self.strategy).check()
+
+
 def _validate_config(config_cls: type[GeneratorConfig], config, overrides: dict) -> GeneratorConfig:
     from cellsynth.generators.presets import merge_config
 
     if isinstance(config, GeneratorConfig):
         config = config.model_dump()
     merged = merge_config(config_cls.nest_moved(config or {}), config_cls.nest_moved(overrides))
+    asked = sorted(set(TrainingConfig.placement_fields) & set(merged))
+    if asked and not issubclass(config_cls, TrainingConfig):
+        raise ConfigError(
+            f"{config_cls.__name__} has no {', '.join(asked)}: this model trains no network, in this one "
+            "process, on the CPU; leave out " + ", ".join(asked)
+        )
     try:
         return config_cls.model_validate(merged)
     except pydantic.ValidationError as err:
@@ -192,10 +233,14 @@ class Generator(ABC):
         """Write ``generator.json`` and ``weights.safetensors`` into ``directory`` atomically.
 
         ``directory`` must be new, empty, or a model run (see :mod:`cellsynth.outputs`): an earlier saved
-        model, or the checkpoints of this fit. Other files already in a run directory are kept.
+        model, or the checkpoints of this fit. Other files already in a run directory are kept. After a
+        data-parallel fit every process holds the same model and only rank 0 writes it; the others return at
+        once.
         """
         self.check_fitted()
         directory = Path(directory)
+        if not is_rank_zero():
+            return directory
         tensors, meta = self._state()
         tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
         record = {

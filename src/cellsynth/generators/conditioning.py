@@ -44,8 +44,8 @@ from cellsynth.data.samples import stack_samples
 from cellsynth.errors import DataError, NotFittedError
 from cellsynth.generators.base import (
     ConfigSection,
-    GeneratorConfig,
     StationGenerator,
+    TrainingConfig,
     training_weeks,
     week_length,
 )
@@ -62,7 +62,7 @@ from cellsynth.generators.state import (
 )
 from cellsynth.graphs.transitions import station_embeddings
 from cellsynth.nn.tucker import fit_tucker
-from cellsynth.training import loader, resolve_device, seed_everything, train
+from cellsynth.training import Placement, loader, resolve_device, seed_everything, train
 from cellsynth.transforms.scaling import LogScaler, widened_range
 
 __all__ = [
@@ -180,7 +180,7 @@ class BaselineExtensions(ConfigSection):
     )
 
 
-class BaselineConfig(GeneratorConfig):
+class BaselineConfig(TrainingConfig):
     """Options shared by the three baselines (conditioning, training loop; generation in ``sampling``,
     cellsynth's additions in ``extensions``)."""
 
@@ -199,9 +199,6 @@ class BaselineConfig(GeneratorConfig):
     epochs: int = pydantic.Field(200, ge=1, description="Passes over all training station-weeks.")
     batch_size: int = pydantic.Field(32, ge=1, description="Station-weeks per training batch.")
     lr: float = pydantic.Field(5e-4, gt=0, description="Adam learning rate.")
-    accelerator: Literal["auto", "cpu", "gpu"] = pydantic.Field(
-        "auto", description="Where to train and sample: 'auto' uses a GPU when there is one."
-    )
     sampling: Sampling = pydantic.Field(default_factory=lambda: Sampling(batch_size=512))
     extensions: BaselineExtensions = pydantic.Field(default_factory=BaselineExtensions)
 
@@ -297,7 +294,7 @@ class BaselineGenerator(StationGenerator):
             seed=cfg.seed,
             checkpoint_dir=checkpoint_dir,
             progress=progress,
-            accelerator=cfg.accelerator,
+            placement=cfg.placement(),
             gradient_clip_val=self.gradient_clip_val,
         )
         self.history_ = {self.name: list(getattr(module, "history", []))}
@@ -414,7 +411,7 @@ def knowledge_graph_embeddings(
     seed: int,
     progress: bool,
     checkpoint_dir: str | os.PathLike | None,
-    accelerator: str,
+    placement: Placement,
 ) -> np.ndarray:
     """``float32 [N, dim]``: the TuckER embedding of each station of ``station_ids`` (in that order), TuckER
     trained on ``kg`` (stage ``"tucker"``: checkpoints under ``checkpoint_dir``, exact resume). How MSTDiff
@@ -430,6 +427,6 @@ def knowledge_graph_embeddings(
         seed=seed,
         progress=progress,
         checkpoint_dir=checkpoint_dir,
-        accelerator=accelerator,
+        placement=placement,
     )
     return np.asarray(station_embeddings(tucker.entity_embeddings(), names, station_ids), dtype=np.float32)

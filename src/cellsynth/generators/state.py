@@ -16,6 +16,8 @@ import torch
 
 from cellsynth.data.model import Stations, StationTraffic, UserMobility
 from cellsynth.errors import ConfigError, DataError
+from cellsynth.generators.base import TrainingConfig
+from cellsynth.outputs import atomic_file
 
 __all__ = [
     "compose_state",
@@ -135,6 +137,9 @@ def guard_resume(checkpoint_dir, name: str, record: dict[str, Any], what_else: s
     the first fit and compared on every later one."""
     if checkpoint_dir is None:
         return
+    # Where training runs (accelerator, devices, nodes, strategy) may change between a run and its resume.
+    placement = set(TrainingConfig.placement_fields)
+    record = {**record, "config": {k: v for k, v in record["config"].items() if k not in placement}}
     path = Path(checkpoint_dir) / "checkpoints" / f"{name}-fit.json"
     if path.exists():
         try:
@@ -147,6 +152,8 @@ def guard_resume(checkpoint_dir, name: str, record: dict[str, Any], what_else: s
                 f"config and data; delete {path.parent} to train afresh, or use a fresh output directory",
                 source=str(path),
             )
+        if isinstance(theirs.get("config"), dict):  # records written before placement was left out
+            theirs["config"] = {k: v for k, v in theirs["config"].items() if k not in placement}
         if theirs != record:
             what = "config" if theirs.get("config") != record["config"] else what_else
             raise ConfigError(
@@ -154,5 +161,5 @@ def guard_resume(checkpoint_dir, name: str, record: dict[str, Any], what_else: s
                 "same config and data, or use a fresh output directory"
             )
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2))
+    with atomic_file(path) as tmp:  # the processes of a data-parallel run may all write it at once
+        tmp.write_text(json.dumps(record, indent=2))

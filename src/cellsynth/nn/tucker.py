@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cellsynth.errors import ConfigError, DataError
-from cellsynth.training import loader, seed_everything, train
+from cellsynth.training import Placement, loader, seed_everything, train
 
 __all__ = [
     "OneToNDataset",
@@ -226,7 +226,7 @@ def fit_tucker(
     seed: int = 0,
     progress: bool = False,
     checkpoint_dir: str | os.PathLike | None = None,
-    accelerator: str = "auto",
+    placement: Placement | None = None,
     **hparams,
 ) -> TuckER:
     """Train TuckER on integer triplets ``[M, 3]`` (``KnowledgeGraph.encode()[0]``) and return the trained
@@ -250,7 +250,7 @@ def fit_tucker(
         seed=seed,
         checkpoint_dir=checkpoint_dir,
         progress=progress,
-        accelerator=accelerator,
+        placement=placement,
     )
     model = module.model.eval()
     model.epoch_losses = list(module.epoch_losses)  # handy for callers and tests

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cellsynth.errors import ConfigError
-from cellsynth.training import TrainingModule, loader, seed_everything, train
+from cellsynth.training import Placement, TrainingModule, loader, seed_everything, train
 
 __all__ = ["BandVQVAE", "QuantizerOutput", "VQVAEModule", "VectorQuantizer", "code_usage", "fit_vqvaes"]
 
@@ -238,7 +238,7 @@ def fit_vqvaes(
     seed: int = 0,
     progress: bool = False,
     checkpoint_dir: str | os.PathLike | None = None,
-    accelerator: str = "auto",
+    placement: Placement | None = None,
     **hparams,
 ) -> nn.ModuleList:
     """Pretrain one VQ-VAE per band on ``coefficients [U, T]`` (float32); returns the trained
@@ -259,7 +259,7 @@ def fit_vqvaes(
         seed=seed,
         checkpoint_dir=checkpoint_dir,
         progress=progress,
-        accelerator=accelerator,
+        placement=placement,
     )
     models = module.models.eval()
     models.history = list(module.history)

@@ -122,7 +122,7 @@ def test_resume_after_interruption_is_exact(tmp_path):
     """Rollouts, Laplace noise and the discriminators' draws come from the step seed, and the three Adam
     states are checkpointed: a run stopped after epoch 1 and resumed equals an uninterrupted one."""
     from cellsynth.generators.baselines.trajectories.pategail import PateGailConfig, _GailModule
-    from cellsynth.training import loader, seed_everything, train
+    from cellsynth.training import Placement, loader, seed_everything, train
 
     cfg = PateGailConfig(**PateGailGenerator.smoke_config() | {"discriminator_iterations": 1})
     data = tiny_users(8)
@@ -144,7 +144,7 @@ def test_resume_after_interruption_is_exact(tmp_path):
             seed=0,
             checkpoint_dir=checkpoint_dir,
             progress=False,
-            accelerator="cpu",
+            placement=Placement("cpu"),
             gradient_clip_val=None,
         )
         return torch.cat([p.detach().flatten() for p in module.parameters()])

@@ -79,7 +79,7 @@ def transitions(
             seed=cfg.seed,
             progress=progress,
             checkpoint_dir=checkpoint_dir,
-            accelerator=cfg.accelerator,
+            placement=cfg.placement(),
         )
         graph = knn_graph(emb, k, metric="cosine", quantile=cfg.knn_quantile)
         return graph.rate, "knowledge_graph", torch.from_numpy(np.asarray(emb, dtype=np.float32))

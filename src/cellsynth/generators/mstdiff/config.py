@@ -19,7 +19,7 @@ from typing import ClassVar, Literal
 
 import pydantic
 
-from cellsynth.generators.base import ConfigSection
+from cellsynth.generators.base import ConfigSection, TrainingConfig
 from cellsynth.generators.mstdiff.calibration import CalibrationMode
 from cellsynth.generators.sampling import GaussianSampling, SamplingConfig
 
@@ -116,7 +116,7 @@ class MSTDiffCalibration(ConfigSection):
     )
 
 
-class MSTDiffConfig(SamplingConfig):
+class MSTDiffConfig(SamplingConfig, TrainingConfig):
     """MSTDiff's config: the paper's fields, then the ``sampling``, ``extensions`` and ``calibration``
     sections (module docstring)."""
 
@@ -194,7 +194,6 @@ class MSTDiffConfig(SamplingConfig):
     lr: float = pydantic.Field(5e-4, gt=0)
     weight_decay: float = pydantic.Field(0.0, ge=0)
     ema_decay: float = pydantic.Field(0.999, ge=0, lt=1)
-    accelerator: Literal["auto", "cpu", "gpu"] = "auto"
     # -- sections ---------------------------------------------------------------------------------------
     sampling: MSTDiffSampling = pydantic.Field(default_factory=MSTDiffSampling)
     extensions: MSTDiffExtensions = pydantic.Field(default_factory=MSTDiffExtensions)

@@ -218,7 +218,7 @@ class MSTDiffGenerator(UserGenerator):
             seed=cfg.seed,
             checkpoint_dir=checkpoint_dir,
             progress=progress,
-            accelerator=cfg.accelerator,
+            placement=cfg.placement(),
         )
         self.net_ = module.ema.eval()
         self.history_ = list(module.history)
@@ -247,7 +247,7 @@ class MSTDiffGenerator(UserGenerator):
             seed=cfg.seed,
             progress=progress,
             checkpoint_dir=checkpoint_dir,
-            accelerator=cfg.accelerator,
+            placement=cfg.placement(),
             **vq_hparams(cfg),
             lr=cfg.vq_lr,
         )

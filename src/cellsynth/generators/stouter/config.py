@@ -10,7 +10,7 @@ from typing import ClassVar, Literal
 import pydantic
 
 from cellsynth.diffusion.gaussian import GaussianDiffusion, terminal_problem
-from cellsynth.generators.base import ConfigSection
+from cellsynth.generators.base import ConfigSection, TrainingConfig
 from cellsynth.generators.sampling import SamplingConfig
 
 __all__ = ["StouterConfig", "StouterExtensions"]
@@ -69,7 +69,7 @@ class StouterExtensions(ConfigSection):
     )
 
 
-class StouterConfig(SamplingConfig):
+class StouterConfig(SamplingConfig, TrainingConfig):
     """Hyperparameters of STOUTER: the paper's model at the top level, cellsynth's additions in
     ``extensions``, generation defaults in ``sampling``. Defaults train in minutes on 2 CPU cores for ~200
     stations x 1 week."""
@@ -139,9 +139,6 @@ class StouterConfig(SamplingConfig):
     batch_size: int = pydantic.Field(32, ge=1, description="Station-weeks per STUNet training batch.")
     lr: float = pydantic.Field(1e-3, gt=0, description="AdamW learning rate of STUNet.")
     weight_decay: float = pydantic.Field(0.0, ge=0, description="AdamW weight decay of STUNet.")
-    accelerator: Literal["auto", "cpu", "gpu"] = pydantic.Field(
-        "auto", description="Where to train and sample: 'auto' uses a GPU when there is one."
-    )
     # -- beyond the paper ----------------------------------------------------------------------------
     extensions: StouterExtensions = pydantic.Field(default_factory=StouterExtensions)
 

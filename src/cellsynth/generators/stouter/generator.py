@@ -167,9 +167,9 @@ class _DiffusionModule(EpsilonModule):
         return net(x_t, t, self.spatial[station] if self.spatial is not None else None, self.temporal)
 
 
-#: Fields that may change between a run and its resume: more epochs continue training (nothing depends on
-#: the total number of epochs), and the rest only affect generation or where training runs.
-_RESUMABLE_CHANGES = frozenset({"epochs", "accelerator", "sampling"})
+#: Fields that may change between a run and its resume (and where it trains: guard_resume leaves that out):
+#: more epochs continue training (nothing depends on the total number of epochs); sampling is generation's.
+_RESUMABLE_CHANGES = frozenset({"epochs", "sampling"})
 
 
 def _standardise(emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -394,7 +394,7 @@ class StouterGenerator(StationGenerator):
             seed=cfg.seed,
             checkpoint_dir=checkpoint_dir,
             progress=progress,
-            accelerator=self.config.accelerator,
+            placement=self.config.placement(),
         )
         self.history_[stage] = list(module.history)
 

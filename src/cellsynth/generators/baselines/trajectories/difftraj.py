@@ -41,7 +41,7 @@ from scipy.spatial import cKDTree
 from cellsynth.data.model import UserMobility
 from cellsynth.diffusion.gaussian import GaussianDiffusion
 from cellsynth.errors import DataError
-from cellsynth.generators.base import ConfigSection, UserGenerator
+from cellsynth.generators.base import ConfigSection, TrainingConfig, UserGenerator
 from cellsynth.generators.baselines.trajectories._traffic import LocationHourTraffic
 from cellsynth.generators.diffusion_training import EpsilonModule
 from cellsynth.generators.sampling import GaussianSampling, SamplingConfig
@@ -82,7 +82,7 @@ class DiffTrajGuidance(ConfigSection):
     )
 
 
-class DiffTrajConfig(SamplingConfig):
+class DiffTrajConfig(SamplingConfig, TrainingConfig):
     """DiffTraj's settings (the published config by default)."""
 
     ch: int = pydantic.Field(128, ge=1, description="U-Net base width.")
@@ -105,7 +105,6 @@ class DiffTrajConfig(SamplingConfig):
     lr: float = pydantic.Field(2e-4, gt=0, description="AdamW learning rate.")
     weight_decay: float = pydantic.Field(0.01, ge=0, description="AdamW weight decay (torch's default).")
     ema_decay: float = pydantic.Field(0.9999, ge=0, lt=1, description="EMA of the weights, what generates.")
-    accelerator: Literal["auto", "cpu", "gpu"] = pydantic.Field("auto", description="Where to train.")
     sampling: DiffTrajSampling = pydantic.Field(default_factory=DiffTrajSampling)
 
     @pydantic.model_validator(mode="after")
@@ -261,7 +260,7 @@ class DiffTrajGenerator(UserGenerator):
             seed=cfg.seed,
             checkpoint_dir=checkpoint_dir,
             progress=progress,
-            accelerator=cfg.accelerator,
+            placement=cfg.placement(),
             gradient_clip_val=None,  # the published training loop does not clip gradients
         )
         self.history_ = list(module.history)

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from cellsynth.data.model import UserMobility
 from cellsynth.errors import DataError
-from cellsynth.generators.base import ConfigSection, GeneratorConfig, UserGenerator
+from cellsynth.generators.base import ConfigSection, TrainingConfig, UserGenerator
 from cellsynth.generators.baselines.trajectories._traffic import (
     LocationHourTraffic,
     TrafficSection,
@@ -72,7 +72,7 @@ class PateGailExtensions(ConfigSection):
     )
 
 
-class PateGailConfig(GeneratorConfig):
+class PateGailConfig(TrainingConfig):
     """PateGail's settings (the released code's, where it has them)."""
 
     location_dim: int = pydantic.Field(32, ge=1, description="Station embedding width.")
@@ -112,7 +112,6 @@ class PateGailConfig(GeneratorConfig):
     batch_size: int = pydantic.Field(
         50, ge=1, description="Users per rollout (and real pairs per discriminator)."
     )
-    accelerator: Literal["auto", "cpu", "gpu"] = pydantic.Field("auto", description="Where to train.")
     traffic: TrafficSection = pydantic.Field(default_factory=TrafficSection)
     sampling: Sampling = pydantic.Field(default_factory=lambda: Sampling(batch_size=1024))
     extensions: PateGailExtensions = pydantic.Field(default_factory=PateGailExtensions)
@@ -403,7 +402,7 @@ class PateGailGenerator(UserGenerator):
                 seed=cfg.seed,
                 checkpoint_dir=checkpoint_dir,
                 progress=progress,
-                accelerator=cfg.accelerator,
+                placement=cfg.placement(),
             )
             module.policy = cloning.policy
         train(
@@ -414,7 +413,7 @@ class PateGailGenerator(UserGenerator):
             seed=cfg.seed,
             checkpoint_dir=checkpoint_dir,
             progress=progress,
-            accelerator=cfg.accelerator,
+            placement=cfg.placement(),
             gradient_clip_val=None,
         )
         self.history_[self.name] = list(module.history)

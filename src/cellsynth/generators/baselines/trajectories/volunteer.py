@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pydantic
@@ -32,7 +32,7 @@ import torch
 
 from cellsynth.data.model import Stations, UserMobility
 from cellsynth.errors import DataError
-from cellsynth.generators.base import GeneratorConfig, UserGenerator
+from cellsynth.generators.base import TrainingConfig, UserGenerator
 from cellsynth.generators.baselines.trajectories._traffic import (
     LocationHourTraffic,
     TrafficSection,
@@ -57,7 +57,7 @@ from cellsynth.training import TrainingModule, loader, resolve_device, seed_ever
 __all__ = ["Events", "VolunteerConfig", "VolunteerGenerator", "extract_events", "fill_steps"]
 
 
-class VolunteerConfig(GeneratorConfig):
+class VolunteerConfig(TrainingConfig):
     """VOLUNTEER's settings."""
 
     min_stay_steps: int = pydantic.Field(
@@ -73,7 +73,6 @@ class VolunteerConfig(GeneratorConfig):
     batch_size: int = pydantic.Field(32, ge=1, description="Users per batch.")
     lr: float = pydantic.Field(1e-3, gt=0, description="Adam learning rate.")
     weight_decay: float = pydantic.Field(1e-5, ge=0, description="Adam weight decay (the code's L2).")
-    accelerator: Literal["auto", "cpu", "gpu"] = pydantic.Field("auto", description="Where to train.")
     traffic: TrafficSection = pydantic.Field(default_factory=TrafficSection)
     sampling: Sampling = pydantic.Field(default_factory=lambda: Sampling(batch_size=1024))
 
@@ -289,7 +288,7 @@ class VolunteerGenerator(UserGenerator):
             seed=cfg.seed,
             checkpoint_dir=checkpoint_dir,
             progress=progress,
-            accelerator=cfg.accelerator,
+            placement=cfg.placement(),
         )
         self.history_ = {self.name: list(module.history)}
         self.net_ = module.net.cpu().eval().requires_grad_(False)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import os
 from abc import abstractmethod
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import lightning as L
 import numpy as np
@@ -41,7 +41,7 @@ import torch
 
 from cellsynth.data.model import UserMobility
 from cellsynth.errors import DataError
-from cellsynth.generators.base import GeneratorConfig, UserGenerator
+from cellsynth.generators.base import TrainingConfig, UserGenerator
 from cellsynth.generators.conditioning import BaselineExtensions
 from cellsynth.generators.floors.markov import MarkovChain, hour_keys, trajectory_model
 from cellsynth.generators.sampling import Sampling
@@ -68,15 +68,12 @@ def week_positions(start: pd.Timestamp, step: pd.Timedelta, n_steps: int) -> np.
     return np.asarray((stamps - monday) // step, dtype=np.int64)
 
 
-class UserTrafficConfig(GeneratorConfig):
+class UserTrafficConfig(TrainingConfig):
     """Options every user-traffic baseline has (a family or a model redeclares its paper's defaults)."""
 
     epochs: int = pydantic.Field(200, ge=1, description="Passes over all training users.")
     batch_size: int = pydantic.Field(32, ge=1, description="Users per training batch.")
     lr: float = pydantic.Field(1e-3, gt=0, description="Learning rate.")
-    accelerator: Literal["auto", "cpu", "gpu"] = pydantic.Field(
-        "auto", description="Where to train and sample: 'auto' uses a GPU when there is one."
-    )
     sampling: Sampling = pydantic.Field(default_factory=Sampling)
     extensions: BaselineExtensions = pydantic.Field(default_factory=BaselineExtensions)
 
@@ -218,7 +215,7 @@ class UserTrafficGenerator(UserGenerator):
             seed=cfg.seed,
             checkpoint_dir=checkpoint_dir,
             progress=progress,
-            accelerator=cfg.accelerator,
+            placement=cfg.placement(),
             gradient_clip_val=self.gradient_clip_val,
         )
         self.history_ = {self.name: list(getattr(module, "history", []))}

@@ -206,7 +206,7 @@ class AdaptiveUserGenerator(UserGANGenerator):
                 seed=cfg.seed,
                 progress=progress,
                 checkpoint_dir=checkpoint_dir,
-                accelerator=cfg.accelerator,
+                placement=cfg.placement(),
             ).astype(np.float64)
         features = StationFeatures(use_coordinates=True).fit(stations)
         if features.dim:
