@@ -17,6 +17,7 @@ the parts written so far are discarded with the staging directory, and a rerun s
 
 from __future__ import annotations
 
+import importlib
 import logging
 import socket
 from pathlib import Path
@@ -64,7 +65,11 @@ def check_reachable(address: str | None, timeout: float = CONNECT_TIMEOUT_S) -> 
 
 
 class ChunkWriter:
-    """A Ray actor's work: load the model once, then write each chunk handed to it."""
+    """A Ray actor's work: load the model once, then write each chunk handed to it.
+
+    A :class:`CellsynthError` of a chunk (bad options, say) comes back as data (its class and message): Ray
+    passes a worker's exception on only as the text of its traceback, and the driver raises it as it was.
+    """
 
     def __init__(self, model_dir: str, plan: ChunkPlan, staging: str):
         from cellsynth.generators import load
@@ -74,9 +79,17 @@ class ChunkWriter:
         self.staging = staging
 
     def __call__(self, batch: dict) -> dict:
+        errors, messages = [], []
         for chunk in batch["chunk"]:
-            write_chunk(self.generator, self.plan, int(chunk), self.staging)
-        return {"chunk": batch["chunk"]}
+            try:
+                write_chunk(self.generator, self.plan, int(chunk), self.staging)
+            except CellsynthError as err:
+                errors.append(f"{type(err).__module__}:{type(err).__qualname__}")
+                messages.append(str(err))
+            else:
+                errors.append("")
+                messages.append("")
+        return {"chunk": batch["chunk"], "error": errors, "message": messages}
 
 
 def write_chunks(
@@ -120,9 +133,22 @@ def write_chunks(
     finally:
         if started:
             ray.shutdown()
-    done = sorted(int(row["chunk"]) for row in written)
+    written.sort(key=lambda row: int(row["chunk"]))
+    failed = next((row for row in written if row["error"]), None)
+    if failed is not None:
+        raise _rebuilt(str(failed["error"]), str(failed["message"]))
+    done = [int(row["chunk"]) for row in written]
     if done != list(range(plan.chunks)):
         raise OutputError(f"Ray returned chunks {done[:5]}... for {plan.chunks} chunks; nothing was written")
+
+
+def _rebuilt(name: str, message: str) -> CellsynthError:
+    """The :class:`CellsynthError` a worker caught, from its class (``module:qualname``) and message."""
+    module, _, qualname = name.partition(":")
+    cls = getattr(importlib.import_module(module), qualname, None)
+    if isinstance(cls, type) and issubclass(cls, CellsynthError):
+        return cls(message)
+    return CellsynthError(message)
 
 
 def _explained(err: BaseException) -> CellsynthError:
