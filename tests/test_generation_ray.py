@@ -4,6 +4,10 @@ start); skipped where Ray is not installed."""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -70,3 +74,58 @@ def test_a_killed_worker_is_named():
     assert isinstance(explained, OutputError)
     assert message.startswith("generation on Ray failed (ActorDiedError") and "output is unchanged" in message
     assert "\n" not in message and "starts again from the first chunk" in message
+
+
+def _our_map_workers() -> list[int]:
+    """The pids of this test cluster's Ray Data workers (``ray::MapWorker...``): grandchildren of this process
+    (this process started the raylet, the raylet the workers), so another Ray on the machine is left alone."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.parent.name)] = int(fields[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    found = []
+    for pid, parent in parents.items():
+        if parents.get(parent) != os.getpid():
+            continue
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if title.startswith(b"ray::MapWorker"):
+            found.append(pid)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the Ray worker to kill through /proc (Linux)")
+def test_a_worker_killed_mid_run_is_restarted_and_the_output_is_whole(cluster, model, tmp_path):
+    """SIGKILL the only worker once it has written its first part: the chunks after it can only come from the
+    worker Ray restarts, and the output is still the local engine's, with no trace of the killed attempt."""
+    root, city = model
+    plan = ChunkPlan("stations", city.traffic.stations, batch=1, samples=2, seed=5)  # 12 chunks, one worker
+    failure: list[BaseException] = []
+
+    def run():
+        try:
+            generate_dataset(root / "stations", plan, tmp_path / "ray", engine="ray", workers=1)
+        except BaseException as err:
+            failure.append(err)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    written: list[Path] = []
+    deadline = time.monotonic() + 120
+    while not written and time.monotonic() < deadline:
+        written = list(tmp_path.glob(".ray.tmp-*/traffic.parquet/part-*.parquet"))
+        time.sleep(0.02)
+    workers = _our_map_workers()
+    written = list(tmp_path.glob(".ray.tmp-*/traffic.parquet/part-*.parquet"))
+    assert len(workers) == 1 and 1 <= len(written) < plan.chunks and thread.is_alive()
+    os.kill(workers[0], signal.SIGKILL)
+    thread.join(timeout=300)
+    assert not thread.is_alive() and not failure, failure
+    generate_dataset(root / "stations", plan, tmp_path / "local")
+    assert _tables(tmp_path / "ray") == _tables(tmp_path / "local")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["local", "ray"]

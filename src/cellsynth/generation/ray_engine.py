@@ -11,7 +11,7 @@ Every worker must import the same cellsynth, read the model directory and write 
 on one machine that is given; on a cluster, a shared filesystem and cellsynth installed on every node.
 
 A worker that dies is restarted by Ray and its chunk written again from the start (its half-written
-temporary file is removed before the swap); when Ray gives up, the run fails with an error naming what happened,
+temporary file is removed before the swap), up to :data:`WORKER_RETRIES` times; then the run fails with an error naming what happened,
 the parts written so far are discarded with the staging directory, and a rerun starts from the first chunk.
 """
 
@@ -25,10 +25,14 @@ from pathlib import Path
 from cellsynth.errors import CellsynthError, ConfigError, OutputError, one_line
 from cellsynth.generation.chunks import ChunkPlan, write_chunk
 
-__all__ = ["CONNECT_TIMEOUT_S", "ChunkWriter", "write_chunks"]
+__all__ = ["CONNECT_TIMEOUT_S", "WORKER_RETRIES", "ChunkWriter", "write_chunks"]
 
 #: How long to wait for a cluster at ``--address`` to answer before saying it cannot be reached.
 CONNECT_TIMEOUT_S = 5.0
+#: How many times a worker that died (killed, out of memory, its node lost) is restarted and its chunk retried
+#: before the run fails; Ray Data's default is forever, which turns a chunk too large for a worker's memory
+#: into a run that never ends.
+WORKER_RETRIES = 2
 
 
 def import_ray():
@@ -127,6 +131,8 @@ def write_chunks(
             batch_size=1,
             concurrency=pool,
             num_cpus=1,
+            max_restarts=WORKER_RETRIES,
+            max_task_retries=WORKER_RETRIES,
         ).take_all()
     except Exception as err:
         raise _explained(err) from err
