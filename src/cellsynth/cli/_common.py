@@ -129,7 +129,5 @@ def training_stations(path: Path):
     for directory in (path, path / "traffic"):
         if (directory / "traffic.parquet").exists() and (directory / "stations.parquet").exists():
             return read_stations(directory / "stations.parquet")
-    if (path / "stations.parquet").exists() or (path / "users").is_dir():
-        raise DataError("holds no StationTraffic for a stations generator", source=str(path))
-    datasets_in(path)  # raises the error that says what a dataset directory holds
+    datasets_in(path)  # no dataset at all: its error says what a dataset directory holds
     raise DataError("holds no StationTraffic for a stations generator", source=str(path))

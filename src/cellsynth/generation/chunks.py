@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from cellsynth.data.model import Stations, StationTraffic, UserMobility
 from cellsynth.data.samples import SAMPLE_SEPARATOR
 from cellsynth.errors import ConfigError, OutputError
 from cellsynth.outputs import DATASET, MARKER, atomic_directory
-from cellsynth.seeds import MAX_SEED, check_seed
+from cellsynth.seeds import check_seed
 
 __all__ = ["DEFAULT_BATCH", "ChunkPlan", "chunk_seed", "finish_parts", "generate_chunk", "generate_dataset"]
 
@@ -47,7 +47,7 @@ def chunk_seed(seed: int, chunk: int) -> int:
     check_seed(seed)
     if chunk == 0:
         return seed
-    return int(np.random.SeedSequence([seed, chunk]).generate_state(1, np.uint32)[0]) & MAX_SEED
+    return int(np.random.SeedSequence([seed, chunk]).generate_state(1, np.uint32)[0])  # <= MAX_SEED
 
 
 @dataclass(frozen=True)
@@ -170,14 +170,13 @@ def generate_dataset(
     engine: str = "local",
     address: str | None = None,
     workers: int | None = None,
-    on_chunk: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Generate ``plan`` chunk by chunk and write it to the dataset directory ``out``; returns ``out``.
 
     ``model`` is a fitted generator or the directory of a saved one (the Ray engine needs the directory:
     every worker loads it once). ``engine``: ``"local"`` (this process, one chunk in memory at a time) or
     ``"ray"`` (:func:`cellsynth.generation.ray_engine.write_chunks`, on the cluster at ``address``, with
-    ``workers`` actors). ``on_chunk(done, total)`` is called as chunks are written (local engine).
+    ``workers`` actors).
 
     The parts are staged in a temporary sibling of ``out`` and swapped in only once all are written
     (:func:`cellsynth.outputs.atomic_directory`): a failure, a killed worker or an interrupted run leaves
@@ -204,7 +203,5 @@ def generate_dataset(
                 model = load(model)
             for chunk in range(plan.chunks):
                 write_chunk(model, plan, chunk, staging)
-                if on_chunk is not None:
-                    on_chunk(chunk + 1, plan.chunks)
         finish_parts(staging, plan)
     return out
