@@ -293,6 +293,7 @@ def cellsynth_load(path):
         (["--batch-stations", 0], "--batch-stations 0: give a positive number of stations per chunk"),
         (["--engine", "spark"], "--engine 'spark': give 'local' or 'ray'"),
         (["--address", "127.0.0.1:1"], "--address and --workers are for --engine ray"),
+        (["--engine", "ray", "--workers", 0], "--workers 0: give a positive number of Ray workers"),
         (
             ["--engine", "ray", "--address", "nowhere"],
             "--address 'nowhere': give the cluster's head as HOST:PORT",

@@ -103,7 +103,7 @@ def write_chunks(
 
     Uses the Ray session this process already has (``ray.init(...)`` before), else connects to ``address`` (or
     starts a local cluster when it is None) and shuts it down afterwards. ``workers``: actors in the pool
-    (default: one per CPU of the cluster, at most one per chunk).
+    (default: one per CPU of the cluster; never more than the chunks).
     """
     if workers is not None and (isinstance(workers, bool) or workers < 1):
         raise ConfigError(f"--workers {workers!r}: give a positive number of Ray workers")
@@ -121,7 +121,7 @@ def write_chunks(
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        pool = workers or min(plan.chunks, cpus)
+        pool = min(plan.chunks, workers or cpus)
         chunks = ray.data.from_items(
             [{"chunk": i} for i in range(plan.chunks)], override_num_blocks=plan.chunks
         )
