@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 import logging
 import socket
+import warnings
 from pathlib import Path
 
 from cellsynth.errors import CellsynthError, ConfigError, OutputError, one_line
@@ -120,20 +121,27 @@ def write_chunks(
     try:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
+        logging.getLogger("ray.data").setLevel(
+            logging.WARNING
+        )  # its plan and timings are not the user's news
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         pool = min(plan.chunks, workers or cpus)
         chunks = ray.data.from_items(
             [{"chunk": i} for i in range(plan.chunks)], override_num_blocks=plan.chunks
         )
-        written = chunks.map_batches(
-            ChunkWriter,
-            fn_constructor_kwargs={"model_dir": str(model_dir), "plan": plan, "staging": str(staging)},
-            batch_size=1,
-            concurrency=pool,
-            num_cpus=1,
-            max_restarts=WORKER_RETRIES,
-            max_task_retries=WORKER_RETRIES,
-        ).take_all()
+        with warnings.catch_warnings():
+            # Ray 2.60 deprecates passing actor options (max_restarts) to map_batches, to be removed in 2.64,
+            # and names no replacement for them yet; until it does, this is the way to bound the restarts.
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+            written = chunks.map_batches(
+                ChunkWriter,
+                fn_constructor_kwargs={"model_dir": str(model_dir), "plan": plan, "staging": str(staging)},
+                batch_size=1,
+                compute=ray.data.ActorPoolStrategy(size=pool),
+                num_cpus=1,
+                max_restarts=WORKER_RETRIES,
+                max_task_retries=WORKER_RETRIES,
+            ).take_all()
     except Exception as err:
         raise _explained(err) from err
     finally:
