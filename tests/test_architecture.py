@@ -37,6 +37,7 @@ ALLOWED: dict[str, set[str]] = {
 }
 ALLOWED["generators"] = ALLOWED["graphs"] | ALLOWED["nn"] | {"graphs", "nn", "diffusion"}
 ALLOWED["testing"] = ALLOWED["generators"] | {"generators"}
+ALLOWED["generation"] = ALLOWED["generators"] | {"generators"}
 ALLOWED["evaluate"] = FOUNDATION | {"outputs", "data", "metrics"}
 ALLOWED["report"] = ALLOWED["evaluate"] | {"evaluate"}
 ALLOWED["benchmark"] = ALLOWED["generators"] | {"generators", "metrics", "evaluate", "report"}

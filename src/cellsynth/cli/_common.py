@@ -25,6 +25,7 @@ __all__ = [
     "say",
     "stations_file",
     "training_data",
+    "training_stations",
     "write_dataset",
 ]
 
@@ -117,3 +118,16 @@ def training_data(path: Path, kind: str):
     from cellsynth.errors import DataError
 
     raise DataError(f"holds no {wanted.__name__} for a {kind} generator", source=str(path))
+
+
+def training_stations(path: Path):
+    """The stations of the station traffic dataset at ``path`` (as :func:`training_data`), read without its
+    traffic: ``generate --data`` needs only them."""
+    from cellsynth.data import read_stations
+    from cellsynth.errors import DataError
+
+    for directory in (path, path / "traffic"):
+        if (directory / "traffic.parquet").exists() and (directory / "stations.parquet").exists():
+            return read_stations(directory / "stations.parquet")
+    datasets_in(path)  # no dataset at all: its error says what a dataset directory holds
+    raise DataError("holds no StationTraffic for a stations generator", source=str(path))

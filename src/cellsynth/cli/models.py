@@ -19,10 +19,11 @@ from cellsynth.cli._common import (
     console,
     say,
     training_data,
-    write_dataset,
+    training_stations,
 )
 from cellsynth.cli.errors import seed_option, yaml_mapping, yaml_value
 from cellsynth.errors import ConfigError, DataError
+from cellsynth.generation.chunks import DEFAULT_BATCH
 
 __all__ = []
 
@@ -215,12 +216,48 @@ def generate(
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed: same seed, same output.", callback=seed_option)] = 0,
+    batch_stations: Annotated[
+        int,
+        typer.Option(
+            help="Stations per chunk: each chunk is generated on its own (seeded from the seed and its number) "
+            "and written as one part of the output, so memory holds one chunk. One chunk: exactly the model's "
+            "generate(); the output depends on this number, never on --engine or the workers."
+        ),
+    ] = DEFAULT_BATCH,
+    batch_users: Annotated[
+        int, typer.Option(help="Users per chunk (user-level generators), as --batch-stations.")
+    ] = DEFAULT_BATCH,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="'local' (this process, chunk by chunk) or 'ray' (a pool of Ray workers, each loading the "
+            'model once; pip install "cellsynth[ray]"); same seed, same bytes.'
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="--engine ray: the cluster's head (HOST:PORT, ray://HOST:PORT or auto); default: a local one."
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="--engine ray: Ray workers (default: one per CPU, at most one per chunk)."),
+    ] = None,
 ) -> None:
     """Generate synthetic data from a trained model: traffic for given (or planned) stations, or users."""
     check_out(out, "dataset", model, stations, data, anchors)
     import cellsynth
     from cellsynth.data import read_stations
+    from cellsynth.generation import ChunkPlan, generate_dataset
 
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"--engine {engine!r}: give 'local' or 'ray'")
+    if engine == "ray":  # before loading the model: a missing Ray or an unreachable cluster fails at once
+        from cellsynth.generation.ray_engine import check_reachable, import_ray
+
+        import_ray()
+        check_reachable(address)
     gen = cellsynth.load(model)
     options = {
         k: v
@@ -240,7 +277,7 @@ def generate(
             users = len(options["anchors"]) if users is None else users
         if users is None or any(x is not None for x in (stations, data, n)):
             raise ConfigError(f"{gen.name} generates users: give --users N (and no --stations/--data/--n)")
-        result = gen.generate(users, seed=seed, **options)
+        plan = ChunkPlan("users", users, batch=batch_users, seed=seed, options=options)
     else:
         if anchors is not None:
             raise ConfigError("--anchors is for user-level generators (mstdiff fitted with anchors)")
@@ -253,11 +290,20 @@ def generate(
         if stations is not None:
             target = read_stations(stations)
         elif data is not None:
-            target = training_data(data, "stations")
+            target = training_stations(data)
         else:
             target = n
-        result = gen.generate(target, samples=samples, seed=seed, **options)
-    write_dataset(result, out)
+        plan = ChunkPlan(
+            "stations", target, batch=batch_stations, samples=samples, seed=seed, options=options
+        )
+    if plan.chunks > 1:
+        say(
+            f"generating {plan.size} {plan.kind} in {plan.chunks} chunks of up to {plan.batch} ({engine} engine)"
+        )
+    generate_dataset(
+        model if engine == "ray" else gen, plan, out, engine=engine, address=address, workers=workers
+    )
+    console.print(f"written to {bold(out)}; inspect with `cellsynth data info {escape(str(out))}`")
 
 
 def _read_anchors(path: Path, gen):

@@ -11,6 +11,16 @@ A mobility dataset holds ``mobility.parquet`` (``user_id, timestamp, station_id[
 one-step dataset round-trips too. Reads validate everything (unknown stations, missing or duplicated
 rows, irregular time) and round trips are exact (float32 values, order of stations, users, channels).
 
+**Parts.** A dataset generated in chunks (``cellsynth generate --batch-stations``, :mod:`cellsynth.generation`)
+stores each table as a directory of the same name holding ``part-00000.parquet``, ``part-00001.parquet``, ...
+(:func:`write_part`): the stations and traffic of chunk ``i`` in part ``i`` of ``stations.parquet/`` and
+``traffic.parquet/``; a mobility dataset's users in the parts of ``mobility.parquet/`` beside one
+``stations.parquet`` file. Every part names its number and the number of parts in its metadata, so a missing
+part is an error, not a smaller dataset. Tables stay in order: part by part, rows in each part's order.
+:func:`read` reads either layout. It reads parted traffic one part at a time into arrays allocated once:
+besides the dataset's own arrays (``4 N T C`` bytes of values) it holds one part's long rows, not the whole
+long table. Parted mobility is read part by part and then joined (its ``[U, T]`` arrays twice, briefly).
+
 Writes follow :mod:`cellsynth.outputs`: atomic (the dataset is written to a temporary sibling directory and
 swapped in with renames, so a crash never leaves a half-written dataset where a good one was), and only where
 cellsynth may write a dataset: a new or empty directory, or an earlier dataset, never a directory holding
@@ -21,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -50,6 +61,7 @@ __all__ = [
     "read",
     "read_stations",
     "write",
+    "write_part",
     "write_stations",
     "write_text_atomic",
 ]
@@ -57,6 +69,7 @@ __all__ = [
 FORMAT_VERSION = 1
 _META_KEY = PARQUET_METADATA_KEY
 _REPAIRED_SUFFIX = "__repaired"
+_PART = re.compile(r"^part-(?P<index>\d{5})\.parquet$")
 
 
 def _write_table(frame: pd.DataFrame, path: Path, meta: dict) -> None:
@@ -106,7 +119,8 @@ def read_stations(path: str | os.PathLike) -> Stations:
         from cellsynth.data.loaders.tables import read_stations_table
 
         return read_stations_table(path)
-    frame, _ = _read_table(path)
+    frames = [_read_table(part)[0] for part in _part_files(path)]
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
     if frame.empty:
         raise DataError("no rows: the stations table has columns but no station", source=str(path))
     return Stations.from_frame(frame, source=str(path))
@@ -147,12 +161,89 @@ def read(path: str | os.PathLike) -> StationTraffic | UserMobility:
     raise DataError("holds neither traffic.parquet nor mobility.parquet", source=str(path))
 
 
+# -- parts -----------------------------------------------------------------------------------------------------
+def part_file(table: str | os.PathLike, index: int) -> Path:
+    """The path of part ``index`` of the parted table ``table`` (a directory such as ``traffic.parquet/``)."""
+    return Path(table) / f"part-{index:05d}.parquet"
+
+
+def write_part(
+    data: StationTraffic | UserMobility, directory: str | os.PathLike, *, part: int, parts: int
+) -> None:
+    """Write chunk ``part`` (0-based) of a dataset of ``parts`` chunks into ``directory``, the staging
+    directory of the dataset (see the module docstring for the layout); with ``parts == 1``, the ordinary
+    single-file dataset. Each file is written to a temporary name and renamed (:func:`atomic_file`), so a part
+    is there whole or not at all. A mobility dataset's stations are written with part 0 (every part has the
+    same stations)."""
+    if not 0 <= part < parts:
+        raise ValueError(f"part {part} of {parts}")
+    directory = Path(directory)
+    table = "traffic.parquet" if isinstance(data, StationTraffic) else "mobility.parquet"
+    if parts == 1:
+        paths = {"stations.parquet": directory / "stations.parquet", table: directory / table}
+    else:
+        paths = {"stations.parquet": part_file(directory / "stations.parquet", part)}
+        paths[table] = part_file(directory / table, part)
+        if isinstance(data, UserMobility):
+            paths["stations.parquet"] = directory / "stations.parquet" if part == 0 else None
+    numbering = {"part": part, "parts": parts}
+    if paths["stations.parquet"] is not None:
+        with atomic_file(paths["stations.parquet"]) as tmp:
+            _write_table(
+                data.stations.to_frame(), tmp, {"kind": "stations", "version": FORMAT_VERSION} | numbering
+            )
+    with atomic_file(paths[table]) as tmp:
+        if isinstance(data, StationTraffic):
+            _write_traffic(data, tmp, numbering)
+        else:
+            _write_mobility(data, tmp, numbering)
+
+
+def _part_files(path: Path) -> list[Path]:
+    """The files of a table: ``[path]`` for a file; for a parted table, its parts in order, checked complete
+    (every part the parts' metadata counts, nothing else)."""
+    if not path.is_dir():
+        return [path]
+    entries = sorted(path.iterdir())
+    stray = [p.name for p in entries if not _PART.match(p.name)]
+    if stray:
+        raise DataError(
+            f"a parted table holds only part-NNNNN.parquet files, not {', '.join(stray[:3])}: move them out "
+            "(a leftover of an interrupted write is not part of the dataset)",
+            source=str(path),
+        )
+    if not entries:
+        raise DataError(
+            "a parted table without parts: the dataset is incomplete; generate it again", source=str(path)
+        )
+    counts = {_part_meta(p).get("parts") for p in (entries[0], entries[-1])}
+    expected = counts.pop() if len(counts) == 1 else None
+    found = [int(_PART.match(p.name)["index"]) for p in entries]
+    if not isinstance(expected, int) or found != list(range(expected)):
+        missing = sorted(set(range(expected)) - set(found))[:3] if isinstance(expected, int) else []
+        raise DataError(
+            f"{len(found)} parts where the parts' metadata counts {expected}"
+            + (f" (missing: {', '.join(part_file(path, i).name for i in missing)})" if missing else "")
+            + ": the dataset is incomplete; generate it again",
+            source=str(path),
+        )
+    return entries
+
+
+def _part_meta(path: Path) -> dict:
+    try:
+        raw = (pq.read_schema(path).metadata or {}).get(_META_KEY)
+    except (OSError, pa.ArrowInvalid) as err:
+        raise DataError(f"cannot read Parquet file: {one_line(err)}", source=str(path)) from err
+    return json.loads(raw) if raw else {}
+
+
 def _time_meta(data) -> dict:
     # Parquet keeps the timezone in the column type; the step must travel separately for one-step data.
     return {"version": FORMAT_VERSION, "step": data.step.isoformat()}
 
 
-def _write_traffic(data: StationTraffic, path: Path) -> None:
+def _write_traffic(data: StationTraffic, path: Path, numbering: dict | None = None) -> None:
     n, t, _ = data.values.shape
     cols: dict[str, object] = {
         "station_id": pd.Categorical(
@@ -165,7 +256,7 @@ def _write_traffic(data: StationTraffic, path: Path) -> None:
     if data.repaired is not None:
         for j, name in enumerate(data.channels):
             cols[name + _REPAIRED_SUFFIX] = data.repaired[:, :, j].reshape(-1)
-    meta = _time_meta(data) | {"kind": "station_traffic", "channels": list(data.channels)}
+    meta = _time_meta(data) | {"kind": "station_traffic", "channels": list(data.channels)} | (numbering or {})
     _write_table(pd.DataFrame(cols), path, meta)
 
 
@@ -335,12 +426,64 @@ def long_to_traffic(
 
 
 def _read_traffic(path: Path, stations: Stations) -> StationTraffic:
+    parts = _part_files(path)
+    if len(parts) == 1:
+        return _read_traffic_part(parts[0], stations)
+    # One part at a time into arrays allocated once: the long rows of one part are held at a time.
+    values = repaired = first = None
+    owner = np.full(len(stations), -1, dtype=np.int64)  # the part each station's rows came from
+    for number, part in enumerate(parts):
+        ids = pq.read_table(part, columns=["station_id"]).column(0).unique().to_pylist()
+        index = stations.index_of(ids, source=str(part))
+        data = _read_traffic_part(part, stations.subset(index))
+        if first is None:
+            first = data
+            values = np.empty((len(stations), data.n_steps, data.n_channels), dtype=np.float32)
+        elif (data.start, data.step, data.n_steps, data.channels) != (
+            first.start,
+            first.step,
+            first.n_steps,
+            first.channels,
+        ):
+            raise DataError(
+                f"its time axis or channels ({data.start}, {data.n_steps} steps of {data.step}, {data.channels}) "
+                f"differ from {parts[0].name}'s ({first.start}, {first.n_steps} steps of {first.step}, "
+                f"{first.channels}); every part of a dataset has the same",
+                source=str(part),
+            )
+        twice = owner[index] >= 0
+        if twice.any():
+            i = int(index[int(twice.argmax())])
+            raise DataError(
+                f"station_id {stations.ids[i]!r} has rows in {parts[owner[i]].name} and {part.name}; every "
+                "station's rows are in one part",
+                source=str(path),
+            )
+        owner[index] = number
+        values[index] = data.values
+        if data.repaired is not None:
+            if repaired is None:
+                repaired = np.zeros(values.shape, dtype=bool)
+            repaired[index] = data.repaired
+    absent = owner < 0
+    if absent.any():
+        raise DataError(
+            f"station_id {stations.ids[int(absent.argmax())]!r} ({int(absent.sum())} station(s)) of "
+            "stations.parquet has no rows in any part",
+            source=str(path),
+        )
+    return StationTraffic(
+        values, first.start, first.step, first.channels, stations, repaired=repaired, source=str(path)
+    )
+
+
+def _read_traffic_part(path: Path, stations: Stations) -> StationTraffic:
     frame, meta = _read_table(path)
     if meta.get("kind") != "station_traffic":
         raise DataError("not a cellsynth traffic table (no cellsynth metadata)", source=str(path))
     channels = meta["channels"]
     rep_cols = [c + _REPAIRED_SUFFIX for c in channels]
-    data = long_to_traffic(
+    return long_to_traffic(
         frame,
         stations,
         channels,
@@ -348,10 +491,9 @@ def _read_traffic(path: Path, stations: Stations) -> StationTraffic:
         source=str(path),
         repaired_columns=rep_cols if rep_cols[0] in frame.columns else None,
     )
-    return data
 
 
-def _write_mobility(data: UserMobility, path: Path) -> None:
+def _write_mobility(data: UserMobility, path: Path, numbering: dict | None = None) -> None:
     u, t = data.locations.shape
     cols: dict[str, object] = {
         "user_id": pd.Categorical(
@@ -362,7 +504,7 @@ def _write_mobility(data: UserMobility, path: Path) -> None:
     }
     if data.traffic is not None:
         cols["traffic"] = data.traffic.reshape(-1)
-    meta = _time_meta(data) | {"kind": "user_mobility", "users": list(data.user_ids)}
+    meta = _time_meta(data) | {"kind": "user_mobility", "users": list(data.user_ids)} | (numbering or {})
     _write_table(pd.DataFrame(cols), path, meta)
 
 
@@ -389,10 +531,33 @@ def long_to_mobility(
 
 
 def _read_mobility(path: Path, stations: Stations) -> UserMobility:
+    files = _part_files(path)
+    parts = [_read_mobility_part(part, stations) for part in files]
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    for part, data in zip(files, parts, strict=True):
+        if (data.start, data.step, data.n_steps, data.has_traffic) != (
+            first.start,
+            first.step,
+            first.n_steps,
+            first.has_traffic,
+        ):
+            raise DataError(
+                "its time axis or its traffic column differ from the first part's; every part of a dataset "
+                "has the same",
+                source=str(part),
+            )
+    locations = np.concatenate([d.locations for d in parts])
+    traffic = np.concatenate([d.traffic for d in parts]) if first.has_traffic else None
+    users = tuple(u for d in parts for u in d.user_ids)
+    return UserMobility(locations, first.start, first.step, stations, traffic, users, str(path))
+
+
+def _read_mobility_part(path: Path, stations: Stations) -> UserMobility:
     frame, meta = _read_table(path)
     if meta.get("kind") != "user_mobility":
         raise DataError("not a cellsynth mobility table (no cellsynth metadata)", source=str(path))
-    data = long_to_mobility(
+    return long_to_mobility(
         frame, stations, step=pd.Timedelta(meta["step"]), users=meta.get("users"), source=str(path)
     )
-    return data
