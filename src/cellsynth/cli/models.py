@@ -94,6 +94,16 @@ def fit(
             "default: DATA/knowledge_graph.parquet when the data is a synthetic city."
         ),
     ] = None,
+    epsilon: Annotated[
+        float | None,
+        typer.Option(
+            help="Train with differential privacy at this epsilon, one station the unit (docs/privacy.md); "
+            "also turns off the model's parts that would learn from the traffic outside DP-SGD."
+        ),
+    ] = None,
+    delta: Annotated[
+        float | None, typer.Option(help="delta of --epsilon (default 1 / (10 x training stations)).")
+    ] = None,
     progress: Progress = True,
 ) -> None:
     """Train a generator; rerunning the same command resumes from the run directory's checkpoints."""
@@ -103,6 +113,12 @@ def fit(
     values = _read_config(config, set_)
     if seed is not None:
         values["seed"] = seed
+    if epsilon is not None or delta is not None:
+        if epsilon is None:
+            raise ConfigError("--delta is the delta of --epsilon; give --epsilon too")
+        from cellsynth.generators.privacy import private_config
+
+        values = private_config(get_class(model).Config, model, values, epsilon, delta)
     chosen_preset = None if preset == "none" or not available_presets(model) else preset
     gen = get(model, values, preset=chosen_preset)
     train = training_data(data, get_class(model).kind)

@@ -131,7 +131,9 @@ def spent_epsilon(
         return 0.0
     acc = create_accountant(mechanism=accountant)
     acc.history = [(noise_multiplier, sample_rate, steps)]
-    return float(acc.get_epsilon(delta=delta))
+    with warnings.catch_warnings():  # RDP notes when its best order is its largest (very large sigma)
+        warnings.filterwarnings("ignore", message=r".*Optimal order is the (largest|smallest) alpha.*")
+        return float(acc.get_epsilon(delta=delta))
 
 
 def plan_privacy(
@@ -140,6 +142,10 @@ def plan_privacy(
     """Check the budget and settle the noise before any training (raises :class:`ConfigError`).
 
     ``q = 1 / ceil(N / batch_size)`` (Opacus' Poisson loader: expected batch ``q N``), ``steps = epochs / q``.
+    A target epsilon cannot be met when the accountant finds no noise multiplier for it, or when the one it
+    finds exceeds the expected batch ``q N``: the noise on the averaged gradient, of standard deviation
+    ``sigma C / (q N)`` per coordinate, would then exceed the largest averaged gradient ``C``. (A
+    ``noise_multiplier`` given directly is the caller's choice and is not checked so.)
     """
     from opacus.accountants.utils import get_noise_multiplier
 
@@ -170,6 +176,15 @@ def plan_privacy(
                 f"{steps} steps ({epochs} epochs at sampling rate {sample_rate:.3g}) within epsilon = "
                 f"{privacy.epsilon:g}, delta = {delta:g}; raise privacy.epsilon, or lower epochs or batch_size"
             ) from None
+        expected_batch = sample_rate * n_stations
+        if sigma > expected_batch:
+            raise ConfigError(
+                f"{model}: epsilon = {privacy.epsilon:g} over {steps} steps ({epochs} epochs at sampling rate "
+                f"{sample_rate:.3g}) needs noise multiplier {sigma:.3g}, more than the {expected_batch:.3g} "
+                "stations of an average batch: the noise on each averaged gradient would be larger than any "
+                "averaged gradient, and training would learn nothing; raise privacy.epsilon, or lower epochs "
+                "or raise batch_size"
+            )
     return PrivacyPlan(
         noise_multiplier=float(sigma),
         max_grad_norm=privacy.max_grad_norm,
@@ -297,3 +312,20 @@ def train_private(
     if taken > plan.steps:
         raise RuntimeError(f"DP-SGD ran {taken} steps, more than the {plan.steps} its budget was planned for")
     return plan.spent()
+
+
+def private_config(config_cls: type, model: str, values: dict, epsilon: float, delta: float | None) -> dict:
+    """``values`` (config overrides) for a private fit at ``(epsilon, delta)``, as ``cellsynth fit --epsilon``
+    builds them: the ``privacy`` section on top, and below ``values`` the settings the model needs to keep
+    every other part off the real traffic (its config's ``private_settings``; an explicit conflicting value
+    then fails validation with what to change). A model without a ``privacy`` section is a ConfigError."""
+    from cellsynth.generators.presets import merge_config
+
+    if "privacy" not in getattr(config_cls, "model_fields", {}):
+        raise ConfigError(
+            f"{model} cannot train with differential privacy (its training is not DP-SGD over stations); "
+            "leave out --epsilon/--delta, or use a generator with a privacy section (docs/privacy.md)"
+        )
+    settings = getattr(config_cls, "private_settings", {})
+    privacy = {"epsilon": epsilon} | ({} if delta is None else {"delta": delta})
+    return merge_config(merge_config(settings, values), {"privacy": privacy})

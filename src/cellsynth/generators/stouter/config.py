@@ -78,6 +78,10 @@ class StouterConfig(SamplingConfig):
     moved_fields: ClassVar[dict[str, str]] = SamplingConfig.moved_fields | {
         name: f"extensions.{name}" for name in StouterExtensions.model_fields
     }
+    #: What ``cellsynth fit stouter --epsilon`` sets besides ``privacy`` (see :func:`_private_problems`).
+    private_settings: ClassVar[dict] = {
+        "extensions": {"level_model": "none", "known_level": "all", "normalisation": "standard"}
+    }
 
     # -- station graph -------------------------------------------------------------------------------
     radius_km: float = pydantic.Field(
