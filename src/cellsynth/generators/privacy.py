@@ -329,3 +329,20 @@ def private_config(config_cls: type, model: str, values: dict, epsilon: float, d
     settings = getattr(config_cls, "private_settings", {})
     privacy = {"epsilon": epsilon} | ({} if delta is None else {"delta": delta})
     return merge_config(merge_config(settings, values), {"privacy": privacy})
+
+
+def saved_guarantee(run_dir) -> dict | None:
+    """The spent guarantee a saved model records (``generator.json``, ``state.privacy``); ``None`` for a model
+    trained without differential privacy. A directory without a saved model is a :class:`DataError`."""
+    from pathlib import Path
+
+    from cellsynth.errors import DataError
+    from cellsynth.generators.base import _META_FILE, _read_record
+
+    path = Path(run_dir) / _META_FILE
+    if not path.is_file():
+        raise DataError(
+            f"{run_dir} holds no saved model ({_META_FILE}); give the run directory of `cellsynth fit`",
+            source=str(run_dir),
+        )
+    return _read_record(path)["state"].get("privacy")
