@@ -106,6 +106,8 @@ def figure(rows: list[dict], path: Path, title: str) -> None:
         ax.set_xscale("log")
         ax.set_xticks(xs, [f"{r['epsilon']:g}" if math.isfinite(r["epsilon"]) else "inf" for r in rows])
         ax.set_xlabel("epsilon")
+        if column == "membership_auc":
+            ax.set_ylim(0.3, 1.0)  # on the scale of the attack: 0.5 none, 1 every member found
         ax.set_title(label, fontsize=9)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()

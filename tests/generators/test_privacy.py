@@ -170,3 +170,12 @@ def test_huge_noise_leaves_no_membership_signal():
         return np.log1p(data.values).reshape(data.values.shape[0], -1)
 
     assert abs(membership_inference_auc(weeks(train), weeks(held_out), weeks(generated)) - 0.5) < 0.15
+
+
+def test_a_private_fit_cannot_resume_with_more_epochs(tmp_path):
+    """The noise was planned for the whole run: more epochs on resume would spend more than was accounted."""
+    data = testing.tiny_traffic()
+    get("stouter", private_smoke(epsilon=8.0)).fit(data, progress=False, checkpoint_dir=tmp_path)
+    longer = get("stouter", private_smoke(epsilon=8.0) | {"epochs": 4})
+    with pytest.raises(ConfigError, match="checkpoints of a stouter fit with a different config"):
+        longer.fit(data, progress=False, checkpoint_dir=tmp_path)

@@ -217,7 +217,9 @@ class StouterGenerator(StationGenerator):
         weeks = training_weeks(data, self.name, self._length_multiple)  # [N, W, L, C]
         n, w, length, c = weeks.shape
         # Options that only affect generation may change between a fit and its resume.
-        fields = {k: v for k, v in self.config.model_dump(mode="json").items() if k not in _RESUMABLE_CHANGES}
+        # Not epochs under privacy: the noise was planned for the whole run, and earlier steps cannot be re-noised.
+        resumable = _RESUMABLE_CHANGES - {"epochs"} if private else _RESUMABLE_CHANGES
+        fields = {k: v for k, v in self.config.model_dump(mode="json").items() if k not in resumable}
         guard_resume(checkpoint_dir, self.name, {"config": fields, "data": station_fingerprint(data)})
 
         self.scaler_ = LogScaler(cfg.extensions.normalisation).fit(weeks)
