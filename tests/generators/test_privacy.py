@@ -92,9 +92,7 @@ def test_privacy_refuses_the_parts_that_learn_from_traffic_outside_dp_sgd():
         get("stouter", get_class("stouter").smoke_config() | {"privacy": {"epsilon": 8.0}})
 
 
-@pytest.mark.parametrize(
-    "model", ["vae", "tcn-gan", "diffwave", "seasonal-mean", "nearest-station", "mstdiff"]
-)
+@pytest.mark.parametrize("model", ["vae", "tcn-gan", "seasonal-mean", "nearest-station", "mstdiff"])
 def test_a_generator_without_dp_training_refuses_epsilon(model):
     with pytest.raises(ConfigError, match=rf"{model} cannot train with differential privacy"):
         private_config(get_class(model).Config, model, {}, 8.0, None)
@@ -179,3 +177,12 @@ def test_a_private_fit_cannot_resume_with_more_epochs(tmp_path):
     longer = get("stouter", private_smoke(epsilon=8.0) | {"epochs": 4})
     with pytest.raises(ConfigError, match="checkpoints of a stouter fit with a different config"):
         longer.fit(data, progress=False, checkpoint_dir=tmp_path)
+
+
+def test_private_diffwave_passes_the_conformance_checks_and_reports_its_budget(tmp_path):
+    config = get_class("diffwave").smoke_config() | {"privacy": {"epsilon": 8.0}}
+    testing.check_generator("diffwave", config, directory=tmp_path)
+    gen = get("diffwave", config).fit(testing.tiny_traffic(), progress=False)
+    assert gen.privacy_["epsilon"] <= 8.0 and "differential privacy: (" in gen.fit_notes()[0]
+    with pytest.raises(ConfigError, match="privacy: extensions.normalisation 'unit'"):
+        get("diffwave", config | {"extensions": {"normalisation": "unit"}})

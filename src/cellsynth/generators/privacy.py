@@ -35,6 +35,7 @@ import warnings
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+import numpy as np
 import pydantic
 import torch
 
@@ -89,6 +90,19 @@ class PrivacyConfig(ConfigSection):
                 "privacy.noise_multiplier, exactly one of them"
             )
         return self
+
+
+#: Samples of a private model are clipped to ``[-R, R]`` in standardised units (z has mean 0 and standard
+#: deviation 1 over all training values), a range chosen without looking at the data.
+PUBLIC_Z_RANGE = 4.0
+
+
+def public_range(scaler):
+    """``scaler`` (a fitted :class:`~cellsynth.transforms.scaling.LogScaler`) with its range of the training
+    data (what samples are clipped to) replaced by ``[-PUBLIC_Z_RANGE, PUBLIC_Z_RANGE]`` per channel."""
+    scaler.z_min_ = np.full_like(scaler.z_min_, -PUBLIC_Z_RANGE)
+    scaler.z_max_ = np.full_like(scaler.z_max_, PUBLIC_Z_RANGE)
+    return scaler
 
 
 def default_delta(n_stations: int) -> float:
@@ -227,6 +241,16 @@ def _sum_weeks_per_station(net: torch.nn.Module, weeks: int) -> None:
     """Per-sample gradients ``[S * W, ...]`` (one per week, station-major) -> ``[S, ...]`` (one per station,
     the sum of its weeks'), so Opacus clips and counts stations, not weeks. An empty Poisson batch (no
     forward pass, no per-sample gradients) gets ``[0, ...]`` ones: Opacus then adds noise to a zero sum."""
+    rows = {}
+    for name, p in net.named_parameters():
+        grad_sample = getattr(p, "grad_sample", None) if p.requires_grad else None
+        if grad_sample is not None:
+            rows[name] = grad_sample.shape[0]
+    if len(set(rows.values())) > 1 or any(n % weeks for n in rows.values()):
+        # A layer applied to an input shared by the batch gets one "per-sample" gradient for all: not DP.
+        raise RuntimeError(
+            f"per-sample gradients of different batch sizes ({rows}); every layer must see the batch"
+        )
     for p in net.parameters():
         if not p.requires_grad:
             continue

@@ -20,14 +20,10 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
+from cellsynth.generators.privacy import PUBLIC_Z_RANGE, public_range
 from cellsynth.graphs.temporal import HOURS_PER_DAY, HOURS_PER_WEEK, temporal_edges
-from cellsynth.transforms.scaling import LogScaler
 
 __all__ = ["PUBLIC_Z_RANGE", "hour_of_week_graph", "privacy_notes", "public_range"]
-
-#: Samples of a private STOUTER are clipped to ``[-R, R]`` in standardised units (z has mean 0 and
-#: standard deviation 1 over all training values), a range chosen without looking at the data.
-PUBLIC_Z_RANGE = 4.0
 
 
 def hour_of_week_graph() -> Data:
@@ -45,14 +41,6 @@ def hour_of_week_graph() -> Data:
     x = np.stack(columns, axis=1)
     x = (x - x.mean(0)) / x.std(0)
     return Data(x=torch.from_numpy(x).float(), edge_index=temporal_edges(), num_nodes=HOURS_PER_WEEK)
-
-
-def public_range(scaler: LogScaler) -> LogScaler:
-    """``scaler`` with its range of the training data (what samples are clipped to) replaced by
-    ``[-PUBLIC_Z_RANGE, PUBLIC_Z_RANGE]`` per channel."""
-    scaler.z_min_ = np.full_like(scaler.z_min_, -PUBLIC_Z_RANGE)
-    scaler.z_max_ = np.full_like(scaler.z_max_, PUBLIC_Z_RANGE)
-    return scaler
 
 
 def privacy_notes(spent: dict | None) -> list[str]:
