@@ -114,6 +114,16 @@ def fit(
             help="Lightning strategy: auto, ddp or ddp_find_unused_parameters_true. Overrides the config's."
         ),
     ] = None,
+    epsilon: Annotated[
+        float | None,
+        typer.Option(
+            help="Train with differential privacy at this epsilon, one station the unit (docs/privacy.md); "
+            "also turns off the model's parts that would learn from the traffic outside DP-SGD."
+        ),
+    ] = None,
+    delta: Annotated[
+        float | None, typer.Option(help="delta of --epsilon (default 1 / (10 x training stations)).")
+    ] = None,
     progress: Progress = True,
 ) -> None:
     """Train a generator; rerunning the same command resumes from the run directory's checkpoints."""
@@ -126,6 +136,12 @@ def fit(
         values["seed"] = seed
     placement = {"devices": devices, "num_nodes": num_nodes, "strategy": strategy}
     values |= {key: value for key, value in placement.items() if value is not None}
+    if epsilon is not None or delta is not None:
+        if epsilon is None:
+            raise ConfigError("--delta is the delta of --epsilon; give --epsilon too")
+        from cellsynth.generators.privacy import private_config
+
+        values = private_config(get_class(model).Config, model, values, epsilon, delta)
     chosen_preset = None if preset == "none" or not available_presets(model) else preset
     gen = get(model, values, preset=chosen_preset)
     if isinstance(gen.config, TrainingConfig):

@@ -34,6 +34,12 @@ def evaluate_command(
     compat: Annotated[
         bool, typer.Option("--compat", help="Add the published code's metric variants, labelled as such.")
     ] = False,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run directory of the model that generated --synthetic: the report states its privacy."
+        ),
+    ] = None,
 ) -> None:
     """Score synthetic data against real data: metrics.json and a self-contained report.html. A city
     directory (traffic/ and users/) gives the dataset of the kind the other options' datasets have."""
@@ -49,6 +55,12 @@ def evaluate_command(
         channels=[c.strip() for c in channels.split(",")] if channels else None,
         compat=compat,
     )
+    if model is not None:
+        import dataclasses
+
+        from cellsynth.generators.privacy import saved_guarantee
+
+        evaluation = dataclasses.replace(evaluation, privacy=saved_guarantee(model))
     report = write_report(evaluation, out)
     if evaluation.memorisation is not None:
         from cellsynth.evaluate import memorisation_verdict

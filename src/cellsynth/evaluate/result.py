@@ -87,6 +87,9 @@ class Evaluation:
     memorisation: dict[str, Any] | None
     notes: tuple[str, ...]
     aligned: StationComparison | UserComparison = field(repr=False)
+    #: The differential-privacy guarantee of the model that generated the data (its saved ``privacy``
+    #: state: epsilon, delta, unit, accountant...), when the caller knows it; ``None`` otherwise.
+    privacy: dict[str, Any] | None = None
 
     @property
     def paired(self) -> bool:
@@ -112,6 +115,7 @@ class Evaluation:
                 "comparison": self.comparison,
                 "metrics": self.metrics,
                 "memorisation": self.memorisation,
+                "privacy": self.privacy,
                 "notes": list(self.notes),
                 "metric_definitions": {
                     name: {"label": info.label, "description": info.description, "better": info.better}

@@ -49,6 +49,13 @@ from cellsynth.generators.base import (
     training_weeks,
     week_length,
 )
+from cellsynth.generators.privacy import (
+    dp_compatible,
+    plain_weights,
+    plan_privacy,
+    public_range,
+    train_private,
+)
 from cellsynth.generators.sampling import Sampling
 from cellsynth.generators.state import (
     compose_state,
@@ -269,6 +276,13 @@ class BaselineGenerator(StationGenerator):
         cfg = self.config
         weeks = training_weeks(data, self.name, self.length_multiple)  # [N, W, L, C]
         n, w, length, c = weeks.shape
+        privacy = getattr(cfg, "privacy", None)  # only in the configs of baselines that train with DP-SGD
+        stations_per_batch = max(1, round(cfg.batch_size / w))  # a private batch holds about batch_size weeks
+        plan = None
+        if privacy is not None:  # the budget is checked before any training (docs/privacy.md)
+            plan = plan_privacy(
+                privacy, model=self.name, n_stations=n, batch_size=stations_per_batch, epochs=cfg.epochs
+            )
         guard_resume(
             checkpoint_dir,
             self.name,
@@ -276,6 +290,8 @@ class BaselineGenerator(StationGenerator):
         )
 
         self.scaler_ = LogScaler(cfg.extensions.normalisation).fit(weeks)
+        if plan is not None:  # clip samples to a range chosen without the data
+            self.scaler_ = public_range(self.scaler_)
         z = self.scaler_.transform(weeks).astype(np.float32)
         self.features_ = StationFeatures(cfg.use_coordinates).fit(data.stations)
         vectors = self.features_.transform(data.stations)  # [N, D]
@@ -285,20 +301,30 @@ class BaselineGenerator(StationGenerator):
         station = torch.from_numpy(np.repeat(vectors, w, axis=0))
         dataset = torch.utils.data.TensorDataset(series, station)
         seed_everything(cfg.seed)  # before building: initial weights are seeded
-        module = self._module(self._network(c, vectors.shape[1], length))
-        train(
-            module,
-            loader(dataset, batch_size=cfg.batch_size, seed=cfg.seed),
-            max_epochs=cfg.epochs,
-            stage=self.name,
-            seed=cfg.seed,
-            checkpoint_dir=checkpoint_dir,
-            progress=progress,
-            placement=cfg.placement(),
-            gradient_clip_val=self.gradient_clip_val,
-        )
+        network = self._network(c, vectors.shape[1], length)
+        module = self._module(network if plan is None else dp_compatible(network))
+        options = {
+            "max_epochs": cfg.epochs,
+            "stage": self.name,
+            "seed": cfg.seed,
+            "checkpoint_dir": checkpoint_dir,
+        }
+        options |= {"progress": progress, "placement": cfg.placement()}
+        self.privacy_ = None
+        if plan is None:
+            train(module, loader(dataset, batch_size=cfg.batch_size, seed=cfg.seed), **options,
+                  gradient_clip_val=self.gradient_clip_val)  # fmt: skip
+        else:  # DP-SGD: each example is one station with all its weeks
+            by_station = torch.utils.data.TensorDataset(
+                series.reshape(n, w, c, length), torch.from_numpy(np.ascontiguousarray(vectors))
+            )
+            self.privacy_ = train_private(module, by_station, plan, weeks=w, batch_size=stations_per_batch,
+                                          **options)  # fmt: skip
         self.history_ = {self.name: list(getattr(module, "history", []))}
-        self.net_ = self._trained(module).cpu().eval().requires_grad_(False)
+        trained = self._trained(module)
+        if plan is not None:
+            trained = plain_weights(trained, self._network(c, vectors.shape[1], length))
+        self.net_ = trained.cpu().eval().requires_grad_(False)
         self.fitted_ = True
         return self
 
@@ -385,14 +411,29 @@ class BaselineGenerator(StationGenerator):
             "time": self.time_,
             "week_length": self.week_length_,
             "history": getattr(self, "history_", {}),
+            "privacy": getattr(self, "privacy_", None),  # the spent (epsilon, delta) of a private fit
         }
         return tensors, meta
+
+    def fit_notes(self) -> list[str]:
+        self.check_fitted()
+        spent = getattr(self, "privacy_", None)
+        if spent is None:
+            return []
+        return [
+            f"differential privacy: ({spent['epsilon']:.3g}, {spent['delta']:.3g})-DP per station (all its weeks) "
+            f"for the network (DP-SGD, {spent['accountant']} accountant, noise multiplier "
+            f"{spent['noise_multiplier']:.3g}, {spent['steps']} steps); station features are public by "
+            "assumption; NOT covered: the normaliser's per-channel median, mean and standard deviation over all "
+            "station-weeks (docs/privacy.md)"
+        ]
 
     def _restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         parts = split_state(tensors, ("scaler", "station_features", "net"))
         self.stations_ = restore_stations(tensors, meta)
         self.time_, self.week_length_ = meta["time"], meta["week_length"]
         self.history_ = meta.get("history", {})
+        self.privacy_ = meta.get("privacy")
         self.scaler_ = LogScaler.from_state(parts["scaler"], self.config.extensions.normalisation)
         feature_meta = split_state(meta, ("station_features",))["station_features"]
         self.features_ = StationFeatures.from_state(parts["station_features"], feature_meta)

@@ -19,9 +19,19 @@ from cellsynth.training import EMA, TrainingModule
 __all__ = ["EpsilonModule"]
 
 
+def _repeat_rows(condition, times: int):
+    """Each row of ``condition`` (a tensor, a tuple of tensors, or ``None``) repeated ``times`` times in place."""
+    if condition is None:
+        return None
+    if isinstance(condition, (tuple, list)):
+        return type(condition)(_repeat_rows(part, times) for part in condition)
+    return condition.repeat_interleave(times, dim=0)
+
+
 class EpsilonModule(TrainingModule):
     """Batches are ``(x0, condition)``; :meth:`predict_noise` calls the network (override it when the
-    condition needs looking up). ``history`` holds the mean loss of each epoch run in this process; after
+    condition needs looking up); a batch of stations ``[S, W, C, L]`` (private training,
+    :mod:`cellsynth.generators.privacy`) is trained as its ``S * W`` weeks, station-major. ``history`` holds the mean loss of each epoch run in this process; after
     training, ``ema`` is the moving average of ``net`` (:class:`~cellsynth.training.EMA`)."""
 
     def __init__(
@@ -47,6 +57,11 @@ class EpsilonModule(TrainingModule):
 
     def training_step(self, batch, batch_idx):
         x0, condition = batch
+        if x0.shape[0] == 0:  # an empty Poisson batch of DP-SGD: still a (noise-only) step, as accounted
+            return sum(p.sum() for p in self.net.parameters()) * 0.0
+        if x0.dim() == 4:  # DP-SGD's batches are stations [S, W, C, L]: each station's weeks, station-major
+            weeks = x0.shape[1]
+            x0, condition = x0.flatten(0, 1), _repeat_rows(condition, weeks)
         t = self.diffusion.sample_timesteps(x0.shape[0], device=x0.device)
         noise = torch.randn_like(x0)
         loss = F.mse_loss(

@@ -96,7 +96,8 @@ class ConditionEmbedding(nn.Module):
         """``station`` ``[B, D_s]`` -> context ``[B, d_c, L]``."""
         if station.dim() != 2 or station.shape[1] != self.station_dim:
             raise ValueError(f"station features must be [B, {self.station_dim}], got {tuple(station.shape)}")
-        h = self.time_proj(self.tau[None]).expand(station.shape[0], -1, -1)
+        # One row per series (not one shared row broadcast): per-sample gradients (DP-SGD) need the batch.
+        h = self.time_proj(self.tau[None].expand(station.shape[0], -1, -1))
         if self.station_proj is not None:
             h = h + self.station_proj(station)[:, :, None]
         return self.out(F.silu(h))

@@ -253,6 +253,25 @@ def _compared_stations(evaluation: Evaluation) -> str:
         + "<h3>Protocol</h3>"
         + _list(c["protocol"])
         + _notes(evaluation)
+        + _privacy(evaluation)
+    )
+
+
+def _privacy(evaluation: Evaluation) -> str:
+    """The generating model's differential-privacy guarantee (docs/privacy.md), when the evaluation has it."""
+    spent = evaluation.privacy
+    if not spent:
+        return ""
+    return _box(
+        "info",
+        f"Differential privacy: the generator was trained with ({_number(spent['epsilon'])}, "
+        f"{_number(spent['delta'])})-DP, the unit one {spent['unit']}.",
+        _p(
+            f"DP-SGD with the {spent['accountant']} accountant: noise multiplier "
+            f"{_number(spent['noise_multiplier'])}, clipping norm {_number(spent['max_grad_norm'])}, "
+            f"sampling rate {_number(spent['sample_rate'])}, {spent['steps']} steps. What the guarantee covers "
+            "and what it does not: docs/privacy.md."
+        ),
     )
 
 

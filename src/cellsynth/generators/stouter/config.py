@@ -11,6 +11,7 @@ import pydantic
 
 from cellsynth.diffusion.gaussian import GaussianDiffusion, terminal_problem
 from cellsynth.generators.base import ConfigSection, TrainingConfig
+from cellsynth.generators.privacy import PrivacyConfig
 from cellsynth.generators.sampling import SamplingConfig
 
 __all__ = ["StouterConfig", "StouterExtensions"]
@@ -77,6 +78,10 @@ class StouterConfig(SamplingConfig, TrainingConfig):
     moved_fields: ClassVar[dict[str, str]] = SamplingConfig.moved_fields | {
         name: f"extensions.{name}" for name in StouterExtensions.model_fields
     }
+    #: What ``cellsynth fit stouter --epsilon`` sets besides ``privacy`` (see :func:`_private_problems`).
+    private_settings: ClassVar[dict] = {
+        "extensions": {"level_model": "none", "known_level": "all", "normalisation": "standard"}
+    }
 
     # -- station graph -------------------------------------------------------------------------------
     radius_km: float = pydantic.Field(
@@ -141,6 +146,11 @@ class StouterConfig(SamplingConfig, TrainingConfig):
     weight_decay: float = pydantic.Field(0.0, ge=0, description="AdamW weight decay of STUNet.")
     # -- beyond the paper ----------------------------------------------------------------------------
     extensions: StouterExtensions = pydantic.Field(default_factory=StouterExtensions)
+    privacy: PrivacyConfig | None = pydantic.Field(
+        None,
+        description="Differentially private training, one station (all its weeks) the unit (docs/privacy.md); "
+        "None: not private.",
+    )
 
     @pydantic.field_validator("channel_mults")
     @classmethod
@@ -161,6 +171,9 @@ class StouterConfig(SamplingConfig, TrainingConfig):
         problem = terminal_problem(schedule.alphas_cumprod, self.beta_schedule, self.beta_end)
         if problem:
             raise ValueError(problem)
+        if self.privacy is not None:
+            for problem in _private_problems(self):
+                raise ValueError(problem)
         coarsest = self.channels * self.channel_mults[-1]
         heads = self.extensions.attention_heads
         if heads and coarsest % heads:
@@ -172,3 +185,25 @@ class StouterConfig(SamplingConfig, TrainingConfig):
 
 
 # -- Lightning wrappers (training only; the networks live in cellsynth.nn) ----------------------------------
+
+
+def _private_problems(config: StouterConfig) -> list[str]:
+    """What in ``config`` would learn from the real traffic outside DP-SGD (docs/privacy.md, "What is covered")."""
+    problems = []
+    ext = config.extensions
+    if ext.level_model != "none":
+        problems.append(
+            "privacy: extensions.level_model 'ridge' fits each station's level on its real traffic outside "
+            "DP-SGD; set extensions.level_model: none (the diffusion then learns levels privately)"
+        )
+    if ext.known_level != "all":
+        problems.append(
+            "privacy: extensions.known_level 'recent' keeps each station's recent real level in the model; "
+            "set extensions.known_level: all"
+        )
+    if ext.normalisation != "standard":
+        problems.append(
+            "privacy: extensions.normalisation 'unit' maps the real minimum and maximum to [-1, 1]; set "
+            "extensions.normalisation: standard"
+        )
+    return problems

@@ -67,7 +67,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch_geometric.data import Data
 
 from cellsynth.data.model import Stations, StationTraffic
 from cellsynth.data.samples import stack_samples
@@ -79,7 +78,7 @@ from cellsynth.generators.base import (
     training_weeks,
     week_length,
 )
-from cellsynth.generators.diffusion_training import EpsilonModule
+from cellsynth.generators.privacy import dp_compatible, plain_weights, plan_privacy, train_private
 from cellsynth.generators.state import (
     compose_state,
     guard_resume,
@@ -97,11 +96,13 @@ from cellsynth.generators.stouter.levels import (
     recent_level_shift,
     station_levels,
 )
+from cellsynth.generators.stouter.modules import DiffusionModule, GraphMAEModule
+from cellsynth.generators.stouter.private import hour_of_week_graph, privacy_notes, public_range
 from cellsynth.graphs.stations import StationGraphBuilder
 from cellsynth.graphs.temporal import temporal_graph
 from cellsynth.nn.graph_autoencoder import GraphAutoencoder, gcn_autoencoder, gin_autoencoder
 from cellsynth.nn.stunet import STUNet
-from cellsynth.training import TrainingModule, loader, resolve_device, seed_everything, train
+from cellsynth.training import loader, resolve_device, seed_everything, train
 from cellsynth.transforms.scaling import LogScaler, widened_range
 
 __all__ = ["StouterConfig", "StouterExtensions", "StouterGenerator"]
@@ -119,52 +120,6 @@ _STATE_PARTS = (
     "levels",
     "levels.regression",
 )
-
-
-class _GraphMAEModule(TrainingModule):
-    """GraphMAE pretraining on one graph: each batch is one full-graph step with a fresh node mask."""
-
-    def __init__(self, model: GraphAutoencoder, graph: Data, lr: float, weight_decay: float) -> None:
-        super().__init__()
-        self.model, self.lr, self.weight_decay = model, lr, weight_decay
-        self.register_buffer("x", graph.x.float())
-        self.register_buffer("edge_index", graph.edge_index.long())
-        self.history: list[float] = []
-        self._epoch: list[float] = []
-
-    def training_step(self, batch, batch_idx):
-        loss = self.model.loss(self.x, self.edge_index)
-        self.log("sce", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=1)
-        self._epoch.append(float(loss.detach()))
-        return loss
-
-    def on_train_epoch_end(self) -> None:
-        self.history.append(float(np.mean(self._epoch)))
-        self._epoch = []
-
-    def configure_optimizers(self):
-        return torch.optim.Adam(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-
-
-class _DiffusionModule(EpsilonModule):
-    """The epsilon objective for STUNet: batches are (week, station index); the frozen embeddings are buffers."""
-
-    def __init__(
-        self,
-        net: STUNet,
-        diffusion: GaussianDiffusion,
-        spatial: torch.Tensor | None,
-        temporal: torch.Tensor | None,
-        lr: float,
-        weight_decay: float,
-        ema_decay: float,
-    ) -> None:
-        super().__init__(net, diffusion, lr=lr, weight_decay=weight_decay, ema_decay=ema_decay)
-        self.register_buffer("spatial", spatial)
-        self.register_buffer("temporal", temporal)
-
-    def predict_noise(self, net, x_t, t, station):
-        return net(x_t, t, self.spatial[station] if self.spatial is not None else None, self.temporal)
 
 
 #: Fields that may change between a run and its resume (and where it trains: guard_resume leaves that out):
@@ -249,26 +204,40 @@ class StouterGenerator(StationGenerator):
     def fit(self, data, *, progress: bool = True, checkpoint_dir: str | os.PathLike | None = None):
         data = self._check_fit_inputs(data)
         cfg = self.config
+        private = cfg.privacy is not None
+        # A private budget is checked before any training (docs/privacy.md); weeks per batch as without DP.
+        stations_per_batch = max(1, round(cfg.batch_size / (data.n_steps // week_length(data, self.name))))
+        plan = None
+        if private:
+            plan = plan_privacy(
+                cfg.privacy, model=self.name, n_stations=len(data.stations), batch_size=stations_per_batch,
+                epochs=cfg.epochs,
+            )  # fmt: skip
         self.fitted_ = False  # a refit that fails half-way must not leave a half-old model usable
         weeks = training_weeks(data, self.name, self._length_multiple)  # [N, W, L, C]
         n, w, length, c = weeks.shape
         # Options that only affect generation may change between a fit and its resume.
-        fields = {k: v for k, v in self.config.model_dump(mode="json").items() if k not in _RESUMABLE_CHANGES}
+        # Not epochs under privacy: the noise was planned for the whole run, and earlier steps cannot be re-noised.
+        resumable = _RESUMABLE_CHANGES - {"epochs"} if private else _RESUMABLE_CHANGES
+        fields = {k: v for k, v in self.config.model_dump(mode="json").items() if k not in resumable}
         guard_resume(checkpoint_dir, self.name, {"config": fields, "data": station_fingerprint(data)})
 
         self.scaler_ = LogScaler(cfg.extensions.normalisation).fit(weeks)
+        if private:  # clip to a range chosen without the data (stouter.private)
+            self.scaler_ = public_range(self.scaler_)
         z = self.scaler_.transform(weeks).astype(np.float32)
         self.stations_, self.time_, self.week_length_ = data.stations, time_axis_state(data), length
-        self.weekly_levels_ = z.mean(axis=2).astype(np.float64)  # [N, W, C], for extensions.known_level
+        # [N, W, C], for extensions.known_level; a private model keeps no station's own levels.
+        self.weekly_levels_ = None if private else z.mean(axis=2).astype(np.float64)
         self.history_ = {}
 
         # Stage 1: temporal graph -> GIN autoencoder -> F_t.
         self.temporal_ae_ = self.temporal_embeddings_ = None
         if cfg.use_temporal:
-            graph = temporal_graph(z)
+            graph = hour_of_week_graph() if private else temporal_graph(z)
             seed_everything(cfg.seed)
             self.temporal_ae_ = self._temporal_ae(graph.num_features)
-            module = _GraphMAEModule(self.temporal_ae_, graph, cfg.pretrain_lr, cfg.pretrain_weight_decay)
+            module = GraphMAEModule(self.temporal_ae_, graph, cfg.pretrain_lr, cfg.pretrain_weight_decay)
             self._train(module, "temporal-encoder", cfg.pretrain_epochs, None, checkpoint_dir, progress)
             self.temporal_ae_ = self._freeze(module.model)
             with torch.no_grad():
@@ -283,7 +252,7 @@ class StouterGenerator(StationGenerator):
             graph = self.builder_.graph()
             seed_everything(cfg.seed)
             self.station_ae_ = self._station_ae(graph.num_features)
-            module = _GraphMAEModule(self.station_ae_, graph, cfg.pretrain_lr, cfg.pretrain_weight_decay)
+            module = GraphMAEModule(self.station_ae_, graph, cfg.pretrain_lr, cfg.pretrain_weight_decay)
             self._train(module, "station-encoder", cfg.pretrain_epochs, None, checkpoint_dir, progress)
             self.station_ae_ = self._freeze(module.model)
             with torch.no_grad():
@@ -301,8 +270,8 @@ class StouterGenerator(StationGenerator):
         station = torch.arange(n).repeat_interleave(w)
         dataset = torch.utils.data.TensorDataset(series, station)
         seed_everything(cfg.seed)
-        net = self._stunet(c)
-        module = _DiffusionModule(
+        net = dp_compatible(self._stunet(c)) if private else self._stunet(c)
+        module = DiffusionModule(
             net,
             self._diffusion(),
             self.station_embeddings_,
@@ -311,22 +280,34 @@ class StouterGenerator(StationGenerator):
             cfg.weight_decay,
             cfg.extensions.ema_decay,
         )
-        self._train(module, "stunet", cfg.epochs, dataset, checkpoint_dir, progress)
+        self.privacy_ = None
+        if private:  # DP-SGD: each example is one station with all its weeks
+            self.privacy_ = train_private(
+                module, torch.utils.data.TensorDataset(series.reshape(n, w, c, length), torch.arange(n)), plan,
+                weeks=w, batch_size=stations_per_batch, max_epochs=cfg.epochs, stage="stunet", seed=cfg.seed,
+                checkpoint_dir=checkpoint_dir, progress=progress, placement=cfg.placement(),
+            )  # fmt: skip
+            self.history_["stunet"] = list(module.history)
+            module.ema = plain_weights(module.ema, self._stunet(c))
+        else:
+            self._train(module, "stunet", cfg.epochs, dataset, checkpoint_dir, progress)
         self.stunet_ = self._freeze(module.ema)
         self.fitted_ = True
         return self
 
     def fit_notes(self) -> list[str]:
         self.check_fitted()
+        notes = privacy_notes(getattr(self, "privacy_", None))
         if self.levels_ is None:
-            return []
+            return notes
         channels = self.time_["channels"]
         explained = self.levels_["regression"].explained
         shares = ", ".join(f"{ch} {max(e, 0.0):.0%}" for ch, e in zip(channels, explained, strict=True))
         return [
+            *notes,
             f"station levels: the station descriptors explain {shares} of the variance of the training "
             "stations' levels (leave-one-out); a new site's level is drawn around its prediction with the "
-            "rest as spread, so its samples differ in level as much as the data says sites like it do"
+            "rest as spread, so its samples differ in level as much as the data says sites like it do",
         ]
 
     # -- station levels ------------------------------------------------------------------------------
@@ -598,7 +579,8 @@ class StouterGenerator(StationGenerator):
                 "levels.regression": None if levels is None else levels["regression"].state(),
             }
         )
-        tensors["weekly_levels"] = torch.from_numpy(self.weekly_levels_)
+        if self.weekly_levels_ is not None:  # None in a private model
+            tensors["weekly_levels"] = torch.from_numpy(self.weekly_levels_)
         if self.temporal_ae_ is not None:
             tensors["temporal_embeddings"] = self.temporal_embeddings_
         if station:
@@ -609,6 +591,7 @@ class StouterGenerator(StationGenerator):
             "temporal_in_dim": None if self.temporal_ae_ is None else self.temporal_ae_.in_dim,
             "station_in_dim": None if self.station_ae_ is None else self.station_ae_.in_dim,
             "history": getattr(self, "history_", {}),
+            "privacy": getattr(self, "privacy_", None),  # the spent (epsilon, delta) and how
         }
         return tensors, meta
 
@@ -619,6 +602,7 @@ class StouterGenerator(StationGenerator):
         weekly = tensors.get("weekly_levels")  # None in models saved before known_level existed
         self.weekly_levels_ = weekly if weekly is None else weekly.double().numpy()
         self.history_ = meta.get("history", {})
+        self.privacy_ = meta.get("privacy")
         self.scaler_ = LogScaler.from_state(parts["scaler"], self.config.extensions.normalisation)
         self.stunet_ = self._stunet(len(self.time_["channels"]))
         self.stunet_.load_state_dict(parts["stunet"])
