@@ -64,6 +64,10 @@ def test_fit_with_epsilon_states_the_spent_budget_everywhere(city, smoke, tmp_pa
         (["stouter", "--epsilon", "0"], "privacy.epsilon: Value error, epsilon must be a finite number > 0"),
         (["stouter", "--epsilon", "8", "--delta", "0.5"], "privacy.delta = 0.5 is not below 1 / 30"),
         (["stouter", "--delta", "0.001"], "--delta is the delta of --epsilon; give --epsilon too"),
+        (
+            ["stouter", "--epsilon", "8", "--devices", "2"],
+            "differentially private training runs in one process",
+        ),
         (["vae", "--epsilon", "8"], "vae cannot train with differential privacy"),
         (["nearest-station", "--epsilon", "8"], "nearest-station cannot train with differential privacy"),
     ],

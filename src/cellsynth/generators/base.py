@@ -136,6 +136,17 @@ class TrainingConfig(GeneratorConfig):
         "'ddp_find_unused_parameters_true' for networks with parameters that a step may leave unused.",
     )
 
+    @pydantic.model_validator(mode="after")
+    def _private_training_in_one_process(self):
+        # Opacus' DP-SGD draws the Poisson batches and adds the noise in one process; data-parallel processes
+        # would each add their own (Opacus' DPDDP is not wired in), so the stated guarantee would not hold.
+        if getattr(self, "privacy", None) is not None and self.devices * self.num_nodes > 1:
+            raise ValueError(
+                f"differentially private training runs in one process, but devices x num_nodes = "
+                f"{self.devices * self.num_nodes}; set devices=1 and num_nodes=1 (leave out --devices/--num-nodes)"
+            )
+        return self
+
     def placement(self) -> Placement:
         """Where :func:`cellsynth.training.train` trains, checked against this machine (a ConfigError if it
         cannot: more devices than it has...)."""

@@ -289,7 +289,7 @@ def train_private(
     """Train ``module`` (an :class:`~cellsynth.generators.diffusion_training.EpsilonModule` whose ``net`` is
     :func:`dp_compatible`) with DP-SGD on ``dataset``, whose items are one station each (``[W, C, L]`` weeks,
     its condition), through :func:`cellsynth.training.train` (``train_options``: its ``max_epochs``,
-    ``stage``, ``checkpoint_dir``, ``progress``, ``placement``: one process only). Returns the spent guarantee
+    ``stage``, ``checkpoint_dir``, ``progress``, ``placement``: one process, which the config checks). Returns the spent guarantee
     (:meth:`PrivacyPlan.spent`).
 
     Lightning runs the loop: the module's optimiser becomes Opacus' ``DPOptimizer`` and the loader its
@@ -301,15 +301,6 @@ def train_private(
     from opacus.data_loader import DPDataLoader
 
     from cellsynth.training import loader, train
-
-    placement = train_options.get("placement")
-    if placement is not None and placement.processes > 1:
-        # Opacus' per-sample clipping and noise assume one process draws the Poisson batches and adds the
-        # noise once; data-parallel processes would each add their own (its DPDDP is not wired in here).
-        raise ConfigError(
-            f"differentially private training runs in one process, but devices x num_nodes = "
-            f"{placement.processes}; set devices=1 and num_nodes=1 (leave out --devices/--num-nodes)"
-        )
 
     noise = torch.Generator().manual_seed(secrets.randbits(63))  # never the config's seed (module docstring)
     poisson = DPDataLoader.from_data_loader(
