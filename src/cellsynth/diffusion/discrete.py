@@ -474,9 +474,11 @@ class GraphDiffusion:
 
         den = self._rows(k, basis.abar[s], basis)  # Q-bar_s[l_s, :] = Q-bar_s[:, l_s]
         valid = den > self.floor
-        w = torch.where(valid, p0 / torch.where(valid, den, 1.0), 0.0)
-        empty = ((p0 * valid).sum(-1, keepdim=True) <= 0).expand_as(w)
-        w = torch.where(empty, valid.to(torch.float64), w)
+        w = p0.masked_fill(~valid, 0.0)
+        empty = w.sum(-1, keepdim=True) <= 0
+        w = w / torch.where(valid, den, 1.0)
+        if bool(empty.any()):  # rare: only the uniform-l_0 fallback needs the extra pass
+            w = torch.where(empty.expand_as(w), valid.to(torch.float64), w)
         mix = self._times(w, basis.abar[s_to], basis).clamp_min(0.0)  # w @ Q-bar_{s'}
         # Q_{s'->s}[l_s, :] ⊙ (w @ Q-bar_{s'}); abar_s - abar_{s-1} is alpha_s bit for bit (np.diff), so the
         # one-step case is unchanged
