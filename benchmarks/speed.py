@@ -88,9 +88,10 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
-def ladder(sizes, run: Callable[[int], None], device, max_seconds: float) -> list[dict]:
+def ladder(sizes, run: Callable[[int], None], device, max_seconds: float, log=None) -> list[dict]:
     """``run(size)`` for each size, smallest first, timed; a size whose time, scaled from the last one
-    measured, would pass ``max_seconds`` is skipped with a note (and so are the larger ones)."""
+    measured, would pass ``max_seconds`` is skipped with a note (and so are the larger ones). Each row also
+    goes to ``log`` as it comes, so that a run stopped early has printed what it measured."""
     rows, last = [], None
     for size in sizes:
         if last is not None:
@@ -116,6 +117,8 @@ def ladder(sizes, run: Callable[[int], None], device, max_seconds: float) -> lis
         if device.type == "cuda":
             row["cuda_peak_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20)
         rows.append(row)
+        if log is not None:
+            log(json.dumps(row))
         last = (size, seconds)
     return rows
 
@@ -158,7 +161,7 @@ def station_rows(sizes: dict, models, device, max_seconds: float, quick: bool, l
             def run(size, model=model, options=options):
                 model.generate(city.stations.subset(np.arange(size)), samples=1, seed=0, **options)
 
-            for row in ladder(sizes["stations"], run, device, max_seconds):
+            for row in ladder(sizes["stations"], run, device, max_seconds, log):
                 rows.append(
                     {
                         "kind": "stations",
@@ -184,7 +187,7 @@ def user_rows(
         demo = pretrained_user_model()
         log("mstdiff pretrained")
         for row in ladder(
-            sizes["users"], lambda k: demo.generate(k, seed=0, device=device), device, max_seconds
+            sizes["users"], lambda k: demo.generate(k, seed=0, device=device), device, max_seconds, log
         ):
             rows.append(
                 {
@@ -209,7 +212,7 @@ def user_rows(
     log(f"mstdiff untrained, {n} stations")
     what = "smoke config" if quick else "same architecture"
     for row in ladder(
-        sizes["users"], lambda k: untrained.generate(k, seed=0, device=device), device, max_seconds
+        sizes["users"], lambda k: untrained.generate(k, seed=0, device=device), device, max_seconds, log
     ):
         rows.append(
             {
