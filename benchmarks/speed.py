@@ -90,9 +90,12 @@ def _peak_rss_mb() -> float:
 
 def ladder(sizes, run: Callable[[int], None], device, max_seconds: float, log=None) -> list[dict]:
     """``run(size)`` for each size, smallest first, timed; a size whose time, scaled from the last one
-    measured, would pass ``max_seconds`` is skipped with a note (and so are the larger ones). Each row also
+    measured, would pass ``max_seconds`` is skipped with a note (and so are the larger ones); on CUDA an
+    untimed run of the smallest size comes first. Each row also
     goes to ``log`` as it comes, so that a run stopped early has printed what it measured."""
     rows, last = [], None
+    if device.type == "cuda":  # kernel selection and the allocator's first growth, not timed
+        run(sizes[0])
     for size in sizes:
         if last is not None:
             estimate = last[1] * size / last[0]
