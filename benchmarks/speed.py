@@ -127,14 +127,16 @@ def ladder(sizes, run: Callable[[int], None], device, max_seconds: float, log=No
 
 
 def _config(name: str, quick: bool, device: torch.device, **extra) -> tuple[dict, str | None]:
+    from cellsynth.generators.presets import available_presets
     from cellsynth.generators.registry import get_class
 
     accelerator = "gpu" if device.type == "cuda" else "cpu"
     if quick:
         config = get_class(name).smoke_config() | extra
         preset = None
-    else:
-        config, preset = BUDGET[name] | extra, "recommended"
+    else:  # the floors have no presets: nothing to train but their statistics
+        config = BUDGET[name] | extra
+        preset = "recommended" if "recommended" in available_presets(name) else None
     fields = get_class(name).Config.model_fields
     if "accelerator" in fields:
         config["accelerator"] = accelerator
