@@ -37,7 +37,9 @@ docs/discrete-diffusion.md for the derivations and the differences from the auth
 
 Shapes: tokens ``l`` are ``long [...]`` (typically ``[B, T]``), logits ``[..., N]``, steps ``s`` an int or a
 long tensor that broadcasts against the tokens from the left (``[B]`` is one step per sequence). Matrix work
-is in float64 on the tokens' device; the eigenbasis is copied to each device once and cached.
+is in float64 on the tokens' device; the eigenbasis is copied to each device once and cached, and so are
+the dense ``exp(t R)`` of the times a sampler visits: a reverse step whose tokens all sit at one step gathers
+rows of them instead of multiplying with the eigenbasis per token (:mod:`cellsynth.diffusion.spectral`).
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ import torch
 import torch.nn.functional as F
 from scipy.sparse.csgraph import connected_components
 
+from cellsynth.diffusion.gumbel import gumbel_argmax
+from cellsynth.diffusion.spectral import SpectralBasis
 from cellsynth.errors import ConfigError, DataError
 
 __all__ = [
@@ -177,17 +181,6 @@ def geometric_schedule(first: float, last: float, steps: int) -> np.ndarray:
     return np.concatenate([[0.0], abar])
 
 
-class _Basis:
-    """The eigenbasis and schedule as float64 tensors on one device."""
-
-    def __init__(self, vectors: np.ndarray, values: np.ndarray, abar: np.ndarray, device: torch.device):
-        self.V = torch.as_tensor(vectors, dtype=torch.float64, device=device)
-        self.lam = torch.as_tensor(values, dtype=torch.float64, device=device)
-        self.abar = torch.as_tensor(abar, dtype=torch.float64, device=device)
-        # alpha_0 = 0, alpha_s = abar_s - abar_{s-1}
-        self.alpha = torch.as_tensor(np.diff(abar, prepend=0.0), dtype=torch.float64, device=device)
-
-
 class GraphDiffusion:
     r"""Discrete diffusion over ``N`` states driven by a symmetric rate matrix ``R`` (see the module docstring).
 
@@ -268,7 +261,7 @@ class GraphDiffusion:
             first = min(first_jump / float(np.abs(np.diag(rate)).max()), last / steps)
             abar = geometric_schedule(first, last, int(steps))
         self._set_schedule(abar)
-        self._bases: dict[torch.device, _Basis] = {}
+        self._bases: dict[torch.device, SpectralBasis] = {}
 
     @classmethod
     def uniform(cls, n: int, **kwargs) -> GraphDiffusion:
@@ -341,10 +334,10 @@ class GraphDiffusion:
 
     # -- internals --------------------------------------------------------------------------------------------
 
-    def _basis(self, device) -> _Basis:
+    def _basis(self, device) -> SpectralBasis:
         device = torch.device(device)
         if device not in self._bases:
-            self._bases[device] = _Basis(self.eigenvectors, self.eigenvalues, self.abar, device)
+            self._bases[device] = SpectralBasis(self.eigenvectors, self.eigenvalues, self.abar, device)
         return self._bases[device]
 
     def _rank(self, t: torch.Tensor) -> int:
@@ -379,28 +372,13 @@ class GraphDiffusion:
             raise ValueError(f"steps must be in {low}..{self.steps}, got {int(s.min())}..{int(s.max())}")
         return s
 
-    def _rows(self, idx: torch.Tensor, t: torch.Tensor, basis: _Basis) -> torch.Tensor:
-        """Rows ``exp(t R)[idx, :]`` for flat ``idx [M]``, times ``t [M]``: ``(V[idx] * e^{t lambda}) @ V^T``.
+    def _rows(self, idx: torch.Tensor, t: torch.Tensor, basis: SpectralBasis) -> torch.Tensor:
+        """Rows ``exp(t R)[idx, :]`` for flat ``idx [M]``, times ``t [M]`` (:meth:`SpectralBasis.rows`)."""
+        return basis.rows(idx, t, self._rank(t))
 
-        Rows at ``t = 0`` are returned as exact one-hots (the identity), so ``s = 1`` is exact. Tiny
-        negatives from rounding are clipped to 0.
-        """
-        if idx.numel() == 0:
-            return torch.zeros(0, self.n, dtype=torch.float64, device=idx.device)
-        r = self._rank(t)
-        v = basis.V[:, :r]
-        rows = (v[idx] * torch.exp(t[:, None] * basis.lam[:r])) @ v.T
-        eye = F.one_hot(idx, self.n).to(torch.float64)
-        return torch.where(t[:, None] == 0, eye, rows.clamp_min(0.0))
-
-    def _times(self, w: torch.Tensor, t: torch.Tensor, basis: _Basis) -> torch.Tensor:
-        """``w @ exp(t R)`` row by row for ``w [M, N]``, ``t [M]``: ``((w @ V) * e^{t lambda}) @ V^T``."""
-        if w.shape[0] == 0:
-            return w
-        r = self._rank(t)
-        v = basis.V[:, :r]
-        out = ((w @ v) * torch.exp(t[:, None] * basis.lam[:r])) @ v.T
-        return torch.where(t[:, None] == 0, w, out)
+    def _times(self, w: torch.Tensor, t: torch.Tensor, basis: SpectralBasis) -> torch.Tensor:
+        """``w @ exp(t R)`` row by row for ``w [M, N]``, ``t [M]`` (:meth:`SpectralBasis.times`)."""
+        return basis.times(w, t, self._rank(t))
 
     # -- forward process -------------------------------------------------------------------------------------
 
@@ -496,9 +474,11 @@ class GraphDiffusion:
 
         den = self._rows(k, basis.abar[s], basis)  # Q-bar_s[l_s, :] = Q-bar_s[:, l_s]
         valid = den > self.floor
-        w = torch.where(valid, p0 / torch.where(valid, den, 1.0), 0.0)
-        empty = ((p0 * valid).sum(-1, keepdim=True) <= 0).expand_as(w)
-        w = torch.where(empty, valid.to(torch.float64), w)
+        w = p0.masked_fill(~valid, 0.0)
+        empty = w.sum(-1, keepdim=True) <= 0
+        w = w / torch.where(valid, den, 1.0)
+        if bool(empty.any()):  # rare: only the uniform-l_0 fallback needs the extra pass
+            w = torch.where(empty.expand_as(w), valid.to(torch.float64), w)
         mix = self._times(w, basis.abar[s_to], basis).clamp_min(0.0)  # w @ Q-bar_{s'}
         # Q_{s'->s}[l_s, :] ⊙ (w @ Q-bar_{s'}); abar_s - abar_{s-1} is alpha_s bit for bit (np.diff), so the
         # one-step case is unchanged
@@ -611,6 +591,7 @@ def coupled_categorical(
     keep = math.sqrt(1.0 - rho**2)
     for t in range(1, len(z)):  # in place: z[t] still holds its own innovation e_t here
         z[t] = rho * z[t - 1] + keep * z[t]
-    gumbel = -torch.log(-torch.special.log_ndtr(z))  # log_ndtr: finite for every z a float64 draw reaches
-    # clamp: rows computed in the eigenbasis can be -1e-17 where they are 0; log of that would be NaN
-    return (p.clamp_min(0.0).log() + gumbel).argmax(-1).movedim(0, -1)
+    # clamp: rows computed in the eigenbasis can be -1e-17 where they are 0; log of that would be NaN.
+    # G(z) only where it can decide the argmax (cellsynth.diffusion.gumbel): the same draw, a fraction of the work
+    p = p.clamp_min(0.0).contiguous()
+    return gumbel_argmax(p, z).movedim(0, -1)

@@ -106,7 +106,7 @@ from cellsynth.generators.state import (
     time_axis_state,
 )
 from cellsynth.nn.vqvae import BandVQVAE, fit_vqvaes
-from cellsynth.training import loader, seed_everything, train
+from cellsynth.training import loader, resolve_device, seed_everything, train
 from cellsynth.transforms.wavelets import TrafficWavelets, band_names, band_slices
 
 __all__ = ["MSTDiffConfig", "MSTDiffGenerator"]
@@ -385,7 +385,7 @@ class MSTDiffGenerator(UserGenerator):
         anchors: np.ndarray | None = None,
         on_trajectory_step: TrajectoryStepCallback | None = None,
         progress: bool = False,
-        device: str | torch.device = "cpu",
+        device: str | torch.device | None = None,
     ) -> UserMobility:
         """``target`` users, jointly: the paper's Algorithm 2 (:class:`~.sampler.JointSampler`). ``sampler``
         ``"ddpm"`` (``steps=None``: all ``gaussian_steps``) or ``"ddim"`` (default 50 steps); None: the config's
@@ -409,7 +409,10 @@ class MSTDiffGenerator(UserGenerator):
         temperature), for each batch of ``sampling.batch_size`` users: a view of the chain as it denoises
         (``benchmarks/mstdiff_chain.py``). It must not modify them. In a model fitted with
         ``extensions.oscillation_neighbours`` the chain it sees has no cell oscillations: they are drawn
-        into the returned weeks after it ends."""
+        into the returned weeks after it ends.
+
+        ``device``: where the chain runs (None: the config's ``accelerator``, ``auto`` taking CUDA when there is
+        one, as training does)."""
         self.check_fitted()
         options = TrajectoryOptions.resolve(
             self.config.sampling,
@@ -471,13 +474,13 @@ class MSTDiffGenerator(UserGenerator):
         anchors=None,
         on_trajectory_step=None,
         progress=False,
-        device="cpu",
+        device=None,
     ):
         """``(traffic [U, T] float32 before the calibration, or None; locations [U, T] int64 or None)``:
         the joint reverse chain for ``n_users`` users in batches of ``sampling.batch_size`` (``anchors``:
         see ``generate``), all drawn from one generator seeded with ``seed``."""
         cfg = self.config
-        device = torch.device(device)
+        device = resolve_device(cfg.accelerator) if device is None else torch.device(device)
         net = self.net_.to(device).eval()
         gen = torch.Generator(device=device).manual_seed(int(seed))
         if self.anchor_model_ is not None and anchors is None:

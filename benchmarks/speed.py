@@ -1,0 +1,323 @@
+"""Sampling speed of every generator side by side, against the machine's own GEMM rate, in one run.
+
+What it measures (one process; each measurement time-boxed):
+
+- the GEMM rate: ``torch.matmul`` of two 2048 x 2048 matrices (float32, and float64, which the discrete
+  diffusion computes in), on the device, in this same run: the physical limit the rates below sit under;
+- station generators: station-weeks per second at 1,000 and 10,000 stations of a Milan-size synthetic city
+  (``CityConfig.milan``): STOUTER (DPM-Solver++ 20 steps, and DDIM 50), the baselines VAE, TCN-GAN, DiffWave
+  (DDIM 50), and the seasonal-mean floor;
+- MSTDiff: users per second at 2,000 users, for the demo's pretrained model (recommended preset, 150
+  stations) and for an untrained model of the same architecture over 4,000 stations;
+- peak memory: the process's peak RSS after each measurement (``resource``; a running maximum over the
+  whole run, so it grows with the largest item so far) and, on CUDA, ``torch.cuda.max_memory_allocated``
+  of each measurement alone.
+
+Each model is fitted with the architecture of its ``recommended`` preset and a training budget of one
+epoch (``--quick``: its ``smoke_config``, which is also smaller): sampling costs the same whatever the
+training length, since it runs the same network the same number of times. Station models train on 200
+stations of the city and sample for the first 1,000 and all 10,000 (new sites get their features'
+conditioning). Each rate is also given as GEMM-equivalents: seconds per unit times the float32 GEMM rate,
+the FLOPs a machine doing nothing but GEMMs would do in that time.
+
+A measurement's sizes run smallest first; a larger size is skipped, with a note, when the smaller one's
+time scaled up would pass ``--max-seconds``.
+
+    python benchmarks/speed.py --device cpu --out out/speed         # full size (long on CPU)
+    python benchmarks/speed.py --device cuda --out $OUT/speed       # a GPU machine, about 3 minutes
+    python benchmarks/speed.py --quick --out /tmp/speed             # tiny sizes, a smoke run
+
+Writes ``DIR/results.json`` and ``DIR/results.md`` (the table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+STATION_MODELS = {  # name -> sampler variants (label, generate options)
+    "stouter": [
+        ("dpm-solver-20", {"sampler": "dpm-solver", "steps": 20}),
+        ("ddim-50", {"sampler": "ddim", "steps": 50}),
+    ],
+    "vae": [("-", {})],
+    "tcn-gan": [("-", {})],
+    "diffwave": [("ddim-50", {"sampler": "ddim", "steps": 50})],
+    "seasonal-mean": [("-", {})],
+}
+#: one epoch of everything, the rest of the recommended preset (architecture) unchanged
+BUDGET = {
+    "stouter": {"epochs": 1, "pretrain_epochs": 1, "pretrain_steps_per_epoch": 1},
+    "vae": {"epochs": 1, "kl_anneal_epochs": 1.0},
+    "tcn-gan": {"epochs": 1},
+    "diffwave": {"epochs": 1},
+    "seasonal-mean": {},
+    "mstdiff": {"epochs": 1, "vq_epochs": 1, "tucker_epochs": 1},
+}
+FULL = {"stations": (1_000, 10_000), "train_stations": 200, "users": (64, 256, 2_000), "big_stations": 4_000}
+QUICK = {"stations": (10, 30), "train_stations": 12, "users": (2, 4), "big_stations": 40}
+
+
+def gemm_rate(device: torch.device, dtype: torch.dtype, n: int = 2048, seconds: float = 1.0) -> float:
+    """FLOP/s of ``a @ b`` for ``n x n`` matrices on ``device`` (``2 n^3`` FLOPs each), over about ``seconds``."""
+    a, b = (torch.randn(n, n, dtype=dtype, device=device) for _ in range(2))
+    a @ b
+    _sync(device)
+    runs, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        a @ b
+        runs += 1
+        _sync(device)
+    return 2 * n**3 * runs / (time.perf_counter() - started)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def ladder(sizes, run: Callable[[int], None], device, max_seconds: float, log=None) -> list[dict]:
+    """``run(size)`` for each size, smallest first, timed; a size whose time, scaled from the last one
+    measured, would pass ``max_seconds`` is skipped with a note (and so are the larger ones); on CUDA an
+    untimed run of the smallest size comes first. Each row also
+    goes to ``log`` as it comes, so that a run stopped early has printed what it measured."""
+    rows, last = [], None
+    if device.type == "cuda":  # kernel selection and the allocator's first growth, not timed
+        run(sizes[0])
+    for size in sizes:
+        if last is not None:
+            estimate = last[1] * size / last[0]
+            if estimate > max_seconds:
+                rows.append(
+                    {"size": size, "skipped": f"about {estimate:.0f} s from {last[0]} in {last[1]:.1f} s"}
+                )
+                continue
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        _sync(device)
+        started = time.perf_counter()
+        run(size)
+        _sync(device)
+        seconds = time.perf_counter() - started
+        row = {
+            "size": size,
+            "seconds": round(seconds, 3),
+            "per_second": size / seconds,
+            "peak_rss_mb": round(_peak_rss_mb()),
+        }
+        if device.type == "cuda":
+            row["cuda_peak_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20)
+        rows.append(row)
+        if log is not None:
+            log(json.dumps(row))
+        last = (size, seconds)
+    return rows
+
+
+def _config(name: str, quick: bool, device: torch.device, **extra) -> tuple[dict, str | None]:
+    from cellsynth.generators.presets import available_presets
+    from cellsynth.generators.registry import get_class
+
+    accelerator = "gpu" if device.type == "cuda" else "cpu"
+    if quick:
+        config = get_class(name).smoke_config() | extra
+        preset = None
+    else:  # the floors have no presets: nothing to train but their statistics
+        config = BUDGET[name] | extra
+        preset = "recommended" if "recommended" in available_presets(name) else None
+    fields = get_class(name).Config.model_fields
+    if "accelerator" in fields:
+        config["accelerator"] = accelerator
+    return config, preset
+
+
+def station_rows(sizes: dict, models, device, max_seconds: float, quick: bool, log) -> list[dict]:
+    from cellsynth.data.synthetic import CityConfig, synthesize_city
+    from cellsynth.generators import get
+
+    n_city = max(sizes["stations"])
+    city_config = CityConfig.milan(n_stations=n_city, n_users=2, weeks=2)
+    if quick:
+        city_config = CityConfig(n_stations=n_city, n_users=2, weeks=2)
+    city = synthesize_city(city_config)
+    pick = np.sort(np.random.default_rng(0).choice(n_city, sizes["train_stations"], replace=False))
+    train = city.traffic.select_stations(pick)
+    rows = []
+    for name in models:
+        config, preset = _config(name, quick, device)
+        started = time.perf_counter()
+        model = get(name, config, preset=preset).fit(train, progress=False)
+        fit_seconds = time.perf_counter() - started
+        for label, options in STATION_MODELS[name]:
+            log(f"{name} {label}")
+
+            def run(size, model=model, options=options):
+                model.generate(city.stations.subset(np.arange(size)), samples=1, seed=0, **options)
+
+            for row in ladder(sizes["stations"], run, device, max_seconds, log):
+                rows.append(
+                    {
+                        "kind": "stations",
+                        "model": name,
+                        "sampler": label,
+                        "unit": "station-weeks",
+                        "fit_seconds": round(fit_seconds, 1),
+                        **row,
+                    }
+                )
+    return rows
+
+
+def user_rows(
+    sizes: dict, device, max_seconds: float, quick: bool, log, pretrained: bool = True
+) -> list[dict]:
+    from cellsynth.data.synthetic import CityConfig, synthesize_city
+    from cellsynth.demo import pretrained_user_model
+    from cellsynth.generators import get
+
+    rows = []
+    if pretrained:
+        demo = pretrained_user_model()
+        log("mstdiff pretrained")
+        for row in ladder(
+            sizes["users"], lambda k: demo.generate(k, seed=0, device=device), device, max_seconds, log
+        ):
+            rows.append(
+                {
+                    "kind": "users",
+                    "model": "mstdiff",
+                    "sampler": "pretrained demo model, 150 stations",
+                    "unit": "users",
+                    **row,
+                }
+            )
+
+    n = sizes["big_stations"]
+    big = synthesize_city(
+        CityConfig.milan(n_stations=n, n_users=32, weeks=1, user_weeks=1)
+        if not quick
+        else CityConfig(n_stations=n, n_users=16, weeks=1)
+    )
+    config, preset = _config("mstdiff", quick, device, calibration={"mode": "none"})
+    started = time.perf_counter()
+    untrained = get("mstdiff", config, preset=preset).fit(big.users, progress=False)
+    fit_seconds = time.perf_counter() - started
+    log(f"mstdiff untrained, {n} stations")
+    what = "smoke config" if quick else "same architecture"
+    for row in ladder(
+        sizes["users"], lambda k: untrained.generate(k, seed=0, device=device), device, max_seconds, log
+    ):
+        rows.append(
+            {
+                "kind": "users",
+                "model": "mstdiff",
+                "sampler": f"{what}, untrained, {n} stations",
+                "unit": "users",
+                "fit_seconds": round(fit_seconds, 1),
+                **row,
+            }
+        )
+    return rows
+
+
+def run(
+    *,
+    device: str = "cpu",
+    quick: bool = False,
+    max_seconds: float = 60.0,
+    models=tuple(STATION_MODELS),
+    users: bool = True,
+    pretrained: bool = True,
+    log=print,
+) -> dict:
+    """Everything measured, as the JSON ``results.json`` holds."""
+    device = torch.device(device)
+    sizes = QUICK if quick else FULL
+    gemm32 = gemm_rate(device, torch.float32, 256 if quick else 2048, 0.2 if quick else 1.0)
+    gemm64 = gemm_rate(device, torch.float64, 256 if quick else 2048, 0.2 if quick else 1.0)
+    log(f"GEMM: {gemm32 / 1e9:.1f} GFLOP/s float32, {gemm64 / 1e9:.1f} float64")
+    rows = station_rows(sizes, models, device, max_seconds, quick, log)
+    if users:
+        rows += user_rows(sizes, device, max_seconds, quick, log, pretrained)
+    for row in rows:
+        if "per_second" in row:
+            row["gemm_gflop_per_unit"] = gemm32 / row["per_second"] / 1e9
+    return {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "quick": quick,
+        "max_seconds": max_seconds,
+        "gemm_flops": {"float32": gemm32, "float64": gemm64},
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "rows": rows,
+    }
+
+
+def markdown(results: dict) -> str:
+    gemm = results["gemm_flops"]
+    lines = [
+        f"Device {results['device']} ({results['device_name']}), {results['threads']} threads, torch {results['torch']}, "
+        f"{results['date']}. GEMM (2048 x 2048): {gemm['float32'] / 1e9:.1f} GFLOP/s float32, "
+        f"{gemm['float64'] / 1e9:.1f} GFLOP/s float64.",
+        "",
+        "| model | sampler | size | seconds | per second | GEMM-GFLOP per unit | peak RSS MB | CUDA peak MB |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results["rows"]:
+        size = f"{r['size']:,} {r['unit']}"
+        if "skipped" in r:
+            lines.append(f"| {r['model']} | {r['sampler']} | {size} | skipped: {r['skipped']} | | | | |")
+            continue
+        lines.append(
+            f"| {r['model']} | {r['sampler']} | {size} | {r['seconds']:.2f} | {r['per_second']:,.1f} | "
+            f"{r['gemm_gflop_per_unit']:.2f} | {r['peak_rss_mb']:,} | {r.get('cuda_peak_mb', '-')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--quick", action="store_true", help="Tiny sizes and smoke configs: a smoke run.")
+    parser.add_argument("--out", default="out/speed", help="Directory for results.json and results.md.")
+    parser.add_argument(
+        "--max-seconds", type=float, default=60.0, help="Skip a size whose estimate passes this."
+    )
+    parser.add_argument("--models", nargs="*", default=list(STATION_MODELS), choices=list(STATION_MODELS))
+    parser.add_argument("--no-users", action="store_true", help="Station generators only.")
+    args = parser.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda but torch sees no CUDA device")
+    results = run(
+        device=args.device,
+        quick=args.quick,
+        max_seconds=args.max_seconds,
+        models=args.models,
+        users=not args.no_users,
+        log=lambda m: print(m, flush=True),
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    (out / "results.md").write_text(markdown(results))
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""benchmarks/speed.py on tiny sizes: the structure of its results and its time-boxing, never timings."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
+
+
+@pytest.fixture(scope="module")
+def speed():
+    spec = importlib.util.spec_from_file_location("speed_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quick_run_measures_every_item_with_positive_rates(speed, monkeypatch, tmp_path):
+    monkeypatch.setattr(
+        speed, "QUICK", speed.QUICK | {"stations": (4, 10), "train_stations": 6, "big_stations": 12}
+    )
+    monkeypatch.setattr(speed, "QUICK", speed.QUICK | {"users": (1, 2)})
+    results = speed.run(
+        quick=True, max_seconds=600, models=("seasonal-mean", "vae"), pretrained=False, log=lambda m: None
+    )
+    assert results["device"] == "cpu" and results["quick"] is True
+    assert results["gemm_flops"]["float32"] > 0 and results["gemm_flops"]["float64"] > 0
+    rows = results["rows"]
+    assert [(r["model"], r["size"]) for r in rows] == [
+        ("seasonal-mean", 4),
+        ("seasonal-mean", 10),
+        ("vae", 4),
+        ("vae", 10),
+        ("mstdiff", 1),
+        ("mstdiff", 2),
+    ]
+    for row in rows:
+        assert row["seconds"] >= 0 and row["per_second"] > 0 and row["gemm_gflop_per_unit"] > 0
+        assert row["peak_rss_mb"] > 0 and row["unit"] in ("station-weeks", "users")
+    table = speed.markdown(results)
+    assert table.count("\n| ") == 2 + len(rows)  # header, rule, one line per row
+    json.dumps(results)  # what results.json holds
+
+
+def test_a_size_estimated_past_the_limit_is_skipped_with_a_note(speed):
+    calls = []
+
+    def slow(size):
+        calls.append(size)
+        total = 0.0
+        for _ in range(20_000 * size):
+            total += 1.0
+
+    rows = speed.ladder((1, 1_000_000, 2_000_000), slow, torch.device("cpu"), max_seconds=5.0)
+    assert calls == [1]
+    assert rows[0]["per_second"] > 0
+    assert [r["size"] for r in rows[1:]] == [1_000_000, 2_000_000]
+    assert all("skipped" in r and "from 1 in" in r["skipped"] for r in rows[1:])
+
+
+def test_cuda_without_a_device_is_refused(speed, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(SystemExit) as raised:
+        speed.main(["--device", "cuda", "--quick", "--out", "unused"])
+    assert raised.value.code == 2
+    assert "no CUDA device" in capsys.readouterr().err
