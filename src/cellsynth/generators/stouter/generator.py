@@ -15,7 +15,9 @@ Pipeline of :meth:`StouterGenerator.fit`:
    ``knn`` nearest in feature space when there are no coordinates), node features = standardised station
    features (:mod:`cellsynth.graphs.stations`); frozen; ``F_s`` = encoder output ``[N, d_s]``.
    Both embeddings are standardised per dimension over their training nodes (constants kept).
-5. **Station levels** (``extensions.level_model="ridge"``, :mod:`cellsynth.generators.stouter.levels`): each
+5. **Station levels** (``extensions.level_model="ridge"`` or ``"knn"``, :mod:`cellsynth.generators.stouter.levels`
+   and :mod:`~cellsynth.generators.stouter.level_stage`; ``knn`` draws a new site's level from its nearest
+   training stations' instead of the regression's Gaussian, ``level_condition`` feeds the level to STUNet): each
    station's level ``ell_n`` (its mean ``z`` per channel) is taken out, ``u = (z - ell_n) / sigma_shape``, and
    a ridge regression learns ``ell`` from ``[F_s, standardised features, log1p(counts)]`` with its
    leave-one-out error covariance. The diffusion then models the level-free weeks ``u``.
@@ -235,9 +237,10 @@ class StouterGenerator(_LevelStage, StationGenerator):
                     f"{self.name}: without coordinates each station is linked to its knn = {cfg.knn} nearest in "
                     f"feature space, but there are only {n} training stations; set knn to at most {n - 1}"
                 )
-        if cfg.extensions.level_model == "ridge" and len(stations) < MIN_STATIONS:
+        if cfg.extensions.level_model != "none" and len(stations) < MIN_STATIONS:
             raise DataError(
-                f"{self.name}: level_model 'ridge' learns station levels from at least {MIN_STATIONS} training "
+                f"{self.name}: level_model '{cfg.extensions.level_model}' learns station levels from at least "
+                f"{MIN_STATIONS} training "
                 f"stations, got {len(stations)}; give more stations, or set extensions.level_model: none",
                 source=data.source,
             )
