@@ -39,11 +39,12 @@ class _LevelStage:
             return []
         channels, prior = self.time_["channels"], self._level_prior()
         shares = ", ".join(f"{ch} {max(e, 0.0):.0%}" for ch, e in zip(channels, prior.explained, strict=True))
-        how = (
-            f"drawn from the levels of its {prior.k} nearest training stations"
-            if isinstance(prior, NeighbourLevels)
-            else "drawn around its prediction with the rest as spread"
-        )
+        if not isinstance(prior, NeighbourLevels):
+            how = "drawn around its prediction with the rest as spread"
+        elif prior.k < len(prior.levels_) - 1:
+            how = f"drawn from the levels of its {prior.k} nearest training stations"
+        else:  # the leave-one-out CRPS found no use for the features: the marginal
+            how = "drawn from the levels of all training stations (the features do not narrow it down)"
         return [
             f"station levels: the station descriptors explain {shares} of the variance of the training "
             f"stations' levels (leave-one-out); a new site's level is {how}, so its samples differ in level "
