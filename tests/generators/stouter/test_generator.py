@@ -284,6 +284,7 @@ def test_paper_preset_switches_every_extension_off(data):
     assert gen.config.extensions.model_dump() == {
         "normalisation": "standard",
         "level_model": "none",
+        "level_condition": False,
         "attention_heads": 0,
         "norm": "group",
         "ema_decay": 0.0,

@@ -163,7 +163,7 @@ def test_recent_level_shift_is_the_last_weeks_mean_minus_the_mean():
         recent_level_shift(weekly, 0)
 
 
-@pytest.mark.parametrize("level_model", ["ridge", "none"])
+@pytest.mark.parametrize("level_model", ["ridge", "knn", "none"])
 def test_known_stations_can_take_their_recent_level(level_model, tmp_path):
     torch.set_num_threads(1)
     base = tiny_traffic(n=10, weeks=2)

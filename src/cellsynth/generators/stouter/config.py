@@ -26,12 +26,19 @@ class StouterExtensions(ConfigSection):
         description="The paper gives none. After log1p(x / median of positive values): 'standard' (z-score, "
         "matches the N(0, I) prior) or 'unit' (training range to [-1, 1]).",
     )
-    level_model: Literal["ridge", "none"] = pydantic.Field(
+    level_model: Literal["ridge", "knn", "none"] = pydantic.Field(
         "ridge",
         description="How a station's level (its mean normalised traffic) is set: 'ridge' predicts it from the "
-        "station's descriptors (F_s and features) and draws it with the prediction's out-of-sample spread, and "
-        "the diffusion models the level-free week (cellsynth.generators.stouter.levels); 'none' leaves the "
-        "level to the diffusion model, as the paper does.",
+        "station's descriptors (F_s and features) and draws it with the prediction's out-of-sample spread; "
+        "'knn' draws a new site's level from those of its k nearest training stations in standardised "
+        "feature space (k by leave-one-out CRPS); with either the diffusion models the level-free week "
+        "(cellsynth.generators.stouter.levels). 'none' leaves the level to the diffusion model, as the paper.",
+    )
+    level_condition: bool = pydantic.Field(
+        False,
+        description="Condition STUNet on the station's level too (its standardised level appended to F_s in "
+        "the STFFM): training on each station's own level, generation on the drawn one, so that a week's shape "
+        "can depend on how busy the station is. Needs a level_model other than 'none'.",
     )
     attention_heads: int = pydantic.Field(
         4,
@@ -174,6 +181,11 @@ class StouterConfig(SamplingConfig, TrainingConfig):
         if self.privacy is not None:
             for problem in _private_problems(self):
                 raise ValueError(problem)
+        if self.extensions.level_condition and self.extensions.level_model == "none":
+            raise ValueError(
+                "extensions.level_condition conditions STUNet on the station level, which level_model 'none' "
+                "does not separate; set extensions.level_model to 'ridge' or 'knn', or level_condition: false"
+            )
         coarsest = self.channels * self.channel_mults[-1]
         heads = self.extensions.attention_heads
         if heads and coarsest % heads:
@@ -193,8 +205,9 @@ def _private_problems(config: StouterConfig) -> list[str]:
     ext = config.extensions
     if ext.level_model != "none":
         problems.append(
-            "privacy: extensions.level_model 'ridge' fits each station's level on its real traffic outside "
-            "DP-SGD; set extensions.level_model: none (the diffusion then learns levels privately)"
+            f"privacy: extensions.level_model {ext.level_model!r} keeps each training station's level, fitted on "
+            "its real traffic outside DP-SGD; set extensions.level_model: none (the diffusion then learns levels "
+            "privately)"
         )
     if ext.known_level != "all":
         problems.append(

@@ -15,7 +15,9 @@ Pipeline of :meth:`StouterGenerator.fit`:
    ``knn`` nearest in feature space when there are no coordinates), node features = standardised station
    features (:mod:`cellsynth.graphs.stations`); frozen; ``F_s`` = encoder output ``[N, d_s]``.
    Both embeddings are standardised per dimension over their training nodes (constants kept).
-5. **Station levels** (``extensions.level_model="ridge"``, :mod:`cellsynth.generators.stouter.levels`): each
+5. **Station levels** (``extensions.level_model="ridge"`` or ``"knn"``, :mod:`cellsynth.generators.stouter.levels`
+   and :mod:`~cellsynth.generators.stouter.level_stage`; ``knn`` draws a new site's level from its nearest
+   training stations' instead of the regression's Gaussian, ``level_condition`` feeds the level to STUNet): each
    station's level ``ell_n`` (its mean ``z`` per channel) is taken out, ``u = (z - ell_n) / sigma_shape``, and
    a ridge regression learns ``ell`` from ``[F_s, standardised features, log1p(counts)]`` with its
    leave-one-out error covariance. The diffusion then models the level-free weeks ``u``.
@@ -90,14 +92,14 @@ from cellsynth.generators.state import (
     time_axis_state,
 )
 from cellsynth.generators.stouter.config import StouterConfig, StouterExtensions
+from cellsynth.generators.stouter.level_stage import _LevelStage
 from cellsynth.generators.stouter.levels import (
     MIN_STATIONS,
     LevelRegression,
-    recent_level_shift,
-    station_levels,
+    NeighbourLevels,
 )
 from cellsynth.generators.stouter.modules import DiffusionModule, GraphMAEModule
-from cellsynth.generators.stouter.private import hour_of_week_graph, privacy_notes, public_range
+from cellsynth.generators.stouter.private import hour_of_week_graph, public_range
 from cellsynth.graphs.stations import StationGraphBuilder
 from cellsynth.graphs.temporal import temporal_graph
 from cellsynth.nn.graph_autoencoder import GraphAutoencoder, gcn_autoencoder, gin_autoencoder
@@ -119,6 +121,7 @@ _STATE_PARTS = (
     "station_graph",
     "levels",
     "levels.regression",
+    "levels.neighbours",
 )
 
 
@@ -134,7 +137,7 @@ def _standardise(emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, torch.where(std > 1e-6, std, torch.ones_like(std))
 
 
-class StouterGenerator(StationGenerator):
+class StouterGenerator(_LevelStage, StationGenerator):
     """STOUTER: graph-pretrained spatio-temporal conditioning + a DDPM over weeks (see module docstring).
 
     ``generate(target, samples=k, seed=s, sampler="ddim"|"ddpm"|"dpm-solver", steps=None, progress=False,
@@ -193,9 +196,10 @@ class StouterGenerator(StationGenerator):
                     f"{self.name}: without coordinates each station is linked to its knn = {cfg.knn} nearest in "
                     f"feature space, but there are only {n} training stations; set knn to at most {n - 1}"
                 )
-        if cfg.extensions.level_model == "ridge" and len(stations) < MIN_STATIONS:
+        if cfg.extensions.level_model != "none" and len(stations) < MIN_STATIONS:
             raise DataError(
-                f"{self.name}: level_model 'ridge' learns station levels from at least {MIN_STATIONS} training "
+                f"{self.name}: level_model '{cfg.extensions.level_model}' learns station levels from at least "
+                f"{MIN_STATIONS} training "
                 f"stations, got {len(stations)}; give more stations, or set extensions.level_model: none",
                 source=data.source,
             )
@@ -262,7 +266,7 @@ class StouterGenerator(StationGenerator):
 
         # Station levels: the diffusion then learns the level-free weeks (station_levels module docstring).
         self.levels_ = None
-        if cfg.extensions.level_model == "ridge":
+        if cfg.extensions.level_model != "none":
             z = self._fit_levels(z)
 
         # Stage 3: STUNet on the N * W station-weeks.
@@ -274,7 +278,9 @@ class StouterGenerator(StationGenerator):
         module = DiffusionModule(
             net,
             self._diffusion(),
-            self.station_embeddings_,
+            self._condition(
+                self.station_embeddings_, None if self.levels_ is None else self.levels_["train"]
+            ),
             self.temporal_embeddings_,
             cfg.lr,
             cfg.weight_decay,
@@ -295,70 +301,7 @@ class StouterGenerator(StationGenerator):
         self.fitted_ = True
         return self
 
-    def fit_notes(self) -> list[str]:
-        self.check_fitted()
-        notes = privacy_notes(getattr(self, "privacy_", None))
-        if self.levels_ is None:
-            return notes
-        channels = self.time_["channels"]
-        explained = self.levels_["regression"].explained
-        shares = ", ".join(f"{ch} {max(e, 0.0):.0%}" for ch, e in zip(channels, explained, strict=True))
-        return [
-            *notes,
-            f"station levels: the station descriptors explain {shares} of the variance of the training "
-            "stations' levels (leave-one-out); a new site's level is drawn around its prediction with the "
-            "rest as spread, so its samples differ in level as much as the data says sites like it do",
-        ]
-
-    # -- station levels ------------------------------------------------------------------------------
-    def _fit_levels(self, z: np.ndarray) -> np.ndarray:
-        """Fit the level regression on the training stations; return the level-free weeks ``u`` (float32).
-
-        ``u = (z - ell_n) / sigma_shape`` per channel, so that ``u`` has unit variance for DDPM's prior.
-        """
-        train = station_levels(z)  # [N, C]
-        centred = z - train[:, None, None, :]
-        sd = centred.reshape(-1, z.shape[-1]).std(0)
-        sd = np.where(sd > 1e-12, sd, 1.0)  # a constant channel: u = z - ell
-        u = centred / sd
-        flat = u.reshape(-1, z.shape[-1])
-        self.levels_ = {
-            "train": train,
-            "shape_sd": sd,
-            "shape_min": flat.min(0),
-            "shape_max": flat.max(0),
-            "log_columns": (self.stations_.features >= 0).all(0),
-        }
-        descriptors = self._level_descriptors(self.stations_, self.station_embeddings_)
-        self.levels_["regression"] = LevelRegression().fit(descriptors, train)
-        return u.astype(np.float32)
-
-    def _level_descriptors(self, stations: Stations, spatial: torch.Tensor | None) -> np.ndarray:
-        """``[M, D]``: F_s, the standardised station features, and ``log1p`` of the features that are never
-        negative in training (counts such as POIs act multiplicatively on load). Width 0 without the spatial
-        embedding: the ablation then has no station information at all, levels included."""
-        if spatial is None:
-            return np.zeros((len(stations), 0))
-        raw = np.asarray(stations.features, dtype=np.float64)[:, self.levels_["log_columns"]]
-        parts = [spatial.double().numpy(), self.builder_.features(stations), np.log1p(np.maximum(raw, 0.0))]
-        return np.concatenate(parts, axis=1)
-
-    def _sample_levels(
-        self, target: TargetStations, spatial, samples: int, generator: torch.Generator
-    ) -> np.ndarray:
-        """``[M, samples, C]``: a training station's own level; a new one's drawn from the regression (drawn
-        for every station, then replaced for the training ones, so the random stream is the same for any
-        mix)."""
-        regression: LevelRegression = self.levels_["regression"]
-        new = None
-        if target.new is not None:
-            new_spatial = None if spatial is None else spatial[torch.from_numpy(~target.known)]
-            new = self._level_descriptors(target.new, new_spatial)
-        train = self._level_descriptors(self.stations_, self.station_embeddings_)
-        level = regression.sample(target.combine(train, new), samples, generator)
-        known, seen = target.known, target.training_index
-        level[known] = self.levels_["train"][seen[known]][:, None, :]
-        return level
+    # station levels, the level prior and STUNet's station condition: _LevelStage
 
     def _train(self, module, stage, epochs, dataset, checkpoint_dir, progress):
         cfg = self.config
@@ -404,19 +347,20 @@ class StouterGenerator(StationGenerator):
 
     def _stunet(self, n_channels: int) -> STUNet:
         cfg = self.config
+        level_condition = cfg.extensions.level_condition  # the level joins F_s (see _condition)
         return STUNet(
             n_channels,
             channels=cfg.channels,
             channel_mults=tuple(cfg.channel_mults),
             temporal_dim=cfg.temporal_embed_dim,
-            spatial_dim=cfg.station_embed_dim,
+            spatial_dim=cfg.station_embed_dim * cfg.use_spatial + n_channels * level_condition,
             context_dim=cfg.context_dim,
             blocks_per_level=cfg.blocks_per_level,
             attention_heads=cfg.extensions.attention_heads,
             norm=cfg.extensions.norm,
             dropout=cfg.dropout,
             use_temporal=cfg.use_temporal,
-            use_spatial=cfg.use_spatial,
+            use_spatial=cfg.use_spatial or level_condition,
             use_stffm=cfg.use_stffm,
         )
 
@@ -474,19 +418,23 @@ class StouterGenerator(StationGenerator):
         # All starting noise in one draw: with DDIM / DPM-Solver a series' sample then does not depend on
         # the batch size (DDPM's per-step noise still comes from `generator` batch by batch).
         x_T = torch.randn((total, c, length), generator=generator)
+        level = None  # [M, samples, C]; drawn before the chain when it conditions STUNet
+        if self.config.extensions.level_condition:
+            level = self._sample_levels(target, spatial, samples, generator)
+        per_series = None if spatial is None else spatial.repeat_interleave(samples, 0)
+        condition = self._condition(per_series, None if level is None else level.reshape(total, c))
         out = []
         try:
             for first in range(0, total, batch_size):
                 last = min(first + batch_size, total)
-                rows = torch.arange(first, last) // samples
-                fs = None if spatial is None else spatial[rows].to(device)
+                fs = None if condition is None else condition[first:last].to(device)
 
                 def eps_fn(x, t, fs=fs):
                     return net(x, t, fs, temporal)
 
                 x0 = diffusion.sample(
                     eps_fn,
-                    (len(rows), c, length),
+                    (last - first, c, length),
                     sampler=sampler,
                     steps=steps,
                     generator=generator,
@@ -500,7 +448,7 @@ class StouterGenerator(StationGenerator):
             self.stunet_ = net.cpu()
         z = torch.cat(out).reshape(m, samples, c, length).permute(0, 1, 3, 2).double().numpy()
         if self.levels_ is not None:  # z = ell + sigma_shape * u, with ell drawn after all of x_T
-            level = self._sample_levels(target, spatial, samples, generator)
+            level = self._sample_levels(target, spatial, samples, generator) if level is None else level
             z = level[:, :, None, :] + self.levels_["shape_sd"] * z
         if self.config.extensions.known_level == "recent" and target.known.any():
             z[target.known] += self._recent_shift()[target.training_index[target.known]][:, None, None, :]
@@ -509,14 +457,6 @@ class StouterGenerator(StationGenerator):
         values = self.scaler_.inverse(z).astype(np.float32)
         start, step = restore_time_axis(self.time_)
         return stack_samples(stations, values, start=start, step=step, channels=tuple(self.time_["channels"]))
-
-    def _recent_shift(self) -> np.ndarray:
-        if self.weekly_levels_ is None:
-            raise ConfigError(
-                f"{self.name}: extensions.known_level 'recent' needs the levels of the training weeks, which "
-                "models saved before it existed do not keep; refit, or set extensions.known_level: all"
-            )
-        return recent_level_shift(self.weekly_levels_, self.config.extensions.recent_weeks)
 
     def _x0_range(self, device) -> tuple[torch.Tensor, torch.Tensor] | None:
         """``(lo, hi)`` ``[C, 1]``: the training range of what the diffusion models (z, or the level-free u)
@@ -575,8 +515,11 @@ class StouterGenerator(StationGenerator):
                 else None,
                 "levels": None
                 if levels is None
-                else {k: np.asarray(v) for k, v in levels.items() if k != "regression"},
-                "levels.regression": None if levels is None else levels["regression"].state(),
+                else {k: np.asarray(v) for k, v in levels.items() if k not in ("regression", "neighbours")},
+                **{
+                    f"levels.{k}": None if levels is None or k not in levels else levels[k].state()
+                    for k in ("regression", "neighbours")
+                },
             }
         )
         if self.weekly_levels_ is not None:  # None in a private model
@@ -616,7 +559,9 @@ class StouterGenerator(StationGenerator):
         self.levels_ = None
         if parts["levels"]:
             self.levels_ = {k: v.numpy() for k, v in parts["levels"].items()}
-            self.levels_["regression"] = LevelRegression.from_state(parts["levels.regression"])
+            for key, prior in (("regression", LevelRegression), ("neighbours", NeighbourLevels)):
+                if parts.get(f"levels.{key}"):
+                    self.levels_[key] = prior.from_state(parts[f"levels.{key}"])
         self.builder_ = self.station_ae_ = self.station_embeddings_ = self.station_stats_ = None
         if meta["station_in_dim"] is not None:
             self.station_ae_ = self._station_ae(meta["station_in_dim"])

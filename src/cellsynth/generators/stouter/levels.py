@@ -43,6 +43,22 @@ a station's mean and its spread correlate at -0.97 across stations, and drawing 
 week doubled STOUTER's held-out value JSD (docs/notebook/2026-11-21-stouter-beijing.md). For such data
 set ``level_model: none``
 (``configs/beijing/stouter.yaml`` does).
+
+**Neighbour levels** (``level_model: knn``, :class:`NeighbourLevels`). The ridge draw is Gaussian around a
+linear prediction; real levels are neither (on Nanjing's 256-d knowledge-graph embeddings the ridge explains
+0 % of them, while the nearest training station in feature space has the lowest held-out value JSD of all
+models). The k-nearest-neighbour conditional distribution makes no such assumption: a new site's level, per
+sample, is the whole level vector (all channels) of one of its ``k`` nearest training stations in
+standardised feature space (:func:`~cellsynth.generators.floors.stations.nearest_training_stations`, the
+``nearest-station`` floor's metric), drawn uniformly:
+
+.. math::  \ell^{(k)} = \ell_{J^{(k)}}, \qquad J^{(k)} \sim \mathrm{Uniform}\{\text{the k nearest}\}
+
+``k = 1`` is the floor's copy of the nearest station's level, ``k = N`` the marginal distribution of the
+training levels. ``k`` is the one with the lowest leave-one-out CRPS of the training levels (each station
+scored against the levels of its ``k`` nearest *other* stations, summed over channels; the CRPS of an
+ensemble ``X_1..X_k`` for ``y`` is ``mean_j |X_j - y| - 1/(2k^2) sum_{j,l} |X_j - X_l|``), which rewards
+both a close centre and an honest spread.
 """
 
 from __future__ import annotations
@@ -52,7 +68,14 @@ import torch
 
 from cellsynth.errors import DataError, NotFittedError
 
-__all__ = ["MIN_STATIONS", "LevelRegression", "recent_level_shift", "station_levels"]
+__all__ = [
+    "MIN_STATIONS",
+    "LevelRegression",
+    "NeighbourLevels",
+    "ensemble_crps",
+    "recent_level_shift",
+    "station_levels",
+]
 
 #: Training stations a level regression needs: with fewer, each leave-one-out fit has at most one station to
 #: learn from, and the out-of-sample spread it keeps is no estimate at all.
@@ -61,6 +84,8 @@ MIN_STATIONS = 3
 #: Ridge penalties tried, as multiples of the number of training stations (the grid is scale-free because
 #: the descriptors are standardised).
 _ALPHA_GRID = np.logspace(-4, 3, 36)
+#: Neighbour counts the kNN level prior tries (capped at N - 1 training stations).
+_NEIGHBOUR_GRID = (1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987)
 _STATE = ("d_mean", "d_std", "beta", "intercept", "covariance", "alpha")
 
 
@@ -189,3 +214,97 @@ class LevelRegression:
         if not np.isfinite(x).all():
             raise DataError(f"{what} contain NaN or inf")
         return x
+
+
+def ensemble_crps(draws: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """CRPS of an ensemble ``[N, K, C]`` for observations ``[N, C]`` -> ``[N, C]``:
+    ``mean_j |X_j - y| - 1/(2K^2) sum_{j,l} |X_j - X_l|`` (0 for a point mass on the truth)."""
+    x, y = np.asarray(draws, dtype=np.float64), np.asarray(truth, dtype=np.float64)
+    k = x.shape[1]
+    # sum_{j,l} |X_j - X_l| = 2 sum_j (2j - k - 1) X_(j) over the sorted X_(1..k): O(K log K), not O(K^2)
+    weights = (2.0 * np.arange(1, k + 1) - k - 1)[None, :, None]
+    spread = 2.0 * (weights * np.sort(x, axis=1)).sum(1) / k**2
+    return np.abs(x - y[:, None, :]).mean(1) - 0.5 * spread
+
+
+class NeighbourLevels:
+    """A new site's level drawn from the levels of its ``k`` nearest training stations (module docstring,
+    "Neighbour levels"). It works on neighbour indices, so the metric is the caller's."""
+
+    def __init__(self) -> None:
+        self.levels_: np.ndarray | None = None  # [N, C], the training levels
+        self.neighbours_: np.ndarray | None = None  # [], the chosen k
+        self.crps_: np.ndarray | None = None  # [], its leave-one-out CRPS (summed over channels)
+        self.loo_mse_: np.ndarray | None = None  # [C], leave-one-out error of the k neighbours' mean level
+
+    def fit(
+        self, levels: np.ndarray, loo_neighbours: np.ndarray, grid: tuple[int, ...] | None = None
+    ) -> NeighbourLevels:
+        """``levels`` ``[N, C]``; ``loo_neighbours`` ``[N, K]``: each training station's nearest *other*
+        training stations, nearest first. ``grid``: the ``k`` tried (default: 1, 2, 3, 5, 8, ... below
+        ``K``, and ``K``)."""
+        y = np.asarray(levels, dtype=np.float64)
+        order = np.asarray(loo_neighbours)
+        if y.ndim != 2 or order.ndim != 2 or len(order) != len(y):
+            raise DataError(
+                f"levels must be [N, C] and neighbours [N, K] with the same N, got {y.shape} and {order.shape}"
+            )
+        if len(y) < MIN_STATIONS:
+            raise DataError(
+                f"a neighbour level prior needs at least {MIN_STATIONS} training stations, got {len(y)}"
+            )
+        if (order == np.arange(len(y))[:, None]).any() or order.min() < 0 or order.max() >= len(y):
+            raise DataError("leave-one-out neighbours must be indices of other training stations")
+        best = None
+        if grid is None:
+            grid = (*(k for k in _NEIGHBOUR_GRID if k < order.shape[1]), order.shape[1])
+        if not grid or min(grid) < 1 or max(grid) > order.shape[1]:
+            raise DataError(f"neighbour counts must lie in 1..{order.shape[1]}, got {grid}")
+        for k in grid:
+            draws = y[order[:, :k]]  # [N, k, C]
+            score = float(ensemble_crps(draws, y).sum(1).mean())
+            if best is None or score < best[0]:
+                best = (score, k, ((draws.mean(1) - y) ** 2).mean(0))
+        self.crps_, self.neighbours_, self.loo_mse_ = (np.asarray(v, dtype=np.float64) for v in best)
+        self.levels_ = y.copy()  # its own array: saved apart from the caller's
+        return self
+
+    @property
+    def k(self) -> int:
+        self._fitted()
+        return int(self.neighbours_)
+
+    def sample(self, neighbours: np.ndarray, samples: int, generator: torch.Generator) -> np.ndarray:
+        """Drawn levels ``[M, samples, C]`` for stations whose nearest training stations are ``neighbours``
+        ``[M, >= k]`` (nearest first): each sample the level of one of the first ``k``, uniformly."""
+        self._fitted()
+        order = np.asarray(neighbours)
+        if order.ndim != 2 or order.shape[1] < min(self.k, len(self.levels_)):
+            raise DataError(f"neighbours must be [M, >= {self.k}], got shape {order.shape}")
+        pick = torch.randint(0, self.k, (len(order), samples), generator=generator).numpy()
+        return self.levels_[np.take_along_axis(order[:, : self.k], pick, axis=1)]
+
+    @property
+    def explained(self) -> np.ndarray:
+        """Per channel ``1 - MSE_loo / Var(ell_c)``, the MSE of the ``k`` neighbours' mean level (as
+        :attr:`LevelRegression.explained`)."""
+        self._fitted()
+        return 1.0 - self.loo_mse_ / np.maximum(self.levels_.var(0), 1e-300)
+
+    def state(self) -> dict[str, np.ndarray]:
+        self._fitted()
+        return {k: np.asarray(getattr(self, f"{k}_"), dtype=np.float64) for k in _NEIGHBOUR_STATE}
+
+    @classmethod
+    def from_state(cls, state: dict[str, np.ndarray]) -> NeighbourLevels:
+        model = cls()
+        for key in _NEIGHBOUR_STATE:
+            setattr(model, f"{key}_", np.asarray(state[key], dtype=np.float64))
+        return model
+
+    def _fitted(self) -> None:
+        if self.levels_ is None:
+            raise NotFittedError("NeighbourLevels: call fit(levels, loo_neighbours) first")
+
+
+_NEIGHBOUR_STATE = ("levels", "neighbours", "crps", "loo_mse")

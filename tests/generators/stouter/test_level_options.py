@@ -1,0 +1,153 @@
+"""STOUTER's level options beyond the ridge regression: the k-nearest-station level prior
+(``extensions.level_model: knn``, :class:`~cellsynth.generators.stouter.levels.NeighbourLevels`) and STUNet
+conditioned on the station level (``extensions.level_condition``): the CRPS against its definition, the
+choice of k on known laws, draws from the first k neighbours only, state round trips, errors, and both
+options end to end (conformance, shapes, planned sites' levels, config validation)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cellsynth import testing
+from cellsynth.data.samples import split_samples
+from cellsynth.errors import ConfigError, DataError, NotFittedError
+from cellsynth.generators import get
+from cellsynth.generators.stouter import StouterGenerator
+from cellsynth.generators.stouter.levels import NeighbourLevels, ensemble_crps
+from tests.generators.stouter.test_levels import law_traffic
+
+
+def loo_order(x: np.ndarray) -> np.ndarray:
+    """Each row's other rows, nearest first in Euclidean distance."""
+    d = ((x[:, None] - x[None]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    return np.argsort(d, axis=1, kind="stable")[:, :-1]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 6), st.integers(0, 10_000))
+def test_crps_equals_its_pairwise_definition(k, seed):
+    rng = np.random.default_rng(seed)
+    draws, truth = rng.normal(size=(4, k, 3)), rng.normal(size=(4, 3))
+    pairwise = np.abs(draws[:, :, None] - draws[:, None]).mean(axis=(1, 2))
+    expected = np.abs(draws - truth[:, None]).mean(1) - 0.5 * pairwise
+    np.testing.assert_allclose(ensemble_crps(draws, truth), expected, atol=1e-12)
+    # a point mass on the truth scores 0; with one draw the CRPS is the absolute error
+    np.testing.assert_allclose(ensemble_crps(np.repeat(truth[:, None], k, 1), truth), 0.0, atol=1e-12)
+    np.testing.assert_allclose(ensemble_crps(draws[:, :1], truth), np.abs(draws[:, 0] - truth))
+
+
+def test_picks_few_neighbours_for_a_smooth_law_and_all_for_noise():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 10, (120, 1))
+    smooth = NeighbourLevels().fit(np.c_[np.sin(x[:, 0]), np.cos(x[:, 0])], loo_order(x))
+    assert smooth.k <= 5
+    assert (smooth.explained > 0.9).all()
+    noise = NeighbourLevels().fit(rng.normal(size=(120, 2)), loo_order(x))
+    assert noise.k >= 34  # levels unrelated to the features: the best guess is (nearly) the marginal
+    assert (noise.explained < 0.2).all()
+
+
+def test_draws_come_uniformly_from_the_first_k_neighbours():
+    levels = np.arange(10.0)[:, None] * np.array([1.0, -1.0])  # two channels, drawn together
+    prior = NeighbourLevels().fit(levels, loo_order(np.arange(10.0)[:, None]), grid=(3,))
+    assert prior.k == 3
+    neighbours = np.array([[7, 8, 9, 0, 1], [2, 2, 2, 5, 5]])
+    draws = prior.sample(neighbours, 3000, torch.Generator().manual_seed(0))  # [2, 3000, 2]
+    assert draws.shape == (2, 3000, 2)
+    np.testing.assert_array_equal(draws[..., 1], -draws[..., 0])  # a whole station's level vector
+    assert set(np.unique(draws[0, :, 0])) == {7.0, 8.0, 9.0}
+    assert set(np.unique(draws[1, :, 0])) == {2.0}
+    shares = np.bincount(draws[0, :, 0].astype(int) - 7) / 3000
+    np.testing.assert_allclose(shares, 1 / 3, atol=0.04)
+
+
+def test_state_round_trip_and_errors():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(12, 2))
+    prior = NeighbourLevels().fit(rng.normal(size=(12, 2)), loo_order(x))
+    again = NeighbourLevels.from_state({k: torch.from_numpy(v) for k, v in prior.state().items()})
+    order = loo_order(x)[:3]
+    a = prior.sample(order, 4, torch.Generator().manual_seed(2))
+    b = again.sample(order, 4, torch.Generator().manual_seed(2))
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(NotFittedError, match="call fit"):
+        NeighbourLevels().sample(order, 1, torch.Generator())
+    with pytest.raises(DataError, match="other training stations"):
+        NeighbourLevels().fit(np.zeros((4, 1)), np.tile(np.arange(3), (4, 1)))  # station 0 its own neighbour
+    with pytest.raises(DataError, match="at least 3 training stations"):
+        NeighbourLevels().fit(np.zeros((2, 1)), np.array([[1], [0]]))
+    with pytest.raises(DataError, match=r"must lie in 1\.\.11"):
+        NeighbourLevels().fit(rng.normal(size=(12, 2)), loo_order(x), grid=(0, 3))
+    with pytest.raises(DataError, match="same N"):
+        NeighbourLevels().fit(np.zeros((12, 1)), loo_order(x)[:5])
+    with pytest.raises(DataError, match=r"\[M, >= "):
+        prior.sample(order[:, :0], 1, torch.Generator())
+
+
+# -- STOUTER with the options ---------------------------------------------------------------------------------
+OPTIONS = [
+    {"level_model": "knn"},
+    {"level_model": "knn", "level_condition": True},
+    {"level_model": "ridge", "level_condition": True},
+]
+
+
+@pytest.mark.parametrize("extensions", OPTIONS)
+def test_conformance_with_the_option_on(extensions, tmp_path):
+    torch.set_num_threads(1)
+    testing.check_generator(
+        "stouter", StouterGenerator.smoke_config() | {"extensions": extensions}, directory=tmp_path
+    )
+
+
+def test_level_condition_feeds_the_level_to_stunet():
+    torch.set_num_threads(1)
+    train = law_traffic(12, seed=0, prefix="bs")
+    config = StouterGenerator.smoke_config() | {"epochs": 1}
+    plain = get("stouter", config).fit(train, progress=False)
+    gen = get("stouter", config | {"extensions": {"level_condition": True}}).fit(train, progress=False)
+    d_s, c = config["station_embed_dim"], len(train.channels)
+    assert gen.stunet_.spatial_dim == d_s + c and plain.stunet_.spatial_dim == d_s
+    # the condition of a training station: its F_s, then its level standardised over the training levels
+    levels = gen.levels_["train"]
+    condition = gen._condition(gen.station_embeddings_, levels)
+    assert condition.shape == (12, d_s + c)
+    np.testing.assert_allclose(condition[:, :d_s], gen.station_embeddings_)
+    np.testing.assert_allclose(condition[:, d_s:].mean(0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(condition[:, d_s:].std(0, unbiased=False), 1.0, atol=1e-5)
+    # ... and without F_s (the ablation) the level alone conditions STUNet
+    alone = get("stouter", config | {"use_spatial": False, "extensions": {"level_condition": True}})
+    assert alone.fit(train, progress=False).stunet_.spatial_dim == c
+    # off, the condition is F_s untouched
+    assert plain._condition(plain.station_embeddings_, levels) is plain.station_embeddings_
+
+
+def test_knn_gives_planned_sites_the_level_their_features_imply():
+    torch.set_num_threads(1)
+    train = law_traffic(30, seed=0, prefix="bs")
+    planned = law_traffic(8, seed=1, prefix="new")
+    config = StouterGenerator.smoke_config() | {"epochs": 4, "extensions": {"level_model": "knn"}}
+    gen = get("stouter", config).fit(train, progress=False)
+    assert gen.levels_["neighbours"].k <= 8  # the level is a function of one feature: few neighbours
+    assert "nearest training stations" in gen.fit_notes()[0]
+    _, values = split_samples(gen.generate(planned.stations, samples=3, seed=0))  # [M, K, T, C]
+    real, generated = np.log(planned.values.mean(1)), np.log(values.mean(axis=(1, 2)))
+    # Below the ridge's 0.9 (test_levels): the metric weighs the second feature, pure noise here, as much
+    # as the one that sets the level, where the ridge learns to ignore it. Without a level model: ~0.
+    for c in range(2):
+        assert np.corrcoef(real[:, c], generated[:, c])[0, 1] > 0.7
+
+
+def test_level_condition_needs_a_level_model():
+    with pytest.raises(ConfigError, match="level_model 'none' does not separate.*set extensions.level_model"):
+        get("stouter", {"extensions": {"level_model": "none", "level_condition": True}})
+    with pytest.raises(ConfigError, match="level_model"):
+        get("stouter", {"extensions": {"level_model": "kmeans"}})
+    assert get(
+        "stouter", {"extensions": {"level_model": "knn", "level_condition": True}}
+    ).config.extensions.level_condition
