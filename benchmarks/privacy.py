@@ -10,7 +10,9 @@ TSTR forecast utility, busy-hour P95 error and coverage (channel means), members
 
 Usage (one process; set OMP_NUM_THREADS=1 on a shared machine)::
 
-    python benchmarks/privacy.py --data nanjing --traffic /work/bench/nanjing-traffic --out bench-privacy
+    cellsynth data import mobifm ../shared/data/mobifm-nanjing/NJTCH.npz \
+        --embeddings ../shared/data/mobifm-nanjing/kg_embeddings_NJTCH.npy --out bench/nanjing-traffic
+    python benchmarks/privacy.py --data nanjing --traffic bench/nanjing-traffic --out bench-privacy
     python benchmarks/privacy.py --data synthetic --out bench-privacy
 """
 
@@ -118,7 +120,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", choices=("nanjing", "synthetic"), required=True)
     parser.add_argument(
-        "--traffic", default="/work/bench/nanjing-traffic", help="an imported Nanjing dataset"
+        "--traffic", help="the Nanjing traffic imported by `cellsynth data import mobifm` (--data nanjing)"
     )
     parser.add_argument("--epsilons", default="1,4,8,inf")
     parser.add_argument("--stations", type=int, default=200, help="training stations")
@@ -128,6 +130,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
+    if args.data == "nanjing" and args.traffic is None:
+        parser.error("--data nanjing needs --traffic DIR, the import of NJTCH.npz (see the usage above)")
     train, held_out = load(args.data, args.traffic, args.stations, args.seed)
     print(f"{args.data}: {train.n_stations} training, {held_out.n_stations} held-out stations", flush=True)
     rows = [run_one(float(e), train, held_out, args) for e in args.epsilons.split(",")]
