@@ -6,7 +6,9 @@ epsilon (``inf``: the same config without DP-SGD), generate ``--samples`` weeks 
 score them with :func:`cellsynth.evaluate.evaluate` (held-out real vs generated; training data for the
 normalisation and the membership-inference attack). Per epsilon: value JSD, first-difference JSD, MAE,
 TSTR forecast utility, busy-hour P95 error and coverage (channel means), membership-inference AUC, spent
-(epsilon, delta) and fit time. Writes ``OUT/privacy-<data>.json`` and a trade-off figure ``OUT/privacy-<data>.png``.
+(epsilon, delta) and fit time. Writes ``OUT/privacy-<data>.json``, the trade-off figure
+``OUT/privacy-<data>.png`` (:func:`cellsynth.report.figures.privacy_tradeoff`) and the report of every fit
+with that figure on top, ``OUT/privacy-<data>.html`` (:func:`cellsynth.report.write_privacy_report`).
 
 Usage (one process; set OMP_NUM_THREADS=1 on a shared machine)::
 
@@ -54,10 +56,12 @@ def load(name: str, traffic: str | None, n_stations: int, seed: int):
     return split_stations(data, (n_stations // 4) / total, seed=seed)
 
 
-def run_one(epsilon: float, train, held_out, args) -> dict:
+def run_one(epsilon: float, train, held_out, args):
+    """``(row, evaluation)``: the table row of one fit and its evaluation."""
     from cellsynth.evaluate import evaluate
     from cellsynth.generators import get, get_class
     from cellsynth.generators.privacy import private_config
+    from cellsynth.report.figures import channel_mean
 
     cls = get_class("stouter")
     values = {"epochs": args.epochs, "pretrain_epochs": args.pretrain_epochs, "seed": args.seed}
@@ -75,45 +79,14 @@ def run_one(epsilon: float, train, held_out, args) -> dict:
     evaluation = evaluate(held_out, generated, train=train)
     row = {"epsilon": epsilon, "fit_s": round(fit_s, 1)}
     for column, metric in METRICS.items():
-        per_channel = [evaluation.value(channel, metric) for channel in held_out.channels]
-        per_channel = [v for v in per_channel if v is not None]
-        row[column] = float(np.mean(per_channel)) if per_channel else None
-    row["membership_auc"] = (evaluation.memorisation or {}).get("membership_auc")
+        row[column] = channel_mean(evaluation, metric)
+    row["membership_auc"] = channel_mean(evaluation, "membership_auc")
     spent = gen.privacy_
     row["spent_epsilon"] = None if spent is None else spent["epsilon"]
     row["delta"] = None if spent is None else spent["delta"]
     row["noise_multiplier"] = None if spent is None else spent["noise_multiplier"]
     print(json.dumps(row), flush=True)
-    return row
-
-
-def figure(rows: list[dict], path: Path, title: str) -> None:
-    """Utility and fidelity against epsilon (inf drawn at the right edge)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    finite = [r["epsilon"] for r in rows if math.isfinite(r["epsilon"])]
-    edge = 2 * max(finite) if finite else 1.0
-    xs = [r["epsilon"] if math.isfinite(r["epsilon"]) else edge for r in rows]
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
-    for ax, (column, label) in zip(
-        axes,
-        (("value_jsd", "value JSD (lower better)"), ("tstr_utility", "TSTR utility (higher better)"),
-         ("membership_auc", "membership AUC (0.5 = none)")),
-        strict=True,
-    ):  # fmt: skip
-        ax.plot(xs, [r[column] for r in rows], "o-")
-        ax.set_xscale("log")
-        ax.set_xticks(xs, [f"{r['epsilon']:g}" if math.isfinite(r["epsilon"]) else "inf" for r in rows])
-        ax.set_xlabel("epsilon")
-        if column == "membership_auc":
-            ax.set_ylim(0.3, 1.0)  # on the scale of the attack: 0.5 none, 1 every member found
-        ax.set_title(label, fontsize=9)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    return row, evaluation
 
 
 def main(argv=None) -> int:
@@ -132,9 +105,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.data == "nanjing" and args.traffic is None:
         parser.error("--data nanjing needs --traffic DIR, the import of NJTCH.npz (see the usage above)")
+    from cellsynth.report import write_privacy_report
+    from cellsynth.report.figures import privacy_tradeoff
+
     train, held_out = load(args.data, args.traffic, args.stations, args.seed)
     print(f"{args.data}: {train.n_stations} training, {held_out.n_stations} held-out stations", flush=True)
-    rows = [run_one(float(e), train, held_out, args) for e in args.epsilons.split(",")]
+    sweep = [(float(e), run_one(float(e), train, held_out, args)) for e in args.epsilons.split(",")]
+    rows = [row for _, (row, _) in sweep]
     args.out.mkdir(parents=True, exist_ok=True)
     record = {
         "data": args.data,
@@ -143,7 +120,10 @@ def main(argv=None) -> int:
         "rows": rows,
     }
     (args.out / f"privacy-{args.data}.json").write_text(json.dumps(record, indent=2))
-    figure(rows, args.out / f"privacy-{args.data}.png", f"STOUTER under differential privacy ({args.data})")
+    evaluations = [(epsilon, evaluation) for epsilon, (_, evaluation) in sweep]
+    title = f"STOUTER under differential privacy ({args.data})"
+    privacy_tradeoff(evaluations, title=title).savefig(args.out / f"privacy-{args.data}.png", dpi=120)
+    write_privacy_report(evaluations, args.out / f"privacy-{args.data}.html", title=title)
     return 0
 
 

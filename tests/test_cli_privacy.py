@@ -58,6 +58,21 @@ def test_fit_with_epsilon_states_the_spent_budget_everywhere(city, smoke, tmp_pa
     )
 
 
+@pytest.mark.parametrize("model", ["diffwave", "vae"])
+def test_baselines_fit_with_epsilon(city, tmp_path, model):
+    from cellsynth.generators import get_class
+
+    config = tmp_path / "smoke.yaml"
+    config.write_text(json.dumps(get_class(model).smoke_config()))
+    run = tmp_path / "run"
+    output = invoke(
+        "fit", model, "--data", city, "--out", run, "--config", config, "--epsilon", 8, "--no-progress"
+    )
+    assert "differential privacy: (" in " ".join(output.split())
+    saved = json.loads((run / "generator.json").read_text())
+    assert 0 < saved["state"]["privacy"]["epsilon"] <= 8 and saved["config"]["privacy"]["epsilon"] == 8
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -68,7 +83,7 @@ def test_fit_with_epsilon_states_the_spent_budget_everywhere(city, smoke, tmp_pa
             ["stouter", "--epsilon", "8", "--devices", "2"],
             "differentially private training runs in one process",
         ),
-        (["vae", "--epsilon", "8"], "vae cannot train with differential privacy"),
+        (["tcn-gan", "--epsilon", "8"], "tcn-gan cannot train with differential privacy"),
         (["nearest-station", "--epsilon", "8"], "nearest-station cannot train with differential privacy"),
     ],
 )

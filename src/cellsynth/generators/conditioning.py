@@ -50,6 +50,7 @@ from cellsynth.generators.base import (
     week_length,
 )
 from cellsynth.generators.privacy import (
+    PrivacyConfig,
     dp_compatible,
     plain_weights,
     plan_privacy,
@@ -213,6 +214,27 @@ class BaselineConfig(TrainingConfig):
     def _some_time_features(self) -> BaselineConfig:
         if self.weekly_harmonics + self.daily_harmonics == 0:
             raise ValueError("weekly_harmonics + daily_harmonics must be >= 1 (the hour-of-week condition)")
+        return self
+
+
+class PrivateBaselineConfig(BaselineConfig):
+    """A baseline that can train with DP-SGD (:meth:`BaselineGenerator.fit`, docs/privacy.md): the ``privacy``
+    section, and the settings a private fit needs."""
+
+    privacy: PrivacyConfig | None = pydantic.Field(
+        None,
+        description="Differentially private training, one station (all its weeks) the unit (docs/privacy.md).",
+    )
+    #: What ``cellsynth fit MODEL --epsilon`` sets besides ``privacy``.
+    private_settings: ClassVar[dict] = {"extensions": {"normalisation": "standard"}}
+
+    @pydantic.model_validator(mode="after")
+    def _private_normalisation(self) -> PrivateBaselineConfig:
+        if self.privacy is not None and self.extensions.normalisation != "standard":
+            raise ValueError(
+                "privacy: extensions.normalisation 'unit' maps the real minimum and maximum to [-1, 1]; set "
+                "extensions.normalisation: standard"
+            )
         return self
 
 

@@ -14,18 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from cellsynth.diffusion.gaussian import GaussianDiffusion
+from cellsynth.generators.privacy import station_weeks
 from cellsynth.training import EMA, TrainingModule
 
 __all__ = ["EpsilonModule"]
-
-
-def _repeat_rows(condition, times: int):
-    """Each row of ``condition`` (a tensor, a tuple of tensors, or ``None``) repeated ``times`` times in place."""
-    if condition is None:
-        return None
-    if isinstance(condition, (tuple, list)):
-        return type(condition)(_repeat_rows(part, times) for part in condition)
-    return condition.repeat_interleave(times, dim=0)
 
 
 class EpsilonModule(TrainingModule):
@@ -59,9 +51,7 @@ class EpsilonModule(TrainingModule):
         x0, condition = batch
         if x0.shape[0] == 0:  # an empty Poisson batch of DP-SGD: still a (noise-only) step, as accounted
             return sum(p.sum() for p in self.net.parameters()) * 0.0
-        if x0.dim() == 4:  # DP-SGD's batches are stations [S, W, C, L]: each station's weeks, station-major
-            weeks = x0.shape[1]
-            x0, condition = x0.flatten(0, 1), _repeat_rows(condition, weeks)
+        x0, condition = station_weeks(x0, condition)  # DP-SGD's batches are stations
         t = self.diffusion.sample_timesteps(x0.shape[0], device=x0.device)
         noise = torch.randn_like(x0)
         loss = F.mse_loss(

@@ -49,6 +49,7 @@ __all__ = [
     "plain_weights",
     "plan_privacy",
     "spent_epsilon",
+    "station_weeks",
     "train_private",
 ]
 
@@ -261,6 +262,24 @@ def _sum_weeks_per_station(net: torch.nn.Module, weeks: int) -> None:
             p.grad_sample = grad_sample.reshape(-1, weeks, *p.shape).sum(1)
 
 
+def station_weeks(x: torch.Tensor, condition):
+    """A DP-SGD batch of stations ``x`` ``[S, W, C, L]`` as the weeks the network sees, ``[S * W, C, L]``
+    station-major, with each row of ``condition`` (a tensor, a tuple of tensors, or ``None``) repeated for its
+    station's ``W`` weeks; any other batch (``[B, C, L]`` weeks) unchanged."""
+    if x.dim() != 4:
+        return x, condition
+    return x.flatten(0, 1), _repeat_rows(condition, x.shape[1])
+
+
+def _repeat_rows(condition, times: int):
+    """Each row of ``condition`` (a tensor, a tuple of tensors, or ``None``) repeated ``times`` times in place."""
+    if condition is None:
+        return None
+    if isinstance(condition, (tuple, list)):
+        return type(condition)(_repeat_rows(part, times) for part in condition)
+    return condition.repeat_interleave(times, dim=0)
+
+
 class _PerStation:
     """Lightning callback: :func:`_sum_weeks_per_station` before each optimiser step (built lazily so that
     importing this module does not import Lightning)."""
@@ -286,8 +305,9 @@ def train_private(
     seed: int,
     **train_options,
 ) -> dict:
-    """Train ``module`` (an :class:`~cellsynth.generators.diffusion_training.EpsilonModule` whose ``net`` is
-    :func:`dp_compatible`) with DP-SGD on ``dataset``, whose items are one station each (``[W, C, L]`` weeks,
+    """Train ``module`` (a training module whose network, ``module.net``, is :func:`dp_compatible`, whose
+    loss is a mean of per-week losses, and whose ``training_step`` takes station batches through
+    :func:`station_weeks`) with DP-SGD on ``dataset``, whose items are one station each (``[W, C, L]`` weeks,
     its condition), through :func:`cellsynth.training.train` (``train_options``: its ``max_epochs``,
     ``stage``, ``checkpoint_dir``, ``progress``, ``placement``: one process, which the config checks). Returns the spent guarantee
     (:meth:`PrivacyPlan.spent`).
@@ -306,7 +326,8 @@ def train_private(
     poisson = DPDataLoader.from_data_loader(
         loader(dataset, batch_size=batch_size, seed=seed), generator=noise
     )
-    if module.ema is None:  # the average is of the plain network's parameters, kept outside Opacus' wrapper
+    if getattr(module, "ema", False) is None:  # the average (of the plain network, kept outside Opacus'
+        # wrapper) where the module keeps one: DiffWave and STOUTER do, the VAE does not
         module.ema = copy.deepcopy(module.net).requires_grad_(False)
     with warnings.catch_warnings():
         # Opacus' advice on secure_mode (module docstring), and torch's note that the hooks also fire on

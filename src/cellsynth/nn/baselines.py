@@ -300,6 +300,25 @@ def gaussian_nll(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor) -
     return 0.5 * ((x - mean) * torch.exp(-log_scale)).pow(2) + log_scale + 0.5 * math.log(2 * math.pi)
 
 
+class ChannelLogScale(nn.Module):
+    """One learned ``log sigma_c`` per channel, returned once per series: ``[B, C]`` for a batch ``x``.
+
+    A module rather than a bare parameter of the VAE so that DP-SGD (Opacus) sees it used per series and
+    can compute its per-series gradient like every other weight's (docs/privacy.md)."""
+
+    def __init__(self, n_channels: int) -> None:
+        super().__init__()
+        self.log_scale = nn.Parameter(torch.zeros(n_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.log_scale.expand(x.shape[0], -1)
+
+
+def _renamed_log_scale(state_dict, prefix, *args) -> None:
+    if prefix + "log_scale" in state_dict:
+        state_dict[prefix + "scale.log_scale"] = state_dict.pop(prefix + "log_scale")
+
+
 class ConvVAE(nn.Module):
     """Conditional convolutional VAE over a week: encoder ``q(z | x, s)``, decoder ``p(x | z, s)``.
 
@@ -354,7 +373,14 @@ class ConvVAE(nn.Module):
             for i in range(levels)
         )
         self.dec_out = nn.Conv1d(widths[0], n_channels, 3, padding=1)
-        self.log_scale = nn.Parameter(torch.zeros(n_channels))
+        self.scale = ChannelLogScale(n_channels)
+        # Models saved before the scale became a submodule hold it as "log_scale": load them as they are.
+        self._register_load_state_dict_pre_hook(_renamed_log_scale)
+
+    @property
+    def log_scale(self) -> torch.Tensor:
+        """``log sigma_c`` ``[C]``."""
+        return self.scale.log_scale
 
     def encode(self, x: torch.Tensor, station: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(mu, logvar)`` of ``q(z | x, s)``, each ``[B, latent_dim]``."""

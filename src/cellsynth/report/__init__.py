@@ -6,6 +6,7 @@
 
     write_report(evaluate(real, generated, train=train), "eval/")   # eval/metrics.json, eval/report.html
     write_combined_report([("Stations", station_eval), ("Users", user_eval)], "report.html")  # one page
+    write_privacy_report([(1.0, eval_eps1), (8.0, eval_eps8), (inf, eval_plain)], "privacy.html")
 
 Figures are drawn with matplotlib's Agg renderer (:mod:`cellsynth.report.figures`) and embedded in the page
 as base64 PNG (:mod:`cellsynth.report.html`): the page needs no other file, script or network access.
@@ -20,14 +21,16 @@ from cellsynth.data.io import write_text_atomic
 from cellsynth.errors import DataError
 from cellsynth.evaluate import Evaluation
 from cellsynth.outputs import EVALUATION, atomic_directory
-from cellsynth.report.html import render_combined_html, render_html
+from cellsynth.report.html import render_combined_html, render_html, render_privacy_html
 
 __all__ = [
     "METRICS_FILE",
     "REPORT_FILE",
     "render_combined_html",
     "render_html",
+    "render_privacy_html",
     "write_combined_report",
+    "write_privacy_report",
     "write_report",
 ]
 
@@ -64,4 +67,20 @@ def write_combined_report(
     if path.is_dir():
         raise DataError(f"{path} is a directory; give the path of the HTML file to write")
     write_text_atomic(path, render_combined_html(sections, title=title))
+    return path
+
+
+def write_privacy_report(
+    sweep: list[tuple[float, Evaluation]],
+    path: str | os.PathLike,
+    *,
+    title: str = "Generated vs real data under differential privacy",
+) -> Path:
+    """Write one self-contained page for fits at several privacy budgets (:func:`render_privacy_html`: the
+    trade-off figure against epsilon, then each evaluation) to the file ``path``, atomically; returns its
+    path. ``sweep`` is ``[(epsilon, evaluation), ...]``, ``inf`` for the fit without differential privacy."""
+    path = Path(path).absolute()
+    if path.is_dir():
+        raise DataError(f"{path} is a directory; give the path of the HTML file to write")
+    write_text_atomic(path, render_privacy_html(sweep, title=title))
     return path

@@ -11,7 +11,9 @@ from __future__ import annotations
 import base64
 import functools
 import io
+import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib as mpl
 import numpy as np
@@ -22,16 +24,23 @@ from matplotlib.ticker import MaxNLocator
 
 from cellsynth import metrics
 from cellsynth.data.model import Stations
+from cellsynth.errors import DataError
 from cellsynth.geo import local_km
+
+if TYPE_CHECKING:
+    from cellsynth.evaluate import Evaluation
 
 __all__ = [
     "GENERATED",
+    "PRIVACY_PANELS",
     "REAL",
     "REFERENCE",
+    "channel_mean",
     "distributions",
     "example_series",
     "mean_load_scatter",
     "memorisation",
+    "privacy_tradeoff",
     "station_map",
     "to_data_uri",
     "trajectories_map",
@@ -548,3 +557,68 @@ def trajectories_map(
         )
     axes[0, 0].set_ylabel("km north of the centre")
     return figure
+
+
+#: The trade-off figure's panels: ``(metric, title)``; ``membership_auc`` is the memorisation attack's AUC,
+#: the others are :meth:`Evaluation.value` metrics averaged over channels (:func:`channel_mean`).
+PRIVACY_PANELS = (
+    ("value_jsd", "value JSD (lower is better)"),
+    ("diff_jsd", "first-difference JSD (lower is better)"),
+    ("tstr_utility", "TSTR utility (higher is better)"),
+    ("membership_auc", "membership-inference AUC (0.5 = no signal)"),
+)
+
+
+def channel_mean(evaluation: Evaluation, metric: str) -> float | None:
+    """``metric`` averaged over the channels where it is defined (``None`` where it is nowhere);
+    ``membership_auc`` is the memorisation check's AUC (``None`` without training data)."""
+    if metric == "membership_auc":
+        return (evaluation.memorisation or {}).get("membership_auc")
+    values = [evaluation.value(group, metric) for group in evaluation.metrics]
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+@_styled
+def privacy_tradeoff(sweep: Sequence[tuple[float, Evaluation]], *, title: str | None = None) -> Figure:
+    """Fidelity, utility and membership-inference AUC against epsilon, one panel per :data:`PRIVACY_PANELS`.
+
+    ``sweep`` is ``[(epsilon, evaluation), ...]`` of fits that differ by their privacy budget; ``inf`` (no
+    differential privacy) is drawn at the right edge, at ``x = 2 * max finite epsilon`` on the log axis and
+    labelled "inf". Points are drawn in increasing epsilon; a metric undefined at a point leaves a gap.
+    """
+    points = sorted(_checked_sweep(sweep), key=lambda point: point[0])
+    finite = [epsilon for epsilon, _ in points if math.isfinite(epsilon)]
+    edge = 2 * max(finite) if finite else 1.0
+    xs = [epsilon if math.isfinite(epsilon) else edge for epsilon, _ in points]
+    ticks = [f"{epsilon:g}" if math.isfinite(epsilon) else "inf" for epsilon, _ in points]
+    figure, axes = _figure(3.0, 1, len(PRIVACY_PANELS))
+    for ax, (metric, label) in zip(axes[0], PRIVACY_PANELS, strict=True):
+        values = [channel_mean(evaluation, metric) for _, evaluation in points]
+        ax.plot(xs, [np.nan if v is None else v for v in values], "o-", color=GENERATED)
+        ax.set_xscale("log")
+        ax.set_xticks(xs, ticks)
+        ax.minorticks_off()
+        if metric == "membership_auc":
+            ax.axhline(0.5, color=REFERENCE, linestyle="--", linewidth=1)
+            ax.set_ylim(0.3, 1.0)  # the attack's scale: 0.5 no signal, 1 every member found
+        ax.set(xlabel="epsilon (log scale)", title=label)
+    if title is not None:
+        figure.suptitle(title)
+    return figure
+
+
+def _checked_sweep(sweep) -> list[tuple[float, Evaluation]]:
+    points = [(float(epsilon), evaluation) for epsilon, evaluation in sweep]
+    if not points:
+        raise DataError("the privacy sweep is empty; give at least one (epsilon, evaluation) pair")
+    seen = set()
+    for epsilon, _ in points:
+        if not epsilon > 0:  # NaN fails too
+            raise DataError(f"epsilon {epsilon} in the privacy sweep is not positive; use inf for no privacy")
+        if epsilon in seen:
+            raise DataError(
+                f"epsilon {epsilon:g} appears twice in the privacy sweep; give one evaluation per epsilon"
+            )
+        seen.add(epsilon)
+    return points

@@ -22,7 +22,7 @@ from cellsynth.evaluate import Evaluation, StationComparison, UserComparison
 from cellsynth.metrics.catalog import METRICS
 from cellsynth.report import figures
 
-__all__ = ["render_combined_html", "render_html"]
+__all__ = ["render_combined_html", "render_html", "render_privacy_html"]
 
 _CSS = """
 body { font-family: -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; color: #1a202c;
@@ -74,6 +74,32 @@ def render_combined_html(
     ``[(heading, evaluation), ...]`` in page order (the demo's: stations, then users). A table of contents
     at the top links to each section; inside a section, the report of :func:`render_html` follows with its
     headings one level down."""
+    return _combined_page(sections, title=title, lead=[])
+
+
+def render_privacy_html(
+    sweep: list[tuple[float, Evaluation]], *, title: str = "Generated vs real data under differential privacy"
+) -> str:
+    """One page for fits that differ by their privacy budget: ``sweep`` is ``[(epsilon, evaluation), ...]``
+    (``inf``: without differential privacy). The trade-off figure (:func:`figures.privacy_tradeoff`) comes
+    first, then each evaluation's report as in :func:`render_combined_html`, in increasing epsilon."""
+    figure = figures.privacy_tradeoff(sweep)  # checks the sweep: not empty, one evaluation per epsilon
+    tradeoff = "<h2>Privacy trade-off</h2>" + _figure(
+        figure,
+        "each point is one fit; x is its privacy budget epsilon (smaller is more private; inf, at the right "
+        "edge, is the fit without differential privacy), y a metric averaged over channels, or the "
+        "membership-inference attack's AUC.",
+        "fidelity and utility close to the inf point at the smallest epsilon an operator accepts, and a "
+        "membership AUC near 0.5 (the dashed line) at every finite epsilon.",
+    )
+    ordered = sorted(((float(e), ev) for e, ev in sweep), key=lambda point: point[0])
+    sections = [(f"epsilon = {epsilon:g}" if epsilon != float("inf") else "without differential privacy",
+                 evaluation) for epsilon, evaluation in ordered]  # fmt: skip
+    return _combined_page(sections, title=title, lead=[tradeoff])
+
+
+def _combined_page(sections: list[tuple[str, Evaluation]], *, title: str, lead: list[str]) -> str:
+    """The combined page: table of contents, then ``lead`` (HTML starting at ``<h2>``), then the sections."""
     sections = list(sections)
     if not sections:
         raise DataError("render_combined_html needs at least one (heading, evaluation) section")
@@ -93,7 +119,7 @@ def render_combined_html(
             + "</section>"
         )
     toc = "<nav class='toc'><strong>Contents</strong><ol>" + "".join(entries) + "</ol></nav>"
-    return _page(title, [toc, *parts], css=_CSS + _COMBINED_CSS)
+    return _page(title, [toc, *lead, *parts], css=_CSS + _COMBINED_CSS)
 
 
 def _report_parts(evaluation: Evaluation) -> tuple[str, list[str]]:

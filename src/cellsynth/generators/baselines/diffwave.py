@@ -36,9 +36,8 @@ import torch
 
 from cellsynth.diffusion.gaussian import GaussianDiffusion
 from cellsynth.errors import DataError
-from cellsynth.generators.conditioning import BaselineConfig, BaselineExtensions, BaselineGenerator
+from cellsynth.generators.conditioning import BaselineExtensions, BaselineGenerator, PrivateBaselineConfig
 from cellsynth.generators.diffusion_training import EpsilonModule
-from cellsynth.generators.privacy import PrivacyConfig
 from cellsynth.generators.sampling import GaussianSampling, SamplingConfig
 from cellsynth.nn.baselines import DiffWaveNet
 
@@ -56,7 +55,7 @@ class DiffWaveExtensions(BaselineExtensions):
     )
 
 
-class DiffWaveConfig(BaselineConfig, SamplingConfig):
+class DiffWaveConfig(PrivateBaselineConfig, SamplingConfig):
     """Hyperparameters of the DiffWave baseline (diffusion and training settings equal to STOUTER's)."""
 
     residual_channels: int = pydantic.Field(64, ge=1, description="Width of the residual layers.")
@@ -83,12 +82,6 @@ class DiffWaveConfig(BaselineConfig, SamplingConfig):
     }
     sampling: GaussianSampling = pydantic.Field(default_factory=GaussianSampling)
     extensions: DiffWaveExtensions = pydantic.Field(default_factory=DiffWaveExtensions)
-    privacy: PrivacyConfig | None = pydantic.Field(
-        None,
-        description="Differentially private training, one station (all its weeks) the unit (docs/privacy.md).",
-    )
-    #: What ``cellsynth fit diffwave --epsilon`` sets besides ``privacy``.
-    private_settings: ClassVar[dict] = {"extensions": {"normalisation": "standard"}}
 
     @pydantic.model_validator(mode="after")
     def _consistent(self) -> DiffWaveConfig:
@@ -96,11 +89,6 @@ class DiffWaveConfig(BaselineConfig, SamplingConfig):
             raise ValueError(f"kernel_size must be odd (centred convolutions), got {self.kernel_size}")
         if self.beta_schedule == "linear" and self.beta_start >= self.beta_end:
             raise ValueError(f"beta_start ({self.beta_start}) must be < beta_end ({self.beta_end})")
-        if self.privacy is not None and self.extensions.normalisation != "standard":
-            raise ValueError(
-                "privacy: extensions.normalisation 'unit' maps the real minimum and maximum to [-1, 1]; set "
-                "extensions.normalisation: standard"
-            )
         return self
 
 

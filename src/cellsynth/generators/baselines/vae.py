@@ -26,6 +26,11 @@ channel. Training maximises the ELBO; the loss per series, divided by its ``C L`
   costs at least ``lambda`` = ``free_bits`` nats, so the optimiser gains nothing from pushing it below that
   (again against posterior collapse). ``free_bits = 0`` gives the plain ELBO.
 
+**Differential privacy** (a ``privacy`` section, ``cellsynth fit vae --epsilon``; docs/privacy.md): the
+shared private fit of :class:`~cellsynth.generators.conditioning.BaselineGenerator`, with the free-bits
+floor applied per series (``mean_b sum_j max(lambda, KL_bj)``), so that the loss is a mean of per-series
+losses as per-series clipping needs.
+
 Generation draws ``z ~ N(0, I)`` and returns ``m_theta(z, s) + sigma_c eps`` (``observation_noise``, the
 model's full ``p(x | z, s)``) or the decoder mean ``m_theta(z, s)`` alone.
 """
@@ -38,14 +43,15 @@ import numpy as np
 import pydantic
 import torch
 
-from cellsynth.generators.conditioning import BaselineConfig, BaselineGenerator
+from cellsynth.generators.conditioning import BaselineGenerator, PrivateBaselineConfig
+from cellsynth.generators.privacy import station_weeks
 from cellsynth.nn.baselines import ConvVAE, gaussian_kl, gaussian_nll
 from cellsynth.training import TrainingModule
 
 __all__ = ["VAEConfig", "VAEGenerator", "elbo_loss"]
 
 
-class VAEConfig(BaselineConfig):
+class VAEConfig(PrivateBaselineConfig):
     """Hyperparameters of the conditional convolutional VAE."""
 
     latent_dim: int = pydantic.Field(16, ge=1, description="Dimensions of the latent z.")
@@ -73,18 +79,26 @@ def elbo_loss(
     *,
     beta: float = 1.0,
     free_bits: float = 0.0,
+    per_series_free_bits: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(loss, reconstruction NLL, KL)`` per value, as in the module docstring.
 
-    ``x``, ``mean`` ``[B, C, L]``; ``log_scale`` ``[C]``; ``mu``, ``logvar`` ``[B, D_z]``. The NLL and KL
-    returned are the batch means of the per-series sums divided by ``C L`` (KL without free bits); ``loss``
-    is ``NLL + beta * max(free_bits, KL-bar_j)`` summed over ``j``, divided by ``C L``.
+    ``x``, ``mean`` ``[B, C, L]``; ``log_scale`` ``[C]`` or ``[B, C]`` (one row per series); ``mu``,
+    ``logvar`` ``[B, D_z]``. The NLL and KL returned are the batch means of the per-series sums divided by
+    ``C L`` (KL without free bits); ``loss`` is ``NLL + beta * max(free_bits, KL-bar_j)`` summed over ``j``,
+    divided by ``C L``. With ``per_series_free_bits`` the floor applies to each series' own ``KL_j`` before
+    the batch mean, ``mean_b sum_j max(free_bits, KL_bj)``: the loss is then a mean of per-series losses,
+    which DP-SGD needs (a series' gradient must not depend on the other series in its batch).
     """
     values = x.shape[1] * x.shape[2]
-    nll = gaussian_nll(x, mean, log_scale[None, :, None]).sum(dim=(1, 2)).mean() / values
-    kl_per_dim = gaussian_kl(mu, logvar).mean(0)  # batch mean, per latent dimension
-    kl = kl_per_dim.sum() / values
-    charged = torch.clamp(kl_per_dim, min=free_bits).sum() / values
+    scale = log_scale.expand(x.shape[0], -1)[:, :, None]
+    nll = gaussian_nll(x, mean, scale).sum(dim=(1, 2)).mean() / values
+    kl_each = gaussian_kl(mu, logvar)  # [B, D_z]
+    kl = kl_each.sum(1).mean() / values
+    if per_series_free_bits:
+        charged = torch.clamp(kl_each, min=free_bits).sum(1).mean() / values
+    else:
+        charged = torch.clamp(kl_each.mean(0), min=free_bits).sum() / values  # batch mean per dimension
     return nll + beta * charged, nll, kl
 
 
@@ -93,8 +107,9 @@ class _VAEModule(TrainingModule):
 
     def __init__(self, vae: ConvVAE, cfg: VAEConfig) -> None:
         super().__init__()
-        self.vae, self.lr = vae, cfg.lr
+        self.net, self.lr = vae, cfg.lr  # "net": what DP-SGD wraps (generators.privacy.train_private)
         self.kl_anneal_epochs, self.free_bits = cfg.kl_anneal_epochs, cfg.free_bits
+        self.private = cfg.privacy is not None
         self.history: list[float] = []
         self._epoch: list[float] = []
 
@@ -107,10 +122,16 @@ class _VAEModule(TrainingModule):
 
     def training_step(self, batch, batch_idx):
         x, station = batch
-        mean, mu, logvar = self.vae(x, station)
+        if x.shape[0] == 0:  # an empty Poisson batch of DP-SGD: still a (noise-only) step, as accounted
+            return sum(p.sum() for p in self.net.parameters()) * 0.0
+        x, station = station_weeks(x, station)  # DP-SGD's batches are stations
+        mean, mu, logvar = self.net(x, station)
+        # Through the module, not the bare parameter, so that DP-SGD gets its per-series gradient.
+        log_scale = self.net.scale(x)
         loss, nll, kl = elbo_loss(
-            x, mean, self.vae.log_scale, mu, logvar, beta=self.beta(), free_bits=self.free_bits
-        )
+            x, mean, log_scale, mu, logvar, beta=self.beta(), free_bits=self.free_bits,
+            per_series_free_bits=self.private,
+        )  # fmt: skip
         self.log_dict(
             {"nll": nll.detach(), "kl": kl.detach()},
             prog_bar=True,
@@ -126,7 +147,7 @@ class _VAEModule(TrainingModule):
         self._epoch = []
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.vae.parameters(), lr=self.lr)
+        return torch.optim.Adam(self.net.parameters(), lr=self.lr)
 
 
 class VAEGenerator(BaselineGenerator):
@@ -174,7 +195,7 @@ class VAEGenerator(BaselineGenerator):
         return _VAEModule(network, self.config)
 
     def _trained(self, module: _VAEModule) -> ConvVAE:
-        return module.vae
+        return module.net
 
     def _draw(self, net, station, *, generator, device, progress, **options) -> torch.Tensor:
         z = torch.randn((station.shape[0], net.latent_dim), generator=generator).to(device)
