@@ -592,8 +592,8 @@ def privacy_tradeoff(sweep: Sequence[tuple[float, Evaluation]], *, title: str | 
     edge = 2 * max(finite) if finite else 1.0
     xs = [epsilon if math.isfinite(epsilon) else edge for epsilon, _ in points]
     ticks = [f"{epsilon:g}" if math.isfinite(epsilon) else "inf" for epsilon, _ in points]
-    figure, axes = _figure(3.0, 1, len(PRIVACY_PANELS))
-    for ax, (metric, label) in zip(axes[0], PRIVACY_PANELS, strict=True):
+    figure, axes = _figure(5.5, 2, 2)  # two by two: four titles in one row do not fit the page width
+    for ax, (metric, label) in zip(axes.flat, PRIVACY_PANELS, strict=True):
         values = [channel_mean(evaluation, metric) for _, evaluation in points]
         ax.plot(xs, [np.nan if v is None else v for v in values], "o-", color=GENERATED)
         ax.set_xscale("log")
