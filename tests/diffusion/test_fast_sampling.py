@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cellsynth.diffusion import spectral
@@ -45,9 +45,13 @@ def reference_reverse_probs(diff: GraphDiffusion, l_s: np.ndarray, logits: np.nd
 
 @settings(max_examples=15, deadline=None)
 @given(n=st.integers(3, 12), seed=st.integers(0, 10_000), steps=st.integers(2, 6))
+@example(n=9, seed=9, steps=6)  # the worst agreement hypothesis has found (1.6e-7 relative)
+@example(n=9, seed=9, steps=4)
 def test_batched_reverse_step_equals_the_formula(n, seed, steps):
     """All tokens at one step (the dense, cached path: at least N tokens) and one step per token (the
-    eigenbasis per token) both give the formula's probabilities to 1e-9, rows summing to 1."""
+    eigenbasis per token) both give the formula's probabilities, rows summing to 1. Tolerances: the
+    eigenbasis of a non-symmetric rate matrix and scipy's Pade expm agree to about 1e-7 relative at worst
+    (hypothesis found 1.6e-7 at n=9), far below what a wrong formula moves (1e-2 and more)."""
     diff = GraphDiffusion(sparse_rate(n, seed), steps=steps)
     g = torch.Generator().manual_seed(seed)
     m = 3 * n  # >= N tokens: the dense path
@@ -57,14 +61,14 @@ def test_batched_reverse_step_equals_the_formula(n, seed, steps):
         for s_to in {0, s - 1}:
             batched = diff.reverse_probs(l_s, logits, s, s_to=s_to)
             reference = reference_reverse_probs(diff, l_s.numpy(), logits.numpy(), s, s_to)
-            np.testing.assert_allclose(batched.numpy(), reference, atol=1e-9)
+            np.testing.assert_allclose(batched.numpy(), reference, rtol=1e-6, atol=1e-9)
             np.testing.assert_allclose(batched.sum(-1).numpy(), 1.0, atol=1e-12)
             # one token per step value: s per token differs (the first token one step higher), so the rows
             # go through the eigenbasis per token; the other rows must not change
             per_token_s = torch.full((m,), s)
             per_token_s[0] = min(s + 1, steps)
             per_token = diff.reverse_probs(l_s, logits, per_token_s, s_to=torch.full((m,), s_to))
-            torch.testing.assert_close(per_token[1:], batched[1:], atol=1e-10, rtol=0)
+            torch.testing.assert_close(per_token[1:], batched[1:], atol=1e-9, rtol=1e-7)
 
 
 def test_dense_rows_are_the_per_token_rows_and_exact_at_zero():
