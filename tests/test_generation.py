@@ -181,6 +181,30 @@ def test_multi_part_round_trip(tmp_path):
     assert read(tmp_path / "m").equals(mobility)
 
 
+def test_parts_on_different_time_axes_are_an_error_naming_the_part(tmp_path):
+    whole = _traffic(["a", "b"])
+    write_part(whole.select_stations(np.array([0])), tmp_path, part=0, parts=2)
+    later = whole.select_stations(np.array([1]))
+    shifted = StationTraffic(
+        later.values, later.start + pd.Timedelta("1h"), later.step, later.channels, later.stations
+    )
+    write_part(shifted, tmp_path, part=1, parts=2)
+    with pytest.raises(
+        DataError, match=r"part-00001.parquet: its time axis or channels .* differ from part-00000"
+    ):
+        read(tmp_path)
+
+    mobility = UserMobility(
+        np.zeros((2, 6), int), whole.start, whole.step, whole.stations, np.ones((2, 6)), ("u", "v")
+    )
+    write_part(mobility.select_users(np.array([0])), tmp_path / "m", part=0, parts=2)
+    second = mobility.select_users(np.array([1]))
+    without_traffic = UserMobility(second.locations, second.start, second.step, second.stations, None, ("v",))
+    write_part(without_traffic, tmp_path / "m", part=1, parts=2)
+    with pytest.raises(DataError, match=r"its time axis or has_traffic .* differ from part-00000"):
+        read(tmp_path / "m")
+
+
 def test_incomplete_or_foreign_parts_are_errors(tmp_path):
     whole = _traffic(["a", "b", "c"])
     for part in (0, 2):  # part 1 of 3 never written

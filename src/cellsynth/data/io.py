@@ -439,18 +439,8 @@ def _read_traffic(path: Path, stations: Stations) -> StationTraffic:
         if first is None:
             first = data
             values = np.empty((len(stations), data.n_steps, data.n_channels), dtype=np.float32)
-        elif (data.start, data.step, data.n_steps, data.channels) != (
-            first.start,
-            first.step,
-            first.n_steps,
-            first.channels,
-        ):
-            raise DataError(
-                f"its time axis or channels ({data.start}, {data.n_steps} steps of {data.step}, {data.channels}) "
-                f"differ from {parts[0].name}'s ({first.start}, {first.n_steps} steps of {first.step}, "
-                f"{first.channels}); every part of a dataset has the same",
-                source=str(part),
-            )
+        else:
+            _check_like_first_part(data, first, "channels", part, parts[0])
         twice = owner[index] >= 0
         if twice.any():
             i = int(index[int(twice.argmax())])
@@ -475,6 +465,20 @@ def _read_traffic(path: Path, stations: Stations) -> StationTraffic:
     return StationTraffic(
         values, first.start, first.step, first.channels, stations, repaired=repaired, source=str(path)
     )
+
+
+def _check_like_first_part(data, first, field: str, part: Path, first_part: Path) -> None:
+    """Every part of a parted dataset has the first part's time axis and ``field`` (``channels`` of
+    traffic, ``has_traffic`` of mobility); a part that does not is a :class:`DataError` naming it."""
+    mine = (data.start, data.step, data.n_steps, getattr(data, field))
+    theirs = (first.start, first.step, first.n_steps, getattr(first, field))
+    if mine != theirs:
+        raise DataError(
+            f"its time axis or {field} ({mine[0]}, {mine[2]} steps of {mine[1]}, {field} {mine[3]}) differ "
+            f"from {first_part.name}'s ({theirs[0]}, {theirs[2]} steps of {theirs[1]}, {field} {theirs[3]}); "
+            "every part of a dataset has the same",
+            source=str(part),
+        )
 
 
 def _read_traffic_part(path: Path, stations: Stations) -> StationTraffic:
@@ -537,17 +541,7 @@ def _read_mobility(path: Path, stations: Stations) -> UserMobility:
         return parts[0]
     first = parts[0]
     for part, data in zip(files, parts, strict=True):
-        if (data.start, data.step, data.n_steps, data.has_traffic) != (
-            first.start,
-            first.step,
-            first.n_steps,
-            first.has_traffic,
-        ):
-            raise DataError(
-                "its time axis or its traffic column differ from the first part's; every part of a dataset "
-                "has the same",
-                source=str(part),
-            )
+        _check_like_first_part(data, first, "has_traffic", part, files[0])
     locations = np.concatenate([d.locations for d in parts])
     traffic = np.concatenate([d.traffic for d in parts]) if first.has_traffic else None
     users = tuple(u for d in parts for u in d.user_ids)
