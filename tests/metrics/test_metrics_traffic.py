@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.spatial.distance import jensenshannon
@@ -18,6 +18,7 @@ from cellsynth.metrics import (
     daily_periodic_rmse,
     daily_share,
     diff_jsd,
+    ensemble_crps,
     log_value_jsd,
     paired_errors,
     peak_hour_jsd,
@@ -45,15 +46,22 @@ def week_of_traffic(stations: int, seed: int) -> np.ndarray:
 
 def test_paired_errors_zero_for_identical():
     real = week_of_traffic(5, 0)
-    assert paired_errors(real, real) == {"mae": 0.0, "rmse": 0.0, "mae_of_mean": 0.0, "rmse_of_mean": 0.0}
+    assert paired_errors(real, real) == {
+        "mae": 0.0,
+        "rmse": 0.0,
+        "mae_of_mean": 0.0,
+        "rmse_of_mean": 0.0,
+        "crps": 0.0,
+    }
 
 
 def test_paired_errors_known_values():
     real = np.zeros((3, 4))
     # Two samples at +1 and -1: every sample is 1 off, their mean is exact.
     generated = np.stack([np.ones((3, 4)), -np.ones((3, 4))], axis=1)
+    # Fair CRPS: 1 - |1 - (-1)| * 2 / (2 * 2 * 1) = 0, the two samples span the truth symmetrically.
     assert paired_errors(real, generated) == pytest.approx(
-        {"mae": 1.0, "rmse": 1.0, "mae_of_mean": 0.0, "rmse_of_mean": 0.0}
+        {"mae": 1.0, "rmse": 1.0, "mae_of_mean": 0.0, "rmse_of_mean": 0.0, "crps": 0.0}
     )
     # RMSE is per sample, then averaged: samples off by 1 and by 3 give (1 + 3) / 2, not sqrt((1 + 9) / 2).
     generated = np.stack([np.ones((3, 4)), np.full((3, 4), 3.0)], axis=1)
@@ -66,6 +74,40 @@ def test_paired_errors_known_values():
 def test_paired_errors_two_dimensional_generated_is_one_sample():
     real, generated = week_of_traffic(4, 1), week_of_traffic(4, 2)
     assert paired_errors(real, generated) == paired_errors(real, generated[:, np.newaxis, :])
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 6), st.integers(0, 10_000), st.booleans())
+def test_crps_equals_its_pairwise_definition(k, seed, fair):
+    rng = np.random.default_rng(seed)
+    draws, truth = rng.normal(size=(4, k, 3)), rng.normal(size=(4, 3))
+    pair_sum = np.abs(draws[:, :, None] - draws[:, None]).sum(axis=(1, 2))
+    pairs = k * (k - 1) if fair else k * k
+    expected = np.abs(draws - truth[:, None]).mean(1) - (pair_sum / (2 * pairs) if pairs else 0.0)
+    np.testing.assert_allclose(ensemble_crps(draws, truth, fair=fair), expected, atol=1e-12)
+    # a point mass on the truth scores 0; with one draw the CRPS is the absolute error
+    np.testing.assert_allclose(
+        ensemble_crps(np.repeat(truth[:, None], k, 1), truth, fair=fair), 0, atol=1e-12
+    )
+    np.testing.assert_allclose(ensemble_crps(draws[:, :1], truth, fair=fair), np.abs(draws[:, 0] - truth))
+
+
+def test_fair_crps_is_unbiased_for_the_distribution_and_ranks_an_honest_spread_first():
+    """For y ~ N(0, 1) the CRPS of N(0, 1) itself is 1/sqrt(pi) and that of a point mass at the median
+    E|y| = sqrt(2/pi): the proper score prefers the honest spread, which the single-sample MAE does not (its
+    expectation is E|X - y| = 2/sqrt(pi) for independent X, y ~ N(0, 1))."""
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=(200_000,))
+    honest = rng.normal(size=(200_000, 2))  # K = 2 samples of the right distribution
+    collapsed = np.zeros((200_000, 2))
+    assert ensemble_crps(honest, truth, fair=True).mean() == pytest.approx(1 / np.sqrt(np.pi), rel=0.01)
+    # the plain estimator with K = 2 is biased upward by (1 / K) * E|X - X'| / 2
+    assert ensemble_crps(honest, truth).mean() == pytest.approx(1.5 / np.sqrt(np.pi), rel=0.01)
+    assert ensemble_crps(collapsed, truth, fair=True).mean() == pytest.approx(np.sqrt(2 / np.pi), rel=0.01)
+    errors = paired_errors(truth[:, None], honest[:, :, None])
+    assert errors["mae"] == pytest.approx(2 / np.sqrt(np.pi), rel=0.01)
+    assert errors["crps"] < paired_errors(truth[:, None], collapsed[:, :, None])["crps"]
+    assert errors["mae"] > paired_errors(truth[:, None], collapsed[:, :, None])["mae"]
 
 
 # --- value and first-difference JSD ------------------------------------------------------------------------
@@ -284,6 +326,7 @@ def test_traffic_metrics_keys():
         "rmse",
         "mae_of_mean",
         "rmse_of_mean",
+        "crps",
         "coverage",
         "band_coverage",
         "value_jsd",

@@ -33,6 +33,7 @@ __all__ = ["LEADERBOARD_METRICS", "SuiteResult", "render_leaderboard", "run_suit
 LEADERBOARD_METRICS: tuple[tuple[str, str], ...] = (
     ("mae", "MAE"),
     ("rmse", "RMSE"),
+    ("crps", "CRPS"),
     ("value_jsd", "JSD"),
     ("log_value_jsd", "Log JSD"),
     ("diff_jsd", "Diff. JSD"),

@@ -24,6 +24,7 @@ PAPER_BASELINES: tuple[str, ...] = ("tcn-gan", "vae", "diffwave")
 MAIN_METRICS: tuple[tuple[str, str], ...] = (("mae", "MAE"), ("rmse", "RMSE"), ("value_jsd", "JSD"))
 #: The other metrics, per channel.
 OTHER_METRICS: tuple[tuple[str, str], ...] = (
+    ("crps", "CRPS"),
     ("log_value_jsd", "Log-value JSD"),
     ("diff_jsd", "Diff. JSD"),
     ("daily_periodic_rmse", "Daily RMSE"),

@@ -14,7 +14,7 @@ from cellsynth.metrics.catalog import METRICS
 
 __all__ = ["FORECAST_UTILITY", "PAIRED_ERRORS", "attempt", "forecast_utility_scores", "traffic_scores"]
 
-PAIRED_ERRORS = ("mae", "rmse", "mae_of_mean", "rmse_of_mean")
+PAIRED_ERRORS = ("mae", "rmse", "mae_of_mean", "rmse_of_mean", "crps")
 #: Metric names of the train-on-synthetic, test-on-real forecast, and their keys in tstr_forecast_utility.
 FORECAST_UTILITY = (
     ("tstr_utility", "utility"),

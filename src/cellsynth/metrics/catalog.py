@@ -49,6 +49,14 @@ METRICS: dict[str, MetricInfo] = {
         _LOWER,
         has_units=True,
     ),
+    "crps": MetricInfo(
+        "CRPS",
+        "Continuous ranked probability score of a station's generated samples for each real hour (fair "
+        "estimator): the MAE minus half the samples' mean pairwise spread. A proper score: unlike the MAE of "
+        "single samples, it does not reward drawing the typical week every time over drawing the real spread.",
+        _LOWER,
+        has_units=True,
+    ),
     "coverage": MetricInfo(
         "Coverage of the 5-95 % band",
         "Share of real hours that fall inside the range spanned by the station's generated samples (5th to "

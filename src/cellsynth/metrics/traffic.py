@@ -41,7 +41,11 @@ def paired_errors(real: ArrayLike, generated: ArrayLike) -> dict[str, float]:
     * ``mae``  = mean over k of ``mean |g_k - real|`` (equal to the MAE over all samples);
     * ``rmse`` = mean over k of ``sqrt(mean (g_k - real)^2)`` (the RMSE of one sample, averaged over samples);
     * ``mae_of_mean``  = ``mean |mean_k g - real|``;
-    * ``rmse_of_mean`` = ``sqrt(mean (mean_k g - real)^2)``.
+    * ``rmse_of_mean`` = ``sqrt(mean (mean_k g - real)^2)``;
+    * ``crps`` = the mean over n, t of the samples' fair CRPS (:func:`ensemble_crps`), which equals ``mae``
+      for one sample and is lower the better the samples' spread matches the error: MAE and RMSE of single
+      samples are lowest for a generator that draws the median every time, so a generator drawing the
+      honest spread of the data pays for it on them; the CRPS is a proper score and does not punish it.
     """
     function = "paired_errors"
     real_array = _real(real, function)
@@ -53,7 +57,31 @@ def paired_errors(real: ArrayLike, generated: ArrayLike) -> dict[str, float]:
         "rmse": float(np.sqrt((error**2).mean(axis=(0, 2))).mean()),
         "mae_of_mean": float(np.abs(mean_error).mean()),
         "rmse_of_mean": float(np.sqrt((mean_error**2).mean())),
+        "crps": float(ensemble_crps(samples, real_array, fair=True).mean()),
     }
+
+
+def ensemble_crps(draws: ArrayLike, truth: ArrayLike, *, fair: bool = False) -> np.ndarray:
+    r"""CRPS of an ensemble for each observation: ``draws`` ``[N, K, ...]`` (``K`` samples on axis 1),
+    ``truth`` ``[N, ...]`` -> ``[N, ...]``.
+
+    .. math::  \mathrm{CRPS}(X_{1..K}, y) = \frac1K \sum_j |X_j - y|
+               - \frac{1}{2 K^2} \sum_{j, l} |X_j - X_l|
+
+    the continuous ranked probability score of the ensemble's empirical distribution (Gneiting and Raftery
+    2007), 0 only for a point mass on the truth. ``fair=True`` divides the spread term by ``2 K (K - 1)``
+    instead (Ferro 2014): the unbiased estimate of the CRPS of the distribution the samples come from, so a
+    generator is not scored by how many samples it was asked for (with ``K = 1`` there is no pair and the
+    score is the absolute error). The double sum is ``2 sum_j (2j - K - 1) X_(j)`` over the sorted samples.
+    """
+    x, y = np.asarray(draws, dtype=np.float64), np.asarray(truth, dtype=np.float64)
+    k = x.shape[1]
+    shape = (1, k) + (1,) * (x.ndim - 2)
+    weights = (2.0 * np.arange(1, k + 1) - k - 1).reshape(shape)
+    pair_sum = 2.0 * (weights * np.sort(x, axis=1)).sum(1)
+    pairs = k * (k - 1) if fair else k**2
+    spread = pair_sum / (2 * pairs) if pairs else 0.0
+    return np.abs(x - y[:, np.newaxis]).mean(1) - spread
 
 
 def value_jsd(
@@ -436,7 +464,7 @@ def traffic_metrics(
 
     Always: ``value_jsd``, ``log_value_jsd``, ``diff_jsd``, ``daily_periodic_rmse``, ``acf_distance`` and, when T is a whole
     number of days / weeks, ``peak_hour_jsd`` / ``weekly_profile_error``. When ``paired``: also the
-    :func:`paired_errors` keys (``mae``, ``rmse``, ``mae_of_mean``, ``rmse_of_mean``) and, with K >= 2
+    :func:`paired_errors` keys (``mae``, ``rmse``, ``mae_of_mean``, ``rmse_of_mean``, ``crps``) and, with K >= 2
     samples, ``coverage`` and ``band_coverage``.
     """
     function = "traffic_metrics"

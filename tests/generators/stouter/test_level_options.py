@@ -9,15 +9,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from cellsynth import testing
 from cellsynth.data.samples import split_samples
 from cellsynth.errors import ConfigError, DataError, NotFittedError
 from cellsynth.generators import get
 from cellsynth.generators.stouter import StouterGenerator
-from cellsynth.generators.stouter.levels import NeighbourLevels, ensemble_crps
+from cellsynth.generators.stouter.levels import NeighbourLevels
 from tests.generators.stouter.test_levels import law_traffic
 
 
@@ -26,19 +24,6 @@ def loo_order(x: np.ndarray) -> np.ndarray:
     d = ((x[:, None] - x[None]) ** 2).sum(-1)
     np.fill_diagonal(d, np.inf)
     return np.argsort(d, axis=1, kind="stable")[:, :-1]
-
-
-@settings(max_examples=25, deadline=None)
-@given(st.integers(1, 6), st.integers(0, 10_000))
-def test_crps_equals_its_pairwise_definition(k, seed):
-    rng = np.random.default_rng(seed)
-    draws, truth = rng.normal(size=(4, k, 3)), rng.normal(size=(4, 3))
-    pairwise = np.abs(draws[:, :, None] - draws[:, None]).mean(axis=(1, 2))
-    expected = np.abs(draws - truth[:, None]).mean(1) - 0.5 * pairwise
-    np.testing.assert_allclose(ensemble_crps(draws, truth), expected, atol=1e-12)
-    # a point mass on the truth scores 0; with one draw the CRPS is the absolute error
-    np.testing.assert_allclose(ensemble_crps(np.repeat(truth[:, None], k, 1), truth), 0.0, atol=1e-12)
-    np.testing.assert_allclose(ensemble_crps(draws[:, :1], truth), np.abs(draws[:, 0] - truth))
 
 
 def test_picks_few_neighbours_for_a_smooth_law_and_all_for_noise():

@@ -67,12 +67,12 @@ import numpy as np
 import torch
 
 from cellsynth.errors import DataError, NotFittedError
+from cellsynth.metrics.traffic import ensemble_crps
 
 __all__ = [
     "MIN_STATIONS",
     "LevelRegression",
     "NeighbourLevels",
-    "ensemble_crps",
     "recent_level_shift",
     "station_levels",
 ]
@@ -214,17 +214,6 @@ class LevelRegression:
         if not np.isfinite(x).all():
             raise DataError(f"{what} contain NaN or inf")
         return x
-
-
-def ensemble_crps(draws: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """CRPS of an ensemble ``[N, K, C]`` for observations ``[N, C]`` -> ``[N, C]``:
-    ``mean_j |X_j - y| - 1/(2K^2) sum_{j,l} |X_j - X_l|`` (0 for a point mass on the truth)."""
-    x, y = np.asarray(draws, dtype=np.float64), np.asarray(truth, dtype=np.float64)
-    k = x.shape[1]
-    # sum_{j,l} |X_j - X_l| = 2 sum_j (2j - k - 1) X_(j) over the sorted X_(1..k): O(K log K), not O(K^2)
-    weights = (2.0 * np.arange(1, k + 1) - k - 1)[None, :, None]
-    spread = 2.0 * (weights * np.sort(x, axis=1)).sum(1) / k**2
-    return np.abs(x - y[:, None, :]).mean(1) - 0.5 * spread
 
 
 class NeighbourLevels:
