@@ -110,6 +110,35 @@ def test_fair_crps_is_unbiased_for_the_distribution_and_ranks_an_honest_spread_f
     assert errors["mae"] > paired_errors(truth[:, None], collapsed[:, :, None])["mae"]
 
 
+@settings(max_examples=20, deadline=None)
+@given(st.integers(1, 9), st.integers(1, 4), st.integers(0, 10_000))
+def test_metrics_scored_a_chunk_of_series_at_a_time_equal_the_whole(chunk, k, seed):
+    """The metrics that sum over series work a chunk of series at a time (bounded memory at Milan size);
+    any chunk size gives the numbers of one pass over all series."""
+    import cellsynth.metrics.traffic as traffic
+
+    rng = np.random.default_rng(seed)
+    real = week_of_traffic(7, seed)
+    generated = real[:, None, :] + rng.normal(scale=0.2, size=(7, k + 1, 168))
+
+    def scores():
+        return {
+            **paired_errors(real, generated),
+            "coverage": coverage(real, generated),
+            "band_coverage": band_coverage(real, generated),
+            "acf_distance": acf_distance(real, generated),
+        }
+
+    whole = scores()
+    saved = traffic._CHUNK_ROWS
+    try:
+        traffic._CHUNK_ROWS = chunk
+        chunked = scores()
+    finally:
+        traffic._CHUNK_ROWS = saved
+    assert chunked == pytest.approx(whole, rel=1e-12, abs=1e-15)
+
+
 # --- value and first-difference JSD ------------------------------------------------------------------------
 
 

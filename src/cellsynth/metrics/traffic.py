@@ -24,6 +24,18 @@ _REAL_LAYOUT = "[N series, T steps]"
 _GENERATED_LAYOUT = "[M series, T steps] or [N series, K samples, T steps]"
 
 
+#: Series at a time in the metrics that sum over series (paired errors, coverages, mean autocorrelation): it
+#: bounds their temporaries (each about ``8 * _CHUNK_ROWS * K * T`` bytes) whatever the number of stations.
+_CHUNK_ROWS = 2048
+
+
+def _row_chunks(rows: int):
+    """Slices of ``range(rows)`` of at most ``_CHUNK_ROWS`` rows each."""
+    size = _CHUNK_ROWS
+    for start in range(0, rows, size):
+        yield slice(start, min(start + size, rows))
+
+
 def _real(values: ArrayLike, function: str) -> np.ndarray:
     return float_array(values, function=function, name="real", ndims=(2,), layout=_REAL_LAYOUT)
 
@@ -50,14 +62,23 @@ def paired_errors(real: ArrayLike, generated: ArrayLike) -> dict[str, float]:
     function = "paired_errors"
     real_array = _real(real, function)
     samples = paired_generated(real_array, _generated(generated, function), function=function)
-    error = samples - real_array[:, np.newaxis, :]
-    mean_error = samples.mean(axis=1) - real_array
+    sums = {"abs": 0.0, "squared_per_sample": 0.0, "abs_of_mean": 0.0, "squared_of_mean": 0.0, "crps": 0.0}
+    for rows in _row_chunks(len(real_array)):
+        truth, draws = real_array[rows], samples[rows]
+        error = draws - truth[:, np.newaxis, :]
+        mean_error = draws.mean(axis=1) - truth
+        sums["abs"] += np.abs(error).sum()
+        sums["squared_per_sample"] += (error**2).sum(axis=(0, 2))  # [K]
+        sums["abs_of_mean"] += np.abs(mean_error).sum()
+        sums["squared_of_mean"] += (mean_error**2).sum()
+        sums["crps"] += ensemble_crps(draws, truth, fair=True).sum()
+    hours = real_array.size
     return {
-        "mae": float(np.abs(error).mean()),
-        "rmse": float(np.sqrt((error**2).mean(axis=(0, 2))).mean()),
-        "mae_of_mean": float(np.abs(mean_error).mean()),
-        "rmse_of_mean": float(np.sqrt((mean_error**2).mean())),
-        "crps": float(ensemble_crps(samples, real_array, fair=True).mean()),
+        "mae": float(sums["abs"] / (hours * samples.shape[1])),
+        "rmse": float(np.sqrt(sums["squared_per_sample"] / hours).mean()),
+        "mae_of_mean": float(sums["abs_of_mean"] / hours),
+        "rmse_of_mean": float(np.sqrt(sums["squared_of_mean"] / hours)),
+        "crps": float(sums["crps"] / hours),
     }
 
 
@@ -292,9 +313,15 @@ def acf_distance(
         _check_steps_per_day(steps_per_day, function)
         max_lag = min(7 * steps_per_day, steps - 1)
     _check_max_lag(max_lag, steps, function)
-    real_acf = autocorrelation(real_array, max_lag).reshape(-1, max_lag).mean(axis=0)
-    generated_acf = autocorrelation(generated_array, max_lag).reshape(-1, max_lag).mean(axis=0)
+    real_acf, generated_acf = (_mean_autocorrelation(a, max_lag) for a in (real_array, generated_array))
     return float(np.abs(generated_acf - real_acf).mean())
+
+
+def _mean_autocorrelation(values: np.ndarray, max_lag: int) -> np.ndarray:
+    """:func:`autocorrelation` averaged over all series of ``values`` [..., T], a chunk of series at a time."""
+    series = values.reshape(-1, values.shape[-1])
+    total = sum(autocorrelation(series[rows], max_lag).sum(axis=0) for rows in _row_chunks(len(series)))
+    return total / len(series)
 
 
 def weekly_profile(series: ArrayLike, steps_per_day: int = DEFAULT_STEPS_PER_DAY) -> np.ndarray:
@@ -402,8 +429,11 @@ def coverage(real: ArrayLike, generated: ArrayLike, lower: float = 0.05, upper: 
         function=function,
         name="lower, upper",
     )
-    band_low, band_high = np.quantile(samples, [lower, upper], axis=1)
-    return float(np.mean((band_low <= real_array) & (real_array <= band_high)))
+    inside = 0
+    for rows in _row_chunks(len(real_array)):
+        band_low, band_high = np.quantile(samples[rows], [lower, upper], axis=1)
+        inside += np.count_nonzero((band_low <= real_array[rows]) & (real_array[rows] <= band_high))
+    return inside / real_array.size
 
 
 def band_coverage(real: ArrayLike, generated: ArrayLike, lower: float = 0.05, upper: float = 0.95) -> float:
@@ -444,12 +474,14 @@ def band_coverage(real: ArrayLike, generated: ArrayLike, lower: float = 0.05, up
         function=function,
         name="lower, upper",
     )
-    k = samples.shape[1]
-    below = (samples < real_array[:, np.newaxis, :]).sum(axis=1)
-    at_or_below = (samples <= real_array[:, np.newaxis, :]).sum(axis=1)
-    pit_low, pit_high = below / (k + 1), (at_or_below + 1) / (k + 1)
-    inside = np.clip(np.minimum(pit_high, upper) - np.maximum(pit_low, lower), 0.0, None)
-    return float(np.mean(inside / (pit_high - pit_low)))
+    k, inside = samples.shape[1], 0.0
+    for rows in _row_chunks(len(real_array)):
+        truth = real_array[rows, np.newaxis, :]
+        below, at_or_below = (samples[rows] < truth).sum(axis=1), (samples[rows] <= truth).sum(axis=1)
+        pit_low, pit_high = below / (k + 1), (at_or_below + 1) / (k + 1)
+        share = np.clip(np.minimum(pit_high, upper) - np.maximum(pit_low, lower), 0.0, None)
+        inside += (share / (pit_high - pit_low)).sum()
+    return float(inside / real_array.size)
 
 
 def traffic_metrics(
