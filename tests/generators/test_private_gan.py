@@ -121,6 +121,20 @@ def test_a_private_critic_step_is_bounded_by_c_times_the_batch_and_refuses_steps
         module._private_critic_step(x, (public[0][:3],), _RecordingOptimizer())
 
 
+def test_an_empty_poisson_batch_is_a_noise_only_critic_step():
+    module = _module()
+    budget = plan(sigma=1.0, clip=1.0, rate=0.5, stations=8, steps=1)
+    module.private = _PrivateCritic(budget, torch.Generator().manual_seed(0), (torch.randn(8, 3),), weeks=2)
+    assert (
+        module._private_critic_step(torch.zeros(0, 2, 2, 16), (torch.zeros(0, 3),), _RecordingOptimizer())
+        is None
+    )
+    noise = torch.cat([p.grad.flatten() for p in module.critic.parameters()])
+    assert noise.std().item() == pytest.approx(
+        1.0 / 4, rel=0.2
+    )  # sigma C / (q N), over a few hundred weights
+
+
 def test_generator_steps_draw_their_conditions_from_all_stations_not_the_batch():
     public = (torch.arange(10.0)[:, None],)
     state = _PrivateCritic(plan(rate=0.3, stations=10), torch.Generator(), public, weeks=2)
