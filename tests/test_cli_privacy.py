@@ -58,7 +58,7 @@ def test_fit_with_epsilon_states_the_spent_budget_everywhere(city, smoke, tmp_pa
     )
 
 
-@pytest.mark.parametrize("model", ["diffwave", "vae"])
+@pytest.mark.parametrize("model", ["diffwave", "vae", "tcn-gan"])
 def test_baselines_fit_with_epsilon(city, tmp_path, model):
     from cellsynth.generators import get_class
 
@@ -83,7 +83,7 @@ def test_baselines_fit_with_epsilon(city, tmp_path, model):
             ["stouter", "--epsilon", "8", "--devices", "2"],
             "differentially private training runs in one process",
         ),
-        (["tcn-gan", "--epsilon", "8"], "tcn-gan cannot train with differential privacy"),
+        (["adaptive", "--epsilon", "8"], "adaptive cannot train with differential privacy"),
         (["nearest-station", "--epsilon", "8"], "nearest-station cannot train with differential privacy"),
     ],
 )

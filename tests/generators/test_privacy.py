@@ -92,7 +92,7 @@ def test_privacy_refuses_the_parts_that_learn_from_traffic_outside_dp_sgd():
         get("stouter", get_class("stouter").smoke_config() | {"privacy": {"epsilon": 8.0}})
 
 
-@pytest.mark.parametrize("model", ["tcn-gan", "seasonal-mean", "nearest-station", "mstdiff"])
+@pytest.mark.parametrize("model", ["adaptive", "seasonal-mean", "nearest-station", "mstdiff"])
 def test_a_generator_without_dp_training_refuses_epsilon(model):
     with pytest.raises(ConfigError, match=rf"{model} cannot train with differential privacy"):
         private_config(get_class(model).Config, model, {}, 8.0, None)
@@ -208,7 +208,7 @@ def test_a_private_fit_cannot_resume_with_more_epochs(tmp_path):
         longer.fit(data, progress=False, checkpoint_dir=tmp_path)
 
 
-@pytest.mark.parametrize("model", ["diffwave", "vae"])
+@pytest.mark.parametrize("model", ["diffwave", "vae", "tcn-gan"])
 def test_private_baselines_pass_the_conformance_checks_and_report_their_budget(model, tmp_path):
     config = get_class(model).smoke_config() | {"privacy": {"epsilon": 8.0}}
     testing.check_generator(model, config, directory=tmp_path)

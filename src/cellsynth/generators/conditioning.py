@@ -251,6 +251,8 @@ class BaselineGenerator(StationGenerator):
     length_multiple: ClassVar[int] = 1
     #: Gradient-norm clipping of the training loop (``None`` for manual optimisation).
     gradient_clip_val: ClassVar[float | None] = 1.0
+    #: What DP-SGD trains in a private fit, as its fit note names it.
+    private_part: ClassVar[str] = "the network"
 
     # -- hooks -------------------------------------------------------------------------------------------
     @abstractmethod
@@ -340,8 +342,8 @@ class BaselineGenerator(StationGenerator):
             by_station = torch.utils.data.TensorDataset(
                 series.reshape(n, w, c, length), torch.from_numpy(np.ascontiguousarray(vectors))
             )
-            self.privacy_ = train_private(module, by_station, plan, weeks=w, batch_size=stations_per_batch,
-                                          **options)  # fmt: skip
+            self.privacy_ = self._train_private(module, by_station, plan, weeks=w,
+                                                batch_size=stations_per_batch, **options)  # fmt: skip
         self.history_ = {self.name: list(getattr(module, "history", []))}
         trained = self._trained(module)
         if plan is not None:
@@ -349,6 +351,11 @@ class BaselineGenerator(StationGenerator):
         self.net_ = trained.cpu().eval().requires_grad_(False)
         self.fitted_ = True
         return self
+
+    def _train_private(self, module, dataset, plan, **options) -> dict:
+        """DP-SGD on ``module.net`` (:func:`~cellsynth.generators.privacy.train_private`); a model whose
+        private training differs overrides this (TCN-GAN: its critic only)."""
+        return train_private(module, dataset, plan, **options)
 
     # -- generate ----------------------------------------------------------------------------------------
     def generate(
@@ -444,7 +451,7 @@ class BaselineGenerator(StationGenerator):
             return []
         return [
             f"differential privacy: ({spent['epsilon']:.3g}, {spent['delta']:.3g})-DP per station (all its weeks) "
-            f"for the network (DP-SGD, {spent['accountant']} accountant, noise multiplier "
+            f"for {self.private_part} (DP-SGD, {spent['accountant']} accountant, noise multiplier "
             f"{spent['noise_multiplier']:.3g}, {spent['steps']} steps); station features are public by "
             "assumption; NOT covered: the normaliser's per-channel median, mean and standard deviation over all "
             "station-weeks (docs/privacy.md)"

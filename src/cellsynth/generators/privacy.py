@@ -46,8 +46,10 @@ __all__ = [
     "PrivacyConfig",
     "PrivacyPlan",
     "default_delta",
+    "noisy_mean_gradient",
     "plain_weights",
     "plan_privacy",
+    "poisson_stations",
     "spent_epsilon",
     "station_weeks",
     "train_private",
@@ -295,6 +297,47 @@ class _PerStation:
         return PerStation()
 
 
+def poisson_stations(dataset: torch.utils.data.Dataset, *, batch_size: int, seed: int):
+    """``(loader, noise)``: Opacus' Poisson loader over ``dataset`` (one station per item; each station drawn
+    independently with probability ``q = 1 / ceil(N / batch_size)`` per batch, a batch of none still yields
+    an empty batch) and the generator it samples with, which also draws DP-SGD's noise: seeded by the
+    operating system, never by ``seed`` (module docstring)."""
+    from opacus.data_loader import DPDataLoader
+
+    from cellsynth.training import loader
+
+    noise = torch.Generator().manual_seed(secrets.randbits(63))
+    poisson = DPDataLoader.from_data_loader(
+        loader(dataset, batch_size=batch_size, seed=seed), generator=noise
+    )
+    return poisson, noise
+
+
+def noisy_mean_gradient(
+    per_station: list[torch.Tensor], plan: PrivacyPlan, noise: torch.Generator
+) -> list[torch.Tensor]:
+    r"""DP-SGD's gradient from per-station gradients (one tensor ``[S, ...]`` per parameter, row ``n`` the
+    gradient of station ``n``'s loss, the sum over its weeks), the formula of the module docstring:
+
+    .. math::  \tilde g = \frac{1}{q N}\Big(\sum_{n} g_n \min\big(1, C / \lVert g_n \rVert\big)
+               + \mathcal N(0, \sigma^2 C^2 I)\Big)
+
+    with ``||g_n||`` the norm over all parameters together (as Opacus' flat clipping), ``q N`` the expected
+    number of stations in a batch (``int(q N)``, at least 1, as Opacus divides) and the noise drawn from
+    ``noise`` (a CPU generator). For a path that computes per-station gradients itself instead of through
+    Opacus' hooks (TCN-GAN's critic, :mod:`cellsynth.generators.gan`); an empty batch (``S = 0``) gives the
+    noise alone."""
+    norms = torch.stack([g.flatten(1).norm(dim=1) for g in per_station]).norm(dim=0)  # [S]
+    scale = (plan.max_grad_norm / (norms + 1e-6)).clamp(max=1.0)  # Opacus' factor, 1e-6 against 0 / 0
+    expected_stations = max(1, int(plan.sample_rate * plan.n_stations))
+    out = []
+    for g in per_station:
+        clipped = torch.einsum("n,n...->...", scale, g)
+        gauss = torch.normal(0.0, plan.noise_multiplier * plan.max_grad_norm, g.shape[1:], generator=noise)
+        out.append((clipped + gauss.to(g.device, g.dtype)) / expected_stations)
+    return out
+
+
 def train_private(
     module,
     dataset: torch.utils.data.Dataset,
@@ -318,14 +361,10 @@ def train_private(
     Lightning's own gradient clipping is off: DP-SGD clips per station.
     """
     from opacus import PrivacyEngine
-    from opacus.data_loader import DPDataLoader
 
-    from cellsynth.training import loader, train
+    from cellsynth.training import train
 
-    noise = torch.Generator().manual_seed(secrets.randbits(63))  # never the config's seed (module docstring)
-    poisson = DPDataLoader.from_data_loader(
-        loader(dataset, batch_size=batch_size, seed=seed), generator=noise
-    )
+    poisson, noise = poisson_stations(dataset, batch_size=batch_size, seed=seed)
     if getattr(module, "ema", False) is None:  # the average (of the plain network, kept outside Opacus'
         # wrapper) where the module keeps one: DiffWave and STOUTER do, the VAE does not
         module.ema = copy.deepcopy(module.net).requires_grad_(False)

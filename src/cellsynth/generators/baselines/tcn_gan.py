@@ -29,6 +29,16 @@ The count of critic updates is a buffer of the module, saved in every checkpoint
 its generator steps exactly where an uninterrupted one would (manual optimisation: Lightning does not
 clip gradients; the step seed of :func:`~cellsynth.training.train` still makes the noise a
 function of the seed and the step).
+
+**Differential privacy** (a ``privacy`` section, ``cellsynth fit tcn-gan --epsilon``; docs/privacy.md): the
+critic, the only network that sees real traffic, is trained by DP-SGD with one station (all its weeks) the
+privacy unit; the generator, trained only through the critic's scores, is covered by post-processing
+(:func:`cellsynth.generators.gan.train_private_critic`). The gradient penalty stays: per-station
+gradients of the critic loss, penalty included, come from ``torch.func`` rather than Opacus' hooks. Every
+critic step is an accounted DP-SGD step (``epochs`` times the batches per epoch); under privacy a batch is
+a Poisson sample of stations holding about ``batch_size`` weeks, and the generator steps draw their
+conditions from all training stations. ``history_`` of a private fit is empty: the per-epoch Wasserstein
+estimate is a statistic of the real traffic outside DP-SGD.
 """
 
 from __future__ import annotations
@@ -38,14 +48,14 @@ from typing import Any, ClassVar
 import pydantic
 import torch
 
-from cellsynth.generators.conditioning import BaselineConfig, BaselineGenerator
-from cellsynth.generators.gan import WGANGPModule
+from cellsynth.generators.conditioning import BaselineGenerator, PrivateBaselineConfig
+from cellsynth.generators.gan import WGANGPModule, train_private_critic
 from cellsynth.nn.baselines import TCNCritic, TCNGenerator
 
 __all__ = ["TCNGANConfig", "TCNGANGenerator"]
 
 
-class TCNGANConfig(BaselineConfig):
+class TCNGANConfig(PrivateBaselineConfig):
     """Hyperparameters of TCN-GAN (WGAN-GP's published settings; widths sized like STOUTER's STUNet)."""
 
     noise_dim: int = pydantic.Field(16, ge=1, description="Noise channels per step fed to the generator.")
@@ -97,6 +107,9 @@ class TCNGANGenerator(BaselineGenerator):
     name = "tcn-gan"
     Config = TCNGANConfig
     gradient_clip_val: ClassVar[float | None] = None  # manual optimisation: Lightning cannot clip
+    private_part: ClassVar[str] = (
+        "the critic, and so for the generator, which learns only from the critic's scores"
+    )
 
     @classmethod
     def smoke_config(cls) -> dict[str, Any]:
@@ -144,6 +157,9 @@ class TCNGANGenerator(BaselineGenerator):
         return WGANGPModule(
             network, critic, n_critic=cfg.n_critic, gp_weight=cfg.gp_weight, lr=cfg.lr, betas=tuple(cfg.betas)
         )
+
+    def _train_private(self, module: WGANGPModule, dataset, plan, **options) -> dict:
+        return train_private_critic(module, dataset, plan, **options)
 
     def _trained(self, module: WGANGPModule) -> TCNGenerator:
         return module.generator
