@@ -146,6 +146,7 @@ def test_private_stouter_passes_the_conformance_checks_and_reports_its_budget(tm
     assert spent["epsilon"] <= 8.0 and spent["unit"] == "station (all its weeks)"
     assert "differential privacy: (" in gen.fit_notes()[0] and "NOT covered" in gen.fit_notes()[0]
     assert gen.weekly_levels_ is None  # no station's own level is kept
+    assert "stunet" not in gen.history_  # nor the loss curve on real traffic (outside DP-SGD)
     gen.save(tmp_path / "m")
     from cellsynth import load
 
@@ -214,6 +215,9 @@ def test_private_baselines_pass_the_conformance_checks_and_report_their_budget(m
     testing.check_generator(model, config, directory=tmp_path)
     gen = get(model, config).fit(testing.tiny_traffic(), progress=False)
     assert gen.privacy_["epsilon"] <= 8.0 and "differential privacy: (" in gen.fit_notes()[0]
+    assert gen.history_ == {}  # no loss curve on real traffic outside DP-SGD
+    plain = get(model, get_class(model).smoke_config()).fit(testing.tiny_traffic(), progress=False)
+    assert plain.history_[model]  # a non-private fit keeps it
     with pytest.raises(ConfigError, match="privacy: extensions.normalisation 'unit'"):
         get(model, config | {"extensions": {"normalisation": "unit"}})
 

@@ -156,7 +156,7 @@ def test_private_tcn_gan_spends_the_accountants_epsilon_for_every_critic_step(tm
     assert spent["delta"] == pytest.approx(1 / (10 * data.n_stations))
     saved = torch.load(tmp_path / "checkpoints" / "tcn-gan" / "last.ckpt", weights_only=True)
     assert int(saved["state_dict"]["critic_updates"]) == spent["steps"]  # every critic step was accounted
-    assert gen.history_ == {"tcn-gan": []}  # no statistic of the real traffic outside DP-SGD
+    assert gen.history_ == {}  # no statistic of the real traffic outside DP-SGD
     assert "DP per station (all its weeks) for the critic, and so for the generator" in gen.fit_notes()[0]
 
 

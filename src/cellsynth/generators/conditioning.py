@@ -344,7 +344,8 @@ class BaselineGenerator(StationGenerator):
             )
             self.privacy_ = self._train_private(module, by_station, plan, weeks=w,
                                                 batch_size=stations_per_batch, **options)  # fmt: skip
-        self.history_ = {self.name: list(getattr(module, "history", []))}
+        # A private fit keeps no loss curve: the losses are statistics of the real traffic outside DP-SGD.
+        self.history_ = {} if plan is not None else {self.name: list(getattr(module, "history", []))}
         trained = self._trained(module)
         if plan is not None:
             trained = plain_weights(trained, self._network(c, vectors.shape[1], length))

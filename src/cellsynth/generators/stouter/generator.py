@@ -293,7 +293,7 @@ class StouterGenerator(_LevelStage, StationGenerator):
                 weeks=w, batch_size=stations_per_batch, max_epochs=cfg.epochs, stage="stunet", seed=cfg.seed,
                 checkpoint_dir=checkpoint_dir, progress=progress, placement=cfg.placement(),
             )  # fmt: skip
-            self.history_["stunet"] = list(module.history)
+            # no "stunet" loss curve: the losses are statistics of the real traffic outside DP-SGD
             module.ema = plain_weights(module.ema, self._stunet(c))
         else:
             self._train(module, "stunet", cfg.epochs, dataset, checkpoint_dir, progress)
