@@ -5,8 +5,8 @@ What it measures (one process; each measurement time-boxed):
 - the GEMM rate: ``torch.matmul`` of two 2048 x 2048 matrices (float32, and float64, which the discrete
   diffusion computes in), on the device, in this same run: the physical limit the rates below sit under;
 - station generators: station-weeks per second at 1,000 and 10,000 stations of a Milan-size synthetic city
-  (``CityConfig.milan``): STOUTER (DPM-Solver++ 20 steps, and DDIM 50), the baselines VAE, TCN-GAN, DiffWave
-  (DDIM 50), and the seasonal-mean floor;
+  (``CityConfig.milan``): STOUTER (DPM-Solver++ 20 steps, in float32 and with the network in bfloat16, and
+  DDIM 50), the baselines VAE, TCN-GAN, DiffWave (DDIM 50, float32 and bfloat16), and the seasonal-mean floor;
 - MSTDiff: users per second at 2,000 users, for the demo's pretrained model (recommended preset, 150
   stations) and for an untrained model of the same architecture over 4,000 stations;
 - peak memory: the process's peak RSS after each measurement (``resource``; a running maximum over the
@@ -46,11 +46,15 @@ import torch
 STATION_MODELS = {  # name -> sampler variants (label, generate options)
     "stouter": [
         ("dpm-solver-20", {"sampler": "dpm-solver", "steps": 20}),
+        ("dpm-solver-20 bfloat16", {"sampler": "dpm-solver", "steps": 20, "precision": "bfloat16"}),
         ("ddim-50", {"sampler": "ddim", "steps": 50}),
     ],
     "vae": [("-", {})],
     "tcn-gan": [("-", {})],
-    "diffwave": [("ddim-50", {"sampler": "ddim", "steps": 50})],
+    "diffwave": [
+        ("ddim-50", {"sampler": "ddim", "steps": 50}),
+        ("ddim-50 bfloat16", {"sampler": "ddim", "steps": 50, "precision": "bfloat16"}),
+    ],
     "seasonal-mean": [("-", {})],
 }
 #: one epoch of everything, the rest of the recommended preset (architecture) unchanged

@@ -196,6 +196,15 @@ def test_a_seed_out_of_range_is_one_line(cli, city, model, tmp_path, command, se
     assert not (tmp_path / "o").exists()
 
 
+def test_a_precision_the_model_cannot_sample_in_is_one_line(cli, model, tmp_path):
+    one_line_error(
+        cli("generate", "--model", model, "--n", "2", "--out", tmp_path / "o", "--precision", "bfloat16"),
+        "seasonal-mean",
+        "precision",
+    )
+    assert not (tmp_path / "o").exists()
+
+
 def test_the_largest_seed_is_accepted(cli, model, tmp_path):
     code, _, err = cli("generate", "--model", model, "--n", "2", "--out", tmp_path / "o", "--seed", 2**32 - 1)
     assert code == 0, err

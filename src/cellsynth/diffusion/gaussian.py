@@ -32,6 +32,7 @@ and step it (clipping with :func:`clip_predicted_x0`); everyone else uses :meth:
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Callable
 from typing import Literal
@@ -46,13 +47,18 @@ __all__ = [
     "BETA_SCHEDULES",
     "DEFAULT_STEPS",
     "MAX_TERMINAL_ALPHA_BAR",
+    "PRECISIONS",
     "SAMPLERS",
     "GaussianDiffusion",
     "clip_predicted_x0",
+    "network_precision",
     "terminal_problem",
 ]
 
 Sampler = Literal["ddpm", "ddim", "dpm-solver"]
+Precision = Literal["float32", "bfloat16"]
+#: Precisions of the denoising network's products while sampling (:func:`network_precision`).
+PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
 SAMPLERS: tuple[str, ...] = ("ddpm", "ddim", "dpm-solver")
 #: The variance schedules (diffusers' names): see :class:`GaussianDiffusion`.
 BETA_SCHEDULES: tuple[str, ...] = ("linear", "scaled_linear", "squaredcos_cap_v2")
@@ -60,6 +66,18 @@ BETA_SCHEDULES: tuple[str, ...] = ("linear", "scaled_linear", "squaredcos_cap_v2
 MAX_TERMINAL_ALPHA_BAR = 0.01
 #: Steps used when ``steps=None`` (``None`` = every training timestep).
 DEFAULT_STEPS: dict[str, int | None] = {"ddpm": None, "ddim": 50, "dpm-solver": 20}
+
+
+def network_precision(precision: str, device: torch.device | str) -> contextlib.AbstractContextManager:
+    """The context a sampler calls its denoising network in: none for ``"float32"``; for ``"bfloat16"``,
+    ``torch.autocast`` on ``device``'s type, which runs convolutions and matrix products in bfloat16 (about
+    2.3x faster for STOUTER on a CPU with AVX-512 BF16, docs/scale.md) while the solver's own arithmetic,
+    the predicted noise included (cast back), stays float32. On CPUs without native bfloat16 it is slower."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown sampling precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if precision == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
 
 def terminal_problem(alphas_cumprod: torch.Tensor, beta_schedule: str, beta_end: float) -> str | None:
@@ -175,6 +193,7 @@ class GaussianDiffusion:
         progress: bool = False,
         x0_range: tuple[torch.Tensor | float, torch.Tensor | float] | None = None,
         x_T: torch.Tensor | None = None,
+        precision: Precision = "float32",
     ) -> torch.Tensor:
         """Draw ``x_0`` of ``shape`` by running the reverse chain from ``x_T ~ N(0, I)``.
 
@@ -184,9 +203,11 @@ class GaussianDiffusion:
         against ``x``) clips the predicted ``x_0`` at every step (:func:`clip_predicted_x0`), as DDPM clips images
         to [-1, 1]; the result then lies in the range too. ``x_T`` (of ``shape``) replaces the initial noise
         draw, e.g. so that a caller batching a large request gets the same samples whatever its batch size
-        (exactly so for the deterministic samplers).
+        (exactly so for the deterministic samplers). ``precision``: of the network's products
+        (:func:`network_precision`); the chain itself runs in float32 either way.
         """
         sched = self.scheduler(sampler, steps)
+        in_precision = network_precision(precision, device)
         if x_T is None:
             x = torch.randn(shape, generator=generator, device=generator.device).to(device)
         elif tuple(x_T.shape) != tuple(shape):
@@ -198,7 +219,9 @@ class GaussianDiffusion:
             lo, hi = (torch.as_tensor(v, dtype=x.dtype, device=device) for v in x0_range)
         for t in tqdm(sched.timesteps, desc=f"sampling ({sampler})", disable=not progress, leave=False):
             t_batch = torch.full((shape[0],), int(t), dtype=torch.long, device=device)
-            eps = eps_fn(sched.scale_model_input(x, t), t_batch)
+            with in_precision:
+                eps = eps_fn(sched.scale_model_input(x, t), t_batch)
+            eps = eps.to(x.dtype)
             if x0_range is not None:
                 alpha_bar = self.alphas_cumprod.to(device)[t_batch].view(-1, *([1] * (x.dim() - 1)))
                 eps = clip_predicted_x0(x, eps, alpha_bar, lo, hi)

@@ -3,13 +3,15 @@
 Every generator's config has a ``sampling`` section with one name for each setting across generators:
 
 - ``batch_size``: series (stations' weeks or users) generated together (:class:`Sampling`);
-- for the diffusion generators (STOUTER, DiffWave, MSTDiff's traffic branch), also ``sampler`` and
-  ``steps``: the Gaussian sampler a ``generate`` call without one runs (:class:`GaussianSampling`), checked
+- for the diffusion generators (STOUTER, DiffWave, MSTDiff's traffic branch), also ``sampler``,
+  ``steps`` and ``precision``: the Gaussian sampler a ``generate`` call without one runs, and the precision
+  of the network's products in it (:class:`GaussianSampling`), checked
   against the length of the chain, and resolved the same way everywhere by
   :meth:`SamplingConfig.resolve_sampler`: the config's default when none is given,
   :data:`~cellsynth.diffusion.gaussian.DEFAULT_STEPS` for another sampler given without steps.
 
-A ``generate`` call takes the same names: ``sampler=``, ``steps=``, ``batch_size=``.
+A ``generate`` call takes the same names: ``sampler=``, ``steps=``, ``batch_size=``, ``precision=``
+(:meth:`SamplingConfig.resolve_precision`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import ClassVar, Literal, get_args
 
 import pydantic
 
-from cellsynth.diffusion.gaussian import DEFAULT_STEPS, SAMPLERS
+from cellsynth.diffusion.gaussian import DEFAULT_STEPS, PRECISIONS, SAMPLERS
 from cellsynth.errors import ConfigError
 from cellsynth.generators.base import ConfigSection, GeneratorConfig
 
@@ -37,6 +39,12 @@ class GaussianSampling(Sampling):
     sampler: Literal["ddpm", "ddim", "dpm-solver"] = pydantic.Field("ddim", description="Default sampler.")
     steps: int | None = pydantic.Field(
         50, ge=1, description="Steps of the default sampler (None: all T for ddpm, 50 ddim, 20 dpm-solver)."
+    )
+    precision: Literal["float32", "bfloat16"] = pydantic.Field(
+        "float32",
+        description="Precision of the denoising network's products while sampling: 'bfloat16' (torch.autocast) "
+        "is about 2.3x faster on CPUs with AVX-512 BF16 and on GPUs, slower on CPUs without it; the chain "
+        "stays float32.",
     )
 
 
@@ -60,6 +68,31 @@ class SamplingConfig(GeneratorConfig):
         if self.sampling.steps is not None and self.sampling.steps > chain:
             raise ValueError(f"sampling.steps ({self.sampling.steps}) > {self.chain_field} ({chain})")
         return self
+
+    def sampling_options(self, options: dict, model: str) -> dict:
+        """``{"sampler", "steps", "precision"}`` of a ``generate`` call's extra ``options`` of those names,
+        each resolved against this config; any other option is a :class:`DataError` naming ``model``."""
+        from cellsynth.errors import DataError
+
+        unknown = sorted(set(options) - {"sampler", "steps", "precision"})
+        if unknown:
+            raise DataError(
+                f"{model}.generate got unknown option(s) {unknown}; it takes sampler, steps, precision, progress "
+                "and batch_size"
+            )
+        sampler, steps = self.resolve_sampler(options.get("sampler"), options.get("steps"))
+        return {
+            "sampler": sampler,
+            "steps": steps,
+            "precision": self.resolve_precision(options.get("precision")),
+        }
+
+    def resolve_precision(self, precision: str | None = None) -> str:
+        """The network precision of a ``generate`` call given ``precision`` (None: ``sampling.precision``)."""
+        precision = self.sampling.precision if precision is None else precision
+        if precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+        return precision
 
     def resolve_sampler(self, sampler: str | None = None, steps: int | None = None) -> tuple[str, int | None]:
         """``(sampler, steps)`` of a ``generate`` call given these (None: not given). No sampler: the

@@ -208,6 +208,26 @@ def test_ablation_without_stations_features_at_30_minute_steps(tmp_path):
     np.testing.assert_array_equal(again.values, out.values)
 
 
+def test_bfloat16_sampling_stays_close_to_float32_and_is_the_configs_default_when_set(fitted, data):
+    """STUNet under autocast draws the same weeks to within bfloat16's rounding (the chain is the same
+    float32 DDIM from the same x_T); ``sampling.precision`` makes it the default of ``generate``."""
+    full = fitted.generate(data, samples=2, seed=3).values
+    half = fitted.generate(data, samples=2, seed=3, precision="bfloat16").values
+    assert half.dtype == np.float32 and np.isfinite(half).all()
+    assert not np.array_equal(full, half)
+    assert np.abs(half - full).mean() < 0.05 * np.abs(full).mean()
+    saved = fitted.config
+    try:
+        fitted.config = saved.model_copy(
+            update={"sampling": saved.sampling.model_copy(update={"precision": "bfloat16"})}
+        )
+        assert np.array_equal(fitted.generate(data, samples=2, seed=3).values, half)
+    finally:
+        fitted.config = saved
+    with pytest.raises(ConfigError, match="unknown precision 'float16'"):
+        fitted.generate(data, precision="float16")
+
+
 def test_bad_input(fitted, data):
     smoke = StouterGenerator.smoke_config()
     users = UserMobility(np.zeros((2, 336), int), START, "30min", data.stations)

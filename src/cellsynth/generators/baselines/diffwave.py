@@ -35,7 +35,6 @@ import pydantic
 import torch
 
 from cellsynth.diffusion.gaussian import GaussianDiffusion
-from cellsynth.errors import DataError
 from cellsynth.generators.conditioning import BaselineExtensions, BaselineGenerator, PrivateBaselineConfig
 from cellsynth.generators.diffusion_training import EpsilonModule
 from cellsynth.generators.sampling import GaussianSampling, SamplingConfig
@@ -155,16 +154,9 @@ class DiffWaveGenerator(BaselineGenerator):
         return module.ema
 
     def _options(self, options: dict[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(options) - {"sampler", "steps"})
-        if unknown:
-            raise DataError(
-                f"{self.name}.generate got unknown option(s) {unknown}; it takes sampler, steps, progress and "
-                "batch_size"
-            )
-        sampler, steps = self.config.resolve_sampler(options.get("sampler"), options.get("steps"))
-        return {"sampler": sampler, "steps": steps}
+        return self.config.sampling_options(options, self.name)
 
-    def _draw(self, net, station, *, generator, device, progress, sampler, steps) -> torch.Tensor:
+    def _draw(self, net, station, *, generator, device, progress, sampler, steps, precision) -> torch.Tensor:
         return self._diffusion().sample(
             lambda x, t: net(x, t, station),
             (station.shape[0], net.n_channels, net.length),
@@ -174,4 +166,5 @@ class DiffWaveGenerator(BaselineGenerator):
             device=device,
             progress=progress,
             x0_range=self._x0_range(device),  # clips every step's x_0 prediction, as STOUTER does
+            precision=precision,
         )

@@ -37,6 +37,11 @@ class MSTDiffSampling(GaussianSampling):
     steps: int | None = pydantic.Field(
         None, ge=1, description="Steps of the default sampler (None: all T_g for ddpm, 50 for ddim)."
     )
+    precision: Literal["float32"] = pydantic.Field(
+        "float32",
+        description="MSTDiff samples in float32 only: its discrete chain's transition probabilities are not "
+        "checked in bfloat16.",
+    )
     temperature: float = pydantic.Field(
         1.0,
         gt=0,

@@ -388,17 +388,15 @@ class StouterGenerator(_LevelStage, StationGenerator):
         """``samples`` weeks per target station (see :class:`~cellsynth.generators.base.StationGenerator`).
 
         ``sampler``: ``"ddim"`` (default, 50 steps), ``"ddpm"`` (default: all T steps) or ``"dpm-solver"``
-        (default 20 steps); ``steps`` overrides. Output ids are ``"<id>#<j>"`` when ``samples > 1``.
+        (default 20 steps); ``steps`` overrides; ``precision="bfloat16"`` runs STUNet under autocast (the
+        config's ``sampling.precision`` by default). Output ids are ``"<id>#<j>"`` when ``samples > 1``.
         """
         self.check_fitted()
-        if options:
-            raise DataError(
-                f"{self.name}.generate got unknown option(s) {sorted(options)}; it takes sampler, steps, "
-                "progress and batch_size"
-            )
-        samples = self._check_samples(samples)
         cfg = self.config
-        sampler, steps = cfg.resolve_sampler(sampler, steps)
+        sampling = cfg.sampling_options(
+            {"sampler": sampler, "steps": steps} | options, self.name
+        )  # fmt: skip
+        samples = self._check_samples(samples)
         batch_size = cfg.sampling.batch_size if batch_size is None else int(batch_size)
         if batch_size < 1:
             raise DataError(f"batch_size must be >= 1, got {batch_size}")
@@ -435,8 +433,7 @@ class StouterGenerator(_LevelStage, StationGenerator):
                 x0 = diffusion.sample(
                     eps_fn,
                     (last - first, c, length),
-                    sampler=sampler,
-                    steps=steps,
+                    **sampling,
                     generator=generator,
                     device=device,
                     progress=progress,

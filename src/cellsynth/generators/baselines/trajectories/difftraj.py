@@ -280,18 +280,12 @@ class DiffTrajGenerator(UserGenerator):
         **options: Any,
     ) -> UserMobility:
         self.check_fitted()
-        unknown = sorted(set(options) - {"sampler", "steps"})
-        if unknown:
-            raise DataError(
-                f"{self.name}.generate got unknown option(s) {unknown}; it takes sampler, steps, "
-                "progress and batch_size"
-            )
+        sampling = self.config.sampling_options(options, self.name)
         n_users = self._check_users(target)
         if samples != 1:
             raise DataError(
                 f"{self.name} generates users: give their number, not samples (got samples={samples})"
             )
-        sampler, steps = self.config.resolve_sampler(options.get("sampler"), options.get("steps"))
         batch_size = self.config.sampling.batch_size if batch_size is None else int(batch_size)
         if batch_size < 1:
             raise DataError(f"batch_size must be >= 1, got {batch_size}")
@@ -310,8 +304,7 @@ class DiffTrajGenerator(UserGenerator):
                 x = diffusion.sample(
                     lambda x, t, cont=cont, cat=cat: net.guided(x, t, cont, cat, scale),
                     (len(cont), 2, self.n_steps_),
-                    sampler=sampler,
-                    steps=steps,
+                    **sampling,
                     generator=generator,
                     device=device,
                     progress=progress,

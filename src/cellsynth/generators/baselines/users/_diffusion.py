@@ -21,7 +21,6 @@ import pydantic
 import torch
 
 from cellsynth.diffusion.gaussian import GaussianDiffusion
-from cellsynth.errors import DataError
 from cellsynth.generators.baselines.users._trajectory import UserTrafficConfig, UserTrafficGenerator
 from cellsynth.generators.conditioning import BaselineExtensions
 from cellsynth.generators.diffusion_training import EpsilonModule
@@ -123,16 +122,11 @@ class DiffusionUserGenerator(UserTrafficGenerator):
         return module.ema
 
     def _options(self, options: dict[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(options) - {"sampler", "steps"})
-        if unknown:
-            raise DataError(
-                f"{self.name}.generate got unknown option(s) {unknown}; it takes sampler, steps, progress and "
-                "batch_size"
-            )
-        sampler, steps = self.config.resolve_sampler(options.get("sampler"), options.get("steps"))
-        return {"sampler": sampler, "steps": steps}
+        return self.config.sampling_options(options, self.name)
 
-    def _draw(self, net, locations, *, generator, device, progress, sampler, steps) -> torch.Tensor:
+    def _draw(
+        self, net, locations, *, generator, device, progress, sampler, steps, precision
+    ) -> torch.Tensor:
         """Unconditional: ``locations`` give only the number of series."""
         n, shape = len(locations), self._series_shape(self.n_steps_)
         z = self._diffusion().sample(
@@ -144,5 +138,6 @@ class DiffusionUserGenerator(UserTrafficGenerator):
             device=device,
             progress=progress,
             x0_range=self._z_range(device),  # clips every step's z_0 prediction, as STOUTER does
+            precision=precision,
         )
         return z.reshape(n, self.n_steps_)
