@@ -9,6 +9,9 @@ What it measures (one process; each measurement time-boxed):
   DDIM 50), the baselines VAE, TCN-GAN, DiffWave (DDIM 50, float32 and bfloat16), and the seasonal-mean floor;
 - MSTDiff: users per second at 2,000 users, for the demo's pretrained model (recommended preset, 150
   stations) and for an untrained model of the same architecture over 4,000 stations;
+- streaming at the largest station size (issue 26): ``cellsynth generate`` of 4 samples per station of the
+  seasonal mean in chunks, and ``cellsynth evaluate`` of that output, each in a child process whose own peak
+  RSS is reported (``--no-streaming`` leaves them out);
 - peak memory: the process's peak RSS after each measurement (``resource``; a running maximum over the
   whole run, so it grows with the largest item so far) and, on CUDA, ``torch.cuda.max_memory_allocated``
   of each measurement alone.
@@ -34,8 +37,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -184,6 +190,84 @@ def station_rows(sizes: dict, models, device, max_seconds: float, quick: bool, l
     return rows
 
 
+def _child_run(args: list[str]) -> tuple[float, float]:
+    """``(seconds, peak RSS in MB)`` of ``python -m cellsynth.cli ARGS`` in a child process of its own, so
+    that its peak is its own and not this process's running maximum."""
+    started = time.perf_counter()
+    child = subprocess.Popen([sys.executable, "-m", "cellsynth.cli", *args], stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise RuntimeError(f"cellsynth {' '.join(args)} exited with {child.returncode}")
+    return time.perf_counter() - started, usage.ru_maxrss / 1024  # kB on Linux
+
+
+def streaming_rows(sizes: dict, log) -> list[dict]:
+    """Issue 26's streaming sizes through the CLI, each command in a child process: ``generate`` of
+    ``sizes["stations"][-1]`` stations x 4 samples of the seasonal mean (chunks of 512, the default) and
+    ``evaluate`` of that output against the city's two weeks; seconds and each child's peak RSS."""
+    import tempfile
+
+    from cellsynth.data.synthetic import CityConfig, synthesize_city
+
+    n = max(sizes["stations"])
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        city = Path(tmp) / "city"
+        synthesize_city(CityConfig.milan(n_stations=n, n_users=2, weeks=2)).write(city)
+        commands = [
+            (
+                "fit",
+                ["fit", "seasonal-mean", "--data", f"{city}/traffic", "--out", f"{tmp}/run", "--no-progress"],
+            ),
+            (
+                "generate (CLI, seasonal-mean, 4 samples, chunks of 512)",
+                [
+                    "generate",
+                    "--model",
+                    f"{tmp}/run",
+                    "--data",
+                    f"{city}/traffic",
+                    "--samples",
+                    "4",
+                    "--out",
+                    f"{tmp}/gen",
+                ],
+            ),
+            (
+                "evaluate (CLI, against 2 real weeks)",
+                [
+                    "evaluate",
+                    "--real",
+                    f"{city}/traffic",
+                    "--synthetic",
+                    f"{tmp}/gen",
+                    "--train",
+                    f"{city}/traffic",
+                    "--out",
+                    f"{tmp}/eval",
+                ],
+            ),
+        ]
+        for label, args in commands:
+            seconds, peak = _child_run(args)
+            if label == "fit":
+                continue
+            row = {
+                "kind": "streaming",
+                "model": label,
+                "sampler": "-",
+                "unit": "station-weeks",
+                "size": 4 * n,
+                "seconds": round(seconds, 3),
+                "per_second": 4 * n / seconds,
+                "peak_rss_mb": round(peak),
+            }
+            log(json.dumps(row))
+            rows.append(row)
+    return rows
+
+
 def user_rows(
     sizes: dict, device, max_seconds: float, quick: bool, log, pretrained: bool = True
 ) -> list[dict]:
@@ -244,6 +328,7 @@ def run(
     models=tuple(STATION_MODELS),
     users: bool = True,
     pretrained: bool = True,
+    streaming: bool = False,
     log=print,
 ) -> dict:
     """Everything measured, as the JSON ``results.json`` holds."""
@@ -255,6 +340,8 @@ def run(
     rows = station_rows(sizes, models, device, max_seconds, quick, log)
     if users:
         rows += user_rows(sizes, device, max_seconds, quick, log, pretrained)
+    if streaming:
+        rows += streaming_rows(sizes, log)
     for row in rows:
         if "per_second" in row:
             row["gemm_gflop_per_unit"] = gemm32 / row["per_second"] / 1e9
@@ -305,6 +392,12 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--models", nargs="*", default=list(STATION_MODELS), choices=list(STATION_MODELS))
     parser.add_argument("--no-users", action="store_true", help="Station generators only.")
+    parser.add_argument(
+        "--no-streaming",
+        action="store_true",
+        help="Leave out generate and evaluate through the CLI at the largest station size (each in a child "
+        "process, its own peak memory).",
+    )
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda but torch sees no CUDA device")
@@ -314,6 +407,7 @@ def main(argv=None) -> None:
         max_seconds=args.max_seconds,
         models=args.models,
         users=not args.no_users,
+        streaming=not args.no_streaming,
         log=lambda m: print(m, flush=True),
     )
     out = Path(args.out)

@@ -70,3 +70,11 @@ def test_cuda_without_a_device_is_refused(speed, capsys):
         speed.main(["--device", "cuda", "--quick", "--out", "unused"])
     assert raised.value.code == 2
     assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_streaming_rows_run_generate_and_evaluate_in_children_with_their_own_peaks(speed):
+    rows = speed.streaming_rows({"stations": (4, 12)}, log=lambda m: None)
+    assert [r["model"].split(" ")[0] for r in rows] == ["generate", "evaluate"]
+    for row in rows:
+        assert row["size"] == 48 and row["seconds"] > 0 and row["per_second"] > 0
+        assert 50 < row["peak_rss_mb"] < 4096  # a child's own peak: Python, torch and the data
