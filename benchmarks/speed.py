@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import resource
 import subprocess
@@ -190,16 +189,27 @@ def station_rows(sizes: dict, models, device, max_seconds: float, quick: bool, l
     return rows
 
 
+#: Runs its arguments as a command and prints the command's peak RSS (kB). A process spawned from this one
+#: would report at least this process's own peak (Linux keeps the pre-exec peak across fork and exec), so
+#: the measured command is the child of this small interpreter instead.
+_MEASURE = (
+    "import resource, subprocess, sys; code = subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(code)"
+)
+
+
 def _child_run(args: list[str]) -> tuple[float, float]:
-    """``(seconds, peak RSS in MB)`` of ``python -m cellsynth.cli ARGS`` in a child process of its own, so
-    that its peak is its own and not this process's running maximum."""
+    """``(seconds, peak RSS in MB)`` of ``python -m cellsynth.cli ARGS`` in a process of its own, so that its
+    peak is its own and not this process's running maximum."""
     started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "cellsynth.cli", *args], stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode != 0:
-        raise RuntimeError(f"cellsynth {' '.join(args)} exited with {child.returncode}")
-    return time.perf_counter() - started, usage.ru_maxrss / 1024  # kB on Linux
+    done = subprocess.run(
+        [sys.executable, "-c", _MEASURE, sys.executable, "-m", "cellsynth.cli", *args],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"cellsynth {' '.join(args)} exited with {done.returncode}: {done.stderr[-2000:]}")
+    return time.perf_counter() - started, int(done.stdout.split()[-1]) / 1024  # kB on Linux
 
 
 def streaming_rows(sizes: dict, log) -> list[dict]:
