@@ -35,7 +35,8 @@ ALLOWED: dict[str, set[str]] = {
     "nn": FOUNDATION | {"seeds", "transforms", "training"},
     "diffusion": FOUNDATION | {"seeds", "transforms", "training"},
 }
-ALLOWED["generators"] = ALLOWED["graphs"] | ALLOWED["nn"] | {"graphs", "nn", "diffusion"}
+# metrics: pure numpy scores, so a model may select its own settings by one (STOUTER's level prior, its k by CRPS)
+ALLOWED["generators"] = ALLOWED["graphs"] | ALLOWED["nn"] | {"graphs", "nn", "diffusion", "metrics"}
 ALLOWED["testing"] = ALLOWED["generators"] | {"generators"}
 ALLOWED["generation"] = ALLOWED["generators"] | {"generators"}
 ALLOWED["evaluate"] = FOUNDATION | {"outputs", "data", "metrics"}
