@@ -196,8 +196,8 @@ def generate(
         str | None,
         typer.Option(
             help="float32 or bfloat16: precision of the denoising network while sampling (Gaussian diffusion "
-            "models but mstdiff; bfloat16 is about 2.3x faster on CPUs with AVX-512 BF16 and on GPUs, slower "
-            "on other CPUs). Default: the config's sampling.precision."
+            "models but mstdiff; bfloat16 gave STOUTER about 2x the rate on a CPU with AVX-512 BF16, not measured "
+            "on a GPU, possibly slower on CPUs without native bfloat16). Default: the config's sampling.precision."
         ),
     ] = None,
     temperature: Annotated[

@@ -51,10 +51,10 @@ def traffic_scores(
 
     if paired:
         errors, reason = attempt(lambda: metrics.paired_errors(real, generated))
-        original, _ = attempt(lambda: metrics.paired_errors(real * unit, generated * unit))
         for name in PAIRED_ERRORS:
             scores[name] = (
-                {"value": errors[name], "original": original[name]}
+                # each paired error scales with the data: in original units it is `unit` times the normalised
+                {"value": errors[name], "original": errors[name] * unit}
                 if reason is None
                 else {"value": None, "original": None, "reason": reason}
             )

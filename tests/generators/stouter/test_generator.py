@@ -224,7 +224,7 @@ def test_bfloat16_sampling_stays_close_to_float32_and_is_the_configs_default_whe
         assert np.array_equal(fitted.generate(data, samples=2, seed=3).values, half)
     finally:
         fitted.config = saved
-    with pytest.raises(ConfigError, match="unknown precision 'float16'"):
+    with pytest.raises(ConfigError, match="unknown sampling precision 'float16'"):
         fitted.generate(data, precision="float16")
 
 

@@ -393,9 +393,7 @@ class StouterGenerator(_LevelStage, StationGenerator):
         """
         self.check_fitted()
         cfg = self.config
-        sampling = cfg.sampling_options(
-            {"sampler": sampler, "steps": steps} | options, self.name
-        )  # fmt: skip
+        sampling = cfg.sampling_options({"sampler": sampler, "steps": steps} | options, self.name)
         samples = self._check_samples(samples)
         batch_size = cfg.sampling.batch_size if batch_size is None else int(batch_size)
         if batch_size < 1:
