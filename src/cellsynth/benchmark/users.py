@@ -193,8 +193,9 @@ def run_user_benchmark(
     runs: list[dict[str, Any]] = []
     reused: list[tuple[str, int]] = []
     tasks: list[dict[str, Any]] = []
-    for row in rows:
-        for seed in seed_list:
+    # Seed by seed, so that a bench stopped part-way has every row's first seed before any row's second.
+    for seed in seed_list:
+        for row in rows:
             config = configs[(row.label, seed)]
             path = out / "results" / f"{row.slug}__seed{seed}.json"
             record = _load_cell(path, row, config)
