@@ -130,21 +130,28 @@ def test_bad_suites_are_config_errors_naming_the_file(tmp_path, text, message):
         read_suite(suite)
 
 
-@pytest.mark.parametrize("name", ["users-city", "users-geolife"])
+@pytest.mark.parametrize("name", ["users-city", "users-geolife", "users-city-cpu", "users-geolife-cpu"])
 def test_shipped_suites_read(name):
     rows = read_suite(REPO_ROOT / "benchmarks" / "suites" / f"{name}.yaml")
+    from cellsynth.benchmark.run import _run_config
+
+    for row in rows:  # every row's options are valid for its model (a misspelt key in a config file fails)
+        _run_config(row.model, 0, 20, row.overrides, row.preset)
     assert Row("markov", "markov", None, {}) in rows
     # every user generator of the registry has its row (the suites are the benchmark's whole field)
     from cellsynth.generators import available, get_class
 
     expected = {n for n in available() if get_class(n).kind == "users"}
-    if name == "users-geolife":  # no traffic on GeoLife: the traffic-only baselines have nothing to learn
+    if name.startswith("users-geolife"):  # no traffic on GeoLife: the traffic-only baselines have nothing to learn
         expected -= {"csdi", "dit", "adaptive", "msh-gan"}
     assert {r.model for r in rows} == expected
-    if name == "users-city":
+    if name.startswith("users-city"):
         assert rows[2].overrides == {"trajectory": False} and rows[2].preset == "recommended"
     else:
         assert all(r.overrides.get("level") == 3 for r in rows[:2])  # configs/geolife/mstdiff.yaml
+    if name.endswith("-cpu"):  # DiffTraj at its CPU size (configs/cpu/difftraj.yaml)
+        (difftraj,) = [r for r in rows if r.model == "difftraj"]
+        assert difftraj.overrides == {"ch": 32, "batch_size": 64} and difftraj.preset == "paper"
 
 
 @given(
