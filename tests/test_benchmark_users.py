@@ -142,7 +142,7 @@ def test_shipped_suites_read(name):
     from cellsynth.generators import available, get_class
 
     expected = {n for n in available() if get_class(n).kind == "users"}
-    if name.startswith("users-geolife"):  # no traffic on GeoLife: the traffic-only baselines have nothing to learn
+    if name.startswith("users-geolife"):  # no traffic: the traffic-only baselines have nothing to learn
         expected -= {"csdi", "dit", "adaptive", "msh-gan"}
     assert {r.model for r in rows} == expected
     if name.startswith("users-city"):
