@@ -240,7 +240,24 @@ def test_wild_generated_values_are_pointed_out():
     wild = real.values.copy()
     wild[0, 0, 0] = 100 * real.values.max()
     evaluation = evaluate(real, StationTraffic(wild, START, "1h", real.channels, real.stations))
-    assert any("understate the mismatch" in note for note in evaluation.notes)
+    assert any("one bin above the real range" in note for note in evaluation.notes)
+
+
+def test_exploded_user_traffic_is_pointed_out_and_cannot_score_a_near_zero_jsd():
+    """Two absurd values among otherwise wrong traffic: before the bins' reach was cut, they widened every
+    bin until both sets shared the first one and the value JSD read about 0."""
+    users = tiny_users(40)
+    train, held_out = split_users(users, 0.25, seed=0)
+    wrong = np.full_like(held_out.traffic, float(np.median(held_out.traffic[held_out.traffic > 0])))
+    exploded = wrong.copy()
+    exploded[0, :2] = 1e30
+    scores = {}
+    for name, traffic in (("wrong", wrong), ("exploded", exploded)):
+        generated = UserMobility(held_out.locations, START, "30min", held_out.stations, traffic=traffic)
+        evaluation = evaluate(held_out, generated, train=train)
+        scores[name] = evaluation.metrics["traffic"]["value_jsd"]["value"]
+        assert any("times the largest real value" in n for n in evaluation.notes) == (name == "exploded")
+    assert scores["wrong"] > 0.5 and scores["exploded"] > 0.5
 
 
 def test_a_shifted_generated_week_is_noted():

@@ -15,6 +15,7 @@ from cellsynth.metrics import (
     histogram_jsd,
     integer_bin_edges,
     js_divergence,
+    reference_bin_edges,
     shared_bin_edges,
 )
 
@@ -53,6 +54,37 @@ def test_shared_edges_span_both_samples():
     edges = shared_bin_edges([0.0, 1.0], [3.0, -1.0], bins=DEFAULT_BINS)
     assert edges.size == DEFAULT_BINS + 1
     assert edges[0] == -1.0 and edges[-1] == 3.0
+
+
+def test_reference_bins_span_the_first_sample_and_count_the_second_outside_it():
+    np.testing.assert_array_equal(reference_bin_edges([0.0, 1.0, 0.5], bins=4), [0, 0.25, 0.5, 0.75, 1.0])
+    np.testing.assert_array_equal(reference_bin_edges([3.0, 3.0], bins=2), [2.5, 3.0, 3.5])
+    # x = (0, 1) in two bins [0, .5), [.5, 1]; y = (1, 5): one in x's top bin (its maximum included), one
+    # above: p = (0, 1/2, 1/2, 0), q = (0, 0, 1/2, 1/2) over (below, bin 1, bin 2, above)
+    assert histogram_jsd([0.0, 1.0], [1.0, 5.0], bins=2, reference=True) == pytest.approx(
+        js_divergence([0, 1, 1, 0], [0, 0, 1, 1]), abs=1e-12
+    )
+    # a generated set entirely outside the real range is disjoint from it, however far
+    assert histogram_jsd([0.0, 1.0], [-3.0, 1e30], bins=10, reference=True) == pytest.approx(1.0)
+
+
+def test_reference_bins_do_not_let_a_few_exploded_values_hide_a_mismatch():
+    """Shared bins: two values of 1e30 widen every bin until both samples share the first (JSD about 0);
+    reference bins score the rest on the real range and the two in the bin above it."""
+    rng = np.random.default_rng(3)
+    real, generated = rng.uniform(0, 1, 2000), rng.uniform(0.5, 1, 2000)
+    exploded = np.append(generated, [1e30, 1e31])
+    assert histogram_jsd(real, exploded) < 1e-3  # the loophole
+    honest = histogram_jsd(real, generated, reference=True)
+    assert honest == pytest.approx(histogram_jsd(real, generated), abs=5e-3) and honest > 0.3
+    assert histogram_jsd(real, exploded, reference=True) == pytest.approx(honest, abs=2e-3)
+
+
+@given(samples, samples)
+def test_reference_bins_equal_shared_bins_when_the_second_sample_is_inside_the_first(x, y):
+    y = np.clip(y, x.min(), x.max())  # y inside x's range: both bin choices are x's range
+    expected = histogram_jsd(x, y)
+    assert histogram_jsd(x, y, reference=True) == pytest.approx(expected, abs=1e-12)
 
 
 def test_integer_edges_one_bin_per_value():
@@ -121,6 +153,13 @@ def test_bad_input_raises_data_error(x, y, bins, message):
     with pytest.raises(DataError, match="histogram_jsd") as info:
         histogram_jsd(x, y, bins)
     assert message in str(info.value)
+
+
+def test_reference_refuses_explicit_edges_and_compat():
+    with pytest.raises(DataError, match="integer number of bins, not edges"):
+        histogram_jsd([0.0, 1.0], [0.5], bins=[0.0, 1.0], reference=True)
+    with pytest.raises(DataError, match="exclude each other"):
+        histogram_jsd([0.0, 1.0], [0.5], compat=True, reference=True)
 
 
 def test_compat_refuses_explicit_edges():

@@ -125,8 +125,9 @@ def render_user_table(
         f"- Budget: {budget_rule}.",
         f"- Seeds: {', '.join(map(str, seeds))}; each model generates as many users as are held out; every cell "
         "is the mean ± standard deviation over seeds (ddof 1).",
-        "- Scores from cellsynth.evaluate.evaluate_users (docs/metrics.md): JSDs base 2 on shared bins, traffic "
-        "divided by the training users' maximum; lower is better. Best model of each column in **bold**, second "
+        "- Scores from cellsynth.evaluate.evaluate_users (docs/metrics.md): JSDs base 2, traffic on bins of the "
+        "held-out users' range (and one above it), traffic divided by the training users' maximum; lower is "
+        "better. Best model of each column in **bold**, second "
         "<u>underlined</u>.",
         f"- Noise level (italic rows, not ranked): *{NOISE_TRAIN}* is as many training users as are held out, "
         f"scored like a model's output; *{NOISE_HALVES}* is half of the held-out users against the other half "

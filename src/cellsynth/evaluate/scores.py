@@ -12,7 +12,14 @@ from cellsynth import metrics
 from cellsynth.errors import DataError
 from cellsynth.metrics.catalog import METRICS
 
-__all__ = ["FORECAST_UTILITY", "PAIRED_ERRORS", "attempt", "forecast_utility_scores", "traffic_scores"]
+__all__ = [
+    "FORECAST_UTILITY",
+    "PAIRED_ERRORS",
+    "attempt",
+    "forecast_utility_scores",
+    "note_outsized",
+    "traffic_scores",
+]
 
 PAIRED_ERRORS = ("mae", "rmse", "mae_of_mean", "rmse_of_mean", "crps")
 #: Metric names of the train-on-synthetic, test-on-real forecast, and their keys in tstr_forecast_utility.
@@ -21,6 +28,21 @@ FORECAST_UTILITY = (
     ("tstr_mae_generated", "mae_generated"),
     ("tstr_mae_real", "mae_real"),
 )
+
+
+def note_outsized(generated: np.ndarray, real: np.ndarray, channels, notes: list[str]) -> None:
+    """Say so when generated values go far beyond the real ones (``[..., channel]`` arrays): the value JSDs
+    count them all in the one bin above the real range, whatever their size, so the JSDs see how many there
+    are but not how far out they go (docs/metrics.md)."""
+    for c, channel in enumerate(channels):
+        real_max, generated_max = real[..., c].max(), generated[..., c].max()
+        if generated_max > 2 * real_max:
+            beyond = float(np.mean(generated[..., c] > real_max))
+            notes.append(
+                f"{channel}: generated values reach {generated_max / real_max:.3g} times the largest real value "
+                f"({beyond:.2%} of generated values exceed it). The histogram JSDs count them in one bin above "
+                "the real range, not by how far out they are; look at the value histograms."
+            )
 
 
 def traffic_scores(

@@ -22,7 +22,7 @@ from cellsynth.evaluate.alignment import (
 )
 from cellsynth.evaluate.memorisation import memorisation_summary, run_memorisation
 from cellsynth.evaluate.result import Evaluation, StationComparison
-from cellsynth.evaluate.scores import forecast_utility_scores, traffic_scores
+from cellsynth.evaluate.scores import forecast_utility_scores, note_outsized, traffic_scores
 from cellsynth.evaluate.users import evaluate_users
 
 __all__ = ["evaluate"]
@@ -71,7 +71,7 @@ def evaluate(
     real_norm = real_values.astype(np.float64) / scale
     generated_norm = generated_values.astype(np.float64) / scale
 
-    _note_outsized(generated_norm, real_norm, chosen, notes)
+    note_outsized(generated_norm, real_norm, chosen, notes)
     if train is not None:
         # Real data the generator was not trained on: the stations it was not trained on, or, when the real
         # data starts after the training data ends (future weeks of known stations), all of it.
@@ -170,21 +170,6 @@ def evaluate(
         notes=tuple(notes),
         aligned=aligned,
     )
-
-
-def _note_outsized(generated: np.ndarray, real: np.ndarray, channels, notes: list[str]) -> None:
-    """Say so when generated values go far beyond the real ones: the histograms' shared bins then span the
-    generated range, the real values crowd into the first bins, and the value and difference JSDs can look
-    deceptively good (docs/metrics.md)."""
-    for c, channel in enumerate(channels):
-        real_max, generated_max = real[..., c].max(), generated[..., c].max()
-        if generated_max > 2 * real_max:
-            beyond = float(np.mean(generated[..., c] > real_max))
-            notes.append(
-                f"{channel}: generated values reach {generated_max / real_max:.3g} times the largest real value "
-                f"({beyond:.2%} of generated values exceed it). The histogram JSDs share bins over the whole "
-                "range, so they understate the mismatch; look at the value histograms."
-            )
 
 
 def _pair_stations(

@@ -20,7 +20,7 @@ from cellsynth.evaluate.alignment import (
 )
 from cellsynth.evaluate.memorisation import memorisation_summary, run_memorisation
 from cellsynth.evaluate.result import Evaluation, UserComparison
-from cellsynth.evaluate.scores import attempt, traffic_scores
+from cellsynth.evaluate.scores import attempt, note_outsized, traffic_scores
 from cellsynth.geo import local_km
 
 __all__ = ["evaluate_users"]
@@ -87,6 +87,7 @@ def evaluate_users(
             real.traffic[:, : weeks * period].reshape(-1, period).astype(np.float64) / traffic_scale
         )
         generated_traffic = synthetic.traffic.astype(np.float64) / traffic_scale
+        note_outsized(generated_traffic[..., None], real_traffic[..., None], ["traffic"], notes)
         # MSTDiff's table reports the value and first-difference JSDs and the daily-cycle RMSE; the other
         # distribution metrics of station traffic come along, as users are never paired.
         table["traffic"] = traffic_scores(

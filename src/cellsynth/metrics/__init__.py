@@ -2,7 +2,7 @@
 the Earth's radius and the haversine formula from :mod:`cellsynth.geo` (which imports nothing of cellsynth's).
 
 Every formula, bin choice and logarithm base is written out in docs/metrics.md. Every JSD goes through
-:func:`histogram_jsd` / :func:`js_divergence` (base 2, shared bins, in [0, 1]); ``compat=True`` on the
+:func:`histogram_jsd` / :func:`js_divergence` (base 2, in [0, 1]; the traffic JSDs on bins of the real range); ``compat=True`` on the
 traffic JSDs and the daily RMSE reproduces the published MSTDiff code's variants for comparison
 with the papers' tables. Bad input raises :class:`cellsynth.errors.DataError`.
 """
@@ -14,6 +14,7 @@ from cellsynth.metrics.histogram import (
     histogram_jsd,
     integer_bin_edges,
     js_divergence,
+    reference_bin_edges,
     shared_bin_edges,
 )
 from cellsynth.metrics.mobility import (
@@ -107,6 +108,7 @@ __all__ = [
     "peak_hour_jsd",
     "peak_hours",
     "radius_of_gyration",
+    "reference_bin_edges",
     "shared_bin_edges",
     "stay_durations",
     "time_at_top_location",

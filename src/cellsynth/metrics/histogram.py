@@ -5,6 +5,11 @@ Definitions (docs/metrics.md, "Histograms and the JSD"):
 * Shared bins: ``bins`` equal-width bins spanning ``[min, max]`` of the *union* of both samples, so the two
   histograms describe the same intervals. (The published MSTDiff code bins each sample on its own
   range, which compares bin *k* of one set with a different interval of the other.)
+* Reference bins (``reference=True``, the real-against-generated traffic metrics): ``bins`` equal-width bins
+  spanning the *first* sample's (the real data's) ``[min, max]``, plus one bin below and one above it for
+  the second sample's values out there. Every model is then scored on the same bins of the same real data;
+  with shared bins a model's own extreme values set the bin width it is scored on (one value of 1e30
+  puts every other value of both samples into the first bin, a JSD of about 0).
 * JSD, base 2: with ``p``, ``q`` the normalised histograms and ``m = (p + q) / 2``,
   ``JSD(p, q) = 1/2 sum_i p_i log2(p_i / m_i) + 1/2 sum_i q_i log2(q_i / m_i)``, with ``0 log 0 = 0``.
   It is symmetric and lies in ``[0, 1]``: 0 for equal histograms, 1 for disjoint supports.
@@ -37,6 +42,20 @@ def shared_bin_edges(x: ArrayLike, y: ArrayLike, bins: int = DEFAULT_BINS) -> np
     _check_bin_count(bins, "shared_bin_edges")
     lo = min(x_array.min(), y_array.min())
     hi = max(x_array.max(), y_array.max())
+    if lo == hi:
+        lo, hi = lo - 0.5, hi + 0.5
+    return np.linspace(lo, hi, bins + 1)
+
+
+def reference_bin_edges(reference: ArrayLike, bins: int = DEFAULT_BINS) -> np.ndarray:
+    """``bins + 1`` equal-width edges spanning ``[min, max]`` of ``reference`` alone (widened to
+    ``[v - 0.5, v + 0.5]`` when it is one value ``v``), the inner edges of :func:`histogram_jsd`'s
+    ``reference=True`` bins."""
+    array = float_array(
+        reference, function="reference_bin_edges", name="reference", ndims=range(1, 8), layout="of values"
+    )
+    _check_bin_count(bins, "reference_bin_edges")
+    lo, hi = array.min(), array.max()
     if lo == hi:
         lo, hi = lo - 0.5, hi + 0.5
     return np.linspace(lo, hi, bins + 1)
@@ -78,10 +97,14 @@ def histogram_jsd(
     bins: int | ArrayLike = DEFAULT_BINS,
     *,
     compat: bool = False,
+    reference: bool = False,
 ) -> float:
     """JSD (base 2) between the histograms of the values of ``x`` and ``y`` (any shapes; flattened).
 
     * ``bins`` an int: that many equal-width bins shared by both (:func:`shared_bin_edges`).
+    * ``reference=True`` (``bins`` an int): ``bins`` equal-width bins over ``x``'s own ``[min, max]``
+      (:func:`reference_bin_edges`) and two more, ``(-inf, min x)`` and ``(max x, inf)``, where only values of
+      ``y`` can fall: ``y``'s mass outside ``x``'s range is compared as such, whatever its values.
     * ``bins`` an array: explicit bin edges shared by both; a value outside ``[edges[0], edges[-1]]`` raises
       :class:`~cellsynth.errors.DataError` rather than being silently left out of the histogram.
     * ``compat=True`` (the published MSTDiff code): ``x`` and ``y`` are each binned into ``bins``
@@ -95,6 +118,12 @@ def histogram_jsd(
     y_array = float_array(
         y, function="histogram_jsd", name="y", ndims=range(1, 8), layout="of values"
     ).ravel()
+    require(
+        not (compat and reference),
+        "compat=True (each sample on its own range) and reference=True exclude each other",
+        function="histogram_jsd",
+        name="reference",
+    )
     if compat:
         require(
             np.ndim(bins) == 0,
@@ -106,6 +135,20 @@ def histogram_jsd(
         x_counts, _ = np.histogram(x_array, bins=int(bins))
         y_counts, _ = np.histogram(y_array, bins=int(bins))
         return float(jensenshannon(x_counts, y_counts, base=2.0))
+    if reference:
+        require(
+            np.ndim(bins) == 0,
+            "reference=True bins over the first sample's range and needs an integer number of bins, not edges",
+            function="histogram_jsd",
+            name="bins",
+        )
+        _check_bin_count(bins, "histogram_jsd")
+        edges = np.concatenate([[-np.inf], reference_bin_edges(x_array, int(bins)), [np.inf]])
+        # numpy's last bin is closed on the right: x's maximum belongs in the last inner bin, not above it
+        edges[-2] = np.nextafter(edges[-2], np.inf)
+        x_counts, _ = np.histogram(x_array, bins=edges)
+        y_counts, _ = np.histogram(y_array, bins=edges)
+        return _js_divergence(x_counts / x_counts.sum(), y_counts / y_counts.sum())
     if np.ndim(bins) == 0:
         _check_bin_count(bins, "histogram_jsd")
         edges = shared_bin_edges(x_array, y_array, int(bins))

@@ -110,8 +110,9 @@ def value_jsd(
 ) -> float:
     """JSD (base 2) between the distributions of all values of ``real`` and of ``generated``.
 
-    Histograms of the flattened values over ``bins`` equal-width bins shared by both sets (spanning the
-    min..max of both); see :func:`cellsynth.metrics.histogram_jsd`. Result in [0, 1].
+    Histograms of the flattened values over ``bins`` equal-width bins spanning the real values' min..max,
+    plus one bin below and one above for generated values outside it (``reference=True`` of
+    :func:`cellsynth.metrics.histogram_jsd`): every model is scored on the same bins. Result in [0, 1].
 
     ``compat=True`` reproduces the published MSTDiff code: negative generated values are set to 0
     first, each set is binned on its own range, and the JS *distance* sqrt(JSD) is returned.
@@ -121,7 +122,8 @@ def value_jsd(
     generated_array = _generated(generated, function)
     if compat:
         generated_array = np.clip(generated_array, 0.0, None)
-    return histogram_jsd(real_array, generated_array, bins, compat=compat)
+        return histogram_jsd(real_array, generated_array, bins, compat=True)
+    return histogram_jsd(real_array, generated_array, bins, reference=True)
 
 
 def log_value_jsd(real: ArrayLike, generated: ArrayLike, bins: int = DEFAULT_BINS) -> float:
@@ -149,7 +151,9 @@ def log_value_jsd(real: ArrayLike, generated: ArrayLike, bins: int = DEFAULT_BIN
         )
     positive = real_array[real_array > 0]
     scale = float(np.median(positive)) if positive.size else 1.0
-    return histogram_jsd(np.log1p(real_array / scale), np.log1p(generated_array / scale), bins)
+    return histogram_jsd(
+        np.log1p(real_array / scale), np.log1p(generated_array / scale), bins, reference=True
+    )
 
 
 def diff_jsd(
@@ -158,7 +162,8 @@ def diff_jsd(
     """JSD (base 2) between the distributions of first differences along time, ``x[..., t+1] - x[..., t]``.
 
     Differences are taken within each series (axis -1, T - 1 per series), pooled per set and histogrammed
-    over ``bins`` equal-width bins shared by both sets. Result in [0, 1].
+    over the real differences' ``bins`` equal-width bins and one below and one above them, as in
+    :func:`value_jsd`. Result in [0, 1].
 
     ``compat=True`` reproduces the published MSTDiff code instead: negative generated values set to 0, the
     differences taken *across series* (axis 0: ``x[n+1, t] - x[n, t]``, a difference between two stations
@@ -178,7 +183,11 @@ def diff_jsd(
     if compat:
         generated_array = np.clip(generated_array, 0.0, None)
     return histogram_jsd(
-        np.diff(real_array, axis=axis), np.diff(generated_array, axis=axis), bins, compat=compat
+        np.diff(real_array, axis=axis),
+        np.diff(generated_array, axis=axis),
+        bins,
+        compat=compat,
+        reference=not compat,
     )
 
 

@@ -48,7 +48,7 @@ CE term dropped -> kept (``lambda_ce``); "posterior" ignoring ``l_s`` -> the tru
 marginalisation (``GraphDiffusion``); unlearned random CLS tokens -> ``nn.Parameter`` s; logits in
 wavelet-band order -> time order; schedule ending at ``alpha-bar = 1.97`` -> ``alpha-bar_S`` from the
 spectral mixing bound; first-difference JSD across users and per-set histogram ranges -> the metrics in
-:mod:`cellsynth.metrics` (along time, shared bins).
+:mod:`cellsynth.metrics` (along time, bins of the real range).
 
 What the model does and does not learn at the budgets measured (the "known limits"): docs/mstdiff.md.
 
