@@ -124,32 +124,28 @@ def histogram_jsd(
         function="histogram_jsd",
         name="reference",
     )
-    if compat:
+    if compat or reference:
+        mode = (
+            "compat=True bins each sample on its own range"
+            if compat
+            else "reference=True bins both samples on the first one's range"
+        )
         require(
             np.ndim(bins) == 0,
-            "compat=True bins each sample on its own range and needs an integer number of bins, not edges",
+            f"{mode} and needs an integer number of bins, not edges",
             function="histogram_jsd",
             name="bins",
         )
         _check_bin_count(bins, "histogram_jsd")
+    if compat:
         x_counts, _ = np.histogram(x_array, bins=int(bins))
         y_counts, _ = np.histogram(y_array, bins=int(bins))
         return float(jensenshannon(x_counts, y_counts, base=2.0))
     if reference:
-        require(
-            np.ndim(bins) == 0,
-            "reference=True bins over the first sample's range and needs an integer number of bins, not edges",
-            function="histogram_jsd",
-            name="bins",
-        )
-        _check_bin_count(bins, "histogram_jsd")
         edges = np.concatenate([[-np.inf], reference_bin_edges(x_array, int(bins)), [np.inf]])
         # numpy's last bin is closed on the right: x's maximum belongs in the last inner bin, not above it
         edges[-2] = np.nextafter(edges[-2], np.inf)
-        x_counts, _ = np.histogram(x_array, bins=edges)
-        y_counts, _ = np.histogram(y_array, bins=edges)
-        return _js_divergence(x_counts / x_counts.sum(), y_counts / y_counts.sum())
-    if np.ndim(bins) == 0:
+    elif np.ndim(bins) == 0:
         _check_bin_count(bins, "histogram_jsd")
         edges = shared_bin_edges(x_array, y_array, int(bins))
     else:
