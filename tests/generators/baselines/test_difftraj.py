@@ -7,11 +7,19 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.special import ndtri
 
 from cellsynth.data import Stations, UserMobility
 from cellsynth.errors import DataError
 from cellsynth.generators import get
-from cellsynth.generators.baselines.trajectories.difftraj import snap_to_stations, trip_attributes
+from cellsynth.generators.baselines.trajectories.difftraj import (
+    gaussianise_stations,
+    snap_to_stations,
+    trip_attributes,
+    ungaussianise,
+)
 from cellsynth.nn.difftraj import DiffTrajNet, TrajUNet, _Attention
 from cellsynth.testing import START, tiny_users
 
@@ -78,3 +86,59 @@ def test_fit_needs_coordinates_and_generate_refuses_unknown_options(monkeypatch)
         gen.generate(3, eta=0.0)
     out = gen.generate(3, seed=0, sampler="ddpm", steps=None)
     assert out.locations.shape == (3, data.n_steps) and out.traffic is not None
+
+
+def test_gaussianised_coordinates_are_the_visits_mid_rank_quantiles():
+    # x = 0, 0, 5, 9 km visited 1, 3, 0, 4 times (+1 each: 2, 4, 1, 5 of 12); y all distinct
+    xy = np.array([[0.0, 1.0], [0.0, 2.0], [5.0, 3.0], [9.0, 4.0]])
+    z = gaussianise_stations(xy, np.array([1, 3, 0, 4]))
+    # x: the two stations at 0 share a coordinate (mass 6 of 12, mid-rank 3/12), then 5 (7 - 0.5) and 9
+    np.testing.assert_allclose(z[:, 0], ndtri(np.array([3, 3, 6.5, 9.5]) / 12))
+    np.testing.assert_allclose(z[:, 1], ndtri(np.array([1, 4, 6.5, 9.5]) / 12))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    coords=st.lists(st.integers(-2000, 2000), min_size=2, max_size=40),
+    seed=st.integers(0, 2**16),
+)
+def test_gaussianising_is_increasing_and_inverted_exactly_at_the_stations(coords, seed):
+    rng = np.random.default_rng(seed)
+    xy = np.stack([np.array(coords, float), rng.permutation(np.array(coords, float))], axis=1) / 7
+    z = gaussianise_stations(xy, rng.integers(0, 50, len(coords)))
+    for axis in range(2):  # the same order as the coordinates, strictly between distinct values
+        order = np.argsort(xy[:, axis], kind="stable")
+        steps = np.diff(z[order, axis])
+        distinct = np.diff(xy[order, axis]) > 0
+        assert np.all(steps[distinct] > 0) and np.all(steps[~distinct] == 0)
+    np.testing.assert_allclose(ungaussianise(z, xy, z), xy, atol=1e-9)
+    # anywhere else: clamped to the outermost stations, and snapping lands on a station's coordinate range
+    far = ungaussianise(np.array([[-40.0, 40.0]]), xy, z)
+    np.testing.assert_allclose(far[0], [xy[:, 0].min(), xy[:, 1].max()])
+
+
+def test_quantile_positions_spread_a_city_that_far_off_places_squeeze():
+    # 40 stations within 10 km and 2 at 1,000 km: z-scored, the city is a few hundredths of a unit wide
+    rng = np.random.default_rng(0)
+    xy = np.concatenate([rng.uniform(-10, 10, (40, 2)), [[1000.0, 1000.0], [-1000.0, 900.0]]])
+    visits = np.r_[np.full(40, 50), [20, 20]]  # 2 % of the visits far off, as in GeoLife
+    weighted = np.repeat(xy, visits, axis=0)
+    z_scored = (xy - weighted.mean(axis=0)) / weighted.std(axis=0)
+    quantile = gaussianise_stations(xy, visits)
+    assert np.ptp(z_scored[:40], axis=0).max() < 0.2
+    assert np.ptp(quantile[:40], axis=0).min() > 3
+
+
+def test_quantile_positions_fit_generate_and_reload(tmp_path):
+    data = tiny_users()
+    gen = get("difftraj", get("difftraj").smoke_config(), preset="recommended")
+    assert gen.config.extensions.positions == "quantile"
+    assert get("difftraj", preset="paper").config.extensions.positions == "z-score"
+    gen.fit(data, progress=False)
+    assert np.ptp(gen.categories_) > 0  # equal-visit regions: the users do not all start in one cell
+    out = gen.generate(4, seed=3)
+    assert out.locations.shape == (4, data.n_steps)
+    assert out.locations.min() >= 0 and out.locations.max() < len(data.stations)
+    gen.save(tmp_path / "run")
+    again = type(gen).load(tmp_path / "run").generate(4, seed=3)
+    np.testing.assert_array_equal(again.locations, out.locations)
