@@ -35,8 +35,8 @@ end regions are the cells of an equal-visit grid (:math:`\Phi(z)` in ``[0, 1]^2`
 equal-km one. Why: the paper's taxi trips stay inside one city's bounding box, but user data carries
 far-off places (GeoLife's 400 most visited locations are within 16 km of the centre up to the 95th
 percentile and 1,500 km at the most), which inflate the standard deviation to hundreds of km; z-scored,
-a whole city's moves then fit in a few hundredths of a unit, below what the network resolves at a CPU
-budget, and a 16 x 16 km grid puts the city in one cell. Both maps are monotone per axis, so the order of
+a whole city's moves then fit in a few hundredths of a unit, and a 16 x 16 grid over the bounding box puts
+the city in one cell. Both maps are monotone per axis, so the order of
 positions is kept; generated positions map back by the inverse (piecewise linear between the stations'
 coordinates) before the snap.
 """
@@ -294,15 +294,15 @@ class DiffTrajGenerator(UserGenerator):
         self.bounds_ = np.stack([station_xy.min(axis=0), station_xy.max(axis=0)])
         xy = station_xy[data.locations]  # [U, T, 2]
         self.xy_mean_, self.xy_std_ = xy.reshape(-1, 2).mean(axis=0), _std(xy.reshape(-1, 2))
+        continuous, self.categories_ = trip_attributes(xy, data.locations, self.bounds_, cfg.grid_cells)
         if cfg.extensions.positions == "quantile":
             visits = np.bincount(data.locations.ravel(), minlength=len(data.stations))
             self.station_z_ = gaussianise_stations(station_xy, visits)
             z = self.station_z_[data.locations]
-            continuous, _ = trip_attributes(xy, data.locations, self.bounds_, cfg.grid_cells)
+            # equal-visit start/end regions: the grid over Phi(z), which is uniform in [0, 1]^2 per axis
             _, self.categories_ = trip_attributes(ndtr(z), data.locations, _UNIT_SQUARE, cfg.grid_cells)
         else:
             z = (xy - self.xy_mean_) / self.xy_std_
-            continuous, self.categories_ = trip_attributes(xy, data.locations, self.bounds_, cfg.grid_cells)
         self.attr_mean_, self.attr_std_ = continuous.mean(axis=0), _std(continuous)
         self.continuous_ = (continuous - self.attr_mean_) / self.attr_std_
 
