@@ -112,13 +112,13 @@ def test_gaussianising_is_increasing_and_inverted_exactly_at_the_stations(coords
         distinct = np.diff(xy[order, axis]) > 0
         assert np.all(steps[distinct] > 0) and np.all(steps[~distinct] == 0)
     np.testing.assert_allclose(ungaussianise(z, xy, z), xy, atol=1e-9)
-    # anywhere else: clamped to the outermost stations, and snapping lands on a station's coordinate range
+    # beyond the outermost stations' values: clamped to their coordinates
     far = ungaussianise(np.array([[-40.0, 40.0]]), xy, z)
     np.testing.assert_allclose(far[0], [xy[:, 0].min(), xy[:, 1].max()])
 
 
 def test_quantile_positions_spread_a_city_that_far_off_places_squeeze():
-    # 40 stations within 10 km and 2 at 1,000 km: z-scored, the city is a few hundredths of a unit wide
+    # 40 stations within 10 km and 2 at 1,000 km: z-scored, the city is under a fifth of a unit wide
     rng = np.random.default_rng(0)
     xy = np.concatenate([rng.uniform(-10, 10, (40, 2)), [[1000.0, 1000.0], [-1000.0, 900.0]]])
     visits = np.r_[np.full(40, 50), [20, 20]]  # 2 % of the visits far off, as in GeoLife

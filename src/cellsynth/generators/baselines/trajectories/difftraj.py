@@ -29,16 +29,15 @@ cellsynth's users are station sequences. **Traffic**: the Markov floor's locatio
 (:mod:`._traffic`).
 
 **Extension** (``extensions.positions: quantile``, the ``recommended`` preset; ``z-score`` is the paper's):
-each axis of the positions is Gaussianised instead of z-scored, :math:`z = \Phi^{-1}(F(x))` with :math:`F`
-the mid-rank CDF of the training visits along that axis (:func:`gaussianise_stations`), and the start and
-end regions are the cells of an equal-visit grid (:math:`\Phi(z)` in ``[0, 1]^2``) instead of an
-equal-km one. Why: the paper's taxi trips stay inside one city's bounding box, but user data carries
-far-off places (GeoLife's 400 most visited locations are within 16 km of the centre up to the 95th
-percentile and 1,500 km at the most), which inflate the standard deviation to hundreds of km; z-scored,
-a whole city's moves then fit in a few hundredths of a unit, and a 16 x 16 grid over the bounding box puts
-the city in one cell. Both maps are monotone per axis, so the order of
-positions is kept; generated positions map back by the inverse (piecewise linear between the stations'
-coordinates) before the snap.
+each axis of the positions is Gaussianised instead of z-scored, :math:`z = \Phi^{-1}(F(x))` with :math:`F` the
+mid-rank CDF of the training visits along that axis (:func:`gaussianise_stations`), and the start and end
+regions are the cells of an equal-visit grid (:math:`\Phi(z)` in ``[0, 1]^2``) instead of an equal-km one.
+Why: the paper's taxi trips stay inside one city's bounding box, but user data carries far-off places
+(GeoLife's 400 most visited locations are within 16 km of the centre up to the 95th percentile and 1,500 km at
+the most), which inflate the standard deviation to 100-250 km; z-scored, a whole city's moves then fit in
+a few hundredths of a unit, and a 16 x 16 grid over the bounding box puts the city in one cell. Both maps are
+monotone per axis, so the order of positions is kept; generated positions map back by the inverse (piecewise
+linear between the stations' coordinates) before the snap.
 """
 
 from __future__ import annotations
