@@ -7,6 +7,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
+from cellsynth.diffusion import gaussian
 from cellsynth.diffusion.gaussian import GaussianDiffusion, clip_predicted_x0
 from cellsynth.errors import ConfigError
 
@@ -156,10 +157,12 @@ def test_scaled_linear_is_csdis_quadratic_schedule():
         GaussianDiffusion(50, "scaled_linear", 0.5, 1e-4)
 
 
-def test_bfloat16_precision_runs_the_network_in_bfloat16_and_keeps_the_chain_float32():
+def test_bfloat16_precision_runs_the_network_in_bfloat16_and_keeps_the_chain_float32(monkeypatch):
     """The oracle computed through a linear layer: under ``precision="bfloat16"`` the layer's product is
     bfloat16 (autocast), the samples are float32 and recover the same Gaussian, close to the float32 draws
-    (bfloat16 keeps about 3 significant digits of the predicted noise)."""
+    (bfloat16 keeps about 3 significant digits of the predicted noise). The device is taken as native
+    bfloat16, so that the autocast path runs on any test machine."""
+    monkeypatch.setattr(gaussian, "native_bfloat16", lambda device: True)
     d = GaussianDiffusion(1000)
     exact = oracle(d)
     identity = torch.nn.Linear(1, 1, bias=False)
@@ -187,3 +190,35 @@ def test_bfloat16_precision_runs_the_network_in_bfloat16_and_keeps_the_chain_flo
     assert (half - full).abs().mean().item() < 0.02 * full.abs().mean().item()
     with pytest.raises(ConfigError, match="unknown sampling precision 'float16'"):
         d.sample(eps_fn, (4, 1), sampler="ddim", steps=5, precision="float16", generator=torch.Generator())
+
+
+def test_bfloat16_on_a_device_without_native_kernels_warns_and_samples_in_float32(monkeypatch):
+    """Where bfloat16 would only take the slow reference kernels, the network runs in float32 (the same
+    draws as asking for float32) and a warning says why and how to silence it."""
+    monkeypatch.setattr(gaussian, "native_bfloat16", lambda device: False)
+    d = GaussianDiffusion(1000)
+    layer = torch.nn.Linear(1, 1)
+    seen = []
+
+    def eps_fn(x, t):
+        out = layer(x)
+        seen.append(out.dtype)
+        return out
+
+    def draw(precision):
+        return d.sample(
+            eps_fn, (8, 1), sampler="ddim", steps=5, precision=precision,
+            generator=torch.Generator().manual_seed(0),
+        )  # fmt: skip
+
+    with pytest.warns(UserWarning, match="no native bfloat16.*float32 instead.*--precision float32"):
+        half = draw("bfloat16")
+    assert set(seen) == {torch.float32}
+    torch.testing.assert_close(half, draw("float32"), rtol=0, atol=0)
+
+
+def test_native_bfloat16_reads_the_device():
+    """CPU: oneDNN's own answer; a CUDA device that is not there has none."""
+    assert gaussian.native_bfloat16("cpu") == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    if not torch.cuda.is_available():
+        assert gaussian.native_bfloat16("cuda") is False

@@ -52,6 +52,7 @@ __all__ = [
     "GaussianDiffusion",
     "check_precision",
     "clip_predicted_x0",
+    "native_bfloat16",
     "network_precision",
     "terminal_problem",
 ]
@@ -76,12 +77,41 @@ def check_precision(precision: str) -> str:
     return precision
 
 
+def native_bfloat16(device: torch.device | str) -> bool:
+    """Whether ``device`` computes bfloat16 convolutions and products natively: a CUDA device that supports
+    bfloat16, or a CPU whose oneDNN has bfloat16 kernels (AVX-512 BF16 or AMX; AVX-512 core emulates them).
+    Elsewhere PyTorch falls back to its reference convolution, measured 13x slower than float32 on an
+    AVX2-only CPU (docs/scale.md)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return True  # MPS and others: autocast decides, nothing measured here
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN: only the reference kernels
+        return False
+
+
 def network_precision(precision: str, device: torch.device | str) -> contextlib.AbstractContextManager:
     """The context a sampler calls its denoising network in: none for ``"float32"``; for ``"bfloat16"``,
     ``torch.autocast`` on ``device``'s type, which runs convolutions and matrix products in bfloat16 (1.8-2x
     STOUTER's rate on a CPU with AVX-512 BF16, docs/scale.md) while the solver's own arithmetic,
-    the predicted noise included (cast back), stays float32. On CPUs without native bfloat16 it can be slower."""
+    the predicted noise included (cast back), stays float32.
+
+    On a device without native bfloat16 (:func:`native_bfloat16`) ``"bfloat16"`` would only be slower (13x
+    on an AVX2-only CPU), so it runs the network in float32 and warns: a saved model whose config asks for
+    bfloat16 then still samples at full speed on such a machine."""
     if check_precision(precision) == "float32":
+        return contextlib.nullcontext()
+    if not native_bfloat16(device):
+        warnings.warn(
+            f"precision 'bfloat16' asked for, but this {torch.device(device).type} has no native bfloat16 "
+            "kernels (on a CPU: AVX-512 BF16 or AMX), where it runs about 13x slower than float32; sampling "
+            "in float32 instead (pass --precision float32 to silence this)",
+            UserWarning,
+            stacklevel=3,
+        )
         return contextlib.nullcontext()
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 

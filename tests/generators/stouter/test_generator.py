@@ -15,6 +15,7 @@ import yaml
 import cellsynth
 from cellsynth.data.model import Stations, StationTraffic, UserMobility
 from cellsynth.data.samples import split_samples
+from cellsynth.diffusion import gaussian
 from cellsynth.errors import ConfigError, DataError
 from cellsynth.generators import get
 from cellsynth.generators.presets import PRESET_DIR
@@ -208,9 +209,13 @@ def test_ablation_without_stations_features_at_30_minute_steps(tmp_path):
     np.testing.assert_array_equal(again.values, out.values)
 
 
-def test_bfloat16_sampling_stays_close_to_float32_and_is_the_configs_default_when_set(fitted, data):
+def test_bfloat16_sampling_stays_close_to_float32_and_is_the_configs_default_when_set(
+    fitted, data, monkeypatch
+):
     """STUNet under autocast draws the same weeks to within bfloat16's rounding (the chain is the same
-    float32 DDIM from the same x_T); ``sampling.precision`` makes it the default of ``generate``."""
+    float32 DDIM from the same x_T); ``sampling.precision`` makes it the default of ``generate``. The CPU
+    is taken as native bfloat16 so that autocast runs on any test machine (else float32, tested apart)."""
+    monkeypatch.setattr(gaussian, "native_bfloat16", lambda device: True)
     full = fitted.generate(data, samples=2, seed=3).values
     half = fitted.generate(data, samples=2, seed=3, precision="bfloat16").values
     assert half.dtype == np.float32 and np.isfinite(half).all()
