@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cellsynth.nn.stunet import STUNet, resample_time
+from cellsynth.nn.stunet import STFFM, STUNet, resample_time
 
 SMALL = {"channels": 8, "channel_mults": (1, 2), "temporal_dim": 4, "spatial_dim": 3, "context_dim": 8}
 
@@ -120,3 +120,30 @@ def test_resample_time():
     torch.testing.assert_close(pooled[0, :2], torch.tensor([1.5, 5.5]))  # mean of 4 consecutive hours
     assert resample_time(ft, 336).shape == (2, 336)
     assert resample_time(ft[None].expand(3, -1, -1), 84).shape == (3, 2, 84)
+
+
+@pytest.mark.parametrize(("temporal_dim", "spatial_dim"), [(4, 3), (4, 0), (0, 3)])
+@pytest.mark.parametrize("per_station_temporal", [False, True])
+@pytest.mark.parametrize("length", [168, 42, 336])
+def test_stffm_is_the_papers_projection_of_the_concatenation(
+    temporal_dim, spatial_dim, per_station_temporal, length
+):
+    """``c = W [R(F_t) ; F_s 1^T] + b + step 1^T``, written out as the paper has it (one 1x1 convolution of
+    each station's concatenated features), equals the split product the module computes."""
+    g = torch.Generator().manual_seed(2)
+    fusion = STFFM(temporal_dim, spatial_dim, context_dim=8)
+    batch = 5
+    step = torch.randn(batch, 8, generator=g)
+    shape = (batch, temporal_dim, 168) if per_station_temporal else (temporal_dim, 168)
+    temporal = torch.randn(*shape, generator=g) if temporal_dim else None
+    spatial = torch.randn(batch, spatial_dim, generator=g) if spatial_dim else None
+    parts = []
+    if temporal_dim:
+        ft = resample_time(temporal, length)
+        parts.append(ft if per_station_temporal else ft.expand(batch, -1, -1))
+    if spatial_dim:
+        parts.append(spatial[:, :, None].expand(-1, -1, length))
+    expected = step[:, :, None] + fusion.proj(torch.cat(parts, dim=1))
+    got = fusion(step, length, temporal, spatial)
+    assert got.shape == (batch, 8, length)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
