@@ -129,7 +129,8 @@ def test_stffm_is_the_papers_projection_of_the_concatenation(
     temporal_dim, spatial_dim, per_station_temporal, length
 ):
     """``c = W [R(F_t) ; F_s 1^T] + b + step 1^T``, written out as the paper has it (one 1x1 convolution of
-    each station's concatenated features), equals the split product the module computes."""
+    each station's concatenated features), equals the split product the module computes when sampling, and
+    what it computes with gradients (the projection called as a module, for Opacus's hooks)."""
     g = torch.Generator().manual_seed(2)
     fusion = STFFM(temporal_dim, spatial_dim, context_dim=8)
     batch = 5
@@ -143,7 +144,10 @@ def test_stffm_is_the_papers_projection_of_the_concatenation(
         parts.append(ft if per_station_temporal else ft.expand(batch, -1, -1))
     if spatial_dim:
         parts.append(spatial[:, :, None].expand(-1, -1, length))
-    expected = step[:, :, None] + fusion.proj(torch.cat(parts, dim=1))
-    got = fusion(step, length, temporal, spatial)
-    assert got.shape == (batch, 8, length)
-    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        expected = step[:, :, None] + fusion.proj(torch.cat(parts, dim=1))
+        sampling = fusion(step, length, temporal, spatial)  # the split product
+    training = fusion(step, length, temporal, spatial)  # the module called on the batch
+    assert sampling.shape == training.shape == (batch, 8, length)
+    torch.testing.assert_close(sampling, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(training.detach(), expected, rtol=1e-5, atol=1e-6)

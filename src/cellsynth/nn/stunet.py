@@ -95,18 +95,30 @@ class STFFM(nn.Module):
         """``step`` ``[B, d_c]``; ``temporal`` ``[d_t, 168]`` or ``[B, d_t, 168]``; ``spatial`` ``[B, d_s]``.
         Returns the context ``[B, d_c, length]``.
 
-        ``W`` is split by its input columns, ``W [R(F_t) ; F_s 1^T] = W_t R(F_t) + (W_s F_s) 1^T``: the
-        temporal part is one ``[d_c, length]`` product for the whole batch (F_t is shared) and the spatial
-        part one ``d_c``-vector per station, instead of a projection of every station's concatenation at
-        every step (the same map; about 5 % of STUNet's products at the recommended size)."""
+        Without gradients (sampling), ``W`` is split by its input columns,
+        ``W [R(F_t) ; F_s 1^T] = W_t R(F_t) + (W_s F_s) 1^T``: the temporal part is one ``[d_c, length]``
+        product for the whole batch (F_t is shared) and the spatial part one ``d_c``-vector per station,
+        instead of a projection of every station's concatenation at every step (the same map; about 5 % of
+        STUNet's products at the recommended size). With gradients the projection is called as the module
+        it is, on the batch: Opacus's per-sample gradients (``privacy``) hook module calls, and a weight
+        used outside its module would get none."""
         context = step[:, :, None]
-        if self.proj is not None:
-            weight = self.proj.weight[:, :, 0]  # [d_c, d_t + d_s]
-            context = context + self.proj.bias[None, :, None]
+        if self.proj is None:
+            return context.expand(-1, -1, length)
+        if torch.is_grad_enabled():
+            parts, batch = [], step.shape[0]
             if self.temporal_dim:
-                context = context + weight[:, : self.temporal_dim] @ resample_time(temporal, length)
+                ft = resample_time(temporal, length)
+                parts.append(ft.expand(batch, -1, -1) if ft.dim() == 2 or ft.shape[0] == 1 else ft)
             if self.spatial_dim:
-                context = context + (spatial @ weight[:, self.temporal_dim :].T)[:, :, None]
+                parts.append(spatial[:, :, None].expand(-1, -1, length))
+            return context + self.proj(torch.cat(parts, dim=1))
+        weight = self.proj.weight[:, :, 0]  # [d_c, d_t + d_s]
+        context = context + self.proj.bias[None, :, None]
+        if self.temporal_dim:
+            context = context + weight[:, : self.temporal_dim] @ resample_time(temporal, length)
+        if self.spatial_dim:
+            context = context + (spatial @ weight[:, self.temporal_dim :].T)[:, :, None]
         return context.expand(-1, -1, length)
 
 
