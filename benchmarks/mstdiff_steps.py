@@ -31,19 +31,15 @@ TRAJECTORY = ("distance", "radius", "distinct_loc", "duration", "g_rank", "i_ran
 
 def held_out_split(args):
     """``(train, held_out)``: the demo's split of its city, or the bench-users split of ``--data``/``--test``."""
+    from cellsynth.benchmark.users import prepare_users
     from cellsynth.data import read
-    from cellsynth.data.locations import keep_top_locations, share_stations
     from cellsynth.data.split import split_users
     from cellsynth.data.synthetic import CityConfig, synthesize_city
 
     if args.data is None:
         return split_users(synthesize_city(CityConfig(seed=0)).users, 0.2, seed=0)
-    if args.test is None:
-        train, held_out = split_users(read(args.data), 0.2, seed=0)
-    else:
-        train, held_out = share_stations(read(args.data), read(args.test))
-    if args.locations is not None:
-        (train, held_out), _ = keep_top_locations([train, held_out], args.locations)
+    test = None if args.test is None else read(args.test)
+    train, held_out, _ = prepare_users(read(args.data), test, locations=args.locations)
     return train, held_out
 
 

@@ -71,7 +71,7 @@ from cellsynth.data.split import split_users
 from cellsynth.errors import ConfigError, DataError
 from cellsynth.outputs import BENCH, claim_output_dir
 
-__all__ = ["UserBenchmarkResult", "run_user_benchmark"]
+__all__ = ["UserBenchmarkResult", "prepare_users", "run_user_benchmark"]
 
 _RESULT_VERSION = 1
 LEVEL = "users"
@@ -166,8 +166,14 @@ def run_user_benchmark(
         for seed in seed_list
     }
 
-    train, held_out, data_notes = _prepare(
-        users, test, test_fraction, split_seed, train_users, test_users, locations
+    train, held_out, data_notes = prepare_users(
+        users,
+        test,
+        test_fraction=test_fraction,
+        split_seed=split_seed,
+        train_users=train_users,
+        test_users=test_users,
+        locations=locations,
     )
     settings = {
         "level": LEVEL,
@@ -263,8 +269,19 @@ def _budget_rule(budget) -> str:
     raise ConfigError(f"budget must be 'preset' or a positive number of epochs, got {budget!r}")
 
 
-def _prepare(users, test, test_fraction, split_seed, train_users, test_users, locations):
-    """``(train, held_out, notes)``: the split or the separate test set, the caps, the location mapping."""
+def prepare_users(
+    users: UserMobility,
+    test: UserMobility | None = None,
+    *,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+    train_users: int | None = None,
+    test_users: int | None = None,
+    locations: int | None = None,
+) -> tuple[UserMobility, UserMobility, list[str]]:
+    """``(train, held_out, notes)`` as :func:`run_user_benchmark` scores them: the split of ``users`` (or
+    ``users`` against the separate ``test`` set), the caps, the location mapping. What a script that scores
+    a bench's saved model again calls to get the same users (``benchmarks/mstdiff_steps.py``)."""
     notes = []
     if test is None:
         train, held_out = split_users(users, test_fraction, split_seed)
