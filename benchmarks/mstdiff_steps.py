@@ -10,6 +10,10 @@ holds for the sampler it was fitted on), so every row is the model as it would b
     python benchmarks/mstdiff_steps.py --model bench/users-geolife/runs/mstdiff-recommended/seed0 \\
         --data bench/geolife-train --test bench/geolife-test --locations 400 --steps 50 12
 
+``--select`` first runs the sampler selection on the training users (:meth:`MSTDiffGenerator.select_sampling`,
+with the ``recommended`` preset's candidates for a model whose config has none), so that the draws use
+the options it chose; the chosen options and every candidate's scores are printed and kept in ``--out``.
+
 ``--data``/``--test``/``--locations`` rebuild the split the model was fitted on, as ``cellsynth bench-users``
 builds it (a separate test set, the training users' most visited locations). Prints a markdown table (mean
 ± sd over the draws) and writes ``--out`` (JSON) when given. Recorded in BENCHMARKS.md.
@@ -65,16 +69,32 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, nargs="+", default=[50, 25, 20, 12, 8, 6])
     parser.add_argument("--draws", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None, help="JSON of every draw.")
+    parser.add_argument(
+        "--select", action="store_true", help="Run the sampler selection on the training users first."
+    )
     args = parser.parse_args(argv)
 
     from cellsynth.demo import pretrained_user_model
     from cellsynth.evaluate import evaluate_users
-    from cellsynth.generators import load
+    from cellsynth.generators import get, load
 
     train, held_out = held_out_split(args)
     rows: dict[int, list[dict]] = {}
+    selections = {}
     for steps in args.steps:
         model = pretrained_user_model() if args.model is None else load(args.model)
+        if args.select:
+            if not model.config.sampler_selection.candidates:
+                preset = get("mstdiff", preset="recommended").config.sampler_selection
+                model.config = model.config.model_copy(update={"sampler_selection": preset})
+            model.config = model.config.model_copy(
+                update={
+                    "sampling": model.config.sampling.model_copy(update={"sampler": "ddim", "steps": steps})
+                }
+            )
+            model.select_sampling(train)
+            selections[steps] = model.sampler_selection_
+            print(f"DDIM {steps}, sampler selection: " + json.dumps(model.sampler_selection_), flush=True)
         if model.traffic_ and train.has_traffic:
             model.calibrate(train, sampler="ddim", steps=steps)
         for draw in range(args.draws):
@@ -101,7 +121,10 @@ def main(argv=None) -> None:
             cells.append(f"{v.mean():.{digits}f} ± {v.std(ddof=1) if len(v) > 1 else 0:.{digits}f}")
         print(f"| {steps} | " + " | ".join(cells) + " |")
     if args.out is not None:
-        args.out.write_text(json.dumps({str(k): v for k, v in rows.items()}, indent=1))
+        out = {str(k): v for k, v in rows.items()}
+        if selections:
+            out["sampler_selection"] = {str(k): v for k, v in selections.items()}
+        args.out.write_text(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

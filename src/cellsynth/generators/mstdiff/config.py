@@ -6,7 +6,9 @@
   except ``clip_x0``;
 - ``sampling`` (:class:`MSTDiffSampling`): the defaults of ``generate`` (and of the calibration's draws):
   the Gaussian sampler and the trajectory's sampler options, Algorithm 2 at their neutral values;
-- ``calibration`` (:class:`MSTDiffCalibration`): the post-processing of generated traffic (not in the paper).
+- ``calibration`` (:class:`MSTDiffCalibration`): the post-processing of generated traffic (not in the paper);
+- ``sampler_selection`` (:class:`MSTDiffSamplerSelection`): candidate trajectory sampler options, one of which
+  each fitted model picks on its training users (not in the paper).
 
 Models and config files written before the sections existed are read through :attr:`MSTDiffConfig.moved_fields`
 (``temperature`` -> ``sampling.temperature``, ``calibration`` -> ``calibration.mode``, ...). Every field, its
@@ -23,7 +25,14 @@ from cellsynth.generators.base import ConfigSection, TrainingConfig
 from cellsynth.generators.mstdiff.calibration import CalibrationMode
 from cellsynth.generators.sampling import GaussianSampling, SamplingConfig
 
-__all__ = ["MSTDiffCalibration", "MSTDiffConfig", "MSTDiffExtensions", "MSTDiffSampling"]
+__all__ = [
+    "MSTDiffCalibration",
+    "MSTDiffConfig",
+    "MSTDiffExtensions",
+    "MSTDiffSamplerSelection",
+    "MSTDiffSampling",
+    "SamplerCandidate",
+]
 
 
 class MSTDiffSampling(GaussianSampling):
@@ -121,6 +130,31 @@ class MSTDiffCalibration(ConfigSection):
     )
 
 
+class SamplerCandidate(ConfigSection):
+    """One candidate of ``sampler_selection``: the trajectory sampler options it sets (None: the config's
+    ``sampling`` value)."""
+
+    temperature: float | None = pydantic.Field(None, gt=0, allow_inf_nan=False)
+    corrector_rounds: int | None = pydantic.Field(None, ge=0)
+    trajectory_substeps: int | None = pydantic.Field(None, ge=1)
+    trajectory_coupling: float | None = pydantic.Field(None, ge=0, le=1)
+
+
+class MSTDiffSamplerSelection(ConfigSection):
+    """After training, each candidate draws ``users`` users, scored against the training users' trajectory
+    statistics; the best becomes the model's sampling default
+    (:mod:`cellsynth.generators.mstdiff.sampler_selection`; not in the paper). No candidates: off, the
+    ``sampling`` section's values are the defaults."""
+
+    candidates: tuple[SamplerCandidate, ...] = pydantic.Field(
+        (),
+        description="Trajectory sampler options to choose from (empty: no selection).",
+    )
+    users: int = pydantic.Field(
+        256, ge=2, description="Users each candidate draws (the config's seed) to be scored."
+    )
+
+
 class MSTDiffConfig(SamplingConfig, TrainingConfig):
     """MSTDiff's config: the paper's fields, then the ``sampling``, ``extensions`` and ``calibration``
     sections (module docstring)."""
@@ -203,6 +237,7 @@ class MSTDiffConfig(SamplingConfig, TrainingConfig):
     sampling: MSTDiffSampling = pydantic.Field(default_factory=MSTDiffSampling)
     extensions: MSTDiffExtensions = pydantic.Field(default_factory=MSTDiffExtensions)
     calibration: MSTDiffCalibration = pydantic.Field(default_factory=MSTDiffCalibration)
+    sampler_selection: MSTDiffSamplerSelection = pydantic.Field(default_factory=MSTDiffSamplerSelection)
 
     @pydantic.model_validator(mode="after")
     def _check(self):

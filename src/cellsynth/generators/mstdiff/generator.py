@@ -21,8 +21,11 @@ Pipeline of :meth:`MSTDiffGenerator.fit` (``UserMobility`` with ``T`` steps, ``N
 4. **Denoiser** (stage ``"denoiser"``, :class:`cellsynth.nn.mstdiff.MSTDiffNet`), trained on the paper's
    loss ``lambda_1 MSE(eps) + lambda_2 KL + lambda_3 CE`` (:mod:`.training`). An EMA of the weights is
    what generates.
-5. **Calibration** (config ``calibration``, not in the paper; :mod:`.calibration`): after training,
-   ``calibration.users`` users drawn with the config's sampling fit a monotone map of generated traffic
+5. **Sampler selection** (config ``sampler_selection``, not in the paper; :mod:`.sampler_selection`): with
+   candidates in the config, each draws ``sampler_selection.users`` users, scored against the training users
+   by the Table II JSDs; the lowest mean rank becomes the model's trajectory sampling default.
+6. **Calibration** (config ``calibration``, not in the paper; :mod:`.calibration`): after training,
+   ``calibration.users`` users drawn with the model's sampling fit a monotone map of generated traffic
    onto the training values' distribution (``"quantiles"``), the same after setting each wavelet
    coefficient's mean and spread over users to the training ones (``"moments"``, default), or only a
    threshold that restores the training share of exact zeros (``"zeros"``).
@@ -64,11 +67,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from cellsynth.data.knowledge import KnowledgeGraph
 from cellsynth.data.model import UserMobility
 from cellsynth.diffusion.discrete import GraphDiffusion
-from cellsynth.errors import DataError
+from cellsynth.errors import ConfigError, DataError
 from cellsynth.generators.base import UserGenerator, expect
 from cellsynth.generators.floors.markov import DEFAULT_SMOOTHING, MarkovChain, hour_keys
 from cellsynth.generators.mstdiff.anchors import AnchorModel, check_anchors, top_locations
@@ -96,6 +100,7 @@ from cellsynth.generators.mstdiff.sampler import (
     TrajectoryOptions,
     TrajectoryStepCallback,
 )
+from cellsynth.generators.mstdiff.sampler_selection import choose_candidate, score_candidate, with_candidate
 from cellsynth.generators.mstdiff.training import DenoiserModule
 from cellsynth.generators.state import (
     fingerprint,
@@ -224,8 +229,10 @@ class MSTDiffGenerator(UserGenerator):
         self.history_ = list(module.history)
         self.stations_, self.time_, self.n_steps_ = data.stations, time_axis_state(data), data.n_steps
         self.traffic_, self.trajectory_ = traffic, trajectory
-        self.calibration_ = None
+        self.calibration_ = self.sampler_selection_ = None
         self.fitted_ = True
+        if trajectory and cfg.sampler_selection.candidates:
+            self.select_sampling(data, progress=progress)
         if traffic and cfg.calibration.mode != "none":
             self.calibrate(data, progress=progress)
         return self
@@ -259,6 +266,58 @@ class MSTDiffGenerator(UserGenerator):
         vqvaes.train()
         return coeffs, vqvaes
 
+    # -- sampler selection ------------------------------------------------------------------------------
+    def sampling_defaults(self) -> TrajectoryOptions:
+        """The trajectory sampler options :meth:`generate` and :meth:`calibrate` use where none are given:
+        the config's ``sampling`` section, with the options of the candidate that :meth:`select_sampling`
+        chose in their place (a model fitted with ``sampler_selection.candidates``)."""
+        defaults = TrajectoryOptions.resolve(self.config.sampling)
+        chosen = self.sampler_selection_
+        return defaults if chosen is None else with_candidate(defaults, chosen["chosen"])
+
+    def select_sampling(self, data: UserMobility, *, progress: bool = False) -> MSTDiffGenerator:
+        """Choose the trajectory sampler options among the config's ``sampler_selection.candidates`` on
+        ``data``'s users (``fit`` does it with the training users; no held-out data is touched): each draws
+        ``sampler_selection.users`` users with the config's seed and sampler, scored against ``data`` by the
+        Table II JSDs; the lowest mean rank wins (:mod:`.sampler_selection`). Sets :attr:`sampler_selection_`
+        (each candidate's options, JSDs and mean rank, and the one chosen), which a saved model keeps."""
+        self.check_fitted()
+        data = expect(data, UserMobility, self.name)
+        cfg = self.config
+        selection = cfg.sampler_selection
+        if not self.trajectory_ or not selection.candidates:
+            raise ConfigError(
+                f"{self.name}: sampler selection needs a model with trajectories (trajectory: true) and "
+                "sampler_selection.candidates in its config"
+            )
+        self.sampler_selection_ = None  # the candidates are drawn from the config's own defaults
+        defaults = self.sampling_defaults()
+        sampler, steps = cfg.resolve_sampler(None, None)
+        real = np.asarray(data.locations)
+        candidates = [c.model_dump() for c in selection.candidates]
+        rows = []
+        for candidate in tqdm(candidates, desc="sampler selection", unit="candidate", disable=not progress):
+            _, locations = self._draw(
+                selection.users,
+                seed=cfg.seed,
+                sampler=sampler,
+                steps=steps,
+                options=with_candidate(defaults, candidate),
+            )
+            if self.oscillations_ is not None:
+                locations = self.oscillations_.add(locations, np.random.default_rng([cfg.seed, 1]))
+            rows.append(score_candidate(real, locations, data.stations))
+        chosen, mean_ranks = choose_candidate(rows)
+        self.sampler_selection_ = {
+            "users": selection.users,
+            "reference_users": len(real),
+            "candidates": [
+                {"options": c, "jsd": r, "mean_rank": m} for c, r, m in zip(candidates, rows, mean_ranks)
+            ],
+            "chosen": candidates[chosen],
+        }
+        return self
+
     # -- calibration ------------------------------------------------------------------------------------
     def calibrate(
         self,
@@ -271,7 +330,8 @@ class MSTDiffGenerator(UserGenerator):
     ) -> MSTDiffGenerator:
         """Fit the post-processing of generated traffic against ``data``'s traffic (``fit`` does it with the
         training data): draw ``calibration.users`` users (seed: the config's) with ``sampler`` and ``steps``
-        (default: the config's ``sampling``) and the config's trajectory options, then keep every mode's
+        (default: the config's ``sampling``) and the model's trajectory options (:meth:`sampling_defaults`),
+        then keep every mode's
         map (:func:`~cellsynth.generators.mstdiff.calibration.fit_calibration`); ``calibration.mode`` picks
         which one :meth:`generate` applies. Calling it again with other data, or for another sampler,
         recalibrates a trained model.
@@ -286,7 +346,7 @@ class MSTDiffGenerator(UserGenerator):
         cfg = self.config
         seed = cfg.seed if seed is None else seed
         sampler, steps = cfg.resolve_sampler(sampler, steps)
-        options = TrajectoryOptions.resolve(cfg.sampling)
+        options = self.sampling_defaults()
         raw, _ = self._draw(
             cfg.calibration.users, seed=seed, sampler=sampler, steps=steps, options=options, progress=progress
         )
@@ -349,6 +409,14 @@ class MSTDiffGenerator(UserGenerator):
                 f"training and drawn again after generation, at {osc.rate:.2%} of the steps well inside a stay; "
                 f"by neighbour rank, nearest first: {', '.join(f'{r:.0%}' for r in osc.ranks)}."
             )
+        selection = self.sampler_selection_
+        if selection is not None:
+            chosen = ", ".join(f"{k} {v}" for k, v in selection["chosen"].items() if v is not None)
+            notes.append(
+                f"Trajectory sampling chosen among {len(selection['candidates'])} candidates on "
+                f"{selection['users']} users scored against the {selection['reference_users']} training users "
+                f"(lowest mean rank over the trajectory JSDs): {chosen or 'the config sampling section'}."
+            )
         cal = self.calibration_
         if not self.traffic_ or cal is None:
             return notes
@@ -395,8 +463,9 @@ class MSTDiffGenerator(UserGenerator):
 
         ``temperature``, ``corrector_rounds``, ``trajectory_substeps`` and ``trajectory_coupling``: the
         trajectory's sampler options (:mod:`cellsynth.generators.mstdiff.sampler`, where each is defined and
-        its measurements cited); None takes the config's ``sampling`` field of the same name, which is
-        Algorithm 2's value unless the config sets another (as the ``recommended`` preset does).
+        its measurements cited); None takes the model's default (:meth:`sampling_defaults`): the option of
+        the candidate the sampler selection chose, else the config's ``sampling`` field of the same name,
+        which is Algorithm 2's value unless the config sets another.
 
         ``anchors`` (a model fitted with ``extensions.anchors = k``): ``int [target, k]`` station indices, each
         user's most-visited stations, most first, to generate users who live and work there (a planner's
@@ -415,7 +484,7 @@ class MSTDiffGenerator(UserGenerator):
         one, as training does)."""
         self.check_fitted()
         options = TrajectoryOptions.resolve(
-            self.config.sampling,
+            self.sampling_defaults(),
             temperature=temperature,
             corrector_rounds=corrector_rounds,
             trajectory_substeps=trajectory_substeps,
@@ -550,6 +619,7 @@ class MSTDiffGenerator(UserGenerator):
             "history": self.history_,
             "vq_usage": self.vq_usage_,
             "calibration": calibration_meta,
+            "sampler_selection": self.sampler_selection_,
         }
         return tensors, meta
 
@@ -562,6 +632,8 @@ class MSTDiffGenerator(UserGenerator):
         self.vq_usage_ = meta.get("vq_usage")
         # absent in models saved before calibration existed
         self.calibration_ = restore_calibration(tensors, meta.get("calibration"))
+        # absent in models saved before sampler selection existed
+        self.sampler_selection_ = meta.get("sampler_selection")
         n = len(self.stations_)
         self.wavelets_ = self.graph_ = self.markov_ = self.clip_ = self.anchor_model_ = self.oscillations_ = (
             None
