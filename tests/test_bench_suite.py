@@ -289,9 +289,13 @@ def test_bench_takes_several_datasets_and_writes_one_leaderboard(tmp_path):
     write(tiny_traffic(n=6, weeks=2), tmp_path / "north")
     write(tiny_traffic(n=5, weeks=2, seed=3), tmp_path / "south")
     args = ["bench", "--data", tmp_path / "north", "--data", tmp_path / "south", "--out", tmp_path / "b"]
-    args += ["--models", "seasonal-mean,nearest-station", "--seeds", 1, "--samples", 2, "--no-progress"]
-    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+    args += ["--models", "seasonal-mean,nearest-station", "--seeds", 1, "--first-seed", 2, "--samples", 2]
+    result = CliRunner().invoke(app, [str(a) for a in [*args, "--no-progress"]], catch_exceptions=False)
     assert result.exit_code == 0, result.output
+    assert {p.name for p in (tmp_path / "b").rglob("*seed*.json")} == {
+        "nearest-station__seed2.json",
+        "seasonal-mean__seed2.json",
+    }
     board = (tmp_path / "b" / "leaderboard.md").read_text()
     assert "## north — stations — internet" in board and "## south — stations — sms" in board
     assert (tmp_path / "b" / "south" / "stations" / "table.md").exists()

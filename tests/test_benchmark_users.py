@@ -379,6 +379,27 @@ def test_cli_runs_a_city_and_refuses_models_with_suite(tmp_path, city):
         )
 
 
+def test_cli_first_seed_runs_the_seeds_after_it_and_a_zero_count_is_an_error(tmp_path, city):
+    city.write(tmp_path / "city")
+    args = [
+        "bench-users",
+        "--data",
+        str(tmp_path / "city"),
+        "--models",
+        "markov",
+        "--out",
+        str(tmp_path / "b"),
+    ]
+    result = CliRunner().invoke(app, [*args, "--seeds", "2", "--first-seed", "3"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "b" / "results").iterdir()) == [
+        "markov__seed3.json",
+        "markov__seed4.json",
+    ]
+    with pytest.raises(ConfigError, match="--seeds must be at least 1, got 0"):
+        CliRunner().invoke(app, [*args[:-1], str(tmp_path / "c"), "--seeds", "0"], catch_exceptions=False)
+
+
 # -- the stations-table helpers -------------------------------------------------------------------------------
 def _users(ids, lat, lon, locations, prefix):
     stations = Stations(np.array(ids, dtype=object), np.array(lat, float), np.array(lon, float))

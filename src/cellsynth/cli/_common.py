@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from cellsynth.cli.errors import CommandGroup
+from cellsynth.errors import ConfigError
 
 __all__ = [
     "Out",
@@ -131,3 +132,11 @@ def training_stations(path: Path):
             return read_stations(directory / "stations.parquet")
     datasets_in(path)  # no dataset at all: its error says what a dataset directory holds
     raise DataError("holds no StationTraffic for a stations generator", source=str(path))
+
+
+def seed_range(seeds: int, first_seed: int) -> int | list[int]:
+    """``--seeds N --first-seed K`` as the benchmarks take them: ``N`` (the seeds 0..N-1) when ``K`` is 0,
+    else the list ``K..K+N-1``."""
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+    return seeds if first_seed == 0 else list(range(first_seed, first_seed + seeds))

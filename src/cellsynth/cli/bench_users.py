@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cellsynth.cli._common import Progress, app, bold, check_out, console, say, training_data
+from cellsynth.cli._common import Progress, app, bold, check_out, console, say, seed_range, training_data
 from cellsynth.cli.errors import seed_option
 from cellsynth.errors import ConfigError
 
@@ -42,7 +42,16 @@ def bench_users(
             help="Held-out users from another dataset (e.g. GeoLife test.data); default: split --data."
         ),
     ] = None,
-    seeds: Annotated[int, typer.Option(help="Seeds per row (0..n-1); tables show mean ± std.")] = 3,
+    seeds: Annotated[
+        int, typer.Option(help="Seeds per row (--first-seed onwards); tables show mean ± std.")
+    ] = 3,
+    first_seed: Annotated[
+        int,
+        typer.Option(
+            help="First seed: the seeds are FIRST..FIRST+N-1 (to add seeds to a benchmark that ran others).",
+            callback=seed_option,
+        ),
+    ] = 0,
     epochs: Annotated[
         int | None,
         typer.Option(help="Budget: this many epochs for every model (default: each row's config)."),
@@ -110,7 +119,7 @@ def bench_users(
         rows,
         out=out,
         test=None if test is None else training_data(test, "users"),
-        seeds=seeds,
+        seeds=seed_range(seeds, first_seed),
         budget=epochs if epochs is not None else "preset",
         test_fraction=test_fraction,
         split_seed=split_seed,

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from cellsynth.cli._common import Progress, app, bold, check_out, console, datasets_in, say
+from cellsynth.cli._common import Progress, app, bold, check_out, console, datasets_in, say, seed_range
+from cellsynth.cli.errors import seed_option
 from cellsynth.errors import ConfigError, DataError
 
 __all__ = []
@@ -120,7 +121,16 @@ def bench(
     models: Annotated[
         str, typer.Option(help="Comma-separated generators.")
     ] = "stouter,tcn-gan,vae,diffwave,seasonal-mean,nearest-station",
-    seeds: Annotated[int, typer.Option(help="Seeds per model (0..n-1); tables show mean ± std.")] = 3,
+    seeds: Annotated[
+        int, typer.Option(help="Seeds per model (--first-seed onwards); tables show mean ± std.")
+    ] = 3,
+    first_seed: Annotated[
+        int,
+        typer.Option(
+            help="First seed: the seeds are FIRST..FIRST+N-1 (to add seeds to a benchmark that ran others).",
+            callback=seed_option,
+        ),
+    ] = 0,
     epochs: Annotated[
         int | None, typer.Option(help="Budget: this many epochs for every model (default: each preset's).")
     ] = None,
@@ -181,7 +191,16 @@ def bench(
         chosen = read_suite(suite)
     else:
         chosen = make_suite(
-            _suite_of_options(data, models, seeds, epochs, samples, protocol, test_fraction, train_stations)
+            _suite_of_options(
+                data,
+                models,
+                seed_range(seeds, first_seed),
+                epochs,
+                samples,
+                protocol,
+                test_fraction,
+                train_stations,
+            )
             | {"preset": None if preset == "none" else preset}
             | ({"configs_dir": str(configs_dir.absolute())} if configs_dir is not None else {}),
             where="bench",
@@ -199,6 +218,7 @@ _SUITE_OPTIONS = (
     "data",
     "models",
     "seeds",
+    "first_seed",
     "epochs",
     "samples",
     "protocol",
