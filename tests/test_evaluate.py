@@ -167,6 +167,83 @@ def test_multi_week_real_pairs_every_week_with_the_samples():
     assert evaluation.aligned.real.shape == (5, 3, WEEK, 1)
 
 
+def _scores(evaluation) -> dict:
+    """Every number of an evaluation's metric table and memorisation summary, by (group, metric, key)."""
+    numbers = {
+        (group, name, key): value
+        for group, entries in evaluation.metrics.items()
+        for name, entry in entries.items()
+        for key, value in entry.items()
+        if isinstance(value, float)
+    }
+    numbers |= {
+        ("memorisation", key, ""): value
+        for key, value in (evaluation.memorisation or {}).items()
+        if isinstance(value, float)
+    }
+    return numbers
+
+
+def _two_weeks_with_samples(seed: int):
+    """Two real weeks of 12 stations, the first 6 the training stations, and 3 samples of a week per
+    station: paired scoring over two weeks, forecast utility and the memorisation check all run."""
+    real = tiny_traffic(n=12, weeks=2, channels=("internet", "sms", "call"), seed=seed)
+    rng = np.random.default_rng(seed)
+    samples = real.values[:, :WEEK][:, None] * rng.lognormal(0, 0.3, (12, 3, WEEK, 3))
+    generated = stack_samples(real.stations, samples, start=START, step=real.step, channels=real.channels)
+    return real, real.select_stations(np.arange(6)), generated
+
+
+def test_metrics_do_not_depend_on_the_chunk_size(monkeypatch):
+    """Every metric works a chunk of series at a time, and the memorisation check a block of them: chunks of
+    3 series and blocks of 4 reference rows give the numbers of the default sizes."""
+    import cellsynth.metrics._chunks as chunks
+    import cellsynth.metrics.privacy as privacy
+
+    real, train, generated = _two_weeks_with_samples(seed=4)
+    default = evaluate(real, generated, train=train, compat=True)
+    assert default.memorisation is not None and "tstr_utility" in default.metrics["sms"]
+    monkeypatch.setattr(chunks, "CHUNK_ROWS", 3)
+    monkeypatch.setattr(privacy, "_REFERENCE_ROWS", 4)
+    monkeypatch.setattr(privacy, "_BLOCK_ENTRIES", 20)
+    chunked = evaluate(real, generated, train=train, compat=True)
+    assert _scores(chunked) == pytest.approx(_scores(default), rel=1e-12, abs=1e-15)
+    assert chunked.notes == default.notes
+
+
+def test_generated_rows_in_any_order_score_the_same():
+    """Samples gathered from wherever their rows are (a copy of them), or a view of the loaded rows when
+    they come station by station in the real data's order: the same numbers (the stations in another order,
+    so the sums add up in another order)."""
+    real, train, generated = _two_weeks_with_samples(seed=5)
+    stations = np.random.default_rng(0).permutation(12)
+    shuffled = generated.select_stations(
+        (3 * stations[:, None] + np.arange(3)).ravel()
+    )  # samples kept in order
+    in_order, any_order = evaluate(real, generated, train=train), evaluate(real, shuffled, train=train)
+    assert _scores(any_order) == pytest.approx(_scores(in_order), rel=1e-12, abs=1e-15)
+    order = [
+        in_order.aligned.generated_stations.ids.tolist().index(i)
+        for i in any_order.aligned.generated_stations.ids
+    ]
+    for c in range(3):
+        np.testing.assert_array_equal(
+            any_order.aligned.generated_channel(c), in_order.aligned.generated_channel(c)[order]
+        )
+
+
+def test_the_aligned_channels_are_the_data_divided_by_the_scale():
+    real, train, generated = _two_weeks_with_samples(seed=6)
+    aligned = evaluate(real, generated, train=train).aligned
+    scale = train.values.max(axis=(0, 1)).astype(np.float64)
+    np.testing.assert_array_equal(aligned.scale, scale)
+    for c in range(3):
+        expected = real.values[..., c].astype(np.float64).reshape(12, 2, WEEK) / scale[c]
+        np.testing.assert_array_equal(aligned.real_channel(c), expected)
+        np.testing.assert_array_equal(aligned.real[..., c], expected)
+        np.testing.assert_array_equal(aligned.generated[..., c], aligned.generated_channel(c))
+
+
 def test_real_steps_beyond_the_last_whole_week_are_left_out_and_said():
     real = tiny_traffic(n=4, weeks=2)
     longer = StationTraffic(

@@ -18,6 +18,7 @@ from cellsynth.metrics import (
     reference_bin_edges,
     shared_bin_edges,
 )
+from cellsynth.metrics.histogram import chunked_reference_jsd
 
 finite_floats = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
 samples = arrays(np.float64, st.integers(1, 60), elements=finite_floats)
@@ -85,6 +86,29 @@ def test_reference_bins_equal_shared_bins_when_the_second_sample_is_inside_the_f
     y = np.clip(y, x.min(), x.max())  # y inside x's range: both bin choices are x's range
     expected = histogram_jsd(x, y)
     assert histogram_jsd(x, y, reference=True) == pytest.approx(expected, abs=1e-12)
+
+
+def _pieces(values: np.ndarray, size: int) -> list[np.ndarray]:
+    return [values[start : start + size] for start in range(0, len(values), size)]
+
+
+@given(samples, samples, st.integers(1, 7), st.integers(1, 7), st.integers(1, 12))
+def test_reference_jsd_counted_chunk_by_chunk_equals_the_whole(x, y, x_size, y_size, bins):
+    """The edges come from x's whole range, found over its chunks, and each histogram is the sum of its
+    chunks' counts: any chunking gives exactly the whole's JSD, y's values outside x's range included."""
+    whole = histogram_jsd(x, y, bins, reference=True)
+    assert chunked_reference_jsd(lambda: _pieces(x, x_size), _pieces(y, y_size), bins) == whole
+
+
+@pytest.mark.parametrize("size", [1, 2, 5, 10])
+def test_reference_jsd_of_chunks_of_a_constant_reference(size):
+    # x is one value, so its range is widened to [1.5, 2.5], in 4 bins with 2.0 the third's left edge; y has
+    # mass in x's bin, in another bin of the range and on both sides of it:
+    # (below, [1.5, 1.75), [1.75, 2), [2, 2.25), [2.25, 2.5], above)
+    x, y = np.full(10, 2.0), np.array([1.0, 2.0, 2.0, 2.4, 2.6, 9.0])
+    whole = histogram_jsd(x, y, 4, reference=True)
+    assert chunked_reference_jsd(lambda: _pieces(x, size), _pieces(y, size), 4) == whole
+    assert whole == pytest.approx(js_divergence([0, 0, 0, 10, 0, 0], [1, 0, 0, 2, 1, 2]), abs=1e-12)
 
 
 def test_integer_edges_one_bin_per_value():

@@ -113,6 +113,52 @@ def test_result_layout_and_multichannel_series():
     assert isinstance(result["flagged"], bool)
 
 
+def test_blocks_of_queries_and_references_find_the_nearest_of_all(monkeypatch):
+    """The search runs over blocks of references, keeping each query's best so far: any block sizes give
+    the one-pass argmin, ties to the first reference included (duplicated rows), and leave-one-out skips
+    exactly the query's own row wherever its block falls."""
+    import cellsynth.metrics.privacy as privacy
+
+    rng = np.random.default_rng(8)
+    references = np.round(rng.normal(size=(23, 5)), 1)
+    references[[4, 17]] = references[9]  # three equal rows: a tie goes to row 4
+    queries = np.concatenate([references[[9, 17]], np.round(rng.normal(size=(11, 5)), 1)])
+    expected = cdist(queries, references)
+    within = cdist(references, references)
+    np.fill_diagonal(within, np.inf)
+    monkeypatch.setattr(privacy, "_REFERENCE_ROWS", 4)
+    monkeypatch.setattr(privacy, "_BLOCK_ENTRIES", 12)  # 3 queries a block
+    distance, index = nearest_neighbour_distances(queries, references)
+    np.testing.assert_array_equal(index, expected.argmin(axis=1))
+    np.testing.assert_allclose(distance, expected.min(axis=1), rtol=1e-12)
+    assert list(index[:2]) == [4, 4]
+    distance, index = privacy._nearest(references, references, leave_one_out=True)
+    np.testing.assert_array_equal(index, within.argmin(axis=1))
+    np.testing.assert_allclose(distance, within.min(axis=1), rtol=1e-12)
+
+
+def test_scale_divides_float32_series_as_a_float64_copy_would(monkeypatch):
+    """``scale=`` on float32 series in their own units: the check on ``float64(series) / scale``, whatever
+    the block sizes."""
+    import cellsynth.metrics.privacy as privacy
+
+    rng = np.random.default_rng(9)
+    scale = np.array([2.0, 50.0, 0.3])
+    train, holdout, generated = ((rng.random((n, 24, 3)) * scale).astype(np.float32) for n in (30, 10, 12))
+    generated[:3] = train[:3]  # exact copies read 0
+    expected = memorisation_check(
+        *(values.astype(np.float64) / scale for values in (train, holdout, generated))
+    )
+    for reference_rows, entries in ((2048, 1 << 22), (7, 20)):
+        monkeypatch.setattr(privacy, "_REFERENCE_ROWS", reference_rows)
+        monkeypatch.setattr(privacy, "_BLOCK_ENTRIES", entries)
+        result = memorisation_check(train, holdout, generated, scale=scale)
+        assert result.keys() == expected.keys()
+        for key, value in expected.items():
+            np.testing.assert_allclose(result[key], value, rtol=1e-12, atol=1e-15, err_msg=key)
+        np.testing.assert_array_equal(result["dcr_train"][:3], 0.0)
+
+
 def test_membership_auc_known_values():
     train = np.array([[0.0], [10.0]])
     holdout = np.array([[5.0]])
@@ -159,6 +205,14 @@ def test_membership_auc_matches_pairwise_definition():
         (
             lambda: memorisation_check(np.ones((1, 2)), np.ones((2, 2)), np.ones((3, 2))),
             r"memorisation_check\(train\): needs at least 2 training series",
+        ),
+        (
+            lambda: memorisation_check(np.ones((4, 2)), np.ones((2, 2)), np.ones((3, 2)), scale=[1.0, 0.0]),
+            r"memorisation_check\(scale\): must be positive",
+        ),
+        (
+            lambda: memorisation_check(np.ones((4, 2)), np.ones((2, 2)), np.ones((3, 2)), scale=[1.0, 2, 3]),
+            r"memorisation_check\(scale\): shape \(3,\) does not broadcast",
         ),
     ],
 )

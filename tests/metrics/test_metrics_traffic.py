@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -9,16 +11,19 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.spatial.distance import jensenshannon
 
+import cellsynth.metrics._chunks as chunks
 from cellsynth.errors import DataError
 from cellsynth.metrics import (
     acf_distance,
     autocorrelation,
     band_coverage,
+    busy_hour_dimensioning,
     coverage,
     daily_periodic_rmse,
     daily_share,
     diff_jsd,
     ensemble_crps,
+    histogram_jsd,
     log_value_jsd,
     paired_errors,
     peak_hour_jsd,
@@ -30,6 +35,17 @@ from cellsynth.metrics import (
 )
 
 HOURS = np.arange(168)
+
+
+@contextlib.contextmanager
+def rows_per_chunk(rows: int):
+    """Metrics work ``rows`` series at a time inside the block (hypothesis tests cannot take monkeypatch)."""
+    saved = chunks.CHUNK_ROWS
+    chunks.CHUNK_ROWS = rows
+    try:
+        yield
+    finally:
+        chunks.CHUNK_ROWS = saved
 
 
 def week_of_traffic(stations: int, seed: int) -> np.ndarray:
@@ -115,7 +131,6 @@ def test_fair_crps_is_unbiased_for_the_distribution_and_ranks_an_honest_spread_f
 def test_metrics_scored_a_chunk_of_series_at_a_time_equal_the_whole(chunk, k, seed):
     """The metrics that sum over series work a chunk of series at a time (bounded memory at Milan size);
     any chunk size gives the numbers of one pass over all series."""
-    import cellsynth.metrics.traffic as traffic
 
     rng = np.random.default_rng(seed)
     real = week_of_traffic(7, seed)
@@ -130,13 +145,89 @@ def test_metrics_scored_a_chunk_of_series_at_a_time_equal_the_whole(chunk, k, se
         }
 
     whole = scores()
-    saved = traffic._CHUNK_ROWS
-    try:
-        traffic._CHUNK_ROWS = chunk
+    with rows_per_chunk(chunk):
         chunked = scores()
-    finally:
-        traffic._CHUNK_ROWS = saved
     assert chunked == pytest.approx(whole, rel=1e-12, abs=1e-15)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 5), st.integers(1, 3), st.integers(0, 10_000), st.booleans())
+def test_traffic_jsds_counted_a_chunk_of_series_at_a_time_equal_the_whole_arrays(chunk, k, seed, flat_real):
+    """The value, log-value and difference JSDs histogram one chunk of series at a time on the edges of the
+    whole real range: exactly the JSDs of the whole arrays, with generated values beyond the real range on
+    both sides (zeros, spikes) and with constant real data."""
+    rng = np.random.default_rng(seed)
+    real = np.full((7, 168), 0.4) if flat_real else week_of_traffic(7, seed)
+    generated = week_of_traffic(7, seed + 1)[:, None, :] * rng.lognormal(0.0, 0.5, (7, k, 168))
+    generated[rng.random(generated.shape) < 0.05] = 0.0
+    generated[rng.random(generated.shape) < 0.01] *= 50.0
+    scale = np.median(real[real > 0])
+    whole = {
+        "value": histogram_jsd(real, generated, reference=True),
+        "log": histogram_jsd(np.log1p(real / scale), np.log1p(generated / scale), reference=True),
+        "diff": histogram_jsd(np.diff(real), np.diff(generated), reference=True),
+    }
+    with rows_per_chunk(chunk):
+        chunked = {
+            "value": value_jsd(real, generated),
+            "log": log_value_jsd(real, generated),
+            "diff": diff_jsd(real, generated),
+        }
+    assert chunked == whole
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(1, 7), st.integers(1, 3), st.integers(1, 4), st.integers(0, 10_000))
+def test_each_real_period_of_a_station_pairs_with_its_samples(chunk, weeks, k, seed):
+    """real [N, W, T] scores each of a station's W periods against the station's samples: the numbers of
+    the periods as N W rows against the samples repeated W times, for any chunk size."""
+    rng = np.random.default_rng(seed)
+    real = week_of_traffic(5 * weeks, seed).reshape(5, weeks, 168)
+    generated = real[:, 0, None, :] + rng.normal(scale=0.2, size=(5, k, 168))
+
+    def scores(real_series, samples):
+        busy = busy_hour_dimensioning(real_series, samples)
+        return {
+            **paired_errors(real_series, samples),
+            "daily_periodic_rmse": daily_periodic_rmse(real_series, samples),
+            "p95_error": busy["p95_error"],
+            **(
+                {
+                    "coverage": coverage(real_series, samples),
+                    "band_coverage": band_coverage(real_series, samples),
+                    "busy_hour_coverage": busy["busy_hour_coverage"],
+                }
+                if k >= 2
+                else {}
+            ),
+        }
+
+    repeated = scores(real.reshape(-1, 168), np.repeat(generated, weeks, axis=0))
+    with rows_per_chunk(chunk):
+        by_station = scores(real, generated)
+    assert by_station == pytest.approx(repeated, rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 5])
+def test_per_series_results_computed_a_chunk_at_a_time_equal_the_whole(chunk):
+    rng = np.random.default_rng(11)
+    series = week_of_traffic(12, 3).reshape(4, 3, 168) + rng.normal(scale=0.1, size=(4, 3, 168))
+    series[1, 2] = 0.5  # a flat series: no peak hours, share 0
+    whole = (
+        daily_share(series),
+        daily_share(series, compat=True),
+        autocorrelation(series, 30),
+        peak_hours(series),
+    )
+    with rows_per_chunk(chunk):
+        chunked = (
+            daily_share(series),
+            daily_share(series, compat=True),
+            autocorrelation(series, 30),
+            peak_hours(series),
+        )
+    for a, b in zip(chunked, whole):
+        np.testing.assert_array_equal(a, b)
 
 
 # --- value and first-difference JSD ------------------------------------------------------------------------
@@ -385,7 +476,7 @@ def test_traffic_metrics_keys():
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda: value_jsd(np.ones(5), np.ones((2, 5))), r"value_jsd\(real\): expected a 2-D array"),
+        (lambda: value_jsd(np.ones(5), np.ones((2, 5))), r"value_jsd\(real\): expected a 2-D or 3-D array"),
         (
             lambda: value_jsd(np.ones((2, 5)), np.ones((2, 2, 2, 5))),
             r"value_jsd\(generated\): expected a 2-D or 3-D",

@@ -102,3 +102,42 @@ def test_busy_hour_bad_shapes_are_refused():
         busy_hour_dimensioning(real[0], real[0])
     with pytest.raises(DataError, match="positive real load"):
         busy_hour_dimensioning(np.zeros((2, 168)), np.ones((2, 2, 168)))
+
+
+def _whole_array_fit(series, steps_per_day=24, penalty=0.01):
+    """fit_day_ahead's formula on all day pairs at once (its docstring), for comparison."""
+    scale = np.median(np.abs(series[series != 0]))
+    days = series.reshape(len(series), -1, steps_per_day)
+    log = np.sign(days) * np.log1p(np.abs(days) / scale)
+    previous, following = log[:, :-1].reshape(-1, steps_per_day), log[:, 1:].reshape(-1, steps_per_day)
+    mu, nu = previous.mean(axis=0), following.mean(axis=0)
+    sigma = previous.std(axis=0)
+    sigma = np.where(sigma > 0, sigma, 1.0)
+    z = (previous - mu) / sigma
+    gram = z.T @ z + len(z) * penalty * np.eye(steps_per_day)
+    return mu, sigma, nu, np.linalg.solve(gram, z.T @ (following - nu))
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 2048])
+def test_fit_summed_a_chunk_of_series_at_a_time_is_the_whole_array_formula(monkeypatch, chunk):
+    import cellsynth.metrics._chunks as chunks
+
+    monkeypatch.setattr(chunks, "CHUNK_ROWS", chunk)
+    series = _weeks(11, 5, noise=0.3)
+    series[3, :24] = 0.0  # a quiet day
+    forecaster = fit_day_ahead(series)
+    for fitted, expected in zip(
+        (forecaster.feature_mean, forecaster.feature_std, forecaster.target_mean, forecaster.weights),
+        _whole_array_fit(series),
+    ):
+        np.testing.assert_allclose(fitted, expected, rtol=1e-10, atol=1e-13)
+
+
+def test_forecast_utility_does_not_depend_on_the_chunk_size(monkeypatch):
+    import cellsynth.metrics._chunks as chunks
+
+    train, held_out = _weeks(12, 0), _weeks(7, 1)
+    generated = _weeks(12, 2, noise=0.3).reshape(4, 3, 168)
+    whole = tstr_forecast_utility(train, generated, held_out)
+    monkeypatch.setattr(chunks, "CHUNK_ROWS", 2)
+    assert tstr_forecast_utility(train, generated, held_out) == pytest.approx(whole, rel=1e-12)

@@ -31,7 +31,11 @@ def memorisation_verdict(summary: dict[str, Any]) -> str:
     )
 
 
-def run_memorisation(train, held_out, generated, *, series, held_out_what, notes) -> dict[str, Any] | None:
+def run_memorisation(
+    train, held_out, generated, *, series, held_out_what, notes, scale=None
+) -> dict[str, Any] | None:
+    """:func:`cellsynth.metrics.memorisation_check` of the three sets of series (``scale`` as there), with
+    what was compared; ``None``, with a note saying why, when the check cannot run."""
     if len(held_out) == 0:
         notes.append(
             f"Memorisation check skipped: no held-out real series ({held_out_what}); evaluate on real data "
@@ -41,7 +45,7 @@ def run_memorisation(train, held_out, generated, *, series, held_out_what, notes
     if len(train) < 2:
         notes.append("Memorisation check skipped: it needs at least 2 whole training weeks.")
         return None
-    result = metrics.memorisation_check(train, held_out, generated)
+    result = metrics.memorisation_check(train, held_out, generated, scale=scale)
     return result | {
         "series": series,
         "held_out_series_are": held_out_what,

@@ -22,22 +22,33 @@ from cellsynth.data.io import write_text_atomic
 from cellsynth.data.model import Stations
 from cellsynth.metrics.catalog import METRICS
 
-__all__ = ["Evaluation", "StationComparison", "UserComparison"]
+__all__ = ["Evaluation", "StationComparison", "UserComparison", "normalise"]
+
+
+def normalise(values: np.ndarray, scale: float | np.ndarray) -> np.ndarray:
+    """``values / scale`` in float64, a new array: the values (float32 as loaded) cast to float64, then
+    divided in place, so that the cast is the only temporary."""
+    result = values.astype(np.float64)
+    result /= scale
+    return result
 
 
 @dataclass(frozen=True, eq=False)
 class StationComparison:
-    """The aligned, normalised arrays the station metrics were computed on (used by the report's figures).
+    """The aligned arrays the station metrics were computed on (used by the report's figures).
 
-    ``real[n, w, t, c]``: real station n, week w (``weeks`` of them), step t, channel c, divided by
-    ``scale[c]``; ``generated[m, k, t, c]``: generated station m, sample k. When ``paired``, real station n
-    and generated station n are the same station (``real_ids == generated_ids``).
+    ``real_values[n, w, t, c]``: real station n, week w (``weeks`` of them), step t, channel c, in the data's
+    units and dtype (float32 as loaded; a view of the loaded data when the stations line up in order);
+    ``generated_values[m, k, t, c]``: generated station m, sample k. The metrics score them divided by
+    ``scale[c]``, one channel at a time: :meth:`real_channel` and :meth:`generated_channel` give that
+    normalised float64 channel. When ``paired``, real station n and generated station n are the same
+    station (``real_ids == generated_ids``).
     """
 
     channels: tuple[str, ...]
     scale: np.ndarray
-    real: np.ndarray
-    generated: np.ndarray
+    real_values: np.ndarray
+    generated_values: np.ndarray
     real_stations: Stations
     generated_stations: Stations
     paired: bool
@@ -45,6 +56,25 @@ class StationComparison:
     step: pd.Timedelta
     start: pd.Timestamp
     memorisation: dict[str, Any] | None = None
+
+    def real_channel(self, c: int) -> np.ndarray:
+        """Channel ``c`` of the real data, normalised: ``[n, w, t]`` float64, a new array."""
+        return normalise(self.real_values[..., c], self.scale[c])
+
+    def generated_channel(self, c: int) -> np.ndarray:
+        """Channel ``c`` of the generated data, normalised: ``[m, k, t]`` float64, a new array."""
+        return normalise(self.generated_values[..., c], self.scale[c])
+
+    @property
+    def real(self) -> np.ndarray:
+        """Every channel of the real data normalised, ``[n, w, t, c]`` float64: a new array, of all channels
+        at once; :meth:`real_channel` makes one channel's."""
+        return normalise(self.real_values, self.scale)
+
+    @property
+    def generated(self) -> np.ndarray:
+        """Every channel of the generated data normalised, ``[m, k, t, c]`` float64 (see :attr:`real`)."""
+        return normalise(self.generated_values, self.scale)
 
 
 @dataclass(frozen=True, eq=False)

@@ -30,19 +30,18 @@ FORECAST_UTILITY = (
 )
 
 
-def note_outsized(generated: np.ndarray, real: np.ndarray, channels, notes: list[str]) -> None:
-    """Say so when generated values go far beyond the real ones (``[..., channel]`` arrays): the value JSDs
-    count them all in the one bin above the real range, whatever their size, so the JSDs see how many there
-    are but not how far out they go (docs/metrics.md)."""
-    for c, channel in enumerate(channels):
-        real_max, generated_max = real[..., c].max(), generated[..., c].max()
-        if generated_max > 2 * real_max:
-            beyond = float(np.mean(generated[..., c] > real_max))
-            notes.append(
-                f"{channel}: generated values reach {generated_max / real_max:.3g} times the largest real value "
-                f"({beyond:.2%} of generated values exceed it). The histogram JSDs count them in one bin above "
-                "the real range, not by how far out they are; look at the value histograms."
-            )
+def note_outsized(group: str, generated: np.ndarray, real: np.ndarray, notes: list[str]) -> None:
+    """Say so when the generated values of ``group`` (a channel, or users' traffic) go far beyond the real
+    ones: the value JSDs count them all in the one bin above the real range, whatever their size, so the JSDs
+    see how many there are but not how far out they go (docs/metrics.md)."""
+    real_max, generated_max = real.max(), generated.max()
+    if generated_max > 2 * real_max:
+        beyond = float(np.mean(generated > real_max))
+        notes.append(
+            f"{group}: generated values reach {generated_max / real_max:.3g} times the largest real value "
+            f"({beyond:.2%} of generated values exceed it). The histogram JSDs count them in one bin above "
+            "the real range, not by how far out they are; look at the value histograms."
+        )
 
 
 def traffic_scores(
@@ -57,7 +56,8 @@ def traffic_scores(
     notes: list[str],
     group: str,
 ) -> dict[str, dict[str, Any]]:
-    """One channel's metric entries. ``real`` [R, T]; ``generated`` [R, K, T] when paired, else [M, K, T].
+    """One channel's metric entries. ``real`` [R, T], or [N, W, T] (W periods of each station); ``generated``
+    [N, K, T] when paired (station n's samples, against each of its real periods), else [M, K, T].
 
     Each metric is computed on its own (rather than through :func:`metrics.traffic_metrics`) so that one
     metric undefined for these data (e.g. no peak hour in an all-flat generated set) is reported as missing,
@@ -101,13 +101,16 @@ def traffic_scores(
         score("weekly_profile_error", lambda: metrics.weekly_profile_error(real, generated, steps_per_day))
     score("peak_hour_jsd", lambda: metrics.peak_hour_jsd(real, generated, steps_per_day))
     if compat:
-        # The published code scores one sample per station (docs/metrics.md, "Compatibility").
-        first = generated[:, 0]
-        score("value_jsd_published", lambda: metrics.value_jsd(real, first, bins, compat=True))
-        score("diff_jsd_published", lambda: metrics.diff_jsd(real, first, bins, compat=True))
+        # The published code scores one sample per station (docs/metrics.md, "Compatibility"), paired with
+        # every real series of its station row by row: its diff_jsd differences neighbouring rows.
+        first, real_rows = generated[:, 0], real.reshape(-1, real.shape[-1])
+        if paired and real.ndim == 3:
+            first = np.repeat(first, real.shape[1], axis=0)
+        score("value_jsd_published", lambda: metrics.value_jsd(real_rows, first, bins, compat=True))
+        score("diff_jsd_published", lambda: metrics.diff_jsd(real_rows, first, bins, compat=True))
         score(
             "daily_periodic_rmse_published",
-            lambda: metrics.daily_periodic_rmse(real, first, steps_per_day, paired=paired, compat=True),
+            lambda: metrics.daily_periodic_rmse(real_rows, first, steps_per_day, paired=paired, compat=True),
         )
     return scores
 

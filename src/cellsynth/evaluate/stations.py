@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +22,7 @@ from cellsynth.evaluate.alignment import (
     span_in_words,
 )
 from cellsynth.evaluate.memorisation import memorisation_summary, run_memorisation
-from cellsynth.evaluate.result import Evaluation, StationComparison
+from cellsynth.evaluate.result import Evaluation, StationComparison, normalise
 from cellsynth.evaluate.scores import forecast_utility_scores, note_outsized, traffic_scores
 from cellsynth.evaluate.users import evaluate_users
 
@@ -59,74 +60,91 @@ def evaluate(
     check_step(real, synthetic, train)
     period, weeks, steps_per_day = align_time(real, synthetic, train, notes)
 
+    # Memory: the aligned arrays are the data as loaded (views when the stations line up in order), and the
+    # metrics get one channel at a time in float64 (docs/scale.md, "Evaluating at Milan size").
     generated_ids, positions = sample_index(synthetic.stations.ids)
-    generated_values = synthetic.select_channels(chosen).values[positions]  # [M, K, T, C]
+    generated_values = _take_rows(_channel_values(synthetic, chosen), positions)  # [M, K, T, C]
     generated_stations = synthetic.stations.take(positions[:, 0], generated_ids)
     real_index, paired = _pair_stations(real, generated_ids, notes)
-    real_values = real.select_channels(chosen).values[real_index, : weeks * period]
+    real_values = _take_rows(_channel_values(real, chosen), real_index)[:, : weeks * period]
     real_values = real_values.reshape(len(real_index), weeks, period, len(chosen))
 
     reference = train if train is not None else real
-    scale = _channel_maxima(reference.select_channels(chosen), "training" if train is not None else "real")
-    real_norm = real_values.astype(np.float64) / scale
-    generated_norm = generated_values.astype(np.float64) / scale
+    scale = _channel_maxima(reference, chosen, "training" if train is not None else "real")
+    aligned = StationComparison(
+        channels=chosen,
+        scale=scale,
+        real_values=real_values,
+        generated_values=generated_values,
+        real_stations=real.stations.subset(real_index),
+        generated_stations=generated_stations,
+        paired=paired,
+        steps_per_day=steps_per_day,
+        step=real.step,
+        start=real.start,
+    )
 
-    note_outsized(generated_norm, real_norm, chosen, notes)
     if train is not None:
         # Real data the generator was not trained on: the stations it was not trained on, or, when the real
         # data starts after the training data ends (future weeks of known stations), all of it.
-        train_values = train.select_channels(chosen).values
-        train_weeks = train_values.shape[1] // period
-        train_norm = train_values[:, : train_weeks * period] / scale  # [S stations, whole weeks, C]
+        train_weeks = train.n_steps // period
+        # [S stations, whole weeks, C]
+        train_values = _channel_values(train, chosen)[:, : train_weeks * period]
         later = real.start >= train.end
         held_out = ~np.isin(real.stations.ids.astype(str), train.stations.ids.astype(str)) | later
-        held_out_norm = real.select_channels(chosen).values[held_out, : weeks * period] / scale
+        held_out_values = _take_rows(_channel_values(real, chosen), np.flatnonzero(held_out))
+        held_out_values = held_out_values[:, : weeks * period]
     table = {}
-    n_real = len(real_index)
+    # The warnings about outsized values concern every metric of their channel, so they lead the notes.
+    outsized_notes: list[str] = []
+    metric_notes: list[str] = []
     for c, channel in enumerate(chosen):
-        real_series = real_norm[..., c].reshape(n_real * weeks, period)
-        generated_series = generated_norm[..., c]
-        if paired:
-            # Every real week of station n is paired with all of station n's samples.
-            generated_series = np.repeat(generated_series, weeks, axis=0)
+        real_channel = aligned.real_channel(c)  # [N, W, T]: each real week against the station's samples
+        generated_channel = aligned.generated_channel(c)  # [M, K, T]
+        note_outsized(channel, generated_channel, real_channel, outsized_notes)
         table[channel] = traffic_scores(
-            real_series,
-            generated_series,
+            real_channel,
+            generated_channel,
             unit=float(scale[c]),
             steps_per_day=steps_per_day,
             paired=paired,
             bins=bins,
             compat=compat,
-            notes=notes,
+            notes=metric_notes,
             group=channel,
         )
         if train is not None:
             # A station's consecutive weeks form one series, so day pairs also span week boundaries.
             table[channel] |= forecast_utility_scores(
-                train_norm[..., c],
-                generated_norm[..., c],
-                held_out_norm[..., c],
+                normalise(train_values[..., c], scale[c]),
+                generated_channel,
+                normalise(held_out_values[..., c], scale[c]),
                 unit=float(scale[c]),
                 steps_per_day=steps_per_day,
-                notes=notes,
+                notes=metric_notes,
                 group=channel,
             )
+        del real_channel, generated_channel  # before the next channel's are made
+    notes += outsized_notes + metric_notes
 
     memorisation = None
     if train is not None:
         memorisation = run_memorisation(
-            train_norm.reshape(-1, period, len(chosen)),
-            held_out_norm.reshape(-1, period, len(chosen)),
-            generated_norm.reshape(-1, period, len(chosen)),
+            train_values.reshape(-1, period, len(chosen)),
+            held_out_values.reshape(-1, period, len(chosen)),
+            generated_values.reshape(-1, period, len(chosen)),
+            scale=scale,
             series=f"{span_in_words(period, real.step)} per series ({_join(chosen)}), normalised, flattened",
             held_out_what="real weeks after the training data"
             if later
             else "real stations that are not training stations",
             notes=notes,
         )
+        aligned = dataclasses.replace(aligned, memorisation=memorisation)
 
     scale_source = "training" if train is not None else "real"
     k = generated_values.shape[1]
+    n_real = len(real_index)
     comparison = {
         "real": _describe_traffic(real),
         "synthetic": _describe_traffic(synthetic)
@@ -149,19 +167,6 @@ def evaluate(
             chosen, period, weeks, real.step, paired, scale_source, k, n_real, train
         ),
     }
-    aligned = StationComparison(
-        channels=chosen,
-        scale=scale,
-        real=real_norm,
-        generated=generated_norm,
-        real_stations=real.stations.subset(real_index),
-        generated_stations=generated_stations,
-        paired=paired,
-        steps_per_day=steps_per_day,
-        step=real.step,
-        start=real.start,
-        memorisation=memorisation,
-    )
     return Evaluation(
         kind="station_traffic",
         metrics=table,
@@ -221,9 +226,24 @@ def _resolve_channels(
     return chosen
 
 
-def _channel_maxima(reference: StationTraffic, role: str) -> np.ndarray:
-    maxima = reference.values.max(axis=(0, 1)).astype(np.float64)
-    for channel, maximum in zip(reference.channels, maxima):
+def _channel_values(data: StationTraffic, chosen: tuple[str, ...]) -> np.ndarray:
+    """``data``'s values [S, T, C] of the ``chosen`` channels in their order: the loaded array itself when
+    those are all its channels in its order, a copy of the chosen ones otherwise."""
+    return data.values if tuple(chosen) == tuple(data.channels) else data.select_channels(chosen).values
+
+
+def _take_rows(values: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``values[index]`` for an array ``index`` of row positions (any shape): a view when the positions are
+    consecutive rows in order (the same stations in the same order, the usual case), else a copy."""
+    flat = np.asarray(index).ravel()
+    if flat.size and np.array_equal(flat, np.arange(flat[0], flat[0] + flat.size)):
+        return values[flat[0] : flat[0] + flat.size].reshape(np.shape(index) + values.shape[1:])
+    return values[index]
+
+
+def _channel_maxima(reference: StationTraffic, chosen: tuple[str, ...], role: str) -> np.ndarray:
+    maxima = _channel_values(reference, chosen).max(axis=(0, 1)).astype(np.float64)
+    for channel, maximum in zip(chosen, maxima):
         if maximum <= 0:
             raise DataError(
                 f"channel {channel!r} is zero everywhere in the {role} data, so there is no maximum to "

@@ -87,7 +87,7 @@ def evaluate_users(
             real.traffic[:, : weeks * period].reshape(-1, period).astype(np.float64) / traffic_scale
         )
         generated_traffic = synthetic.traffic.astype(np.float64) / traffic_scale
-        note_outsized(generated_traffic[..., None], real_traffic[..., None], ["traffic"], notes)
+        note_outsized("traffic", generated_traffic, real_traffic, notes)
         # MSTDiff's table reports the value and first-difference JSDs and the daily-cycle RMSE; the other
         # distribution metrics of station traffic come along, as users are never paired.
         table["traffic"] = traffic_scores(

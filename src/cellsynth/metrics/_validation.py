@@ -26,14 +26,20 @@ def float_array(
     name: str,
     ndims: Sequence[int],
     layout: str,
+    keep_float_dtype: bool = False,
 ) -> np.ndarray:
     """``values`` as a float64 array of one of ``ndims`` dimensions, non-empty and finite.
 
     ``layout`` describes the expected axes for the error message, e.g. ``"[N stations, T steps]"``.
+    ``keep_float_dtype=True`` keeps an array that is already floating (float32 as loaded) as it is, for
+    callers that convert it to float64 a block at a time.
     """
     source = _where(function, name)
     try:
-        array = np.asarray(values, dtype=np.float64)
+        if keep_float_dtype and isinstance(values, np.ndarray) and values.dtype.kind == "f":
+            array = values
+        else:
+            array = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise DataError(f"cannot be read as a numeric array ({exc})", source=source) from exc
     if array.ndim not in ndims:
@@ -48,8 +54,10 @@ def float_array(
         raise DataError(
             f"is empty (shape {array.shape}); expected {layout} with every axis > 0", source=source
         )
-    bad = ~np.isfinite(array)
-    if bad.any():
+    # The minimum and the maximum are NaN if any value is, and reach any infinity: a check without a
+    # temporary the size of the array, which is only made to report what is wrong.
+    if not (np.isfinite(array.min()) and np.isfinite(array.max())):
+        bad = ~np.isfinite(array)
         first = tuple(int(i) for i in np.argwhere(bad)[0])
         kind = "NaN" if np.isnan(array[first]) else "infinite"
         raise DataError(
@@ -128,13 +136,14 @@ def as_samples(generated: np.ndarray) -> np.ndarray:
 
 
 def paired_generated(real: np.ndarray, generated: np.ndarray, *, function: str) -> np.ndarray:
-    """Check that ``generated`` [N, K, T] or [N, T] pairs with ``real`` [N, T]; return it as [N, K, T]."""
+    """Check that ``generated`` [N, K, T] or [N, T] pairs with ``real`` [N, T] or [N, W, T] (W periods of
+    each station, every one paired with the station's samples); return it as [N, K, T]."""
     samples = as_samples(generated)
+    n, steps = real.shape[0], real.shape[-1]
     require(
-        samples.shape[0] == real.shape[0] and samples.shape[2] == real.shape[1],
-        f"shape {generated.shape} does not pair with real {real.shape}: expected [N={real.shape[0]}, K, "
-        f"T={real.shape[1]}] or [N={real.shape[0]}, T={real.shape[1]}] (station i of generated is compared "
-        "with station i of real)",
+        samples.shape[0] == n and samples.shape[2] == steps,
+        f"shape {generated.shape} does not pair with real {real.shape}: expected [N={n}, K, T={steps}] or "
+        f"[N={n}, T={steps}] (station i of generated is compared with station i of real)",
         function=function,
         name="generated",
     )

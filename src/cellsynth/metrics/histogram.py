@@ -19,6 +19,8 @@ Definitions (docs/metrics.md, "Histograms and the JSD"):
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.spatial.distance import jensenshannon
@@ -40,11 +42,7 @@ def shared_bin_edges(x: ArrayLike, y: ArrayLike, bins: int = DEFAULT_BINS) -> np
     x_array = float_array(x, function="shared_bin_edges", name="x", ndims=range(1, 8), layout="of values")
     y_array = float_array(y, function="shared_bin_edges", name="y", ndims=range(1, 8), layout="of values")
     _check_bin_count(bins, "shared_bin_edges")
-    lo = min(x_array.min(), y_array.min())
-    hi = max(x_array.max(), y_array.max())
-    if lo == hi:
-        lo, hi = lo - 0.5, hi + 0.5
-    return np.linspace(lo, hi, bins + 1)
+    return _equal_width_edges(min(x_array.min(), y_array.min()), max(x_array.max(), y_array.max()), bins)
 
 
 def reference_bin_edges(reference: ArrayLike, bins: int = DEFAULT_BINS) -> np.ndarray:
@@ -55,7 +53,11 @@ def reference_bin_edges(reference: ArrayLike, bins: int = DEFAULT_BINS) -> np.nd
         reference, function="reference_bin_edges", name="reference", ndims=range(1, 8), layout="of values"
     )
     _check_bin_count(bins, "reference_bin_edges")
-    lo, hi = array.min(), array.max()
+    return _equal_width_edges(array.min(), array.max(), bins)
+
+
+def _equal_width_edges(lo: float, hi: float, bins: int) -> np.ndarray:
+    """``linspace(lo, hi, bins + 1)``, widened to ``[lo - 0.5, lo + 0.5]`` when ``lo == hi``."""
     if lo == hi:
         lo, hi = lo - 0.5, hi + 0.5
     return np.linspace(lo, hi, bins + 1)
@@ -142,10 +144,8 @@ def histogram_jsd(
         y_counts, _ = np.histogram(y_array, bins=int(bins))
         return float(jensenshannon(x_counts, y_counts, base=2.0))
     if reference:
-        edges = np.concatenate([[-np.inf], reference_bin_edges(x_array, int(bins)), [np.inf]])
-        # numpy's last bin is closed on the right: x's maximum belongs in the last inner bin, not above it
-        edges[-2] = np.nextafter(edges[-2], np.inf)
-    elif np.ndim(bins) == 0:
+        return chunked_reference_jsd(lambda: [x_array], [y_array], int(bins))
+    if np.ndim(bins) == 0:
         _check_bin_count(bins, "histogram_jsd")
         edges = shared_bin_edges(x_array, y_array, int(bins))
     else:
@@ -162,6 +162,36 @@ def histogram_jsd(
     x_counts, _ = np.histogram(x_array, bins=edges)
     y_counts, _ = np.histogram(y_array, bins=edges)
     return _js_divergence(x_counts / x_counts.sum(), y_counts / y_counts.sum())
+
+
+def chunked_reference_jsd(
+    x_chunks: Callable[[], Iterable[np.ndarray]], y_chunks: Iterable[np.ndarray], bins: int
+) -> float:
+    """``histogram_jsd(x, y, bins, reference=True)`` of values handed over chunk by chunk, so that only one
+    chunk of them need exist at a time (the traffic JSDs build each chunk's logarithms or differences from a
+    chunk of series).
+
+    ``x_chunks()`` is called twice: once for x's range ``[min, max]`` over all chunks, which fixes the edges
+    (:func:`reference_bin_edges` inside, ``(-inf, min x)`` and ``(max x, inf)`` outside), and once for x's
+    counts; ``y_chunks`` is read once. Each histogram is the sum of its chunks' counts on those edges, so
+    any chunking gives the counts, and the JSD, of the whole.
+    """
+    _check_bin_count(bins, "histogram_jsd")
+    low, high = np.inf, -np.inf
+    for chunk in x_chunks():
+        values = _chunk_values(chunk, "x")
+        low, high = min(low, values.min()), max(high, values.max())
+    inner = _equal_width_edges(low, high, int(bins))
+    # numpy's last bin is closed on the right: x's maximum belongs in the last inner bin, not above it
+    inner[-1] = np.nextafter(inner[-1], np.inf)
+    edges = np.concatenate([[-np.inf], inner, [np.inf]])
+    x_counts = sum(np.histogram(_chunk_values(chunk, "x"), bins=edges)[0] for chunk in x_chunks())
+    y_counts = sum(np.histogram(_chunk_values(chunk, "y"), bins=edges)[0] for chunk in y_chunks)
+    return _js_divergence(x_counts / x_counts.sum(), y_counts / y_counts.sum())
+
+
+def _chunk_values(chunk: np.ndarray, name: str) -> np.ndarray:
+    return float_array(chunk, function="histogram_jsd", name=name, ndims=range(1, 8), layout="of values")
 
 
 def _js_divergence(p: np.ndarray, q: np.ndarray) -> float:

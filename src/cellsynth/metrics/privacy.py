@@ -2,8 +2,11 @@
 
 Each series (a station's week, all channels) is one flattened feature vector; distances are Euclidean on the
 scale the caller passes (the evaluation uses the normalised scale, each channel divided by its training
-maximum, so channels weigh alike). Definitions, and the rule behind ``flagged``, are in docs/metrics.md,
-"Memorisation".
+maximum, so channels weigh alike; it passes the data as loaded with ``scale=`` and each block is divided as it
+is used). Definitions, and the rule behind ``flagged``, are in docs/metrics.md, "Memorisation".
+
+Memory: distances are taken between blocks of queries and blocks of references, each converted to float64
+(and divided by ``scale``) as it is used, so the temporaries are bounded by the blocks whatever the set sizes.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ DEFAULT_MAX_NEAR_COPY_SHARE = 0.25
 
 # Distance-matrix blocks hold at most this many entries (8 bytes each): 32 MB whatever the set sizes.
 _BLOCK_ENTRIES = 1 << 22
+# References per block: the query block then holds _BLOCK_ENTRIES // _REFERENCE_ROWS queries.
+_REFERENCE_ROWS = 2048
 
 
 def nearest_neighbour_distances(queries: ArrayLike, references: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -51,21 +56,52 @@ def nearest_neighbour_distances(queries: ArrayLike, references: ArrayLike) -> tu
 
 
 def _nearest(
-    queries: np.ndarray, references: np.ndarray, *, leave_one_out: bool = False
+    queries: np.ndarray,
+    references: np.ndarray,
+    *,
+    divisor: np.ndarray | None = None,
+    leave_one_out: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest reference of each query; ``leave_one_out`` (queries *are* the references): row i skips itself."""
-    reference_norms = np.einsum("ij,ij->i", references, references)
-    block = max(1, _BLOCK_ENTRIES // references.shape[0])
-    index = np.empty(queries.shape[0], dtype=np.int64)
-    for start in range(0, queries.shape[0], block):
-        chunk = queries[start : start + block]
-        # ||a||^2 is the same for every reference, so it does not change the argmin.
-        squared = reference_norms[np.newaxis, :] - 2.0 * (chunk @ references.T)
-        if leave_one_out:
-            rows = np.arange(chunk.shape[0])
-            squared[rows, start + rows] = np.inf
-        index[start : start + block] = squared.argmin(axis=1)
-    distance = np.linalg.norm(queries - references[index], axis=1)
+    """Nearest reference of each query; ``leave_one_out`` (queries *are* the references): row i skips itself.
+
+    Rows are taken as float64 divided by ``divisor`` [D] (when given), a block at a time. The references are
+    searched block by block, keeping each query's best so far; a later block wins only when strictly closer,
+    so ties go to the first reference, as one argmin over all of them would.
+    """
+
+    def features(rows: np.ndarray) -> np.ndarray:
+        block = np.asarray(rows, dtype=np.float64)
+        return block if divisor is None else block / divisor
+
+    n_queries, n_references = queries.shape[0], references.shape[0]
+    reference_rows = min(n_references, _REFERENCE_ROWS)
+    query_rows = max(1, _BLOCK_ENTRIES // reference_rows)
+    distance = np.empty(n_queries)
+    index = np.empty(n_queries, dtype=np.int64)
+    for start in range(0, n_queries, query_rows):
+        chunk = features(queries[start : start + query_rows])
+        rows = np.arange(chunk.shape[0])
+        best = np.full(chunk.shape[0], np.inf)
+        nearest = np.zeros(chunk.shape[0], dtype=np.int64)
+        for first in range(0, n_references, reference_rows):
+            block = features(references[first : first + reference_rows])
+            # ||b||^2 - 2 a.b, built in place in the product's array: one block-sized matrix. ||a||^2 is the
+            # same for every reference, so it does not change the argmin.
+            squared = chunk @ block.T
+            squared *= -2.0
+            squared += np.einsum("ij,ij->i", block, block)[np.newaxis, :]
+            if leave_one_out:
+                itself = start + rows - first  # column of query i's own row, where it lies in this block
+                mine = (itself >= 0) & (itself < block.shape[0])
+                squared[rows[mine], itself[mine]] = np.inf
+            closest = squared.argmin(axis=1)
+            closer = squared[rows, closest] < best
+            best[closer], nearest[closer] = squared[rows, closest][closer], first + closest[closer]
+        index[start : start + chunk.shape[0]] = nearest
+        # the distance itself taken directly, ||a - b||, so that an exact copy reads 0
+        distance[start : start + chunk.shape[0]] = np.linalg.norm(
+            chunk - features(references[nearest]), axis=1
+        )
     return distance, index
 
 
@@ -83,13 +119,14 @@ def membership_inference_auc(train: ArrayLike, holdout: ArrayLike, generated: Ar
     or generation for held-out stations.
     """
     function = "membership_inference_auc"
-    train_array, holdout_array, generated_array = _feature_sets(train, holdout, generated, function)
-    return _membership_auc(train_array, holdout_array, generated_array)
+    return _membership_auc(*_feature_sets(train, holdout, generated, None, function))
 
 
-def _membership_auc(train: np.ndarray, holdout: np.ndarray, generated: np.ndarray) -> float:
-    member_distance, _ = _nearest(train, generated)
-    non_member_distance, _ = _nearest(holdout, generated)
+def _membership_auc(
+    train: np.ndarray, holdout: np.ndarray, generated: np.ndarray, divisor: np.ndarray | None
+) -> float:
+    member_distance, _ = _nearest(train, generated, divisor=divisor)
+    non_member_distance, _ = _nearest(holdout, generated, divisor=divisor)
     # For each held-out series: members strictly closer to the generated set, plus half the ties
     # (the Mann-Whitney U count of pairs the attack orders correctly).
     ordered = np.sort(member_distance)
@@ -105,11 +142,15 @@ def memorisation_check(
     *,
     near_copy_quantile: float = DEFAULT_NEAR_COPY_QUANTILE,
     max_near_copy_share: float = DEFAULT_MAX_NEAR_COPY_SHARE,
+    scale: ArrayLike | None = None,
 ) -> dict[str, object]:
     """Distances of generated series to the training and held-out real series, and a copying verdict.
 
     ``train`` [N_train, ...], ``holdout`` [N_holdout, ...], ``generated`` [G, ...] with the same trailing
-    shape (e.g. [*, T] or [*, T, C]); each series is flattened into one vector. Returned keys:
+    shape (e.g. [*, T] or [*, T, C]); each series is flattened into one vector. ``scale`` (positive,
+    broadcast against one series' shape, e.g. [C] for [*, T, C] series): distances are those between
+    ``series / scale``, each block of series divided as it is used, so the sets can be passed in their own
+    units and dtype (float32 as loaded) without a scaled float64 copy of each. Returned keys:
 
     * ``dcr_train`` [G]: distance of each generated series to its closest training series;
     * ``dcr_holdout`` [G]: distance of each generated series to its closest held-out series;
@@ -131,7 +172,9 @@ def memorisation_check(
       or with noise small against the spread of real series, give a share near 1.
     """
     function = "memorisation_check"
-    train_array, holdout_array, generated_array = _feature_sets(train, holdout, generated, function)
+    train_array, holdout_array, generated_array, divisor = _feature_sets(
+        train, holdout, generated, scale, function
+    )
     require(
         0.0 <= near_copy_quantile <= 1.0,
         f"must be in [0, 1], got {near_copy_quantile!r}",
@@ -150,10 +193,10 @@ def memorisation_check(
         function=function,
         name="train",
     )
-    dcr_train, _ = _nearest(generated_array, train_array)
-    dcr_holdout, _ = _nearest(generated_array, holdout_array)
-    holdout_to_train, _ = _nearest(holdout_array, train_array)
-    train_to_train, _ = _nearest(train_array, train_array, leave_one_out=True)
+    dcr_train, _ = _nearest(generated_array, train_array, divisor=divisor)
+    dcr_holdout, _ = _nearest(generated_array, holdout_array, divisor=divisor)
+    holdout_to_train, _ = _nearest(holdout_array, train_array, divisor=divisor)
+    train_to_train, _ = _nearest(train_array, train_array, divisor=divisor, leave_one_out=True)
     threshold = float(np.quantile(np.concatenate([holdout_to_train, train_to_train]), near_copy_quantile))
     # <= so that verbatim copies still count when enough real series duplicate training ones to make the
     # threshold 0.
@@ -168,17 +211,25 @@ def memorisation_check(
         "dcr_ratio": ratio,
         "near_copy_threshold": threshold,
         "near_copy_share": near_copy_share,
-        "membership_auc": _membership_auc(train_array, holdout_array, generated_array),
+        "membership_auc": _membership_auc(train_array, holdout_array, generated_array, divisor),
         "flagged": bool(near_copy_share > max_near_copy_share),
     }
 
 
 def _feature_sets(
-    train: ArrayLike, holdout: ArrayLike, generated: ArrayLike, function: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The three sets as [n, D] float arrays, one flattened series per row, with a common D."""
+    train: ArrayLike, holdout: ArrayLike, generated: ArrayLike, scale: ArrayLike | None, function: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """The three sets as [n, D] float arrays (float32 kept as it is), one flattened series per row, with a
+    common D, and ``scale`` as a divisor of each of the D features (``None`` without one)."""
     arrays = {
-        name: float_array(values, function=function, name=name, ndims=range(2, 8), layout="[series, ...]")
+        name: float_array(
+            values,
+            function=function,
+            name=name,
+            ndims=range(2, 8),
+            layout="[series, ...]",
+            keep_float_dtype=True,
+        )
         for name, values in (("train", train), ("holdout", holdout), ("generated", generated))
     }
     trailing = arrays["train"].shape[1:]
@@ -192,4 +243,17 @@ def _feature_sets(
     train_array, holdout_array, generated_array = (
         arrays[name].reshape(arrays[name].shape[0], -1) for name in ("train", "holdout", "generated")
     )
-    return train_array, holdout_array, generated_array
+    if scale is None:
+        return train_array, holdout_array, generated_array, None
+    divisor = float_array(scale, function=function, name="scale", ndims=range(0, 8), layout="of divisors")
+    require(bool(np.all(divisor > 0)), "must be positive", function=function, name="scale")
+    try:
+        divisor = np.broadcast_to(divisor, trailing).ravel()
+    except ValueError:
+        require(
+            False,
+            f"shape {divisor.shape} does not broadcast against one series' shape {trailing}",
+            function=function,
+            name="scale",
+        )
+    return train_array, holdout_array, generated_array, divisor

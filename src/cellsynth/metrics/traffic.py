@@ -4,51 +4,58 @@ Callers pass values on the scale they want scored; the evaluation protocol score
 (each channel divided by its maximum over the *training* data) and reports the original scale too. Every
 formula here is written out in docs/metrics.md; the docstrings repeat it.
 
-Shapes: ``real`` is [N series, T steps]. ``generated`` is either paired with it, [N, K samples, T] or [N, T]
-(K = 1; series i was generated for the station of real series i), or, for the distribution metrics, any
-[M, T] / [M, K, T] set of generated series.
+Shapes: ``real`` is [N series, T steps], or [N stations, W periods, T steps] for several real weeks of each
+station (the distribution metrics pool them as N W series; the paired metrics pair every one of them with the
+station's generated samples). ``generated`` is either paired with it, [N, K samples, T] or [N, T] (K = 1;
+series i was generated for the station of real series i), or, for the distribution metrics, any [M, T] /
+[M, K, T] set of generated series.
+
+Memory: every metric works a chunk of series at a time (:mod:`cellsynth.metrics._chunks`), so its temporaries
+are bounded by the chunk; only the inputs and per-series results grow with the number of series.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numpy.typing import ArrayLike
 
+from cellsynth.metrics._chunks import map_series, row_chunks, series_chunks, series_rows
 from cellsynth.metrics._validation import float_array, paired_generated, require
-from cellsynth.metrics.histogram import DEFAULT_BINS, histogram_jsd, integer_bin_edges
+from cellsynth.metrics.histogram import DEFAULT_BINS, chunked_reference_jsd, histogram_jsd, integer_bin_edges
 
 #: Default steps per day (hourly data); MSTDiff's 30-minute data uses 48.
 DEFAULT_STEPS_PER_DAY = 24
 
-_REAL_LAYOUT = "[N series, T steps]"
+_REAL_LAYOUT = "[N series, T steps] or [N stations, W periods, T steps]"
 _GENERATED_LAYOUT = "[M series, T steps] or [N series, K samples, T steps]"
 
 
-#: Series at a time in the metrics that sum over series (paired errors, coverages, mean autocorrelation): it
-#: bounds their temporaries (each about ``8 * _CHUNK_ROWS * K * T`` bytes) whatever the number of stations.
-_CHUNK_ROWS = 2048
-
-
-def _row_chunks(rows: int):
-    """Slices of ``range(rows)`` of at most ``_CHUNK_ROWS`` rows each."""
-    size = _CHUNK_ROWS
-    for start in range(0, rows, size):
-        yield slice(start, min(start + size, rows))
-
-
 def _real(values: ArrayLike, function: str) -> np.ndarray:
-    return float_array(values, function=function, name="real", ndims=(2,), layout=_REAL_LAYOUT)
+    return float_array(values, function=function, name="real", ndims=(2, 3), layout=_REAL_LAYOUT)
 
 
 def _generated(values: ArrayLike, function: str) -> np.ndarray:
     return float_array(values, function=function, name="generated", ndims=(2, 3), layout=_GENERATED_LAYOUT)
 
 
+def _paired_chunks(real: np.ndarray, samples: np.ndarray):
+    """``(truth [n, T], draws [n, K, T])``, a chunk of whole stations at a time, for ``real`` [N, T] or
+    [N, W, T] and ``samples`` [N, K, T]: real series ``n W + w`` is paired with station n's samples, which are
+    repeated over the W periods within the chunk only."""
+    periods = real.shape[1] if real.ndim == 3 else 1
+    for rows in row_chunks(len(real), periods):
+        draws = samples[rows]
+        yield series_rows(real[rows]), draws if periods == 1 else np.repeat(draws, periods, axis=0)
+
+
 def paired_errors(real: ArrayLike, generated: ArrayLike) -> dict[str, float]:
     """Point errors of paired generation: generated series i is scored against real series i.
 
-    ``real`` [N, T]; ``generated`` [N, K, T] (K samples per station) or [N, T] (K = 1). With ``g_k`` the k-th
-    sample and ``mean_k g`` the sample mean, averages running over all n, t:
+    ``real`` [N, T] (or [N, W, T]: each of a station's W periods against its samples); ``generated``
+    [N, K, T] (K samples per station) or [N, T] (K = 1). With ``g_k`` the k-th sample and ``mean_k g`` the
+    sample mean, averages running over all real series n and steps t:
 
     * ``mae``  = mean over k of ``mean |g_k - real|`` (equal to the MAE over all samples);
     * ``rmse`` = mean over k of ``sqrt(mean (g_k - real)^2)`` (the RMSE of one sample, averaged over samples);
@@ -63,8 +70,7 @@ def paired_errors(real: ArrayLike, generated: ArrayLike) -> dict[str, float]:
     real_array = _real(real, function)
     samples = paired_generated(real_array, _generated(generated, function), function=function)
     sums = {"abs": 0.0, "squared_per_sample": 0.0, "abs_of_mean": 0.0, "squared_of_mean": 0.0, "crps": 0.0}
-    for rows in _row_chunks(len(real_array)):
-        truth, draws = real_array[rows], samples[rows]
+    for truth, draws in _paired_chunks(real_array, samples):
         error = draws - truth[:, np.newaxis, :]
         mean_error = draws.mean(axis=1) - truth
         sums["abs"] += np.abs(error).sum()
@@ -123,7 +129,17 @@ def value_jsd(
     if compat:
         generated_array = np.clip(generated_array, 0.0, None)
         return histogram_jsd(real_array, generated_array, bins, compat=True)
-    return histogram_jsd(real_array, generated_array, bins, reference=True)
+    return _reference_jsd(real_array, generated_array, bins, lambda chunk: chunk)
+
+
+def _reference_jsd(
+    real: np.ndarray, generated: np.ndarray, bins: int, transform: Callable[[np.ndarray], np.ndarray]
+) -> float:
+    """``histogram_jsd(transform(real), transform(generated), bins, reference=True)`` for a ``transform``
+    that works series by series, computed a chunk of series at a time (:func:`chunked_reference_jsd`)."""
+    return chunked_reference_jsd(
+        lambda: map(transform, series_chunks(real)), map(transform, series_chunks(generated)), bins
+    )
 
 
 def log_value_jsd(real: ArrayLike, generated: ArrayLike, bins: int = DEFAULT_BINS) -> float:
@@ -141,19 +157,20 @@ def log_value_jsd(real: ArrayLike, generated: ArrayLike, bins: int = DEFAULT_BIN
     real_array = _real(real, function)
     generated_array = _generated(generated, function)
     for name, array in (("real", real_array), ("generated", generated_array)):
-        negative = array < 0
-        require(
-            not negative.any(),
-            f"traffic must be non-negative for the log scale; {int(negative.sum())} value(s) below 0, the "
-            f"smallest {array.min():g}",
-            function=function,
-            name=name,
-        )
+        smallest = array.min()
+        if smallest < 0:  # counting needs a temporary the size of the array: only to say what is wrong
+            require(
+                False,
+                f"traffic must be non-negative for the log scale; {int((array < 0).sum())} value(s) below 0, "
+                f"the smallest {smallest:g}",
+                function=function,
+                name=name,
+            )
+    # The median needs the positive real values themselves: one copy of them, partitioned in place.
     positive = real_array[real_array > 0]
-    scale = float(np.median(positive)) if positive.size else 1.0
-    return histogram_jsd(
-        np.log1p(real_array / scale), np.log1p(generated_array / scale), bins, reference=True
-    )
+    scale = float(np.median(positive, overwrite_input=True)) if positive.size else 1.0
+    del positive
+    return _reference_jsd(real_array, generated_array, bins, lambda chunk: np.log1p(chunk / scale))
 
 
 def diff_jsd(
@@ -170,7 +187,7 @@ def diff_jsd(
     that carries no temporal meaning), each set binned on its own range, and the JS distance sqrt(JSD).
     """
     function = "diff_jsd"
-    real_array = _real(real, function)
+    real_array = series_rows(_real(real, function))
     generated_array = _generated(generated, function)
     axis = 0 if compat else -1
     for name, array in (("real", real_array), ("generated", generated_array)):
@@ -182,13 +199,8 @@ def diff_jsd(
         )
     if compat:
         generated_array = np.clip(generated_array, 0.0, None)
-    return histogram_jsd(
-        np.diff(real_array, axis=axis),
-        np.diff(generated_array, axis=axis),
-        bins,
-        compat=compat,
-        reference=not compat,
-    )
+        return histogram_jsd(np.diff(real_array, axis=0), np.diff(generated_array, axis=0), bins, compat=True)
+    return _reference_jsd(real_array, generated_array, bins, lambda chunk: np.diff(chunk, axis=-1))
 
 
 def daily_share(
@@ -210,6 +222,10 @@ def daily_share(
     function = "daily_share"
     values = float_array(series, function=function, name="series", ndims=range(1, 8), layout="[..., T steps]")
     day_index = _day_index(values.shape[-1], steps_per_day, function)
+    return map_series(lambda chunk: _daily_share(chunk, day_index, compat), values)
+
+
+def _daily_share(values: np.ndarray, day_index: int, compat: bool) -> np.ndarray:
     spectrum = np.abs(np.fft.rfft(values, axis=-1))
     daily = spectrum[..., day_index]
     if compat:
@@ -233,7 +249,8 @@ def daily_periodic_rmse(
     """RMSE between the daily-frequency shares (:func:`daily_share`) of real and generated series.
 
     * ``paired=True``: ``generated`` is [N, K, T] or [N, T] and sample k of station i is compared with real
-      station i: ``mean over k of sqrt(mean over i (s_gen[i, k] - s_real[i])^2)``.
+      station i: ``mean over k of sqrt(mean over i (s_gen[i, k] - s_real[i])^2)`` (with ``real`` [N, W, T],
+      the mean runs over every period w of every station i, each against ``s_gen[i, k]``).
     * ``paired=False``: the two sets are compared at matched quantiles: with Q = max(N, M) series-level
       shares per set (generated samples pooled) and ``p_j = (j + 1/2) / Q``, ``j = 0..Q-1``,
       ``sqrt(mean_j (quantile_gen(p_j) - quantile_real(p_j))^2)`` using the "hazen" quantile (which, for
@@ -257,8 +274,9 @@ def daily_periodic_rmse(
         if not np.all(spectrum.sum(axis=-1) > 0):
             generated_share = spectrum[..., _day_index(generated_array.shape[-1], steps_per_day, function)]
     if paired:
-        squared = (generated_share - real_share[:, np.newaxis]) ** 2
-        return float(np.sqrt(squared.mean(axis=0)).mean())
+        by_station = real_share.reshape(len(real_share), -1, 1)  # [N, W periods, 1]
+        squared = (generated_share[:, np.newaxis, :] - by_station) ** 2  # [N, W, K]
+        return float(np.sqrt(squared.mean(axis=(0, 1))).mean())
     return _quantile_matched_rmse(real_share.ravel(), generated_share.ravel())
 
 
@@ -281,8 +299,12 @@ def autocorrelation(series: ArrayLike, max_lag: int) -> np.ndarray:
     """
     function = "autocorrelation"
     values = float_array(series, function=function, name="series", ndims=range(1, 8), layout="[..., T steps]")
+    _check_max_lag(max_lag, values.shape[-1], function)
+    return map_series(lambda chunk: _autocorrelation(chunk, max_lag), values)
+
+
+def _autocorrelation(values: np.ndarray, max_lag: int) -> np.ndarray:
     steps = values.shape[-1]
-    _check_max_lag(max_lag, steps, function)
     centred = values - values.mean(axis=-1, keepdims=True)
     # Zero-padding to >= 2T turns the FFT's circular correlation into the ordinary (linear) one.
     size = 1 << int(np.ceil(np.log2(2 * steps)))
@@ -328,9 +350,8 @@ def acf_distance(
 
 def _mean_autocorrelation(values: np.ndarray, max_lag: int) -> np.ndarray:
     """:func:`autocorrelation` averaged over all series of ``values`` [..., T], a chunk of series at a time."""
-    series = values.reshape(-1, values.shape[-1])
-    total = sum(autocorrelation(series[rows], max_lag).sum(axis=0) for rows in _row_chunks(len(series)))
-    return total / len(series)
+    total = sum(_autocorrelation(chunk, max_lag).sum(axis=0) for chunk in series_chunks(values))
+    return total / (values.size // values.shape[-1])
 
 
 def weekly_profile(series: ArrayLike, steps_per_day: int = DEFAULT_STEPS_PER_DAY) -> np.ndarray:
@@ -385,6 +406,10 @@ def peak_hours(series: ArrayLike, steps_per_day: int = DEFAULT_STEPS_PER_DAY) ->
     function = "peak_hours"
     values = float_array(series, function=function, name="series", ndims=range(1, 8), layout="[..., T steps]")
     _check_whole_days(values.shape[-1], steps_per_day, function, "series")
+    return map_series(lambda chunk: _peak_hours(chunk, steps_per_day), values)
+
+
+def _peak_hours(values: np.ndarray, steps_per_day: int) -> np.ndarray:
     days = values.reshape(-1, steps_per_day)
     has_peak = days.max(axis=1) > days.min(axis=1)
     return (24 * days[has_peak].argmax(axis=1)) // steps_per_day
@@ -411,9 +436,10 @@ def peak_hour_jsd(real: ArrayLike, generated: ArrayLike, steps_per_day: int = DE
 def coverage(real: ArrayLike, generated: ArrayLike, lower: float = 0.05, upper: float = 0.95) -> float:
     """Share of real values inside the generated per-step band across samples.
 
-    ``real`` [N, T]; ``generated`` [N, K, T] with K >= 2 samples per station. For each station i and step t
-    the band is ``[quantile_k(g[i, k, t], lower), quantile_k(g[i, k, t], upper)]`` (numpy's default linear
-    quantile) and ``coverage = mean over i, t of 1[band_lo <= real[i, t] <= band_hi]``.
+    ``real`` [N, T] (or [N, W, T], each period against its station's band); ``generated`` [N, K, T] with
+    K >= 2 samples per station. For each station i and step t the band is
+    ``[quantile_k(g[i, k, t], lower), quantile_k(g[i, k, t], upper)]`` (numpy's default linear quantile) and
+    ``coverage = mean over i, t of 1[band_lo <= real[i, t] <= band_hi]``.
 
     A band estimated from K samples is narrower than the true one: for a calibrated generator (the real value
     drawn like the samples) the expected score is about ``(upper - lower) (K - 1) / (K + 1)``, 0.54 with
@@ -439,9 +465,9 @@ def coverage(real: ArrayLike, generated: ArrayLike, lower: float = 0.05, upper: 
         name="lower, upper",
     )
     inside = 0
-    for rows in _row_chunks(len(real_array)):
-        band_low, band_high = np.quantile(samples[rows], [lower, upper], axis=1)
-        inside += np.count_nonzero((band_low <= real_array[rows]) & (real_array[rows] <= band_high))
+    for truth, draws in _paired_chunks(real_array, samples):
+        band_low, band_high = np.quantile(draws, [lower, upper], axis=1)
+        inside += np.count_nonzero((band_low <= truth) & (truth <= band_high))
     return inside / real_array.size
 
 
@@ -449,8 +475,8 @@ def band_coverage(real: ArrayLike, generated: ArrayLike, lower: float = 0.05, up
     """Share of real values inside the per-station, per-step ``lower``-``upper`` band of the generated
     samples, counted so that a calibrated generator scores ``upper - lower`` (0.9) for any K >= 2.
 
-    ``real`` [N, T]; ``generated`` [N, K, T]. For station i and step t, with samples ``g_1..g_K`` and real
-    value ``y``, let ``r_lo = #{k: g_k < y}`` and ``r_hi = #{k: g_k <= y}``. If ``y`` were drawn like the
+    ``real`` [N, T] (or [N, W, T], each period against its station's samples); ``generated`` [N, K, T]. For
+    station i and step t, with samples ``g_1..g_K`` and real value ``y``, let ``r_lo = #{k: g_k < y}`` and ``r_hi = #{k: g_k <= y}``. If ``y`` were drawn like the
     samples (exchangeable with them), its probability integral transform would be uniform on
     ``[a, b] = [r_lo / (K + 1), (r_hi + 1) / (K + 1)]`` (the non-randomised PIT of Czado, Gneiting and Held,
     2009; ties widen the interval), so the hour counts by the share of that interval inside the band:
@@ -484,9 +510,9 @@ def band_coverage(real: ArrayLike, generated: ArrayLike, lower: float = 0.05, up
         name="lower, upper",
     )
     k, inside = samples.shape[1], 0.0
-    for rows in _row_chunks(len(real_array)):
-        truth = real_array[rows, np.newaxis, :]
-        below, at_or_below = (samples[rows] < truth).sum(axis=1), (samples[rows] <= truth).sum(axis=1)
+    for real_chunk, draws in _paired_chunks(real_array, samples):
+        truth = real_chunk[:, np.newaxis, :]
+        below, at_or_below = (draws < truth).sum(axis=1), (draws <= truth).sum(axis=1)
         pit_low, pit_high = below / (k + 1), (at_or_below + 1) / (k + 1)
         share = np.clip(np.minimum(pit_high, upper) - np.maximum(pit_low, lower), 0.0, None)
         inside += (share / (pit_high - pit_low)).sum()

@@ -7,7 +7,9 @@
 * **Busy-hour dimensioning** (:func:`busy_hour_dimensioning`): capacity is planned on peaks, not means, so
   each station's P95 hourly load and its busy-hour (maximum) load are compared between real and generated.
 
-Pure functions on numpy arrays; bad input raises :class:`cellsynth.errors.DataError`.
+Pure functions on numpy arrays; bad input raises :class:`cellsynth.errors.DataError`. Both work a chunk of
+series at a time (:mod:`cellsynth.metrics._chunks`): the forecaster's fit sums over day pairs chunk by chunk,
+so the temporaries are bounded by the chunk.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
+from cellsynth.metrics._chunks import map_series, row_chunks
 from cellsynth.metrics._validation import float_array, paired_generated, require
 
 __all__ = [
@@ -51,6 +54,20 @@ def day_pairs(series: np.ndarray, steps_per_day: int, *, function: str, name: st
     """Every (day d, day d + 1) pair within each series: ``(previous, following)``, each [P, steps_per_day]
     with ``P = S (T / steps_per_day - 1)``. Pairs never span two series. T must be a whole number of days,
     at least 2."""
+    _check_days(series, steps_per_day, function=function, name=name)
+    days = series.reshape(series.shape[0], series.shape[-1] // steps_per_day, steps_per_day)
+    return days[:, :-1].reshape(-1, steps_per_day), days[:, 1:].reshape(-1, steps_per_day)
+
+
+def _day_pair_chunks(series: np.ndarray, steps_per_day: int, *, function: str, name: str):
+    """:func:`day_pairs` of a chunk of series at a time, in order: ``(previous, following)`` per chunk."""
+    _check_days(series, steps_per_day, function=function, name=name)
+    for rows in row_chunks(len(series)):
+        yield day_pairs(series[rows], steps_per_day, function=function, name=name)
+
+
+def _check_days(series: np.ndarray, steps_per_day: int, *, function: str, name: str) -> None:
+    """T must be a whole number of at least 2 days of ``steps_per_day`` steps."""
     require(
         isinstance(steps_per_day, int | np.integer) and steps_per_day >= 1,
         f"steps_per_day must be a positive integer, got {steps_per_day!r}",
@@ -66,15 +83,13 @@ def day_pairs(series: np.ndarray, steps_per_day: int, *, function: str, name: st
         function=function,
         name=name,
     )
-    days = series.reshape(series.shape[0], steps // steps_per_day, steps_per_day)
-    return days[:, :-1].reshape(-1, steps_per_day), days[:, 1:].reshape(-1, steps_per_day)
 
 
 def log_scale(reference: np.ndarray) -> float:
     """The unit ``s`` of the forecaster's log transform: the median of the strictly positive absolute values
     of ``reference`` (1 if there are none), so the transform does not depend on the data's units."""
-    positive = np.abs(reference[reference != 0])
-    return float(np.median(positive)) if positive.size else 1.0
+    positive = np.abs(reference[reference != 0])  # the median needs them: one copy, partitioned in place
+    return float(np.median(positive, overwrite_input=True)) if positive.size else 1.0
 
 
 def _to_log(values: np.ndarray, scale: float) -> np.ndarray:
@@ -121,7 +136,8 @@ def fit_day_ahead(
         W = (Z^T Z + P penalty I)^-1 Z^T C,
 
     so a forecast is ``x_hat = sign(v) s (exp(|v|) - 1)`` with ``v = z W + nu``. Deterministic: no random
-    state, no iterations.
+    state, no iterations. The sums behind mu, sigma, nu, ``Z^T Z`` and ``Z^T C`` run over a chunk of series
+    at a time (three passes: means, deviations, products), so no array of all day pairs is made.
     """
     function = "fit_day_ahead"
     data = _series(series, function, "series")
@@ -138,14 +154,26 @@ def fit_day_ahead(
         function=function,
         name="scale",
     )
-    previous, following = day_pairs(data, steps_per_day, function=function, name="series")
-    features, targets = _to_log(previous, unit), _to_log(following, unit)
-    feature_mean, target_mean = features.mean(axis=0), targets.mean(axis=0)
-    feature_std = features.std(axis=0)
+
+    def log_pairs():
+        for previous, following in _day_pair_chunks(data, steps_per_day, function=function, name="series"):
+            yield _to_log(previous, unit), _to_log(following, unit)
+
+    pairs, feature_sum, target_sum = 0, 0.0, 0.0
+    for features, targets in log_pairs():
+        pairs += len(features)
+        feature_sum, target_sum = feature_sum + features.sum(axis=0), target_sum + targets.sum(axis=0)
+    feature_mean, target_mean = feature_sum / pairs, target_sum / pairs
+    squared_deviation = sum(((features - feature_mean) ** 2).sum(axis=0) for features, _ in log_pairs())
+    feature_std = np.sqrt(squared_deviation / pairs)
     feature_std = np.where(feature_std > 0, feature_std, 1.0)
-    standardised = (features - feature_mean) / feature_std
-    gram = standardised.T @ standardised + len(standardised) * penalty * np.eye(steps_per_day)
-    weights = np.linalg.solve(gram, standardised.T @ (targets - target_mean))
+    gram = pairs * penalty * np.eye(steps_per_day)
+    moment = np.zeros((steps_per_day, steps_per_day))
+    for features, targets in log_pairs():
+        standardised = (features - feature_mean) / feature_std
+        gram += standardised.T @ standardised
+        moment += standardised.T @ (targets - target_mean)
+    weights = np.linalg.solve(gram, moment)
     return DayAheadForecaster(unit, feature_mean, feature_std, target_mean, weights)
 
 
@@ -153,8 +181,21 @@ def forecast_mae(forecaster: DayAheadForecaster, series: ArrayLike, steps_per_da
     """Mean absolute error of ``forecaster`` over every day pair of ``series`` [S, T] (T whole days >= 2):
     ``mean over pairs p and steps s of |x_hat[p, s] - x_next[p, s]|``, in the units of ``series``."""
     data = _series(series, "forecast_mae", "series")
-    previous, following = day_pairs(data, steps_per_day, function="forecast_mae", name="series")
-    return float(np.abs(forecaster.predict(previous) - following).mean())
+    return _mean_absolute_error(
+        forecaster.predict, data, steps_per_day, function="forecast_mae", name="series"
+    )
+
+
+def _mean_absolute_error(
+    forecast, series: np.ndarray, steps_per_day: int, *, function: str, name: str
+) -> float:
+    """``mean over pairs p and steps s of |forecast(x_prev)[p, s] - x_next[p, s]|`` over every day pair of
+    ``series`` [S, T], summed a chunk of series at a time."""
+    total, count = 0.0, 0
+    for previous, following in _day_pair_chunks(series, steps_per_day, function=function, name=name):
+        total += np.abs(forecast(previous) - following).sum()
+        count += following.size
+    return float(total / count)
 
 
 def tstr_forecast_utility(
@@ -187,17 +228,19 @@ def tstr_forecast_utility(
     train = _series(real_train, function, "real_train")
     synthetic = _series(generated, function, "generated")
     held_out = _series(real_held_out, function, "real_held_out")
-    day_pairs(synthetic, steps_per_day, function=function, name="generated")
-    test_previous, test_following = day_pairs(
-        held_out, steps_per_day, function=function, name="real_held_out"
-    )
+    _check_days(synthetic, steps_per_day, function=function, name="generated")
+    _check_days(held_out, steps_per_day, function=function, name="real_held_out")
     unit = log_scale(train)
 
-    def held_out_mae(series: np.ndarray) -> float:
-        forecaster = fit_day_ahead(series, steps_per_day, scale=unit, penalty=penalty)
-        return float(np.abs(forecaster.predict(test_previous) - test_following).mean())
+    def held_out_mae(forecast) -> float:
+        return _mean_absolute_error(
+            forecast, held_out, steps_per_day, function=function, name="real_held_out"
+        )
 
-    mae_generated, mae_real = held_out_mae(synthetic), held_out_mae(train)
+    def trained_on(series: np.ndarray):
+        return fit_day_ahead(series, steps_per_day, scale=unit, penalty=penalty).predict
+
+    mae_generated, mae_real = held_out_mae(trained_on(synthetic)), held_out_mae(trained_on(train))
     if mae_generated > 0:
         utility = mae_real / mae_generated
     else:
@@ -206,7 +249,7 @@ def tstr_forecast_utility(
         "utility": float(utility),
         "mae_generated": mae_generated,
         "mae_real": mae_real,
-        "mae_previous_day": float(np.abs(test_previous - test_following).mean()),
+        "mae_previous_day": held_out_mae(lambda previous: previous),
     }
 
 
@@ -221,6 +264,10 @@ def busy_hour_dimensioning(
 
         p95_error = sum_i |q_hat_i - q_i| / sum_i q_i
 
+    ``real`` [N, W, T] (W periods of each station) dimensions every period against its station's samples:
+    the sums run over all N W real series, series (i, w) against ``q_hat_i``, as if the samples were repeated
+    over the periods; so does the coverage's mean below.
+
     (relative to the total real P95 load, so busy stations weigh more and an idle station does not divide by
     zero; 0 when every sample's quantile equals the real one). With ``b_i = max_t real[i, t]`` (the busy-hour
     load) and ``b_ik`` the same for each sample, for K >= 2
@@ -229,11 +276,18 @@ def busy_hour_dimensioning(
 
     the share of stations whose real busy hour lies within the samples' range. If the real week were drawn
     like the samples, it would be ``(K - 1) / (K + 1)`` in expectation (0.6 with 4 samples, 0.9 with 19):
-    returned as ``busy_hour_coverage_expected``. Per-station arrays: ``p95_real`` [N], ``p95_generated``
-    [N, K], ``busy_hour_real`` [N], ``busy_hour_generated`` [N, K].
+    returned as ``busy_hour_coverage_expected``. Per-station arrays: ``p95_real`` [N] (or [N, W]),
+    ``p95_generated`` [N, K], ``busy_hour_real`` [N] (or [N, W]), ``busy_hour_generated`` [N, K]. The quantiles
+    are taken a chunk of series at a time.
     """
     function = "busy_hour_dimensioning"
-    real_array = float_array(real, function=function, name="real", ndims=(2,), layout="[N stations, T steps]")
+    real_array = float_array(
+        real,
+        function=function,
+        name="real",
+        ndims=(2, 3),
+        layout="[N stations, T steps] or [N stations, W periods, T steps]",
+    )
     generated_array = float_array(
         generated,
         function=function,
@@ -248,8 +302,11 @@ def busy_hour_dimensioning(
         function=function,
         name="quantile",
     )
-    p95_real = np.quantile(real_array, quantile, axis=-1)
-    p95_generated = np.quantile(samples, quantile, axis=-1)
+
+    def load_quantile(values: np.ndarray) -> np.ndarray:
+        return map_series(lambda chunk: np.quantile(chunk, quantile, axis=-1), values)
+
+    p95_real, p95_generated = load_quantile(real_array), load_quantile(samples)
     total = p95_real.sum()
     require(
         total > 0,
@@ -258,8 +315,12 @@ def busy_hour_dimensioning(
         name="real",
     )
     busy_real, busy_generated = real_array.max(axis=-1), samples.max(axis=-1)
+    n = len(real_array)
+    # [N, W]: each station's real periods, each against the station's samples (W = 1 for [N, T])
+    p95_by_station, busy_by_station = p95_real.reshape(n, -1), busy_real.reshape(n, -1)
+    dimensioned = p95_generated.mean(axis=1)[:, np.newaxis]
     result: dict[str, float | np.ndarray] = {
-        "p95_error": float(np.abs(p95_generated.mean(axis=1) - p95_real).sum() / total),
+        "p95_error": float(np.abs(dimensioned - p95_by_station).sum() / total),
         "p95_real": p95_real,
         "p95_generated": p95_generated,
         "busy_hour_real": busy_real,
@@ -267,7 +328,8 @@ def busy_hour_dimensioning(
     }
     k = samples.shape[1]
     if k >= 2:
-        inside = (busy_generated.min(axis=1) <= busy_real) & (busy_real <= busy_generated.max(axis=1))
+        lowest, highest = busy_generated.min(axis=1)[:, np.newaxis], busy_generated.max(axis=1)[:, np.newaxis]
+        inside = (lowest <= busy_by_station) & (busy_by_station <= highest)
         result["busy_hour_coverage"] = float(inside.mean())
         result["busy_hour_coverage_expected"] = (k - 1) / (k + 1)
     return result

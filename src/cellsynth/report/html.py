@@ -425,10 +425,10 @@ def _channel_section(evaluation: Evaluation, aligned: StationComparison, c: int)
     value_label = _value_label(evaluation, channel if "traffic" in channel else f"{channel} traffic")
     step_hours = aligned.step.total_seconds() / 3600
     step_word = "hour" if step_hours == 1 else "step"
-    n, w, t, _ = aligned.real.shape
-    real_series = aligned.real[..., c].reshape(n * w, t)
-    generated = aligned.generated[..., c]
-    generated_series = generated.reshape(-1, t)
+    real = aligned.real_channel(c)  # [n, w, t]: one channel normalised, as the metrics scored it
+    generated = aligned.generated_channel(c)
+    real_series = real.reshape(-1, real.shape[-1])
+    generated_series = generated.reshape(-1, real.shape[-1])
     parts = [f"<h2>Channel: {escape(channel)}</h2>"]
     parts.append(
         _figure(
@@ -462,7 +462,7 @@ def _channel_section(evaluation: Evaluation, aligned: StationComparison, c: int)
     parts.append(
         _figure(
             figures.example_series(
-                aligned.real[..., c],
+                real,
                 generated,
                 real_ids=ids_real,
                 generated_ids=ids_generated,
@@ -490,7 +490,7 @@ def _channel_section(evaluation: Evaluation, aligned: StationComparison, c: int)
         parts.append(
             _figure(
                 figures.mean_load_scatter(
-                    aligned.real[..., c].mean(axis=(1, 2)),
+                    real.mean(axis=(1, 2)),
                     generated.mean(axis=(1, 2)),
                     value_label=value_label,
                 ),
@@ -507,7 +507,7 @@ def _channel_section(evaluation: Evaluation, aligned: StationComparison, c: int)
             _figure(
                 figures.station_map(
                     aligned.real_stations,
-                    aligned.real[..., c].mean(axis=(1, 2)),
+                    real.mean(axis=(1, 2)),
                     generated_stations,
                     generated.mean(axis=(1, 2)) if generated_stations is not None else None,
                     value_label=value_label,
