@@ -71,5 +71,10 @@ def _same(held: dict, value: dict) -> None:
     for k, v in value.items():
         if isinstance(v, dict):
             _same(held[k], v)
+        elif isinstance(v, list) and v and all(isinstance(item, dict) for item in v):
+            # a list of sub-configs (MSTDiff's sampler candidates): each holds what the file gives it
+            assert len(held[k]) == len(v), k
+            for held_item, item in zip(held[k], v):
+                _same(held_item, item)
         else:
             assert held[k] == (tuple(v) if isinstance(v, list) else v), k
