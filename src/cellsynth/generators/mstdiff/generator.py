@@ -67,7 +67,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from cellsynth.data.knowledge import KnowledgeGraph
 from cellsynth.data.model import UserMobility
@@ -100,7 +99,7 @@ from cellsynth.generators.mstdiff.sampler import (
     TrajectoryOptions,
     TrajectoryStepCallback,
 )
-from cellsynth.generators.mstdiff.sampler_selection import choose_candidate, score_candidate, with_candidate
+from cellsynth.generators.mstdiff.sampler_selection import run_selection, selection_note, with_candidate
 from cellsynth.generators.mstdiff.training import DenoiserModule
 from cellsynth.generators.state import (
     fingerprint,
@@ -291,31 +290,20 @@ class MSTDiffGenerator(UserGenerator):
                 "sampler_selection.candidates in its config"
             )
         self.sampler_selection_ = None  # the candidates are drawn from the config's own defaults
-        defaults = self.sampling_defaults()
         sampler, steps = cfg.resolve_sampler(None, None)
-        real = np.asarray(data.locations)
-        candidates = [c.model_dump() for c in selection.candidates]
-        rows = []
-        for candidate in tqdm(candidates, desc="sampler selection", unit="candidate", disable=not progress):
+
+        def draw(options: TrajectoryOptions) -> np.ndarray:
             _, locations = self._draw(
-                selection.users,
-                seed=cfg.seed,
-                sampler=sampler,
-                steps=steps,
-                options=with_candidate(defaults, candidate),
+                selection.users, seed=cfg.seed, sampler=sampler, steps=steps, options=options
             )
-            if self.oscillations_ is not None:
-                locations = self.oscillations_.add(locations, np.random.default_rng([cfg.seed, 1]))
-            rows.append(score_candidate(real, locations, data.stations))
-        chosen, mean_ranks = choose_candidate(rows)
-        self.sampler_selection_ = {
-            "users": selection.users,
-            "reference_users": len(real),
-            "candidates": [
-                {"options": c, "jsd": r, "mean_rank": m} for c, r, m in zip(candidates, rows, mean_ranks)
-            ],
-            "chosen": candidates[chosen],
-        }
+            if self.oscillations_ is None:
+                return locations
+            return self.oscillations_.add(locations, np.random.default_rng([cfg.seed, 1]))  # as generate does
+
+        candidates = [c.model_dump() for c in selection.candidates]
+        self.sampler_selection_ = run_selection(
+            draw, candidates, self.sampling_defaults(), data, progress=progress
+        )
         return self
 
     # -- calibration ------------------------------------------------------------------------------------
@@ -409,14 +397,8 @@ class MSTDiffGenerator(UserGenerator):
                 f"training and drawn again after generation, at {osc.rate:.2%} of the steps well inside a stay; "
                 f"by neighbour rank, nearest first: {', '.join(f'{r:.0%}' for r in osc.ranks)}."
             )
-        selection = self.sampler_selection_
-        if selection is not None:
-            chosen = ", ".join(f"{k} {v}" for k, v in selection["chosen"].items() if v is not None)
-            notes.append(
-                f"Trajectory sampling chosen among {len(selection['candidates'])} candidates on "
-                f"{selection['users']} users scored against the {selection['reference_users']} training users "
-                f"(lowest mean rank over the trajectory JSDs): {chosen or 'the config sampling section'}."
-            )
+        if self.sampler_selection_ is not None:
+            notes.append(selection_note(self.sampler_selection_))
         cal = self.calibration_
         if not self.traffic_ or cal is None:
             return notes

@@ -28,17 +28,27 @@ left at None, and the calibration's draws); each given to ``generate`` still win
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 from scipy.stats import rankdata
+from tqdm.auto import tqdm
 
 from cellsynth import metrics
 from cellsynth.errors import DataError
 from cellsynth.generators.mstdiff.sampler import TrajectoryOptions
 
-__all__ = ["COORDINATE_FREE", "STATISTICS", "choose_candidate", "score_candidate", "with_candidate"]
+__all__ = [
+    "COORDINATE_FREE",
+    "STATISTICS",
+    "choose_candidate",
+    "run_selection",
+    "score_candidate",
+    "selection_note",
+    "with_candidate",
+]
 
 #: The Table II statistics, in their order; the last four need no coordinates.
 STATISTICS = ("distance", "radius", "distinct_loc", "duration", "g_rank", "i_rank")
@@ -77,3 +87,42 @@ def choose_candidate(scores: list[dict[str, float]]) -> tuple[int, list[float]]:
     total = np.where(np.isfinite(table), table, np.finfo(np.float64).max / len(names)).sum(axis=1)
     chosen = min(range(len(scores)), key=lambda c: (mean_rank[c], total[c], c))
     return chosen, [float(r) for r in mean_rank]
+
+
+def run_selection(
+    draw: Callable[[TrajectoryOptions], np.ndarray],
+    candidates: list[dict[str, Any]],
+    defaults: TrajectoryOptions,
+    data,
+    *,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """The selection of the module docstring: ``draw(options)`` gives the ``int [users, T]`` locations of one
+    candidate's users (the same seed for every candidate), each scored against ``data``'s users
+    (:func:`score_candidate`). Returns the record a fitted model keeps: ``users`` (drawn per candidate),
+    ``reference_users``, each candidate's ``options``, ``jsd`` and ``mean_rank``, and the ``chosen`` options."""
+    real = np.asarray(data.locations)
+    rows, drawn = [], 0
+    for candidate in tqdm(candidates, desc="sampler selection", unit="candidate", disable=not progress):
+        locations = draw(with_candidate(defaults, candidate))
+        drawn = len(locations)
+        rows.append(score_candidate(real, locations, data.stations))
+    chosen, mean_ranks = choose_candidate(rows)
+    return {
+        "users": drawn,
+        "reference_users": len(real),
+        "candidates": [
+            {"options": c, "jsd": r, "mean_rank": m} for c, r, m in zip(candidates, rows, mean_ranks)
+        ],
+        "chosen": candidates[chosen],
+    }
+
+
+def selection_note(record: dict[str, Any]) -> str:
+    """The fit note that says which options a model chose (``record``: :func:`run_selection`'s)."""
+    chosen = ", ".join(f"{k} {v}" for k, v in record["chosen"].items() if v is not None)
+    return (
+        f"Trajectory sampling chosen among {len(record['candidates'])} candidates on {record['users']} users "
+        f"scored against the {record['reference_users']} training users (lowest mean rank over the trajectory "
+        f"JSDs): {chosen or 'the config sampling section'}."
+    )
