@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from cellsynth.cli.errors import CommandGroup
+from cellsynth.cli.errors import CommandGroup, seed_option
 from cellsynth.errors import ConfigError
 
 __all__ = [
@@ -60,6 +60,14 @@ def bold(value) -> str:
 
 Out = Annotated[Path, typer.Option("--out", "-o", help="Output path (a dataset directory).")]
 Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
+#: ``--first-seed`` of the benchmarks, with ``--seeds N`` (:func:`seed_range`).
+FirstSeed = Annotated[
+    int,
+    typer.Option(
+        help="First seed: the seeds are FIRST..FIRST+N-1 (to add seeds to a benchmark that ran others).",
+        callback=seed_option,
+    ),
+]
 
 
 def check_out(out: Path, kind: str, *inputs: Path | None) -> None:

@@ -7,7 +7,17 @@ from typing import Annotated
 
 import typer
 
-from cellsynth.cli._common import Progress, app, bold, check_out, console, say, seed_range, training_data
+from cellsynth.cli._common import (
+    FirstSeed,
+    Progress,
+    app,
+    bold,
+    check_out,
+    console,
+    say,
+    seed_range,
+    training_data,
+)
 from cellsynth.cli.errors import seed_option
 from cellsynth.errors import ConfigError
 
@@ -45,13 +55,7 @@ def bench_users(
     seeds: Annotated[
         int, typer.Option(help="Seeds per row (--first-seed onwards); tables show mean ± std.")
     ] = 3,
-    first_seed: Annotated[
-        int,
-        typer.Option(
-            help="First seed: the seeds are FIRST..FIRST+N-1 (to add seeds to a benchmark that ran others).",
-            callback=seed_option,
-        ),
-    ] = 0,
+    first_seed: FirstSeed = 0,
     epochs: Annotated[
         int | None,
         typer.Option(help="Budget: this many epochs for every model (default: each row's config)."),

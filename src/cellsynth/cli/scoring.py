@@ -7,8 +7,17 @@ from typing import Annotated, Any
 
 import typer
 
-from cellsynth.cli._common import Progress, app, bold, check_out, console, datasets_in, say, seed_range
-from cellsynth.cli.errors import seed_option
+from cellsynth.cli._common import (
+    FirstSeed,
+    Progress,
+    app,
+    bold,
+    check_out,
+    console,
+    datasets_in,
+    say,
+    seed_range,
+)
 from cellsynth.errors import ConfigError, DataError
 
 __all__ = []
@@ -124,13 +133,7 @@ def bench(
     seeds: Annotated[
         int, typer.Option(help="Seeds per model (--first-seed onwards); tables show mean ± std.")
     ] = 3,
-    first_seed: Annotated[
-        int,
-        typer.Option(
-            help="First seed: the seeds are FIRST..FIRST+N-1 (to add seeds to a benchmark that ran others).",
-            callback=seed_option,
-        ),
-    ] = 0,
+    first_seed: FirstSeed = 0,
     epochs: Annotated[
         int | None, typer.Option(help="Budget: this many epochs for every model (default: each preset's).")
     ] = None,

@@ -22,10 +22,9 @@ from cellsynth.evaluate.memorisation import memorisation_summary, run_memorisati
 from cellsynth.evaluate.result import Evaluation, UserComparison
 from cellsynth.evaluate.scores import attempt, note_outsized, traffic_scores
 from cellsynth.geo import local_km
+from cellsynth.metrics.mobility import NEEDS_COORDINATES, TRAJECTORY_STATISTICS
 
 __all__ = ["evaluate_users"]
-
-_NEEDS_COORDINATES = ("distance", "radius")
 
 
 def evaluate_users(
@@ -64,8 +63,8 @@ def evaluate_users(
     jsds, reason = attempt(
         lambda: metrics.trajectory_jsds(real_locations, generated_locations, lat, lon, bins=bins)
     )
-    for name in ("distance", "radius", "distinct_loc", "duration", "g_rank", "i_rank"):
-        if name in _NEEDS_COORDINATES and not has_coordinates:
+    for name in TRAJECTORY_STATISTICS:
+        if name in NEEDS_COORDINATES and not has_coordinates:
             continue
         trajectory[name] = {"value": jsds[name]} if reason is None else {"value": None, "reason": reason}
     if reason is not None:

@@ -34,6 +34,10 @@ from cellsynth.metrics.histogram import DEFAULT_BINS, histogram_jsd, integer_bin
 #: positive floor, and a stay in place (0 km) or centroid rounding (~1e-12 km) must not stretch them.
 DISTANCE_FLOOR_KM = 1e-3
 
+#: The keys of :func:`trajectory_jsds` (MoveSim's six), in its order; the first two read coordinates.
+TRAJECTORY_STATISTICS = ("distance", "radius", "distinct_loc", "duration", "g_rank", "i_rank")
+NEEDS_COORDINATES = ("distance", "radius")
+
 #: Default share of all stations whose visit frequencies make up the G-rank statistic (the top 10 %).
 DEFAULT_TOP_SHARE = 0.1
 

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from cellsynth import metrics
 from cellsynth.errors import DataError
 from cellsynth.generators.mstdiff.sampler import TrajectoryOptions
+from cellsynth.metrics.mobility import NEEDS_COORDINATES, TRAJECTORY_STATISTICS
 
 __all__ = [
     "COORDINATE_FREE",
@@ -50,9 +51,9 @@ __all__ = [
     "with_candidate",
 ]
 
-#: The Table II statistics, in their order; the last four need no coordinates.
-STATISTICS = ("distance", "radius", "distinct_loc", "duration", "g_rank", "i_rank")
-COORDINATE_FREE = STATISTICS[2:]
+#: The Table II statistics, in their order, and the four of them that need no coordinates.
+STATISTICS = TRAJECTORY_STATISTICS
+COORDINATE_FREE = tuple(name for name in STATISTICS if name not in NEEDS_COORDINATES)
 
 
 def with_candidate(defaults: TrajectoryOptions, candidate: dict[str, Any]) -> TrajectoryOptions:
