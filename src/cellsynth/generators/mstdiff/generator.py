@@ -55,8 +55,9 @@ spectral mixing bound; first-difference JSD across users and per-set histogram r
 
 What the model does and does not learn at the budgets measured (the "known limits"): docs/mstdiff.md.
 
-Save/load keeps the network weights (EMA), the normalisation constants, ``R`` (its non-zeros) and the
-schedule ``alpha-bar``; ``GraphDiffusion`` is rebuilt from them (the eigendecomposition is deterministic).
+Save/load (:mod:`.persistence`) keeps the network weights (EMA), the normalisation constants, ``R`` (its
+non-zeros) and the schedule ``alpha-bar``; ``GraphDiffusion`` is rebuilt from them (the eigendecomposition is
+deterministic).
 """
 
 from __future__ import annotations
@@ -73,13 +74,11 @@ from cellsynth.data.model import UserMobility
 from cellsynth.diffusion.discrete import GraphDiffusion
 from cellsynth.errors import ConfigError, DataError
 from cellsynth.generators.base import UserGenerator, expect
-from cellsynth.generators.floors.markov import DEFAULT_SMOOTHING, MarkovChain, hour_keys
+from cellsynth.generators.floors.markov import hour_keys
 from cellsynth.generators.mstdiff.anchors import AnchorModel, check_anchors, top_locations
 from cellsynth.generators.mstdiff.calibration import (
     calibrate_traffic,
-    calibration_state,
     fit_calibration,
-    restore_calibration,
 )
 from cellsynth.generators.mstdiff.components import (
     band_range,
@@ -93,6 +92,7 @@ from cellsynth.generators.mstdiff.components import (
 )
 from cellsynth.generators.mstdiff.config import MSTDiffConfig
 from cellsynth.generators.mstdiff.oscillations import CellOscillations
+from cellsynth.generators.mstdiff.persistence import model_state, restore_model
 from cellsynth.generators.mstdiff.sampler import (
     Denoiser,
     JointSampler,
@@ -104,12 +104,10 @@ from cellsynth.generators.mstdiff.training import DenoiserModule
 from cellsynth.generators.state import (
     fingerprint,
     guard_resume,
-    restore_stations,
     restore_time_axis,
-    stations_state,
     time_axis_state,
 )
-from cellsynth.nn.vqvae import BandVQVAE, fit_vqvaes
+from cellsynth.nn.vqvae import fit_vqvaes
 from cellsynth.training import loader, resolve_device, seed_everything, train
 from cellsynth.transforms.wavelets import TrafficWavelets, band_names, band_slices
 
@@ -296,9 +294,7 @@ class MSTDiffGenerator(UserGenerator):
             _, locations = self._draw(
                 selection.users, seed=cfg.seed, sampler=sampler, steps=steps, options=options
             )
-            if self.oscillations_ is None:
-                return locations
-            return self.oscillations_.add(locations, np.random.default_rng([cfg.seed, 1]))  # as generate does
+            return self._with_oscillations(locations, cfg.seed)
 
         candidates = [c.model_dump() for c in selection.candidates]
         self.sampler_selection_ = run_selection(
@@ -494,13 +490,19 @@ class MSTDiffGenerator(UserGenerator):
         start, step = restore_time_axis(self.time_)
         if self.traffic_:
             traffic = self.calibrated(traffic)
-        if self.oscillations_ is not None:
-            # its own stream: the anchors use the seed's first
-            locations = self.oscillations_.add(locations, np.random.default_rng([seed, 1]))
+        locations = self._with_oscillations(locations, seed)
         if not self.trajectory_:
             hours = hour_keys(start, step, self.n_steps_, weekly=False)
             locations = self.markov_.sample(n_users, hours, np.random.default_rng(seed))
         return UserMobility(locations, start, step, self.stations_, traffic=traffic)
+
+    def _with_oscillations(self, locations: np.ndarray | None, seed: int) -> np.ndarray | None:
+        """The chain's ``locations`` with cell oscillations drawn in (a model fitted with
+        ``extensions.oscillation_neighbours``; else as they are), from the seed's own stream ``[seed, 1]``
+        (the anchors use the seed's first)."""
+        if self.oscillations_ is None or locations is None:
+            return locations
+        return self.oscillations_.add(locations, np.random.default_rng([seed, 1]))
 
     @property
     def n_anchors(self) -> int:
@@ -573,77 +575,7 @@ class MSTDiffGenerator(UserGenerator):
 
     # -- persistence ------------------------------------------------------------------------------------
     def _state(self):
-        tensors, meta = stations_state(self.stations_)
-        tensors |= {f"net.{k}": v for k, v in self.net_.state_dict().items()}
-        if self.wavelets_ is not None:
-            tensors |= {
-                f"wavelets.{k}": torch.from_numpy(np.asarray(v)) for k, v in self.wavelets_.state().items()
-            }
-            tensors["clip"] = self.clip_.clone()
-        if self.graph_ is not None:
-            rate = self.graph_.rate
-            nz = np.nonzero(rate)
-            tensors["graph.index"] = torch.from_numpy(np.stack(nz).astype(np.int64))
-            tensors["graph.values"] = torch.from_numpy(rate[nz].copy())
-            tensors["graph.abar"] = torch.from_numpy(self.graph_.abar.copy())
-        for part in (self.markov_, self.anchor_model_, self.oscillations_):
-            if part is not None:
-                tensors |= part.state()
-        calibration_tensors, calibration_meta = calibration_state(self.calibration_)
-        tensors |= calibration_tensors
-        meta |= {
-            "time": self.time_,
-            "n_steps": self.n_steps_,
-            "traffic": self.traffic_,
-            "trajectory": self.trajectory_,
-            "graph_source": self.graph_source_,
-            "vqvae": self.net_.vqvaes is not None,
-            "history": self.history_,
-            "vq_usage": self.vq_usage_,
-            "calibration": calibration_meta,
-            "sampler_selection": self.sampler_selection_,
-        }
-        return tensors, meta
+        return model_state(self)
 
     def _restore(self, tensors, meta) -> None:
-        cfg = self.config
-        self.stations_ = restore_stations(tensors, meta)
-        self.time_, self.n_steps_ = meta["time"], meta["n_steps"]
-        self.traffic_, self.trajectory_ = meta["traffic"], meta["trajectory"]
-        self.graph_source_, self.history_ = meta["graph_source"], meta["history"]
-        self.vq_usage_ = meta.get("vq_usage")
-        # absent in models saved before calibration existed
-        self.calibration_ = restore_calibration(tensors, meta.get("calibration"))
-        # absent in models saved before sampler selection existed
-        self.sampler_selection_ = meta.get("sampler_selection")
-        n = len(self.stations_)
-        self.wavelets_ = self.graph_ = self.markov_ = self.clip_ = self.anchor_model_ = self.oscillations_ = (
-            None
-        )
-        if self.traffic_:
-            state = {
-                k[len("wavelets.") :]: v.numpy() for k, v in tensors.items() if k.startswith("wavelets.")
-            }
-            self.wavelets_ = TrafficWavelets.from_state(state, cfg.level, cfg.wavelet, cfg.band_standardise)
-            self.clip_ = tensors["clip"]
-        if self.trajectory_:
-            rate = np.zeros((n, n), dtype=np.float64)
-            idx = tensors["graph.index"].numpy()
-            rate[idx[0], idx[1]] = tensors["graph.values"].numpy()
-            self.graph_ = GraphDiffusion(rate, abar=tensors["graph.abar"].numpy())
-            if cfg.extensions.anchors:
-                self.anchor_model_ = AnchorModel.from_state(tensors, self.stations_.lat, self.stations_.lon)
-            if cfg.extensions.oscillation_neighbours:
-                partners = oscillation_partners(cfg, self.stations_, self.name)
-                self.oscillations_ = CellOscillations.from_state(tensors, partners)
-        else:
-            self.markov_ = MarkovChain.from_state(tensors, 24, DEFAULT_SMOOTHING, 1)
-        self.gauss_ = gaussian_diffusion(cfg)
-        vqvaes = None
-        if meta["vqvae"]:
-            vqvaes = torch.nn.ModuleList(BandVQVAE(**vq_hparams(cfg)) for _ in range(cfg.level + 1))
-        net = build_net(cfg, self.n_steps_, n if self.trajectory_ else None, self.traffic_, vqvaes, None)
-        net.load_state_dict({k[len("net.") :]: v for k, v in tensors.items() if k.startswith("net.")})
-        # As the EMA copy that fit() keeps: CPU kernels for a weight that requires grad can round differently
-        # (measured: F.linear, last bit, even under no_grad), and a loaded model must generate identically.
-        self.net_ = net.requires_grad_(False).eval()
+        restore_model(self, tensors, meta)
