@@ -15,11 +15,11 @@ from cellsynth.generators import get
 from cellsynth.generators.mstdiff.sampler import TrajectoryOptions
 from cellsynth.generators.mstdiff.sampler_selection import (
     COORDINATE_FREE,
-    STATISTICS,
     choose_candidate,
     score_candidate,
     with_candidate,
 )
+from cellsynth.metrics.mobility import TRAJECTORY_STATISTICS
 from tests.generators.mstdiff.test_generator import SMALL_FIT, users
 
 pytestmark = pytest.mark.filterwarnings("ignore:mstdiff. the traffic calibration:UserWarning")
@@ -29,7 +29,7 @@ CANDIDATES = [{"temperature": 1.0}, {"temperature": 1000.0}]
 
 
 def scores(*rows):
-    return [dict(zip(STATISTICS, row)) for row in rows]
+    return [dict(zip(TRAJECTORY_STATISTICS, row)) for row in rows]
 
 
 def test_the_candidate_lowest_on_most_statistics_wins_over_the_lowest_sum():
@@ -46,7 +46,7 @@ def test_equal_mean_ranks_go_to_the_lower_sum_then_the_first():
 
 
 def test_users_that_never_move_rank_last():
-    still = dict.fromkeys(STATISTICS, float("inf"))
+    still = dict.fromkeys(TRAJECTORY_STATISTICS, float("inf"))
     chosen, mean_ranks = choose_candidate([still, *scores([0.5] * 6)])
     assert chosen == 1 and mean_ranks == [2.0, 1.0]
 
@@ -66,7 +66,7 @@ def test_a_candidate_lowest_on_every_statistic_is_chosen_wherever_it_stands(rows
 def test_without_coordinates_only_the_four_coordinate_free_statistics_are_scored():
     locations = np.array([[0, 0, 1, 1], [1, 2, 2, 0]])
     with_coordinates = Stations(["a", "b", "c"], [45.0, 45.01, 45.02], [9.0, 9.01, 9.0])
-    assert list(score_candidate(locations, locations[::-1], with_coordinates)) == list(STATISTICS)
+    assert list(score_candidate(locations, locations[::-1], with_coordinates)) == list(TRAJECTORY_STATISTICS)
     scored = score_candidate(locations, locations[::-1], Stations(["a", "b", "c"]))
     assert list(scored) == list(COORDINATE_FREE) and all(v == 0.0 for v in scored.values())
 

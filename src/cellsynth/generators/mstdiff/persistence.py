@@ -77,9 +77,8 @@ def restore_model(model, tensors, meta) -> None:
     # absent in models saved before sampler selection existed
     model.sampler_selection_ = meta.get("sampler_selection")
     n = len(model.stations_)
-    model.wavelets_ = model.graph_ = model.markov_ = model.clip_ = model.anchor_model_ = (
-        model.oscillations_
-    ) = None
+    for part in ("wavelets_", "clip_", "graph_", "markov_", "anchor_model_", "oscillations_"):
+        setattr(model, part, None)  # what this model's kind does not have stays None
     if model.traffic_:
         state = {k[len("wavelets.") :]: v.numpy() for k, v in tensors.items() if k.startswith("wavelets.")}
         model.wavelets_ = TrafficWavelets.from_state(state, cfg.level, cfg.wavelet, cfg.band_standardise)

@@ -43,7 +43,6 @@ from cellsynth.metrics.mobility import NEEDS_COORDINATES, TRAJECTORY_STATISTICS
 
 __all__ = [
     "COORDINATE_FREE",
-    "STATISTICS",
     "choose_candidate",
     "run_selection",
     "score_candidate",
@@ -51,9 +50,9 @@ __all__ = [
     "with_candidate",
 ]
 
-#: The Table II statistics, in their order, and the four of them that need no coordinates.
-STATISTICS = TRAJECTORY_STATISTICS
-COORDINATE_FREE = tuple(name for name in STATISTICS if name not in NEEDS_COORDINATES)
+#: The four Table II statistics (:data:`~cellsynth.metrics.mobility.TRAJECTORY_STATISTICS`) that need no
+#: coordinates.
+COORDINATE_FREE = tuple(name for name in TRAJECTORY_STATISTICS if name not in NEEDS_COORDINATES)
 
 
 def with_candidate(defaults: TrajectoryOptions, candidate: dict[str, Any]) -> TrajectoryOptions:
@@ -65,9 +64,10 @@ def score_candidate(
     real_locations: np.ndarray, generated_locations: np.ndarray, stations
 ) -> dict[str, float]:
     """The JSDs of generated users against the training users, ``{statistic: value}``: the six of
-    :data:`STATISTICS` when ``stations`` have coordinates, else the four of :data:`COORDINATE_FREE`. Users
-    that never move score ``inf`` on every statistic (their jump distances are empty)."""
-    names = STATISTICS if stations.has_coordinates else COORDINATE_FREE
+    :data:`~cellsynth.metrics.mobility.TRAJECTORY_STATISTICS` when ``stations`` have coordinates, else the
+    four of :data:`COORDINATE_FREE`. Users that never move score ``inf`` on every statistic (their jump
+    distances are empty)."""
+    names = TRAJECTORY_STATISTICS if stations.has_coordinates else COORDINATE_FREE
     lat = stations.lat if stations.has_coordinates else np.zeros(len(stations))
     lon = stations.lon if stations.has_coordinates else np.zeros(len(stations))
     try:
