@@ -4,6 +4,7 @@ one-line errors for a bad suite (issue 23)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import yaml
 from cellsynth.benchmark import make_suite, read_suite, run_benchmark, run_suite
 from cellsynth.benchmark.table import format_cell
 from cellsynth.data import Stations, StationTraffic, write
+from cellsynth.data import read as read_data
 from cellsynth.errors import CellsynthError, ConfigError, DataError
 from cellsynth.testing import START, tiny_traffic
 from tests.conftest import REPO_ROOT, shared_file
@@ -170,6 +172,64 @@ def test_recent_weeks_carries_the_level_of_stations_whose_load_doubled(tmp_path)
     assert "later weeks of the same stations" in result.table
 
 
+def test_a_variant_row_is_its_model_with_its_settings(tmp_path):
+    """An ablation in the suite: the variant row trains its model with the model's configs and its own ``set``
+    on top, scores exactly as the model run with those settings, and keeps the model's row beside it."""
+    write(tiny_traffic(n=10, weeks=1), tmp_path / "data")
+    suite = make_suite(
+        {
+            "models": ["seasonal-mean", "seasonal-mean-1nn"],
+            "variants": {"seasonal-mean-1nn": {"model": "seasonal-mean", "set": {"neighbours": 1}}},
+            "configs": {"seasonal-mean": {"neighbours": 3}},
+            "seeds": 1,
+            "samples": 2,
+            "datasets": {"tiny": {"path": "data"}},
+        },
+        base=tmp_path,
+    )
+    result = run_suite(suite, out=tmp_path / "suite", progress=False, echo=None)
+    records = {
+        row: json.loads((tmp_path / "suite" / "results" / f"{row}__seed0.json").read_text())
+        for row in suite.models
+    }
+    assert records["seasonal-mean"]["config"]["neighbours"] == 3
+    assert records["seasonal-mean-1nn"]["config"]["neighbours"] == 1
+    assert {r["generator"] for r in records.values()} == {"seasonal-mean"}
+    direct = run_benchmark(
+        read_data(tmp_path / "data"),
+        ["seasonal-mean"],
+        out=tmp_path / "direct",
+        seeds=1,
+        samples=2,
+        configs={"seasonal-mean": {"neighbours": 1}},
+        echo=None,
+    )
+    assert records["seasonal-mean-1nn"]["scores"] == direct.runs[0]["scores"]
+    assert records["seasonal-mean-1nn"]["scores"] != records["seasonal-mean"]["scores"]
+    assert '- Variant seasonal-mean-1nn: seasonal-mean with {"neighbours": 1}.' in result.leaderboard
+    assert "| seasonal-mean-1nn |" in result.leaderboard
+
+
+@pytest.mark.parametrize(
+    ("models", "generators", "fragment"),
+    [
+        (["vae"], {"vae": "seasonal-mean"}, "variant 'vae' has the name of a registered generator"),
+        (["x"], {"x": "nope"}, "variant 'x': unknown generator 'nope'"),
+        (
+            ["seasonal-mean"],
+            {"x": "seasonal-mean"},
+            "generators given for rows that are not benchmarked: ['x']",
+        ),
+    ],
+)
+def test_run_benchmark_refuses_a_bad_variant_before_writing(tmp_path, models, generators, fragment):
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        run_benchmark(
+            tiny_traffic(n=6, weeks=1), models, out=tmp_path / "b", generators=generators, echo=None
+        )
+    assert not (tmp_path / "b").exists()
+
+
 # -- a bad suite: one line naming the file and the key, before anything is written -----------------------------
 def _one_week(path: Path, *, features: bool = True) -> None:
     data = tiny_traffic(n=6, weeks=1)
@@ -236,6 +296,30 @@ BAD_SUITES = [
         ["configs.vae: vae is not one of the models"],
     ),
     ("protocol", {"protocol": "future"}, ConfigError, ["protocol:", "'stations', 'time' or 'both'"]),
+    (
+        "variant-named-as-a-model",
+        {"models": ["vae"], "variants": {"vae": {"model": "seasonal-mean"}}},
+        ConfigError,
+        ["variants.vae: vae is a registered generator", "a name of its own"],
+    ),
+    (
+        "variant-of-nothing",
+        {"models": ["x"], "variants": {"x": {"model": "nope"}}},
+        ConfigError,
+        ["variants.x.model: unknown generator 'nope'"],
+    ),
+    (
+        "variant-not-listed",
+        {"variants": {"x": {"model": "vae", "set": {"epochs": 1}}}},
+        ConfigError,
+        ["variants.x: not one of the models", "list it there"],
+    ),
+    (
+        "variant-key",
+        {"models": ["x"], "variants": {"x": {"model": "vae", "sets": {}}}},
+        ConfigError,
+        ["variants.x.sets", "Extra inputs"],
+    ),
 ]
 
 
@@ -278,6 +362,61 @@ def test_the_shipped_real_suite_is_valid(shared_data):
         loaded.traffic.values.shape == (960, 168, 1)
         and loaded.configs["stouter"]["extensions"]["level_model"] == "none"
     )
+
+
+def test_the_shipped_ablation_suite_is_stouter_four_ways(shared_data):
+    """benchmarks/suites/stouter-ablation.yaml: each variant is STOUTER with one part removed and otherwise the
+    leaderboard's settings, so that its full rows are the real suite's (nothing is trained)."""
+    from cellsynth.benchmark.run import plan_benchmark
+    from cellsynth.benchmark.suite import load_datasets
+
+    suite = read_suite(SUITES / "stouter-ablation.yaml")
+    real = read_suite(SUITES / "stations-real.yaml")
+    assert set(suite.generators.values()) == {"stouter"} and len(suite.models) == 5
+    same = (
+        "seeds",
+        "budget",
+        "samples",
+        "test_fraction",
+        "split_seed",
+        "train_stations",
+        "preset",
+        "protocol",
+    )
+    assert all(getattr(suite, key) == getattr(real, key) for key in same)
+    assert all(suite.datasets[name] == real.datasets[name] for name in suite.datasets)
+    shared_file(shared_data, "uomo-nanchang/traffic.csv.gz")
+    one = make_suite(
+        {
+            **yaml.safe_load((SUITES / "stouter-ablation.yaml").read_text()),
+            "datasets": {"nanchang": suite.datasets["nanchang"].model_dump(by_alias=True, exclude_none=True)},
+        },
+        base=SUITES,
+        where="ablation",
+    )
+    (loaded,) = load_datasets(one)
+    plan = plan_benchmark(
+        loaded.traffic,
+        one.models,
+        out=Path("unused"),
+        seeds=1,
+        budget=30,
+        configs=loaded.configs,
+        generators=one.generators,
+    )
+    configs = {row: plan.configs[row, 0] for row in one.models}
+    removed = {
+        "stouter-no-stffm": ("use_stffm",),
+        "stouter-no-ft": ("use_temporal",),
+        "stouter-no-fs": ("use_spatial",),
+        "stouter-no-level": ("extensions", "level_model"),
+    }
+    for row, path in removed.items():
+        differ = {k for k in configs[row] if configs[row][k] != configs["stouter"][k]}
+        assert differ == {path[0]}, (row, differ)
+    assert configs["stouter-no-level"]["extensions"] == configs["stouter"]["extensions"] | {
+        "level_model": "none"
+    }
 
 
 # -- the command line ------------------------------------------------------------------------------------------

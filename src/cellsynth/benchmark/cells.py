@@ -39,7 +39,8 @@ class Cell:
     """
 
     label: str  # "<dataset>/<protocol>" in progress lines
-    model: str
+    model: str  # the row: a registered generator's name, or a variant's (an ablation)
+    generator: str  # the registered generator that trains
     seed: int
     config: dict[str, Any]
     protocol: str
@@ -120,7 +121,7 @@ def run_cell(cell: Cell) -> dict[str, Any]:
 
     run_dir, name, seed = cell.run_dir, cell.model, cell.seed
     fit_record = run_dir / "fit.json"
-    gen = get(name, cell.config)
+    gen = get(cell.generator, cell.config)
     if (run_dir / "generator.json").exists() and fit_record.exists():
         # Trained before the benchmark stopped (e.g. killed while scoring): reuse the saved model.
         loaded = load(run_dir)
@@ -159,6 +160,7 @@ def run_cell(cell: Cell) -> dict[str, Any]:
     record = {
         "version": RESULT_VERSION,
         "model": name,
+        "generator": cell.generator,
         "seed": seed,
         "protocol": cell.protocol,
         "config": cell.config,

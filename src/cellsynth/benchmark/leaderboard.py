@@ -12,6 +12,7 @@ benchmark loses at most the cells that were running (and those resume from their
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -92,6 +93,7 @@ def run_suite(
                 train_stations=suite.train_stations,
                 configs=dataset.configs,
                 preset=suite.preset,
+                generators=suite.generators,
                 progress=progress,
                 label=f"{dataset.name}/{protocol}",
             )
@@ -149,6 +151,10 @@ def render_leaderboard(
         "",
         f"- Models: {', '.join(suite.models)}. Seeds {seeds}: every cell is the mean ± standard deviation over "
         f"seeds; {suite.samples} generated weeks per station.",
+        *[
+            f"- Variant {name}: {spec.model} with {json.dumps(spec.set, sort_keys=True)}."
+            for name, spec in suite.variants.items()
+        ],
         f"- Budget: {any_plan.budget_rule}.",
         f"- Protocols: **stations** — {PROTOCOLS['stations']}: {suite.test_fraction:.0%} of the stations held "
         f"out (split seed {suite.split_seed}); **time** — {PROTOCOLS['time']}: every station's last "

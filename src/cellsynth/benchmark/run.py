@@ -70,6 +70,7 @@ def run_benchmark(
     train_stations: int | None = None,
     configs: dict[str, dict[str, Any]] | None = None,
     preset: str | None = "recommended",
+    generators: dict[str, str] | None = None,
     jobs: int = 1,
     progress: bool = True,
     echo: Callable[[str], Any] | None = print,
@@ -85,7 +86,9 @@ def run_benchmark(
     weeks). ``preset``: the shipped preset every model starts from (``"recommended"``, ``"paper"``; None: the
     config classes' defaults; a model without presets, such as the floors, takes its defaults). ``configs``:
     per-model config values on top of the preset, sections merged key by key (``{"vae": {"epochs": 50}}``).
-    ``jobs``: (model, seed) cells run at a time, each in its own process (:func:`~cellsynth.benchmark.cells.
+    ``generators``: the registered generator of each entry of ``models`` that is not one itself, a *variant*
+    (an ablation such as ``{"stouter-no-stffm": "stouter"}``, whose settings are in ``configs``; entries that
+    map a generator to itself are allowed); a variant is a row of its own, trained and scored like a model. ``jobs``: (model, seed) cells run at a time, each in its own process (:func:`~cellsynth.benchmark.cells.
     run_cells`). ``progress``: training progress bars and a line per run. ``echo`` prints the progress lines
     and the final table (None: silent). Writes ``out/table.md``, ``out/results.json``, ``out/results/*.json``
     and ``out/runs/``.
@@ -103,6 +106,7 @@ def run_benchmark(
         train_stations=train_stations,
         configs=configs,
         preset=preset,
+        generators=generators,
         progress=progress,
     )
     say = echo if (echo is not None and progress) else (lambda _msg: None)
@@ -139,6 +143,8 @@ class BenchmarkPlan:
     held_out: StationTraffic
     scored_train: StationTraffic | None
     models: list[str]
+    #: The registered generator of each model row (a variant's base model, else the row's own name).
+    generators: dict[str, str]
     seeds: list[int]
     configs: dict[tuple[str, int], dict[str, Any]]
     samples: int
@@ -170,6 +176,7 @@ class BenchmarkPlan:
                 Cell(
                     label=self.label,
                     model=name,
+                    generator=self.generators[name],
                     seed=seed,
                     config=config,
                     protocol=self.protocol,
@@ -242,6 +249,7 @@ def plan_benchmark(
     train_stations: int | None = None,
     configs: dict[str, dict[str, Any]] | None = None,
     preset: str | None = "recommended",
+    generators: dict[str, str] | None = None,
     progress: bool = True,
     label: str | None = None,
 ) -> BenchmarkPlan:
@@ -256,10 +264,11 @@ def plan_benchmark(
         raise ConfigError("no models to benchmark: give at least one generator name")
     if len(set(models)) != len(models):
         raise ConfigError(f"models are listed twice: {models}")
+    generators = _generators(models, generators or {})
     for name in models:
-        if get_class(name).kind != "stations":
+        if get_class(generators[name]).kind != "stations":
             raise ConfigError(
-                f"{name} generates user mobility, not station traffic; it cannot be benchmarked here"
+                f"{generators[name]} generates user mobility, not station traffic; it cannot be benchmarked here"
             )
     if protocol not in PROTOCOLS:
         raise ConfigError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
@@ -280,7 +289,7 @@ def plan_benchmark(
     unknown = sorted(set(configs) - set(models))
     if unknown:
         raise ConfigError(f"configs given for models that are not benchmarked: {unknown}")
-    _check_preset(preset, models)
+    _check_preset(preset, generators)
     out = Path(out)
     check_output(out, BENCH)
 
@@ -309,7 +318,7 @@ def plan_benchmark(
     }
     _check_settings(out / "bench.json", settings)
     resolved = {
-        (name, seed): _run_config(name, seed, budget, configs.get(name, {}), preset)
+        (name, seed): _run_config(generators[name], seed, budget, configs.get(name, {}), preset)
         for name in models
         for seed in seed_list
     }
@@ -322,6 +331,7 @@ def plan_benchmark(
         held_out=held_out,
         scored_train=scored_train,
         models=models,
+        generators=generators,
         seeds=seed_list,
         configs=resolved,
         samples=int(samples),
@@ -370,13 +380,35 @@ def _budget_rule(budget) -> str:
     raise ConfigError(f"budget must be 'preset' or a positive number of epochs, got {budget!r}")
 
 
-def _check_preset(preset: str | None, models: Sequence[str]) -> None:
+def _generators(models: list[str], variants: dict[str, str]) -> dict[str, str]:
+    """The registered generator of every model row: a variant's base model, else the row's own name."""
+    from cellsynth.generators import available
+
+    unused = sorted(set(variants) - set(models))
+    if unused:
+        raise ConfigError(f"generators given for rows that are not benchmarked: {unused}")
+    resolved = {}
+    for name in models:
+        generator = variants.get(name, name)
+        if generator != name and name in available():
+            raise ConfigError(
+                f"variant {name!r} has the name of a registered generator; give the variant a name of its own"
+            )
+        if generator != name and generator not in available():
+            raise ConfigError(
+                f"variant {name!r}: unknown generator {generator!r}; available: {', '.join(available())}"
+            )
+        resolved[name] = generator
+    return resolved
+
+
+def _check_preset(preset: str | None, generators: dict[str, str]) -> None:
     """Before any training: every model that ships presets ships ``preset`` (the floors ship none)."""
     from cellsynth.generators import available_presets
 
     if preset is None:
         return
-    for name in models:
+    for name in dict.fromkeys(generators.values()):
         names = available_presets(name)
         if names and preset not in names:
             raise ConfigError(

@@ -14,6 +14,8 @@ A suite file (``benchmarks/suites/stations-real.yaml`` is the real one, ``smoke.
     preset: recommended       # or paper, or null (the config classes' defaults)
     configs:                  # per-model config values on top of the preset
       vae: {epochs: 50}
+    variants:                 # rows that run a model with other settings (an ablation), listed in models:
+      stouter-no-stffm: {model: stouter, set: {use_stffm: false}}
     datasets:
       beijing:                # the name: [A-Za-z0-9_.-], the leaderboard's and the directory's
         path: beijing         # a cellsynth dataset, a synthetic city directory, or a file to import
@@ -53,7 +55,7 @@ import pydantic
 from cellsynth.data.model import StationTraffic
 from cellsynth.errors import CellsynthError, ConfigError, DataError
 
-__all__ = ["DatasetSpec", "Suite", "load_datasets", "read_suite"]
+__all__ = ["DatasetSpec", "Suite", "VariantSpec", "load_datasets", "read_suite"]
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 ProtocolName = Literal["stations", "time"]
@@ -85,6 +87,14 @@ class DatasetSpec(_Strict):
         return self
 
 
+class VariantSpec(_Strict):
+    """A row that runs a registered generator with other settings (an ablation): ``model`` and the config
+    values ``set`` on top of that model's configs in the suite."""
+
+    model: str
+    set: dict[str, Any] = {}
+
+
 class Suite(_Strict):
     """The whole benchmark: datasets by name, models, seeds, protocols, the budget rule and the options of
     :func:`cellsynth.benchmark.run_benchmark` shared by every dataset."""
@@ -101,6 +111,7 @@ class Suite(_Strict):
     preset: str | None = "recommended"
     configs: dict[str, dict[str, Any]] = {}
     configs_dir: str | None = None
+    variants: dict[str, VariantSpec] = {}
     #: Where relative paths start (the suite file's directory); not a key of the file.
     base: Path = pydantic.Field(default_factory=Path, exclude=True)
     #: What to name in errors (the suite file); not a key of the file.
@@ -112,6 +123,11 @@ class Suite(_Strict):
         if own:
             return list(dict.fromkeys(own))
         return ["stations", "time"] if self.protocol == "both" else [self.protocol]
+
+    @property
+    def generators(self) -> dict[str, str]:
+        """The registered generator of every model row: a variant's ``model``, else the row's own name."""
+        return {m: self.variants[m].model if m in self.variants else m for m in self.models}
 
     def resolve(self, path: str) -> Path:
         return Path(path) if Path(path).is_absolute() else self.base / path
@@ -173,22 +189,34 @@ def _check_names(suite: Suite) -> None:
             raise ConfigError(
                 f"{where}: datasets.{name}: a dataset name names a directory: use letters, digits, '.', '_', '-'"
             )
-    for i, model in enumerate(suite.models):
+    for name, variant in suite.variants.items():
+        key = f"{where}: variants.{name}"
+        if not _NAME.match(name):
+            raise ConfigError(f"{key}: a variant name names a directory: use letters, digits, '.', '_', '-'")
+        if name in available():
+            raise ConfigError(f"{key}: {name} is a registered generator; give the variant a name of its own")
+        if name not in suite.models:
+            raise ConfigError(f"{key}: not one of the models {suite.models}; list it there to run it")
+        if variant.model not in available():
+            raise ConfigError(
+                f"{key}.model: unknown generator {variant.model!r}; available: {', '.join(available())}"
+            )
+    for i, (row, model) in enumerate(suite.generators.items()):
         if model not in available():
             raise ConfigError(
-                f"{where}: models[{i}]: unknown generator {model!r}; available: {', '.join(available())}"
+                f"{where}: models[{i}]: unknown generator {model!r}; available: {', '.join(available())} "
+                "(or a name under variants:)"
             )
         if get_class(model).kind != "stations":
-            raise ConfigError(f"{where}: models[{i}]: {model} generates users, not station traffic")
+            raise ConfigError(f"{where}: models[{i}]: {row} generates users, not station traffic")
+    named = list(dict.fromkeys([*suite.models, *suite.generators.values()]))
     scopes = [("configs", suite.configs)] + [
         (f"datasets.{n}.configs", d.configs) for n, d in suite.datasets.items()
     ]
     for scope, configs in scopes:
         for model in configs:
-            if model not in suite.models:
-                raise ConfigError(
-                    f"{where}: {scope}.{model}: {model} is not one of the models {suite.models}"
-                )
+            if model not in named:
+                raise ConfigError(f"{where}: {scope}.{model}: {model} is not one of the models {named}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -197,6 +225,7 @@ class LoadedDataset:
 
     name: str
     traffic: StationTraffic
+    #: Config values by model row; a variant's are its model's, then its ``set``, then its own.
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -214,8 +243,21 @@ def load_datasets(suite: Suite) -> list[LoadedDataset]:
             own = merge_config(_configs_dir(suite, spec.configs_dir, f"{key}.configs_dir"), spec.configs)
         except CellsynthError as err:
             raise type(err)(_located(suite.where, key, err)) from None
-        loaded.append(LoadedDataset(name, traffic, merge_config(shared, own)))
+        loaded.append(LoadedDataset(name, traffic, _row_configs(suite, merge_config(shared, own))))
     return loaded
+
+
+def _row_configs(suite: Suite, configs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    from cellsynth.generators.presets import merge_config
+
+    rows = {}
+    for row, model in suite.generators.items():
+        values = configs.get(row, {})
+        if row in suite.variants:
+            values = merge_config(merge_config(configs.get(model, {}), suite.variants[row].set), values)
+        if values:
+            rows[row] = values
+    return rows
 
 
 def _located(where: str, key: str, err: CellsynthError) -> str:
@@ -230,7 +272,7 @@ def _configs_dir(suite: Suite, directory: str | None, key: str) -> dict[str, dic
     path = suite.resolve(directory)
     if not path.is_dir():
         raise ConfigError(f"{suite.where}: {key}: {path} is not a directory of <model>.yaml files")
-    files = {m: path / f"{m}.yaml" for m in suite.models}
+    files = {m: path / f"{m}.yaml" for m in dict.fromkeys([*suite.models, *suite.generators.values()])}
     return {m: _yaml_mapping(file, "option: value") for m, file in files.items() if file.exists()}
 
 
