@@ -107,6 +107,20 @@ def test_learns_the_daily_cycle_and_beats_the_floor(fitted, data):
     assert fitted.history_["temporal-encoder"][-1] < fitted.history_["temporal-encoder"][0]
 
 
+def test_samples_never_fall_below_the_smallest_training_value(fitted, data):
+    """``training_floor``: every channel here is positive everywhere, so no sample may be 0 or below the
+    training minimum; switched off, the clip range reaches ``clip_margin`` below it."""
+    out = fitted.generate(data, samples=4, seed=1)
+    floor = data.values.min(axis=(0, 1))
+    assert (out.values >= floor * (1 - 1e-6)).all() and (out.values > 0).all()
+    lo, hi = fitted._output_range()
+    z_min, z_max = fitted.scaler_.z_min_, fitted.scaler_.z_max_
+    assert np.array_equal(lo, z_min) and np.allclose(hi, z_max + 0.1 * (z_max - z_min))
+    free = get("stouter", {**TINY, "extensions": {**TINY.get("extensions", {}), "training_floor": False}})
+    free.scaler_ = fitted.scaler_
+    assert np.allclose(free._output_range()[0], z_min - 0.1 * (z_max - z_min))
+
+
 def test_output_time_axis(fitted, data):
     out = fitted.generate(data.stations.subset([0, 1]), seed=0)
     assert out.start == data.start and out.step == data.step and out.n_steps == 168
@@ -316,6 +330,7 @@ def test_paper_preset_switches_every_extension_off(data):
         "known_level": "all",
         "recent_weeks": 1,
         "clip_margin": None,
+        "training_floor": False,
     }
     assert gen.config.sampling.sampler == "ddpm"
     gen.fit(data, progress=False)

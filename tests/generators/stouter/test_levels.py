@@ -196,7 +196,7 @@ def test_known_stations_can_take_their_recent_level(level_model, tmp_path):
     # the others.
     shift = recent_level_shift(gen.weekly_levels_, 1)  # [10, C]
     before, after = recent.scaler_.transform(old[:10]), recent.scaler_.transform(new[:10])  # [10, K, T, C]
-    low, high = recent._widened(recent.scaler_.z_min_, recent.scaler_.z_max_)
+    low, high = recent._output_range()
     free = (np.minimum(before, after) > low + 1e-3) & (np.maximum(before, after) < high - 1e-3)
     free &= (old[:10] > 0) & (new[:10] > 0)
     expected = np.broadcast_to(shift[:, None, None, :], before.shape)

@@ -75,6 +75,12 @@ class StouterExtensions(ConfigSection):
         "training traffic, widened by this share of the range on each side (DDPM's clip to [-1, 1]); "
         "None: no clipping, as the paper.",
     )
+    training_floor: bool = pydantic.Field(
+        True,
+        description="No generated value below the channel's smallest training value: the final samples are "
+        "clipped there, below (the upper side keeps clip_margin). Without it a sample can fall under the "
+        "training range, to zero on a channel that never is zero (Nanchang's user counts: 9 % zeros).",
+    )
 
 
 class StouterConfig(SamplingConfig, TrainingConfig):

@@ -51,7 +51,9 @@ paper's choice (the ``paper`` preset, ``cellsynth/configs/stouter/paper.yaml``, 
   stations (measurements in :mod:`cellsynth.nn.stunet`).
 - The predicted x_0 is clipped at every sampling step to the training range of the normalised traffic
   widened by ``clip_margin`` (``None``: off) — an x_0 a few units too high in log space would otherwise be
-  traffic many times anything seen in training.
+  traffic many times anything seen in training. The generated values are also kept at or above each
+  channel's smallest training value (``training_floor=False``: not), so that a channel that is never zero
+  does not get zeros.
 - An EMA of STUNet's weights generates (``ema_decay=0``: the last weights). F_t and F_s are standardised per
   dimension over their training nodes before they enter the STFFM (no switch).
 - The paper does not give its normalisation; ``normalisation`` chooses the mode of
@@ -447,8 +449,7 @@ class StouterGenerator(_LevelStage, StationGenerator):
             z = level[:, :, None, :] + self.levels_["shape_sd"] * z
         if self.config.extensions.known_level == "recent" and target.known.any():
             z[target.known] += self._recent_shift()[target.training_index[target.known]][:, None, None, :]
-        if self.config.extensions.clip_margin is not None:  # a no-op on the x_0-clipped z of level 'none'
-            z = np.clip(z, *self._widened(self.scaler_.z_min_, self.scaler_.z_max_))
+        z = np.clip(z, *self._output_range())
         values = self.scaler_.inverse(z).astype(np.float32)
         start, step = restore_time_axis(self.time_)
         return stack_samples(stations, values, start=start, step=step, channels=tuple(self.time_["channels"]))
@@ -468,6 +469,23 @@ class StouterGenerator(_LevelStage, StationGenerator):
         else:
             bounds = self._widened(self.levels_["shape_min"], self.levels_["shape_max"])
         return tuple(torch.as_tensor(b, dtype=torch.float32, device=device)[:, None] for b in bounds)
+
+    def _output_range(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(lo, hi)`` of the generated z per channel: the training range of z widened by ``clip_margin``
+        (unbounded without it), raised below to the training minimum with ``training_floor``.
+
+        Why the floor: a channel whose training values are all positive (user counts averaged over a half
+        hour) has its minimum far below the median that sets the log scale, so a margin below reaches
+        ``log1p(x / s) < 0``, which is 0 traffic: values the channel never takes. Where the training data
+        has zeros, its minimum is already 0 and the floor changes nothing.
+        """
+        ext = self.config.extensions
+        z_min, z_max = self.scaler_.z_min_, self.scaler_.z_max_
+        if ext.clip_margin is None:
+            lo, hi = np.full_like(z_min, -np.inf), np.full_like(z_max, np.inf)
+        else:
+            lo, hi = self._widened(z_min, z_max)
+        return (np.maximum(lo, z_min) if ext.training_floor else lo), hi
 
     def _widened(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return widened_range(lo, hi, self.config.extensions.clip_margin)
