@@ -372,7 +372,7 @@ def test_the_shipped_ablation_suite_is_stouter_four_ways(shared_data):
 
     suite = read_suite(SUITES / "stouter-ablation.yaml")
     real = read_suite(SUITES / "stations-real.yaml")
-    assert set(suite.generators.values()) == {"stouter"} and len(suite.models) == 5
+    assert set(suite.generators.values()) == {"stouter"} and len(suite.models) == 6
     same = (
         "seeds",
         "budget",
@@ -410,6 +410,7 @@ def test_the_shipped_ablation_suite_is_stouter_four_ways(shared_data):
         "stouter-no-ft": ("use_temporal",),
         "stouter-no-fs": ("use_spatial",),
         "stouter-no-level": ("extensions", "level_model"),
+        "stouter-no-floor": ("extensions", "training_floor"),
     }
     for row, path in removed.items():
         differ = {k for k in configs[row] if configs[row][k] != configs["stouter"][k]}
