@@ -213,7 +213,7 @@ def test_a_variant_row_is_its_model_with_its_settings(tmp_path):
 @pytest.mark.parametrize(
     ("models", "generators", "fragment"),
     [
-        (["vae"], {"vae": "seasonal-mean"}, "variant 'vae' has the name of a registered generator"),
+        (["vae"], {"vae": "seasonal-mean"}, "variant 'vae': vae is a registered generator"),
         (["x"], {"x": "nope"}, "variant 'x': unknown generator 'nope'"),
         (
             ["seasonal-mean"],
@@ -306,7 +306,7 @@ BAD_SUITES = [
         "variant-of-nothing",
         {"models": ["x"], "variants": {"x": {"model": "nope"}}},
         ConfigError,
-        ["variants.x.model: unknown generator 'nope'"],
+        ["variants.x: unknown generator 'nope'"],
     ),
     (
         "variant-not-listed",
@@ -340,6 +340,12 @@ def test_a_bad_suite_is_one_line_naming_the_file_and_key(tmp_path, change, error
     assert not (tmp_path / "out").exists()
 
 
+def _shipped_with_one_dataset(file: str, dataset: str):
+    """The shipped suite ``file`` with its ``datasets:`` cut to ``dataset``."""
+    values = yaml.safe_load((SUITES / file).read_text())
+    return make_suite({**values, "datasets": {dataset: values["datasets"][dataset]}}, base=SUITES, where=file)
+
+
 def test_the_shipped_real_suite_is_valid(shared_data):
     """benchmarks/suites/stations-real.yaml names real models and keys; with the real data beside the repo, every
     dataset reads and splits under its protocols (nothing is trained)."""
@@ -349,26 +355,19 @@ def test_the_shipped_real_suite_is_valid(shared_data):
     shared_file(shared_data, "beijing-stkdiff/beijing.npz")
     from cellsynth.benchmark.suite import load_datasets
 
-    beijing = make_suite(
-        {
-            **yaml.safe_load((SUITES / "stations-real.yaml").read_text()),
-            "datasets": {"beijing": suite.datasets["beijing"].model_dump(by_alias=True, exclude_none=True)},
-        },
-        base=SUITES,
-        where="real",
-    )
-    (loaded,) = load_datasets(beijing)
+    (loaded,) = load_datasets(_shipped_with_one_dataset("stations-real.yaml", "beijing"))
     assert (
         loaded.traffic.values.shape == (960, 168, 1)
         and loaded.configs["stouter"]["extensions"]["level_model"] == "none"
     )
 
 
-def test_the_shipped_ablation_suite_is_stouter_four_ways(shared_data):
+def test_the_shipped_ablation_suite_removes_one_part_of_stouter_per_row(shared_data):
     """benchmarks/suites/stouter-ablation.yaml: each variant is STOUTER with one part removed and otherwise the
     leaderboard's settings, so that its full rows are the real suite's (nothing is trained)."""
     from cellsynth.benchmark.run import plan_benchmark
     from cellsynth.benchmark.suite import load_datasets
+    from cellsynth.generators.presets import merge_config
 
     suite = read_suite(SUITES / "stouter-ablation.yaml")
     real = read_suite(SUITES / "stations-real.yaml")
@@ -386,14 +385,7 @@ def test_the_shipped_ablation_suite_is_stouter_four_ways(shared_data):
     assert all(getattr(suite, key) == getattr(real, key) for key in same)
     assert all(suite.datasets[name] == real.datasets[name] for name in suite.datasets)
     shared_file(shared_data, "uomo-nanchang/traffic.csv.gz")
-    one = make_suite(
-        {
-            **yaml.safe_load((SUITES / "stouter-ablation.yaml").read_text()),
-            "datasets": {"nanchang": suite.datasets["nanchang"].model_dump(by_alias=True, exclude_none=True)},
-        },
-        base=SUITES,
-        where="ablation",
-    )
+    one = _shipped_with_one_dataset("stouter-ablation.yaml", "nanchang")
     (loaded,) = load_datasets(one)
     plan = plan_benchmark(
         loaded.traffic,
@@ -406,18 +398,15 @@ def test_the_shipped_ablation_suite_is_stouter_four_ways(shared_data):
     )
     configs = {row: plan.configs[row, 0] for row in one.models}
     removed = {
-        "stouter-no-stffm": ("use_stffm",),
-        "stouter-no-ft": ("use_temporal",),
-        "stouter-no-fs": ("use_spatial",),
-        "stouter-no-level": ("extensions", "level_model"),
-        "stouter-no-floor": ("extensions", "training_floor"),
+        "stouter-no-stffm": {"use_stffm": False},
+        "stouter-no-ft": {"use_temporal": False},
+        "stouter-no-fs": {"use_spatial": False},
+        "stouter-no-level": {"extensions": {"level_model": "none"}},
+        "stouter-no-floor": {"extensions": {"training_floor": False}},
     }
-    for row, path in removed.items():
-        differ = {k for k in configs[row] if configs[row][k] != configs["stouter"][k]}
-        assert differ == {path[0]}, (row, differ)
-    assert configs["stouter-no-level"]["extensions"] == configs["stouter"]["extensions"] | {
-        "level_model": "none"
-    }
+    assert set(removed) == set(one.models) - {"stouter"}
+    for row, change in removed.items():
+        assert configs[row] == merge_config(configs["stouter"], change), row
 
 
 # -- the command line ------------------------------------------------------------------------------------------

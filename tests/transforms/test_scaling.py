@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from cellsynth.errors import DataError, NotFittedError
-from cellsynth.transforms.scaling import LogScaler, widened_range
+from cellsynth.transforms.scaling import LogScaler, output_range, widened_range
 
 traffic = hnp.arrays(
     np.float64,
@@ -83,3 +83,18 @@ def test_widened_range_adds_the_share_of_the_width_on_each_side():
     low, high = widened_range(np.array([1.0]), np.array([3.0]), 0.0)
     np.testing.assert_array_equal(low, [1.0])
     np.testing.assert_array_equal(high, [3.0])
+
+
+def test_output_range_widens_by_the_margin_and_the_floor_keeps_the_minimum():
+    low, high = np.array([-1.0, 0.0]), np.array([3.0, 2.0])
+    lo, hi = output_range(low, high, 0.1, floor=False)
+    np.testing.assert_allclose(lo, [-1.4, -0.2])
+    np.testing.assert_allclose(hi, [3.4, 2.2])
+    lo, hi = output_range(low, high, 0.1, floor=True)
+    np.testing.assert_array_equal(lo, low)
+    np.testing.assert_allclose(hi, [3.4, 2.2])
+    lo, hi = output_range(low, high, None, floor=True)
+    np.testing.assert_array_equal(lo, low)
+    assert np.isposinf(hi).all()
+    lo, hi = output_range(low, high, None, floor=False)
+    assert np.isneginf(lo).all() and np.isposinf(hi).all()

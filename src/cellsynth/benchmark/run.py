@@ -88,8 +88,9 @@ def run_benchmark(
     per-model config values on top of the preset, sections merged key by key (``{"vae": {"epochs": 50}}``).
     ``generators``: the registered generator of each entry of ``models`` that is not one itself, a *variant*
     (an ablation such as ``{"stouter-no-stffm": "stouter"}``, whose settings are in ``configs``; entries that
-    map a generator to itself are allowed); a variant is a row of its own, trained and scored like a model. ``jobs``: (model, seed) cells run at a time, each in its own process (:func:`~cellsynth.benchmark.cells.
-    run_cells`). ``progress``: training progress bars and a line per run. ``echo`` prints the progress lines
+    map a generator to itself are allowed); a variant is a row of its own, trained and scored like a model.
+    ``jobs``: (model, seed) cells run at a time, each in its own process
+    (:func:`~cellsynth.benchmark.cells.run_cells`). ``progress``: training progress bars and a line per run. ``echo`` prints the progress lines
     and the final table (None: silent). Writes ``out/table.md``, ``out/results.json``, ``out/results/*.json``
     and ``out/runs/``.
     """
@@ -380,25 +381,28 @@ def _budget_rule(budget) -> str:
     raise ConfigError(f"budget must be 'preset' or a positive number of epochs, got {budget!r}")
 
 
-def _generators(models: list[str], variants: dict[str, str]) -> dict[str, str]:
-    """The registered generator of every model row: a variant's base model, else the row's own name."""
+def variant_problem(name: str, generator: str) -> str | None:
+    """What is wrong with a variant, a row ``name`` that runs the registered generator ``generator``
+    with settings of its own (None: nothing)."""
     from cellsynth.generators import available
 
+    if name in available():
+        return f"{name} is a registered generator; give the variant a name of its own"
+    if generator not in available():
+        return f"unknown generator {generator!r}; available: {', '.join(available())}"
+    return None
+
+
+def _generators(models: list[str], variants: dict[str, str]) -> dict[str, str]:
+    """The registered generator of every model row: a variant's base model, else the row's own name."""
     unused = sorted(set(variants) - set(models))
     if unused:
         raise ConfigError(f"generators given for rows that are not benchmarked: {unused}")
-    resolved = {}
-    for name in models:
-        generator = variants.get(name, name)
-        if generator != name and name in available():
-            raise ConfigError(
-                f"variant {name!r} has the name of a registered generator; give the variant a name of its own"
-            )
-        if generator != name and generator not in available():
-            raise ConfigError(
-                f"variant {name!r}: unknown generator {generator!r}; available: {', '.join(available())}"
-            )
-        resolved[name] = generator
+    resolved = {name: variants.get(name, name) for name in models}
+    for name, generator in resolved.items():
+        problem = None if generator == name else variant_problem(name, generator)
+        if problem:
+            raise ConfigError(f"variant {name!r}: {problem}")
     return resolved
 
 

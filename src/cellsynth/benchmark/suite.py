@@ -179,6 +179,7 @@ def make_suite(values: dict[str, Any], *, base: Path = Path(), where: str = "sui
 
 
 def _check_names(suite: Suite) -> None:
+    from cellsynth.benchmark.run import variant_problem
     from cellsynth.generators import available, get_class
 
     where = suite.where
@@ -193,14 +194,11 @@ def _check_names(suite: Suite) -> None:
         key = f"{where}: variants.{name}"
         if not _NAME.match(name):
             raise ConfigError(f"{key}: a variant name names a directory: use letters, digits, '.', '_', '-'")
-        if name in available():
-            raise ConfigError(f"{key}: {name} is a registered generator; give the variant a name of its own")
         if name not in suite.models:
             raise ConfigError(f"{key}: not one of the models {suite.models}; list it there to run it")
-        if variant.model not in available():
-            raise ConfigError(
-                f"{key}.model: unknown generator {variant.model!r}; available: {', '.join(available())}"
-            )
+        problem = variant_problem(name, variant.model)
+        if problem:
+            raise ConfigError(f"{key}: {problem}")
     for i, (row, model) in enumerate(suite.generators.items()):
         if model not in available():
             raise ConfigError(

@@ -39,7 +39,7 @@ import numpy as np
 
 from cellsynth.errors import DataError, NotFittedError
 
-__all__ = ["LogScaler", "widened_range"]
+__all__ = ["LogScaler", "output_range", "widened_range"]
 
 _F32_MAX = float(np.finfo(np.float32).max)
 _MIN_SCALE = 1e-30
@@ -134,6 +134,24 @@ class LogScaler:
         if (x < 0).any():
             raise DataError(f"LogScaler.{what}: traffic cannot be negative (min {x.min()})")
         return x
+
+
+def output_range(
+    low: np.ndarray, high: np.ndarray, margin: float | None, floor: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """The range generated normalised traffic is clipped to: ``[low, high]`` (the training range of ``z``)
+    widened by ``margin`` (unbounded for None), raised below to ``low`` itself with ``floor``.
+
+    Why the floor: a channel whose training values are all positive (user counts averaged over a half hour)
+    has its minimum far below the median that sets the log scale, so a margin below reaches
+    ``log1p(x / s) < 0``, which :meth:`LogScaler.inverse` turns into 0 traffic: values the channel never
+    takes. Where the training data has zeros, ``low`` is already 0 traffic and the floor changes nothing.
+    """
+    if margin is None:
+        lo, hi = np.full_like(low, -np.inf, dtype=np.float64), np.full_like(high, np.inf, dtype=np.float64)
+    else:
+        lo, hi = widened_range(low, high, margin)
+    return (np.maximum(lo, low) if floor else lo), hi
 
 
 def widened_range(low: np.ndarray, high: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:

@@ -107,7 +107,7 @@ from cellsynth.graphs.temporal import temporal_graph
 from cellsynth.nn.graph_autoencoder import GraphAutoencoder, gcn_autoencoder, gin_autoencoder
 from cellsynth.nn.stunet import STUNet
 from cellsynth.training import loader, resolve_device, seed_everything, train
-from cellsynth.transforms.scaling import LogScaler, widened_range
+from cellsynth.transforms.scaling import LogScaler, output_range, widened_range
 
 __all__ = ["StouterConfig", "StouterExtensions", "StouterGenerator"]
 
@@ -471,21 +471,10 @@ class StouterGenerator(_LevelStage, StationGenerator):
         return tuple(torch.as_tensor(b, dtype=torch.float32, device=device)[:, None] for b in bounds)
 
     def _output_range(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(lo, hi)`` of the generated z per channel: the training range of z widened by ``clip_margin``
-        (unbounded without it), raised below to the training minimum with ``training_floor``.
-
-        Why the floor: a channel whose training values are all positive (user counts averaged over a half
-        hour) has its minimum far below the median that sets the log scale, so a margin below reaches
-        ``log1p(x / s) < 0``, which is 0 traffic: values the channel never takes. Where the training data
-        has zeros, its minimum is already 0 and the floor changes nothing.
-        """
+        """``(lo, hi)`` of the generated z per channel (:func:`~cellsynth.transforms.scaling.output_range`:
+        the training range widened by ``clip_margin``, kept at its minimum below with ``training_floor``)."""
         ext = self.config.extensions
-        z_min, z_max = self.scaler_.z_min_, self.scaler_.z_max_
-        if ext.clip_margin is None:
-            lo, hi = np.full_like(z_min, -np.inf), np.full_like(z_max, np.inf)
-        else:
-            lo, hi = self._widened(z_min, z_max)
-        return (np.maximum(lo, z_min) if ext.training_floor else lo), hi
+        return output_range(self.scaler_.z_min_, self.scaler_.z_max_, ext.clip_margin, ext.training_floor)
 
     def _widened(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return widened_range(lo, hi, self.config.extensions.clip_margin)
