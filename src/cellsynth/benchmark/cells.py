@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from cellsynth.benchmark.code import code_stamp
 from cellsynth.data.io import write_text_atomic
 from cellsynth.data.model import StationTraffic
 from cellsynth.errors import ConfigError
@@ -159,6 +160,7 @@ def run_cell(cell: Cell) -> dict[str, Any]:
         }
     record = {
         "version": RESULT_VERSION,
+        "code": code_stamp(),
         "model": name,
         "generator": cell.generator,
         "seed": seed,

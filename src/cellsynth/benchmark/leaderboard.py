@@ -21,6 +21,7 @@ from typing import Any
 
 import cellsynth
 from cellsynth.benchmark.cells import run_cells, write_json
+from cellsynth.benchmark.code import code_note, code_stamp
 from cellsynth.benchmark.run import PROTOCOLS, BenchmarkPlan, BenchmarkResult, plan_benchmark
 from cellsynth.benchmark.suite import Suite, load_datasets
 from cellsynth.benchmark.table import format_cell, markdown_table
@@ -122,6 +123,7 @@ def run_suite(
         out / "leaderboard.json",
         {
             "cellsynth_version": cellsynth.__version__,
+            "code": code_stamp(),
             "suite": suite.model_dump(mode="json", by_alias=True),
             "benchmarks": [
                 {
@@ -165,6 +167,11 @@ def render_leaderboard(
         "- Memorisation: the share of generated weeks closer to a training week than 95 % of real held-out "
         "weeks come (about 0.05 for genuinely new weeks); **copying** when a run is flagged (above 0.25). Fit: "
         "training seconds; generation: station-weeks per second.",
+        code_note(
+            (f"{dataset}/{protocol}: {run['model']}, seed {run['seed']}", run)
+            for (dataset, protocol), result in results.items()
+            for run in result.runs
+        ),
         "",
     ]
     for (dataset, protocol), plan in plans.items():

@@ -17,6 +17,7 @@ import numpy as np
 
 import cellsynth
 from cellsynth.benchmark.cells import Cell, run_cells, write_json
+from cellsynth.benchmark.code import code_note, code_stamp, warn_other_code
 from cellsynth.benchmark.table import render_table, summarise
 from cellsynth.data.io import write_text_atomic
 from cellsynth.data.model import StationTraffic
@@ -197,6 +198,9 @@ class BenchmarkPlan:
     def finish(self, reused: list[tuple[str, int]]) -> BenchmarkResult:
         """Read every cell's result, write ``table.md`` and ``results.json``."""
         runs = [json.loads(self.result_path(m, s).read_text()) for m, s in self.cells()]
+        named = [(f"{r['model']}, seed {r['seed']}", r) for r in runs]
+        reused_cells = set(reused)
+        warn_other_code([(n, r) for n, r in named if (r["model"], r["seed"]) in reused_cells], self.out)
         channels = list(self.data.channels)
         summary = summarise(runs, self.models, channels)
         table = render_table(
@@ -210,12 +214,14 @@ class BenchmarkPlan:
             self.seeds,
             PROTOCOLS[self.protocol],
         )
+        table = f"{table.rstrip()}\n\n{code_note(named)}\n"
         write_text_atomic(self.out / "table.md", table)
         held_out_ids = [] if self.protocol == "time" else [str(s) for s in self.held_out.stations.ids]
         write_json(
             self.out / "results.json",
             {
                 "cellsynth_version": cellsynth.__version__,
+                "code": code_stamp(),
                 "settings": self.settings,
                 "budget_rule": self.budget_rule,
                 "protocol": self.protocol,

@@ -61,6 +61,7 @@ import numpy as np
 
 import cellsynth
 from cellsynth.benchmark.cells import write_json
+from cellsynth.benchmark.code import code_note, code_stamp, warn_other_code
 from cellsynth.benchmark.run import _run_config, _seeds
 from cellsynth.benchmark.users_suite import Row, parse_row
 from cellsynth.benchmark.users_table import NOISE_HALVES, NOISE_TRAIN, render_user_table, summarise_users
@@ -226,13 +227,18 @@ def run_user_benchmark(
     order = {label: i for i, label in enumerate(labels)}
     runs.sort(key=lambda r: (order[r["label"]], r["seed"]))
 
+    named = [(f"{r['label']}, seed {r['seed']}", r) for r in runs]
+    reused_cells = set(reused)
+    warn_other_code([(n, r) for n, r in named if (r["label"], r["seed"]) in reused_cells], out)
     summary = summarise_users(noise + runs, [NOISE_TRAIN, NOISE_HALVES, *labels])
     table = render_user_table(summary, labels, settings, seed_list, budget_rule)
+    table = f"{table.rstrip()}\n\n{code_note(named)}\n"
     write_text_atomic(out / "table.md", table)
     write_json(
         out / "results.json",
         {
             "cellsynth_version": cellsynth.__version__,
+            "code": code_stamp(),
             "settings": settings,
             "budget_rule": budget_rule,
             "rows": [r.describe() for r in rows],
@@ -493,6 +499,7 @@ def _run_cell(task: dict[str, Any], train: UserMobility, held_out: UserMobility,
     evaluation = evaluate_users(held_out, generated, train=train).to_dict()
     return {
         "version": _RESULT_VERSION,
+        "code": code_stamp(),
         "label": row.label,
         "kind": "model",
         "model": row.model,
