@@ -23,14 +23,14 @@ import cellsynth
 __all__ = ["code_note", "code_stamp", "other_code", "source_digest", "warn_other_code"]
 
 _SOURCE_SUFFIXES = (".py", ".yaml")
+_PACKAGE = Path(__file__).resolve().parents[1]
 
 
 @functools.cache
-def source_digest() -> str:
-    """The first 12 hex digits of a SHA-256 over every ``.py`` and ``.yaml`` file of the installed cellsynth
-    package (its path relative to the package and its bytes, in path order): the same for the same source
-    tree on any machine, different after any change to code or presets."""
-    root = Path(cellsynth.__file__).resolve().parent
+def source_digest(root: Path = _PACKAGE) -> str:
+    """The first 12 hex digits of a SHA-256 over every ``.py`` and ``.yaml`` file of the cellsynth package
+    at ``root`` (default: this one; its path relative to the package and its bytes, in path order): the same
+    for the same source tree on any machine, different after any change to code or presets."""
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*")):
         if path.suffix in _SOURCE_SUFFIXES and "__pycache__" not in path.parts and path.is_file():
