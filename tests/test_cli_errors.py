@@ -493,3 +493,14 @@ def test_evaluate_without_a_dataset_is_one_line(cli, city, tmp_path):
         str(tmp_path / "empty"),
         "no dataset here",
     )
+
+
+def test_warnings_are_one_line_unless_debugging(tmp_path, monkeypatch):
+    import warnings
+
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # restored after the test
+    monkeypatch.setattr(sys, "argv", ["cellsynth", "data", "info", str(tmp_path / "nothing")])
+    with pytest.raises(SystemExit):
+        main()
+    shown = warnings.formatwarning("2 reused cell(s)", UserWarning, "/site/cellsynth/x.py", 118, "code()")
+    assert shown == "UserWarning: 2 reused cell(s)\n"

@@ -65,6 +65,12 @@ class CommandGroup(TyperGroup):
             raise CellsynthError(io_message(err)) from err
 
 
+def format_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning as the command line shows it: ``Category: message`` on one line, without the source line
+    that Python's default format adds (it points into cellsynth, not at anything the user gave)."""
+    return f"{category.__name__}: {message}\n"
+
+
 def io_message(err: BaseException) -> str:
     """``<file>: <what went wrong>`` for an I/O failure, with the file taken from the error or its traceback."""
     path = getattr(err, "filename", None) or file_in_traceback(err.__traceback__)
