@@ -41,6 +41,43 @@ def test_add_noise_matches_closed_form():
     torch.testing.assert_close(d.betas.double(), betas, rtol=1e-5, atol=1e-7)
 
 
+def test_velocity_is_diffusers_v_target_and_gives_back_the_noise_and_x0():
+    d = GaussianDiffusion(500, "linear", 1e-4, 0.05)
+    g = torch.Generator().manual_seed(1)
+    x0, eps = torch.randn(5, 2, 12, generator=g), torch.randn(5, 2, 12, generator=g)
+    t = torch.tensor([0, 1, 250, 498, 499])
+    v = d.velocity(x0, eps, t)
+    torch.testing.assert_close(v, d.train_scheduler.get_velocity(x0, eps, t))
+    x_t = d.add_noise(x0, eps, t)
+    torch.testing.assert_close(d.noise_from_velocity(x_t, v, t), eps, rtol=1e-4, atol=1e-4)
+    # x_0 from v is as accurate as v at the last step, where x_0 from the noise is 1 / sqrt(abar) worse
+    abar = d.alphas_cumprod[t].view(-1, 1, 1)
+    error = 0.1 * torch.ones_like(v)
+    x0_from_v = abar.sqrt() * x_t - (1 - abar).sqrt() * (v + error)
+    x0_from_eps = (x_t - (1 - abar).sqrt() * (eps + error)) / abar.sqrt()
+    assert (x0_from_v - x0)[-1].abs().max() <= 0.1 + 1e-5
+    assert (x0_from_eps - x0)[-1].abs().min() > 10
+
+
+def test_a_velocity_network_samples_through_the_noise_samplers():
+    d = GaussianDiffusion(1000, "linear")
+    eps_oracle, abar = oracle(d), d.alphas_cumprod.double()
+
+    def velocity_oracle(x, t):  # E[v | x_t] = (E[eps | x_t] - sqrt(1 - a) x_t) / sqrt(a)
+        a = abar[t].view(-1, *([1] * (x.dim() - 1))).to(x)
+        return (eps_oracle(x, t) - (1 - a).sqrt() * x) / a.sqrt()
+
+    x = d.sample(
+        lambda x, t: d.noise_from_velocity(x, velocity_oracle(x, t), t),
+        (4000, 1),
+        sampler="ddim",
+        steps=50,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert abs(x.mean().item() - MU) < 0.03
+    assert abs(x.std().item() - SIGMA) / SIGMA < 0.08
+
+
 def test_sample_timesteps_range_and_seed():
     d = GaussianDiffusion(50, "squaredcos_cap_v2")
     t = d.sample_timesteps(1000, generator=torch.Generator().manual_seed(1))

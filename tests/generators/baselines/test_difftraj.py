@@ -133,7 +133,9 @@ def test_quantile_positions_fit_generate_and_reload(tmp_path):
     data = tiny_users()
     gen = get("difftraj", get("difftraj").smoke_config(), preset="recommended")
     assert gen.config.extensions.positions == "quantile"
-    assert get("difftraj", preset="paper").config.extensions.positions == "z-score"
+    assert gen.config.extensions.prediction == "velocity"
+    paper = get("difftraj", preset="paper").config.extensions
+    assert (paper.positions, paper.prediction) == ("z-score", "noise")
     gen.fit(data, progress=False)
     assert np.ptp(gen.categories_) > 0  # equal-visit regions: the users do not all start in one cell
     out = gen.generate(4, seed=3)
@@ -142,3 +144,25 @@ def test_quantile_positions_fit_generate_and_reload(tmp_path):
     gen.save(tmp_path / "run")
     again = type(gen).load(tmp_path / "run").generate(4, seed=3)
     np.testing.assert_array_equal(again.locations, out.locations)
+
+
+class _PredictsZero(torch.nn.Module):
+    def guided(self, x, t, continuous, categories, scale):
+        return torch.zeros_like(x)
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+@pytest.mark.parametrize("prediction", ["noise", "velocity"])
+def test_the_training_target_is_the_noise_or_the_velocity(prediction):
+    from cellsynth.generators.baselines.trajectories.difftraj import DiffTrajConfig, _DiffTrajModule
+
+    cfg = DiffTrajConfig(extensions={"prediction": prediction})
+    gen = get("difftraj", cfg.model_dump())
+    module = _DiffTrajModule(_PredictsZero(), gen._diffusion(), cfg)
+    x0 = torch.full((4096, 2, 4), 10.0)  # far from 0: the velocity's x_0 term dominates at noisy steps
+    torch.manual_seed(0)
+    loss = float(module.training_step((x0, None, None), 0))
+    # a zero prediction's loss is E[target^2]: 1 for the noise; E[abar + (1 - abar) 100] for v
+    abar = gen._diffusion().alphas_cumprod.double().mean()
+    expected = 1.0 if prediction == "noise" else float(abar + (1 - abar) * 100)
+    assert loss == pytest.approx(expected, rel=0.05)

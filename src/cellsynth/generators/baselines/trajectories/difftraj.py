@@ -28,7 +28,20 @@ Euclidean on the km map, exact through a k-d tree). The snap is our departure: D
 cellsynth's users are station sequences. **Traffic**: the Markov floor's location-hour model
 (:mod:`._traffic`).
 
-**Extension** (``extensions.positions: quantile``, the ``recommended`` preset; ``z-score`` is the paper's):
+**Extensions** (both in the ``recommended`` preset; the ``paper`` preset has neither).
+
+``extensions.prediction: velocity`` (``noise`` is the paper's): the network predicts
+:math:`v = \sqrt{\bar\alpha_t}\,\varepsilon - \sqrt{1 - \bar\alpha_t}\,x_0` (Salimans & Ho, ICLR 2022) and is trained on
+:math:`\lVert v - v_\theta \rVert^2`; the samplers get the noise it implies,
+:math:`\varepsilon = \sqrt{\bar\alpha_t}\,v + \sqrt{1 - \bar\alpha_t}\,x_t`
+(:meth:`~cellsynth.diffusion.gaussian.GaussianDiffusion.noise_from_velocity`). Why: with the paper's schedule
+:math:`\bar\alpha` is about 3e-6 at the last step, and the :math:`x_0` implied by a noise prediction,
+:math:`(x_t - \sqrt{1 - \bar\alpha_t}\,\varepsilon) / \sqrt{\bar\alpha_t}`, carries its error times 500 there; a
+network short of the paper's training drives the chain to positions hundreds of standard deviations out
+(docs/notebook/2026-12-05-difftraj-geolife.md). From :math:`v` the implied :math:`x_0` is
+:math:`\sqrt{\bar\alpha_t}\,x_t - \sqrt{1 - \bar\alpha_t}\,v`, as accurate as :math:`v` at every step.
+
+``extensions.positions: quantile`` (``z-score`` is the paper's):
 each axis of the positions is Gaussianised instead of z-scored, :math:`z = \Phi^{-1}(F(x))` with :math:`F` the
 mid-rank CDF of the training visits along that axis (:func:`gaussianise_stations`), and the start and end
 regions are the cells of an equal-visit grid (:math:`\Phi(z)` in ``[0, 1]^2``) instead of an equal-km one.
@@ -106,6 +119,11 @@ class DiffTrajExtensions(ConfigSection):
         "z-score",
         description="How positions are scaled for the diffusion: z-score per axis (paper) or quantile "
         "(Gaussianised per axis, equal-visit start/end regions; robust to far-off places).",
+    )
+    prediction: Literal["noise", "velocity"] = pydantic.Field(
+        "noise",
+        description="What the network predicts: the noise (paper) or the velocity v = sqrt(abar) eps - "
+        "sqrt(1 - abar) x0 (Salimans & Ho), whose implied x0 stays accurate at the last, noisiest steps.",
     )
 
 
@@ -199,7 +217,7 @@ class _DiffTrajModule(EpsilonModule):
 
     def __init__(self, net: DiffTrajNet, diffusion: GaussianDiffusion, cfg: DiffTrajConfig) -> None:
         super().__init__(net, diffusion, lr=cfg.lr, weight_decay=cfg.weight_decay, ema_decay=cfg.ema_decay)
-        self.guidance = cfg.guidance
+        self.guidance, self.prediction = cfg.guidance, cfg.extensions.prediction
 
     def training_step(self, batch, batch_idx):
         x0, continuous, categories = batch
@@ -209,11 +227,12 @@ class _DiffTrajModule(EpsilonModule):
         noise = torch.randn_like(x0)
         x_t = self.diffusion.add_noise(x0, noise, t)
         if self.guidance.training == "combined":
-            eps = self.net.guided(x_t, t, continuous, categories, self.guidance.scale)
+            predicted = self.net.guided(x_t, t, continuous, categories, self.guidance.scale)
         else:
             keep = torch.rand(n, device=x0.device) >= self.guidance.condition_dropout
-            eps = self.net(x_t, t, continuous, categories, keep)
-        loss = torch.nn.functional.mse_loss(eps, noise)
+            predicted = self.net(x_t, t, continuous, categories, keep)
+        target = noise if self.prediction == "noise" else self.diffusion.velocity(x0, noise, t)
+        loss = torch.nn.functional.mse_loss(predicted, target)
         self.log("mse", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=n)
         self._epoch.append(float(loss.detach()))
         return loss
@@ -356,6 +375,12 @@ class DiffTrajGenerator(UserGenerator):
         categories = torch.from_numpy(self.categories_[rows])
         device = resolve_device(self.config.accelerator)
         net, diffusion, scale = self.net_.to(device), self._diffusion(), self.config.guidance.scale
+        velocity = self.config.extensions.prediction == "velocity"
+
+        def predict_noise(x, t, cont, cat):
+            out = net.guided(x, t, cont, cat, scale)
+            return diffusion.noise_from_velocity(x, out, t) if velocity else out
+
         generator = torch.Generator().manual_seed(int(seed))
         out = []
         try:
@@ -363,7 +388,7 @@ class DiffTrajGenerator(UserGenerator):
                 cont = continuous[first : first + batch_size].to(device)
                 cat = categories[first : first + batch_size].to(device)
                 x = diffusion.sample(
-                    lambda x, t, cont=cont, cat=cat: net.guided(x, t, cont, cat, scale),
+                    lambda x, t, cont=cont, cat=cat: predict_noise(x, t, cont, cat),
                     (len(cont), 2, self.n_steps_),
                     **sampling,
                     generator=generator,
