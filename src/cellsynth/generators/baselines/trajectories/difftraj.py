@@ -14,8 +14,8 @@ paper's departure time is left out: every trajectory here starts at the start of
 
 **Training** is the paper's: DDPM's epsilon objective (the velocity's with the extension below) over
 ``T = 500`` steps of linear betas ``1e-4..0.05`` (:class:`~cellsynth.diffusion.gaussian.GaussianDiffusion`,
-diffusers' schedulers), diffusion steps drawn in antithetic pairs ``(t, T - 1 - t)`` as the published code does, AdamW ``2e-4``, an EMA of the weights
-(0.9999) generates. Classifier-free guidance (scale ``w = 3``): ``guidance_training: combined`` trains the
+diffusers' schedulers), diffusion steps drawn in antithetic pairs ``(t, T - 1 - t)`` as the published code
+does, AdamW ``2e-4``, an EMA of the weights (0.9999) generates. Classifier-free guidance (scale ``w = 3``): ``guidance_training: combined`` trains the
 guided prediction ``eps + w (eps - eps_null)`` itself, as the published code does (its unconditional branch
 sees the attributes' embedding of zeros; here a learned null embedding); ``dropout`` trains the conditional
 network with the attributes replaced by the null embedding with probability ``condition_dropout`` (Ho &
