@@ -12,8 +12,8 @@ gyration (km), number of distinct stations; categorical: the cells of the first 
 ``grid_cells x grid_cells`` grid over the stations' bounding box (the paper's start and end regions). The
 paper's departure time is left out: every trajectory here starts at the start of the data.
 
-**Training** is the paper's: DDPM's epsilon objective (the velocity's with the extension below) over ``T =
-500`` steps of linear betas ``1e-4..0.05`` (:class:`~cellsynth.diffusion.gaussian.GaussianDiffusion`,
+**Training** is the paper's: DDPM's epsilon objective (the velocity's with the extension below) over
+``T = 500`` steps of linear betas ``1e-4..0.05`` (:class:`~cellsynth.diffusion.gaussian.GaussianDiffusion`,
 diffusers' schedulers), diffusion steps drawn in antithetic pairs ``(t, T - 1 - t)`` as the published code
 does, AdamW ``2e-4``, an EMA of the weights (0.9999) generates. Classifier-free guidance (scale ``w = 3``):
 ``guidance_training: combined`` trains the guided prediction ``eps + w (eps - eps_null)`` itself, as the
