@@ -1,12 +1,12 @@
 """Which code computed a benchmark cell, so that reused results from other code are never silent.
 
-A bench reuses a finished cell when its stored config equals the one asked for (:mod:`cellsynth.benchmark.run`,
-:mod:`cellsynth.benchmark.users`): a killed bench resumes, and rows or seeds can be added later. But a change
-to a model's code that keeps its config (a bug fix, a new default inside a network) would then reuse scores
-that this code does not give. Every result therefore records :func:`code_stamp`, the package version and a
-digest of cellsynth's own source files, and every table says which code computed its cells
-(:func:`code_note`). Cells from other code are reported, not recomputed: the user decides (deleting a cell's
-result file makes the next run compute it again).
+A bench reuses a finished cell when its stored config equals the one asked for
+(:mod:`cellsynth.benchmark.run`, :mod:`cellsynth.benchmark.users`): a killed bench resumes, and rows or seeds
+can be added later. But a change to a model's code that keeps its config (a bug fix, a new default inside a
+network) would then reuse scores that this code does not give. Every result therefore records
+:func:`code_stamp`, the package version and a digest of cellsynth's own source files, and every table says
+which code computed its cells (:func:`code_note`). Cells from other code are reported, not recomputed: the
+user decides (deleting a cell's result file makes the next run compute it again).
 """
 
 from __future__ import annotations
@@ -50,6 +50,10 @@ def _describe(stamp: dict[str, str] | None) -> str:
     return f"cellsynth {stamp.get('cellsynth', '?')}, source {stamp.get('source', '?')}"
 
 
+def _listed(others: list[tuple[str, str]]) -> str:
+    return "; ".join(f"{name} ({code})" for name, code in others)
+
+
 def other_code(records: Iterable[tuple[str, dict[str, Any]]]) -> list[tuple[str, str]]:
     """``(name, code)`` of the records ``(name, record)`` not computed by this code (``code`` described in
     words; results written before the stamp existed say "code not recorded")."""
@@ -65,11 +69,10 @@ def code_note(records: Iterable[tuple[str, dict[str, Any]]]) -> str:
     others = other_code(records)
     if not others:
         return f"- {here} (every cell)."
-    listed = "; ".join(f"{name} ({code})" for name, code in others)
     return (
         f"- {here}; **{len(others)} of {len(records)} cell(s) computed by other code**, reused because their "
-        f"config is the same: {listed}. Their scores may differ from this code's; delete their result files "
-        "to recompute them."
+        f"config is the same: {_listed(others)}. Their scores may differ from this code's; delete their result "
+        "files to recompute them."
     )
 
 
@@ -77,11 +80,10 @@ def warn_other_code(records: Iterable[tuple[str, dict[str, Any]]], where: Path |
     """A ``UserWarning`` naming the reused results in ``where`` that other code computed (nothing if none)."""
     others = other_code(records)
     if others:
-        listed = "; ".join(f"{name} ({code})" for name, code in others)
         warnings.warn(
             f"{where}: {len(others)} reused cell(s) were computed by other code than this "
-            f"({_describe(code_stamp())}): {listed}; their scores may differ from this code's, delete their "
-            "result files to recompute them",
+            f"({_describe(code_stamp())}): {_listed(others)}; their scores may differ from this code's, delete "
+            "their result files to recompute them",
             UserWarning,
             stacklevel=3,
         )

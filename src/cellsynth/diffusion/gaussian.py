@@ -195,18 +195,18 @@ class GaussianDiffusion:
     def velocity(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The v-prediction target (Salimans & Ho 2022): ``v = sqrt(abar_t) noise - sqrt(1 - abar_t) x0``.
 
-        A network that predicts ``v`` instead of the noise recovers ``x_0 = sqrt(abar_t) x_t - sqrt(1 - abar_t) v``,
-        whose error is at most the error of ``v`` at every ``t``; from a noise prediction,
-        ``x_0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)`` multiplies its error by ``1 / sqrt(abar_t)``, which
-        is large where ``abar_t`` is small (about 500 at the last step of a linear schedule to 0.05 over 500
-        steps)."""
+        A network that predicts ``v`` instead of the noise recovers
+        ``x_0 = sqrt(abar_t) x_t - sqrt(1 - abar_t) v``, whose error is at most the error of ``v`` at every
+        ``t``; from a noise prediction, ``x_0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)`` multiplies its
+        error by ``1 / sqrt(abar_t)``, which is large where ``abar_t`` is small (about 500 at the last step of a
+        linear schedule to 0.05 over 500 steps)."""
         signal, noise_scale = self._signal_and_noise_scales(x0, t)
         return signal * noise - noise_scale * x0
 
     def noise_from_velocity(self, x_t: torch.Tensor, v: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """The noise a ``v`` prediction implies at ``x_t``: ``eps = sqrt(abar_t) v + sqrt(1 - abar_t) x_t``, so that a
-        ``v`` network samples through the same (noise-predicting) samplers, with the same steps as diffusers'
-        own ``prediction_type="v_prediction"``."""
+        """The noise a ``v`` prediction implies at ``x_t``: ``eps = sqrt(abar_t) v + sqrt(1 - abar_t) x_t``, so
+        that a ``v`` network samples through the same (noise-predicting) samplers, with the same steps as
+        diffusers' own ``prediction_type="v_prediction"``."""
         signal, noise_scale = self._signal_and_noise_scales(x_t, t)
         return signal * v + noise_scale * x_t
 
