@@ -19,7 +19,8 @@ the baselines: they get the raw information those embeddings are computed from.
 steps each; ``N * W`` training series ``[C, L]``, each with its station's vector) and normalised by
 :class:`~cellsynth.transforms.scaling.LogScaler` (``z = (log1p(x / s_c) - mu_c) / sigma_c``); generated ``z`` is
 mapped back by its inverse, which is never negative, after clipping to the training range of ``z`` widened
-by ``extensions.clip_margin`` (10 %) of it on each side, as STOUTER clips its samples. Generated weeks land on the training time axis (its
+by ``extensions.clip_margin`` (10 %) of it on each side and, with ``extensions.training_floor``, not below the
+training minimum itself, as STOUTER clips its samples. Generated weeks land on the training time axis (its
 first week), ``"<id>#<k>"`` ids for ``k > 1`` samples, as every station generator.
 
 Training goes through :func:`cellsynth.training.train` (one stage named after the model):
@@ -71,7 +72,7 @@ from cellsynth.generators.state import (
 from cellsynth.graphs.transitions import station_embeddings
 from cellsynth.nn.tucker import fit_tucker
 from cellsynth.training import Placement, loader, resolve_device, seed_everything, train
-from cellsynth.transforms.scaling import LogScaler, widened_range
+from cellsynth.transforms.scaling import LogScaler, output_range, widened_range
 
 __all__ = [
     "BaselineConfig",
@@ -185,6 +186,12 @@ class BaselineExtensions(ConfigSection):
         description="Clip generated weeks (DiffWave: its x_0 prediction at every step, as STOUTER) to the "
         "per-channel range of the normalised training traffic, widened by this share of the range on each "
         "side; None: no clipping, as the papers.",
+    )
+    training_floor: bool = pydantic.Field(
+        True,
+        description="No generated value below the channel's smallest training value: the final samples are "
+        "clipped there, below (the upper side keeps clip_margin), as STOUTER's extensions.training_floor. "
+        "Without it a sample can fall under the training range, to zero on a channel that never is zero.",
     )
 
 
@@ -389,7 +396,7 @@ class BaselineGenerator(StationGenerator):
         m, length, c = len(stations), self.week_length_, len(self.time_["channels"])
 
         device = resolve_device(self.config.accelerator)
-        x_range = self._x0_range(device)
+        x_range = self._output_range(device)
         net = self.net_.to(device)
         generator = torch.Generator().manual_seed(int(seed))
         total = m * samples  # station-major: series i belongs to station i // samples
@@ -406,8 +413,7 @@ class BaselineGenerator(StationGenerator):
                         progress=progress,
                         **options,
                     )
-                    if x_range is not None:
-                        x = torch.maximum(torch.minimum(x, x_range[1]), x_range[0])
+                    x = torch.maximum(torch.minimum(x, x_range[1]), x_range[0])
                     out.append(x.float().cpu())
         finally:
             self.net_ = net.cpu()
@@ -424,6 +430,14 @@ class BaselineGenerator(StationGenerator):
         if margin is None:
             return None
         bounds = widened_range(self.scaler_.z_min_, self.scaler_.z_max_, margin)
+        return tuple(torch.as_tensor(b, dtype=torch.float32, device=device)[:, None] for b in bounds)
+
+    def _output_range(self, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(lo, hi)`` ``[C, 1]``, what the generated z is clipped to
+        (:func:`~cellsynth.transforms.scaling.output_range`): the range of :meth:`_x0_range` (unbounded
+        without ``clip_margin``), raised below to the training minimum with ``training_floor``."""
+        ext = self.config.extensions
+        bounds = output_range(self.scaler_.z_min_, self.scaler_.z_max_, ext.clip_margin, ext.training_floor)
         return tuple(torch.as_tensor(b, dtype=torch.float32, device=device)[:, None] for b in bounds)
 
     # -- persistence -------------------------------------------------------------------------------------

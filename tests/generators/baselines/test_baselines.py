@@ -195,12 +195,31 @@ def test_training_weeks():
 
 @pytest.mark.parametrize("name", BASELINES)
 def test_generated_weeks_stay_within_the_widened_training_range(name):
-    data = daily_traffic(n=4, weeks=1)
+    """Above: the training range of z widened by ``clip_margin``; below: the training minimum itself
+    (``training_floor``), or the widened range without it. A draw far outside lands on those bounds."""
+    data = daily_traffic(n=4, weeks=1)  # positive everywhere: 0 traffic is a value this data never takes
     gen = get(name, get_class(name).smoke_config()).fit(data, progress=False)
     values = gen.generate(data, samples=4, seed=0).values
     lo, hi = gen.scaler_.z_min_, gen.scaler_.z_max_
     top = gen.scaler_.inverse((hi + 0.1 * (hi - lo))[None, :])[0]
-    assert (values <= top * (1 + 1e-5)).all() and (values >= 0).all()
+    floor = data.values.min(axis=(0, 1))
+    assert (values <= top * (1 + 1e-5)).all() and (values >= floor * (1 - 1e-5)).all()
+
+    def far(net, vectors, **_):  # every other step far below, the rest far above the training range
+        z = torch.full((len(vectors), data.n_channels, 168), 50.0)
+        z[..., ::2] = -50.0
+        return z
+
+    bottom = gen.scaler_.inverse((lo - 0.1 * (hi - lo))[None, :])[0]
+    gen._draw = far
+    clipped = gen.generate(data, samples=2, seed=0).values
+    np.testing.assert_allclose(clipped[:, ::2], np.broadcast_to(floor, clipped[:, ::2].shape), rtol=1e-5)
+    np.testing.assert_allclose(clipped[:, 1::2], np.broadcast_to(top, clipped[:, 1::2].shape), rtol=1e-5)
+    gen.config = get(name, {**get_class(name).smoke_config(), "extensions": {"training_floor": False}}).config
+    unfloored = gen.generate(data, samples=2, seed=0).values
+    assert (bottom < floor).all()
+    np.testing.assert_allclose(unfloored[:, ::2], np.broadcast_to(bottom, unfloored[:, ::2].shape), rtol=1e-5)
+
     loose = get(name, {**get_class(name).smoke_config(), "extensions": {"clip_margin": None}})
     loose.fit(data, progress=False)
     assert np.isfinite(loose.generate(data, samples=4, seed=0).values).all()
