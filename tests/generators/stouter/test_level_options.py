@@ -1,6 +1,7 @@
 """STOUTER's level options beyond the ridge regression: the k-nearest-station level prior
-(``extensions.level_model: knn``, :class:`~cellsynth.generators.stouter.levels.NeighbourLevels`) and STUNet
-conditioned on the station level (``extensions.level_condition``): the CRPS against its definition, the
+(``extensions.level_model: knn``, :class:`~cellsynth.generators.stouter.levels.NeighbourLevels`), STUNet
+conditioned on the station level (``extensions.level_condition``) and the week's scale as a function of the
+level (``extensions.shape_scale``): the CRPS against its definition, the
 choice of k on known laws, draws from the first k neighbours only, state round trips, errors, and both
 options end to end (conformance, shapes, planned sites' levels, config validation)."""
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+import cellsynth
 from cellsynth import testing
 from cellsynth.data.samples import split_samples
 from cellsynth.errors import ConfigError, DataError, NotFittedError
@@ -79,6 +81,7 @@ OPTIONS = [
     {"level_model": "knn"},
     {"level_model": "knn", "level_condition": True},
     {"level_model": "ridge", "level_condition": True},
+    {"level_model": "knn", "shape_scale": "level"},
 ]
 
 
@@ -136,3 +139,43 @@ def test_level_condition_needs_a_level_model():
     assert get(
         "stouter", {"extensions": {"level_model": "knn", "level_condition": True}}
     ).config.extensions.level_condition
+
+
+def test_shape_scale_level_scales_each_week_by_its_level(tmp_path):
+    """With ``shape_scale: level`` a week is ``ell + sigma(ell) u`` with the deviation clipped to what the
+    training stations at that level showed: the fitted knots survive a save; without the clip and with a
+    flat sigma(ell) equal to the pooled scale it is the pooled formula (also the path of models saved before
+    the option, which have none of it); a clip range of zero width makes every week flat at its level."""
+    torch.set_num_threads(1)
+    train = law_traffic(60, seed=0, prefix="bs")
+    config = StouterGenerator.smoke_config() | {"epochs": 1, "extensions": {"shape_scale": "level"}}
+    gen = get("stouter", config).fit(train, progress=False)
+    scales = gen.levels_["shape_scales"]
+    assert scales.shape == gen.levels_["shape_high"].shape == (2, len(train.channels))  # 60 stations: 2 bins
+    assert not np.allclose(scales[0], scales[1])
+    gen.save(tmp_path)
+    again = cellsynth.load(tmp_path)
+    np.testing.assert_array_equal(again.levels_["shape_knots"], gen.levels_["shape_knots"])
+
+    def draw(model):
+        return model.generate(train.stations, samples=2, seed=4).values
+
+    first = draw(gen)
+    np.testing.assert_array_equal(draw(again), first)
+    fitted = {k: gen.levels_.pop(k) for k in ("shape_knots", "shape_scales", "shape_low", "shape_high")}
+    pooled = draw(gen)  # a model saved before the option: the pooled scale, no clip
+    assert not np.allclose(pooled, first)
+    gen.levels_ |= {
+        "shape_knots": fitted["shape_knots"],
+        "shape_scales": np.broadcast_to(gen.levels_["shape_sd"], scales.shape),
+    }
+    np.testing.assert_allclose(draw(gen), pooled, rtol=1e-6)
+    gen.levels_ |= {"shape_low": np.zeros_like(scales), "shape_high": np.zeros_like(scales)}
+    flat = gen.generate(train.stations, samples=2, seed=4)
+    assert np.ptp(flat.values, axis=1).max() == 0  # [M * K, T, C]: constant over time
+
+
+def test_shape_scale_level_needs_a_level_model():
+    with pytest.raises(ConfigError, match="shape_scale 'level'.*set extensions.level_model"):
+        get("stouter", {"extensions": {"level_model": "none", "shape_scale": "level"}})
+    assert get("stouter", {"extensions": {"shape_scale": "level"}}).config.extensions.shape_scale == "level"

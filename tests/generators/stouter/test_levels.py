@@ -18,7 +18,13 @@ from cellsynth.data.samples import split_samples
 from cellsynth.errors import DataError, NotFittedError
 from cellsynth.generators import get
 from cellsynth.generators.stouter import StouterGenerator
-from cellsynth.generators.stouter.levels import LevelRegression, recent_level_shift, station_levels
+from cellsynth.generators.stouter.levels import (
+    LevelRegression,
+    at_level,
+    fit_shape_scale,
+    recent_level_shift,
+    station_levels,
+)
 from tests.generators.stouter.test_generator import CHANNELS, START, tiny_stations, tiny_traffic
 
 
@@ -204,3 +210,44 @@ def test_known_stations_can_take_their_recent_level(level_model, tmp_path):
     np.testing.assert_allclose((after - before)[free], expected[free], atol=1e-3)
     assert shift[:5].min() > 0.2 and shift[:5].min() > 5 * np.abs(shift[5:]).max()
     np.testing.assert_array_equal(new[10:], old[10:])  # new sites are not affected
+
+
+def test_shape_scale_with_one_bin_is_the_pooled_scale():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(24, 2, 168, 3)) * rng.uniform(0.5, 2.0, (24, 1, 1, 3)) + rng.normal(
+        size=(24, 1, 1, 3)
+    )
+    ell = station_levels(z)
+    centred = z - ell[:, None, None, :]
+    fitted = fit_shape_scale(ell, centred)  # 24 stations: fewer than two bins' worth
+    knots, scales = fitted["knots"], fitted["scales"]
+    assert knots.shape == scales.shape == (1, 3)
+    np.testing.assert_allclose(scales[0], centred.reshape(-1, 3).std(0), rtol=1e-12)
+    np.testing.assert_array_equal(fitted["low"][0], centred.reshape(-1, 3).min(0))
+    np.testing.assert_array_equal(fitted["high"][0], centred.reshape(-1, 3).max(0))
+    np.testing.assert_allclose(
+        at_level(rng.normal(size=(5, 4, 3)), knots, scales), np.broadcast_to(scales[0], (5, 4, 3))
+    )
+
+
+def test_shape_scale_follows_a_swing_that_grows_with_the_level():
+    """Stations whose deviations scale as ``0.1 + 0.4 * ell``: the fitted sigma(ell) recovers the law at the
+    knots, interpolates between them and stays constant beyond the first and last."""
+    rng = np.random.default_rng(1)
+    n = 400
+    ell = np.sort(rng.uniform(0.0, 2.0, n))[:, None]  # [N, 1]
+    centred = rng.normal(size=(n, 168, 1)) * (0.1 + 0.4 * ell)[:, None, :]
+    centred -= centred.mean(1, keepdims=True)  # deviations from each station's own level
+    fitted = fit_shape_scale(ell, centred)
+    knots, scales = fitted["knots"], fitted["scales"]
+    assert knots.shape == (10, 1) and np.all(np.diff(knots[:, 0]) > 0)
+    # each bin's RMS of a swing linear in ell: between the law at its ends, close to it at its knot
+    np.testing.assert_allclose(scales[:, 0], 0.1 + 0.4 * knots[:, 0], rtol=0.05)
+    # each bin's deviations range over its own stations only: the busiest bin's reach beyond the quietest's
+    groups = np.array_split(np.arange(n), 10)  # ell is sorted
+    np.testing.assert_array_equal(fitted["high"][:, 0], [centred[g].max() for g in groups])
+    np.testing.assert_array_equal(fitted["low"][:, 0], [centred[g].min() for g in groups])
+    assert fitted["high"][-1, 0] > 3 * fitted["high"][0, 0]
+    mid = 0.5 * (knots[3] + knots[4])
+    np.testing.assert_allclose(at_level(mid, knots, scales), 0.5 * (scales[3] + scales[4]))
+    np.testing.assert_allclose(at_level(np.array([[-5.0], [9.0]]), knots, scales)[:, 0], scales[[0, -1], 0])

@@ -18,7 +18,8 @@ Pipeline of :meth:`StouterGenerator.fit`:
 5. **Station levels** (``extensions.level_model="ridge"`` or ``"knn"``, :mod:`cellsynth.generators.stouter.levels`
    and :mod:`~cellsynth.generators.stouter.level_stage`; ``knn`` draws a new site's level from its nearest
    training stations' instead of the regression's Gaussian, ``level_condition`` feeds the level to STUNet): each
-   station's level ``ell_n`` (its mean ``z`` per channel) is taken out, ``u = (z - ell_n) / sigma_shape``, and
+   station's level ``ell_n`` (its mean ``z`` per channel) is taken out, ``u = (z - ell_n) / sigma_shape``
+   (``shape_scale="level"``: ``sigma_shape(ell_n)``, fitted over the training stations' levels), and
    a ridge regression learns ``ell`` from ``[F_s, standardised features, log1p(counts)]`` with its
    leave-one-out error covariance. The diffusion then models the level-free weeks ``u``.
 6. **STUNet** (stage ``"stunet"``, :mod:`cellsynth.nn.stunet`) learns ``eps_theta(x_t, t, F_t, F_s)`` with
@@ -444,9 +445,9 @@ class StouterGenerator(_LevelStage, StationGenerator):
         finally:
             self.stunet_ = net.cpu()
         z = torch.cat(out).reshape(m, samples, c, length).permute(0, 1, 3, 2).double().numpy()
-        if self.levels_ is not None:  # z = ell + sigma_shape * u, with ell drawn after all of x_T
+        if self.levels_ is not None:  # z = ell + sigma_shape(ell) * u, with ell drawn after all of x_T
             level = self._sample_levels(target, spatial, samples, generator) if level is None else level
-            z = level[:, :, None, :] + self.levels_["shape_sd"] * z
+            z = self._weeks_at_levels(level, z)
         if self.config.extensions.known_level == "recent" and target.known.any():
             z[target.known] += self._recent_shift()[target.training_index[target.known]][:, None, None, :]
         z = np.clip(z, *self._output_range())

@@ -22,10 +22,13 @@ from cellsynth.generators.floors.stations import nearest_training_stations
 from cellsynth.generators.stouter.levels import (
     LevelRegression,
     NeighbourLevels,
+    at_level,
+    fit_shape_scale,
     recent_level_shift,
     station_levels,
 )
 from cellsynth.generators.stouter.private import privacy_notes
+from cellsynth.transforms.scaling import widened_range
 
 __all__: list[str] = []
 
@@ -61,21 +64,19 @@ class _LevelStage:
     def _fit_levels(self, z: np.ndarray) -> np.ndarray:
         """Fit the level regression on the training stations; return the level-free weeks ``u`` (float32).
 
-        ``u = (z - ell_n) / sigma_shape`` per channel, so that ``u`` has unit variance for DDPM's prior.
+        ``u = (z - ell_n) / sigma_shape`` per channel, so that ``u`` has unit variance for DDPM's prior;
+        with ``extensions.shape_scale: level`` the scale is ``sigma(ell_n)`` (:func:`fit_shape_scale`).
         """
         train = station_levels(z)  # [N, C]
         centred = z - train[:, None, None, :]
         sd = centred.reshape(-1, z.shape[-1]).std(0)
         sd = np.where(sd > 1e-12, sd, 1.0)  # a constant channel: u = z - ell
-        u = centred / sd
+        self.levels_ = {"train": train, "shape_sd": sd, "log_columns": (self.stations_.features >= 0).all(0)}
+        if self.config.extensions.shape_scale == "level":
+            self.levels_ |= {f"shape_{k}": v for k, v in fit_shape_scale(train, centred).items()}
+        u = centred / self._shape_scale(train)[:, None, None, :]
         flat = u.reshape(-1, z.shape[-1])
-        self.levels_ = {
-            "train": train,
-            "shape_sd": sd,
-            "shape_min": flat.min(0),
-            "shape_max": flat.max(0),
-            "log_columns": (self.stations_.features >= 0).all(0),
-        }
+        self.levels_ |= {"shape_min": flat.min(0), "shape_max": flat.max(0)}
         if self.config.extensions.level_model == "knn":
             n = len(train)  # each station's nearest other stations (itself, at distance 0, dropped)
             order = self._neighbour_order(self.stations_, n)
@@ -86,6 +87,28 @@ class _LevelStage:
             descriptors = self._level_descriptors(self.stations_, self.station_embeddings_)
             self.levels_["regression"] = LevelRegression().fit(descriptors, train)
         return u.astype(np.float32)
+
+    def _shape_scale(self, level: np.ndarray) -> np.ndarray:
+        """``sigma`` of the level-free week for levels ``[..., C]``: the fitted ``sigma(ell)`` with
+        ``extensions.shape_scale: level``, else (and in models saved before it) the pooled ``shape_sd``."""
+        if "shape_knots" in self.levels_:
+            return at_level(level, self.levels_["shape_knots"], self.levels_["shape_scales"])
+        return np.broadcast_to(self.levels_["shape_sd"], np.shape(level))
+
+    def _weeks_at_levels(self, level: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """``z = ell + sigma(ell) u`` for levels ``[M, K, C]`` and level-free weeks ``u`` ``[M, K, T, C]``;
+        with ``extensions.shape_scale: level`` the deviation ``sigma(ell) u`` is clipped to the range the
+        training stations at that level deviated in, widened by ``clip_margin`` (:func:`fit_shape_scale`)."""
+        deviation = self._shape_scale(level)[:, :, None, :] * u
+        margin = self.config.extensions.clip_margin
+        if "shape_low" in self.levels_ and margin is not None:
+            low, high = (
+                at_level(level, self.levels_["shape_knots"], self.levels_[f"shape_{k}"])
+                for k in ("low", "high")
+            )
+            low, high = widened_range(low, high, margin)
+            deviation = np.clip(deviation, low[:, :, None, :], high[:, :, None, :])
+        return level[:, :, None, :] + deviation
 
     def _neighbour_order(self, stations: Stations, k: int) -> np.ndarray:
         """``[M, k]`` training stations nearest to ``stations`` in standardised feature space (the
