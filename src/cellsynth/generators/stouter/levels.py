@@ -111,10 +111,14 @@ def fit_shape_scale(levels: np.ndarray, centred: np.ndarray) -> dict[str, np.nda
     pooled scale. ``low`` and ``high`` are each group's smallest and largest deviation: a generated week
     deviates from its level no further than the weeks of stations at that level did (the generator widens
     them by ``clip_margin``). Without them, a quiet station's burst, many of its small ``sigma`` above its
-    level, would be drawn for a busy station as many of a busy station's ``sigma``. Why: in ``log1p(x / s)`` a quiet station's week is flattened (``log1p`` is linear near 0)
-    while a busy one swings by the log of its peak-to-trough ratio, so one scale for all gives quiet sites too
-    much swing and busy ones too little (measured on Nanjing's user counts: daily swing 0.44 / 0.84 / 1.49 over
-    the level terciles, drawn 0.47 / 0.75 / 0.65 with the pooled scale: docs/notebook/2026-12-05-stouter-shape-scale.md).
+    level, would be drawn for a busy station as many of a busy station's ``sigma``.
+
+    Why: in ``log1p(x / s)`` a quiet station's week is flattened (``log1p`` is linear near 0) while a busy one
+    swings by the log of its peak-to-trough ratio, so one scale for all gives quiet sites too much swing and
+    busy ones too little (Nanjing's user counts: daily swing 0.44 / 0.84 / 1.49 over the level terciles,
+    drawn 0.47 / 0.75 / 0.65 with the pooled scale; docs/notebook/2026-12-05-stouter-shape-scale.md, which
+    also says why it is off in the presets: real traffic's hour-to-hour noise does not grow with the level
+    as its swing does, and one scale scales both).
     """
     ell = np.asarray(levels, dtype=np.float64)
     dev = np.asarray(centred, dtype=np.float64)
