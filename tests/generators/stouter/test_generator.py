@@ -324,6 +324,7 @@ def test_paper_preset_switches_every_extension_off(data):
         "normalisation": "standard",
         "level_model": "none",
         "level_condition": False,
+        "shape_scale": "pooled",
         "attention_heads": 0,
         "norm": "group",
         "ema_decay": 0.0,
