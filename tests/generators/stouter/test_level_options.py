@@ -17,7 +17,7 @@ from cellsynth.data.samples import split_samples
 from cellsynth.errors import ConfigError, DataError, NotFittedError
 from cellsynth.generators import get
 from cellsynth.generators.stouter import StouterGenerator
-from cellsynth.generators.stouter.levels import NeighbourLevels
+from cellsynth.generators.stouter.levels import NeighbourLevels, at_level
 from tests.generators.stouter.test_levels import law_traffic
 
 
@@ -82,6 +82,7 @@ OPTIONS = [
     {"level_model": "knn", "level_condition": True},
     {"level_model": "ridge", "level_condition": True},
     {"level_model": "knn", "shape_scale": "level"},
+    {"level_model": "knn", "shape_scale": "level-daily"},
 ]
 
 
@@ -179,3 +180,26 @@ def test_shape_scale_level_needs_a_level_model():
     with pytest.raises(ConfigError, match="shape_scale 'level'.*set extensions.level_model"):
         get("stouter", {"extensions": {"level_model": "none", "shape_scale": "level"}})
     assert get("stouter", {"extensions": {"shape_scale": "level"}}).config.extensions.shape_scale == "level"
+
+
+def test_level_daily_round_trips_the_level_free_week():
+    """``_weeks_at_levels`` inverts ``_level_free`` exactly (no clip): the two scales apply to the mean day
+    and to the rest of a week, and a week made of its mean day only is scaled by the first alone."""
+    torch.set_num_threads(1)
+    train = law_traffic(60, seed=0, prefix="bs")
+    config = StouterGenerator.smoke_config() | {
+        "epochs": 1,
+        "extensions": {"shape_scale": "level-daily", "clip_margin": None},
+    }
+    gen = get("stouter", config).fit(train, progress=False)
+    assert gen.levels_["shape_residual_scales"].shape == gen.levels_["shape_scales"].shape
+    rng = np.random.default_rng(0)
+    level = rng.normal(size=(5, 3, 2))
+    u = rng.normal(size=(5, 3, 168, 2))
+    z = gen._weeks_at_levels(level, u)
+    np.testing.assert_allclose(gen._level_free(level, z - level[:, :, None, :]), u, atol=1e-10)
+    flat_day = np.tile(rng.normal(size=(5, 3, 24, 2)), (1, 1, 7, 1))
+    scale = at_level(level, gen.levels_["shape_knots"], gen.levels_["shape_scales"])
+    np.testing.assert_allclose(
+        gen._weeks_at_levels(level, flat_day) - level[:, :, None, :], scale[:, :, None, :] * flat_day
+    )

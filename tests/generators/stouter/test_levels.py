@@ -21,6 +21,7 @@ from cellsynth.generators.stouter import StouterGenerator
 from cellsynth.generators.stouter.levels import (
     LevelRegression,
     at_level,
+    daily_part,
     fit_shape_scale,
     recent_level_shift,
     station_levels,
@@ -251,3 +252,34 @@ def test_shape_scale_follows_a_swing_that_grows_with_the_level():
     mid = 0.5 * (knots[3] + knots[4])
     np.testing.assert_allclose(at_level(mid, knots, scales), 0.5 * (scales[3] + scales[4]))
     np.testing.assert_allclose(at_level(np.array([[-5.0], [9.0]]), knots, scales)[:, 0], scales[[0, -1], 0])
+
+
+def test_daily_part_is_a_projection_onto_the_mean_day():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(3, 2, 168, 2))
+    p = daily_part(x)
+    day = x.reshape(3, 2, 7, 24, 2).mean(2)  # [.., 24, C]
+    np.testing.assert_allclose(p, np.tile(day, (1, 1, 7, 1)))
+    np.testing.assert_allclose(daily_part(p), p)  # idempotent
+    np.testing.assert_allclose(daily_part(x - p), 0.0, atol=1e-12)
+    np.testing.assert_allclose(daily_part(2 * x + p), 3 * p)  # linear
+
+
+def test_level_daily_scales_the_mean_day_and_the_rest_apart():
+    """Stations whose daily swing grows with the level while their hour-to-hour noise does not: the two
+    scales recover the two laws."""
+    rng = np.random.default_rng(3)
+    n = 300
+    ell = np.sort(rng.uniform(0.0, 2.0, n))
+    day = np.sin(2 * np.pi * np.arange(24) / 24)  # RMS 1 / sqrt(2)
+    swing = (0.2 + 0.6 * ell)[:, None, None] * np.tile(day, 7)[None, None, :]  # [N, 1, 168]
+    noise = 0.1 * rng.normal(size=(n, 2, 168))
+    noise -= daily_part(noise[..., None])[..., 0]  # off the mean day, as daily_part splits it
+    centred = (swing + noise)[..., None]
+    centred -= centred.mean(axis=(1, 2), keepdims=True)
+    fitted = fit_shape_scale(ell[:, None], centred, daily=True)
+    knots = fitted["knots"][:, 0]
+    np.testing.assert_allclose(fitted["scales"][:, 0], (0.2 + 0.6 * knots) / np.sqrt(2), rtol=0.05)
+    # the noise without its own mean day keeps 6 / 7 of its variance
+    np.testing.assert_allclose(fitted["residual_scales"][:, 0], 0.1 * np.sqrt(6 / 7), rtol=0.05)
+    assert "residual_scales" not in fit_shape_scale(ell[:, None], centred)

@@ -40,13 +40,15 @@ class StouterExtensions(ConfigSection):
         "the STFFM): training on each station's own level, generation on the drawn one, so that a week's shape "
         "can depend on how busy the station is. Needs a level_model other than 'none'.",
     )
-    shape_scale: Literal["pooled", "level"] = pydantic.Field(
+    shape_scale: Literal["pooled", "level", "level-daily"] = pydantic.Field(
         "pooled",
         description="The scale sigma of the level-free week u = (z - ell) / sigma: 'pooled', one per channel "
         "over all training stations; 'level', a function of the station's level, sigma(ell), fitted on the "
         "training stations (the RMS deviation from their level in equal-count level bins, interpolated), so "
         "that a busy station's daily swing is drawn as large as busy stations have it "
-        "(cellsynth.generators.stouter.levels.fit_shape_scale). Needs a level_model other than 'none'.",
+        "(cellsynth.generators.stouter.levels.fit_shape_scale); 'level-daily', the same with one scale for the "
+        "mean day of the week and another for the rest (hour-to-hour noise grows less with the level than the "
+        "daily swing). Needs a level_model other than 'none'.",
     )
     attention_heads: int = pydantic.Field(
         4,
@@ -200,9 +202,9 @@ class StouterConfig(SamplingConfig, TrainingConfig):
                 "extensions.level_condition conditions STUNet on the station level, which level_model 'none' "
                 "does not separate; set extensions.level_model to 'ridge' or 'knn', or level_condition: false"
             )
-        if self.extensions.shape_scale == "level" and self.extensions.level_model == "none":
+        if self.extensions.shape_scale != "pooled" and self.extensions.level_model == "none":
             raise ValueError(
-                "extensions.shape_scale 'level' scales the week by the station level, which level_model 'none' "
+                f"extensions.shape_scale {self.extensions.shape_scale!r} scales the week by the station level, which level_model 'none' "
                 "does not separate; set extensions.level_model to 'ridge' or 'knn', or shape_scale: pooled"
             )
         coarsest = self.channels * self.channel_mults[-1]

@@ -23,6 +23,7 @@ from cellsynth.generators.stouter.levels import (
     LevelRegression,
     NeighbourLevels,
     at_level,
+    daily_part,
     fit_shape_scale,
     recent_level_shift,
     station_levels,
@@ -72,9 +73,11 @@ class _LevelStage:
         sd = centred.reshape(-1, z.shape[-1]).std(0)
         sd = np.where(sd > 1e-12, sd, 1.0)  # a constant channel: u = z - ell
         self.levels_ = {"train": train, "shape_sd": sd, "log_columns": (self.stations_.features >= 0).all(0)}
-        if self.config.extensions.shape_scale == "level":
-            self.levels_ |= {f"shape_{k}": v for k, v in fit_shape_scale(train, centred).items()}
-        u = centred / self._shape_scale(train)[:, None, None, :]
+        mode = self.config.extensions.shape_scale
+        if mode != "pooled":
+            fitted = fit_shape_scale(train, centred, daily=mode == "level-daily")
+            self.levels_ |= {f"shape_{k}": v for k, v in fitted.items()}
+        u = self._level_free(train[:, None, :], centred)
         flat = u.reshape(-1, z.shape[-1])
         self.levels_ |= {"shape_min": flat.min(0), "shape_max": flat.max(0)}
         if self.config.extensions.level_model == "knn":
@@ -95,11 +98,33 @@ class _LevelStage:
             return at_level(level, self.levels_["shape_knots"], self.levels_["shape_scales"])
         return np.broadcast_to(self.levels_["shape_sd"], np.shape(level))
 
+    def _residual_scale(self, level: np.ndarray) -> np.ndarray | None:
+        """``sigma_r(ell)`` of the part of the week off its mean day (``shape_scale: level-daily``), else None."""
+        if "shape_residual_scales" not in self.levels_:
+            return None
+        return at_level(level, self.levels_["shape_knots"], self.levels_["shape_residual_scales"])
+
+    def _level_free(self, level: np.ndarray, deviation: np.ndarray) -> np.ndarray:
+        """``u`` from deviations ``z - ell`` ``[M, K, L, C]`` at levels ``[M, K, C]``: ``d / sigma(ell)``, or
+        with ``level-daily`` ``P(d) / sigma(ell) + (d - P(d)) / sigma_r(ell)`` (``P``: :func:`daily_part`)."""
+        scale, residual = self._shape_scale(level)[:, :, None, :], self._residual_scale(level)
+        if residual is None:
+            return deviation / scale
+        profile = daily_part(deviation)
+        return profile / scale + (deviation - profile) / residual[:, :, None, :]
+
     def _weeks_at_levels(self, level: np.ndarray, u: np.ndarray) -> np.ndarray:
-        """``z = ell + sigma(ell) u`` for levels ``[M, K, C]`` and level-free weeks ``u`` ``[M, K, T, C]``;
-        with ``extensions.shape_scale: level`` the deviation ``sigma(ell) u`` is clipped to the range the
-        training stations at that level deviated in, widened by ``clip_margin`` (:func:`fit_shape_scale`)."""
-        deviation = self._shape_scale(level)[:, :, None, :] * u
+        """``z = ell + sigma(ell) u`` for levels ``[M, K, C]`` and level-free weeks ``u`` ``[M, K, T, C]``
+        (with ``level-daily``: ``ell + sigma(ell) P(u) + sigma_r(ell) (u - P(u))``, the inverse of
+        :meth:`_level_free`, ``P`` being a projection); with a level scale the deviation is clipped to the
+        range the training stations at that level deviated in, widened by ``clip_margin``
+        (:func:`fit_shape_scale`)."""
+        scale, residual = self._shape_scale(level)[:, :, None, :], self._residual_scale(level)
+        if residual is None:
+            deviation = scale * u
+        else:
+            profile = daily_part(u)
+            deviation = scale * profile + residual[:, :, None, :] * (u - profile)
         margin = self.config.extensions.clip_margin
         if "shape_low" in self.levels_ and margin is not None:
             low, high = (

@@ -74,6 +74,7 @@ __all__ = [
     "LevelRegression",
     "NeighbourLevels",
     "at_level",
+    "daily_part",
     "fit_shape_scale",
     "recent_level_shift",
     "station_levels",
@@ -97,7 +98,17 @@ SHAPE_BINS = 10
 SHAPE_BIN_STATIONS = 25
 
 
-def fit_shape_scale(levels: np.ndarray, centred: np.ndarray) -> dict[str, np.ndarray]:
+def daily_part(x: np.ndarray, days: int = 7) -> np.ndarray:
+    """The projection of weeks ``x`` ``[..., L, C]`` (time on axis -2, ``L`` = ``days`` whole days) onto their
+    mean day: each step replaced by the mean of the same time of day over the ``days`` days. Linear and
+    idempotent: ``daily_part(x - daily_part(x)) = 0``."""
+    x = np.asarray(x, dtype=np.float64)
+    *lead, length, c = x.shape
+    per_day = x.reshape(*lead, days, length // days, c)
+    return np.broadcast_to(per_day.mean(-3, keepdims=True), per_day.shape).reshape(x.shape)
+
+
+def fit_shape_scale(levels: np.ndarray, centred: np.ndarray, *, daily: bool = False) -> dict[str, np.ndarray]:
     r"""The scale of a station's week as a function of its level, ``sigma_c(ell)`` (``extensions.shape_scale:
     level``): ``{"knots", "scales", "low", "high"}``, each ``[K, C]``, from the training levels ``ell``
     ``[N, C]`` and the weeks' deviations from them, ``centred = z - ell`` ``[N, ..., C]``.
@@ -113,6 +124,11 @@ def fit_shape_scale(levels: np.ndarray, centred: np.ndarray) -> dict[str, np.nda
     them by ``clip_margin``). Without them, a quiet station's burst, many of its small ``sigma`` above its
     level, would be drawn for a busy station as many of a busy station's ``sigma``.
 
+    ``daily=True`` (``shape_scale: level-daily``; ``centred`` ``[N, W, L, C]``, whole weeks) gives the mean
+    day and the rest their own scales: ``scales`` is then the RMS of :func:`daily_part` of the deviations and
+    ``residual_scales`` that of the rest, because the hour-to-hour noise of real traffic grows far less with
+    the level than its daily swing does.
+
     Why: in ``log1p(x / s)`` a quiet station's week is flattened (``log1p`` is linear near 0) while a busy one
     swings by the log of its peak-to-trough ratio, so one scale for all gives quiet sites too much swing and
     busy ones too little (Nanjing's user counts: daily swing 0.44 / 0.84 / 1.49 over the level terciles,
@@ -124,15 +140,22 @@ def fit_shape_scale(levels: np.ndarray, centred: np.ndarray) -> dict[str, np.nda
     dev = np.asarray(centred, dtype=np.float64)
     n, c = ell.shape
     flat = dev.reshape(n, -1, c)
-    square, low, high = (flat**2).mean(1), flat.min(1), flat.max(1)  # [N, C] each
+    low, high = flat.min(1), flat.max(1)  # [N, C] each
+    parts = {"scales": dev}
+    if daily:
+        profile = daily_part(dev)
+        parts = {"scales": profile, "residual_scales": dev - profile}
+    square = {key: (part.reshape(n, -1, c) ** 2).mean(1) for key, part in parts.items()}  # [N, C] each
     bins = min(SHAPE_BINS, max(1, n // SHAPE_BIN_STATIONS))
-    fitted = {key: np.empty((bins, c)) for key in ("knots", "scales", "low", "high")}
+    fitted = {key: np.empty((bins, c)) for key in ("knots", "low", "high", *parts)}
     for ch in range(c):
         for k, group in enumerate(np.array_split(np.argsort(ell[:, ch], kind="stable"), bins)):
             fitted["knots"][k, ch] = np.median(ell[group, ch])
-            fitted["scales"][k, ch] = np.sqrt(square[group, ch].mean())
             fitted["low"][k, ch], fitted["high"][k, ch] = low[group, ch].min(), high[group, ch].max()
-    fitted["scales"] = np.where(fitted["scales"] > 1e-12, fitted["scales"], 1.0)  # a constant channel
+            for key in parts:
+                fitted[key][k, ch] = np.sqrt(square[key][group, ch].mean())
+    for key in parts:  # a constant channel (or one without a daily swing): that part is left as it is
+        fitted[key] = np.where(fitted[key] > 1e-12, fitted[key], 1.0)
     return fitted
 
 
