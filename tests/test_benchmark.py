@@ -185,7 +185,8 @@ def test_models_start_from_the_preset_with_configs_on_top(tmp_path):
         echo=None,
     )
     vae = next(r for r in result.runs if r["model"] == "vae")["config"]
-    assert vae["extensions"] == {"normalisation": "unit", "clip_margin": None}  # paper: no clipping
+    # paper: no clipping, no floor
+    assert vae["extensions"] == {"normalisation": "unit", "clip_margin": None, "training_floor": False}
     assert vae["hidden"] == VAE["hidden"] and vae["epochs"] == 1
 
 
