@@ -204,8 +204,9 @@ class StouterConfig(SamplingConfig, TrainingConfig):
             )
         if self.extensions.shape_scale != "pooled" and self.extensions.level_model == "none":
             raise ValueError(
-                f"extensions.shape_scale {self.extensions.shape_scale!r} scales the week by the station level, which level_model 'none' "
-                "does not separate; set extensions.level_model to 'ridge' or 'knn', or shape_scale: pooled"
+                f"extensions.shape_scale {self.extensions.shape_scale!r} scales the week by the station level, "
+                "which level_model 'none' does not separate; set extensions.level_model to 'ridge' or 'knn', or "
+                "shape_scale: pooled"
             )
         coarsest = self.channels * self.channel_mults[-1]
         heads = self.extensions.attention_heads

@@ -19,7 +19,8 @@ Pipeline of :meth:`StouterGenerator.fit`:
    and :mod:`~cellsynth.generators.stouter.level_stage`; ``knn`` draws a new site's level from its nearest
    training stations' instead of the regression's Gaussian, ``level_condition`` feeds the level to STUNet): each
    station's level ``ell_n`` (its mean ``z`` per channel) is taken out, ``u = (z - ell_n) / sigma_shape``
-   (``shape_scale="level"``: ``sigma_shape(ell_n)``, fitted over the training stations' levels), and
+   (``shape_scale="level"``: ``sigma_shape(ell_n)``, fitted over the training stations' levels;
+   ``"level-daily"``: one such scale for the week's mean day, another for the rest), and
    a ridge regression learns ``ell`` from ``[F_s, standardised features, log1p(counts)]`` with its
    leave-one-out error covariance. The diffusion then models the level-free weeks ``u``.
 6. **STUNet** (stage ``"stunet"``, :mod:`cellsynth.nn.stunet`) learns ``eps_theta(x_t, t, F_t, F_s)`` with
