@@ -92,8 +92,8 @@ def run_benchmark(
     map a generator to itself are allowed); a variant is a row of its own, trained and scored like a model.
     ``jobs``: (model, seed) cells run at a time, each in its own process
     (:func:`~cellsynth.benchmark.cells.run_cells`). ``progress``: training progress bars and a line per run.
-    ``echo`` prints the progress lines and the final table (None: silent). Writes ``out/table.md``, ``out/results.json``, ``out/results/*.json``
-    and ``out/runs/``.
+    ``echo`` prints the progress lines and the final table (None: silent). Writes ``out/table.md``,
+    ``out/results.json``, ``out/results/*.json`` and ``out/runs/``.
     """
     plan = plan_benchmark(
         data,

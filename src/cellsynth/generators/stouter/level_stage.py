@@ -99,7 +99,7 @@ class _LevelStage:
         return np.broadcast_to(self.levels_["shape_sd"], np.shape(level))
 
     def _residual_scale(self, level: np.ndarray) -> np.ndarray | None:
-        """``sigma_r(ell)`` of the part of the week off its mean day (``shape_scale: level-daily``), else None."""
+        """``sigma_r(ell)`` of the week off its mean day (``shape_scale: level-daily``), else None."""
         if "shape_residual_scales" not in self.levels_:
             return None
         return at_level(level, self.levels_["shape_knots"], self.levels_["shape_residual_scales"])

@@ -92,8 +92,8 @@ _NEIGHBOUR_GRID = (1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987)
 _STATE = ("d_mean", "d_std", "beta", "intercept", "covariance", "alpha")
 
 
-#: The level-dependent shape scale (``extensions.shape_scale: level``): at most this many level bins, each of
-#: at least ``SHAPE_BIN_STATIONS`` training stations (fewer stations, fewer bins; one bin is the pooled scale).
+#: The level-dependent shape scale (``extensions.shape_scale``): at most this many level bins, each of at least
+#: ``SHAPE_BIN_STATIONS`` training stations (fewer stations, fewer bins; one bin is the pooled scale).
 SHAPE_BINS = 10
 SHAPE_BIN_STATIONS = 25
 
