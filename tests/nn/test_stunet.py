@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cellsynth.nn.stunet import STFFM, STUNet, resample_time
+from cellsynth.nn.stunet import DAYS, STFFM, STUNet, _DayAttention, resample_time
 
 SMALL = {"channels": 8, "channel_mults": (1, 2), "temporal_dim": 4, "spatial_dim": 3, "context_dim": 8}
 
@@ -104,6 +104,43 @@ def test_attention_is_optional_and_global():
     assert not torch.allclose(net(x2, t, fs, ft)[:, :, :4], net(x, t, fs, ft)[:, :, :4], atol=1e-6)
     with pytest.raises(ValueError, match="attention_heads"):
         STUNet(2, **SMALL, attention_heads=3)
+
+
+def test_day_attention_links_each_hour_to_the_same_hour_of_the_other_days():
+    torch.manual_seed(0)
+    block = _DayAttention(8, 2).eval()
+    x = torch.randn(2, 8, DAYS * 6)
+    assert torch.equal(block(x), x)  # zero output projection: the identity at the start
+    for p in block.attn.out_proj.parameters():
+        p.data.normal_(0, 0.5)
+    y = block(x)
+    # the same position of another day reaches day 0; no other position does
+    x2 = x.clone()
+    x2[:, :, 3 * 6 + 2] += 5.0 * torch.randn(8)  # day 3, position 2 (not a constant: LayerNorm removes one)
+    changed = (block(x2) - y).abs().amax(dim=(0, 1)) > 1e-6  # [L]
+    assert changed.nonzero().ravel().tolist() == [d * 6 + 2 for d in range(DAYS)]
+    # no day order: permuting the days of the input permutes the output alike
+    perm = torch.tensor([3, 0, 6, 1, 5, 2, 4])
+    days = x.reshape(2, 8, DAYS, 6)
+    permuted = block(days[:, :, perm].reshape(2, 8, -1)).reshape(2, 8, DAYS, 6)
+    torch.testing.assert_close(permuted, y.reshape(2, 8, DAYS, 6)[:, :, perm])
+    with pytest.raises(ValueError, match="divisible by 7 days"):
+        block(torch.randn(1, 8, 24))
+
+
+def test_day_attention_in_stunet_starts_as_the_plain_network():
+    plain = STUNet(2, **SMALL).eval()
+    net = STUNet(2, **SMALL, day_attention=2).eval()
+    assert len(net.day_attention) == len(SMALL["channel_mults"])  # one per resolution on the way up
+    missing, unexpected = net.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("day_attention.") for k in missing)
+    x, t, fs, ft = inputs(length=168)
+    torch.testing.assert_close(net(x, t, fs, ft), plain(x, t, fs, ft))
+    for p in net.day_attention.parameters():
+        p.data.normal_(0, 0.5)
+    assert not torch.allclose(net(x, t, fs, ft), plain(x, t, fs, ft), atol=1e-5)
+    with pytest.raises(ValueError, match="day_attention=3"):
+        STUNet(2, **SMALL, day_attention=3)
 
 
 def test_spatial_ablation_ignores_the_station():

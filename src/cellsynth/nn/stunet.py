@@ -34,8 +34,9 @@ tells each step which hour of the week it is.
 
 **Our additions** to the paper's U-Net, each with a switch back: self-attention over time between the two
 middle blocks (``attention_heads``, 0 = off): convolutions alone see about a day at the coarsest
-resolution, and without a global view the generated level of a station drifts within its week; and no
-GroupNorm by default (``norm``, see :class:`STUNet`).
+resolution, and without a global view the generated level of a station drifts within its week; attention
+across the week's 7 days at every resolution on the way up (``day_attention``, 0 = off, see
+:class:`_DayAttention`); and no GroupNorm by default (``norm``, see :class:`STUNet`).
 
 ``L`` must be divisible by ``2 ** (len(channel_mults) - 1)`` (one halving per lower resolution).
 """
@@ -48,6 +49,9 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from torch import nn
+
+#: Days of the week STUNet generates: with ``day_attention`` every resolution's length is 7 days of steps.
+DAYS = 7
 
 __all__ = ["STFFM", "STUNet", "resample_time"]
 
@@ -173,6 +177,40 @@ class _SelfAttention(nn.Module):
         return x + h.transpose(1, 2)
 
 
+class _DayAttention(nn.Module):
+    """Self-attention across the 7 days of the week at each position of the day, with a residual.
+
+    ``h [B, C, L]`` is read as ``[B, C, 7, L / 7]``; position ``p`` of every day attends to position ``p``
+    of the other six days (``B * L / 7`` sequences of 7 tokens). Why: a real week repeats its day (busy
+    Nanchang cells: the hours' deviation from the week's mean day is 0.3 of the mean day's swing), and a
+    U-Net's convolutions see the other days only through the bottleneck, so the days of a generated week
+    drift apart (0.9 of the swing). This block lets each resolution line a day up with the others, and
+    with no position encoding it treats the days alike, the way the 24-hour period does. Zero-initialised
+    output projection: the block starts as the identity. The attention reads a LayerNorm of each position's
+    features (a pre-norm transformer block; the residual keeps the level): unnormalised, one extreme day
+    (an event in a Milan square, 9 standard deviations) dominates the softmax and is copied to the others.
+    """
+
+    def __init__(self, channels: int, heads: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+        self.attn = nn.MultiheadAttention(channels, heads, batch_first=True)
+        nn.init.zeros_(self.attn.out_proj.weight)
+        nn.init.zeros_(self.attn.out_proj.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, channels, length = x.shape
+        if length % DAYS:
+            raise ValueError(f"day attention needs a length divisible by {DAYS} days, got {length}")
+        per_day = length // DAYS
+        # [B, C, 7, P] -> [B, P, 7, C] -> [B P, 7, C]
+        h = x.reshape(batch, channels, DAYS, per_day).permute(0, 3, 2, 1)
+        h = self.norm(h.reshape(batch * per_day, DAYS, channels))
+        h, _ = self.attn(h, h, h, need_weights=False)
+        h = h.reshape(batch, per_day, DAYS, channels).permute(0, 3, 2, 1).reshape(batch, channels, length)
+        return x + h
+
+
 class STUNet(nn.Module):
     """1-D U-Net epsilon-predictor with STFFM conditioning (see module docstring).
 
@@ -186,6 +224,8 @@ class STUNet(nn.Module):
     blocks_per_level: residual blocks per resolution on the way down (and up).
     attention_heads: heads of the self-attention between the two middle blocks (0: none, the paper's
         plain U-Net); the width of the coarsest resolution must be divisible by it.
+    day_attention: heads of the attention across the week's 7 days after each resolution's blocks on the
+        way up (0: none); every width must be divisible by it, and the length at every resolution by 7.
     norm: ``"none"`` (default) or ``"group"`` (GroupNorm before each convolution, as image U-Nets do).
         GroupNorm normalises each series over time, which hides its overall level from the block: on
         series whose level varies a lot between stations, the sampled levels then come out too spread
@@ -204,6 +244,7 @@ class STUNet(nn.Module):
         context_dim: int = 64,
         blocks_per_level: int = 1,
         attention_heads: int = 4,
+        day_attention: int = 0,
         norm: Literal["none", "group"] = "none",
         dropout: float = 0.0,
         use_temporal: bool = True,
@@ -252,14 +293,19 @@ class STUNet(nn.Module):
         if attention_heads and ch % attention_heads:
             raise ValueError(f"the coarsest width {ch} is not divisible by attention_heads={attention_heads}")
         self.mid_attention = _SelfAttention(ch, attention_heads, norm) if attention_heads else None
+        if day_attention and any(width % day_attention for width in widths):
+            raise ValueError(f"every width {widths} must be divisible by day_attention={day_attention}")
         self.up = nn.ModuleList()
         self.upsample = nn.ModuleList()
+        self.day_attention = nn.ModuleList()
         for level in reversed(range(n_levels)):
             blocks = nn.ModuleList()
             for _ in range(blocks_per_level):
                 blocks.append(_ResBlock(ch + skips.pop(), widths[level], ctx, dropout, norm))
                 ch = widths[level]
             self.up.append(blocks)
+            if day_attention:
+                self.day_attention.append(_DayAttention(ch, day_attention))
             if level > 0:
                 self.upsample.append(nn.Conv1d(ch, ch, 3, padding=1))
         self.out_norm = _norm(norm, ch)
@@ -333,6 +379,8 @@ class STUNet(nn.Module):
             c = context(level, h.shape[-1])
             for block in blocks:
                 h = block(torch.cat([h, skips.pop()], dim=1), c)
+            if self.day_attention:
+                h = self.day_attention[i](h)
             if level > 0:
                 h = self.upsample[i](F.interpolate(h, scale_factor=2, mode="nearest"))
         return self.output(F.silu(self.out_norm(h)))

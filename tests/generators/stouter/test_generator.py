@@ -326,6 +326,7 @@ def test_paper_preset_switches_every_extension_off(data):
         "level_condition": False,
         "shape_scale": "pooled",
         "attention_heads": 0,
+        "day_attention": 0,
         "norm": "group",
         "ema_decay": 0.0,
         "known_level": "all",

@@ -83,6 +83,7 @@ OPTIONS = [
     {"level_model": "ridge", "level_condition": True},
     {"level_model": "knn", "shape_scale": "level"},
     {"level_model": "knn", "shape_scale": "level-daily"},
+    {"level_model": "knn", "day_attention": 2},  # not a level option: STUNet's attention across days
 ]
 
 
@@ -130,6 +131,15 @@ def test_knn_gives_planned_sites_the_level_their_features_imply():
     # as the one that sets the level, where the ridge learns to ignore it. Without a level model: ~0.
     for c in range(2):
         assert np.corrcoef(real[:, c], generated[:, c])[0, 1] > 0.7
+
+
+def test_day_attention_must_divide_every_width():
+    with pytest.raises(
+        ConfigError, match=r"day_attention \(3\) must divide every STUNet width .*\[32, 64, 64\]"
+    ):
+        get("stouter", {"extensions": {"day_attention": 3}})
+    gen = get("stouter", StouterGenerator.smoke_config() | {"extensions": {"day_attention": 4}})
+    assert len(gen._stunet(2).day_attention) == 2
 
 
 def test_level_condition_needs_a_level_model():

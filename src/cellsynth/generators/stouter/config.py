@@ -56,6 +56,13 @@ class StouterExtensions(ConfigSection):
         description="Self-attention heads over time at STUNet's bottleneck (0: none, the paper's plain U-Net). "
         "Lets a station's level stay consistent over its week.",
     )
+    day_attention: int = pydantic.Field(
+        0,
+        ge=0,
+        description="Heads of an attention across the week's 7 days at each resolution of STUNet's way up "
+        "(0: none, the paper's U-Net): each hour of a day sees the same hour of the other days, so the "
+        "generated days repeat as real ones do (cellsynth.nn.stunet). Must divide every resolution's width.",
+    )
     norm: Literal["none", "group"] = pydantic.Field(
         "none",
         description="Normalisation in STUNet's blocks: 'group' hides each series' level from the blocks and "
@@ -214,6 +221,13 @@ class StouterConfig(SamplingConfig, TrainingConfig):
             raise ValueError(
                 f"extensions.attention_heads ({heads}) must divide STUNet's coarsest width "
                 f"channels * channel_mults[-1] = {coarsest}"
+            )
+        day_heads = self.extensions.day_attention
+        widths = [self.channels * m for m in self.channel_mults]
+        if day_heads and any(width % day_heads for width in widths):
+            raise ValueError(
+                f"extensions.day_attention ({day_heads}) must divide every STUNet width channels * "
+                f"channel_mults = {widths}"
             )
         return self
 

@@ -361,6 +361,7 @@ class StouterGenerator(_LevelStage, StationGenerator):
             context_dim=cfg.context_dim,
             blocks_per_level=cfg.blocks_per_level,
             attention_heads=cfg.extensions.attention_heads,
+            day_attention=cfg.extensions.day_attention,
             norm=cfg.extensions.norm,
             dropout=cfg.dropout,
             use_temporal=cfg.use_temporal,
