@@ -83,6 +83,7 @@ OPTIONS = [
     {"level_model": "ridge", "level_condition": True},
     {"level_model": "knn", "shape_scale": "level"},
     {"level_model": "knn", "shape_scale": "level-daily"},
+    {"level_model": "knn", "shape_scale": "daily"},
     {"level_model": "knn", "day_attention": 2},  # not a level option: STUNet's attention across days
 ]
 
@@ -192,17 +193,20 @@ def test_shape_scale_level_needs_a_level_model():
     assert get("stouter", {"extensions": {"shape_scale": "level"}}).config.extensions.shape_scale == "level"
 
 
-def test_level_daily_round_trips_the_level_free_week():
+@pytest.mark.parametrize("mode", ["level-daily", "daily"])
+def test_daily_scales_round_trip_the_level_free_week(mode):
     """``_weeks_at_levels`` inverts ``_level_free`` exactly (no clip): the two scales apply to the mean day
-    and to the rest of a week, and a week made of its mean day only is scaled by the first alone."""
+    and to the rest of a week, and a week made of its mean day only is scaled by the first alone; with
+    ``daily`` the two scales are the same at every level (one knot)."""
     torch.set_num_threads(1)
     train = law_traffic(60, seed=0, prefix="bs")
     config = StouterGenerator.smoke_config() | {
         "epochs": 1,
-        "extensions": {"shape_scale": "level-daily", "clip_margin": None},
+        "extensions": {"shape_scale": mode, "clip_margin": None},
     }
     gen = get("stouter", config).fit(train, progress=False)
     assert gen.levels_["shape_residual_scales"].shape == gen.levels_["shape_scales"].shape
+    assert (len(gen.levels_["shape_knots"]) == 1) == (mode == "daily")  # 60 stations: 2 bins for level-daily
     rng = np.random.default_rng(0)
     level = rng.normal(size=(5, 3, 2))
     u = rng.normal(size=(5, 3, 168, 2))

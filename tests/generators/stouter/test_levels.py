@@ -283,3 +283,11 @@ def test_level_daily_scales_the_mean_day_and_the_rest_apart():
     # the noise without its own mean day keeps 6 / 7 of its variance
     np.testing.assert_allclose(fitted["residual_scales"][:, 0], 0.1 * np.sqrt(6 / 7), rtol=0.05)
     assert "residual_scales" not in fit_shape_scale(ell[:, None], centred)
+    # one bin (shape_scale: daily): the pooled RMS of the mean day and of the rest, whatever the level
+    pooled = fit_shape_scale(ell[:, None], centred, daily=True, bins=1)
+    assert pooled["knots"].shape == (1, 1)
+    profile = daily_part(centred)
+    np.testing.assert_allclose(pooled["scales"][0, 0], np.sqrt((profile**2).mean()))
+    np.testing.assert_allclose(pooled["residual_scales"][0, 0], np.sqrt(((centred - profile) ** 2).mean()))
+    with pytest.raises(ValueError, match=r"bins must lie in 1\.\.300"):
+        fit_shape_scale(ell[:, None], centred, bins=0)

@@ -40,10 +40,12 @@ class StouterExtensions(ConfigSection):
         "the STFFM): training on each station's own level, generation on the drawn one, so that a week's shape "
         "can depend on how busy the station is. Needs a level_model other than 'none'.",
     )
-    shape_scale: Literal["pooled", "level", "level-daily"] = pydantic.Field(
+    shape_scale: Literal["pooled", "daily", "level", "level-daily"] = pydantic.Field(
         "pooled",
         description="The scale sigma of the level-free week u = (z - ell) / sigma: 'pooled', one per channel "
-        "over all training stations; 'level', a function of the station's level, sigma(ell), fitted on the "
+        "over all training stations; 'daily', one per channel for the week's mean day and another for the rest "
+        "(how the days stray from it), so that the diffusion learns the small day-to-day part at unit scale; "
+        "'level', a function of the station's level, sigma(ell), fitted on the "
         "training stations (the RMS deviation from their level in equal-count level bins, interpolated), so "
         "that a busy station's daily swing is drawn as large as busy stations have it "
         "(cellsynth.generators.stouter.levels.fit_shape_scale); 'level-daily', the same with one scale for the "

@@ -74,8 +74,10 @@ class _LevelStage:
         sd = np.where(sd > 1e-12, sd, 1.0)  # a constant channel: u = z - ell
         self.levels_ = {"train": train, "shape_sd": sd, "log_columns": (self.stations_.features >= 0).all(0)}
         mode = self.config.extensions.shape_scale
-        if mode != "pooled":
-            fitted = fit_shape_scale(train, centred, daily=mode == "level-daily")
+        if mode != "pooled":  # "daily": the level-daily split in one bin, the same scales for every level
+            fitted = fit_shape_scale(
+                train, centred, daily=mode != "level", bins=1 if mode == "daily" else None
+            )
             self.levels_ |= {f"shape_{k}": v for k, v in fitted.items()}
         u = self._level_free(train[:, None, :], centred)
         flat = u.reshape(-1, z.shape[-1])

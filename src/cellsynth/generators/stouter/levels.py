@@ -108,13 +108,15 @@ def daily_part(x: np.ndarray, days: int = 7) -> np.ndarray:
     return np.broadcast_to(per_day.mean(-3, keepdims=True), per_day.shape).reshape(x.shape)
 
 
-def fit_shape_scale(levels: np.ndarray, centred: np.ndarray, *, daily: bool = False) -> dict[str, np.ndarray]:
+def fit_shape_scale(
+    levels: np.ndarray, centred: np.ndarray, *, daily: bool = False, bins: int | None = None
+) -> dict[str, np.ndarray]:
     r"""The scale of a station's week as a function of its level, ``sigma_c(ell)`` (``extensions.shape_scale:
     level``): ``{"knots", "scales", "low", "high"}``, each ``[K, C]``, from the training levels ``ell``
     ``[N, C]`` and the weeks' deviations from them, ``centred = z - ell`` ``[N, ..., C]``.
 
-    Per channel the stations are sorted by level and cut into ``K = min(10, max(1, N // 25))`` groups of equal
-    count ``G_k``; the knot is the group's median level and the scale its RMS deviation,
+    Per channel the stations are sorted by level and cut into ``K = min(10, max(1, N // 25))`` (or ``bins``)
+    groups of equal count ``G_k``; the knot is the group's median level and the scale its RMS deviation,
 
     .. math::  s_k = \Big(\frac{1}{|G_k| T} \sum_{n \in G_k} \sum_t (z_{n,t} - \ell_n)^2\Big)^{1/2},
 
@@ -146,7 +148,10 @@ def fit_shape_scale(levels: np.ndarray, centred: np.ndarray, *, daily: bool = Fa
         profile = daily_part(dev)
         parts = {"scales": profile, "residual_scales": dev - profile}
     square = {key: (part.reshape(n, -1, c) ** 2).mean(1) for key, part in parts.items()}  # [N, C] each
-    bins = min(SHAPE_BINS, max(1, n // SHAPE_BIN_STATIONS))
+    if bins is None:
+        bins = min(SHAPE_BINS, max(1, n // SHAPE_BIN_STATIONS))
+    elif not 1 <= bins <= n:
+        raise ValueError(f"bins must lie in 1..{n} (the training stations), got {bins}")
     fitted = {key: np.empty((bins, c)) for key in ("knots", "low", "high", *parts)}
     for ch in range(c):
         for k, group in enumerate(np.array_split(np.argsort(ell[:, ch], kind="stable"), bins)):
