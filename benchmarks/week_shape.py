@@ -15,7 +15,7 @@ generated levels). A real week repeats its day: ``rest`` well below ``swing``.
 
 ``--data`` is an imported dataset (``cellsynth data import``); the split is the leaderboard's (new sites:
 ``split_stations`` with ``--test-fraction`` and ``--split-seed``), and each run (a saved model directory)
-draws ``--samples`` weeks for each held-out station. Prints a markdown table; used in
+draws ``--samples`` weeks for each held-out station; the first week of each is described. Prints a markdown table; used in
 docs/notebook/2026-12-05-stouter-day-attention.md.
 """
 
@@ -30,17 +30,18 @@ DAYS = 7
 
 def week_shape(weeks: np.ndarray) -> dict[str, np.ndarray]:
     """``step``, ``swing`` and ``rest`` (module docstring) of each week of ``weeks`` ``[S, L]``, ``L`` a whole
-    number of days: each ``[S]``."""
+    number of days: each ``[S]``. The mean day repeated over the week is STOUTER's own projection
+    (:func:`~cellsynth.generators.stouter.levels.daily_part`); its sd over the week is the mean day's."""
+    from cellsynth.generators.stouter.levels import daily_part
+
     weeks = np.asarray(weeks, dtype=np.float64)
-    count, length = weeks.shape
-    if length % DAYS:
-        raise ValueError(f"a week of {length} steps is not {DAYS} whole days")
-    days = weeks.reshape(count, DAYS, length // DAYS)
-    mean_day = days.mean(1)
+    if weeks.shape[1] % DAYS:
+        raise ValueError(f"a week of {weeks.shape[1]} steps is not {DAYS} whole days")
+    mean_day = daily_part(weeks[..., None], DAYS)[..., 0]
     return {
         "step": np.abs(np.diff(weeks, axis=1)).mean(1),
         "swing": mean_day.std(1),
-        "rest": (days - mean_day[:, None]).reshape(count, length).std(1),
+        "rest": (weeks - mean_day).std(1),
     }
 
 
@@ -83,25 +84,22 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict[str, float]]]:
     from cellsynth.data import read
     from cellsynth.data.split import split_stations
     from cellsynth.generators import load
+    from cellsynth.generators.base import week_length
 
     torch.set_num_threads(1)
     data = read(args.data)
+    if args.channel is not None and args.channel not in data.channels:
+        parser.error(f"--channel {args.channel!r}: {args.data} has {', '.join(data.channels)}")
     channel = data.channels.index(args.channel) if args.channel else 0
     train, held_out = split_stations(data, args.test_fraction, args.split_seed)
     scale = float(train.values[..., channel].max())
-    length = _week_steps(data)
+    length = week_length(data, "week_shape.py")  # the first week of each station is described
     rows = {"real": by_tercile(held_out.values[:, :length, channel] / scale)}
     for run in args.runs:
         generated = load(run).generate(held_out.stations, samples=args.samples, seed=args.seed)
         rows[run] = by_tercile(generated.values[:, :length, channel] / scale)
     print(table(rows))
     return rows
-
-
-def _week_steps(data) -> int:
-    import pandas as pd
-
-    return int(pd.Timedelta(days=DAYS) / pd.Timedelta(data.step))
 
 
 if __name__ == "__main__":

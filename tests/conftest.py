@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -78,3 +80,13 @@ def _same(held: dict, value: dict) -> None:
                 _same(held_item, item)
         else:
             assert held[k] == (tuple(v) if isinstance(v, list) else v), k
+
+
+def benchmark_script(name: str) -> ModuleType:
+    """``benchmarks/<name>.py`` imported as a module (the scripts are not a package), to call its functions."""
+    spec = importlib.util.spec_from_file_location(
+        f"benchmarks_{name}", REPO_ROOT / "benchmarks" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

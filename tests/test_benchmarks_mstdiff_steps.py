@@ -3,15 +3,12 @@ scored, CPU time measured; never its numbers."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from cellsynth.demo import PRETRAINED_USER_MODEL
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "mstdiff_steps.py"
+from tests.conftest import benchmark_script
 
 
 @pytest.mark.skipif(
@@ -19,9 +16,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "mstdiff_steps.py"
     reason="the pretrained MSTDiff is not in this checkout (benchmarks/pretrain_demo.py trains it)",
 )
 def test_each_step_count_is_recalibrated_drawn_and_scored(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("mstdiff_steps", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = benchmark_script("mstdiff_steps")
     module.main(["--steps", "3", "2", "--draws", "2", "--out", str(tmp_path / "r.json")])
     rows = json.loads((tmp_path / "r.json").read_text())
     assert list(rows) == ["3", "2"] and all(len(draws) == 2 for draws in rows.values())

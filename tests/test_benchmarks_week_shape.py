@@ -3,9 +3,6 @@ level, and the script end to end on a small city with a saved model."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -14,16 +11,12 @@ from cellsynth.data import write
 from cellsynth.data.synthetic import synthesize_city
 from cellsynth.generators import get
 from cellsynth.generators.stouter import StouterGenerator
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "week_shape.py"
+from tests.conftest import benchmark_script
 
 
 @pytest.fixture(scope="module")
 def week_shape():
-    spec = importlib.util.spec_from_file_location("week_shape", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_script("week_shape")
 
 
 def test_a_week_that_repeats_its_day_has_no_rest(week_shape):
@@ -66,3 +59,6 @@ def test_the_script_compares_real_and_generated_weeks(week_shape, tmp_path, caps
         assert all(t[k] >= 0 for t in terciles for k in ("step", "swing", "rest"))
     assert rows["real"] != rows[str(tmp_path / "model")]
     assert capsys.readouterr().out.count("\n| ") == 3  # the separator row and one row per week source
+    with pytest.raises(SystemExit):  # argparse's one-line error
+        week_shape.main(["--data", str(tmp_path / "city"), "--channel", "voice"])
+    assert "--channel 'voice': " in capsys.readouterr().err

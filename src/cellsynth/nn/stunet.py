@@ -156,6 +156,15 @@ class _ResBlock(nn.Module):
         return h + self.skip(x)
 
 
+def _identity_attention(channels: int, heads: int) -> nn.MultiheadAttention:
+    """Multi-head attention whose output projection starts at zero: with a residual around it, a block that
+    starts as the identity and learns what to add."""
+    attn = nn.MultiheadAttention(channels, heads, batch_first=True)
+    nn.init.zeros_(attn.out_proj.weight)
+    nn.init.zeros_(attn.out_proj.bias)
+    return attn
+
+
 class _SelfAttention(nn.Module):
     """Multi-head self-attention over time with a residual: every step of the week sees every other one.
 
@@ -167,9 +176,7 @@ class _SelfAttention(nn.Module):
     def __init__(self, channels: int, heads: int, norm: str) -> None:
         super().__init__()
         self.norm = _norm(norm, channels)
-        self.attn = nn.MultiheadAttention(channels, heads, batch_first=True)
-        nn.init.zeros_(self.attn.out_proj.weight)
-        nn.init.zeros_(self.attn.out_proj.bias)
+        self.attn = _identity_attention(channels, heads)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.norm(x).transpose(1, 2)  # [B, L, C]
@@ -194,9 +201,7 @@ class _DayAttention(nn.Module):
     def __init__(self, channels: int, heads: int) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(channels)
-        self.attn = nn.MultiheadAttention(channels, heads, batch_first=True)
-        nn.init.zeros_(self.attn.out_proj.weight)
-        nn.init.zeros_(self.attn.out_proj.bias)
+        self.attn = _identity_attention(channels, heads)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, channels, length = x.shape
