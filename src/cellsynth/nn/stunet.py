@@ -36,7 +36,10 @@ tells each step which hour of the week it is.
 middle blocks (``attention_heads``, 0 = off): convolutions alone see about a day at the coarsest
 resolution, and without a global view the generated level of a station drifts within its week; attention
 across the week's 7 days at every resolution on the way up (``day_attention``, 0 = off, see
-:class:`_DayAttention`); and no GroupNorm by default (``norm``, see :class:`STUNet`).
+:class:`_DayAttention`); no GroupNorm by default (``norm``, see :class:`STUNet`); and a reference week
+concatenated to ``x_t`` at the input (``profile_channels``, 0 = off): ``[x_t ; p ; m]`` with ``p`` ``[C, L]``
+a known station's mean training week and ``m`` a channel of ones where it is given (zeros, and ``m = 0``,
+where it is not), the image-conditioning of SR3 and CSDI's observed values for a week.
 
 ``L`` must be divisible by ``2 ** (len(channel_mults) - 1)`` (one halving per lower resolution).
 """
@@ -236,6 +239,8 @@ class STUNet(nn.Module):
         series whose level varies a lot between stations, the sampled levels then come out too spread
         (measured: sd 1.43 with GroupNorm vs 0.87 without for a true 0.94, after 1200 steps of the same
         training). DiffWave and CSDI use no normalisation either.
+    profile_channels: channels of a reference series concatenated to ``x`` at the input (``profile`` in
+        :meth:`forward`; 0: none, the paper's U-Net).
     """
 
     def __init__(
@@ -255,13 +260,14 @@ class STUNet(nn.Module):
         use_temporal: bool = True,
         use_spatial: bool = True,
         use_stffm: bool = True,
+        profile_channels: int = 0,
     ) -> None:
         super().__init__()
         if not channel_mults:
             raise ValueError("channel_mults needs at least one resolution")
         if norm not in ("none", "group"):
             raise ValueError(f"norm must be 'none' or 'group', got {norm!r}")
-        self.in_channels = in_channels
+        self.in_channels, self.profile_channels = in_channels, profile_channels
         self.use_temporal, self.use_spatial, self.use_stffm = use_temporal, use_spatial, use_stffm
         self.temporal_dim = temporal_dim if use_temporal else 0
         self.spatial_dim = spatial_dim if use_spatial else 0
@@ -273,7 +279,7 @@ class STUNet(nn.Module):
         widths = [channels * m for m in channel_mults]
         ctx = context_dim if use_stffm else None
         extra = 0 if use_stffm else context_dim + self.temporal_dim + self.spatial_dim
-        self.input = nn.Conv1d(in_channels + extra, widths[0], 3, padding=1)
+        self.input = nn.Conv1d(in_channels + profile_channels + extra, widths[0], 3, padding=1)
 
         n_levels = len(widths)
         if use_stffm:
@@ -322,12 +328,20 @@ class STUNet(nn.Module):
         timesteps: torch.Tensor,
         spatial: torch.Tensor | None = None,
         temporal: torch.Tensor | None = None,
+        profile: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``x`` ``[B, C, L]``, ``timesteps`` ``[B]`` (or scalar), ``spatial`` F_s ``[B, d_s]``, ``temporal``
-        F_t ``[168, d_t]`` (shared) or ``[B, 168, d_t]``. Returns predicted noise ``[B, C, L]``."""
+        F_t ``[168, d_t]`` (shared) or ``[B, 168, d_t]``, ``profile`` ``[B, profile_channels, L]`` (when the
+        network has profile channels). Returns predicted noise ``[B, C, L]``."""
         batch, _, length = x.shape
         if length % self.factor:
             raise ValueError(f"STUNet needs a length divisible by {self.factor}, got {length}")
+        if self.profile_channels:
+            expected = (batch, self.profile_channels, length)
+            if profile is None or profile.shape != expected:
+                got = None if profile is None else tuple(profile.shape)
+                raise ValueError(f"STUNet expects a profile {list(expected)}, got {got}")
+            x = torch.cat([x, profile.to(x.dtype)], dim=1)
         if self.spatial_dim and (spatial is None or spatial.shape != (batch, self.spatial_dim)):
             got = None if spatial is None else tuple(spatial.shape)
             raise ValueError(f"STUNet expects spatial embeddings [{batch}, {self.spatial_dim}], got {got}")

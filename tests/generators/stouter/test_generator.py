@@ -331,6 +331,7 @@ def test_paper_preset_switches_every_extension_off(data):
         "ema_decay": 0.0,
         "known_level": "all",
         "recent_weeks": 1,
+        "station_profile": False,
         "clip_margin": None,
         "training_floor": False,
     }

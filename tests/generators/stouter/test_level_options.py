@@ -85,6 +85,7 @@ OPTIONS = [
     {"level_model": "knn", "shape_scale": "level-daily"},
     {"level_model": "knn", "shape_scale": "daily"},
     {"level_model": "knn", "day_attention": 2},  # not a level option: STUNet's attention across days
+    {"level_model": "knn", "station_profile": True},  # nor this: a known station's mean week as a reference
 ]
 
 

@@ -87,6 +87,15 @@ class StouterExtensions(ConfigSection):
     recent_weeks: int = pydantic.Field(
         1, ge=1, description="Training weeks, counted back from the last, that known_level 'recent' averages."
     )
+    station_profile: bool = pydantic.Field(
+        False,
+        description="Condition STUNet on a known station's own mean training week (its profile, on the scale "
+        "the diffusion models), concatenated to x_t with a mask channel: in training the mean of the station's "
+        "other weeks (leave-one-out, so the model learns how a new week strays from the past ones), left out "
+        "for one week in ten so that new sites, which have no profile, are generated too; in generation the "
+        "mean of all its training weeks. For future weeks of known stations; needs at least two training weeks "
+        "(with one it is never given).",
+    )
     clip_margin: float | None = pydantic.Field(
         0.1,
         ge=0,
@@ -112,7 +121,12 @@ class StouterConfig(SamplingConfig, TrainingConfig):
     }
     #: What ``cellsynth fit stouter --epsilon`` sets besides ``privacy`` (see :func:`_private_problems`).
     private_settings: ClassVar[dict] = {
-        "extensions": {"level_model": "none", "known_level": "all", "normalisation": "standard"}
+        "extensions": {
+            "level_model": "none",
+            "known_level": "all",
+            "normalisation": "standard",
+            "station_profile": False,
+        }
     }
 
     # -- station graph -------------------------------------------------------------------------------
@@ -251,6 +265,11 @@ def _private_problems(config: StouterConfig) -> list[str]:
         problems.append(
             "privacy: extensions.known_level 'recent' keeps each station's recent real level in the model; "
             "set extensions.known_level: all"
+        )
+    if ext.station_profile:
+        problems.append(
+            "privacy: extensions.station_profile keeps each station's mean real week in the model; set "
+            "extensions.station_profile: false"
         )
     if ext.normalisation != "standard":
         problems.append(

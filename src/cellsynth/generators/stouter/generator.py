@@ -60,6 +60,9 @@ paper's choice (the ``paper`` preset, ``cellsynth/configs/stouter/paper.yaml``, 
   dimension over their training nodes before they enter the STFFM (no switch).
 - The paper does not give its normalisation; ``normalisation`` chooses the mode of
   :class:`~cellsynth.transforms.scaling.LogScaler`.
+- With ``station_profile`` (off in both presets) STUNet also reads a known station's mean training week
+  beside ``x_t`` (:func:`week_profiles`): for future weeks of known stations, whose own past is the best
+  guide to their shape.
 - The station level is predicted by a regression, not left to the diffusion (``level_model="none"``: the
   paper's). Why: without it the sampled level of a new station on the heavy-tailed synthetic city spanned
   two orders of magnitude and did not correlate with the real one
@@ -69,6 +72,7 @@ paper's choice (the ``paper`` preset, ``cellsynth/configs/stouter/paper.yaml``, 
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -132,6 +136,31 @@ _STATE_PARTS = (
 #: Fields that may change between a run and its resume (and where it trains: guard_resume leaves that out):
 #: more epochs continue training (nothing depends on the total number of epochs); sampling is generation's.
 _RESUMABLE_CHANGES = frozenset({"epochs", "sampling"})
+
+
+#: Share of training weeks whose profile is left out (``extensions.station_profile``), so that STUNet also
+#: learns weeks without one: those of new sites. The rate classifier-free guidance drops its condition at.
+PROFILE_DROPOUT = 0.1
+
+
+def week_profiles(weeks: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """Each station's mean training week and each training week's reference week (``extensions.station_profile``).
+
+    From ``weeks`` ``[N, W, L, C]`` (what the diffusion models): the profiles ``p_n = (1/W) sum_j x_nj``
+    ``[N, C, L]`` (None when ``W < 2``), and per training week, station-major, ``[N * W, C + 1, L]``: the
+    leave-one-out mean ``(W p_n - x_nj) / (W - 1)`` and a mask channel of ones. With one week per station
+    there is no other week: all zeros, mask 0. Leave-one-out, so that training sees how a week strays from
+    weeks it is not part of, as a future week does from the training ones.
+    """
+    n, w, length, c = weeks.shape
+    references = np.zeros((n, w, c + 1, length), dtype=np.float32)
+    if w < 2:
+        return None, references.reshape(n * w, c + 1, length)
+    total = weeks.sum(axis=1, keepdims=True)  # [N, 1, L, C]
+    references[:, :, :c] = ((total - weeks) / (w - 1)).transpose(0, 1, 3, 2)
+    references[:, :, c] = 1.0
+    profiles = (total[:, 0] / w).transpose(0, 2, 1).astype(np.float32)
+    return profiles, references.reshape(n * w, c + 1, length)
 
 
 def _standardise(emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -276,6 +305,18 @@ class StouterGenerator(_LevelStage, StationGenerator):
         # Stage 3: STUNet on the N * W station-weeks.
         series = torch.from_numpy(np.ascontiguousarray(z.reshape(n * w, length, c).transpose(0, 2, 1)))
         station = torch.arange(n).repeat_interleave(w)
+        self.station_profiles_ = references = None
+        if cfg.extensions.station_profile:
+            self.station_profiles_, references = week_profiles(z)
+            references = torch.from_numpy(references)
+            station = torch.stack([station, torch.arange(n * w)], dim=1)  # (station, week row)
+            if self.station_profiles_ is None:
+                warnings.warn(
+                    f"{self.name}: extensions.station_profile needs at least two training weeks per station, "
+                    "and these stations have one: no week has a profile to learn from, and none is given in "
+                    "generation",
+                    stacklevel=2,
+                )
         dataset = torch.utils.data.TensorDataset(series, station)
         seed_everything(cfg.seed)
         net = dp_compatible(self._stunet(c)) if private else self._stunet(c)
@@ -289,6 +330,8 @@ class StouterGenerator(_LevelStage, StationGenerator):
             cfg.lr,
             cfg.weight_decay,
             cfg.extensions.ema_decay,
+            profiles=references,
+            profile_dropout=PROFILE_DROPOUT,
         )
         self.privacy_ = None
         if private:  # DP-SGD: each example is one station with all its weeks
@@ -367,6 +410,7 @@ class StouterGenerator(_LevelStage, StationGenerator):
             use_temporal=cfg.use_temporal,
             use_spatial=cfg.use_spatial or level_condition,
             use_stffm=cfg.use_stffm,
+            profile_channels=(n_channels + 1) * cfg.extensions.station_profile,
         )
 
     def _diffusion(self) -> GaussianDiffusion:
@@ -424,14 +468,17 @@ class StouterGenerator(_LevelStage, StationGenerator):
             level = self._sample_levels(target, spatial, samples, generator)
         per_series = None if spatial is None else spatial.repeat_interleave(samples, 0)
         condition = self._condition(per_series, None if level is None else level.reshape(total, c))
+        profiles = self._target_profiles(target, c, length)
+        profiles = None if profiles is None else profiles.repeat_interleave(samples, 0)
         out = []
         try:
             for first in range(0, total, batch_size):
                 last = min(first + batch_size, total)
                 fs = None if condition is None else condition[first:last].to(device)
+                profile = None if profiles is None else profiles[first:last].to(device)
 
-                def eps_fn(x, t, fs=fs):
-                    return net(x, t, fs, temporal)
+                def eps_fn(x, t, fs=fs, profile=profile):
+                    return net(x, t, fs, temporal, profile)
 
                 x0 = diffusion.sample(
                     eps_fn,
@@ -456,6 +503,19 @@ class StouterGenerator(_LevelStage, StationGenerator):
         values = self.scaler_.inverse(z).astype(np.float32)
         start, step = restore_time_axis(self.time_)
         return stack_samples(stations, values, start=start, step=step, channels=tuple(self.time_["channels"]))
+
+    def _target_profiles(self, target: TargetStations, c: int, length: int) -> torch.Tensor | None:
+        """STUNet's profile input ``[M, C + 1, L]`` (``extensions.station_profile``): a known station's mean
+        training week and a mask of ones; zeros for a new station (and for every station of a model that saw
+        one week per station). None without the option."""
+        if not self.config.extensions.station_profile:
+            return None
+        out = torch.zeros((len(target.stations), c + 1, length))
+        if self.station_profiles_ is not None and target.known.any():
+            known = torch.from_numpy(target.known)
+            out[known, :c] = torch.as_tensor(self.station_profiles_)[target.training_index[target.known]]
+            out[known, c] = 1.0
+        return out
 
     def _x0_range(self, device) -> tuple[torch.Tensor, torch.Tensor] | None:
         """``(lo, hi)`` ``[C, 1]``: the training range of what the diffusion models (z, or the level-free u)
@@ -529,6 +589,8 @@ class StouterGenerator(_LevelStage, StationGenerator):
         )
         if self.weekly_levels_ is not None:  # None in a private model
             tensors["weekly_levels"] = torch.from_numpy(self.weekly_levels_)
+        if getattr(self, "station_profiles_", None) is not None:
+            tensors["station_profiles"] = torch.from_numpy(self.station_profiles_)
         if self.temporal_ae_ is not None:
             tensors["temporal_embeddings"] = self.temporal_embeddings_
         if station:
@@ -549,6 +611,8 @@ class StouterGenerator(_LevelStage, StationGenerator):
         self.time_, self.week_length_ = meta["time"], meta["week_length"]
         weekly = tensors.get("weekly_levels")  # None in models saved before known_level existed
         self.weekly_levels_ = weekly if weekly is None else weekly.double().numpy()
+        profiles = tensors.get("station_profiles")  # extensions.station_profile with two or more weeks
+        self.station_profiles_ = None if profiles is None else profiles.float().numpy()
         self.history_ = meta.get("history", {})
         self.privacy_ = meta.get("privacy")
         self.scaler_ = LogScaler.from_state(parts["scaler"], self.config.extensions.normalisation)

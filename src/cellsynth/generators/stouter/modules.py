@@ -41,7 +41,13 @@ class GraphMAEModule(TrainingModule):
 
 
 class DiffusionModule(EpsilonModule):
-    """The epsilon objective for STUNet: batches are (week, station index); the frozen embeddings are buffers."""
+    """The epsilon objective for STUNet: batches are (week, station index); the frozen embeddings are buffers.
+
+    With ``profiles`` (``[N * W, C + 1, L]``, each training week's reference week and mask channel,
+    ``extensions.station_profile``) a batch's condition is ``[B, 2]``, (station, week row), and each week's
+    profile is left out (zeroed, mask included) with probability ``profile_dropout``, so that the network also
+    learns the weeks of stations without one.
+    """
 
     def __init__(
         self,
@@ -52,10 +58,22 @@ class DiffusionModule(EpsilonModule):
         lr: float,
         weight_decay: float,
         ema_decay: float,
+        profiles: torch.Tensor | None = None,
+        profile_dropout: float = 0.0,
     ) -> None:
         super().__init__(net, diffusion, lr=lr, weight_decay=weight_decay, ema_decay=ema_decay)
         self.register_buffer("spatial", spatial)
         self.register_buffer("temporal", temporal)
+        self.register_buffer("profiles", profiles)
+        self.profile_dropout = profile_dropout
 
-    def predict_noise(self, net, x_t, t, station):
-        return net(x_t, t, self.spatial[station] if self.spatial is not None else None, self.temporal)
+    def predict_noise(self, net, x_t, t, condition):
+        profile = None
+        if self.profiles is not None:
+            station, row = condition.unbind(1)
+            keep = torch.rand(row.shape[0], device=row.device) >= self.profile_dropout
+            profile = self.profiles[row] * keep[:, None, None].to(self.profiles.dtype)
+        else:
+            station = condition
+        spatial = self.spatial[station] if self.spatial is not None else None
+        return net(x_t, t, spatial, self.temporal, profile)
