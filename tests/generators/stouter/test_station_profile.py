@@ -13,6 +13,7 @@ from cellsynth.data.model import StationTraffic
 from cellsynth.data.samples import split_samples
 from cellsynth.errors import ConfigError
 from cellsynth.generators import get, load
+from cellsynth.generators.stouter import StouterConfig
 from cellsynth.generators.stouter.generator import week_profiles
 from cellsynth.nn.stunet import STUNet
 from tests.generators.stouter.test_generator import CHANNELS, START, TINY, tiny_stations, tiny_traffic
@@ -109,8 +110,6 @@ def test_a_private_model_keeps_no_profile():
             {"privacy": {"epsilon": 5.0}, "extensions": {"level_model": "none", "station_profile": True}},
         )
     # What `cellsynth fit stouter --epsilon` sets leaves it off.
-    from cellsynth.generators.stouter import StouterConfig
-
     assert StouterConfig.private_settings["extensions"]["station_profile"] is False
 
 

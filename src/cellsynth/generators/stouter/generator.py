@@ -304,12 +304,12 @@ class StouterGenerator(_LevelStage, StationGenerator):
 
         # Stage 3: STUNet on the N * W station-weeks.
         series = torch.from_numpy(np.ascontiguousarray(z.reshape(n * w, length, c).transpose(0, 2, 1)))
-        station = torch.arange(n).repeat_interleave(w)
+        condition = torch.arange(n).repeat_interleave(w)  # each week's station
         self.station_profiles_ = references = None
         if cfg.extensions.station_profile:
             self.station_profiles_, references = week_profiles(z)
             references = torch.from_numpy(references)
-            station = torch.stack([station, torch.arange(n * w)], dim=1)  # (station, week row)
+            condition = torch.stack([condition, torch.arange(n * w)], dim=1)  # (station, week row)
             if self.station_profiles_ is None:
                 warnings.warn(
                     f"{self.name}: extensions.station_profile needs at least two training weeks per station, "
@@ -317,7 +317,7 @@ class StouterGenerator(_LevelStage, StationGenerator):
                     "generation",
                     stacklevel=2,
                 )
-        dataset = torch.utils.data.TensorDataset(series, station)
+        dataset = torch.utils.data.TensorDataset(series, condition)
         seed_everything(cfg.seed)
         net = dp_compatible(self._stunet(c)) if private else self._stunet(c)
         module = DiffusionModule(
@@ -589,7 +589,7 @@ class StouterGenerator(_LevelStage, StationGenerator):
         )
         if self.weekly_levels_ is not None:  # None in a private model
             tensors["weekly_levels"] = torch.from_numpy(self.weekly_levels_)
-        if getattr(self, "station_profiles_", None) is not None:
+        if self.station_profiles_ is not None:
             tensors["station_profiles"] = torch.from_numpy(self.station_profiles_)
         if self.temporal_ae_ is not None:
             tensors["temporal_embeddings"] = self.temporal_embeddings_
