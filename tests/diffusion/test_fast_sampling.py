@@ -10,7 +10,7 @@ import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from cellsynth.diffusion import spectral
+from cellsynth.diffusion import discrete, spectral
 from cellsynth.diffusion.discrete import GraphDiffusion, coupled_categorical
 from cellsynth.diffusion.gumbel import gaussian_gumbel, gumbel_argmax
 
@@ -152,3 +152,96 @@ def test_strided_chain_step_matches_the_formula_in_a_batch(users):
     probs = diff.reverse_probs(l_s, logits, 3)
     reference = reference_reverse_probs(diff, l_s.reshape(-1).numpy(), logits.reshape(-1, 8).numpy(), 3, 2)
     np.testing.assert_allclose(probs.reshape(-1, 8).numpy(), reference, atol=1e-9)
+
+
+# -- the shared step: every token at one step, float32 weights (what sampling uses) --------------------------
+
+
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(3, 12), seed=st.integers(0, 10_000), steps=st.integers(2, 6), spread=st.floats(0.5, 6.0))
+def test_shared_step_weights_are_the_reverse_step_in_float32(n, seed, steps, spread):
+    """Normalised, the float32 weights of the shared step are reverse_probs' float64 probabilities to
+    float32 rounding (a wrong formula moves them by 1e-2 and more), for every step and jump to 0, on a sparse
+    graph whose early steps leave candidates out."""
+    diff = GraphDiffusion(sparse_rate(n, seed), steps=steps)
+    g = torch.Generator().manual_seed(seed)
+    l_s = torch.randint(0, n, (4, n), generator=g)  # 4 n tokens: at least N
+    logits = spread * torch.randn(4, n, n, generator=g)
+    for s in range(1, steps + 1):
+        for s_to in {0, s - 1}:
+            weights = diff._shared_step_weights(l_s, logits, s, s_to)
+            assert weights.dtype == torch.float32 and weights.shape == (4, n, n)
+            assert (weights >= 0).all() and (weights.sum(-1) > 0).all()
+            reference = diff.reverse_probs(l_s, logits.double(), s, s_to=s_to)
+            normalised = (weights.double() / weights.double().sum(-1, keepdim=True)).numpy()
+            np.testing.assert_allclose(normalised, reference.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_shared_step_rows_with_no_reachable_mass_take_reverse_probs_fallback():
+    """A token whose predicted l_0 puts all its mass (to float32 underflow) on candidates that cannot have
+    produced l_s gets reverse_probs' own row (the uniform-l_0 posterior, or the tiny reachable mass that
+    float64 still holds); the other rows are untouched."""
+    n = 30
+    rate = np.zeros((n, n))
+    rate[np.arange(n - 1), np.arange(1, n)] = 1.0
+    rate = rate + rate.T
+    rate -= np.diag(rate.sum(1))  # a path: early on, far states are unreachable
+    diff = GraphDiffusion(rate, abar=[0.05, 0.1, 0.3], floor=1e-6)
+    l_s = torch.zeros(2 * n, dtype=torch.long)
+    logits = torch.zeros(2 * n, n)
+    logits[0] = -2000.0
+    logits[0, n // 2] = 0.0  # all on a state 15 hops away: unreachable at alpha-bar 0.1
+    logits[1] = -150.0  # reachable states keep e^-150 in float64, 0 in float32
+    logits[1, n // 2] = 0.0
+    weights = diff._shared_step_weights(l_s, logits, 2, 1)
+    reference = diff.reverse_probs(l_s, logits.double(), 2)
+    for row in (0, 1):
+        np.testing.assert_allclose(weights[row].numpy(), reference[row].numpy(), rtol=1e-6, atol=1e-12)
+    assert weights[0].argmax() != n // 2 and weights[0, 0] > 0.5  # the fallback stays near l_s
+    normalised = weights[2:].double() / weights[2:].double().sum(-1, keepdim=True)
+    np.testing.assert_allclose(normalised.numpy(), reference[2:].numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_sample_step_takes_the_shared_step_only_when_it_applies(monkeypatch):
+    """Plain-integer steps and at least N tokens: the shared step. A step per token, or fewer tokens than
+    states: reverse_probs, as before (those draws are unchanged bit for bit)."""
+    diff = GraphDiffusion(sparse_rate(8, 4), steps=5)
+    taken = []
+    shared, full = diff._shared_step_weights, diff.reverse_probs
+    monkeypatch.setattr(diff, "_shared_step_weights", lambda *a: taken.append("shared") or shared(*a))
+    monkeypatch.setattr(diff, "reverse_probs", lambda *a, **k: taken.append("full") or full(*a, **k))
+    g = torch.Generator().manual_seed(0)
+    many, few = torch.randint(0, 8, (3, 8), generator=g), torch.randint(0, 8, (1, 5), generator=g)
+    diff.sample_step(many, torch.randn(3, 8, 8), 3, g)
+    diff.sample_step(many, torch.randn(3, 8, 8), torch.tensor(3), g, s_to=0)
+    diff.sample_step(many, torch.randn(3, 8, 8), torch.tensor([3, 3, 2]), g)
+    diff.sample_step(few, torch.randn(1, 5, 8), 3, g)
+    assert taken == ["shared", "shared", "full", "full"]
+    with pytest.raises(ValueError, match="steps must be in 1..5"):
+        diff.sample_step(many, torch.randn(3, 8, 8), 6, g)
+    with pytest.raises(ValueError, match="s_to must be below s"):
+        diff.sample_step(many, torch.randn(3, 8, 8), 3, g, s_to=3)
+
+
+@pytest.mark.parametrize("coupling", [0.0, 0.9])
+def test_shared_step_draws_follow_the_reverse_step(coupling):
+    """Drawn through the shared step, each token's frequencies are reverse_probs' row: 20,000 draws of 8
+    tokens, uncoupled (inverse CDF in float32) and coupled."""
+    diff = GraphDiffusion(sparse_rate(7, 8), steps=5)
+    l_s = torch.tensor([0, 0, 3, 3, 6, 2, 5, 1]).expand(20_000, 8)
+    logits = 1.5 * torch.randn(7, 7, generator=torch.Generator().manual_seed(3))[l_s]  # one row per l_s
+    expected = diff.reverse_probs(l_s[:1], logits[:1].double(), 4, s_to=2)[0].numpy()
+    draws = diff.sample_step(l_s, logits, 4, torch.Generator().manual_seed(4), s_to=2, coupling=coupling)
+    freq = np.stack([np.bincount(draws[:, t].numpy(), minlength=7) / len(draws) for t in range(8)])
+    assert np.abs(freq - expected).max() < 0.02  # 5.7 sd of a frequency over 20,000 draws at worst
+    assert (freq[expected == 0] == 0).all()
+
+
+def test_float32_inverse_cdf_draws_unnormalised_weights_and_never_a_zero():
+    g = torch.Generator().manual_seed(0)
+    weights = torch.tensor([[0.0, 3.0, 0.0, 1.0], [2.0, 0.0, 0.0, 0.0]], dtype=torch.float32).repeat(
+        20_000, 1
+    )
+    draws = discrete._categorical(weights, g).reshape(20_000, 2)
+    assert set(draws[:, 0].tolist()) == {1, 3} and set(draws[:, 1].tolist()) == {0}
+    assert abs(float((draws[:, 0] == 1).double().mean()) - 0.75) < 0.015

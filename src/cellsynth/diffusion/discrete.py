@@ -40,6 +40,8 @@ long tensor that broadcasts against the tokens from the left (``[B]`` is one ste
 is in float64 on the tokens' device; the eigenbasis is copied to each device once and cached, and so are
 the dense ``exp(t R)`` of the times a sampler visits: a reverse step whose tokens all sit at one step gathers
 rows of them instead of multiplying with the eigenbasis per token (:mod:`cellsynth.diffusion.spectral`).
+Sampling's own case, every token taking one step ``s -> s'``, draws from float32 weights
+(:meth:`GraphDiffusion.sample_step`): the same distribution to float32 rounding, in about a quarter of the time.
 """
 
 from __future__ import annotations
@@ -524,14 +526,83 @@ class GraphDiffusion:
         ``s_to``: jump to that earlier step instead). At ``s = 1`` this draws ``l_0`` from ``p_theta(l_0 | l_1)``
         (restricted to reachable states).
 
+        When every token takes the same step (``s`` and ``s_to`` plain integers) and there are at least ``N``
+        tokens, as in sampling, the step's probabilities come from :meth:`_shared_step_weights` (float32,
+        dense per-step matrices: the same distribution to float32 rounding, 3.8 times less CPU on the demo's
+        150-station chain); otherwise from :meth:`reverse_probs` (float64).
+
         ``coupling`` ``rho`` in ``[0, 1]``: 0 draws every token independently, as Algorithm 2 does. Above 0
         the draws along the last token axis (time) share correlated noise (:func:`coupled_categorical`):
         each token's marginal is still exactly ``p(l_{s-1} | l_s)``, but neighbours whose distributions
         agree tend to draw the same state, instead of flickering between two likely ones."""
-        probs = self.reverse_probs(l_s, logits, s, s_to)
-        if coupling == 0:  # the inverse-CDF draw, so that uncoupled runs stay the same bit for bit
+        shared = self._shared_step(l_s, s, s_to)
+        if shared is None:
+            probs = self.reverse_probs(l_s, logits, s, s_to)
+        else:
+            probs = self._shared_step_weights(l_s, logits, *shared)
+        if coupling == 0:  # the inverse-CDF draw
             return _categorical(probs, generator)
         return coupled_categorical(probs, coupling, generator)
+
+    def _shared_step(self, l_s: torch.Tensor, s, s_to) -> tuple[int, int] | None:
+        """``(s, s')`` when one step ``s -> s'`` is taken by every token (both plain integers, or 0-d integer
+        tensors) and there are at least ``N`` tokens, so that dense ``N x N`` matrices pay off; else None."""
+
+        def integer(v):
+            if isinstance(v, torch.Tensor) and v.dim() == 0 and not v.dtype.is_floating_point:
+                return int(v)
+            if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+                return int(v)
+            return None
+
+        step = integer(s)
+        target = step - 1 if step is not None and s_to is None else integer(s_to)
+        if step is None or target is None or l_s.numel() < self.n:
+            return None
+        if not 1 <= step <= self.steps:
+            raise ValueError(f"steps must be in 1..{self.steps}, got {step}..{step}")
+        if not 0 <= target < step:
+            raise ValueError("s_to must be below s: a reverse step goes from s to an earlier step")
+        return step, target
+
+    def _shared_step_weights(
+        self, l_s: torch.Tensor, logits: torch.Tensor, s: int, s_to: int
+    ) -> torch.Tensor:
+        r"""``p(l_{s'} | l_s)`` up to a factor per token, ``float32 [..., N]``, for tokens that all take the
+        step ``s -> s'``: :meth:`reverse_probs`' mixture with the step's matrices dense::
+
+            weight = Q_{s'->s}[l_s, :] ⊙ ((softmax(logits) ⊙ A_s[l_s, :]) @ Q-bar_{s'}),
+            A_s[l_s, l_0] = 1 / Q-bar_s[l_s, l_0] where Q-bar_s[l_s, l_0] > floor, else 0
+
+        Why it is faster: the division by ``Q-bar_s`` becomes a gather of the precomputed ``A_s``, no row is
+        normalised (the draws take unnormalised weights), and float32 halves the memory traffic and the
+        time of the one ``[M, N] x [N, N]`` product, which dominates. Rows whose weights are all 0 (every
+        candidate with mass unreachable, or the mass underflowing in float32) are redone by
+        :meth:`reverse_probs` in float64, which holds the fallback for that case."""
+        l_s = self._tokens(l_s, "l_s")
+        if logits.shape != (*l_s.shape, self.n):
+            raise ValueError(f"logits must have shape {(*l_s.shape, self.n)}, got {tuple(logits.shape)}")
+        basis = self._basis(l_s.device)
+
+        def dense(t: torch.Tensor) -> torch.Tensor:  # exp(t R), with the modes reverse_probs keeps at t
+            return basis.matrix(float(t), self._rank(t.reshape(1)))
+
+        t_s, t_to = basis.abar[s], basis.abar[s_to]
+        den = dense(t_s).clamp_min(0.0)  # symmetric: row l_s is Q-bar_s[:, l_s]
+        inverse = torch.where(den > self.floor, 1.0 / den.clamp_min(self.floor), 0.0).float()
+        k = l_s.reshape(-1)
+        weights = torch.softmax(logits.reshape(-1, self.n), dim=-1, dtype=torch.float32)
+        weights.mul_(inverse.index_select(0, k))
+        if s_to > 0:  # Q-bar_0 is the identity
+            weights = weights @ dense(t_to).float()
+        weights.clamp_min_(0.0)
+        # abar_s - abar_{s-1} is alpha_s bit for bit (np.diff), as in reverse_probs
+        jump = dense(t_s - t_to).clamp_min(0.0).float()
+        weights.mul_(jump.index_select(0, k))
+        empty = (weights.sum(-1) <= 0).nonzero().squeeze(1)
+        if empty.numel():
+            weights[empty] = self.reverse_probs(k[empty], logits.reshape(-1, self.n)[empty], s, s_to).float()
+        return weights.reshape(*l_s.shape, self.n)
 
 
 def _reduce(x: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -545,12 +616,17 @@ def _reduce(x: torch.Tensor, reduction: str) -> torch.Tensor:
 
 
 def _categorical(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """One draw per row of ``probs [..., N]`` by inversion of the CDF with ``u`` in ``(0, 1]``, so that a
-    zero-probability state is never drawn (``searchsorted`` returns the first ``i`` with ``cdf_i >= u``)."""
-    flat = probs.reshape(-1, probs.shape[-1]).to(torch.float64)
+    """One draw per row of ``probs [..., N]`` (weights >= 0, not necessarily normalised; float32 stays
+    float32, anything else is taken in float64) by inversion of the CDF with ``u`` in ``(0, 1]``, so that a
+    zero-probability state is never drawn (``searchsorted`` returns the first ``i`` with ``cdf_i >= u``).
+    ``u`` is float64 whatever the dtype, so both dtypes use the generator alike."""
+    flat = probs.reshape(-1, probs.shape[-1])
+    if flat.dtype != torch.float32:
+        flat = flat.to(torch.float64)
     cdf = flat.cumsum(-1)
     u = 1.0 - torch.rand(flat.shape[0], 1, generator=generator, dtype=torch.float64, device=flat.device)
-    idx = torch.searchsorted(cdf, u * cdf[:, -1:]).clamp_max(flat.shape[-1] - 1)
+    # u * total rounds to at most total (a float32 number) in either dtype: the index stays in the row
+    idx = torch.searchsorted(cdf, (u * cdf[:, -1:]).to(cdf.dtype)).clamp_max(flat.shape[-1] - 1)
     return idx.reshape(probs.shape[:-1])
 
 
@@ -564,7 +640,8 @@ def check_coupling(coupling, name: str = "coupling") -> float:
 def coupled_categorical(
     probs: torch.Tensor, coupling: float, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    r"""One draw per row of ``probs [..., T, N]``, marginally exact, with the draws coupled along ``T``.
+    r"""One draw per row of ``probs [..., T, N]`` (weights >= 0, not necessarily normalised), marginally
+    exact, with the draws coupled along ``T``.
 
     Gumbel-max with noise that is independent across the ``N`` states and correlated along ``T``::
 
