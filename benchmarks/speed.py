@@ -308,7 +308,10 @@ def user_rows(
         if not quick
         else CityConfig(n_stations=n, n_users=16, weeks=1)
     )
-    config, preset = _config("mstdiff", quick, device, calibration={"mode": "none"})
+    # no post-fit draws: the sampler selection alone would draw 6 x 256 users of the 4,000-station chain
+    config, preset = _config(
+        "mstdiff", quick, device, calibration={"mode": "none"}, sampler_selection={"candidates": []}
+    )
     started = time.perf_counter()
     untrained = get("mstdiff", config, preset=preset).fit(big.users, progress=False)
     fit_seconds = time.perf_counter() - started
