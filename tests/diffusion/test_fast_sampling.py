@@ -245,3 +245,13 @@ def test_float32_inverse_cdf_draws_unnormalised_weights_and_never_a_zero():
     draws = discrete._categorical(weights, g).reshape(20_000, 2)
     assert set(draws[:, 0].tolist()) == {1, 3} and set(draws[:, 1].tolist()) == {0}
     assert abs(float((draws[:, 0] == 1).double().mean()) - 0.75) < 0.015
+
+
+def test_inverse_cdf_never_draws_a_leading_zero_when_the_target_underflows():
+    """Totals so small that u * total underflows to 0 in float32 (half the draws of a total of 1e-45) still
+    land on a state with weight, never on the zero-weight state 0."""
+    weights = torch.tensor([[0.0, 1e-45, 0.0, 0.0], [0.0, 1e-40, 0.0, 1e-40]], dtype=torch.float32)
+    draws = discrete._categorical(weights.repeat(2_000, 1), torch.Generator().manual_seed(1)).reshape(
+        2_000, 2
+    )
+    assert set(draws[:, 0].tolist()) == {1} and set(draws[:, 1].tolist()) <= {1, 3}

@@ -599,7 +599,9 @@ class GraphDiffusion:
         # abar_s - abar_{s-1} is alpha_s bit for bit (np.diff), as in reverse_probs
         jump = dense(t_s - t_to).clamp_min(0.0).float()
         weights.mul_(jump.index_select(0, k))
-        empty = (weights.sum(-1) <= 0).nonzero().squeeze(1)
+        # a total below float32's smallest normal number is as good as none: its draw could not tell the
+        # states apart (see _categorical)
+        empty = (weights.sum(-1) < torch.finfo(torch.float32).tiny).nonzero().squeeze(1)
         if empty.numel():
             weights[empty] = self.reverse_probs(k[empty], logits.reshape(-1, self.n)[empty], s, s_to).float()
         return weights.reshape(*l_s.shape, self.n)
@@ -625,8 +627,11 @@ def _categorical(probs: torch.Tensor, generator: torch.Generator | None) -> torc
         flat = flat.to(torch.float64)
     cdf = flat.cumsum(-1)
     u = 1.0 - torch.rand(flat.shape[0], 1, generator=generator, dtype=torch.float64, device=flat.device)
-    # u * total rounds to at most total (a float32 number) in either dtype: the index stays in the row
-    idx = torch.searchsorted(cdf, (u * cdf[:, -1:]).to(cdf.dtype)).clamp_max(flat.shape[-1] - 1)
+    # u * total, kept in (0, total]: where it underflows to 0 in the row's dtype, searchsorted would return a
+    # zero-weight state at the start of the row
+    total = cdf[:, -1:]
+    target = torch.minimum((u * total).to(cdf.dtype).clamp_min(torch.finfo(cdf.dtype).tiny), total)
+    idx = torch.searchsorted(cdf, target).clamp_max(flat.shape[-1] - 1)
     return idx.reshape(probs.shape[:-1])
 
 
