@@ -10,9 +10,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cellsynth.diffusion.categorical import coupled_categorical
 from cellsynth.diffusion.discrete import (
     GraphDiffusion,
-    coupled_categorical,
     geometric_schedule,
     mixing_time,
     tv_bound,

@@ -10,8 +10,9 @@ import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from cellsynth.diffusion import discrete, spectral
-from cellsynth.diffusion.discrete import GraphDiffusion, coupled_categorical
+from cellsynth.diffusion import spectral
+from cellsynth.diffusion.categorical import coupled_categorical, inverse_cdf_draw
+from cellsynth.diffusion.discrete import GraphDiffusion
 from cellsynth.diffusion.gumbel import gaussian_gumbel, gumbel_argmax
 
 
@@ -242,7 +243,7 @@ def test_float32_inverse_cdf_draws_unnormalised_weights_and_never_a_zero():
     weights = torch.tensor([[0.0, 3.0, 0.0, 1.0], [2.0, 0.0, 0.0, 0.0]], dtype=torch.float32).repeat(
         20_000, 1
     )
-    draws = discrete._categorical(weights, g).reshape(20_000, 2)
+    draws = inverse_cdf_draw(weights, g).reshape(20_000, 2)
     assert set(draws[:, 0].tolist()) == {1, 3} and set(draws[:, 1].tolist()) == {0}
     assert abs(float((draws[:, 0] == 1).double().mean()) - 0.75) < 0.015
 
@@ -251,7 +252,5 @@ def test_inverse_cdf_never_draws_a_leading_zero_when_the_target_underflows():
     """Totals so small that u * total underflows to 0 in float32 (half the draws of a total of 1e-45) still
     land on a state with weight, never on the zero-weight state 0."""
     weights = torch.tensor([[0.0, 1e-45, 0.0, 0.0], [0.0, 1e-40, 0.0, 1e-40]], dtype=torch.float32)
-    draws = discrete._categorical(weights.repeat(2_000, 1), torch.Generator().manual_seed(1)).reshape(
-        2_000, 2
-    )
+    draws = inverse_cdf_draw(weights.repeat(2_000, 1), torch.Generator().manual_seed(1)).reshape(2_000, 2)
     assert set(draws[:, 0].tolist()) == {1} and set(draws[:, 1].tolist()) <= {1, 3}

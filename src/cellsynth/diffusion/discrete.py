@@ -54,14 +54,12 @@ import torch
 import torch.nn.functional as F
 from scipy.sparse.csgraph import connected_components
 
-from cellsynth.diffusion.gumbel import gumbel_argmax
+from cellsynth.diffusion.categorical import coupled_categorical, inverse_cdf_draw
 from cellsynth.diffusion.spectral import SpectralBasis
 from cellsynth.errors import ConfigError, DataError
 
 __all__ = [
     "GraphDiffusion",
-    "check_coupling",
-    "coupled_categorical",
     "geometric_schedule",
     "mixing_time",
     "tv_bound",
@@ -394,7 +392,7 @@ class GraphDiffusion:
 
     def q_sample(self, l0: torch.Tensor, s, generator: torch.Generator | None = None) -> torch.Tensor:
         """Draw ``l_s ~ q(l_s | l_0)``: ``long`` of ``l0``'s shape."""
-        return _categorical(self.q_probs(l0, s), generator)
+        return inverse_cdf_draw(self.q_probs(l0, s), generator)
 
     def q_step_sample(
         self, l_prev: torch.Tensor, s, generator: torch.Generator | None = None
@@ -406,7 +404,7 @@ class GraphDiffusion:
         basis = self._basis(l_prev.device)
         s = self._steps(s, l_prev.shape, l_prev.device, low=1)
         rows = self._rows(l_prev.reshape(-1), basis.alpha[s.reshape(-1)], basis)
-        return _categorical(rows.reshape(*l_prev.shape, self.n), generator)
+        return inverse_cdf_draw(rows.reshape(*l_prev.shape, self.n), generator)
 
     def prior_sample(self, shape, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
         """Draw ``l_S`` from the prior, uniform over the ``N`` states: ``long [shape]``."""
@@ -541,7 +539,7 @@ class GraphDiffusion:
         else:
             probs = self._shared_step_weights(l_s, logits, *shared)
         if coupling == 0:  # the inverse-CDF draw
-            return _categorical(probs, generator)
+            return inverse_cdf_draw(probs, generator)
         return coupled_categorical(probs, coupling, generator)
 
     def _shared_step(self, l_s: torch.Tensor, s, s_to) -> tuple[int, int] | None:
@@ -615,65 +613,3 @@ def _reduce(x: torch.Tensor, reduction: str) -> torch.Tensor:
     if reduction == "none":
         return x
     raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-
-
-def _categorical(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """One draw per row of ``probs [..., N]`` (weights >= 0, not necessarily normalised; float32 stays
-    float32, anything else is taken in float64) by inversion of the CDF with ``u`` in ``(0, 1]``, so that a
-    zero-probability state is never drawn (``searchsorted`` returns the first ``i`` with ``cdf_i >= u``).
-    ``u`` is float64 whatever the dtype, so both dtypes use the generator alike."""
-    flat = probs.reshape(-1, probs.shape[-1])
-    if flat.dtype != torch.float32:
-        flat = flat.to(torch.float64)
-    cdf = flat.cumsum(-1)
-    u = 1.0 - torch.rand(flat.shape[0], 1, generator=generator, dtype=torch.float64, device=flat.device)
-    # u * total, kept in (0, total]: where it underflows to 0 in the row's dtype, searchsorted would return a
-    # zero-weight state at the start of the row
-    total = cdf[:, -1:]
-    target = torch.minimum((u * total).to(cdf.dtype).clamp_min(torch.finfo(cdf.dtype).tiny), total)
-    idx = torch.searchsorted(cdf, target).clamp_max(flat.shape[-1] - 1)
-    return idx.reshape(probs.shape[:-1])
-
-
-def check_coupling(coupling, name: str = "coupling") -> float:
-    """``coupling`` as a float in ``[0, 1]`` (the ``rho`` of :func:`coupled_categorical`), or ConfigError."""
-    if isinstance(coupling, bool) or not (isinstance(coupling, (int, float)) and 0.0 <= coupling <= 1.0):
-        raise ConfigError(f"{name} must be a number in [0, 1], got {coupling!r}")
-    return float(coupling)
-
-
-def coupled_categorical(
-    probs: torch.Tensor, coupling: float, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    r"""One draw per row of ``probs [..., T, N]`` (weights >= 0, not necessarily normalised), marginally
-    exact, with the draws coupled along ``T``.
-
-    Gumbel-max with noise that is independent across the ``N`` states and correlated along ``T``::
-
-        l_t = argmax_k (log p_{t,k} + g_{t,k}),      g_{t,k} = -log(-log Phi(z_{t,k}))
-        z_{0,k} = e_{0,k},   z_{t,k} = rho z_{t-1,k} + sqrt(1 - rho^2) e_{t,k},   e ~ iid N(0, 1)
-
-    ``z_{., k}`` is a stationary AR(1) Gaussian process (unit variance, lag-``d`` correlation ``rho^d``), so
-    every ``g_{t,k}`` is a standard Gumbel and, for each ``t``, independent across ``k``: by the Gumbel-max
-    theorem each ``l_t`` is drawn exactly from ``p_t`` (a Gaussian copula; only the joint law changes).
-    ``rho = 0`` is independent draws; ``rho = 1`` shares one noise vector along the whole axis, so rows
-    with the same ``p`` draw the same state. Two rows ``d`` apart agree more often the larger ``rho^d``.
-
-    Why: a factorised reverse step draws each time step on its own. Where the prediction is unsure
-    between two places for a stretch of time, independent draws alternate between them (one-step
-    "pass-throughs"), a joint the data never has. Coupled noise makes the stretch choose together; it
-    is an approximation of the reverse step's joint law of the kind Discrete Copula Diffusion (Liu et al.,
-    ICLR 2025) argues for, with a fixed copula instead of a learned one. Zero-probability states are
-    never drawn (``log 0 = -inf``)."""
-    rho = check_coupling(coupling)
-    if probs.dim() < 2:
-        raise ValueError(f"probs must have shape [..., T, N], got {tuple(probs.shape)}")
-    p = probs.to(torch.float64).movedim(-2, 0)  # time first: the recursion below walks contiguous slices
-    z = torch.randn(p.shape, generator=generator, dtype=torch.float64, device=p.device)
-    keep = math.sqrt(1.0 - rho**2)
-    for t in range(1, len(z)):  # in place: z[t] still holds its own innovation e_t here
-        z[t] = rho * z[t - 1] + keep * z[t]
-    # clamp: rows computed in the eigenbasis can be -1e-17 where they are 0; log of that would be NaN.
-    # G(z) only where it can decide the argmax (cellsynth.diffusion.gumbel): the same draw, a fraction of the work
-    p = p.clamp_min(0.0).contiguous()
-    return gumbel_argmax(p, z).movedim(0, -1)

@@ -1,6 +1,6 @@
 r"""Gumbel-max with Gaussian noise, ``argmax_k (log p_k + G(z_k))``, ``G(z) = -log(-log Phi(z))``, computing
 ``G`` only where it can decide the winner: the draw of
-:func:`cellsynth.diffusion.discrete.coupled_categorical`.
+:func:`cellsynth.diffusion.categorical.coupled_categorical`.
 
 ``G`` maps a standard normal ``z`` to a standard Gumbel; it costs a ``log_ndtr`` and a ``log`` per entry,
 and a reverse step of a 150-station chain has ``B T N`` entries (most of its time, measured:

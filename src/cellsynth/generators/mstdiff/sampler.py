@@ -38,7 +38,7 @@ Algorithm 2 at its neutral value, measured in BENCHMARKS.md):
   step embedding at the same ``s``; traffic still steps once, on the first). The error of the factorised
   step grows with how many positions one step decides at once and vanishes as the steps shrink.
 - ``trajectory_coupling`` ``rho``: each reverse step draws a user's time steps with noise correlated along
-  the week (lag-``d`` correlation ``rho^d``; :func:`~cellsynth.diffusion.discrete.coupled_categorical});
+  the week (lag-``d`` correlation ``rho^d``; :func:`~cellsynth.diffusion.categorical.coupled_categorical});
   every token's marginal is still the step's ``p(l_{s-1} | l_s)``.
 
 In a model fitted with ``extensions.self_condition`` every denoiser call (steps, sub-steps and corrector
@@ -59,7 +59,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from cellsynth.diffusion.discrete import GraphDiffusion, check_coupling
+from cellsynth.diffusion.categorical import check_coupling
+from cellsynth.diffusion.discrete import GraphDiffusion
 from cellsynth.diffusion.gaussian import GaussianDiffusion, clip_predicted_x0
 from cellsynth.errors import ConfigError
 
