@@ -557,9 +557,9 @@ class GraphDiffusion:
         target = step - 1 if step is not None and s_to is None else integer(s_to)
         if step is None or target is None or l_s.numel() < self.n:
             return None
-        if not 1 <= step <= self.steps:
-            raise ValueError(f"steps must be in 1..{self.steps}, got {step}..{step}")
-        if not 0 <= target < step:
+        self._steps(step, torch.Size(), l_s.device, low=1)  # the per-token path's range errors
+        self._steps(target, torch.Size(), l_s.device, low=0)
+        if target >= step:
             raise ValueError("s_to must be below s: a reverse step goes from s to an earlier step")
         return step, target
 
@@ -574,9 +574,10 @@ class GraphDiffusion:
 
         Why it is faster: the division by ``Q-bar_s`` becomes a gather of the precomputed ``A_s``, no row is
         normalised (the draws take unnormalised weights), and float32 halves the memory traffic and the
-        time of the one ``[M, N] x [N, N]`` product, which dominates. Rows whose weights are all 0 (every
-        candidate with mass unreachable, or the mass underflowing in float32) are redone by
-        :meth:`reverse_probs` in float64, which holds the fallback for that case."""
+        time of the one ``[M, N] x [N, N]`` product, which dominates. Rows whose weights are all 0 or sum to
+        less than float32's smallest normal number (every candidate with mass unreachable, or the mass
+        underflowing in float32) are redone by :meth:`reverse_probs` in float64, which holds the fallback
+        for that case."""
         l_s = self._tokens(l_s, "l_s")
         if logits.shape != (*l_s.shape, self.n):
             raise ValueError(f"logits must have shape {(*l_s.shape, self.n)}, got {tuple(logits.shape)}")
@@ -598,7 +599,7 @@ class GraphDiffusion:
         jump = dense(t_s - t_to).clamp_min(0.0).float()
         weights.mul_(jump.index_select(0, k))
         # a total below float32's smallest normal number is as good as none: its draw could not tell the
-        # states apart (see _categorical)
+        # states apart (see inverse_cdf_draw)
         empty = (weights.sum(-1) < torch.finfo(torch.float32).tiny).nonzero().squeeze(1)
         if empty.numel():
             weights[empty] = self.reverse_probs(k[empty], logits.reshape(-1, self.n)[empty], s, s_to).float()
