@@ -419,6 +419,7 @@ def test_bench_takes_several_datasets_and_writes_one_leaderboard(tmp_path):
     write(tiny_traffic(n=5, weeks=2, seed=3), tmp_path / "south")
     args = ["bench", "--data", tmp_path / "north", "--data", tmp_path / "south", "--out", tmp_path / "b"]
     args += ["--models", "seasonal-mean,nearest-station", "--seeds", 1, "--first-seed", 2, "--samples", 2]
+    args += ["--epochs", 3, "--min-steps", 50]
     result = CliRunner().invoke(app, [str(a) for a in [*args, "--no-progress"]], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert {p.name for p in (tmp_path / "b").rglob("*seed*.json")} == {
@@ -427,10 +428,16 @@ def test_bench_takes_several_datasets_and_writes_one_leaderboard(tmp_path):
     }
     board = (tmp_path / "b" / "leaderboard.md").read_text()
     assert "## north — stations — internet" in board and "## south — stations — sms" in board
+    assert "same 3 epochs" in board and "at least 50 optimiser steps" in board
     assert (tmp_path / "b" / "south" / "stations" / "table.md").exists()
 
 
 def test_bench_refuses_a_suite_and_options_together(cli, tmp_path):  # noqa: F811
+    one_line_error(
+        cli("bench", "--suite", SUITES / "smoke.yaml", "--out", tmp_path / "b", "--min-steps", "9"),
+        "--min-steps: the suite file",
+        "give either --suite or the options",
+    )
     one_line_error(
         cli("bench", "--suite", SUITES / "smoke.yaml", "--out", tmp_path / "b", "--models", "vae"),
         "--models: the suite file",

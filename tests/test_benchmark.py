@@ -229,6 +229,45 @@ def test_epoch_budget_applies_to_every_trained_model(tmp_path):
     assert "same 2 epochs" in result.budget_rule
 
 
+def test_min_steps_lengthens_training_on_a_small_training_set(tmp_path):
+    """``min_steps``: epochs = max(budget, ceil(m / ceil(station-weeks / batch))), per model and protocol; a
+    model without epochs (a floor) is untouched; the rule is stated and is part of the settings."""
+    from cellsynth.benchmark.run import plan_benchmark
+
+    data = tiny_city(n=10, weeks=2)
+    batch = VAE["batch_size"]
+
+    def epochs(min_steps, protocol="stations", budget=2, test_fraction=0.2):
+        plan = plan_benchmark(
+            data,
+            ["seasonal-mean", "vae"],
+            out=tmp_path / "unused",
+            seeds=1,
+            budget=budget,
+            min_steps=min_steps,
+            protocol=protocol,
+            test_fraction=test_fraction,
+            configs={"vae": VAE},
+        )
+        assert "epochs" not in plan.configs["seasonal-mean", 0]
+        return plan.configs["vae", 0]["epochs"], plan.budget_rule
+
+    # by station: 8 training stations x 2 weeks = 16 station-weeks
+    batches = -(-16 // batch)
+    assert epochs(None)[0] == 2
+    assert epochs(2 * batches)[0] == 2  # the budget already makes that many steps
+    more, rule = epochs(5 * batches + 1)
+    assert more == 6 and f"at least {5 * batches + 1} optimiser steps" in rule
+    # by time: the first of 2 weeks trains, 10 station-weeks
+    assert epochs(7, protocol="time", test_fraction=0.5)[0] == -(-7 // -(-10 // batch))
+    with pytest.raises(ConfigError, match="min_steps"):
+        epochs(0)
+    run = {"seeds": 1, "samples": 2, "progress": False, "echo": None}
+    run_benchmark(data, ["seasonal-mean"], out=tmp_path / "b", **run)
+    with pytest.raises(ConfigError, match="min_steps"):  # another rule is another benchmark
+        run_benchmark(data, ["seasonal-mean"], out=tmp_path / "b", min_steps=10, **run)
+
+
 def test_table_marks_best_bold_and_second_underlined():
     table = markdown_table(
         ["Model", "MAE", "Coverage"],

@@ -24,6 +24,9 @@ Protocol (docs/report.md):
    - an integer ``n`` — every model with an ``epochs`` option trains for ``n`` epochs (passes over the
      training station-weeks); STOUTER's graph pretraining keeps its ``pretrain_epochs``; models without
      training (the reference generators) are unaffected.
+   - with either, ``min_steps = m``: every model with ``epochs`` and ``batch_size`` trains for
+     ``max(E, ceil(m / ceil(n_weeks / batch_size)))`` epochs (``n_weeks`` the training station-weeks), so
+     that a small training set still gets ``m`` optimiser steps.
 
    The rule is stated in the table and in ``results.json``. (A wall-clock budget is not offered: it would
    make a run depend on the machine and on whatever else runs on it, and an interrupted run could not be

@@ -87,6 +87,7 @@ def run_suite(
                 out=out / dataset.name / protocol if nested else out,
                 seeds=suite.seeds,
                 budget=suite.budget,
+                min_steps=suite.min_steps,
                 protocol=protocol,
                 test_fraction=suite.test_fraction,
                 split_seed=suite.split_seed,

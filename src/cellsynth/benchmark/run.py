@@ -64,6 +64,7 @@ def run_benchmark(
     out: str | os.PathLike,
     seeds: int | Sequence[int] = 3,
     budget: Literal["preset"] | int = "preset",
+    min_steps: int | None = None,
     protocol: str = "stations",
     test_fraction: float = 0.2,
     split_seed: int = 0,
@@ -79,7 +80,8 @@ def run_benchmark(
     """Train and score every model in ``models`` on one split of ``data`` (see module docstring).
 
     ``seeds``: a number ``n`` (seeds ``0..n-1``) or the seeds themselves. ``budget``: ``"preset"`` or a
-    number of epochs for every model. ``protocol``: ``"stations"`` (held-out stations, the planned-site case;
+    number of epochs for every model; ``min_steps``: at least this many optimiser steps for every trained
+    model, in more epochs where the budget's make fewer (None: the budget alone). ``protocol``: ``"stations"`` (held-out stations, the planned-site case;
     ``test_fraction`` of the stations) or ``"time"`` (the later ``test_fraction`` of the whole weeks of every
     station, the future-weeks case; :func:`cellsynth.data.split.split_weeks`). ``samples``: weeks generated
     per station (>= 2 for the coverage metric). ``train_stations``: score the training stations too, on a
@@ -101,6 +103,7 @@ def run_benchmark(
         out=out,
         seeds=seeds,
         budget=budget,
+        min_steps=min_steps,
         protocol=protocol,
         test_fraction=test_fraction,
         split_seed=split_seed,
@@ -249,6 +252,7 @@ def plan_benchmark(
     out: str | os.PathLike,
     seeds: int | Sequence[int] = 3,
     budget: Literal["preset"] | int = "preset",
+    min_steps: int | None = None,
     protocol: str = "stations",
     test_fraction: float = 0.2,
     split_seed: int = 0,
@@ -280,7 +284,7 @@ def plan_benchmark(
     if protocol not in PROTOCOLS:
         raise ConfigError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     seed_list = _seeds(seeds)
-    budget_rule = _budget_rule(budget)
+    budget_rule = _budget_rule(budget, min_steps)
     if isinstance(samples, bool) or not isinstance(samples, int | np.integer) or samples < 1:
         raise ConfigError(f"samples must be a positive whole number, got {samples!r}")
     if train_stations is not None and (
@@ -323,9 +327,13 @@ def plan_benchmark(
         "train_stations_scored": 0 if scored_train is None else scored_train.n_stations,
         "budget": budget if budget == "preset" else int(budget),
     }
+    if min_steps is not None:  # only when given: benchmarks started before the option still resume
+        settings["min_steps"] = int(min_steps)
     _check_settings(out / "bench.json", settings)
     resolved = {
-        (name, seed): _run_config(generators[name], seed, budget, configs.get(name, {}), preset)
+        (name, seed): _run_config(
+            generators[name], seed, budget, configs.get(name, {}), preset, min_steps, _station_weeks(train)
+        )
         for name in models
         for seed in seed_list
     }
@@ -373,18 +381,35 @@ def _seeds(seeds) -> list[int]:
     return out
 
 
-def _budget_rule(budget) -> str:
+def _budget_rule(budget, min_steps: int | None = None) -> str:
     if budget == "preset":
-        return (
+        rule = (
             "each model trains for the epochs of its config (its preset with the benchmark's config "
-            "overrides); training times are measured and reported"
+            "overrides)"
         )
-    if isinstance(budget, int | np.integer) and not isinstance(budget, bool) and budget >= 1:
-        return (
+    elif isinstance(budget, int | np.integer) and not isinstance(budget, bool) and budget >= 1:
+        rule = (
             f"every trained model gets the same {int(budget)} epochs (passes over the training station-weeks; "
-            "STOUTER's graph pretraining keeps its preset); training times are measured and reported"
+            "STOUTER's graph pretraining keeps its preset)"
         )
-    raise ConfigError(f"budget must be 'preset' or a positive number of epochs, got {budget!r}")
+    else:
+        raise ConfigError(f"budget must be 'preset' or a positive number of epochs, got {budget!r}")
+    if min_steps is not None:
+        if isinstance(min_steps, bool) or not isinstance(min_steps, int | np.integer) or min_steps < 1:
+            raise ConfigError(f"min_steps must be a positive number of optimiser steps, got {min_steps!r}")
+        rule += (
+            f", and at least {int(min_steps)} optimiser steps at its own batch size: more epochs where those "
+            "make fewer (a small training set)"
+        )
+    return rule + "; training times are measured and reported"
+
+
+def _station_weeks(train: StationTraffic) -> int:
+    """The training samples of the week-based models: every training station's whole weeks."""
+    try:
+        return train.n_stations * max(1, train.n_steps // train.steps_per("7D"))
+    except DataError:  # a step that does not divide a week: the models refuse it themselves
+        return train.n_stations
 
 
 def variant_problem(name: str, generator: str) -> str | None:
@@ -427,16 +452,37 @@ def _check_preset(preset: str | None, generators: dict[str, str]) -> None:
             )
 
 
-def _run_config(name: str, seed: int, budget, overrides: dict, preset: str | None) -> dict[str, Any]:
+def _run_config(
+    name: str,
+    seed: int,
+    budget,
+    overrides: dict,
+    preset: str | None,
+    min_steps: int | None = None,
+    train_samples: int = 0,
+) -> dict[str, Any]:
+    r"""The resolved config of one cell. With ``min_steps``, a model with ``epochs`` and ``batch_size`` trains for
+
+    .. math::  \max\Big(E,\ \Big\lceil \frac{m}{\lceil n / b \rceil} \Big\rceil\Big)
+
+    epochs: ``E`` the budget's (or its config's), ``m`` = ``min_steps``, ``n`` = ``train_samples`` (station-weeks)
+    and ``b`` its batch size, so that it takes at least ``m`` optimiser steps (batches are not dropped)."""
     from cellsynth.generators import available_presets, get, get_class
 
     config = {**overrides, "seed": seed}
-    if budget != "preset" and "epochs" in get_class(name).Config.model_fields:
+    fields = get_class(name).Config.model_fields
+    if budget != "preset" and "epochs" in fields:
         config["epochs"] = int(budget)
     chosen = preset if preset in available_presets(name) else None
+    resolved = get(name, config, preset=chosen).config
+    if min_steps is not None and "epochs" in fields and "batch_size" in fields and train_samples > 0:
+        batches = -(-int(train_samples) // int(resolved.batch_size))
+        epochs = max(int(resolved.epochs), -(-int(min_steps) // batches))
+        if epochs != resolved.epochs:
+            resolved = get(name, {**config, "epochs": epochs}, preset=chosen).config
     # Validated and with every default filled in, so that a stored result records the whole config (the
     # preset's values included: a result is reused only for the same resolved config).
-    return get(name, config, preset=chosen).config.model_dump(mode="json")
+    return resolved.model_dump(mode="json")
 
 
 def _data_digest(data: StationTraffic) -> str:

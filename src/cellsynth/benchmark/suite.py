@@ -7,6 +7,7 @@ A suite file (``benchmarks/suites/stations-real.yaml`` is the real one, ``smoke.
     seeds: 3                  # or a list of seeds
     protocol: both            # stations (new sites), time (future weeks) or both; a dataset may narrow it
     budget: 30                # epochs for every trained model, or "preset"
+    min_steps: 600            # and at least this many optimiser steps (more epochs on a small training set)
     samples: 2                # weeks generated per station
     test_fraction: 0.2        # of the stations (protocol stations) or of the whole weeks (protocol time)
     split_seed: 0
@@ -104,6 +105,7 @@ class Suite(_Strict):
     seeds: int | list[int] = 3
     protocol: Literal["stations", "time", "both"] = "stations"
     budget: Literal["preset"] | int = "preset"
+    min_steps: int | None = None
     samples: int = 10
     test_fraction: float = 0.2
     split_seed: int = 0

@@ -137,6 +137,14 @@ def bench(
     epochs: Annotated[
         int | None, typer.Option(help="Budget: this many epochs for every model (default: each preset's).")
     ] = None,
+    min_steps: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="And at least this many optimiser steps for every trained model: more epochs where the "
+            "budget's make fewer (a small training set).",
+        ),
+    ] = None,
     samples: Annotated[int, typer.Option(help="Weeks generated per station.")] = 10,
     protocol: Annotated[
         str,
@@ -199,6 +207,7 @@ def bench(
                 models,
                 seed_range(seeds, first_seed),
                 epochs,
+                min_steps,
                 samples,
                 protocol,
                 test_fraction,
@@ -223,6 +232,7 @@ _SUITE_OPTIONS = (
     "seeds",
     "first_seed",
     "epochs",
+    "min_steps",
     "samples",
     "protocol",
     "test_fraction",
@@ -232,7 +242,9 @@ _SUITE_OPTIONS = (
 )
 
 
-def _suite_of_options(data, models, seeds, epochs, samples, protocol, test_fraction, train_stations) -> dict:
+def _suite_of_options(
+    data, models, seeds, epochs, min_steps, samples, protocol, test_fraction, train_stations
+) -> dict:
     """The suite that ``bench``'s options describe (each --data a dataset named after its directory)."""
     if not data:
         raise ConfigError("bench needs --data (one or more datasets) or --suite (a suite file)")
@@ -249,6 +261,7 @@ def _suite_of_options(data, models, seeds, epochs, samples, protocol, test_fract
         "models": [m.strip() for m in models.split(",") if m.strip()],
         "seeds": seeds,
         "budget": epochs if epochs is not None else "preset",
+        "min_steps": min_steps,
         "samples": samples,
         "protocol": protocol,
         "test_fraction": test_fraction,
