@@ -127,8 +127,8 @@ def test_per_station_gradients_are_the_sums_of_their_weeks():
 
 def test_dp_network_weights_load_into_the_plain_network():
     stouter = get("stouter", private_smoke(epsilon=8.0))
-    plain = stouter._stunet(3)
-    dp = dp_compatible(stouter._stunet(3))
+    plain = stouter._stunet(3, profile=False)
+    dp = dp_compatible(stouter._stunet(3, profile=False))
     assert any(type(m).__name__ == "DPMultiheadAttention" for m in dp.modules())
     restored = plain_weights(dp, plain)
     x, t = torch.randn(2, 3, 168), torch.tensor([1, 7])

@@ -14,7 +14,7 @@ from cellsynth.data.samples import split_samples
 from cellsynth.errors import ConfigError
 from cellsynth.generators import get, load
 from cellsynth.generators.stouter import StouterConfig
-from cellsynth.generators.stouter.generator import week_profiles
+from cellsynth.generators.stouter.profiles import week_profiles
 from cellsynth.nn.stunet import STUNet
 from tests.generators.stouter.test_generator import CHANNELS, START, TINY, tiny_stations, tiny_traffic
 
@@ -103,6 +103,35 @@ def test_one_training_week_warns_and_gives_no_profile():
     assert not gen._target_profiles(target, 2, 168).any()  # known, but nothing to give: the mask is 0
 
 
+def test_auto_is_the_plain_model_on_one_week_and_the_profile_on_several(tmp_path):
+    """``station_profile: "auto"`` (the recommended preset's): with one training week per station the network,
+    the saved model and every draw are those of ``false``, without a warning; with two or more it is ``true``."""
+    import warnings
+
+    torch.set_num_threads(1)
+    auto = PROFILE | {"epochs": 2, "extensions": PROFILE["extensions"] | {"station_profile": "auto"}}
+    off = auto | {"extensions": auto["extensions"] | {"station_profile": False}}
+    one_week = tiny_traffic(weeks=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        plain = get("stouter", auto).fit(one_week, progress=False)
+    assert not plain.profile_ and plain.stunet_.profile_channels == 0
+    reference = get("stouter", off).fit(one_week, progress=False)
+    np.testing.assert_array_equal(
+        plain.generate(one_week, samples=2, seed=3).values,
+        reference.generate(one_week, samples=2, seed=3).values,
+    )
+    plain.save(tmp_path / "plain")
+    assert not load(tmp_path / "plain").profile_
+    several = get("stouter", auto).fit(shifted_traffic(weeks=2), progress=False)
+    assert several.profile_ and several.stunet_.profile_channels == 3
+    assert several.station_profiles_.shape == (12, 2, 168)
+    several.save(tmp_path / "several")
+    again = load(tmp_path / "several")
+    assert again.profile_ and again.stunet_.profile_channels == 3
+    assert get("stouter", TINY, preset="recommended").config.extensions.station_profile == "auto"
+
+
 def test_a_private_model_keeps_no_profile():
     with pytest.raises(ConfigError, match="station_profile keeps each station's mean real week"):
         get(
@@ -114,7 +143,8 @@ def test_a_private_model_keeps_no_profile():
 
 
 def test_the_profile_widens_only_stunets_input():
-    on, off = get("stouter", PROFILE)._stunet(2), get("stouter", TINY | {"use_spatial": False})._stunet(2)
+    gen = get("stouter", PROFILE)
+    on, off = gen._stunet(2, profile=True), gen._stunet(2, profile=False)
     assert on.profile_channels == 3 and off.profile_channels == 0
     assert on.input.in_channels == off.input.in_channels + 3  # the reference week of both channels, its mask
     assert get("stouter", TINY, preset="paper").config.extensions.station_profile is False

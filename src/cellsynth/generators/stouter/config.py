@@ -87,14 +87,15 @@ class StouterExtensions(ConfigSection):
     recent_weeks: int = pydantic.Field(
         1, ge=1, description="Training weeks, counted back from the last, that known_level 'recent' averages."
     )
-    station_profile: bool = pydantic.Field(
+    station_profile: bool | Literal["auto"] = pydantic.Field(
         False,
         description="Condition STUNet on a known station's own mean training week (its profile, on the scale "
         "the diffusion models), concatenated to x_t with a mask channel: in training the mean of the station's "
         "other weeks (leave-one-out, so the model learns how a new week strays from the past ones), left out "
         "for one week in ten so that new sites, which have no profile, are generated too; in generation the "
         "mean of all its training weeks. For future weeks of known stations; needs at least two training weeks "
-        "(with one it is never given).",
+        "(with one it is never given, and true warns). 'auto': on when the training data has two or more "
+        "whole weeks per station, else off (the network then is the plain one).",
     )
     clip_margin: float | None = pydantic.Field(
         0.1,

@@ -60,9 +60,9 @@ paper's choice (the ``paper`` preset, ``cellsynth/configs/stouter/paper.yaml``, 
   dimension over their training nodes before they enter the STFFM (no switch).
 - The paper does not give its normalisation; ``normalisation`` chooses the mode of
   :class:`~cellsynth.transforms.scaling.LogScaler`.
-- With ``station_profile`` (off in both presets) STUNet also reads a known station's mean training week
-  beside ``x_t`` (:func:`week_profiles`): for future weeks of known stations, whose own past is the best
-  guide to their shape.
+- With ``station_profile`` (``"auto"`` in ``recommended``: on with two or more training weeks per station)
+  STUNet also reads a known station's mean training week beside ``x_t`` (:func:`~cellsynth.generators.stouter.profiles.week_profiles`): for
+  future weeks of known stations, whose own past is the best guide to their shape.
 - The station level is predicted by a regression, not left to the diffusion (``level_model="none"``: the
   paper's). Why: without it the sampled level of a new station on the heavy-tailed synthetic city spanned
   two orders of magnitude and did not correlate with the real one
@@ -108,6 +108,7 @@ from cellsynth.generators.stouter.levels import (
 )
 from cellsynth.generators.stouter.modules import DiffusionModule, GraphMAEModule
 from cellsynth.generators.stouter.private import hour_of_week_graph, public_range
+from cellsynth.generators.stouter.profiles import PROFILE_DROPOUT, week_profiles
 from cellsynth.graphs.stations import StationGraphBuilder
 from cellsynth.graphs.temporal import temporal_graph
 from cellsynth.nn.graph_autoencoder import GraphAutoencoder, gcn_autoencoder, gin_autoencoder
@@ -136,31 +137,6 @@ _STATE_PARTS = (
 #: Fields that may change between a run and its resume (and where it trains: guard_resume leaves that out):
 #: more epochs continue training (nothing depends on the total number of epochs); sampling is generation's.
 _RESUMABLE_CHANGES = frozenset({"epochs", "sampling"})
-
-
-#: Share of training weeks whose profile is left out (``extensions.station_profile``), so that STUNet also
-#: learns weeks without one: those of new sites. The rate classifier-free guidance drops its condition at.
-PROFILE_DROPOUT = 0.1
-
-
-def week_profiles(weeks: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
-    """Each station's mean training week and each training week's reference week (``extensions.station_profile``).
-
-    From ``weeks`` ``[N, W, L, C]`` (what the diffusion models): the profiles ``p_n = (1/W) sum_j x_nj``
-    ``[N, C, L]`` (None when ``W < 2``), and per training week, station-major, ``[N * W, C + 1, L]``: the
-    leave-one-out mean ``(W p_n - x_nj) / (W - 1)`` and a mask channel of ones. With one week per station
-    there is no other week: all zeros, mask 0. Leave-one-out, so that training sees how a week strays from
-    weeks it is not part of, as a future week does from the training ones.
-    """
-    n, w, length, c = weeks.shape
-    references = np.zeros((n, w, c + 1, length), dtype=np.float32)
-    if w < 2:
-        return None, references.reshape(n * w, c + 1, length)
-    total = weeks.sum(axis=1, keepdims=True)  # [N, 1, L, C]
-    references[:, :, :c] = ((total - weeks) / (w - 1)).transpose(0, 1, 3, 2)
-    references[:, :, c] = 1.0
-    profiles = (total[:, 0] / w).transpose(0, 2, 1).astype(np.float32)
-    return profiles, references.reshape(n * w, c + 1, length)
 
 
 def _standardise(emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -306,7 +282,9 @@ class StouterGenerator(_LevelStage, StationGenerator):
         series = torch.from_numpy(np.ascontiguousarray(z.reshape(n * w, length, c).transpose(0, 2, 1)))
         condition = torch.arange(n).repeat_interleave(w)  # each week's station
         self.station_profiles_ = references = None
-        if cfg.extensions.station_profile:
+        option = cfg.extensions.station_profile
+        self.profile_ = option is True or (option == "auto" and w >= 2)
+        if self.profile_:
             self.station_profiles_, references = week_profiles(z)
             references = torch.from_numpy(references)
             condition = torch.stack([condition, torch.arange(n * w)], dim=1)  # (station, week row)
@@ -319,7 +297,8 @@ class StouterGenerator(_LevelStage, StationGenerator):
                 )
         dataset = torch.utils.data.TensorDataset(series, condition)
         seed_everything(cfg.seed)
-        net = dp_compatible(self._stunet(c)) if private else self._stunet(c)
+        net = self._stunet(c, self.profile_)
+        net = dp_compatible(net) if private else net
         module = DiffusionModule(
             net,
             self._diffusion(),
@@ -341,7 +320,7 @@ class StouterGenerator(_LevelStage, StationGenerator):
                 checkpoint_dir=checkpoint_dir, progress=progress, placement=cfg.placement(),
             )  # fmt: skip
             # no "stunet" loss curve: the losses are statistics of the real traffic outside DP-SGD
-            module.ema = plain_weights(module.ema, self._stunet(c))
+            module.ema = plain_weights(module.ema, self._stunet(c, self.profile_))
         else:
             self._train(module, "stunet", cfg.epochs, dataset, checkpoint_dir, progress)
         self.stunet_ = self._freeze(module.ema)
@@ -392,7 +371,8 @@ class StouterGenerator(_LevelStage, StationGenerator):
             gamma=cfg.sce_gamma,
         )
 
-    def _stunet(self, n_channels: int) -> STUNet:
+    def _stunet(self, n_channels: int, profile: bool) -> STUNet:
+        """STUNet for ``n_channels``; ``profile``: it also reads a reference week (``station_profile`` resolved)."""
         cfg = self.config
         level_condition = cfg.extensions.level_condition  # the level joins F_s (see _condition)
         return STUNet(
@@ -410,7 +390,7 @@ class StouterGenerator(_LevelStage, StationGenerator):
             use_temporal=cfg.use_temporal,
             use_spatial=cfg.use_spatial or level_condition,
             use_stffm=cfg.use_stffm,
-            profile_channels=(n_channels + 1) * cfg.extensions.station_profile,
+            profile_channels=(n_channels + 1) * profile,
         )
 
     def _diffusion(self) -> GaussianDiffusion:
@@ -508,7 +488,7 @@ class StouterGenerator(_LevelStage, StationGenerator):
         """STUNet's profile input ``[M, C + 1, L]`` (``extensions.station_profile``): a known station's mean
         training week and a mask of ones; zeros for a new station (and for every station of a model that saw
         one week per station). None without the option."""
-        if not self.config.extensions.station_profile:
+        if not self.profile_:
             return None
         out = torch.zeros((len(target.stations), c + 1, length))
         if self.station_profiles_ is not None and target.known.any():
@@ -602,6 +582,7 @@ class StouterGenerator(_LevelStage, StationGenerator):
             "station_in_dim": None if self.station_ae_ is None else self.station_ae_.in_dim,
             "history": getattr(self, "history_", {}),
             "privacy": getattr(self, "privacy_", None),  # the spent (epsilon, delta) and how
+            "profile": self.profile_,  # station_profile, "auto" resolved
         }
         return tensors, meta
 
@@ -613,10 +594,13 @@ class StouterGenerator(_LevelStage, StationGenerator):
         self.weekly_levels_ = weekly if weekly is None else weekly.double().numpy()
         profiles = tensors.get("station_profiles")  # extensions.station_profile with two or more weeks
         self.station_profiles_ = None if profiles is None else profiles.float().numpy()
+        self.profile_ = meta.get(
+            "profile", self.config.extensions.station_profile is True
+        )  # older: no "auto"
         self.history_ = meta.get("history", {})
         self.privacy_ = meta.get("privacy")
         self.scaler_ = LogScaler.from_state(parts["scaler"], self.config.extensions.normalisation)
-        self.stunet_ = self._stunet(len(self.time_["channels"]))
+        self.stunet_ = self._stunet(len(self.time_["channels"]), self.profile_)
         self.stunet_.load_state_dict(parts["stunet"])
         self.stunet_ = self._freeze(self.stunet_)
         self.temporal_ae_ = self.temporal_embeddings_ = None
