@@ -8,7 +8,8 @@ What it measures (one process; each measurement time-boxed):
   (``CityConfig.milan``): STOUTER (DPM-Solver++ 20 steps, in float32 and with the network in bfloat16, and
   DDIM 50), the baselines VAE, TCN-GAN, DiffWave (DDIM 50, float32 and bfloat16), and the seasonal-mean floor;
 - MSTDiff: users per second at 2,000 users, for the demo's pretrained model (recommended preset, 150
-  stations) and for an untrained model of the same architecture over 4,000 stations;
+  stations; its denoiser in float32 and in bfloat16) and for an untrained model of the same architecture
+  over 4,000 stations;
 - streaming at the largest station size (issue 26): ``cellsynth generate`` of 4 samples per station of the
   seasonal mean in chunks, and ``cellsynth evaluate`` of that output, each in a child process whose own peak
   RSS is reported (``--no-streaming`` leaves them out);
@@ -288,19 +289,25 @@ def user_rows(
     rows = []
     if pretrained:
         demo = pretrained_user_model()
-        log("mstdiff pretrained")
-        for row in ladder(
-            sizes["users"], lambda k: demo.generate(k, seed=0, device=device), device, max_seconds, log
-        ):
-            rows.append(
-                {
-                    "kind": "users",
-                    "model": "mstdiff",
-                    "sampler": "pretrained demo model, 150 stations",
-                    "unit": "users",
-                    **row,
-                }
-            )
+        for precision in ("float32", "bfloat16"):
+            log(f"mstdiff pretrained, {precision}")
+            for row in ladder(
+                sizes["users"],
+                lambda k, p=precision: demo.generate(k, seed=0, device=device, precision=p),
+                device,
+                max_seconds,
+                log,
+            ):
+                label = "" if precision == "float32" else ", denoiser in bfloat16"
+                rows.append(
+                    {
+                        "kind": "users",
+                        "model": "mstdiff",
+                        "sampler": f"pretrained demo model, 150 stations{label}",
+                        "unit": "users",
+                        **row,
+                    }
+                )
 
     n = sizes["big_stations"]
     big = synthesize_city(

@@ -120,9 +120,10 @@ def test_recommended_is_the_papers_model_at_cpu_size_with_extensions():
     assert np.isclose(recommended.sampling.trajectory_coupling, 0.995)
 
 
-def test_mstdiff_samples_in_float32_only():
-    """Its discrete chain's probabilities are not checked in bfloat16: the config refuses the option that the
-    Gaussian diffusion generators take."""
-    with pytest.raises(ConfigError, match="precision"):
-        get("mstdiff", {"sampling": {"precision": "bfloat16"}})
+def test_mstdiff_sampling_precision_is_float32_unless_asked():
+    """The denoiser may run in bfloat16 (the chains stay float32, :class:`~.sampler.Denoiser`); float32 is
+    the default and anything else is refused."""
     assert get("mstdiff").config.sampling.precision == "float32"
+    assert get("mstdiff", {"sampling": {"precision": "bfloat16"}}).config.sampling.precision == "bfloat16"
+    with pytest.raises(ConfigError, match="precision"):
+        get("mstdiff", {"sampling": {"precision": "float16"}})

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 import cellsynth
 from cellsynth.data import Stations, UserMobility
 from cellsynth.data.knowledge import KnowledgeGraph
+from cellsynth.diffusion import gaussian
 from cellsynth.diffusion.discrete import GraphDiffusion
 from cellsynth.diffusion.gaussian import clip_predicted_x0
 from cellsynth.errors import ConfigError, DataError
@@ -444,6 +445,42 @@ def test_self_conditioning_feeds_each_call_the_previous_calls_prediction(
         assert seen[start] is None
         for k in range(start + 1, start + per_batch):
             torch.testing.assert_close(seen[k], returned[k - 1].softmax(-1))
+
+
+def test_bfloat16_runs_the_denoiser_in_bfloat16_and_both_chains_in_float32(fitted_12_6, monkeypatch):
+    """``precision="bfloat16"``: the network's products under autocast, its eps and logits handed back
+    float32 (the Gaussian and the discrete step see float32), the logits within bfloat16's rounding of
+    float32's; ``sampling.precision`` makes it the default; an unknown precision is refused. The CPU is
+    taken as native bfloat16 so that autocast runs on any test machine (else float32 and a warning, tested
+    in tests/diffusion/test_gaussian.py)."""
+    monkeypatch.setattr(gaussian, "native_bfloat16", lambda device: True)
+    gen = copy.copy(fitted_12_6)
+    data = users()
+    x = torch.randn(3, data.n_steps, generator=torch.Generator().manual_seed(0))
+    loc = torch.from_numpy(np.asarray(data.locations[:3]))
+    t, s = torch.full((3,), 5), torch.full((3,), 3)
+    product_dtypes = []
+    hook = (
+        gen.net_.blocks[0][0]
+        .ff_b.net[1]
+        .register_forward_hook(lambda _m, _i, out: product_dtypes.append(out.dtype))
+    )
+    with torch.no_grad():
+        _, logits = gen.denoiser(None, precision="float32")(x, loc, t, s)
+        eps_half, logits_half = gen.denoiser(None, precision="bfloat16")(x, loc, t, s)
+    hook.remove()
+    assert product_dtypes == [torch.float32, torch.bfloat16]
+    assert eps_half.dtype == logits_half.dtype == torch.float32
+    torch.testing.assert_close(logits_half, logits, atol=0.05 * float(logits.abs().max()), rtol=0)
+    full = gen.generate(6, seed=1)
+    half = gen.generate(6, seed=1, precision="bfloat16")
+    assert half.locations.shape == full.locations.shape and np.isfinite(half.traffic).all()
+    gen.config = with_section(gen.config, "sampling", precision="bfloat16")
+    again = gen.generate(6, seed=1)
+    np.testing.assert_array_equal(again.locations, half.locations)
+    np.testing.assert_array_equal(again.traffic, half.traffic)
+    with pytest.raises(ConfigError, match="unknown sampling precision 'float16'"):
+        gen.generate(2, precision="float16")
 
 
 def test_temperature_sharpens_the_trajectory_prediction(fitted_12_6):

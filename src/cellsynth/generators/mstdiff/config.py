@@ -21,6 +21,7 @@ from typing import ClassVar, Literal
 
 import pydantic
 
+from cellsynth.diffusion.gaussian import Precision
 from cellsynth.generators.base import ConfigSection, TrainingConfig
 from cellsynth.generators.mstdiff.calibration import CalibrationMode
 from cellsynth.generators.sampling import GaussianSampling, SamplingConfig
@@ -46,10 +47,11 @@ class MSTDiffSampling(GaussianSampling):
     steps: int | None = pydantic.Field(
         None, ge=1, description="Steps of the default sampler (None: all T_g for ddpm, 50 for ddim)."
     )
-    precision: Literal["float32"] = pydantic.Field(
+    precision: Precision = pydantic.Field(
         "float32",
-        description="MSTDiff samples in float32 only: its discrete chain's transition probabilities are not "
-        "checked in bfloat16.",
+        description="Precision of the denoiser's products while sampling: 'bfloat16' (torch.autocast; on a "
+        "device without native bfloat16 kernels it warns and runs float32). Both chains stay float32: the "
+        "eps and logits are cast back before the Gaussian step and the discrete one.",
     )
     temperature: float = pydantic.Field(
         1.0,

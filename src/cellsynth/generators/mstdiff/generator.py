@@ -432,6 +432,7 @@ class MSTDiffGenerator(UserGenerator):
         on_trajectory_step: TrajectoryStepCallback | None = None,
         progress: bool = False,
         device: str | torch.device | None = None,
+        precision: str | None = None,
     ) -> UserMobility:
         """``target`` users, jointly: the paper's Algorithm 2 (:class:`~.sampler.JointSampler`). ``sampler``
         ``"ddpm"`` (``steps=None``: all ``gaussian_steps``) or ``"ddim"`` (default 50 steps); None: the config's
@@ -459,7 +460,8 @@ class MSTDiffGenerator(UserGenerator):
         into the returned weeks after it ends.
 
         ``device``: where the chain runs (None: the config's ``accelerator``, ``auto`` taking CUDA when there is
-        one, as training does)."""
+        one, as training does). ``precision``: the denoiser's products, ``"float32"`` or ``"bfloat16"`` (None:
+        ``sampling.precision``; :class:`~.sampler.Denoiser`)."""
         self.check_fitted()
         options = TrajectoryOptions.resolve(
             self.sampling_defaults(),
@@ -486,6 +488,7 @@ class MSTDiffGenerator(UserGenerator):
             on_trajectory_step=on_trajectory_step,
             progress=progress,
             device=device,
+            precision=self.config.resolve_precision(precision),
         )
         start, step = restore_time_axis(self.time_)
         if self.traffic_:
@@ -510,11 +513,17 @@ class MSTDiffGenerator(UserGenerator):
         self.check_fitted()
         return 0 if self.anchor_model_ is None else self.anchor_model_.k
 
-    def denoiser(self, anchors: torch.Tensor | None = None, net=None) -> Denoiser:
+    def denoiser(
+        self, anchors: torch.Tensor | None = None, net=None, precision: str = "float32", device="cpu"
+    ) -> Denoiser:
         """The denoiser's calls for one batch of users with these ``anchors``, through ``net`` (None: the fitted
-        EMA network); self-conditioned when the model has a trajectory and ``extensions.self_condition``."""
+        EMA network) in ``precision`` on ``device``; self-conditioned when the model has a trajectory and
+        ``extensions.self_condition``."""
         self_condition = bool(self.trajectory_ and self.config.extensions.self_condition)
-        return Denoiser(self.net_ if net is None else net, self_condition=self_condition, anchors=anchors)
+        net = self.net_ if net is None else net
+        return Denoiser(
+            net, self_condition=self_condition, anchors=anchors, precision=precision, device=device
+        )
 
     def _draw(
         self,
@@ -528,6 +537,7 @@ class MSTDiffGenerator(UserGenerator):
         on_trajectory_step=None,
         progress=False,
         device=None,
+        precision="float32",
     ):
         """``(traffic [U, T] float32 before the calibration, or None; locations [U, T] int64 or None)``:
         the joint reverse chain for ``n_users`` users in batches of ``sampling.batch_size`` (``anchors``:
@@ -555,7 +565,7 @@ class MSTDiffGenerator(UserGenerator):
             b = min(cfg.sampling.batch_size, n_users - lo)
             own = anchors[lo : lo + b] if anchors is not None else None
             x, loc = chain.sample(
-                self.denoiser(own, net),
+                self.denoiser(own, net, precision, device),
                 b,
                 self.n_steps_,
                 generator=gen,

@@ -61,7 +61,12 @@ from tqdm.auto import tqdm
 
 from cellsynth.diffusion.categorical import check_coupling
 from cellsynth.diffusion.discrete import GraphDiffusion
-from cellsynth.diffusion.gaussian import GaussianDiffusion, clip_predicted_x0
+from cellsynth.diffusion.gaussian import (
+    GaussianDiffusion,
+    check_precision,
+    clip_predicted_x0,
+    network_precision,
+)
 from cellsynth.errors import ConfigError
 
 __all__ = [
@@ -153,18 +158,34 @@ class TrajectoryOptions:
 class Denoiser:
     """The denoiser's calls for one batch of users: ``(eps, logits) = denoiser(x_in, l, t, s)``, with the
     users' ``anchors`` (a model fitted with anchors) and, when ``self_condition``, the previous call's
-    ``p_theta(l_0 | ...)`` (None at the first call; each call keeps its own for the next)."""
+    ``p_theta(l_0 | ...)`` (None at the first call; each call keeps its own for the next).
 
-    def __init__(self, net, *, self_condition: bool = False, anchors: torch.Tensor | None = None) -> None:
+    ``precision``: the network's products in ``"float32"`` or ``"bfloat16"``
+    (:func:`~cellsynth.diffusion.gaussian.network_precision`); ``eps`` and ``logits`` come back float32
+    either way, so both chains step in float32."""
+
+    def __init__(
+        self,
+        net,
+        *,
+        self_condition: bool = False,
+        anchors: torch.Tensor | None = None,
+        precision: str = "float32",
+        device: torch.device | str = "cpu",
+    ) -> None:
         self.net, self.self_condition = net, self_condition
         self.extra = {} if anchors is None else {"anchors": anchors}
         self.previous: torch.Tensor | None = None
+        self.precision, self.device = check_precision(precision), device
 
     def __call__(self, x_in, loc, t_in, s_in) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        if not self.self_condition:
-            return self.net(x_in, loc, t_in, s_in, **self.extra)
-        eps, logits = self.net(x_in, loc, t_in, s_in, l0_probs=self.previous, **self.extra)
-        self.previous = logits.softmax(-1)
+        extra = self.extra if not self.self_condition else self.extra | {"l0_probs": self.previous}
+        with network_precision(self.precision, self.device):
+            eps, logits = self.net(x_in, loc, t_in, s_in, **extra)
+        eps = None if eps is None else eps.float()
+        logits = None if logits is None else logits.float()
+        if self.self_condition:
+            self.previous = logits.softmax(-1)
         return eps, logits
 
 
