@@ -375,6 +375,7 @@ def test_the_shipped_ablation_suite_removes_one_part_of_stouter_per_row(shared_d
     same = (
         "seeds",
         "budget",
+        "min_steps",
         "samples",
         "test_fraction",
         "split_seed",
