@@ -79,23 +79,24 @@ def run_benchmark(
 ) -> BenchmarkResult:
     """Train and score every model in ``models`` on one split of ``data`` (see module docstring).
 
-    ``seeds``: a number ``n`` (seeds ``0..n-1``) or the seeds themselves. ``budget``: ``"preset"`` or a
-    number of epochs for every model; ``min_steps``: at least this many optimiser steps for every trained
-    model, in more epochs where the budget's make fewer (None: the budget alone). ``protocol``: ``"stations"`` (held-out stations, the planned-site case;
-    ``test_fraction`` of the stations) or ``"time"`` (the later ``test_fraction`` of the whole weeks of every
-    station, the future-weeks case; :func:`cellsynth.data.split.split_weeks`). ``samples``: weeks generated
-    per station (>= 2 for the coverage metric). ``train_stations``: score the training stations too, on a
-    seeded subset of at most this many (None: all; 0: not at all; the time protocol scores only the later
-    weeks). ``preset``: the shipped preset every model starts from (``"recommended"``, ``"paper"``; None: the
-    config classes' defaults; a model without presets, such as the floors, takes its defaults). ``configs``:
-    per-model config values on top of the preset, sections merged key by key (``{"vae": {"epochs": 50}}``).
-    ``generators``: the registered generator of each entry of ``models`` that is not one itself, a *variant*
-    (an ablation such as ``{"stouter-no-stffm": "stouter"}``, whose settings are in ``configs``; entries that
-    map a generator to itself are allowed); a variant is a row of its own, trained and scored like a model.
-    ``jobs``: (model, seed) cells run at a time, each in its own process
-    (:func:`~cellsynth.benchmark.cells.run_cells`). ``progress``: training progress bars and a line per run.
-    ``echo`` prints the progress lines and the final table (None: silent). Writes ``out/table.md``,
-    ``out/results.json``, ``out/results/*.json`` and ``out/runs/``.
+    ``seeds``: a number ``n`` (seeds ``0..n-1``) or the seeds themselves. ``budget``: ``"preset"`` or a number
+    of epochs for every model; ``min_steps``: at least this many optimiser steps for every trained model, in
+    more epochs where the budget's make fewer (None: the budget alone). ``protocol``: ``"stations"`` (held-out
+    stations, the planned-site case; ``test_fraction`` of the stations) or ``"time"`` (the later
+    ``test_fraction`` of the whole weeks of every station, the future-weeks case;
+    :func:`cellsynth.data.split.split_weeks`). ``samples``: weeks generated per station (>= 2 for the coverage
+    metric). ``train_stations``: score the training stations too, on a seeded subset of at most this many
+    (None: all; 0: not at all; the time protocol scores only the later weeks). ``preset``: the shipped preset
+    every model starts from (``"recommended"``, ``"paper"``; None: the config classes' defaults; a model
+    without presets, such as the floors, takes its defaults). ``configs``: per-model config values on top of
+    the preset, sections merged key by key (``{"vae": {"epochs": 50}}``). ``generators``: the registered
+    generator of each entry of ``models`` that is not one itself, a *variant* (an ablation such as
+    ``{"stouter-no-stffm": "stouter"}``, whose settings are in ``configs``; entries that map a generator to
+    itself are allowed); a variant is a row of its own, trained and scored like a model. ``jobs``: (model,
+    seed) cells run at a time, each in its own process (:func:`~cellsynth.benchmark.cells.run_cells`).
+    ``progress``: training progress bars and a line per run. ``echo`` prints the progress lines and the final
+    table (None: silent). Writes ``out/table.md``, ``out/results.json``, ``out/results/*.json`` and
+    ``out/runs/``.
     """
     plan = plan_benchmark(
         data,

@@ -61,8 +61,9 @@ paper's choice (the ``paper`` preset, ``cellsynth/configs/stouter/paper.yaml``, 
 - The paper does not give its normalisation; ``normalisation`` chooses the mode of
   :class:`~cellsynth.transforms.scaling.LogScaler`.
 - With ``station_profile`` (``"auto"`` in ``recommended``: on with two or more training weeks per station)
-  STUNet also reads a known station's mean training week beside ``x_t`` (:func:`~cellsynth.generators.stouter.profiles.week_profiles`): for
-  future weeks of known stations, whose own past is the best guide to their shape.
+  STUNet also reads a known station's mean training week beside ``x_t``
+  (:func:`~cellsynth.generators.stouter.profiles.week_profiles`): for future weeks of known stations, whose
+  own past is the best guide to their shape.
 - The station level is predicted by a regression, not left to the diffusion (``level_model="none"``: the
   paper's). Why: without it the sampled level of a new station on the heavy-tailed synthetic city spanned
   two orders of magnitude and did not correlate with the real one
