@@ -488,7 +488,7 @@ class MSTDiffGenerator(UserGenerator):
             on_trajectory_step=on_trajectory_step,
             progress=progress,
             device=device,
-            precision=self.config.resolve_precision(precision),
+            precision=precision,
         )
         start, step = restore_time_axis(self.time_)
         if self.traffic_:
@@ -537,12 +537,14 @@ class MSTDiffGenerator(UserGenerator):
         on_trajectory_step=None,
         progress=False,
         device=None,
-        precision="float32",
+        precision=None,
     ):
         """``(traffic [U, T] float32 before the calibration, or None; locations [U, T] int64 or None)``:
         the joint reverse chain for ``n_users`` users in batches of ``sampling.batch_size`` (``anchors``:
-        see ``generate``), all drawn from one generator seeded with ``seed``."""
+        see ``generate``), all drawn from one generator seeded with ``seed``; the denoiser in ``precision``
+        (None: ``sampling.precision``, as the calibration's and the sampler selection's draws are)."""
         cfg = self.config
+        precision = cfg.resolve_precision(precision)
         device = resolve_device(cfg.accelerator) if device is None else torch.device(device)
         net = self.net_.to(device).eval()
         gen = torch.Generator(device=device).manual_seed(int(seed))

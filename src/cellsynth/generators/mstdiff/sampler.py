@@ -63,7 +63,6 @@ from cellsynth.diffusion.categorical import check_coupling
 from cellsynth.diffusion.discrete import GraphDiffusion
 from cellsynth.diffusion.gaussian import (
     GaussianDiffusion,
-    check_precision,
     clip_predicted_x0,
     network_precision,
 )
@@ -176,11 +175,12 @@ class Denoiser:
         self.net, self.self_condition = net, self_condition
         self.extra = {} if anchors is None else {"anchors": anchors}
         self.previous: torch.Tensor | None = None
-        self.precision, self.device = check_precision(precision), device
+        # decided once per batch (a device without native bfloat16 warns here, not at every call)
+        self.network_context = network_precision(precision, device)
 
     def __call__(self, x_in, loc, t_in, s_in) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         extra = self.extra if not self.self_condition else self.extra | {"l0_probs": self.previous}
-        with network_precision(self.precision, self.device):
+        with self.network_context:
             eps, logits = self.net(x_in, loc, t_in, s_in, **extra)
         eps = None if eps is None else eps.float()
         logits = None if logits is None else logits.float()
