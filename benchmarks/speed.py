@@ -10,6 +10,9 @@ What it measures (one process; each measurement time-boxed):
 - MSTDiff: users per second at 2,000 users, for the demo's pretrained model (recommended preset, 150
   stations; its denoiser in float32 and in bfloat16) and for an untrained model of the same architecture
   over 4,000 stations;
+- with ``--workers W [W ...]``, the same through the local engine (``generate_dataset`` in chunks of at most
+  512, written to a temporary directory) with ``W`` chunks at a time in threads that share torch's threads
+  (cellsynth.generation.chunks); chunks of ``ceil(size / W)`` when that is smaller, so each worker has one;
 - streaming at the largest station size (issue 26): ``cellsynth generate`` of 4 samples per station of the
   seasonal mean in chunks, and ``cellsynth evaluate`` of that output, each in a child process whose own peak
   RSS is reported (``--no-streaming`` leaves them out);
@@ -42,6 +45,7 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -153,7 +157,23 @@ def _config(name: str, quick: bool, device: torch.device, **extra) -> tuple[dict
     return config, preset
 
 
-def station_rows(sizes: dict, models, device, max_seconds: float, quick: bool, log) -> list[dict]:
+def in_chunks(model, kind: str, target, workers: int, options: dict) -> None:
+    """Generate ``target`` (stations, or a number of users) through the local engine with ``workers`` chunks at
+    a time, into a temporary directory; chunks of at most the default 512, fewer when every worker would not
+    otherwise get one."""
+    from cellsynth.generation import DEFAULT_BATCH, ChunkPlan, generate_dataset
+
+    size = len(target) if kind == "stations" else int(target)
+    plan = ChunkPlan(kind, target, batch=min(DEFAULT_BATCH, -(-size // workers)), options=options)
+    with tempfile.TemporaryDirectory(prefix="cellsynth-speed-") as scratch:
+        generate_dataset(model, plan, Path(scratch) / "out", workers=workers)
+
+
+def _with_workers(label: str, workers: int | None) -> str:
+    return label if workers is None else f"{label}, {workers} worker{'s' if workers > 1 else ''} (chunks)"
+
+
+def station_rows(sizes: dict, models, device, max_seconds: float, quick: bool, log, workers=()) -> list[dict]:
     from cellsynth.data.synthetic import CityConfig, synthesize_city
     from cellsynth.generators import get
 
@@ -170,18 +190,22 @@ def station_rows(sizes: dict, models, device, max_seconds: float, quick: bool, l
         started = time.perf_counter()
         model = get(name, config, preset=preset).fit(train, progress=False)
         fit_seconds = time.perf_counter() - started
-        for label, options in STATION_MODELS[name]:
-            log(f"{name} {label}")
+        for (label, options), w in [(v, w) for v in STATION_MODELS[name] for w in (None, *workers)]:
+            log(f"{name} {_with_workers(label, w)}")
 
-            def run(size, model=model, options=options):
-                model.generate(city.stations.subset(np.arange(size)), samples=1, seed=0, **options)
+            def run(size, model=model, options=options, w=w):
+                target = city.stations.subset(np.arange(size))
+                if w is None:
+                    model.generate(target, samples=1, seed=0, **options)
+                else:
+                    in_chunks(model, "stations", target, w, options)
 
             for row in ladder(sizes["stations"], run, device, max_seconds, log):
                 rows.append(
                     {
                         "kind": "stations",
                         "model": name,
-                        "sampler": label,
+                        "sampler": _with_workers(label, w),
                         "unit": "station-weeks",
                         "fit_seconds": round(fit_seconds, 1),
                         **row,
@@ -280,7 +304,14 @@ def streaming_rows(sizes: dict, log) -> list[dict]:
 
 
 def user_rows(
-    sizes: dict, device, max_seconds: float, quick: bool, log, pretrained: bool = True, big: bool = True
+    sizes: dict,
+    device,
+    max_seconds: float,
+    quick: bool,
+    log,
+    pretrained: bool = True,
+    big: bool = True,
+    workers=(),
 ) -> list[dict]:
     from cellsynth.data.synthetic import CityConfig, synthesize_city
     from cellsynth.demo import pretrained_user_model
@@ -289,25 +320,19 @@ def user_rows(
     rows = []
     if pretrained:
         demo = pretrained_user_model()
-        for precision in ("float32", "bfloat16"):
-            log(f"mstdiff pretrained, {precision}")
-            for row in ladder(
-                sizes["users"],
-                lambda k, p=precision: demo.generate(k, seed=0, device=device, precision=p),
-                device,
-                max_seconds,
-                log,
-            ):
-                label = "" if precision == "float32" else ", denoiser in bfloat16"
-                rows.append(
-                    {
-                        "kind": "users",
-                        "model": "mstdiff",
-                        "sampler": f"pretrained demo model, 150 stations{label}",
-                        "unit": "users",
-                        **row,
-                    }
-                )
+        for precision, w in [(p, w) for p in ("float32", "bfloat16") for w in (None, *workers)]:
+            label = "" if precision == "float32" else ", denoiser in bfloat16"
+            label = _with_workers(f"pretrained demo model, 150 stations{label}", w)
+            log(f"mstdiff {label}")
+
+            def run(k, p=precision, w=w):
+                if w is None:
+                    demo.generate(k, seed=0, device=device, precision=p)
+                else:
+                    in_chunks(demo, "users", k, w, {"device": device, "precision": p})
+
+            for row in ladder(sizes["users"], run, device, max_seconds, log):
+                rows.append({"kind": "users", "model": "mstdiff", "sampler": label, "unit": "users", **row})
 
     if not big:
         return rows
@@ -352,6 +377,7 @@ def run(
     pretrained: bool = True,
     big_stations: bool = True,
     streaming: bool = False,
+    workers=(),
     log=print,
 ) -> dict:
     """Everything measured, as the JSON ``results.json`` holds."""
@@ -360,9 +386,9 @@ def run(
     gemm32 = gemm_rate(device, torch.float32, 256 if quick else 2048, 0.2 if quick else 1.0)
     gemm64 = gemm_rate(device, torch.float64, 256 if quick else 2048, 0.2 if quick else 1.0)
     log(f"GEMM: {gemm32 / 1e9:.1f} GFLOP/s float32, {gemm64 / 1e9:.1f} float64")
-    rows = station_rows(sizes, models, device, max_seconds, quick, log)
+    rows = station_rows(sizes, models, device, max_seconds, quick, log, workers)
     if users:
-        rows += user_rows(sizes, device, max_seconds, quick, log, pretrained, big_stations)
+        rows += user_rows(sizes, device, max_seconds, quick, log, pretrained, big_stations, workers)
     if streaming:
         rows += streaming_rows(sizes, log)
     for row in rows:
@@ -426,9 +452,20 @@ def main(argv=None) -> None:
         help="Leave out generate and evaluate through the CLI at the largest station size (each in a child "
         "process, its own peak memory).",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="*",
+        default=[],
+        help="Also measure each through the local engine with this many chunks at a time (CPU only), e.g. 1 2.",
+    )
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda but torch sees no CUDA device")
+    if args.device == "cuda" and args.workers:
+        parser.error("--workers runs chunks in threads on the CPU: leave it out with --device cuda")
+    if any(w < 1 for w in args.workers):
+        parser.error("--workers: give positive numbers")
     results = run(
         device=args.device,
         quick=args.quick,
@@ -437,6 +474,7 @@ def main(argv=None) -> None:
         users=not args.no_users,
         big_stations=not args.no_big_stations,
         streaming=not args.no_streaming,
+        workers=tuple(args.workers),
         log=lambda m: print(m, flush=True),
     )
     out = Path(args.out)

@@ -80,3 +80,24 @@ def test_streaming_rows_run_generate_and_evaluate_in_children_with_their_own_pea
     for row in rows:
         assert row["size"] == 48 and row["seconds"] > 0 and row["per_second"] > 0
         assert 50 < row["peak_rss_mb"] < 1536  # a child's own peak: Python, torch and the data
+
+
+def test_workers_add_rows_through_the_local_engine(speed, monkeypatch):
+    monkeypatch.setattr(speed, "QUICK", speed.QUICK | {"stations": (4, 10), "train_stations": 6})
+    calls = []
+    real = speed.in_chunks
+
+    def recorded(model, kind, target, workers, options):
+        calls.append((kind, len(target), workers))
+        real(model, kind, target, workers, options)
+
+    monkeypatch.setattr(speed, "in_chunks", recorded)
+    results = speed.run(quick=True, max_seconds=600, models=("seasonal-mean",), users=False, workers=(2,))
+    assert [(r["sampler"], r["size"]) for r in results["rows"]] == [
+        ("-", 4),
+        ("-", 10),
+        ("-, 2 workers (chunks)", 4),
+        ("-, 2 workers (chunks)", 10),
+    ]
+    assert calls == [("stations", 4, 2), ("stations", 10, 2)]
+    assert all(r["per_second"] > 0 for r in results["rows"])

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 import cellsynth.generation.chunks as chunks_module
@@ -247,6 +248,72 @@ def test_a_failed_chunk_leaves_the_output_and_its_neighbours_as_they_were(
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
+@pytest.mark.parametrize("workers", [2, 3, 10])
+def test_local_workers_write_the_bytes_of_one_worker(city, station_model, user_model, tmp_path, workers):
+    target = city.traffic.stations
+    plan = ChunkPlan("stations", target, batch=4, samples=2, seed=5)
+    threads = torch.get_num_threads()
+    generate_dataset(station_model, plan, tmp_path / "one")
+    generate_dataset(station_model, plan, tmp_path / "many", workers=workers)
+    assert _tables(tmp_path / "many") == _tables(tmp_path / "one")
+    users = ChunkPlan("users", 9, batch=2, seed=5)
+    generate_dataset(user_model, users, tmp_path / "u1")
+    generate_dataset(user_model, users, tmp_path / "u2", workers=workers)
+    assert _tables(tmp_path / "u2") == _tables(tmp_path / "u1")
+    assert torch.get_num_threads() == threads  # shared out during the run, given back after
+
+
+def test_local_workers_share_out_torch_threads(city, tmp_path, monkeypatch):
+    seen = []
+
+    class Recorder(_StationFunction):
+        def generate(self, target, **kwargs):
+            seen.append(torch.get_num_threads())
+            return super().generate(target, **kwargs)
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    set_to = []
+    monkeypatch.setattr(torch, "set_num_threads", set_to.append)
+    generate_dataset(
+        Recorder(), ChunkPlan("stations", city.traffic.stations, batch=3), tmp_path / "g", workers=2
+    )
+    assert set_to == [2, 4]  # two threads each for the run, then the four given back
+    assert len(seen) == 4
+
+
+def test_a_failed_chunk_among_local_workers_leaves_the_output_as_it_was(
+    city, station_model, tmp_path, monkeypatch
+):
+    out = tmp_path / "out"
+    write(city.traffic, out)
+    before = _tables(out)
+    threads = torch.get_num_threads()
+
+    def failing_write_part(data, directory, *, part, parts):
+        if part == 1:
+            raise OSError(28, "No space left on device")
+        write_part(data, directory, part=part, parts=parts)
+
+    monkeypatch.setattr(chunks_module, "write_part", failing_write_part)
+    plan = ChunkPlan("stations", city.traffic.stations, batch=2)
+    with pytest.raises(OutputError, match="No space left on device.*unchanged"):
+        generate_dataset(station_model, plan, out, workers=2)
+    assert _tables(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert torch.get_num_threads() == threads
+
+
+def test_local_workers_refuse_a_model_that_samples_on_a_gpu(city, station_model, tmp_path, monkeypatch):
+    import cellsynth.training
+
+    monkeypatch.setattr(cellsynth.training, "resolve_device", lambda accelerator: torch.device("cuda"))
+    plan = ChunkPlan("stations", city.traffic.stations, batch=4)
+    with pytest.raises(ConfigError, match="samples on the GPU: give --workers 1"):
+        generate_dataset(station_model, plan, tmp_path / "g", workers=2)
+    assert not (tmp_path / "g").exists()
+    generate_dataset(station_model, plan, tmp_path / "g", workers=1)  # one worker: the device is the model's
+
+
 def test_plan_errors():
     with pytest.raises(
         ConfigError, match=r"--batch-stations 0: give a positive number of stations per chunk"
@@ -299,6 +366,23 @@ def test_cli_generates_in_parts_and_evaluates_them(saved_model, tmp_path):
     assert "12 stations in 3 chunks of up to 5" in result.output
     single = _cli("generate", "--model", run, "--data", real, "--samples", 2, "--out", tmp_path / "one")
     assert single.exit_code == 0, single.output
+    threaded = _cli(
+        "generate",
+        "--model",
+        run,
+        "--data",
+        real,
+        "--samples",
+        2,
+        "--batch-stations",
+        5,
+        "--workers",
+        2,
+        "--out",
+        tmp_path / "threads",
+    )
+    assert threaded.exit_code == 0, threaded.output
+    assert _tables(tmp_path / "threads") == _tables(tmp_path / "g")
     assert read(tmp_path / "one").equals(cellsynth_load(run).generate(read(real), samples=2, seed=0))
     result = _cli("evaluate", "--real", real, "--synthetic", tmp_path / "g", "--out", tmp_path / "e")
     assert result.exit_code == 0, result.output
@@ -316,8 +400,9 @@ def cellsynth_load(path):
     [
         (["--batch-stations", 0], "--batch-stations 0: give a positive number of stations per chunk"),
         (["--engine", "spark"], "--engine 'spark': give 'local' or 'ray'"),
-        (["--address", "127.0.0.1:1"], "--address and --workers are for --engine ray"),
-        (["--engine", "ray", "--workers", 0], "--workers 0: give a positive number of Ray workers"),
+        (["--address", "127.0.0.1:1"], "--address is for --engine ray"),
+        (["--workers", 0], "--workers 0: give a positive number of workers"),
+        (["--engine", "ray", "--workers", 0], "--workers 0: give a positive number of workers"),
         (
             ["--engine", "ray", "--address", "nowhere"],
             "--address 'nowhere': give the cluster's head as HOST:PORT",

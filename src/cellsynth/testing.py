@@ -10,7 +10,8 @@
   keyword options of ``fit``, and an unknown config option is a :class:`~cellsynth.errors.ConfigError` naming it;
 - station generators, on a fitted generator and its training data: output shape, time axis, sample ids and
   values finite and never negative (:func:`check_station_output`); the same seed gives the same output and
-  another seed another (:func:`check_station_seeds`); save / load round trip, outputs equal
+  another seed another (:func:`check_station_seeds`); two threads generating at once give what each call
+  gives alone (:func:`check_concurrent_generation`: the local engine's ``workers``); save / load round trip, outputs equal
   (:func:`check_station_save_load`); planned stations and a number of drawn stations
   (:func:`check_station_targets`); clear errors on bad input (:func:`check_station_errors`);
 - user generators: all of the above that applies, in :func:`check_user_generator`.
@@ -25,6 +26,7 @@ import inspect
 import os
 import re
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,7 @@ from cellsynth.generators.base import Generator, GeneratorConfig
 
 __all__ = [
     "START",
+    "check_concurrent_generation",
     "check_declaration",
     "check_generator",
     "check_station_errors",
@@ -188,6 +191,42 @@ def check_station_seeds(generator: Generator, data: StationTraffic) -> None:
     _expect(not np.array_equal(a.values, c.values), generator, "seeds", "another seed gave the same output")
 
 
+def check_concurrent_generation(generator: Generator, target: StationTraffic | int) -> None:
+    """Two threads calling ``generate`` on the one fitted generator at once (seeds 11 and 12) get what each
+    call gets alone: the local engine generates chunks this way (``workers``, cellsynth.generation.chunks), so
+    ``generate`` must keep what it changes to itself, or behind a lock. ``target``: the training data of a
+    station generator, or a number of users."""
+    users = isinstance(target, int)
+
+    def draw(seed: int):
+        out = (
+            generator.generate(target, seed=seed)
+            if users
+            else generator.generate(target, samples=2, seed=seed)
+        )
+        return out.locations if users else out.values
+
+    alone = [draw(11), draw(12)]
+    together: list[Any] = [None, None]
+    failed: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            together[i] = draw(11 + i)
+        except BaseException as err:  # reported below, in the main thread
+            failed.append(err)
+
+    workers = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    check = "concurrent generate"
+    _expect(not failed, generator, check, f"a thread failed: {failed[0]!r}" if failed else "")
+    same = all(np.array_equal(a, b) for a, b in zip(alone, together))
+    _expect(same, generator, check, "two threads at once generated other values than each call alone")
+
+
 def check_station_save_load(generator: Generator, data: StationTraffic, directory: str | os.PathLike) -> None:
     """``save`` writes generator.json and weights.safetensors; the loaded generator has the same config and
     generates the same values."""
@@ -273,6 +312,7 @@ def check_user_generator(
         np.array_equal(out.locations, gen.generate(5, seed=0).locations), cls, "seeds", "same seed differs"
     )
     _expect(not np.array_equal(out.locations, gen.generate(5, seed=1).locations), cls, "seeds", "seeds agree")
+    check_concurrent_generation(gen, 5)
     gen.save(directory / "model")
     again = _load(gen, directory / "model").generate(5, seed=0)
     _expect(again.equals(out), cls, "save/load", "the loaded generator generates other users")
@@ -312,6 +352,7 @@ def check_generator(
         )
         check_station_output(gen, data)
         check_station_seeds(gen, data)
+        check_concurrent_generation(gen, data)
         check_station_save_load(gen, data, root)
         check_station_targets(gen)
         check_station_errors(gen, data)

@@ -5,6 +5,7 @@ plug-in runs the same checks with ``cellsynth.testing.check_generator``."""
 
 from __future__ import annotations
 
+import time
 from typing import Any, ClassVar
 
 import lightning as L
@@ -93,6 +94,10 @@ def test_station_output_shape_axis_and_sample_ids(fitted_station, station_data):
 
 def test_station_seeds(fitted_station, station_data):
     testing.check_station_seeds(fitted_station, station_data)
+
+
+def test_station_concurrent_generation(fitted_station, station_data):
+    testing.check_concurrent_generation(fitted_station, station_data)
 
 
 def test_station_save_load_round_trip(fitted_station, station_data, tmp_path):
@@ -327,6 +332,10 @@ class MeanWeekGenerator(StationGenerator):
         samples = self._check_samples(samples)
         stations = self._resolve_target(target, seed, self.stations_).stations
         rng = np.random.default_rng(0 if self.broken == "seed" else seed)
+        if self.broken == "shared":  # the generator kept on the model: a second call at once draws from it
+            self.rng_ = rng
+            time.sleep(0.05)
+            rng = self.rng_
         noise = rng.lognormal(0, self.config.spread, (len(stations), samples, *self.mean_.shape))
         values = self.mean_ * noise
         start, step = restore_time_axis(self.time_)
@@ -360,6 +369,7 @@ def test_a_registered_plug_in_passes_check_generator(plug_in, tmp_path):
     [
         ("seed", "test-mean-week: seeds: another seed gave the same output"),
         ("start", "output: not on the training axis"),
+        ("shared", "concurrent generate: two threads at once generated other values"),
     ],
 )
 def test_check_generator_names_what_a_broken_generator_gets_wrong(plug_in, monkeypatch, broken, message):

@@ -336,8 +336,10 @@ class GraphDiffusion:
 
     def _basis(self, device) -> SpectralBasis:
         device = torch.device(device)
-        if device not in self._bases:
-            self._bases[device] = SpectralBasis(self.eigenvectors, self.eigenvalues, self.abar, device)
+        if device not in self._bases:  # two threads may both build it: the first one kept serves both
+            self._bases.setdefault(
+                device, SpectralBasis(self.eigenvectors, self.eigenvalues, self.abar, device)
+            )
         return self._bases[device]
 
     def _rank(self, t: torch.Tensor) -> int:

@@ -7,7 +7,8 @@ Two ways to get ``exp(t R)[idx, :]`` for ``M`` tokens, with the same value to ro
 - when every token has the same ``t`` and there are at least ``N`` of them, the dense matrix
   ``exp(t R) = (V * e^{t lambda}) @ V^T`` once (``O(N^2 r)``), then a gather of its rows (``O(M N)``).
   The dense matrices are kept (least recently used first out, up to :data:`CACHE_BYTES`), so a sampler that
-  runs the same steps for batch after batch builds each step's matrices once.
+  runs the same steps for batch after batch builds each step's matrices once. The cache is shared by the
+  threads that sample chunks of one model at once (:mod:`cellsynth.generation.chunks`) under a lock.
 
 The second is what sampling hits: one reverse step moves every token of a batch from the same ``s``. It
 turns three of the reverse step's four ``[M, N] x [N, r]`` products into gathers, and the fourth,
@@ -17,6 +18,7 @@ so its tokens take the per-token way, exactly as before.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -42,18 +44,28 @@ class SpectralBasis:
         self.alpha = torch.as_tensor(np.diff(abar, prepend=0.0), dtype=torch.float64, device=device)
         self.n = self.V.shape[0]
         self._dense: OrderedDict[tuple[float, int], torch.Tensor] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict:  # a lock cannot be pickled or copied: a copy gets its own
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def matrix(self, t: float, rank: int) -> torch.Tensor:
         """``exp(t R)`` with the ``rank`` slowest modes, dense ``float64 [N, N]``, unclipped (cached)."""
         key = (float(t), int(rank))
-        if key in self._dense:
-            self._dense.move_to_end(key)
-            return self._dense[key]
+        with self._lock:
+            if key in self._dense:
+                self._dense.move_to_end(key)
+                return self._dense[key]
         v = self.V[:, :rank]
         dense = (v * torch.exp(t * self.lam[:rank])) @ v.T
-        self._dense[key] = dense
-        while len(self._dense) > 1 and len(self._dense) * dense.numel() * 8 > CACHE_BYTES:
-            self._dense.popitem(last=False)
+        with self._lock:
+            self._dense[key] = dense
+            while len(self._dense) > 1 and len(self._dense) * dense.numel() * 8 > CACHE_BYTES:
+                self._dense.popitem(last=False)
         return dense
 
     def _shared_time(self, t: torch.Tensor) -> float | None:
