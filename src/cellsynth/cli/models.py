@@ -269,7 +269,7 @@ def generate(
         int | None,
         typer.Option(
             help="Chunks generated at once. --engine local: threads of this process sharing torch's CPU threads "
-            "(default 1; 2 on 2 cores sampled STOUTER and MSTDiff 1.2-1.5x faster, docs/scale.md; memory holds "
+            "(default 1; 2 on 2 cores sampled STOUTER and MSTDiff 1.2-1.4x faster, docs/scale.md; memory holds "
             "that many chunks; CPU only). --engine ray: Ray workers (default: one per CPU, at most one per chunk)."
         ),
     ] = None,

@@ -21,7 +21,7 @@ on ``threads // workers`` of them). Why threads: the denoisers' operations on on
 over 32-64 channels, attention over a few hundred steps), so splitting each of them over the cores waits on the
 cores' synchronisation more than it computes; independent chunks on one core each do not, and torch releases
 Python's lock inside its operations. Measured on 2 CPU cores (BENCHMARKS.md, "Sampling speed"): STOUTER and
-MSTDiff sample 1.2-1.5 times faster with ``workers=2`` than with one chunk on both cores. A chunk's output does
+MSTDiff sample 1.2-1.4 times faster with ``workers=2`` than with one chunk on both cores. A chunk's output does
 not change (the same seed per chunk, and no torch operation these generators use changes its result with the
 number of threads: tested for every generator), and memory holds ``workers`` chunks.
 """
