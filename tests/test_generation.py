@@ -349,38 +349,13 @@ def _cli_error(*args) -> str:
 
 def test_cli_generates_in_parts_and_evaluates_them(saved_model, tmp_path):
     run, real = saved_model / "run", saved_model / "real"
-    result = _cli(
-        "generate",
-        "--model",
-        run,
-        "--data",
-        real,
-        "--samples",
-        2,
-        "--batch-stations",
-        5,
-        "--out",
-        tmp_path / "g",
-    )
+    in_parts = ["generate", "--model", run, "--data", real, "--samples", 2, "--batch-stations", 5]
+    result = _cli(*in_parts, "--out", tmp_path / "g")
     assert result.exit_code == 0, result.output
     assert "12 stations in 3 chunks of up to 5" in result.output
     single = _cli("generate", "--model", run, "--data", real, "--samples", 2, "--out", tmp_path / "one")
     assert single.exit_code == 0, single.output
-    threaded = _cli(
-        "generate",
-        "--model",
-        run,
-        "--data",
-        real,
-        "--samples",
-        2,
-        "--batch-stations",
-        5,
-        "--workers",
-        2,
-        "--out",
-        tmp_path / "threads",
-    )
+    threaded = _cli(*in_parts, "--workers", 2, "--out", tmp_path / "threads")
     assert threaded.exit_code == 0, threaded.output
     assert _tables(tmp_path / "threads") == _tables(tmp_path / "g")
     assert read(tmp_path / "one").equals(cellsynth_load(run).generate(read(real), samples=2, seed=0))
