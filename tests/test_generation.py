@@ -432,3 +432,9 @@ def test_cli_without_ray_says_how_to_install_it(saved_model, tmp_path, monkeypat
     )
     assert message.startswith("--engine ray needs Ray, which is not installed")
     assert 'pip install "cellsynth[ray]"' in message
+
+
+def test_cli_help_names_the_ray_extra():
+    result = _cli("generate", "--help")
+    assert result.exit_code == 0, result.output
+    assert 'pip install "cellsynth[ray]"' in " ".join(result.output.replace("│", " ").split())

@@ -256,7 +256,7 @@ def generate(
         str,
         typer.Option(
             help="'local' (this process, --workers chunks at a time) or 'ray' (a pool of Ray workers, each loading the "
-            'model once; pip install "cellsynth[ray]"); same seed, same bytes.'
+            'model once; pip install "cellsynth\\[ray]"); same seed, same bytes.'
         ),
     ] = "local",
     address: Annotated[
