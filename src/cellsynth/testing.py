@@ -11,8 +11,8 @@
 - station generators, on a fitted generator and its training data: output shape, time axis, sample ids and
   values finite and never negative (:func:`check_station_output`); the same seed gives the same output and
   another seed another (:func:`check_station_seeds`); two threads generating at once give what each call
-  gives alone (:func:`check_concurrent_generation`: the local engine's ``workers``); save / load round trip, outputs equal
-  (:func:`check_station_save_load`); planned stations and a number of drawn stations
+  gives alone (:func:`check_concurrent_generation`: the local engine's ``workers``); save / load round trip,
+  outputs equal (:func:`check_station_save_load`); planned stations and a number of drawn stations
   (:func:`check_station_targets`); clear errors on bad input (:func:`check_station_errors`);
 - user generators: all of the above that applies, in :func:`check_user_generator`.
 

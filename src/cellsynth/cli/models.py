@@ -255,8 +255,8 @@ def generate(
     engine: Annotated[
         str,
         typer.Option(
-            help="'local' (this process, --workers chunks at a time) or 'ray' (a pool of Ray workers, each loading the "
-            'model once; pip install "cellsynth\\[ray]"); same seed, same bytes.'
+            help="'local' (this process, --workers chunks at a time) or 'ray' (a pool of Ray workers, each "
+            'loading the model once; pip install "cellsynth\\[ray]"); same seed, same bytes.'
         ),
     ] = "local",
     address: Annotated[

@@ -22,8 +22,10 @@ over 32-64 channels, attention over a few hundred steps), so splitting each of t
 cores' synchronisation more than it computes; independent chunks on one core each do not, and torch releases
 Python's lock inside its operations. Measured on 2 CPU cores (BENCHMARKS.md, "Sampling speed"): STOUTER and
 MSTDiff sample 1.2-1.4 times faster with ``workers=2`` than with one chunk on both cores. A chunk's output does
-not change (the same seed per chunk, and no torch operation these generators use changes its result with the
-number of threads: tested for every generator), and memory holds ``workers`` chunks.
+not change: each chunk keeps its seed, every generator is checked to give the same draws when two threads call
+it at once (:func:`cellsynth.testing.check_concurrent_generation`), and STOUTER's and MSTDiff's draws were
+found identical on one and on two torch threads (docs/notebook/2026-12-06-chunk-workers.md). Memory holds
+``workers`` chunks.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from cellsynth.seeds import check_seed
 __all__ = [
     "DEFAULT_BATCH",
     "ChunkPlan",
+    "check_workers",
     "chunk_seed",
     "finish_parts",
     "generate_chunk",
@@ -206,10 +209,7 @@ def generate_dataset(
         raise ConfigError(f"--engine {engine!r}: give 'local' or 'ray'")
     if engine == "local" and address is not None:
         raise ConfigError("--address is for --engine ray")
-    if workers is not None and (
-        isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1
-    ):
-        raise ConfigError(f"--workers {workers!r}: give a positive number of workers")
+    check_workers(workers)
     out = Path(out)
     with atomic_directory(out, DATASET) as staging:
         if engine == "ray":
@@ -228,6 +228,14 @@ def generate_dataset(
             write_chunks_locally(model, plan, staging, workers=1 if workers is None else int(workers))
         finish_parts(staging, plan)
     return out
+
+
+def check_workers(workers: int | None) -> None:
+    """Raise :class:`ConfigError` unless ``workers`` is None (the engine's default) or a positive integer."""
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1
+    ):
+        raise ConfigError(f"--workers {workers!r}: give a positive number of workers")
 
 
 def write_chunks_locally(generator, plan: ChunkPlan, staging: str | os.PathLike, *, workers: int = 1) -> None:

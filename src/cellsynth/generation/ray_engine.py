@@ -24,7 +24,7 @@ import warnings
 from pathlib import Path
 
 from cellsynth.errors import CellsynthError, ConfigError, OutputError, one_line
-from cellsynth.generation.chunks import ChunkPlan, write_chunk
+from cellsynth.generation.chunks import ChunkPlan, check_workers, write_chunk
 
 __all__ = ["CONNECT_TIMEOUT_S", "WORKER_RETRIES", "ChunkWriter", "write_chunks"]
 
@@ -106,8 +106,7 @@ def write_chunks(
     starts a local cluster when it is None) and shuts it down afterwards. ``workers``: actors in the pool
     (default: one per CPU of the cluster; never more than the chunks).
     """
-    if workers is not None and (isinstance(workers, bool) or workers < 1):
-        raise ConfigError(f"--workers {workers!r}: give a positive number of Ray workers")
+    check_workers(workers)
     ray = import_ray()
     started = not ray.is_initialized()
     if started:
