@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from cellsynth.data import Stations, StationTraffic, UserMobility
 from cellsynth.data.samples import split_samples
@@ -191,11 +192,28 @@ def check_station_seeds(generator: Generator, data: StationTraffic) -> None:
     _expect(not np.array_equal(a.values, c.values), generator, "seeds", "another seed gave the same output")
 
 
+def _network_attributes(generator: Generator) -> dict[str, Any]:
+    """Every attribute of every module of the generator's networks (its ``torch.nn.Module`` attributes), by
+    ``"<attribute>.<module path>.<name>"``: the objects themselves, so a caller can tell whether one was
+    replaced."""
+    found = {}
+    for attribute, value in vars(generator).items():
+        if isinstance(value, torch.nn.Module):
+            for path, module in value.named_modules():
+                found |= {f"{attribute}.{path}.{name}": v for name, v in vars(module).items()}
+    return found
+
+
 def check_concurrent_generation(generator: Generator, target: StationTraffic | int) -> None:
     """Two threads calling ``generate`` on the one fitted generator at once (seeds 11 and 12) get what each
     call gets alone: the local engine generates chunks this way (``workers``, cellsynth.generation.chunks), so
     ``generate`` must keep what it changes to itself, or behind a lock. ``target``: the training data of a
-    station generator, or a number of users."""
+    station generator, or a number of users.
+
+    Whether two threads collide is a matter of timing, so the check also asks for what makes a collision
+    impossible and can be seen in one call: the generator's networks come out of ``generate`` exactly as they
+    went in, no attribute of any of their modules replaced (``module.to(device)`` or ``module.eval()`` in place
+    would; cellsynth.training.module_on is the way to sample on a device)."""
     users = isinstance(target, int)
 
     def draw(seed: int):
@@ -206,7 +224,11 @@ def check_concurrent_generation(generator: Generator, target: StationTraffic | i
         )
         return out.locations if users else out.values
 
+    check = "concurrent generate"
+    before = _network_attributes(generator)
     alone = [draw(11), draw(12)]
+    changed = sorted(k for k, v in _network_attributes(generator).items() if before.get(k) is not v)
+    _expect(not changed, generator, check, f"generate changed its networks in place: {changed[:3]}")
     together: list[Any] = [None, None]
     failed: list[BaseException] = []
 
@@ -221,7 +243,6 @@ def check_concurrent_generation(generator: Generator, target: StationTraffic | i
         worker.start()
     for worker in workers:
         worker.join()
-    check = "concurrent generate"
     _expect(not failed, generator, check, f"a thread failed: {failed[0]!r}" if failed else "")
     same = all(np.array_equal(a, b) for a, b in zip(alone, together))
     _expect(same, generator, check, "two threads at once generated other values than each call alone")

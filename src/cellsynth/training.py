@@ -42,6 +42,7 @@ __all__ = [
     "TrainingModule",
     "is_rank_zero",
     "loader",
+    "module_on",
     "resolve_device",
     "seed_everything",
     "train",
@@ -59,6 +60,18 @@ def resolve_device(accelerator: str) -> torch.device:
     if accelerator == "gpu":
         raise ConfigError("accelerator='gpu' but no CUDA device is available")
     return torch.device("cpu")
+
+
+def module_on(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``module`` itself when its weights already live on ``device``, else a copy moved there.
+
+    Generators sample with this instead of ``module.to(device)``, which moves the module in place: a fitted
+    generator is shared by the threads of ``--workers``, and even a CPU-to-CPU ``to`` rewrites state that a
+    concurrent forward pass reads (an RNN's flat-weight references)."""
+    tensors = [*module.parameters(), *module.buffers()]
+    if all(t.device.type == device.type and device.index in (None, t.device.index) for t in tensors):
+        return module
+    return copy.deepcopy(module).to(device)
 
 
 @dataclass(frozen=True)

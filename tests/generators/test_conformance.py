@@ -324,11 +324,15 @@ class MeanWeekGenerator(StationGenerator):
         data = expect(data, StationTraffic, self.name)
         self.mean_ = training_weeks(data, self.name).mean(axis=(0, 1))  # [L, C]
         self.stations_, self.time_ = data.stations, time_axis_state(data)
+        if self.broken == "moved":
+            self.net_ = torch.nn.GRU(1, 1)  # a network it would sample with
         self.fitted_ = True
         return self
 
     def generate(self, target, *, samples=1, seed=0, **options: Any):
         self.check_fitted()
+        if self.broken == "moved":  # "to the sampling device" in place, under another thread's forward pass
+            self.net_.to("cpu")
         samples = self._check_samples(samples)
         stations = self._resolve_target(target, seed, self.stations_).stations
         rng = np.random.default_rng(0 if self.broken == "seed" else seed)
@@ -370,6 +374,10 @@ def test_a_registered_plug_in_passes_check_generator(plug_in, tmp_path):
         ("seed", "test-mean-week: seeds: another seed gave the same output"),
         ("start", "output: not on the training axis"),
         ("shared", "concurrent generate: two threads at once generated other values"),
+        (
+            "moved",
+            r"concurrent generate: generate changed its networks in place: \['net_\.\._flat_weight_refs'",
+        ),
     ],
 )
 def test_check_generator_names_what_a_broken_generator_gets_wrong(plug_in, monkeypatch, broken, message):

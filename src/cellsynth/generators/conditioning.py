@@ -71,7 +71,7 @@ from cellsynth.generators.state import (
 )
 from cellsynth.graphs.transitions import station_embeddings
 from cellsynth.nn.tucker import fit_tucker
-from cellsynth.training import Placement, loader, resolve_device, seed_everything, train
+from cellsynth.training import Placement, loader, module_on, resolve_device, seed_everything, train
 from cellsynth.transforms.scaling import LogScaler, output_range, widened_range
 
 __all__ = [
@@ -397,26 +397,23 @@ class BaselineGenerator(StationGenerator):
 
         device = resolve_device(self.config.accelerator)
         x_range = self._output_range(device)
-        net = self.net_.to(device)
+        net = module_on(self.net_, device)
         generator = torch.Generator().manual_seed(int(seed))
         total = m * samples  # station-major: series i belongs to station i // samples
         out = []
-        try:
-            with torch.no_grad():
-                for first in range(0, total, batch_size):
-                    rows = torch.arange(first, min(first + batch_size, total)) // samples
-                    x = self._draw(
-                        net,
-                        vectors[rows].to(device),
-                        generator=generator,
-                        device=device,
-                        progress=progress,
-                        **options,
-                    )
-                    x = torch.maximum(torch.minimum(x, x_range[1]), x_range[0])
-                    out.append(x.float().cpu())
-        finally:
-            self.net_ = net.cpu()
+        with torch.no_grad():
+            for first in range(0, total, batch_size):
+                rows = torch.arange(first, min(first + batch_size, total)) // samples
+                x = self._draw(
+                    net,
+                    vectors[rows].to(device),
+                    generator=generator,
+                    device=device,
+                    progress=progress,
+                    **options,
+                )
+                x = torch.maximum(torch.minimum(x, x_range[1]), x_range[0])
+                out.append(x.float().cpu())
         z = torch.cat(out).reshape(m, samples, c, length).permute(0, 1, 3, 2).double().numpy()
         values = self.scaler_.inverse(z).astype(np.float32)
         start, step = restore_time_axis(self.time_)

@@ -108,7 +108,7 @@ from cellsynth.generators.state import (
     time_axis_state,
 )
 from cellsynth.nn.vqvae import fit_vqvaes
-from cellsynth.training import loader, resolve_device, seed_everything, train
+from cellsynth.training import loader, module_on, resolve_device, seed_everything, train
 from cellsynth.transforms.wavelets import TrafficWavelets, band_names, band_slices
 
 __all__ = ["MSTDiffConfig", "MSTDiffGenerator"]
@@ -546,7 +546,7 @@ class MSTDiffGenerator(UserGenerator):
         cfg = self.config
         precision = cfg.resolve_precision(precision)
         device = resolve_device(cfg.accelerator) if device is None else torch.device(device)
-        net = self.net_.to(device).eval()
+        net = module_on(self.net_, device)
         gen = torch.Generator(device=device).manual_seed(int(seed))
         if self.anchor_model_ is not None and anchors is None:
             anchors = self.anchor_model_.sample(n_users, np.random.default_rng(int(seed)))

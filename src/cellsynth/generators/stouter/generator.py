@@ -114,7 +114,7 @@ from cellsynth.graphs.stations import StationGraphBuilder
 from cellsynth.graphs.temporal import temporal_graph
 from cellsynth.nn.graph_autoencoder import GraphAutoencoder, gcn_autoencoder, gin_autoencoder
 from cellsynth.nn.stunet import STUNet
-from cellsynth.training import loader, resolve_device, seed_everything, train
+from cellsynth.training import loader, module_on, resolve_device, seed_everything, train
 from cellsynth.transforms.scaling import LogScaler, output_range, widened_range
 
 __all__ = ["StouterConfig", "StouterExtensions", "StouterGenerator"]
@@ -435,7 +435,7 @@ class StouterGenerator(_LevelStage, StationGenerator):
         m, length, c = len(stations), self.week_length_, len(self.time_["channels"])
 
         device = resolve_device(self.config.accelerator)
-        net = self.stunet_.to(device)
+        net = module_on(self.stunet_, device)
         temporal = None if self.temporal_embeddings_ is None else self.temporal_embeddings_.to(device)
         diffusion = self._diffusion()
         x0_range = self._x0_range(device)
@@ -452,28 +452,25 @@ class StouterGenerator(_LevelStage, StationGenerator):
         profiles = self._target_profiles(target, c, length)
         profiles = None if profiles is None else profiles.repeat_interleave(samples, 0)
         out = []
-        try:
-            for first in range(0, total, batch_size):
-                last = min(first + batch_size, total)
-                fs = None if condition is None else condition[first:last].to(device)
-                profile = None if profiles is None else profiles[first:last].to(device)
+        for first in range(0, total, batch_size):
+            last = min(first + batch_size, total)
+            fs = None if condition is None else condition[first:last].to(device)
+            profile = None if profiles is None else profiles[first:last].to(device)
 
-                def eps_fn(x, t, fs=fs, profile=profile):
-                    return net(x, t, fs, temporal, profile)
+            def eps_fn(x, t, fs=fs, profile=profile):
+                return net(x, t, fs, temporal, profile)
 
-                x0 = diffusion.sample(
-                    eps_fn,
-                    (last - first, c, length),
-                    **sampling,
-                    generator=generator,
-                    device=device,
-                    progress=progress,
-                    x0_range=x0_range,
-                    x_T=x_T[first:last],
-                )
-                out.append(x0.cpu())
-        finally:
-            self.stunet_ = net.cpu()
+            x0 = diffusion.sample(
+                eps_fn,
+                (last - first, c, length),
+                **sampling,
+                generator=generator,
+                device=device,
+                progress=progress,
+                x0_range=x0_range,
+                x_T=x_T[first:last],
+            )
+            out.append(x0.cpu())
         z = torch.cat(out).reshape(m, samples, c, length).permute(0, 1, 3, 2).double().numpy()
         if self.levels_ is not None:  # z = ell + sigma_shape(ell) * u, with ell drawn after all of x_T
             level = self._sample_levels(target, spatial, samples, generator) if level is None else level

@@ -82,7 +82,7 @@ from cellsynth.generators.state import (
 )
 from cellsynth.geo import local_km
 from cellsynth.nn.difftraj import DiffTrajNet
-from cellsynth.training import loader, resolve_device, seed_everything, train
+from cellsynth.training import loader, module_on, resolve_device, seed_everything, train
 
 __all__ = [
     "DiffTrajConfig",
@@ -374,7 +374,7 @@ class DiffTrajGenerator(UserGenerator):
         continuous = torch.from_numpy(self.continuous_[rows].astype(np.float32))
         categories = torch.from_numpy(self.categories_[rows])
         device = resolve_device(self.config.accelerator)
-        net, diffusion, scale = self.net_.to(device), self._diffusion(), self.config.guidance.scale
+        net, diffusion, scale = module_on(self.net_, device), self._diffusion(), self.config.guidance.scale
         velocity = self.config.extensions.prediction == "velocity"
 
         def predict_noise(x, t, cont, cat):
@@ -383,21 +383,18 @@ class DiffTrajGenerator(UserGenerator):
 
         generator = torch.Generator().manual_seed(int(seed))
         out = []
-        try:
-            for first in range(0, n_users, batch_size):
-                cont = continuous[first : first + batch_size].to(device)
-                cat = categories[first : first + batch_size].to(device)
-                x = diffusion.sample(
-                    lambda x, t, cont=cont, cat=cat: predict_noise(x, t, cont, cat),
-                    (len(cont), 2, self.n_steps_),
-                    **sampling,
-                    generator=generator,
-                    device=device,
-                    progress=progress,
-                )
-                out.append(x.double().cpu())
-        finally:
-            self.net_ = net.cpu()
+        for first in range(0, n_users, batch_size):
+            cont = continuous[first : first + batch_size].to(device)
+            cat = categories[first : first + batch_size].to(device)
+            x = diffusion.sample(
+                lambda x, t, cont=cont, cat=cat: predict_noise(x, t, cont, cat),
+                (len(cont), 2, self.n_steps_),
+                **sampling,
+                generator=generator,
+                device=device,
+                progress=progress,
+            )
+            out.append(x.double().cpu())
         z = torch.cat(out).numpy().transpose(0, 2, 1)
         station_xy = self._station_xy(self.stations_)
         if self.config.extensions.positions == "quantile":

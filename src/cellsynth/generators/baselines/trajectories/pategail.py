@@ -59,7 +59,7 @@ from cellsynth.nn.pategail import (
     gail_reward,
     ppo_clip_loss,
 )
-from cellsynth.training import TrainingModule, loader, resolve_device, seed_everything, train
+from cellsynth.training import TrainingModule, loader, module_on, resolve_device, seed_everything, train
 
 __all__ = ["PateGailConfig", "PateGailGenerator", "state_features", "user_partitions"]
 
@@ -450,23 +450,20 @@ class PateGailGenerator(UserGenerator):
         first = torch.multinomial(
             torch.from_numpy(self.start_), n_users, replacement=True, generator=generator
         )
-        policy = self.policy_.to(device)
+        policy = module_on(self.policy_, device)
         out = []
-        try:
-            with torch.no_grad():
-                for lo in range(0, n_users, batch_size):
-                    path = _Rollout.run(
-                        policy,
-                        first[lo : lo + batch_size].to(device),
-                        hours.to(device),
-                        len(self.start_),
-                        cfg.max_stay,
-                        cfg.max_visited,
-                        generator=generator,
-                    )[3]
-                    out.append(path.cpu())
-        finally:
-            self.policy_ = policy.cpu()
+        with torch.no_grad():
+            for lo in range(0, n_users, batch_size):
+                path = _Rollout.run(
+                    policy,
+                    first[lo : lo + batch_size].to(device),
+                    hours.to(device),
+                    len(self.start_),
+                    cfg.max_stay,
+                    cfg.max_visited,
+                    generator=generator,
+                )[3]
+                out.append(path.cpu())
         locations = torch.cat(out).numpy().astype(np.int64)
         return generated_mobility(locations, self.traffic_, start, step, self.stations_, seed)
 

@@ -52,7 +52,7 @@ from cellsynth.generators.state import (
 )
 from cellsynth.geo import haversine_km, local_km
 from cellsynth.nn.volunteer import VolunteerNet, sample_geometric, volunteer_loss
-from cellsynth.training import TrainingModule, loader, resolve_device, seed_everything, train
+from cellsynth.training import TrainingModule, loader, module_on, resolve_device, seed_everything, train
 
 __all__ = ["Events", "VolunteerConfig", "VolunteerGenerator", "extract_events", "fill_steps"]
 
@@ -311,8 +311,8 @@ class VolunteerGenerator(UserGenerator):
         """Decoded events of ``n_users`` new users, ``[U, E]`` numpy ``location``, ``travel``, ``dwell``, with
         as many events as it takes to cover the time axis (module docstring)."""
         self.check_fitted()
-        net, n_steps = self.net_, self.n_steps_
-        device = next(net.parameters()).device
+        device = resolve_device(self.config.accelerator)
+        net, n_steps = module_on(self.net_, device), self.n_steps_
         generator = torch.Generator().manual_seed(int(seed)) if generator is None else generator
         start, step = restore_time_axis(self.time_)
         hours = torch.from_numpy(hour_keys(start, step, n_steps, weekly=True)).to(device)
@@ -374,19 +374,12 @@ class VolunteerGenerator(UserGenerator):
         batch_size = self.config.sampling.batch_size if batch_size is None else int(batch_size)
         if batch_size < 1:
             raise DataError(f"batch_size must be >= 1, got {batch_size}")
-        device = resolve_device(self.config.accelerator)
         generator = torch.Generator().manual_seed(int(seed))
         xy = _station_xy(self.stations_)
-        self.net_ = self.net_.to(device)
         parts = []
-        try:
-            for lo in range(0, n_users, batch_size):
-                events = self.sample_events(min(batch_size, n_users - lo), generator=generator)
-                parts.append(
-                    fill_steps(events["location"], events["travel"], events["dwell"], self.n_steps_, xy)
-                )
-        finally:
-            self.net_ = self.net_.cpu()
+        for lo in range(0, n_users, batch_size):
+            events = self.sample_events(min(batch_size, n_users - lo), generator=generator)
+            parts.append(fill_steps(events["location"], events["travel"], events["dwell"], self.n_steps_, xy))
         start, step = restore_time_axis(self.time_)
         return generated_mobility(np.concatenate(parts), self.traffic_, start, step, self.stations_, seed)
 

@@ -55,7 +55,7 @@ from cellsynth.generators.state import (
     stations_state,
     time_axis_state,
 )
-from cellsynth.training import loader, resolve_device, seed_everything, train
+from cellsynth.training import loader, module_on, resolve_device, seed_everything, train
 from cellsynth.transforms.scaling import LogScaler, widened_range
 
 __all__ = ["UserTrafficConfig", "UserTrafficGenerator", "week_positions"]
@@ -253,21 +253,16 @@ class UserTrafficGenerator(UserGenerator):
 
         device = resolve_device(self.config.accelerator)
         z_range = self._z_range(device)
-        net = self.net_.to(device)
+        net = module_on(self.net_, device)
         generator = torch.Generator().manual_seed(int(seed))
         out = []
-        try:
-            with torch.no_grad():
-                for first in range(0, n_users, batch_size):
-                    rows = torch.from_numpy(locations[first : first + batch_size]).to(device)
-                    z = self._draw(
-                        net, rows, generator=generator, device=device, progress=progress, **options
-                    )
-                    if z_range is not None:
-                        z = torch.maximum(torch.minimum(z, z_range[1]), z_range[0])
-                    out.append(z.float().cpu())
-        finally:
-            self.net_ = net.cpu()
+        with torch.no_grad():
+            for first in range(0, n_users, batch_size):
+                rows = torch.from_numpy(locations[first : first + batch_size]).to(device)
+                z = self._draw(net, rows, generator=generator, device=device, progress=progress, **options)
+                if z_range is not None:
+                    z = torch.maximum(torch.minimum(z, z_range[1]), z_range[0])
+                out.append(z.float().cpu())
         z = torch.cat(out).double().numpy()[..., None]
         traffic = self.scaler_.inverse(z)[..., 0].astype(np.float32)
         return UserMobility(locations, start, step, self.stations_, traffic=traffic)
