@@ -53,6 +53,7 @@ def test_a_model_saved_with_the_flat_config_loads_and_generates_unchanged(tmp_pa
         "sampling": {"temperature": 0.7, "trajectory_coupling": 0.5, "steps": 4},
         "extensions": {"anchors": 2, "clip_x0": False},
         "calibration": {"mode": "quantiles", "users": 16},
+        "sampler_selection": {},  # a section added since: a flat-config model has its defaults
     }
     gen = get("mstdiff", SMOKE | nested).fit(users(), progress=False)
     gen.save(tmp_path / "new")

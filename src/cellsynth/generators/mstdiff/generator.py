@@ -148,6 +148,9 @@ class MSTDiffGenerator(UserGenerator):
             "epochs": 1,
             "batch_size": 16,
             "accelerator": "cpu",
+            # the post-fit draws at smoke size too (a preset's 6 x 256 users of the selection took a minute)
+            "calibration": {"users": 16},
+            "sampler_selection": {"users": 16},
         }
 
     # -- fit --------------------------------------------------------------------------------------------
