@@ -1,13 +1,19 @@
-"""Training of any Gaussian-diffusion denoiser with the DDPM epsilon objective (STOUTER, DiffWave):
+"""Training of any Gaussian-diffusion denoiser with the DDPM epsilon objective (STOUTER, DiffWave, DiffTraj):
 
 .. math::  L(\\theta) = \\mathbb E_{x_0, t, \\varepsilon}\\,
            \\| \\varepsilon - \\varepsilon_\\theta(\\sqrt{\\bar\\alpha_t}\\,x_0 + \\sqrt{1-\\bar\\alpha_t}\\,\\varepsilon,\\ t,\\ c) \\|^2
 
-with an exponential moving average of the weights (what generates; :class:`cellsynth.training.EMA`, warmed up
-as ``decay_n = min(decay, (1 + n) / (10 + n))`` at optimiser step n).
+or, with ``prediction="velocity"``, the same with the target
+:math:`v = \\sqrt{\\bar\\alpha_t}\\,\\varepsilon - \\sqrt{1-\\bar\\alpha_t}\\,x_0` (Salimans & Ho 2022; the
+sampler turns the prediction back into a noise with
+:meth:`~cellsynth.diffusion.gaussian.GaussianDiffusion.noise_from_velocity`), with an exponential moving average
+of the weights (what generates; :class:`cellsynth.training.EMA`, warmed up as
+``decay_n = min(decay, (1 + n) / (10 + n))`` at optimiser step n).
 """
 
 from __future__ import annotations
+
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -17,7 +23,11 @@ from cellsynth.diffusion.gaussian import GaussianDiffusion
 from cellsynth.generators.privacy import station_weeks
 from cellsynth.training import EMA, TrainingModule
 
-__all__ = ["EpsilonModule"]
+__all__ = ["PREDICTIONS", "EpsilonModule", "Prediction"]
+
+#: What a denoiser predicts: the noise (DDPM) or the velocity.
+Prediction = Literal["noise", "velocity"]
+PREDICTIONS: tuple[str, ...] = get_args(Prediction)
 
 
 class EpsilonModule(TrainingModule):
@@ -34,9 +44,12 @@ class EpsilonModule(TrainingModule):
         lr: float,
         weight_decay: float,
         ema_decay: float,
+        prediction: Prediction = "noise",
     ) -> None:
         super().__init__()
-        self.net, self.diffusion = net, diffusion
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+        self.net, self.diffusion, self.prediction = net, diffusion, prediction
         self.ema: torch.nn.Module | None = None  # EMA.setup makes it a copy of net
         self.lr, self.weight_decay, self.ema_decay = lr, weight_decay, ema_decay
         self.history: list[float] = []
@@ -47,6 +60,10 @@ class EpsilonModule(TrainingModule):
     ) -> torch.Tensor:
         return net(x_t, t, condition)
 
+    def target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """What the network learns to predict at ``x_t``: the noise, or the velocity (module docstring)."""
+        return noise if self.prediction == "noise" else self.diffusion.velocity(x0, noise, t)
+
     def training_step(self, batch, batch_idx):
         x0, condition = batch
         if x0.shape[0] == 0:  # an empty Poisson batch of DP-SGD: still a (noise-only) step, as accounted
@@ -55,7 +72,8 @@ class EpsilonModule(TrainingModule):
         t = self.diffusion.sample_timesteps(x0.shape[0], device=x0.device)
         noise = torch.randn_like(x0)
         loss = F.mse_loss(
-            self.predict_noise(self.net, self.diffusion.add_noise(x0, noise, t), t, condition), noise
+            self.predict_noise(self.net, self.diffusion.add_noise(x0, noise, t), t, condition),
+            self.target(x0, noise, t),
         )
         self.log("mse", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=x0.shape[0])
         self._epoch.append(float(loss.detach()))

@@ -11,6 +11,7 @@ import pydantic
 
 from cellsynth.diffusion.gaussian import GaussianDiffusion, terminal_problem
 from cellsynth.generators.base import ConfigSection, TrainingConfig
+from cellsynth.generators.diffusion_training import Prediction
 from cellsynth.generators.privacy import PrivacyConfig
 from cellsynth.generators.sampling import SamplingConfig
 
@@ -109,6 +110,12 @@ class StouterExtensions(ConfigSection):
         description="No generated value below the channel's smallest training value: the final samples are "
         "clipped there, below (the upper side keeps clip_margin). Without it a sample can fall under the "
         "training range, to zero on a channel that never is zero (Nanchang's user counts: 9 % zeros).",
+    )
+    prediction: Prediction = pydantic.Field(
+        "noise",
+        description="What STUNet predicts: the noise (the paper's DDPM objective) or the velocity v = "
+        "sqrt(abar) eps - sqrt(1 - abar) x0 (Salimans & Ho 2022), turned back into a noise for the samplers "
+        "(cellsynth.generators.diffusion_training).",
     )
 
 

@@ -312,6 +312,7 @@ class StouterGenerator(_LevelStage, StationGenerator):
             cfg.extensions.ema_decay,
             profiles=references,
             profile_dropout=PROFILE_DROPOUT,
+            prediction=cfg.extensions.prediction,
         )
         self.privacy_ = None
         if private:  # DP-SGD: each example is one station with all its weeks
@@ -437,7 +438,7 @@ class StouterGenerator(_LevelStage, StationGenerator):
         device = resolve_device(self.config.accelerator)
         net = module_on(self.stunet_, device)
         temporal = None if self.temporal_embeddings_ is None else self.temporal_embeddings_.to(device)
-        diffusion = self._diffusion()
+        diffusion, velocity = self._diffusion(), self.config.extensions.prediction == "velocity"
         x0_range = self._x0_range(device)
         generator = torch.Generator().manual_seed(int(seed))
         total = m * samples  # station-major: series i belongs to station i // samples
@@ -458,7 +459,8 @@ class StouterGenerator(_LevelStage, StationGenerator):
             profile = None if profiles is None else profiles[first:last].to(device)
 
             def eps_fn(x, t, fs=fs, profile=profile):
-                return net(x, t, fs, temporal, profile)
+                out = net(x, t, fs, temporal, profile)
+                return diffusion.noise_from_velocity(x, out, t) if velocity else out
 
             x0 = diffusion.sample(
                 eps_fn,

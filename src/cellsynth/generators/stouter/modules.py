@@ -7,7 +7,7 @@ import torch
 from torch_geometric.data import Data
 
 from cellsynth.diffusion.gaussian import GaussianDiffusion
-from cellsynth.generators.diffusion_training import EpsilonModule
+from cellsynth.generators.diffusion_training import EpsilonModule, Prediction
 from cellsynth.nn.graph_autoencoder import GraphAutoencoder
 from cellsynth.nn.stunet import STUNet
 from cellsynth.training import TrainingModule
@@ -41,7 +41,7 @@ class GraphMAEModule(TrainingModule):
 
 
 class DiffusionModule(EpsilonModule):
-    """The epsilon objective for STUNet: batches are (week, station index); the frozen embeddings are buffers.
+    """The epsilon (or velocity) objective for STUNet: batches are (week, station index); the frozen embeddings are buffers.
 
     With ``profiles`` (``[N * W, C + 1, L]``, each training week's reference week and mask channel,
     ``extensions.station_profile``) a batch's condition is ``[B, 2]``, (station, week row), and each week's
@@ -60,8 +60,11 @@ class DiffusionModule(EpsilonModule):
         ema_decay: float,
         profiles: torch.Tensor | None = None,
         profile_dropout: float = 0.0,
+        prediction: Prediction = "noise",
     ) -> None:
-        super().__init__(net, diffusion, lr=lr, weight_decay=weight_decay, ema_decay=ema_decay)
+        super().__init__(
+            net, diffusion, lr=lr, weight_decay=weight_decay, ema_decay=ema_decay, prediction=prediction
+        )
         self.register_buffer("spatial", spatial)
         self.register_buffer("temporal", temporal)
         self.register_buffer("profiles", profiles)

@@ -68,7 +68,7 @@ from cellsynth.diffusion.gaussian import GaussianDiffusion
 from cellsynth.errors import DataError
 from cellsynth.generators.base import ConfigSection, TrainingConfig, UserGenerator
 from cellsynth.generators.baselines.trajectories._traffic import LocationHourTraffic
-from cellsynth.generators.diffusion_training import EpsilonModule
+from cellsynth.generators.diffusion_training import EpsilonModule, Prediction
 from cellsynth.generators.sampling import GaussianSampling, SamplingConfig
 from cellsynth.generators.state import (
     compose_state,
@@ -120,7 +120,7 @@ class DiffTrajExtensions(ConfigSection):
         description="How positions are scaled for the diffusion: z-score per axis (paper) or quantile "
         "(Gaussianised per axis, equal-visit start/end regions; robust to far-off places).",
     )
-    prediction: Literal["noise", "velocity"] = pydantic.Field(
+    prediction: Prediction = pydantic.Field(
         "noise",
         description="What the network predicts: the noise (paper) or the velocity v = sqrt(abar) eps - "
         "sqrt(1 - abar) x0 (Salimans & Ho), whose implied x0 stays accurate at the last, noisiest steps.",
@@ -216,8 +216,15 @@ class _DiffTrajModule(EpsilonModule):
     """Antithetic diffusion steps and the two guidance trainings (module docstring)."""
 
     def __init__(self, net: DiffTrajNet, diffusion: GaussianDiffusion, cfg: DiffTrajConfig) -> None:
-        super().__init__(net, diffusion, lr=cfg.lr, weight_decay=cfg.weight_decay, ema_decay=cfg.ema_decay)
-        self.guidance, self.prediction = cfg.guidance, cfg.extensions.prediction
+        super().__init__(
+            net,
+            diffusion,
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            ema_decay=cfg.ema_decay,
+            prediction=cfg.extensions.prediction,
+        )
+        self.guidance = cfg.guidance
 
     def training_step(self, batch, batch_idx):
         x0, continuous, categories = batch
@@ -231,8 +238,7 @@ class _DiffTrajModule(EpsilonModule):
         else:
             keep = torch.rand(n, device=x0.device) >= self.guidance.condition_dropout
             predicted = self.net(x_t, t, continuous, categories, keep)
-        target = noise if self.prediction == "noise" else self.diffusion.velocity(x0, noise, t)
-        loss = torch.nn.functional.mse_loss(predicted, target)
+        loss = torch.nn.functional.mse_loss(predicted, self.target(x0, noise, t))
         self.log("mse", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=n)
         self._epoch.append(float(loss.detach()))
         return loss
