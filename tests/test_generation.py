@@ -281,6 +281,23 @@ def test_local_workers_share_out_torch_threads(city, tmp_path, monkeypatch):
     assert len(seen) == 4
 
 
+def test_overlapping_runs_give_back_the_thread_count_from_before_the_first(monkeypatch):
+    """Two runs at once in one program (A starts, B starts, A ends, B ends) leave torch's thread count as it
+    was before A, not at the count A had set when B began."""
+    count = [4]
+    monkeypatch.setattr(torch, "get_num_threads", lambda: count[0])
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: count.__setitem__(0, n))
+    a, b = chunks_module.shared_torch_threads(2), chunks_module.shared_torch_threads(4)
+    a.__enter__()
+    assert count[0] == 2
+    b.__enter__()
+    assert count[0] == 1  # the latest share of the 4 from before
+    a.__exit__(None, None, None)
+    assert count[0] == 1  # B still runs
+    b.__exit__(None, None, None)
+    assert count[0] == 4
+
+
 def test_a_failed_chunk_among_local_workers_leaves_the_output_as_it_was(
     city, station_model, tmp_path, monkeypatch
 ):

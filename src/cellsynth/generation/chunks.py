@@ -32,8 +32,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,7 @@ __all__ = [
     "finish_parts",
     "generate_chunk",
     "generate_dataset",
+    "shared_torch_threads",
     "write_chunks_locally",
 ]
 
@@ -248,23 +251,49 @@ def write_chunks_locally(generator, plan: ChunkPlan, staging: str | os.PathLike,
             write_chunk(generator, plan, chunk, staging)
         return
     _check_samples_on_cpu(generator)
+    with shared_torch_threads(workers):
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="cellsynth-chunk")
+        try:
+            futures = [
+                pool.submit(write_chunk, generator, plan, chunk, staging) for chunk in range(plan.chunks)
+            ]
+            for future in as_completed(futures):
+                future.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+_threads_lock = threading.Lock()
+_threads_runs = 0  # runs inside shared_torch_threads now
+_threads_before = 1  # torch's thread count before the first of them
+
+
+@contextmanager
+def shared_torch_threads(workers: int):
+    """Torch's CPU threads (a setting of the whole process) shared out among ``workers``: ``threads // workers``
+    each while inside, the count from before the first of overlapping runs given back when the last one
+    leaves. Why counted: two runs at once in one program, each saving and restoring on its own, could leave
+    the process at the reduced count for good (A saves 2 and sets 1; B saves 1; A restores 2; B restores 1)."""
     import torch
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, threads // workers))
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="cellsynth-chunk")
+    global _threads_runs, _threads_before
+    with _threads_lock:
+        if _threads_runs == 0:
+            _threads_before = torch.get_num_threads()
+        _threads_runs += 1
+        torch.set_num_threads(max(1, _threads_before // workers))
     try:
-        futures = [pool.submit(write_chunk, generator, plan, chunk, staging) for chunk in range(plan.chunks)]
-        for future in as_completed(futures):
-            future.result()
+        yield
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        torch.set_num_threads(threads)
+        with _threads_lock:
+            _threads_runs -= 1
+            if _threads_runs == 0:
+                torch.set_num_threads(_threads_before)
 
 
 def _check_samples_on_cpu(generator) -> None:
-    """Refuse several local workers for a model that samples on a GPU: its chunks would share one device (no
-    faster) and move the model between devices under each other."""
+    """Refuse several local workers for a model that samples on a GPU: its chunks would share one device, no
+    faster than one chunk at a time."""
     accelerator = getattr(getattr(generator, "config", None), "accelerator", "cpu")
     from cellsynth.training import resolve_device
 
