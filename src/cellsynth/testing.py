@@ -27,6 +27,7 @@ import os
 import re
 import tempfile
 import threading
+import traceback
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -192,6 +193,14 @@ def check_station_seeds(generator: Generator, data: StationTraffic) -> None:
     _expect(not np.array_equal(a.values, c.values), generator, "seeds", "another seed gave the same output")
 
 
+def _thread_failure(err: BaseException) -> str:
+    """``err`` and where it was raised (its last three frames): a thread's traceback is not the test's."""
+    frames = traceback.extract_tb(err.__traceback__)[-3:]
+    return f"a thread failed: {err!r}, at " + " <- ".join(
+        f"{Path(f.filename).name}:{f.lineno} ({f.name})" for f in reversed(frames)
+    )
+
+
 def _network_attributes(generator: Generator) -> dict[str, Any]:
     """Every attribute of every module of the generator's networks (its ``torch.nn.Module`` attributes), by
     ``"<attribute>.<module path>.<name>"``: the objects themselves, so a caller can tell whether one was
@@ -243,7 +252,7 @@ def check_concurrent_generation(generator: Generator, target: StationTraffic | i
         worker.start()
     for worker in workers:
         worker.join()
-    _expect(not failed, generator, check, f"a thread failed: {failed[0]!r}" if failed else "")
+    _expect(not failed, generator, check, _thread_failure(failed[0]) if failed else "")
     same = all(np.array_equal(a, b) for a, b in zip(alone, together))
     _expect(same, generator, check, "two threads at once generated other values than each call alone")
 

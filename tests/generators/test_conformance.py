@@ -5,6 +5,7 @@ plug-in runs the same checks with ``cellsynth.testing.check_generator``."""
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any, ClassVar
 
@@ -333,6 +334,8 @@ class MeanWeekGenerator(StationGenerator):
         self.check_fitted()
         if self.broken == "moved":  # "to the sampling device" in place, under another thread's forward pass
             self.net_.to("cpu")
+        if self.broken == "main-thread-only" and threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("not in the main thread")
         samples = self._check_samples(samples)
         stations = self._resolve_target(target, seed, self.stations_).stations
         rng = np.random.default_rng(0 if self.broken == "seed" else seed)
@@ -374,6 +377,10 @@ def test_a_registered_plug_in_passes_check_generator(plug_in, tmp_path):
         ("seed", "test-mean-week: seeds: another seed gave the same output"),
         ("start", "output: not on the training axis"),
         ("shared", "concurrent generate: two threads at once generated other values"),
+        (
+            "main-thread-only",
+            r"a thread failed: RuntimeError\('not in the main thread'\), at test_conformance\.py:\d+ \(generate\)",
+        ),
         (
             "moved",
             r"concurrent generate: generate changed its networks in place: \['net_\.\._flat_weight_refs'",
