@@ -259,3 +259,14 @@ def test_native_bfloat16_reads_the_device():
     assert gaussian.native_bfloat16("cpu") == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     if not torch.cuda.is_available():
         assert gaussian.native_bfloat16("cuda") is False
+
+
+def test_timesteps_drawn_with_a_power_favour_low_noise_as_the_formula_says():
+    d = GaussianDiffusion(1000)
+    uniform = d.sample_timesteps(10, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(uniform, torch.randint(0, 1000, (10,), generator=torch.Generator().manual_seed(0)))
+    assert torch.equal(d.sample_timesteps(10, power=1.0, generator=torch.Generator().manual_seed(0)), uniform)
+    t = d.sample_timesteps(200_000, power=2.0, generator=torch.Generator().manual_seed(1))
+    assert t.dtype == torch.int64 and int(t.min()) >= 0 and int(t.max()) <= 999
+    for k in (10, 100, 500):  # P(t < k) = (k / T)^(1 / p)
+        assert float((t < k).double().mean()) == pytest.approx((k / 1000) ** 0.5, abs=0.005)

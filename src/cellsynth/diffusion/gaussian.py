@@ -176,11 +176,24 @@ class GaussianDiffusion:
 
     # -- training ------------------------------------------------------------------------------------
     def sample_timesteps(
-        self, batch: int, *, generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+        self,
+        batch: int,
+        *,
+        power: float = 1.0,
+        generator: torch.Generator | None = None,
+        device: torch.device | str = "cpu",
     ) -> torch.Tensor:
-        """``t ~ U{0..T-1}``, int64 ``[batch]`` on ``device`` (drawn with ``generator``'s device)."""
+        """``t ~ U{0..T-1}``, int64 ``[batch]`` on ``device`` (drawn with ``generator``'s device).
+
+        ``power`` p other than 1 draws ``t = floor(T u^p)``, ``u ~ U[0, 1)``, instead: ``P(t < k) = (k / T)^(1/p)``,
+        so p > 1 trains the low-noise steps (small t, where the finest detail is made) more often; p = 2 draws
+        a third of the steps below ``T / 10`` instead of a tenth."""
         gen_device = generator.device if generator is not None else "cpu"
-        t = torch.randint(0, self.num_train_timesteps, (batch,), generator=generator, device=gen_device)
+        if power == 1.0:
+            t = torch.randint(0, self.num_train_timesteps, (batch,), generator=generator, device=gen_device)
+        else:
+            u = torch.rand(batch, generator=generator, device=gen_device, dtype=torch.float64)
+            t = (self.num_train_timesteps * u**power).long().clamp(max=self.num_train_timesteps - 1)
         return t.to(device)
 
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

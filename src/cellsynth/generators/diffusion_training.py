@@ -3,7 +3,8 @@
 .. math::  L(\\theta) = \\mathbb E_{x_0, t, \\varepsilon}\\,
            \\| \\varepsilon - \\varepsilon_\\theta(\\sqrt{\\bar\\alpha_t}\\,x_0 + \\sqrt{1-\\bar\\alpha_t}\\,\\varepsilon,\\ t,\\ c) \\|^2
 
-or, with ``prediction="velocity"``, the same with the target
+with ``t`` uniform (or, ``timestep_power`` p > 1, drawn more often at low noise:
+:meth:`~cellsynth.diffusion.gaussian.GaussianDiffusion.sample_timesteps`); or, with ``prediction="velocity"``, the same with the target
 :math:`v = \\sqrt{\\bar\\alpha_t}\\,\\varepsilon - \\sqrt{1-\\bar\\alpha_t}\\,x_0` (Salimans & Ho 2022; the
 sampler turns the prediction back into a noise with
 :meth:`~cellsynth.diffusion.gaussian.GaussianDiffusion.noise_from_velocity`), with an exponential moving average
@@ -45,11 +46,13 @@ class EpsilonModule(TrainingModule):
         weight_decay: float,
         ema_decay: float,
         prediction: Prediction = "noise",
+        timestep_power: float = 1.0,
     ) -> None:
         super().__init__()
         if prediction not in PREDICTIONS:
             raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
         self.net, self.diffusion, self.prediction = net, diffusion, prediction
+        self.timestep_power = timestep_power
         self.ema: torch.nn.Module | None = None  # EMA.setup makes it a copy of net
         self.lr, self.weight_decay, self.ema_decay = lr, weight_decay, ema_decay
         self.history: list[float] = []
@@ -69,7 +72,7 @@ class EpsilonModule(TrainingModule):
         if x0.shape[0] == 0:  # an empty Poisson batch of DP-SGD: still a (noise-only) step, as accounted
             return sum(p.sum() for p in self.net.parameters()) * 0.0
         x0, condition = station_weeks(x0, condition)  # DP-SGD's batches are stations
-        t = self.diffusion.sample_timesteps(x0.shape[0], device=x0.device)
+        t = self.diffusion.sample_timesteps(x0.shape[0], power=self.timestep_power, device=x0.device)
         noise = torch.randn_like(x0)
         loss = F.mse_loss(
             self.predict_noise(self.net, self.diffusion.add_noise(x0, noise, t), t, condition),

@@ -353,6 +353,7 @@ def test_paper_preset_switches_every_extension_off(data):
         "clip_margin": None,
         "training_floor": False,
         "prediction": "noise",
+        "timestep_power": 1.0,
     }
     assert gen.config.sampling.sampler == "ddpm"
     gen.fit(data, progress=False)
@@ -370,3 +371,22 @@ def test_prediction_is_the_noise_or_the_velocity():
     with pytest.raises(ValueError, match="prediction must be one of"):
         EpsilonModule(torch.nn.Linear(1, 1), gaussian.GaussianDiffusion(10), lr=1e-3, weight_decay=0.0,
                       ema_decay=0.9, prediction="x0")  # fmt: skip
+
+
+@pytest.mark.parametrize("power", [0.0, -1.0, float("inf")])
+def test_timestep_power_must_be_a_positive_number(power):
+    with pytest.raises(ConfigError, match="timestep_power"):
+        get("stouter", {"extensions": {"timestep_power": power}})
+
+
+def test_stunet_trains_on_timesteps_drawn_with_the_configs_power(data, monkeypatch):
+    powers = []
+    draw = gaussian.GaussianDiffusion.sample_timesteps
+
+    def recording(self, batch, **kwargs):
+        powers.append(kwargs.get("power", 1.0))
+        return draw(self, batch, **kwargs)
+
+    monkeypatch.setattr(gaussian.GaussianDiffusion, "sample_timesteps", recording)
+    get("stouter", TINY | {"epochs": 1, "extensions": {"timestep_power": 2.0}}).fit(data, progress=False)
+    assert powers and set(powers) == {2.0}

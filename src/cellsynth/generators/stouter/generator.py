@@ -313,6 +313,7 @@ class StouterGenerator(_LevelStage, StationGenerator):
             profiles=references,
             profile_dropout=PROFILE_DROPOUT,
             prediction=cfg.extensions.prediction,
+            timestep_power=cfg.extensions.timestep_power,
         )
         self.privacy_ = None
         if private:  # DP-SGD: each example is one station with all its weeks

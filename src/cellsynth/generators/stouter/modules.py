@@ -61,9 +61,16 @@ class DiffusionModule(EpsilonModule):
         profiles: torch.Tensor | None = None,
         profile_dropout: float = 0.0,
         prediction: Prediction = "noise",
+        timestep_power: float = 1.0,
     ) -> None:
         super().__init__(
-            net, diffusion, lr=lr, weight_decay=weight_decay, ema_decay=ema_decay, prediction=prediction
+            net,
+            diffusion,
+            lr=lr,
+            weight_decay=weight_decay,
+            ema_decay=ema_decay,
+            prediction=prediction,
+            timestep_power=timestep_power,
         )
         self.register_buffer("spatial", spatial)
         self.register_buffer("temporal", temporal)
