@@ -50,6 +50,11 @@ def test_velocity_is_diffusers_v_target_and_gives_back_the_noise_and_x0():
     torch.testing.assert_close(v, d.train_scheduler.get_velocity(x0, eps, t))
     x_t = d.add_noise(x0, eps, t)
     torch.testing.assert_close(d.noise_from_velocity(x_t, v, t), eps, rtol=1e-4, atol=1e-4)
+    # the target of each prediction, and the noise it implies back at x_t
+    for prediction in ("noise", "velocity"):
+        target = d.target(prediction, x0, eps, t)
+        torch.testing.assert_close(target, eps if prediction == "noise" else v)
+        torch.testing.assert_close(d.implied_noise(prediction, x_t, target, t), eps, rtol=1e-4, atol=1e-4)
     # x_0 from v is as accurate as v at the last step, where x_0 from the noise is 1 / sqrt(abar) worse
     abar = d.alphas_cumprod[t].view(-1, 1, 1)
     error = 0.1 * torch.ones_like(v)

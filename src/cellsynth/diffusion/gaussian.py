@@ -35,7 +35,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
@@ -48,14 +48,20 @@ __all__ = [
     "DEFAULT_STEPS",
     "MAX_TERMINAL_ALPHA_BAR",
     "PRECISIONS",
+    "PREDICTIONS",
     "SAMPLERS",
     "GaussianDiffusion",
+    "Prediction",
     "check_precision",
     "clip_predicted_x0",
     "native_bfloat16",
     "network_precision",
     "terminal_problem",
 ]
+
+#: What a denoiser predicts: the noise (DDPM) or the velocity (Salimans & Ho 2022).
+Prediction = Literal["noise", "velocity"]
+PREDICTIONS: tuple[str, ...] = get_args(Prediction)
 
 Sampler = Literal["ddpm", "ddim", "dpm-solver"]
 Precision = Literal["float32", "bfloat16"]
@@ -215,6 +221,19 @@ class GaussianDiffusion:
         linear schedule to 0.05 over 500 steps)."""
         signal, noise_scale = self._signal_and_noise_scales(x0, t)
         return signal * noise - noise_scale * x0
+
+    def target(
+        self, prediction: Prediction, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor
+    ) -> torch.Tensor:
+        """What a network that predicts ``prediction`` learns at ``x_t``: the noise, or :meth:`velocity`."""
+        return noise if prediction == "noise" else self.velocity(x0, noise, t)
+
+    def implied_noise(
+        self, prediction: Prediction, x_t: torch.Tensor, output: torch.Tensor, t: torch.Tensor
+    ) -> torch.Tensor:
+        """The noise a network's ``output`` at ``x_t`` implies, for the samplers: the output itself for a noise
+        prediction, :meth:`noise_from_velocity` for a velocity."""
+        return output if prediction == "noise" else self.noise_from_velocity(x_t, output, t)
 
     def noise_from_velocity(self, x_t: torch.Tensor, v: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The noise a ``v`` prediction implies at ``x_t``: ``eps = sqrt(abar_t) v + sqrt(1 - abar_t) x_t``, so

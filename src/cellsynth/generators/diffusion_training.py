@@ -1,34 +1,30 @@
-"""Training of any Gaussian-diffusion denoiser with the DDPM epsilon objective (STOUTER, DiffWave, DiffTraj):
+"""Training of any Gaussian-diffusion denoiser with the DDPM epsilon objective (STOUTER, DiffWave,
+DiffTraj):
 
 .. math::  L(\\theta) = \\mathbb E_{x_0, t, \\varepsilon}\\,
            \\| \\varepsilon - \\varepsilon_\\theta(\\sqrt{\\bar\\alpha_t}\\,x_0 + \\sqrt{1-\\bar\\alpha_t}\\,\\varepsilon,\\ t,\\ c) \\|^2
 
 with ``t`` uniform (or, ``timestep_power`` p > 1, drawn more often at low noise:
-:meth:`~cellsynth.diffusion.gaussian.GaussianDiffusion.sample_timesteps`); or, with ``prediction="velocity"``, the same with the target
+:meth:`~cellsynth.diffusion.gaussian.GaussianDiffusion.sample_timesteps`); or, with
+``prediction="velocity"``, the same with the target
 :math:`v = \\sqrt{\\bar\\alpha_t}\\,\\varepsilon - \\sqrt{1-\\bar\\alpha_t}\\,x_0` (Salimans & Ho 2022; the
-sampler turns the prediction back into a noise with
-:meth:`~cellsynth.diffusion.gaussian.GaussianDiffusion.noise_from_velocity`), with an exponential moving average
-of the weights (what generates; :class:`cellsynth.training.EMA`, warmed up as
+samplers get the noise it implies,
+:meth:`~cellsynth.diffusion.gaussian.GaussianDiffusion.implied_noise`), with an exponential moving average of
+the weights (what generates; :class:`cellsynth.training.EMA`, warmed up as
 ``decay_n = min(decay, (1 + n) / (10 + n))`` at optimiser step n).
 """
 
 from __future__ import annotations
 
-from typing import Literal, get_args
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cellsynth.diffusion.gaussian import GaussianDiffusion
+from cellsynth.diffusion.gaussian import PREDICTIONS, GaussianDiffusion, Prediction
 from cellsynth.generators.privacy import station_weeks
 from cellsynth.training import EMA, TrainingModule
 
-__all__ = ["PREDICTIONS", "EpsilonModule", "Prediction"]
-
-#: What a denoiser predicts: the noise (DDPM) or the velocity.
-Prediction = Literal["noise", "velocity"]
-PREDICTIONS: tuple[str, ...] = get_args(Prediction)
+__all__ = ["EpsilonModule"]
 
 
 class EpsilonModule(TrainingModule):
@@ -65,7 +61,7 @@ class EpsilonModule(TrainingModule):
 
     def target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """What the network learns to predict at ``x_t``: the noise, or the velocity (module docstring)."""
-        return noise if self.prediction == "noise" else self.diffusion.velocity(x0, noise, t)
+        return self.diffusion.target(self.prediction, x0, noise, t)
 
     def training_step(self, batch, batch_idx):
         x0, condition = batch

@@ -9,9 +9,8 @@ from typing import ClassVar, Literal
 
 import pydantic
 
-from cellsynth.diffusion.gaussian import GaussianDiffusion, terminal_problem
+from cellsynth.diffusion.gaussian import GaussianDiffusion, Prediction, terminal_problem
 from cellsynth.generators.base import ConfigSection, TrainingConfig
-from cellsynth.generators.diffusion_training import Prediction
 from cellsynth.generators.privacy import PrivacyConfig
 from cellsynth.generators.sampling import SamplingConfig
 

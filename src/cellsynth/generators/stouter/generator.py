@@ -439,7 +439,7 @@ class StouterGenerator(_LevelStage, StationGenerator):
         device = resolve_device(self.config.accelerator)
         net = module_on(self.stunet_, device)
         temporal = None if self.temporal_embeddings_ is None else self.temporal_embeddings_.to(device)
-        diffusion, velocity = self._diffusion(), self.config.extensions.prediction == "velocity"
+        diffusion, prediction = self._diffusion(), self.config.extensions.prediction
         x0_range = self._x0_range(device)
         generator = torch.Generator().manual_seed(int(seed))
         total = m * samples  # station-major: series i belongs to station i // samples
@@ -460,8 +460,7 @@ class StouterGenerator(_LevelStage, StationGenerator):
             profile = None if profiles is None else profiles[first:last].to(device)
 
             def eps_fn(x, t, fs=fs, profile=profile):
-                out = net(x, t, fs, temporal, profile)
-                return diffusion.noise_from_velocity(x, out, t) if velocity else out
+                return diffusion.implied_noise(prediction, x, net(x, t, fs, temporal, profile), t)
 
             x0 = diffusion.sample(
                 eps_fn,

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
-from cellsynth.diffusion.gaussian import GaussianDiffusion
-from cellsynth.generators.diffusion_training import EpsilonModule, Prediction
+from cellsynth.diffusion.gaussian import GaussianDiffusion, Prediction
+from cellsynth.generators.diffusion_training import EpsilonModule
 from cellsynth.nn.graph_autoencoder import GraphAutoencoder
 from cellsynth.nn.stunet import STUNet
 from cellsynth.training import TrainingModule
@@ -41,7 +41,8 @@ class GraphMAEModule(TrainingModule):
 
 
 class DiffusionModule(EpsilonModule):
-    """The epsilon (or velocity) objective for STUNet: batches are (week, station index); the frozen embeddings are buffers.
+    """The epsilon (or velocity) objective for STUNet: batches are (week, station index); the frozen
+    embeddings are buffers.
 
     With ``profiles`` (``[N * W, C + 1, L]``, each training week's reference week and mask channel,
     ``extensions.station_profile``) a batch's condition is ``[B, 2]``, (station, week row), and each week's

@@ -64,11 +64,11 @@ from scipy.spatial import cKDTree
 from scipy.special import ndtr, ndtri
 
 from cellsynth.data.model import UserMobility
-from cellsynth.diffusion.gaussian import GaussianDiffusion
+from cellsynth.diffusion.gaussian import GaussianDiffusion, Prediction
 from cellsynth.errors import DataError
 from cellsynth.generators.base import ConfigSection, TrainingConfig, UserGenerator
 from cellsynth.generators.baselines.trajectories._traffic import LocationHourTraffic
-from cellsynth.generators.diffusion_training import EpsilonModule, Prediction
+from cellsynth.generators.diffusion_training import EpsilonModule
 from cellsynth.generators.sampling import GaussianSampling, SamplingConfig
 from cellsynth.generators.state import (
     compose_state,
@@ -381,11 +381,10 @@ class DiffTrajGenerator(UserGenerator):
         categories = torch.from_numpy(self.categories_[rows])
         device = resolve_device(self.config.accelerator)
         net, diffusion, scale = module_on(self.net_, device), self._diffusion(), self.config.guidance.scale
-        velocity = self.config.extensions.prediction == "velocity"
+        prediction = self.config.extensions.prediction
 
         def predict_noise(x, t, cont, cat):
-            out = net.guided(x, t, cont, cat, scale)
-            return diffusion.noise_from_velocity(x, out, t) if velocity else out
+            return diffusion.implied_noise(prediction, x, net.guided(x, t, cont, cat, scale), t)
 
         generator = torch.Generator().manual_seed(int(seed))
         out = []

@@ -306,14 +306,20 @@ class VolunteerGenerator(UserGenerator):
             "their longest run was taken as their one stay (lower min_stay_steps to keep more of them)"
         ]
 
-    @torch.no_grad()
     def sample_events(self, n_users: int, *, seed: int = 0, generator: torch.Generator | None = None) -> dict:
         """Decoded events of ``n_users`` new users, ``[U, E]`` numpy ``location``, ``travel``, ``dwell``, with
         as many events as it takes to cover the time axis (module docstring)."""
         self.check_fitted()
-        device = resolve_device(self.config.accelerator)
-        net, n_steps = module_on(self.net_, device), self.n_steps_
         generator = torch.Generator().manual_seed(int(seed)) if generator is None else generator
+        return self._sample_events(self._sampling_net(), n_users, generator)
+
+    def _sampling_net(self) -> VolunteerNet:
+        """The network on the config's device (:func:`~cellsynth.training.module_on`: ``net_`` is not moved)."""
+        return module_on(self.net_, resolve_device(self.config.accelerator))
+
+    @torch.no_grad()
+    def _sample_events(self, net: VolunteerNet, n_users: int, generator: torch.Generator) -> dict:
+        n_steps, device = self.n_steps_, next(net.parameters()).device
         start, step = restore_time_axis(self.time_)
         hours = torch.from_numpy(hour_keys(start, step, n_steps, weekly=True)).to(device)
         stations = self.stations_
@@ -376,9 +382,9 @@ class VolunteerGenerator(UserGenerator):
             raise DataError(f"batch_size must be >= 1, got {batch_size}")
         generator = torch.Generator().manual_seed(int(seed))
         xy = _station_xy(self.stations_)
-        parts = []
+        net, parts = self._sampling_net(), []  # on the sampling device once, not once a batch
         for lo in range(0, n_users, batch_size):
-            events = self.sample_events(min(batch_size, n_users - lo), generator=generator)
+            events = self._sample_events(net, min(batch_size, n_users - lo), generator)
             parts.append(fill_steps(events["location"], events["travel"], events["dwell"], self.n_steps_, xy))
         start, step = restore_time_axis(self.time_)
         return generated_mobility(np.concatenate(parts), self.traffic_, start, step, self.stations_, seed)
