@@ -5,7 +5,7 @@ says and what we measured: docs/stouter.md."""
 from __future__ import annotations
 
 import warnings
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 import pydantic
 
@@ -116,13 +116,15 @@ class StouterExtensions(ConfigSection):
         "sqrt(abar) eps - sqrt(1 - abar) x0 (Salimans & Ho 2022), turned back into a noise for the samplers "
         "(cellsynth.generators.diffusion_training).",
     )
-    timestep_power: float = pydantic.Field(
-        1.0,
-        gt=0,
-        allow_inf_nan=False,
-        description="Training steps t drawn as floor(T u^p), u uniform: 1 is the paper's uniform t; p > 1 trains "
-        "the low-noise steps, where the hour-to-hour detail is made, more often (p = 2: a third of the draws "
-        "below T / 10 instead of a tenth).",
+    timestep_power: Annotated[float, pydantic.Field(gt=0, allow_inf_nan=False)] | Literal["auto"] = (
+        pydantic.Field(
+            1.0,
+            description="Training steps t drawn as floor(T u^p), u uniform: 1 is the paper's uniform t; p > 1 trains "
+            "the low-noise steps, where the hour-to-hour detail is made, more often (p = 2: a third of the draws "
+            "below T / 10 instead of a tenth). 'auto': 1, then STUNet trained again with p = 2 when the fitted "
+            "model's weeks for its training stations are more than 10 % smoother from hour to hour than the real "
+            "ones (cellsynth.generators.stouter.roughness; fit time up to twice).",
+        )
     )
 
 
@@ -141,6 +143,7 @@ class StouterConfig(SamplingConfig, TrainingConfig):
             "known_level": "all",
             "normalisation": "standard",
             "station_profile": False,
+            "timestep_power": 1.0,
         }
     }
 
@@ -285,6 +288,11 @@ def _private_problems(config: StouterConfig) -> list[str]:
         problems.append(
             "privacy: extensions.station_profile keeps each station's mean real week in the model; set "
             "extensions.station_profile: false"
+        )
+    if ext.timestep_power == "auto":
+        problems.append(
+            "privacy: extensions.timestep_power 'auto' chooses the training from a comparison with the real "
+            "weeks outside DP-SGD; set a number (1: the paper's uniform steps)"
         )
     if ext.normalisation != "standard":
         problems.append(

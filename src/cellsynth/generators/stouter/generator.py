@@ -26,7 +26,9 @@ Pipeline of :meth:`StouterGenerator.fit`:
 6. **STUNet** (stage ``"stunet"``, :mod:`cellsynth.nn.stunet`) learns ``eps_theta(x_t, t, F_t, F_s)`` with
    the DDPM objective ``|| eps - eps_theta(sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, t) ||^2``
    (:mod:`cellsynth.diffusion.gaussian`), ``x_0 = u``; an exponential moving average of its weights is what
-   generates.
+   generates. ``extensions.timestep_power="auto"``: if the fitted model's weeks for its training stations are
+   too smooth from hour to hour, STUNet is trained again (stage ``"stunet-low-noise"``) with the low-noise
+   steps drawn more often (:mod:`~cellsynth.generators.stouter.roughness`).
 
 :meth:`StouterGenerator.generate` draws ``k`` weeks per station from ``x_T ~ N(0, I)`` with DDPM, DDIM
 (default, 50 steps) or DPM-Solver++, adds a level per week (a training station's own; a new station's
@@ -110,6 +112,7 @@ from cellsynth.generators.stouter.levels import (
 from cellsynth.generators.stouter.modules import DiffusionModule, GraphMAEModule
 from cellsynth.generators.stouter.private import hour_of_week_graph, public_range
 from cellsynth.generators.stouter.profiles import PROFILE_DROPOUT, week_profiles
+from cellsynth.generators.stouter.roughness import AUTO_POWER, SMOOTH_RATIO, roughness_ratio
 from cellsynth.graphs.stations import StationGraphBuilder
 from cellsynth.graphs.temporal import temporal_graph
 from cellsynth.nn.graph_autoencoder import GraphAutoencoder, gcn_autoencoder, gin_autoencoder
@@ -119,7 +122,6 @@ from cellsynth.transforms.scaling import LogScaler, output_range, widened_range
 
 __all__ = ["StouterConfig", "StouterExtensions", "StouterGenerator"]
 
-_STAGES = ("temporal-encoder", "station-encoder", "stunet")
 #: The parts of a saved STOUTER (:func:`~cellsynth.generators.state.compose_state`), besides the stations and
 #: the embeddings of the training nodes.
 _STATE_PARTS = (
@@ -239,7 +241,7 @@ class StouterGenerator(_LevelStage, StationGenerator):
         self.scaler_ = LogScaler(cfg.extensions.normalisation).fit(weeks)
         if private:  # clip to a range chosen without the data (stouter.private)
             self.scaler_ = public_range(self.scaler_)
-        z = self.scaler_.transform(weeks).astype(np.float32)
+        z = real_z = self.scaler_.transform(weeks).astype(np.float32)
         self.stations_, self.time_, self.week_length_ = data.stations, time_axis_state(data), length
         # [N, W, C], for extensions.known_level; a private model keeps no station's own levels.
         self.weekly_levels_ = None if private else z.mean(axis=2).astype(np.float64)
@@ -297,38 +299,41 @@ class StouterGenerator(_LevelStage, StationGenerator):
                     stacklevel=2,
                 )
         dataset = torch.utils.data.TensorDataset(series, condition)
-        seed_everything(cfg.seed)
-        net = self._stunet(c, self.profile_)
-        net = dp_compatible(net) if private else net
-        module = DiffusionModule(
-            net,
-            self._diffusion(),
-            self._condition(
-                self.station_embeddings_, None if self.levels_ is None else self.levels_["train"]
-            ),
-            self.temporal_embeddings_,
-            cfg.lr,
-            cfg.weight_decay,
-            cfg.extensions.ema_decay,
-            profiles=references,
-            profile_dropout=PROFILE_DROPOUT,
-            prediction=cfg.extensions.prediction,
-            timestep_power=cfg.extensions.timestep_power,
-        )
-        self.privacy_ = None
-        if private:  # DP-SGD: each example is one station with all its weeks
-            self.privacy_ = train_private(
-                module, torch.utils.data.TensorDataset(series.reshape(n, w, c, length), torch.arange(n)), plan,
-                weeks=w, batch_size=stations_per_batch, max_epochs=cfg.epochs, stage="stunet", seed=cfg.seed,
-                checkpoint_dir=checkpoint_dir, progress=progress, placement=cfg.placement(),
+        # extensions.timestep_power "auto": p = 1, then p = AUTO_POWER in a stage of its own when the model's
+        # weeks for its training stations are too smooth (stouter.roughness).
+        auto = cfg.extensions.timestep_power == "auto"
+        self.timestep_power_ = 1.0 if auto else cfg.extensions.timestep_power
+        self.roughness_, stage = None, "stunet"
+        while True:
+            seed_everything(cfg.seed)
+            net = self._stunet(c, self.profile_)
+            net = dp_compatible(net) if private else net
+            levels = None if self.levels_ is None else self.levels_["train"]
+            module = DiffusionModule(
+                net, self._diffusion(), self._condition(self.station_embeddings_, levels), self.temporal_embeddings_,
+                cfg.lr, cfg.weight_decay, cfg.extensions.ema_decay, profiles=references,
+                profile_dropout=PROFILE_DROPOUT, prediction=cfg.extensions.prediction,
+                timestep_power=self.timestep_power_,
             )  # fmt: skip
-            # no "stunet" loss curve: the losses are statistics of the real traffic outside DP-SGD
-            module.ema = plain_weights(module.ema, self._stunet(c, self.profile_))
-        else:
-            self._train(module, "stunet", cfg.epochs, dataset, checkpoint_dir, progress)
-        self.stunet_ = self._freeze(module.ema)
-        self.fitted_ = True
-        return self
+            self.privacy_ = None
+            if private:  # DP-SGD: each example is one station with all its weeks
+                self.privacy_ = train_private(
+                    module, torch.utils.data.TensorDataset(series.reshape(n, w, c, length), torch.arange(n)), plan,
+                    weeks=w, batch_size=stations_per_batch, max_epochs=cfg.epochs, stage=stage, seed=cfg.seed,
+                    checkpoint_dir=checkpoint_dir, progress=progress, placement=cfg.placement(),
+                )  # fmt: skip
+                # no "stunet" loss curve: the losses are statistics of the real traffic outside DP-SGD
+                module.ema = plain_weights(module.ema, self._stunet(c, self.profile_))
+            else:
+                self._train(module, stage, cfg.epochs, dataset, checkpoint_dir, progress)
+            self.stunet_ = self._freeze(module.ema)
+            self.fitted_ = True
+            if not auto or self.roughness_ is not None:
+                return self
+            self.roughness_ = roughness_ratio(self, data, real_z, cfg.seed)
+            if self.roughness_ >= SMOOTH_RATIO:
+                return self
+            self.fitted_, self.timestep_power_, stage = False, AUTO_POWER, "stunet-low-noise"
 
     # station levels, the level prior and STUNet's station condition: _LevelStage
 
@@ -583,6 +588,8 @@ class StouterGenerator(_LevelStage, StationGenerator):
             "history": getattr(self, "history_", {}),
             "privacy": getattr(self, "privacy_", None),  # the spent (epsilon, delta) and how
             "profile": self.profile_,  # station_profile, "auto" resolved
+            "timestep_power": self.timestep_power_,  # "auto" resolved
+            "roughness": self.roughness_,  # the "auto" check's ratio, else None
         }
         return tensors, meta
 
@@ -598,6 +605,9 @@ class StouterGenerator(_LevelStage, StationGenerator):
             "profile", self.config.extensions.station_profile is True
         )  # older: no "auto"
         self.history_ = meta.get("history", {})
+        power = self.config.extensions.timestep_power  # older models: no "auto"
+        self.timestep_power_ = meta.get("timestep_power", None if power == "auto" else power)
+        self.roughness_ = meta.get("roughness")
         self.privacy_ = meta.get("privacy")
         self.scaler_ = LogScaler.from_state(parts["scaler"], self.config.extensions.normalisation)
         self.stunet_ = self._stunet(len(self.time_["channels"]), self.profile_)
