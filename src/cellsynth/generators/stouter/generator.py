@@ -66,6 +66,9 @@ paper's choice (the ``paper`` preset, ``cellsynth/configs/stouter/paper.yaml``, 
   STUNet also reads a known station's mean training week beside ``x_t``
   (:func:`~cellsynth.generators.stouter.profiles.week_profiles`): for future weeks of known stations, whose
   own past is the best guide to their shape.
+- ``timestep_power="auto"`` (``recommended``) trains STUNet again with the low-noise steps drawn more often
+  when the fitted model's weeks are too smooth from hour to hour (``timestep_power=1``: the paper's uniform
+  steps; :mod:`~cellsynth.generators.stouter.roughness`).
 - The station level is predicted by a regression, not left to the diffusion (``level_model="none"``: the
   paper's). Why: without it the sampled level of a new station on the heavy-tailed synthetic city spanned
   two orders of magnitude and did not correlate with the real one
