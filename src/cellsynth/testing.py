@@ -202,14 +202,26 @@ def _thread_failure(err: BaseException) -> str:
 
 
 def _network_attributes(generator: Generator) -> dict[str, Any]:
-    """Every attribute of every module of the generator's networks (its ``torch.nn.Module`` attributes), by
-    ``"<attribute>.<module path>.<name>"``: the objects themselves, so a caller can tell whether one was
-    replaced."""
-    found = {}
-    for attribute, value in vars(generator).items():
+    """The generator's own attributes, and every attribute of every module of its networks (its
+    ``torch.nn.Module`` attributes, also inside dicts, lists and tuples), by ``"<attribute>"`` and
+    ``"<attribute>[<key>].<module path>.<name>"``: the objects themselves, so a caller can tell whether one
+    was replaced."""
+    found: dict[str, Any] = {}
+
+    def walk(name: str, value: Any, depth: int) -> None:
         if isinstance(value, torch.nn.Module):
             for path, module in value.named_modules():
-                found |= {f"{attribute}.{path}.{name}": v for name, v in vars(module).items()}
+                found.update({f"{name}.{path}.{key}": v for key, v in vars(module).items()})
+        elif depth and isinstance(value, dict):
+            for key, item in value.items():
+                walk(f"{name}[{key!r}]", item, depth - 1)
+        elif depth and isinstance(value, (list, tuple)):
+            for key, item in enumerate(value):
+                walk(f"{name}[{key}]", item, depth - 1)
+
+    for attribute, value in vars(generator).items():
+        found[attribute] = value
+        walk(attribute, value, depth=3)
     return found
 
 
@@ -220,9 +232,11 @@ def check_concurrent_generation(generator: Generator, target: StationTraffic | i
     station generator, or a number of users.
 
     Whether two threads collide is a matter of timing, so the check also asks for what makes a collision
-    impossible and can be seen in one call: the generator's networks come out of ``generate`` exactly as they
-    went in, no attribute of any of their modules replaced (``module.to(device)`` or ``module.eval()`` in place
-    would; cellsynth.training.module_on is the way to sample on a device)."""
+    impossible and can be seen in one call: the generator and its networks come out of ``generate`` exactly as
+    they went in, no attribute of its own replaced (a random generator or a batch kept on ``self`` would be) and
+    none of any module of its networks, also those held in dicts, lists or tuples (``module.to(device)`` or
+    ``module.eval()`` in place would; cellsynth.training.module_on is the way to sample on a device). State
+    changed inside an object the generator already holds is left to the two-thread comparison."""
     users = isinstance(target, int)
 
     def draw(seed: int):
@@ -237,7 +251,7 @@ def check_concurrent_generation(generator: Generator, target: StationTraffic | i
     before = _network_attributes(generator)
     alone = [draw(11), draw(12)]
     changed = sorted(k for k, v in _network_attributes(generator).items() if before.get(k) is not v)
-    _expect(not changed, generator, check, f"generate changed its networks in place: {changed[:3]}")
+    _expect(not changed, generator, check, f"generate changed itself or its networks in place: {changed[:3]}")
     together: list[Any] = [None, None]
     failed: list[BaseException] = []
 
