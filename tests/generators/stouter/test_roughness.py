@@ -15,7 +15,7 @@ from cellsynth.errors import ConfigError
 from cellsynth.generators import get
 from cellsynth.generators.stouter import generator as stouter_generator
 from cellsynth.generators.stouter.config import StouterConfig
-from cellsynth.generators.stouter.roughness import AUTO_POWER, hour_to_hour_spread, roughness_ratio
+from cellsynth.generators.stouter.roughness import AUTO_POWER, auto_note, hour_to_hour_spread, roughness_ratio
 from cellsynth.transforms.scaling import LogScaler
 from tests.generators.stouter.test_generator import TINY, tiny_traffic
 
@@ -102,6 +102,7 @@ def _auto(data, monkeypatch, threshold: float):
 def test_auto_keeps_the_uniform_steps_when_the_weeks_are_rough_enough(data, monkeypatch):
     gen = _auto(data, monkeypatch, threshold=0.0)
     assert gen.timestep_power_ == 1.0 and gen.roughness_ > 0
+    assert gen.fit_notes()[-1] == auto_note(gen.roughness_, 1.0)
     assert "stunet-low-noise" not in gen.history_
     plain = get("stouter", TINY | {"epochs": 2}).fit(data, progress=False)
     for a, b in zip(gen.stunet_.state_dict().values(), plain.stunet_.state_dict().values(), strict=True):
@@ -111,6 +112,7 @@ def test_auto_keeps_the_uniform_steps_when_the_weeks_are_rough_enough(data, monk
 def test_auto_trains_again_at_low_noise_when_the_weeks_are_too_smooth(data, monkeypatch, tmp_path):
     gen = _auto(data, monkeypatch, threshold=np.inf)
     assert gen.timestep_power_ == AUTO_POWER and "stunet-low-noise" in gen.history_
+    assert gen.fit_notes()[-1] == auto_note(gen.roughness_, AUTO_POWER)
     # The second fit is the fit with that power, weight for weight.
     low = get("stouter", TINY | {"epochs": 2, "extensions": {"timestep_power": AUTO_POWER}}).fit(
         data, progress=False
@@ -128,3 +130,14 @@ def test_auto_is_refused_under_privacy_and_the_private_settings_fix_it():
         get("stouter", {"extensions": {"level_model": "none", "known_level": "all", "timestep_power": "auto"},
                         "privacy": {"epsilon": 4.0}})  # fmt: skip
     assert StouterConfig.private_settings["extensions"]["timestep_power"] == 1.0
+
+
+def test_the_note_says_what_auto_found_and_chose():
+    assert auto_note(0.95, 1.0) == (
+        "stouter: its weeks for its training stations have 0.95 of the real hour-to-hour spread (at least 0.9): "
+        "trained with uniform steps (timestep_power auto -> 1)"
+    )
+    assert auto_note(0.8, 2.0).endswith(
+        "0.80 of the real hour-to-hour spread (below 0.9): STUNet trained again with the low-noise steps drawn "
+        "more often (timestep_power auto -> 2)"
+    )

@@ -115,7 +115,7 @@ from cellsynth.generators.stouter.levels import (
 from cellsynth.generators.stouter.modules import DiffusionModule, GraphMAEModule
 from cellsynth.generators.stouter.private import hour_of_week_graph, public_range
 from cellsynth.generators.stouter.profiles import PROFILE_DROPOUT, week_profiles
-from cellsynth.generators.stouter.roughness import AUTO_POWER, SMOOTH_RATIO, roughness_ratio
+from cellsynth.generators.stouter.roughness import AUTO_POWER, SMOOTH_RATIO, auto_note, roughness_ratio
 from cellsynth.graphs.stations import StationGraphBuilder
 from cellsynth.graphs.temporal import temporal_graph
 from cellsynth.nn.graph_autoencoder import GraphAutoencoder, gcn_autoencoder, gin_autoencoder
@@ -337,6 +337,10 @@ class StouterGenerator(_LevelStage, StationGenerator):
             if self.roughness_ >= SMOOTH_RATIO:
                 return self
             self.fitted_, self.timestep_power_, stage = False, AUTO_POWER, "stunet-low-noise"
+
+    def fit_notes(self) -> list[str]:
+        ratio = getattr(self, "roughness_", None)  # timestep_power "auto" only
+        return super().fit_notes() + ([] if ratio is None else [auto_note(ratio, self.timestep_power_)])
 
     # station levels, the level prior and STUNet's station condition: _LevelStage
 

@@ -28,7 +28,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["AUTO_POWER", "CHECK_STATIONS", "SMOOTH_RATIO", "hour_to_hour_spread", "roughness_ratio"]
+__all__ = [
+    "AUTO_POWER",
+    "CHECK_STATIONS",
+    "SMOOTH_RATIO",
+    "auto_note",
+    "hour_to_hour_spread",
+    "roughness_ratio",
+]
 
 #: Training stations the check generates for (all of them when there are fewer).
 CHECK_STATIONS = 100
@@ -66,3 +73,14 @@ def roughness_ratio(model, data, real_z: np.ndarray, seed: int) -> float:
     if not vary.any():
         return 1.0
     return float(np.mean(hour_to_hour_spread(generated_z)[vary] / real[vary]))
+
+
+def auto_note(ratio: float, power: float) -> str:
+    """What ``timestep_power: "auto"`` found and chose, in a line for the user (``cellsynth fit`` prints it)."""
+    found = f"stouter: its weeks for its training stations have {ratio:.2f} of the real hour-to-hour spread"
+    if power == 1.0:
+        return f"{found} (at least {SMOOTH_RATIO}): trained with uniform steps (timestep_power auto -> 1)"
+    return (
+        f"{found} (below {SMOOTH_RATIO}): STUNet trained again with the low-noise steps drawn more often "
+        f"(timestep_power auto -> {power:g})"
+    )
