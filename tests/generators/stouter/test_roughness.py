@@ -141,3 +141,15 @@ def test_the_note_says_what_auto_found_and_chose():
         "0.80 of the real hour-to-hour spread (below 0.9): STUNet trained again with the low-noise steps drawn "
         "more often (timestep_power auto -> 2)"
     )
+
+
+def test_auto_resumes_both_stunet_stages_as_an_uninterrupted_run(data, monkeypatch, tmp_path):
+    monkeypatch.setattr(stouter_generator, "SMOOTH_RATIO", np.inf)  # always train again
+    config = TINY | {"extensions": {"timestep_power": "auto"}}
+    get("stouter", config | {"epochs": 1}).fit(data, progress=False, checkpoint_dir=tmp_path)
+    assert (tmp_path / "checkpoints" / "stunet-low-noise" / "last.ckpt").exists()
+    resumed = get("stouter", config | {"epochs": 2}).fit(data, progress=False, checkpoint_dir=tmp_path)
+    fresh = get("stouter", config | {"epochs": 2}).fit(data, progress=False)
+    assert {k: len(v) for k, v in resumed.history_.items()} == {k: len(v) for k, v in fresh.history_.items()}
+    for a, b in zip(resumed.stunet_.state_dict().values(), fresh.stunet_.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
