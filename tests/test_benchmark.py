@@ -305,3 +305,28 @@ def test_multi_channel_table_has_columns_per_channel(tmp_path):
     assert "## Other metrics — held-out stations (new sites) — sms" in result.table
     # One seed: no spread to show.
     assert "±" not in header and " ± " not in result.table.split("## Table 1")[1].splitlines()[4]
+
+
+def test_what_each_fit_reports_lands_in_the_results_and_the_table(tmp_path, monkeypatch):
+    from cellsynth.generators.floors.stations import SeasonalMeanGenerator
+
+    monkeypatch.setattr(
+        SeasonalMeanGenerator,
+        "fit_notes",
+        lambda self: [f"fitted with seed {self.config.seed}"],
+        raising=False,
+    )
+    result = run_benchmark(
+        tiny_city(), ["seasonal-mean"], seeds=2, out=tmp_path / "b", samples=2, progress=False, echo=None
+    )
+    assert sorted(r["fit_notes"][0] for r in result.runs) == ["fitted with seed 0", "fitted with seed 1"]
+    assert "## Fit notes" in result.table
+    assert (
+        "- seasonal-mean, seed 0: fitted with seed 0\n- seasonal-mean, seed 1: fitted with seed 1"
+        in result.table
+    )
+    # a model that reports nothing adds no section
+    quiet = run_benchmark(
+        tiny_city(), ["nearest-station"], seeds=1, out=tmp_path / "q", progress=False, echo=None
+    )
+    assert "Fit notes" not in quiet.table

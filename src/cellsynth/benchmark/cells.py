@@ -170,6 +170,7 @@ def run_cell(cell: Cell) -> dict[str, Any]:
         "epochs": cell.config.get("epochs"),
         "train_seconds": fit_info["train_seconds"],
         "train_resumed": bool(fit_info.get("resumed", False)),
+        "fit_notes": gen.fit_notes(),  # what the fit chose or found (e.g. STOUTER's timestep_power "auto")
         "generate_seconds": generate_seconds,
         "station_weeks_generated": station_weeks,
         "station_weeks_per_second": station_weeks / generate_seconds if generate_seconds > 0 else None,

@@ -86,6 +86,7 @@ def summarise(runs: list[dict], models: list[str], channels: list[str]) -> dict[
             "epochs": mine[0]["epochs"] if mine else None,
             "any_resumed": any(r["train_resumed"] for r in mine),
         }
+        entry["fit_notes"] = [(r["seed"], note) for r in mine for note in r.get("fit_notes", [])]
         summary[name] = entry
     return summary
 
@@ -284,4 +285,8 @@ def render_table(
         "generated per second of wall time for the held-out and training stations together.",
         "",
     ]
+    notes = [f"- {name}, seed {seed}: {note}" for name in models for seed, note in summary[name]["fit_notes"]]
+    if notes:
+        parts += ["## Fit notes", "", "What each fit reported it found or chose (`Generator.fit_notes`).", ""]
+        parts += [*notes, ""]
     return "\n".join(parts)
