@@ -201,7 +201,7 @@ def _thread_failure(err: BaseException) -> str:
     )
 
 
-def _network_attributes(generator: Generator) -> dict[str, Any]:
+def _generation_objects(generator: Generator) -> dict[str, Any]:
     """The generator's own attributes, and every attribute of every module of its networks (its
     ``torch.nn.Module`` attributes, also inside dicts, lists and tuples), by ``"<attribute>"`` and
     ``"<attribute>[<key>].<module path>.<name>"``: the objects themselves, so a caller can tell whether one
@@ -248,9 +248,9 @@ def check_concurrent_generation(generator: Generator, target: StationTraffic | i
         return out.locations if users else out.values
 
     check = "concurrent generate"
-    before = _network_attributes(generator)
+    before = _generation_objects(generator)
     alone = [draw(11), draw(12)]
-    changed = sorted(k for k, v in _network_attributes(generator).items() if before.get(k) is not v)
+    changed = sorted(k for k, v in _generation_objects(generator).items() if before.get(k) is not v)
     _expect(not changed, generator, check, f"generate changed itself or its networks in place: {changed[:3]}")
     together: list[Any] = [None, None]
     failed: list[BaseException] = []

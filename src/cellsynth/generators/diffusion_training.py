@@ -28,7 +28,7 @@ __all__ = ["EpsilonModule"]
 
 
 class EpsilonModule(TrainingModule):
-    """Batches are ``(x0, condition)``; :meth:`predict_noise` calls the network (override it when the
+    """Batches are ``(x0, condition)``; :meth:`network_output` calls the network (override it when the
     condition needs looking up); a batch of stations ``[S, W, C, L]`` (private training,
     :mod:`cellsynth.generators.privacy`) is trained as its ``S * W`` weeks, station-major. ``history`` holds the mean loss of each epoch run in this process; after
     training, ``ema`` is the moving average of ``net`` (:class:`~cellsynth.training.EMA`)."""
@@ -54,9 +54,10 @@ class EpsilonModule(TrainingModule):
         self.history: list[float] = []
         self._epoch: list[float] = []
 
-    def predict_noise(
+    def network_output(
         self, net: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor, condition
     ) -> torch.Tensor:
+        """The network's prediction at ``x_t``: of the noise or of the velocity (``prediction``)."""
         return net(x_t, t, condition)
 
     def target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -71,7 +72,7 @@ class EpsilonModule(TrainingModule):
         t = self.diffusion.sample_timesteps(x0.shape[0], power=self.timestep_power, device=x0.device)
         noise = torch.randn_like(x0)
         loss = F.mse_loss(
-            self.predict_noise(self.net, self.diffusion.add_noise(x0, noise, t), t, condition),
+            self.network_output(self.net, self.diffusion.add_noise(x0, noise, t), t, condition),
             self.target(x0, noise, t),
         )
         self.log("mse", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=x0.shape[0])

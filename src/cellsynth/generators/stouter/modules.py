@@ -78,7 +78,7 @@ class DiffusionModule(EpsilonModule):
         self.register_buffer("profiles", profiles)
         self.profile_dropout = profile_dropout
 
-    def predict_noise(self, net, x_t, t, condition):
+    def network_output(self, net, x_t, t, condition):
         profile = None
         if self.profiles is not None:
             station, row = condition.unbind(1)

@@ -66,7 +66,7 @@ def roughness_ratio(model, data, real_z: np.ndarray, seed: int) -> float:
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(n, min(CHECK_STATIONS, n), replace=False))
     generated = model.generate(data.select_stations(chosen).stations, samples=2, seed=seed)
-    generated_z = model.scaler_.transform(generated.values)[:, : real_z.shape[2]]
+    generated_z = model.scaler_.transform(generated.values)  # [2 * stations, L, C]
     real = hour_to_hour_spread(real_z[chosen])
     # A channel that never changes in training has nothing to compare; it does not vote.
     vary = real > 1e-12

@@ -73,7 +73,7 @@ class ShapedEpsilonModule(EpsilonModule):
         super().__init__(net, diffusion, **options)
         self.shape = tuple(shape)
 
-    def predict_noise(self, net, x_t, t, condition):
+    def network_output(self, net, x_t, t, condition):
         return net(x_t, t)
 
     def training_step(self, batch, batch_idx):
