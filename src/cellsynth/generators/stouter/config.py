@@ -121,9 +121,10 @@ class StouterExtensions(ConfigSection):
             1.0,
             description="Training steps t drawn as floor(T u^p), u uniform: 1 is the paper's uniform t; p > 1 trains "
             "the low-noise steps, where the hour-to-hour detail is made, more often (p = 2: a third of the draws "
-            "below T / 10 instead of a tenth). 'auto': 1, then STUNet trained again with p = 2 when the fitted "
-            "model's weeks for its training stations are more than 10 % smoother from hour to hour than the real "
-            "ones (cellsynth.generators.stouter.roughness; fit time up to twice).",
+            "below T / 10 instead of a tenth). 'auto': 1 or 2, whichever gives the lower first-difference JSD on a "
+            "validation split of the training data (a fifth of the stations, or with several weeks each station's "
+            "last week), from two fits on the rest (cellsynth.generators.stouter.validation; about 2.6 times the "
+            "fit time).",
         )
     )
 

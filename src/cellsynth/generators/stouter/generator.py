@@ -26,9 +26,8 @@ Pipeline of :meth:`StouterGenerator.fit`:
 6. **STUNet** (stage ``"stunet"``, :mod:`cellsynth.nn.stunet`) learns ``eps_theta(x_t, t, F_t, F_s)`` with
    the DDPM objective ``|| eps - eps_theta(sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, t) ||^2``
    (:mod:`cellsynth.diffusion.gaussian`), ``x_0 = u``; an exponential moving average of its weights is what
-   generates. ``extensions.timestep_power="auto"``: if the fitted model's weeks for its training stations are
-   too smooth from hour to hour, STUNet is trained again (stage ``"stunet-low-noise"``) with the low-noise
-   steps drawn more often (:mod:`~cellsynth.generators.stouter.roughness`).
+   generates. ``extensions.timestep_power="auto"``: first chosen on a validation split of the training data,
+   from two fits of the model on its inner training part (:mod:`~cellsynth.generators.stouter.validation`).
 
 :meth:`StouterGenerator.generate` draws ``k`` weeks per station from ``x_T ~ N(0, I)`` with DDPM, DDIM
 (default, 50 steps) or DPM-Solver++, adds a level per week (a training station's own; a new station's
@@ -66,9 +65,9 @@ paper's choice (the ``paper`` preset, ``cellsynth/configs/stouter/paper.yaml``, 
   STUNet also reads a known station's mean training week beside ``x_t``
   (:func:`~cellsynth.generators.stouter.profiles.week_profiles`): for future weeks of known stations, whose
   own past is the best guide to their shape.
-- ``timestep_power="auto"`` (``recommended``) trains STUNet again with the low-noise steps drawn more often
-  when the fitted model's weeks are too smooth from hour to hour (``timestep_power=1``: the paper's uniform
-  steps; :mod:`~cellsynth.generators.stouter.roughness`).
+- ``timestep_power="auto"`` (``recommended``) trains STUNet with the low-noise steps drawn more often when
+  that lowers the first-difference JSD on a validation split of the training data (``timestep_power=1``: the
+  paper's uniform steps; :mod:`~cellsynth.generators.stouter.validation`).
 - The station level is predicted by a regression, not left to the diffusion (``level_model="none"``: the
   paper's). Why: without it the sampled level of a new station on the heavy-tailed synthetic city spanned
   two orders of magnitude and did not correlate with the real one
@@ -115,7 +114,7 @@ from cellsynth.generators.stouter.levels import (
 from cellsynth.generators.stouter.modules import DiffusionModule, GraphMAEModule
 from cellsynth.generators.stouter.private import hour_of_week_graph, public_range
 from cellsynth.generators.stouter.profiles import PROFILE_DROPOUT, week_profiles
-from cellsynth.generators.stouter.roughness import AUTO_POWER, SMOOTH_RATIO, auto_note, roughness_ratio
+from cellsynth.generators.stouter.validation import auto_note, choose_timestep_power
 from cellsynth.graphs.stations import StationGraphBuilder
 from cellsynth.graphs.temporal import temporal_graph
 from cellsynth.nn.graph_autoencoder import GraphAutoencoder, gcn_autoencoder, gin_autoencoder
@@ -244,7 +243,7 @@ class StouterGenerator(_LevelStage, StationGenerator):
         self.scaler_ = LogScaler(cfg.extensions.normalisation).fit(weeks)
         if private:  # clip to a range chosen without the data (stouter.private)
             self.scaler_ = public_range(self.scaler_)
-        z = real_z = self.scaler_.transform(weeks).astype(np.float32)
+        z = self.scaler_.transform(weeks).astype(np.float32)
         self.stations_, self.time_, self.week_length_ = data.stations, time_axis_state(data), length
         # [N, W, C], for extensions.known_level; a private model keeps no station's own levels.
         self.weekly_levels_ = None if private else z.mean(axis=2).astype(np.float64)
@@ -302,45 +301,41 @@ class StouterGenerator(_LevelStage, StationGenerator):
                     stacklevel=2,
                 )
         dataset = torch.utils.data.TensorDataset(series, condition)
-        # extensions.timestep_power "auto": p = 1, then p = AUTO_POWER in a stage of its own when the model's
-        # weeks for its training stations are too smooth (stouter.roughness).
-        auto = cfg.extensions.timestep_power == "auto"
-        self.timestep_power_ = 1.0 if auto else cfg.extensions.timestep_power
-        self.roughness_, stage = None, "stunet"
-        while True:
-            seed_everything(cfg.seed)
-            net = self._stunet(c, self.profile_)
-            net = dp_compatible(net) if private else net
-            levels = None if self.levels_ is None else self.levels_["train"]
-            module = DiffusionModule(
-                net, self._diffusion(), self._condition(self.station_embeddings_, levels), self.temporal_embeddings_,
-                cfg.lr, cfg.weight_decay, cfg.extensions.ema_decay, profiles=references,
-                profile_dropout=PROFILE_DROPOUT, prediction=cfg.extensions.prediction,
-                timestep_power=self.timestep_power_,
+        # extensions.timestep_power "auto": chosen on a validation split of this training data (stouter.validation).
+        self.timestep_power_, self.validation_ = cfg.extensions.timestep_power, None
+        if self.timestep_power_ == "auto":
+            self.validation_ = choose_timestep_power(
+                self, data, weeks=w, progress=progress, checkpoint_dir=checkpoint_dir
+            )
+            self.timestep_power_ = self.validation_["power"]
+        seed_everything(cfg.seed)
+        net = self._stunet(c, self.profile_)
+        net = dp_compatible(net) if private else net
+        levels = None if self.levels_ is None else self.levels_["train"]
+        module = DiffusionModule(
+            net, self._diffusion(), self._condition(self.station_embeddings_, levels), self.temporal_embeddings_,
+            cfg.lr, cfg.weight_decay, cfg.extensions.ema_decay, profiles=references,
+            profile_dropout=PROFILE_DROPOUT, prediction=cfg.extensions.prediction,
+            timestep_power=self.timestep_power_,
+        )  # fmt: skip
+        self.privacy_ = None
+        if private:  # DP-SGD: each example is one station with all its weeks
+            self.privacy_ = train_private(
+                module, torch.utils.data.TensorDataset(series.reshape(n, w, c, length), torch.arange(n)), plan,
+                weeks=w, batch_size=stations_per_batch, max_epochs=cfg.epochs, stage="stunet", seed=cfg.seed,
+                checkpoint_dir=checkpoint_dir, progress=progress, placement=cfg.placement(),
             )  # fmt: skip
-            self.privacy_ = None
-            if private:  # DP-SGD: each example is one station with all its weeks
-                self.privacy_ = train_private(
-                    module, torch.utils.data.TensorDataset(series.reshape(n, w, c, length), torch.arange(n)), plan,
-                    weeks=w, batch_size=stations_per_batch, max_epochs=cfg.epochs, stage=stage, seed=cfg.seed,
-                    checkpoint_dir=checkpoint_dir, progress=progress, placement=cfg.placement(),
-                )  # fmt: skip
-                # no "stunet" loss curve: the losses are statistics of the real traffic outside DP-SGD
-                module.ema = plain_weights(module.ema, self._stunet(c, self.profile_))
-            else:
-                self._train(module, stage, cfg.epochs, dataset, checkpoint_dir, progress)
-            self.stunet_ = self._freeze(module.ema)
-            self.fitted_ = True
-            if not auto or self.roughness_ is not None:
-                return self
-            self.roughness_ = roughness_ratio(self, data, real_z, cfg.seed)
-            if self.roughness_ >= SMOOTH_RATIO:
-                return self
-            self.fitted_, self.timestep_power_, stage = False, AUTO_POWER, "stunet-low-noise"
+            # no "stunet" loss curve: the losses are statistics of the real traffic outside DP-SGD
+            module.ema = plain_weights(module.ema, self._stunet(c, self.profile_))
+        else:
+            self._train(module, "stunet", cfg.epochs, dataset, checkpoint_dir, progress)
+        self.stunet_ = self._freeze(module.ema)
+        self.fitted_ = True
+        return self
 
     def fit_notes(self) -> list[str]:
-        ratio = getattr(self, "roughness_", None)  # timestep_power "auto" only
-        return super().fit_notes() + ([] if ratio is None else [auto_note(ratio, self.timestep_power_)])
+        choice = getattr(self, "validation_", None)  # timestep_power "auto" only
+        return super().fit_notes() + ([] if choice is None else [auto_note(choice)])
 
     # station levels, the level prior and STUNet's station condition: _LevelStage
 
@@ -596,7 +591,7 @@ class StouterGenerator(_LevelStage, StationGenerator):
             "privacy": getattr(self, "privacy_", None),  # the spent (epsilon, delta) and how
             "profile": self.profile_,  # station_profile, "auto" resolved
             "timestep_power": self.timestep_power_,  # "auto" resolved
-            "roughness": self.roughness_,  # the "auto" check's ratio, else None
+            "validation": self.validation_,  # what "auto" chose and why, else None
         }
         return tensors, meta
 
@@ -614,7 +609,7 @@ class StouterGenerator(_LevelStage, StationGenerator):
         self.history_ = meta.get("history", {})
         power = self.config.extensions.timestep_power  # older models: no "auto"
         self.timestep_power_ = meta.get("timestep_power", None if power == "auto" else power)
-        self.roughness_ = meta.get("roughness")
+        self.validation_ = meta.get("validation")
         self.privacy_ = meta.get("privacy")
         self.scaler_ = LogScaler.from_state(parts["scaler"], self.config.extensions.normalisation)
         self.stunet_ = self._stunet(len(self.time_["channels"]), self.profile_)
