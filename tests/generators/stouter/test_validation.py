@@ -82,7 +82,9 @@ def test_auto_fits_with_the_power_the_validation_favours_as_a_fit_with_it_would(
         "diff_jsd": {"1": float(favoured != 1.0), "2": float(favoured != AUTO_POWER)},
     }
     # The inner fits leave no trace in the final one: it is the plain fit with that power, weight for weight.
-    plain = get("stouter", TINY | {"epochs": 2, "extensions": {"timestep_power": favoured}}).fit(data, progress=False)
+    plain = get("stouter", TINY | {"epochs": 2, "extensions": {"timestep_power": favoured}}).fit(
+        data, progress=False
+    )
     for a, b in zip(gen.stunet_.state_dict().values(), plain.stunet_.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
@@ -109,7 +111,9 @@ def test_too_few_stations_to_split_keep_uniform_steps_and_say_why():
     gen = get("stouter", AUTO).fit(data, progress=False)
     assert gen.timestep_power_ == 1.0 and gen.validation_["split"] is None
     assert "at least 3 training stations, got 2" in gen.validation_["reason"]
-    assert gen.fit_notes()[-1].startswith("stouter: timestep_power auto -> 1 (uniform steps) without a validation")
+    assert gen.fit_notes()[-1].startswith(
+        "stouter: timestep_power auto -> 1 (uniform steps) without a validation"
+    )
 
 
 def test_auto_is_refused_under_privacy_and_the_private_settings_fix_it():
@@ -131,7 +135,9 @@ def test_the_note_says_what_auto_found_and_chose():
 def test_auto_resumes_its_inner_fits_and_the_final_one_as_an_uninterrupted_run(data, tmp_path):
     get("stouter", AUTO | {"epochs": 1}).fit(data, progress=False, checkpoint_dir=tmp_path)
     for power in ("p1", "p2"):
-        assert (tmp_path / "checkpoints" / "validation" / power / "checkpoints" / "stunet" / "last.ckpt").exists()
+        assert (
+            tmp_path / "checkpoints" / "validation" / power / "checkpoints" / "stunet" / "last.ckpt"
+        ).exists()
     resumed = get("stouter", AUTO).fit(data, progress=False, checkpoint_dir=tmp_path)
     fresh = get("stouter", AUTO).fit(data, progress=False)
     assert resumed.validation_ == fresh.validation_
