@@ -143,3 +143,14 @@ def test_auto_resumes_its_inner_fits_and_the_final_one_as_an_uninterrupted_run(d
     assert resumed.validation_ == fresh.validation_
     for a, b in zip(resumed.stunet_.state_dict().values(), fresh.stunet_.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_with_progress_each_inner_fit_is_announced(data, monkeypatch, capsys):
+    monkeypatch.setattr(validation, "_first_difference_jsd", lambda *args: 0.5)
+    get("stouter", AUTO | {"epochs": 1}).fit(data, progress=True)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "inner fit" in line]
+    assert lines == [
+        f"stouter: timestep_power auto, inner fit with p = {p} on the training data less the validation part "
+        "(2 of 12 stations held out)"
+        for p in (1, 2)
+    ]

@@ -36,6 +36,7 @@ compare with real weeks outside DP-SGD).
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,13 @@ def choose_timestep_power(
         directory = None
         if checkpoint_dir is not None:
             directory = Path(checkpoint_dir) / "checkpoints" / "validation" / f"p{power:g}"
+        if progress:  # the training bars carry no stage names; say what these extra fits are
+            print(
+                f"{model.name}: timestep_power auto, inner fit with p = {power:g} on the training data less the "
+                f"validation part ({how})",
+                file=sys.stderr,
+                flush=True,
+            )
         fitted = _with_power(model, power).fit(train, progress=progress, checkpoint_dir=directory)
         scores[f"{power:g}"] = _first_difference_jsd(fitted, validation, held_out_weeks, seed)
     chosen = AUTO_POWER if scores[f"{AUTO_POWER:g}"] < scores["1"] else 1.0
