@@ -22,10 +22,10 @@ that makes new sites' weeks as rough from hour to hour as real ones; on others i
 
 Why first differences: ``p`` changes the fine detail of a week and little of its levels, and of the
 benchmark's scores the first-difference JSD is the one that detail moves. Measured on the leaderboard's seven
-sets, three seeds (docs/notebook/2026-12-06-stouter-auto-validation.md): where a fit with each ``p`` was
-scored on the held-out data (17 fits), the choice had the lower held-out first-difference JSD on 15; a
+sets, three seeds (docs/notebook/2026-12-06-stouter-auto-validation.md), with a fit with each ``p``
+scored on the held-out data, the choice had the lower held-out first-difference JSD on 18 of the 21 fits; a
 first version, which compared the hour-to-hour spread of the fitted weeks with the training weeks' against
-a fixed threshold, on 13. The misses come from one split and one pair of inner fits: where the two ``p`` are
+a fixed threshold, on 16. The misses come from one split and one pair of inner fits: where the two ``p`` are
 close on the inner split (Nanjing traffic, seed 0: both 0.0015) the final fit can still differ.
 
 Cost: two fits on four fifths of the data, then the final fit: about 2.6 fits. Only training data is read,
