@@ -154,3 +154,10 @@ def test_with_progress_each_inner_fit_is_announced(data, monkeypatch, capsys):
         "(2 of 12 stations held out)"
         for p in (1, 2)
     ]
+
+
+def test_ten_weeks_per_station_hold_out_the_last_two():
+    data = tiny_traffic(n=3, weeks=10)
+    train, held_out, how = inner_split(data, weeks=10, seed=0)
+    assert (train.n_steps, held_out.n_steps) == (8 * 168, 2 * 168)
+    assert how == "every station's last 2 weeks held out"

@@ -122,8 +122,8 @@ class StouterExtensions(ConfigSection):
             description="Training steps t drawn as floor(T u^p), u uniform: 1 is the paper's uniform t; p > 1 trains "
             "the low-noise steps, where the hour-to-hour detail is made, more often (p = 2: a third of the draws "
             "below T / 10 instead of a tenth). 'auto': 1 or 2, whichever gives the lower first-difference JSD on a "
-            "validation split of the training data (a fifth of the stations, or with several weeks each station's "
-            "last week), from two fits on the rest (cellsynth.generators.stouter.validation; about 2.6 times the "
+            "validation split of the training data (a fifth of the stations, or with several weeks the last fifth "
+            "of each station's weeks), from two fits on the rest (cellsynth.generators.stouter.validation; about 2.6 times the "
             "fit time).",
         )
     )

@@ -46,6 +46,7 @@ from cellsynth.data.model import StationTraffic
 from cellsynth.data.split import split_stations, split_weeks
 from cellsynth.errors import ConfigError, DataError
 from cellsynth.generators.base import training_weeks
+from cellsynth.generators.presets import merge_config
 from cellsynth.metrics import diff_jsd
 
 __all__ = [
@@ -71,16 +72,15 @@ def inner_split(data: StationTraffic, weeks: int, seed: int) -> tuple[StationTra
     to split."""
     if weeks >= 2:
         train, held_out = split_weeks(data, VALIDATION_FRACTION)
-        return train, held_out, "every station's last week held out"
+        k = held_out.n_steps // data.steps_per("7D")
+        return train, held_out, "every station's last " + ("week" if k == 1 else f"{k} weeks") + " held out"
     train, held_out = split_stations(data, VALIDATION_FRACTION, seed)
     return train, held_out, f"{held_out.n_stations} of {data.n_stations} stations held out"
 
 
 def _with_power(model, power: float):
     """An unfitted STOUTER of ``model``'s config with ``extensions.timestep_power = power``."""
-    config = model.config.model_dump()
-    config["extensions"]["timestep_power"] = power
-    return type(model)(config)
+    return type(model)(merge_config(model.config.model_dump(), {"extensions": {"timestep_power": power}}))
 
 
 def _first_difference_jsd(model, validation: StationTraffic, real_weeks: np.ndarray, seed: int) -> float:
