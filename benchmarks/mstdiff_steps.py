@@ -9,6 +9,10 @@ holds for the sampler it was fitted on), so every row is the model as it would b
     python benchmarks/mstdiff_steps.py                  # the demo's pretrained model, its 80 held-out users
     python benchmarks/mstdiff_steps.py --model bench/users-geolife/runs/mstdiff-recommended/seed0 \\
         --data bench/geolife-train --test bench/geolife-test --locations 400 --steps 50 12
+    python benchmarks/mstdiff_steps.py --steps 25 --spacing 1 2    # even steps and s_i ~ S ((n-i)/n)^2
+
+``--spacing`` runs every step count at each ``sampling.step_spacing`` given (the power of the spacing of the
+visited discrete steps, :func:`cellsynth.generators.mstdiff.sampler.spaced_steps`).
 
 ``--select`` first runs the sampler selection on the training users (:meth:`MSTDiffGenerator.select_sampling`,
 with the ``recommended`` preset's candidates for a model whose config has none), so that the draws use
@@ -22,6 +26,7 @@ builds it (a separate test set, the training users' most visited locations). Pri
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from pathlib import Path
@@ -67,6 +72,13 @@ def main(argv=None) -> None:
         "--locations", type=int, default=None, help="Keep this many locations, as bench-users."
     )
     parser.add_argument("--steps", type=int, nargs="+", default=[50, 25, 20, 12, 8, 6])
+    parser.add_argument(
+        "--spacing",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="sampling.step_spacing values, each with every step count (1: even steps).",
+    )
     parser.add_argument("--draws", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None, help="JSON of every draw.")
     parser.add_argument(
@@ -79,10 +91,14 @@ def main(argv=None) -> None:
     from cellsynth.generators import get, load
 
     train, held_out = held_out_split(args)
-    rows: dict[int, list[dict]] = {}
+    rows: dict[str, list[dict]] = {}
     selections = {}
-    for steps in args.steps:
+    for steps, spacing in itertools.product(args.steps, args.spacing):
+        label = f"{steps}" if spacing == 1 else f"{steps}, spaced {spacing:g}"
         model = pretrained_user_model() if args.model is None else load(args.model)
+        model.config = model.config.model_copy(
+            update={"sampling": model.config.sampling.model_copy(update={"step_spacing": spacing})}
+        )
         if args.select:
             if not model.config.sampler_selection.candidates:
                 preset = get("mstdiff", preset="recommended").config.sampler_selection
@@ -93,8 +109,8 @@ def main(argv=None) -> None:
                 }
             )
             model.select_sampling(train)
-            selections[steps] = model.sampler_selection_
-            print(f"DDIM {steps}, sampler selection: " + json.dumps(model.sampler_selection_), flush=True)
+            selections[label] = model.sampler_selection_
+            print(f"DDIM {label}, sampler selection: " + json.dumps(model.sampler_selection_), flush=True)
         if model.traffic_ and train.has_traffic:
             model.calibrate(train, sampler="ddim", steps=steps)
         for draw in range(args.draws):
@@ -102,9 +118,9 @@ def main(argv=None) -> None:
             users = model.generate(held_out.n_users, seed=draw, sampler="ddim", steps=steps)
             cpu = time.process_time() - started
             row = {"cpu_seconds": cpu, **scores(evaluate_users(held_out, users, train=train))}
-            rows.setdefault(steps, []).append(row)
+            rows.setdefault(label, []).append(row)
             print(
-                f"DDIM {steps}, draw {draw}: " + json.dumps({k: round(v, 5) for k, v in row.items()}),
+                f"DDIM {label}, draw {draw}: " + json.dumps({k: round(v, 5) for k, v in row.items()}),
                 flush=True,
             )
     names = list(next(iter(rows.values()))[0])
@@ -113,17 +129,17 @@ def main(argv=None) -> None:
     )
     print("| DDIM steps | " + " | ".join(names) + " |")
     print("|---:|" + "---:|" * len(names))
-    for steps, draws in rows.items():
+    for label, draws in rows.items():
         cells = []
         for name in names:
             v = np.array([d[name] for d in draws])
             digits = 1 if name == "cpu_seconds" else (4 if abs(v.mean()) < 0.01 else 3)
             cells.append(f"{v.mean():.{digits}f} ± {v.std(ddof=1) if len(v) > 1 else 0:.{digits}f}")
-        print(f"| {steps} | " + " | ".join(cells) + " |")
+        print(f"| {label} | " + " | ".join(cells) + " |")
     if args.out is not None:
-        out = {str(k): v for k, v in rows.items()}
+        out = dict(rows)
         if selections:
-            out["sampler_selection"] = {str(k): v for k, v in selections.items()}
+            out["sampler_selection"] = selections
         args.out.write_text(json.dumps(out, indent=1))
 
 

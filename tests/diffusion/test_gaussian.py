@@ -275,3 +275,42 @@ def test_timesteps_drawn_with_a_power_favour_low_noise_as_the_formula_says():
     assert t.dtype == torch.int64 and int(t.min()) >= 0 and int(t.max()) <= 999
     for k in (10, 100, 500):  # P(t < k) = (k / T)^(1 / p)
         assert float((t < k).double().mean()) == pytest.approx((k / 1000) ** 0.5, abs=0.005)
+
+
+def _run(scheduler, eps_fn, x):
+    for t in scheduler.timesteps:
+        x = scheduler.step(eps_fn(x, torch.full((len(x),), int(t))), t, x).prev_sample
+    return x
+
+
+def test_ddim_at_given_timesteps_is_ddim():
+    """DDIM's own steps given explicitly (the first-order DPM-Solver++ path) give DDIM's samples."""
+    d = GaussianDiffusion(200, "linear", beta_end=0.05)
+    ddim = d.scheduler("ddim", 25)
+    given = d.scheduler("ddim", timesteps=[int(t) for t in ddim.timesteps])
+    assert isinstance(given, DPMSolverMultistepScheduler) and given.config.solver_order == 1
+    x_T = torch.randn(500, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    a, b = _run(ddim, oracle(d), x_T.clone()), _run(given, oracle(d), x_T.clone())
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("sampler", "steps"), [("ddpm", 100), ("ddim", 20), ("dpm-solver", 20)])
+def test_every_sampler_recovers_a_gaussian_at_uneven_timesteps(sampler, steps):
+    """Steps denser near the data end, as the samplers of ``test_every_sampler_recovers_a_gaussian``."""
+    d = GaussianDiffusion(200, "squaredcos_cap_v2")
+    timesteps = sorted({int(199 * (k / steps) ** 2) for k in range(1, steps + 1)}, reverse=True)
+    sched = d.scheduler(sampler, timesteps=timesteps)
+    assert [int(t) for t in sched.timesteps] == timesteps
+    x = _run(sched, oracle(d), torch.randn(4000, 1, generator=torch.Generator().manual_seed(1)))
+    assert abs(x.mean().item() - MU) < 0.03
+    assert abs(x.std().item() - SIGMA) / SIGMA < 0.08
+
+
+def test_given_timesteps_are_checked():
+    d = GaussianDiffusion(200, "linear", beta_end=0.05)
+    with pytest.raises(ConfigError, match="strictly decreasing"):
+        d.scheduler("ddim", timesteps=[10, 20])
+    with pytest.raises(ConfigError, match=r"in \[0, 199\]"):
+        d.scheduler("ddim", timesteps=[200, 20])
+    with pytest.raises(ConfigError, match="non-empty"):
+        d.scheduler("ddim", timesteps=[])

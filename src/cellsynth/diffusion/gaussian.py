@@ -33,6 +33,7 @@ and step it (clipping with :func:`clip_predicted_x0`); everyone else uses :meth:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import warnings
 from collections.abc import Callable
 from typing import Literal, get_args
@@ -243,15 +244,24 @@ class GaussianDiffusion:
         return signal * v + noise_scale * x_t
 
     # -- sampling ------------------------------------------------------------------------------------
-    def scheduler(self, sampler: Sampler = "ddpm", steps: int | None = None):
+    def scheduler(
+        self, sampler: Sampler = "ddpm", steps: int | None = None, timesteps: list[int] | None = None
+    ):
         """A fresh diffusers scheduler for ``sampler``, from this process's betas, ``set_timesteps`` done.
 
         ``steps=None`` takes :data:`DEFAULT_STEPS` (at most the chain's length). Iterate
         ``scheduler.timesteps`` and call ``scheduler.step(eps, t, x, generator=...)``; the scheduler keeps
         solver state, so use a new one per sampling run.
+
+        ``timesteps``: the steps to visit instead (strictly decreasing, in ``0..T-1``; ``steps`` is then their
+        number). DDIM's scheduler only strides evenly, so ``"ddim"`` at given steps is diffusers'
+        DPM-Solver++ of order 1, which is DDIM's update ``x_s = sqrt(abar_s) x0_hat + sqrt(1 - abar_s) eps``
+        between any two steps, down to ``x0_hat`` after the last (as DDIM's with ``abar = 1`` there).
         """
         if sampler not in SAMPLERS:
             raise ConfigError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        if timesteps is not None:
+            return self._scheduler_at(sampler, [int(t) for t in timesteps])
         if steps is None:
             default = DEFAULT_STEPS[sampler]
             steps = self.num_train_timesteps if default is None else min(default, self.num_train_timesteps)
@@ -269,6 +279,27 @@ class GaussianDiffusion:
                 **self._common, algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="linspace"
             )
         sched.set_timesteps(steps)
+        return sched
+
+    def _scheduler_at(self, sampler: Sampler, timesteps: list[int]):
+        """:meth:`scheduler` at the given ``timesteps``, checked."""
+        top = self.num_train_timesteps - 1
+        if not timesteps or any(not 0 <= t <= top for t in timesteps):
+            raise ConfigError(f"timesteps must be a non-empty list in [0, {top}], got {timesteps}")
+        if any(a <= b for a, b in itertools.pairwise(timesteps)):
+            raise ConfigError(f"timesteps must be strictly decreasing, got {timesteps}")
+        if sampler == "ddpm":
+            sched = DDPMScheduler(**self._common, clip_sample=False)
+        else:
+            if sampler == "dpm-solver" and len(timesteps) < 2:
+                raise ConfigError("dpm-solver needs at least 2 steps")
+            sched = DPMSolverMultistepScheduler(
+                **self._common,
+                algorithm_type="dpmsolver++",
+                solver_order=1 if sampler == "ddim" else 2,
+                final_sigmas_type="zero",
+            )
+        sched.set_timesteps(timesteps=timesteps)
         return sched
 
     @torch.no_grad()

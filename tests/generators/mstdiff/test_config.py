@@ -25,7 +25,7 @@ ADDED_SECTIONS = ("sampler_selection",)
 
 
 #: Section fields added after the sections replaced the flat config: no model was saved with a flat name for them.
-ADDED_SINCE = {"sampling.precision"}
+ADDED_SINCE = {"sampling.precision", "sampling.step_spacing"}
 
 
 def flat(config: dict) -> dict:

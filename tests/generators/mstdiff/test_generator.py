@@ -32,6 +32,7 @@ from cellsynth.generators.mstdiff.sampler import (
     TrajectoryOptions,
     discrete_step,
     gaussian_steps_of,
+    spaced_steps,
     strided_chain,
     trajectory_substeps_grid,
 )
@@ -290,6 +291,56 @@ def test_strided_chain_at_real_steps_uses_the_interpolated_schedule():
     )
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 200), st.data(), st.floats(1.0, 4.0))
+def test_spaced_steps_start_at_the_prior_and_move_every_step(discrete_steps, data, power):
+    n = data.draw(st.integers(1, discrete_steps))
+    s = spaced_steps(n, discrete_steps, power)
+    assert len(s) == n and s[0] == discrete_steps and s[-1] >= 1
+    assert all(a > b for a, b in itertools.pairwise(s))
+    even = spaced_steps(n, discrete_steps, 1.0)
+    assert all(a <= b for a, b in zip(s, even))  # a power above 1 only moves steps towards the data
+
+
+def test_spaced_steps_formula_and_the_even_stride():
+    # p = 1 with n dividing S: DDIM's trailing stride of the discrete chain, s_i = S - i S / n
+    assert spaced_steps(50, 100, 1.0) == list(range(100, 0, -2))
+    assert spaced_steps(4, 8, 1.0) == [8, 6, 4, 2]
+    # p = 2: ceil(100 ((5 - i) / 5)^2) = 100, 64, 36, 16, 4
+    assert spaced_steps(5, 100, 2.0) == [100, 64, 36, 16, 4]
+    # steps that would round onto each other become single steps: ceil(10 (k/4)^3) = 10, 5, 2, 1
+    assert spaced_steps(4, 10, 3.0) == [10, 5, 2, 1]
+    assert spaced_steps(6, 10, 4.0) == [10, 5, 4, 3, 2, 1]
+    with pytest.raises(ConfigError, match="steps <= discrete_steps"):
+        spaced_steps(11, 10, 2.0)
+
+
+def test_step_spacing_visits_the_spaced_steps_and_belongs_to_the_calibration(fitted_12_6):
+    """The chain visits :func:`spaced_steps` (each Gaussian step the last with that ``s``), the calibration
+    records the spacing it was drawn with, and another spacing warns as another sampler does."""
+    gen = copy.copy(fitted_12_6)
+    gen.config = with_section(gen.config, "sampling", step_spacing=2.0)
+    seen = []
+    gen.generate(2, seed=0, sampler="ddim", steps=4, on_trajectory_step=lambda a, b, *_: seen.append((a, b)))
+    assert seen == [(6, 4), (4, 2), (2, 1), (1, 0)]  # ceil(6 (k/4)^2) = 6, 4 (3.4), 2 (1.5), 1 (0.4)
+    data = users()
+    gen.calibrate(data, sampler="ddim", steps=4)
+    assert gen.calibration_["step_spacing"] == 2.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        gen.generate(2, seed=0, sampler="ddim", steps=4)
+    gen.config = with_section(gen.config, "sampling", step_spacing=1.0)
+    with pytest.warns(UserWarning, match="fitted on DDIM-4 spaced 2 draws; these are DDIM-4,"):
+        gen.generate(2, seed=0, sampler="ddim", steps=4)
+    gen.config = with_section(gen.config, "sampling", step_spacing=2.0)
+    with pytest.raises(ConfigError, match="steps <= discrete_steps"):
+        gen.generate(2, seed=0, sampler="ddpm")  # 12 Gaussian steps, 6 discrete ones
+    with pytest.raises(
+        ConfigError, match=r"step_spacing needs at most discrete_steps .6. sampling steps, got 12 .ddim."
+    ):
+        get("mstdiff", SMOKE | {"gaussian_steps": 12, "discrete_steps": 6, "sampling": {"step_spacing": 2}})
+
+
 def test_trajectory_substeps_grid():
     assert trajectory_substeps_grid([6, 4, 2], 1) == [[6], [4], [2]]
     assert trajectory_substeps_grid([6, 4, 2], 2) == [[6, 5], [4, 3], [2, 1]]
@@ -304,14 +355,24 @@ def fitted_12_6():
 
 
 @pytest.mark.parametrize(
-    ("sampler", "steps", "substeps"), [("ddpm", None, 1), ("ddim", 2, 1), ("ddim", 4, 1), ("ddim", 2, 3)]
+    ("sampler", "steps", "substeps", "spacing"),
+    [
+        ("ddpm", None, 1, 1.0),
+        ("ddim", 2, 1, 1.0),
+        ("ddim", 4, 1, 1.0),
+        ("ddim", 2, 3, 1.0),
+        ("ddim", 4, 1, 2.0),
+        ("ddim", 3, 2, 3.0),
+        ("ddpm", 5, 1, 2.0),
+    ],
 )
-def test_algorithm_2_with_a_perfect_denoiser_returns_its_user(fitted_12_6, sampler, steps, substeps):
+def test_algorithm_2_with_a_perfect_denoiser_returns_its_user(fitted_12_6, sampler, steps, substeps, spacing):
     """The joint reverse chain's bookkeeping (Gaussian timesteps, matching discrete steps, strided chain,
-    trajectory sub-steps): with a denoiser that knows the answer, every generated user is that user, for
-    every sampler."""
+    trajectory sub-steps, spaced steps): with a denoiser that knows the answer, every generated user is that
+    user, for every sampler."""
     data = users()
     gen = copy.copy(fitted_12_6)
+    gen.config = with_section(gen.config, "sampling", step_spacing=spacing)
     x0 = torch.from_numpy(gen.wavelets_.transform(data.traffic[:1])).double()
     l0 = torch.from_numpy(np.array(data.locations[0]))
     gen.net_ = _Oracle(x0, l0, gen.gauss_.alphas_cumprod, 6)

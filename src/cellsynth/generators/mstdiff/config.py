@@ -21,7 +21,7 @@ from typing import ClassVar, Literal
 
 import pydantic
 
-from cellsynth.diffusion.gaussian import Precision
+from cellsynth.diffusion.gaussian import DEFAULT_STEPS, Precision
 from cellsynth.generators.base import ConfigSection, TrainingConfig
 from cellsynth.generators.mstdiff.calibration import CalibrationMode
 from cellsynth.generators.sampling import GaussianSampling, SamplingConfig
@@ -52,6 +52,15 @@ class MSTDiffSampling(GaussianSampling):
         description="Precision of the denoiser's products while sampling: 'bfloat16' (torch.autocast; on a "
         "device without native bfloat16 kernels it warns and runs float32). Both chains stay float32: the "
         "eps and logits are cast back before the Gaussian step and the discrete one.",
+    )
+    step_spacing: float = pydantic.Field(
+        1.0,
+        ge=1,
+        le=4,
+        allow_inf_nan=False,
+        description="Power p of the spacing of the discrete steps the sampler visits, s_i = ceil(S ((n - i) / "
+        "n)^p) for its n steps (1: the sampler's even stride, Algorithm 2's; above 1: more of the steps near "
+        "the data end). Needs steps <= discrete_steps.",
     )
     temperature: float = pydantic.Field(
         1.0,
@@ -249,4 +258,12 @@ class MSTDiffConfig(SamplingConfig, TrainingConfig):
             raise ValueError("discrete_steps must be <= gaussian_steps (each Gaussian step maps to one s)")
         if self.beta_schedule == "linear" and self.beta_start >= self.beta_end:
             raise ValueError("beta_start must be < beta_end")
+        if self.sampling.step_spacing != 1:
+            default = DEFAULT_STEPS[self.sampling.sampler] or self.gaussian_steps
+            steps = min(self.sampling.steps or default, self.gaussian_steps)
+            if steps > self.discrete_steps:
+                raise ValueError(
+                    f"sampling.step_spacing needs at most discrete_steps ({self.discrete_steps}) sampling steps, "
+                    f"got {steps} ({self.sampling.sampler}): set sampling.steps or step_spacing 1"
+                )
         return self

@@ -114,9 +114,10 @@ from cellsynth.transforms.wavelets import TrafficWavelets, band_names, band_slic
 __all__ = ["MSTDiffConfig", "MSTDiffGenerator"]
 
 
-def _sampler_label(sampler: str, steps: int) -> str:
-    """``"DDIM-50"``: a sampler and its number of steps, as the fit note and the warnings say it."""
-    return f"{sampler.upper()}-{steps}"
+def _sampler_label(sampler: str, steps: int, step_spacing: float = 1.0) -> str:
+    """``"DDIM-50"``: a sampler and its number of steps (and their spacing, if not even), as the fit note and
+    the warnings say it."""
+    return f"{sampler.upper()}-{steps}" + ("" if step_spacing == 1.0 else f" spaced {step_spacing:g}")
 
 
 class MSTDiffGenerator(UserGenerator):
@@ -337,7 +338,11 @@ class MSTDiffGenerator(UserGenerator):
         raw, _ = self._draw(
             cfg.calibration.users, seed=seed, sampler=sampler, steps=steps, options=options, progress=progress
         )
-        record = {"sampler": sampler, "steps": self._step_count(sampler, steps)}
+        record = {
+            "sampler": sampler,
+            "steps": self._step_count(sampler, steps),
+            "step_spacing": cfg.sampling.step_spacing,
+        }
         self.calibration_ = record | fit_calibration(raw, data.traffic, self.wavelets_)
         return self
 
@@ -345,10 +350,12 @@ class MSTDiffGenerator(UserGenerator):
         """How many Gaussian steps ``sampler`` with ``steps`` (None: its default) takes on this model."""
         return len(self.gauss_.scheduler(sampler, steps).timesteps)
 
-    def _calibration_sampler(self) -> tuple[str, int]:
-        """``(sampler, steps)`` the calibration's users were drawn with (DDIM-50 before it was recorded)."""
+    def _calibration_sampler(self) -> tuple[str, int, float]:
+        """``(sampler, steps, step_spacing)`` the calibration's users were drawn with (DDIM-50, even, before
+        they were recorded)."""
         cal = self.calibration_
-        return cal.get("sampler", "ddim"), cal.get("steps") or self._step_count("ddim", None)
+        steps = cal.get("steps") or self._step_count("ddim", None)
+        return cal.get("sampler", "ddim"), steps, float(cal.get("step_spacing", 1.0))
 
     def calibrated(self, traffic: np.ndarray, mode: str | None = None) -> np.ndarray:
         """Raw generated traffic ``[U, T]`` through the fitted calibration ``mode`` (default: the config's
@@ -361,7 +368,7 @@ class MSTDiffGenerator(UserGenerator):
         if self.calibration_ is None or mode == "none":
             return
         fitted = self._calibration_sampler()
-        drawn = (sampler, self._step_count(sampler, steps))
+        drawn = (sampler, self._step_count(sampler, steps), self.config.sampling.step_spacing)
         if drawn != fitted:
             warnings.warn(
                 f"{self.name}: the traffic calibration ({mode}) was fitted on "
@@ -564,6 +571,7 @@ class MSTDiffGenerator(UserGenerator):
             discrete_steps=cfg.discrete_steps,
             options=options,
             clip=self.clip_ if self.traffic_ and cfg.extensions.clip_x0 else None,
+            step_spacing=cfg.sampling.step_spacing,
         )
         coeff_parts, loc_parts = [], []
         for lo in range(0, n_users, cfg.sampling.batch_size):

@@ -37,6 +37,10 @@ Algorithm 2 at its neutral value, measured in BENCHMARKS.md):
   ``s`` (:func:`trajectory_substeps_grid`; ``alpha-bar`` from :meth:`GraphDiffusion.abar_at`, the denoiser's
   step embedding at the same ``s``; traffic still steps once, on the first). The error of the factorised
   step grows with how many positions one step decides at once and vanishes as the steps shrink.
+- ``step_spacing`` ``p`` (the config's ``sampling.step_spacing``): the ``n`` steps visit the discrete steps
+  ``s_i = ceil(S ((n - i) / n)^p)`` (:func:`spaced_steps`) instead of an even stride, each with the last
+  Gaussian step of its ``s``; ``p > 1`` spends more of a short chain near the data end, where each reverse
+  step decides a user's final places, and fewer where the chain is near its prior.
 - ``trajectory_coupling`` ``rho``: each reverse step draws a user's time steps with noise correlated along
   the week (lag-``d`` correlation ``rho^d``; :func:`~cellsynth.diffusion.categorical.coupled_categorical});
   every token's marginal is still the step's ``p(l_{s-1} | l_s)``.
@@ -75,6 +79,7 @@ __all__ = [
     "TrajectoryStepCallback",
     "discrete_step",
     "gaussian_steps_of",
+    "spaced_steps",
     "strided_chain",
     "trajectory_substeps_grid",
 ]
@@ -108,6 +113,29 @@ def strided_chain(graph: GraphDiffusion, s_values: list[float]) -> GraphDiffusio
     if list(s_values) == list(range(1, graph.steps + 1)):
         return graph
     return graph.with_schedule(graph.abar_at(s_values))
+
+
+def spaced_steps(n: int, discrete_steps: int, power: float) -> list[int]:
+    r"""The discrete steps ``s_0 > s_1 > ... > s_{n-1} >= 1`` that ``n`` joint reverse steps start from, spaced
+    by the power ``p``:
+
+    .. math::  s_i = \lceil S ((n - i) / n)^p \rceil,
+
+    each raised where needed to ``n - i`` so that every step moves the chain (the smallest ones become single
+    steps). ``p = 1`` is DDIM's trailing stride, ``s_i = S - i S / n`` when ``n`` divides ``S``; ``p > 1``
+    spends more of the ``n`` steps near the data end, where the chain's last positions are decided. Needs
+    ``1 <= n <= S``."""
+    if not 1 <= n <= discrete_steps:
+        raise ConfigError(
+            f"spaced steps need 1 <= steps <= discrete_steps ({discrete_steps}), got {n}: lower steps or "
+            "set sampling.step_spacing to 1"
+        )
+    fraction = (n - np.arange(n)) / n
+    s = np.ceil(discrete_steps * fraction**power - 1e-9).astype(np.int64)  # 1e-9: 0.56 * 100 is 56
+    s = np.maximum(s, n - np.arange(n))
+    for i in range(1, n):
+        s[i] = min(s[i], s[i - 1] - 1)
+    return [int(v) for v in s]
 
 
 def trajectory_substeps_grid(s_now: list[int], substeps: int) -> list[list[float]]:
@@ -193,6 +221,9 @@ class JointSampler:
     """The joint reverse chain of traffic (``gauss``, with ``traffic``) and trajectory (``graph``; None:
     traffic only) for Gaussian ``sampler`` with ``steps`` (None: its default), ``discrete_steps`` ``S``,
     the trajectory ``options`` and, for ``clip_x0``, the band ranges ``clip [2, T]`` (None: no clipping).
+    ``step_spacing`` other than 1 visits the discrete steps of :func:`spaced_steps` instead of the sampler's
+    even stride, each Gaussian step ``t_i`` the last with ``s(t) = s_i`` (the scheduler stepping between them:
+    :meth:`GaussianDiffusion.scheduler`'s ``timesteps``).
 
     ``timesteps[i]`` is the Gaussian step ``t_i``, ``s_now[i]`` its discrete step ``s(t_i)``, ``grid[i]`` the
     discrete steps the trajectory's reverse steps start from at ``i``, and ``chain`` the strided discrete
@@ -209,10 +240,19 @@ class JointSampler:
         discrete_steps: int,
         options: TrajectoryOptions,
         clip: torch.Tensor | None = None,
+        step_spacing: float = 1.0,
     ) -> None:
         self.gauss, self.traffic, self.sampler, self.steps = gauss, traffic, sampler, steps
         self.options, self.clip = options, clip
         self.timesteps = [int(t) for t in gauss.scheduler(sampler, steps).timesteps]
+        #: the Gaussian steps given to the scheduler (None: its own stride)
+        self.spaced: list[int] | None = None
+        if step_spacing != 1.0:
+            s_visited = spaced_steps(len(self.timesteps), discrete_steps, step_spacing)
+            last_t = [
+                int(gaussian_steps_of(s, discrete_steps, gauss.num_train_timesteps)[1]) for s in s_visited
+            ]
+            self.timesteps = self.spaced = last_t
         t = torch.tensor(self.timesteps)
         self.s_now = [int(v) for v in discrete_step(t, discrete_steps, gauss.num_train_timesteps)]
         self.s_next = [*self.s_now[1:], 0]
@@ -241,7 +281,7 @@ class JointSampler:
         """``(x_0 [batch, length] or None, l_0 [batch, length] or None)``: ``x_T ~ N(0, I)`` and ``l_S`` from
         the prior, then every step. Draws in a fixed order from ``generator``: the same generator state gives
         the same users."""
-        scheduler = self.gauss.scheduler(self.sampler, self.steps)  # stateful: a fresh one per batch
+        scheduler = self.gauss.scheduler(self.sampler, self.steps, self.spaced)  # stateful: one per batch
         x = loc = None
         if self.traffic:
             x = torch.randn(batch, length, generator=generator, device=device) * scheduler.init_noise_sigma
