@@ -11,8 +11,8 @@ load), and scores it and the Markov floor against the 80 held-out users, which i
     python benchmarks/pretrain_demo.py --post-fit-only              # the preset's post-fit steps again
 
 ``--post-fit-only`` keeps the shipped network and reruns what ``fit`` does after training under the current
-``recommended`` preset (the sampler selection, then the calibration), for a preset whose post-fit sections
-changed: the result is what a fresh fit with the same network gives.
+``recommended`` preset's sampling (the sampler selection, then the calibration), for a preset whose sampling
+or post-fit sections changed: the result is what a fresh fit with the same network gives.
 
 Its scores are recorded in BENCHMARKS.md ("The demo's pretrained model").
 """
@@ -62,7 +62,8 @@ def main() -> None:
     parser.add_argument(
         "--post-fit-only",
         action="store_true",
-        help="Keep the shipped network; rerun the preset's sampler selection and calibration, save, score.",
+        help="Keep the shipped network; take the preset's sampling, rerun its sampler selection and "
+        "calibration, save, score.",
     )
     parser.add_argument("--checkpoints", default=None, help="Run directory for checkpoints (resumable).")
     args = parser.parse_args()
@@ -73,7 +74,11 @@ def main() -> None:
         preset = get("mstdiff", {"seed": 0}, preset="recommended").config
         model = pretrained_user_model()
         model.config = model.config.model_copy(
-            update={"sampler_selection": preset.sampler_selection, "calibration": preset.calibration}
+            update={
+                "sampling": preset.sampling,
+                "sampler_selection": preset.sampler_selection,
+                "calibration": preset.calibration,
+            }
         )
         started = time.perf_counter()
         model.select_sampling(train, progress=True)

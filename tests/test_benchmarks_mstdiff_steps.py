@@ -1,5 +1,5 @@
-"""benchmarks/mstdiff_steps.py on the shipped model at tiny step counts: one row per count, every draw
-scored, CPU time measured; never its numbers."""
+"""benchmarks/mstdiff_steps.py on the shipped model at tiny step counts: one row per count and spacing,
+every draw scored, CPU time measured; never its numbers."""
 
 from __future__ import annotations
 
@@ -17,9 +17,12 @@ from tests.conftest import benchmark_script
 )
 def test_each_step_count_is_recalibrated_drawn_and_scored(tmp_path, capsys):
     module = benchmark_script("mstdiff_steps")
-    module.main(["--steps", "3", "2", "--draws", "2", "--out", str(tmp_path / "r.json")])
+    module.main(
+        ["--steps", "3", "2", "--spacing", "1", "2", "--draws", "2", "--out", str(tmp_path / "r.json")]
+    )
     rows = json.loads((tmp_path / "r.json").read_text())
-    assert list(rows) == ["3", "2"] and all(len(draws) == 2 for draws in rows.values())
+    assert list(rows) == ["3", "3, spaced 2", "2", "2, spaced 2"]
+    assert all(len(draws) == 2 for draws in rows.values())
     for draws in rows.values():
         for draw in draws:
             assert draw["cpu_seconds"] > 0
@@ -29,4 +32,4 @@ def test_each_step_count_is_recalibrated_drawn_and_scored(tmp_path, capsys):
     # two draws of one step count are different users
     assert rows["2"][0] != rows["2"][1]
     table = capsys.readouterr().out
-    assert "| 3 |" in table and "| 2 |" in table
+    assert "| 3 |" in table and "| 2 |" in table and "| 3, spaced 2 |" in table

@@ -172,6 +172,8 @@ def test_fit_mstdiff_then_generate_users(city, tmp_path):
     assert not users.equals(read(tmp_path / "fine"))  # --trajectory-substeps reached the sampler
     invoke("generate", "--model", run, *options, "--trajectory-coupling", 0.9, "--out", tmp_path / "coupled")
     assert not users.equals(read(tmp_path / "coupled"))  # --trajectory-coupling reached the sampler
+    invoke("generate", "--model", run, *options, "--step-spacing", 2, "--out", tmp_path / "spaced")
+    assert not users.equals(read(tmp_path / "spaced"))  # --step-spacing reached the sampler
     result = run_cli("generate", "--model", run, "--n", 3, "--out", tmp_path / "c")
     assert result.returncode == 2 and "give --users N" in result.stderr
 

@@ -224,6 +224,14 @@ def generate(
             "whose users then move too little; see BENCHMARKS.md). Default: the model's config."
         ),
     ] = None,
+    step_spacing: Annotated[
+        float | None,
+        typer.Option(
+            help="mstdiff: power p (1-4) of the spacing of the discrete steps the sampler visits, "
+            "s_i = ceil(S ((n - i) / n)^p) (1: even steps, the paper's; above 1: more of them near the data "
+            "end; docs/mstdiff.md). Default: the model's config."
+        ),
+    ] = None,
     trajectory_coupling: Annotated[
         float | None,
         typer.Option(
@@ -298,6 +306,7 @@ def generate(
             "corrector_rounds": corrector_rounds,
             "trajectory_substeps": trajectory_substeps,
             "trajectory_coupling": trajectory_coupling,
+            "step_spacing": step_spacing,
         }.items()
         if v is not None
     }

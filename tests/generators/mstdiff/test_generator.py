@@ -332,7 +332,14 @@ def test_step_spacing_visits_the_spaced_steps_and_belongs_to_the_calibration(fit
     gen.config = with_section(gen.config, "sampling", step_spacing=1.0)
     with pytest.warns(UserWarning, match="fitted on DDIM-4 spaced 2 draws; these are DDIM-4,"):
         gen.generate(2, seed=0, sampler="ddim", steps=4)
+    with warnings.catch_warnings():  # given to generate, as the config's
+        warnings.simplefilter("error", UserWarning)
+        spaced = gen.generate(2, seed=0, sampler="ddim", steps=4, step_spacing=2)
     gen.config = with_section(gen.config, "sampling", step_spacing=2.0)
+    assert spaced.equals(gen.generate(2, seed=0, sampler="ddim", steps=4))
+    for bad in (0.5, 5, True, "2"):
+        with pytest.raises(ConfigError, match=r"step_spacing must be a number in \[1, 4\]"):
+            gen.generate(2, step_spacing=bad)
     with pytest.raises(ConfigError, match="steps <= discrete_steps"):
         gen.generate(2, seed=0, sampler="ddpm")  # 12 Gaussian steps, 6 discrete ones
     with pytest.raises(

@@ -363,12 +363,12 @@ class MSTDiffGenerator(UserGenerator):
         mode = self.config.calibration.mode if mode is None else mode
         return calibrate_traffic(self.calibration_, traffic, mode, self.wavelets_, self.name)
 
-    def _warn_other_sampler(self, sampler: str, steps: int | None) -> None:
+    def _warn_other_sampler(self, sampler: str, steps: int | None, step_spacing: float) -> None:
         mode = self.config.calibration.mode
         if self.calibration_ is None or mode == "none":
             return
         fitted = self._calibration_sampler()
-        drawn = (sampler, self._step_count(sampler, steps), self.config.sampling.step_spacing)
+        drawn = (sampler, self._step_count(sampler, steps), step_spacing)
         if drawn != fitted:
             warnings.warn(
                 f"{self.name}: the traffic calibration ({mode}) was fitted on "
@@ -443,6 +443,7 @@ class MSTDiffGenerator(UserGenerator):
         progress: bool = False,
         device: str | torch.device | None = None,
         precision: str | None = None,
+        step_spacing: float | None = None,
     ) -> UserMobility:
         """``target`` users, jointly: the paper's Algorithm 2 (:class:`~.sampler.JointSampler`). ``sampler``
         ``"ddpm"`` (``steps=None``: all ``gaussian_steps``) or ``"ddim"`` (default 50 steps); None: the config's
@@ -471,8 +472,16 @@ class MSTDiffGenerator(UserGenerator):
 
         ``device``: where the chain runs (None: the config's ``accelerator``, ``auto`` taking CUDA when there is
         one, as training does). ``precision``: the denoiser's products, ``"float32"`` or ``"bfloat16"`` (None:
-        ``sampling.precision``; :class:`~.sampler.Denoiser`)."""
+        ``sampling.precision``; :class:`~.sampler.Denoiser`). ``step_spacing``: the power of the spacing of the
+        visited discrete steps (None: ``sampling.step_spacing``; :func:`~.sampler.spaced_steps`)."""
         self.check_fitted()
+        step_spacing = self.config.sampling.step_spacing if step_spacing is None else step_spacing
+        if isinstance(step_spacing, bool) or not (
+            isinstance(step_spacing, (int, float)) and 1 <= step_spacing <= 4
+        ):
+            raise ConfigError(
+                f"step_spacing must be a number in [1, 4] (1: even steps), got {step_spacing!r}"
+            )
         options = TrajectoryOptions.resolve(
             self.sampling_defaults(),
             temperature=temperature,
@@ -487,7 +496,7 @@ class MSTDiffGenerator(UserGenerator):
             )
         sampler, steps = self.config.resolve_sampler(sampler, steps)
         if self.traffic_:
-            self._warn_other_sampler(sampler, steps)
+            self._warn_other_sampler(sampler, steps, step_spacing)
         traffic, locations = self._draw(
             n_users,
             seed=seed,
@@ -499,6 +508,7 @@ class MSTDiffGenerator(UserGenerator):
             progress=progress,
             device=device,
             precision=precision,
+            step_spacing=step_spacing,
         )
         start, step = restore_time_axis(self.time_)
         if self.traffic_:
@@ -548,6 +558,7 @@ class MSTDiffGenerator(UserGenerator):
         progress=False,
         device=None,
         precision=None,
+        step_spacing=None,
     ):
         """``(traffic [U, T] float32 before the calibration, or None; locations [U, T] int64 or None)``:
         the joint reverse chain for ``n_users`` users in batches of ``sampling.batch_size`` (``anchors``:
@@ -571,7 +582,7 @@ class MSTDiffGenerator(UserGenerator):
             discrete_steps=cfg.discrete_steps,
             options=options,
             clip=self.clip_ if self.traffic_ and cfg.extensions.clip_x0 else None,
-            step_spacing=cfg.sampling.step_spacing,
+            step_spacing=cfg.sampling.step_spacing if step_spacing is None else step_spacing,
         )
         coeff_parts, loc_parts = [], []
         for lo in range(0, n_users, cfg.sampling.batch_size):
