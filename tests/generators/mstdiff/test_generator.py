@@ -326,6 +326,10 @@ def test_step_spacing_visits_the_spaced_steps_and_belongs_to_the_calibration(fit
     data = users()
     gen.calibrate(data, sampler="ddim", steps=4)
     assert gen.calibration_["step_spacing"] == 2.0
+    with pytest.warns(
+        UserWarning, match=r"calibrate\(training data, sampler='ddim', steps=4, step_spacing=3\)"
+    ):
+        gen.generate(2, seed=0, sampler="ddim", steps=4, step_spacing=3)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         gen.generate(2, seed=0, sampler="ddim", steps=4)
@@ -337,6 +341,8 @@ def test_step_spacing_visits_the_spaced_steps_and_belongs_to_the_calibration(fit
         spaced = gen.generate(2, seed=0, sampler="ddim", steps=4, step_spacing=2)
     gen.config = with_section(gen.config, "sampling", step_spacing=2.0)
     assert spaced.equals(gen.generate(2, seed=0, sampler="ddim", steps=4))
+    gen.calibrate(data, sampler="ddim", steps=4, step_spacing=1)  # given to calibrate, not the config's
+    assert gen.calibration_["step_spacing"] == 1.0
     for bad in (0.5, 5, True, "2"):
         with pytest.raises(ConfigError, match=r"step_spacing must be a number in \[1, 4\]"):
             gen.generate(2, step_spacing=bad)

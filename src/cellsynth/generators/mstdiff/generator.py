@@ -314,11 +314,12 @@ class MSTDiffGenerator(UserGenerator):
         seed: int | None = None,
         sampler: str | None = None,
         steps: int | None = None,
+        step_spacing: float | None = None,
         progress: bool = False,
     ) -> MSTDiffGenerator:
         """Fit the post-processing of generated traffic against ``data``'s traffic (``fit`` does it with the
-        training data): draw ``calibration.users`` users (seed: the config's) with ``sampler`` and ``steps``
-        (default: the config's ``sampling``) and the model's trajectory options (:meth:`sampling_defaults`),
+        training data): draw ``calibration.users`` users (seed: the config's) with ``sampler``, ``steps`` and
+        ``step_spacing`` (default: the config's ``sampling``) and the model's trajectory options (:meth:`sampling_defaults`),
         then keep every mode's
         map (:func:`~cellsynth.generators.mstdiff.calibration.fit_calibration`); ``calibration.mode`` picks
         which one :meth:`generate` applies. Calling it again with other data, or for another sampler,
@@ -334,17 +335,27 @@ class MSTDiffGenerator(UserGenerator):
         cfg = self.config
         seed = cfg.seed if seed is None else seed
         sampler, steps = cfg.resolve_sampler(sampler, steps)
+        step_spacing = self._step_spacing(step_spacing)
         options = self.sampling_defaults()
         raw, _ = self._draw(
-            cfg.calibration.users, seed=seed, sampler=sampler, steps=steps, options=options, progress=progress
+            cfg.calibration.users,
+            seed=seed,
+            sampler=sampler,
+            steps=steps,
+            options=options,
+            progress=progress,
+            step_spacing=step_spacing,
         )
-        record = {
-            "sampler": sampler,
-            "steps": self._step_count(sampler, steps),
-            "step_spacing": cfg.sampling.step_spacing,
-        }
+        record = {"sampler": sampler, "steps": self._step_count(sampler, steps), "step_spacing": step_spacing}
         self.calibration_ = record | fit_calibration(raw, data.traffic, self.wavelets_)
         return self
+
+    def _step_spacing(self, given) -> float:
+        """``given`` (None: the config's ``sampling.step_spacing``), checked: a number in [1, 4]."""
+        value = self.config.sampling.step_spacing if given is None else given
+        if isinstance(value, bool) or not (isinstance(value, (int, float)) and 1 <= value <= 4):
+            raise ConfigError(f"step_spacing must be a number in [1, 4] (1: even steps), got {value!r}")
+        return float(value)
 
     def _step_count(self, sampler: str, steps: int | None) -> int:
         """How many Gaussian steps ``sampler`` with ``steps`` (None: its default) takes on this model."""
@@ -374,8 +385,9 @@ class MSTDiffGenerator(UserGenerator):
                 f"{self.name}: the traffic calibration ({mode}) was fitted on "
                 f"{_sampler_label(*fitted)} draws; these are {_sampler_label(*drawn)}, whose "
                 "wavelet bands are spread differently. Sample with the calibration's sampler, call "
-                f"calibrate(training data, sampler={sampler!r}, steps={steps!r}) first, or set config "
-                "calibration.mode 'none'.",
+                f"calibrate(training data, sampler={sampler!r}, steps={steps!r}"
+                + ("" if step_spacing == 1.0 else f", step_spacing={step_spacing:g}")
+                + ") first, or set config calibration.mode 'none'.",
                 stacklevel=3,
             )
 
@@ -475,13 +487,7 @@ class MSTDiffGenerator(UserGenerator):
         ``sampling.precision``; :class:`~.sampler.Denoiser`). ``step_spacing``: the power of the spacing of the
         visited discrete steps (None: ``sampling.step_spacing``; :func:`~.sampler.spaced_steps`)."""
         self.check_fitted()
-        step_spacing = self.config.sampling.step_spacing if step_spacing is None else step_spacing
-        if isinstance(step_spacing, bool) or not (
-            isinstance(step_spacing, (int, float)) and 1 <= step_spacing <= 4
-        ):
-            raise ConfigError(
-                f"step_spacing must be a number in [1, 4] (1: even steps), got {step_spacing!r}"
-            )
+        step_spacing = self._step_spacing(step_spacing)
         options = TrajectoryOptions.resolve(
             self.sampling_defaults(),
             temperature=temperature,
