@@ -319,11 +319,11 @@ class MSTDiffGenerator(UserGenerator):
     ) -> MSTDiffGenerator:
         """Fit the post-processing of generated traffic against ``data``'s traffic (``fit`` does it with the
         training data): draw ``calibration.users`` users (seed: the config's) with ``sampler``, ``steps`` and
-        ``step_spacing`` (default: the config's ``sampling``) and the model's trajectory options (:meth:`sampling_defaults`),
-        then keep every mode's
-        map (:func:`~cellsynth.generators.mstdiff.calibration.fit_calibration`); ``calibration.mode`` picks
-        which one :meth:`generate` applies. Calling it again with other data, or for another sampler,
-        recalibrates a trained model.
+        ``step_spacing`` (default: the config's ``sampling``) and the model's trajectory options
+        (:meth:`sampling_defaults`), then keep every mode's map
+        (:func:`~cellsynth.generators.mstdiff.calibration.fit_calibration`); ``calibration.mode`` picks which
+        one :meth:`generate` applies. Calling it again with other data, or for another sampler, recalibrates a
+        trained model.
 
         The maps hold for draws of the sampler they were fitted on: the full chain and DDIM-50 of one model
         spread the wavelet bands differently (measured up to 10 %), so :meth:`generate` warns when it
