@@ -57,6 +57,7 @@ __all__ = [
     "clip_predicted_x0",
     "native_bfloat16",
     "network_precision",
+    "step_count",
     "terminal_problem",
 ]
 
@@ -75,6 +76,15 @@ BETA_SCHEDULES: tuple[str, ...] = ("linear", "scaled_linear", "squaredcos_cap_v2
 MAX_TERMINAL_ALPHA_BAR = 0.01
 #: Steps used when ``steps=None`` (``None`` = every training timestep).
 DEFAULT_STEPS: dict[str, int | None] = {"ddpm": None, "ddim": 50, "dpm-solver": 20}
+
+
+def step_count(sampler: Sampler, steps: int | None, num_train_timesteps: int) -> int:
+    """How many steps ``sampler`` takes on a chain of ``num_train_timesteps``: ``steps``, or for None its
+    :data:`DEFAULT_STEPS` capped at the chain's length (DDPM's None: all of them)."""
+    if steps is not None:
+        return int(steps)
+    default = DEFAULT_STEPS[sampler]
+    return num_train_timesteps if default is None else min(default, num_train_timesteps)
 
 
 def check_precision(precision: str) -> str:
@@ -262,10 +272,7 @@ class GaussianDiffusion:
             raise ConfigError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
         if timesteps is not None:
             return self._scheduler_at(sampler, [int(t) for t in timesteps])
-        if steps is None:
-            default = DEFAULT_STEPS[sampler]
-            steps = self.num_train_timesteps if default is None else min(default, self.num_train_timesteps)
-        steps = int(steps)
+        steps = step_count(sampler, steps, self.num_train_timesteps)
         if not 1 <= steps <= self.num_train_timesteps:
             raise ConfigError(f"steps must be in [1, {self.num_train_timesteps}], got {steps}")
         if sampler == "ddpm":

@@ -21,7 +21,7 @@ from typing import ClassVar, Literal
 
 import pydantic
 
-from cellsynth.diffusion.gaussian import DEFAULT_STEPS, Precision
+from cellsynth.diffusion.gaussian import Precision, step_count
 from cellsynth.generators.base import ConfigSection, TrainingConfig
 from cellsynth.generators.mstdiff.calibration import CalibrationMode
 from cellsynth.generators.sampling import GaussianSampling, SamplingConfig
@@ -259,8 +259,7 @@ class MSTDiffConfig(SamplingConfig, TrainingConfig):
         if self.beta_schedule == "linear" and self.beta_start >= self.beta_end:
             raise ValueError("beta_start must be < beta_end")
         if self.sampling.step_spacing != 1:
-            default = DEFAULT_STEPS[self.sampling.sampler] or self.gaussian_steps
-            steps = min(self.sampling.steps or default, self.gaussian_steps)
+            steps = step_count(self.sampling.sampler, self.sampling.steps, self.gaussian_steps)
             if steps > self.discrete_steps:
                 raise ValueError(
                     f"sampling.step_spacing needs at most discrete_steps ({self.discrete_steps}) sampling steps, "

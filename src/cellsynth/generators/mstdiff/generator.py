@@ -72,6 +72,7 @@ import torch
 from cellsynth.data.knowledge import KnowledgeGraph
 from cellsynth.data.model import UserMobility
 from cellsynth.diffusion.discrete import GraphDiffusion
+from cellsynth.diffusion.gaussian import step_count
 from cellsynth.errors import ConfigError, DataError
 from cellsynth.generators.base import UserGenerator, expect
 from cellsynth.generators.floors.markov import hour_keys
@@ -359,7 +360,7 @@ class MSTDiffGenerator(UserGenerator):
 
     def _step_count(self, sampler: str, steps: int | None) -> int:
         """How many Gaussian steps ``sampler`` with ``steps`` (None: its default) takes on this model."""
-        return len(self.gauss_.scheduler(sampler, steps).timesteps)
+        return step_count(sampler, steps, self.gauss_.num_train_timesteps)
 
     def _calibration_sampler(self) -> tuple[str, int, float]:
         """``(sampler, steps, step_spacing)`` the calibration's users were drawn with (DDIM-50, even, before
