@@ -48,11 +48,13 @@ def reference_reverse_probs(diff: GraphDiffusion, l_s: np.ndarray, logits: np.nd
 @given(n=st.integers(3, 12), seed=st.integers(0, 10_000), steps=st.integers(2, 6))
 @example(n=9, seed=9, steps=6)  # the worst agreement hypothesis has found (1.6e-7 relative)
 @example(n=9, seed=9, steps=4)
+@example(n=9, seed=781, steps=4)  # 1.6e-9 absolute on a probability of 5.4e-4 (3e-6 relative)
 def test_batched_reverse_step_equals_the_formula(n, seed, steps):
     """All tokens at one step (the dense, cached path: at least N tokens) and one step per token (the
     eigenbasis per token) both give the formula's probabilities, rows summing to 1. Tolerances: the
-    eigenbasis of a non-symmetric rate matrix and scipy's Pade expm agree to about 1e-7 relative at worst
-    (hypothesis found 1.6e-7 at n=9), far below what a wrong formula moves (1e-2 and more)."""
+    eigenbasis of a non-symmetric rate matrix and scipy's Pade expm agree to about 1e-7 relative on the
+    large entries and a few 1e-9 absolute on small ones (hypothesis found 1.6e-7 relative at seed 9 and
+    1.6e-9 absolute at seed 781), far below what a wrong formula moves (1e-2 and more)."""
     diff = GraphDiffusion(sparse_rate(n, seed), steps=steps)
     g = torch.Generator().manual_seed(seed)
     m = 3 * n  # >= N tokens: the dense path
@@ -62,7 +64,7 @@ def test_batched_reverse_step_equals_the_formula(n, seed, steps):
         for s_to in {0, s - 1}:
             batched = diff.reverse_probs(l_s, logits, s, s_to=s_to)
             reference = reference_reverse_probs(diff, l_s.numpy(), logits.numpy(), s, s_to)
-            np.testing.assert_allclose(batched.numpy(), reference, rtol=1e-6, atol=1e-9)
+            np.testing.assert_allclose(batched.numpy(), reference, rtol=1e-6, atol=1e-8)
             np.testing.assert_allclose(batched.sum(-1).numpy(), 1.0, atol=1e-12)
             # one token per step value: s per token differs (the first token one step higher), so the rows
             # go through the eigenbasis per token; the other rows must not change
