@@ -109,8 +109,14 @@ class QuantileMap:
         g = self.generated_knots
         left, right = np.searchsorted(g, x, "left"), np.searchsorted(g, x, "right")
         tied = left < right
-        # between knots j-1 and j (left == right == j): fractional position by linear interpolation
-        position = np.interp(x, g, np.arange(len(g), dtype=np.float64))
+        # between knots j-1 and j (left == right == j): fractional position (x - g_{j-1}) / (g_j - g_{j-1}).
+        # Not np.interp: it forms the slope 1 / (g_j - g_{j-1}) first, which overflows to inf when the knots
+        # are a subnormal step apart; the ratio of the two differences stays in [0, 1].
+        j = np.clip(left, 1, len(g) - 1)
+        step = g[j] - g[j - 1]
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            fraction = np.clip(np.where(step > 0, (x - g[j - 1]) / step, 0.0), 0.0, 1.0)
+        position = np.clip(j - 1 + fraction, 0.0, len(g) - 1.0)
         position = np.where(tied, 0.5 * (left + right - 1), position)
         return np.interp(position, np.arange(len(g), dtype=np.float64), self.reference_knots)
 
