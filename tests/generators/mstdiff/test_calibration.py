@@ -54,6 +54,8 @@ def test_quantile_map_carries_one_distribution_onto_another():
 )
 # knots a subnormal step apart: np.interp's slope 1 / step overflowed and broke monotonicity
 @example([0.0, 1.0, 2.2250738585072014e-308, 1.1125369292536007e-308], [0.0, 1.0])
+# an atom at the top knot: values beyond it belong at the last knot, not at the start of its flat step
+@example([0.0] * 16 + [1.0, 1.0], [0.0, 1.0])
 def test_quantile_map_is_monotone_and_stays_in_the_reference_range(generated, reference):
     qmap = QuantileMap(knots=33).fit(generated, reference)
     x = np.sort(np.concatenate([generated, np.linspace(-2e3, 2e3, 50)]))
