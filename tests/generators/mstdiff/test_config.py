@@ -115,7 +115,9 @@ def test_recommended_is_the_papers_model_at_cpu_size_with_extensions():
     assert paper_cpu.model_dump(exclude=sections) == recommended.model_dump(exclude=sections)
     assert recommended.calibration.mode == "moments"
     sampler, steps = recommended.resolve_sampler()
-    assert (sampler, len(gaussian_diffusion(recommended).scheduler(sampler, steps).timesteps)) == ("ddim", 50)
+    # DDIM-25 with the steps spaced toward the data end (docs/notebook/2026-12-07-mstdiff-selection-noise.md)
+    assert (sampler, len(gaussian_diffusion(recommended).scheduler(sampler, steps).timesteps)) == ("ddim", 25)
+    assert recommended.sampling.step_spacing == 2 and recommended.sampling.batch_size == 64
     ext = recommended.extensions
     assert ext.clip_x0 and ext.self_condition and ext.anchors == 3 and ext.oscillation_neighbours == 3
     assert np.isclose(recommended.sampling.trajectory_coupling, 0.995)

@@ -153,6 +153,9 @@ class MSTDiffGenerator(UserGenerator):
             # the post-fit draws at smoke size too (a preset's 6 x 256 users of the selection took a minute)
             "calibration": {"users": 16},
             "sampler_selection": {"users": 16},
+            # every step of the 6-step chain, evenly: a preset's step count (recommended: 25, spaced) needs
+            # more steps than the smoke chain has
+            "sampling": {"steps": None, "step_spacing": 1.0},
         }
 
     # -- fit --------------------------------------------------------------------------------------------
