@@ -148,11 +148,11 @@ def test_fit_mstdiff_then_generate_users(city, tmp_path):
     from cellsynth.generators.mstdiff import MSTDiffGenerator
 
     config = tmp_path / "mstdiff.yaml"
-    # calibrated with DDIM-2, the sampler the options below ask for (another would warn)
+    # calibrated with DDIM-2 at an even stride, the sampler the options below ask for (another would warn);
+    # the stride said here, not taken from the preset, so that --step-spacing 2 below is a change
+    sampling = {"steps": 2, "step_spacing": 1.0}
     config.write_text(
-        yaml.safe_dump(
-            MSTDiffGenerator.smoke_config() | {"calibration": {"users": 8}, "sampling": {"steps": 2}}
-        )
+        yaml.safe_dump(MSTDiffGenerator.smoke_config() | {"calibration": {"users": 8}, "sampling": sampling})
     )
     run = tmp_path / "run"
     output = invoke("fit", "mstdiff", "--data", city, "--out", run, "--config", config, "--no-progress")
