@@ -116,9 +116,8 @@ class QuantileMap:
         step = g[j] - g[j - 1]
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             fraction = np.clip(np.where(step > 0, (x - g[j - 1]) / step, 0.0), 0.0, 1.0)
-        position = np.clip(j - 1 + fraction, 0.0, len(g) - 1.0)
-        # beyond either end: the end itself (the clipped j above would read a flat last step as its start)
-        position = np.where(left == len(g), len(g) - 1.0, np.where(right == 0, 0.0, position))
+        # beyond the last knot: the last knot (the clipped j would read a flat last step as its start)
+        position = np.where(left == len(g), len(g) - 1.0, j - 1 + fraction)
         position = np.where(tied, 0.5 * (left + right - 1), position)
         return np.interp(position, np.arange(len(g), dtype=np.float64), self.reference_knots)
 

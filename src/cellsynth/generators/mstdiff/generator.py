@@ -592,7 +592,7 @@ class MSTDiffGenerator(UserGenerator):
             discrete_steps=cfg.discrete_steps,
             options=options,
             clip=self.clip_ if self.traffic_ and cfg.extensions.clip_x0 else None,
-            step_spacing=cfg.sampling.step_spacing if step_spacing is None else step_spacing,
+            step_spacing=self._step_spacing(step_spacing),
         )
         coeff_parts, loc_parts = [], []
         for lo in range(0, n_users, cfg.sampling.batch_size):
