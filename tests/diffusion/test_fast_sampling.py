@@ -11,7 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cellsynth.diffusion import spectral
-from cellsynth.diffusion.categorical import coupled_categorical, inverse_cdf_draw
+from cellsynth.diffusion.categorical import ar1_process, coupled_categorical, inverse_cdf_draw
 from cellsynth.diffusion.discrete import GraphDiffusion
 from cellsynth.diffusion.gumbel import gaussian_gumbel, gumbel_argmax
 
@@ -49,12 +49,14 @@ def reference_reverse_probs(diff: GraphDiffusion, l_s: np.ndarray, logits: np.nd
 @example(n=9, seed=9, steps=6)  # the worst agreement hypothesis has found (1.6e-7 relative)
 @example(n=9, seed=9, steps=4)
 @example(n=9, seed=781, steps=4)  # 1.6e-9 absolute on a probability of 5.4e-4 (3e-6 relative)
+@example(n=10, seed=228, steps=6)  # 2.6e-8 absolute on a probability of 0.016 (1.6e-6 relative)
 def test_batched_reverse_step_equals_the_formula(n, seed, steps):
     """All tokens at one step (the dense, cached path: at least N tokens) and one step per token (the
     eigenbasis per token) both give the formula's probabilities, rows summing to 1. Tolerances: the
     eigenbasis of a non-symmetric rate matrix and scipy's Pade expm agree to about 1e-7 relative on the
-    large entries and a few 1e-9 absolute on small ones (hypothesis found 1.6e-7 relative at seed 9 and
-    1.6e-9 absolute at seed 781), far below what a wrong formula moves (1e-2 and more)."""
+    large entries and a few 1e-8 absolute on small ones (hypothesis found 1.6e-7 relative at seed 9,
+    1.6e-9 absolute at seed 781 and 2.6e-8 absolute at seed 228), far below what a wrong formula moves
+    (1e-2 and more)."""
     diff = GraphDiffusion(sparse_rate(n, seed), steps=steps)
     g = torch.Generator().manual_seed(seed)
     m = 3 * n  # >= N tokens: the dense path
@@ -64,7 +66,7 @@ def test_batched_reverse_step_equals_the_formula(n, seed, steps):
         for s_to in {0, s - 1}:
             batched = diff.reverse_probs(l_s, logits, s, s_to=s_to)
             reference = reference_reverse_probs(diff, l_s.numpy(), logits.numpy(), s, s_to)
-            np.testing.assert_allclose(batched.numpy(), reference, rtol=1e-6, atol=1e-8)
+            np.testing.assert_allclose(batched.numpy(), reference, rtol=1e-6, atol=5e-8)
             np.testing.assert_allclose(batched.sum(-1).numpy(), 1.0, atol=1e-12)
             # one token per step value: s per token differs (the first token one step higher), so the rows
             # go through the eigenbasis per token; the other rows must not change
@@ -130,16 +132,88 @@ def test_pruned_gumbel_argmax_off_the_grid_and_all_zero_rows():
     assert gumbel_argmax(p, z).tolist() == [0, 1, 0]
 
 
-def test_coupled_draws_are_unchanged_by_the_pruning():
-    """coupled_categorical draws what the straightforward Gumbel-max on the same noise draws."""
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(1, 40),
+    spread=st.floats(0.5, 4.0),
+    power=st.integers(1, 12),
+    scale=st.sampled_from([1.0, 1e-38, 1e-44, 1e30, 0.0]),
+)
+def test_float32_pruned_gumbel_argmax_is_the_full_argmax(seed, n, spread, power, scale):
+    """In float32 too, the argmax over every entry (scores in float64 on the same float32 inputs), whatever
+    the weights' scale: subnormal rows (every entry a candidate), rows near float32's largest number (bounds
+    that overflow to inf) and rows of zeros."""
+    g = torch.Generator().manual_seed(seed)
+    p = (torch.rand(64, 7, n, generator=g, dtype=torch.float64) ** power).float()
+    p[p < 0.01] = 0.0
+    p = p * scale
+    z = spread * torch.randn(p.shape, generator=g, dtype=torch.float32)
+    full = (p.double().log() + gaussian_gumbel(z.double())).argmax(-1)
+    assert torch.equal(gumbel_argmax(p, z), full)
+
+
+def test_pruned_gumbel_argmax_takes_one_dtype():
+    p = torch.full((2, 3), 0.5, dtype=torch.float32)
+    with pytest.raises(TypeError, match="must both be float32 or both float64"):
+        gumbel_argmax(p, torch.zeros(2, 3, dtype=torch.float64))
+    with pytest.raises(TypeError, match="must both be float32 or both float64"):
+        gumbel_argmax(p.half(), torch.zeros(2, 3, dtype=torch.float16))
+
+
+def test_pruned_gumbel_argmax_breaks_ties_as_argmax_does():
+    """Equal scores in a row: the lowest index, as argmax over the full row."""
+    p = torch.tensor([[0.25, 0.5, 0.25, 0.5]], dtype=torch.float64)
+    z = torch.tensor([[1.0, 0.0, 1.0, 0.0]], dtype=torch.float64)
+    assert gumbel_argmax(p, z).tolist() == (p.log() + gaussian_gumbel(z)).argmax(-1).tolist()
+
+
+def sequential_ar1(e: torch.Tensor, rho: float) -> torch.Tensor:
+    """The recursion written out: ``z_0 = e_0``, ``z_t = rho z_{t-1} + sqrt(1 - rho^2) e_t`` along dim 0."""
+    z = e.clone()
+    for t in range(1, len(z)):
+        z[t] = rho * z[t - 1] + np.sqrt(1 - rho**2) * z[t]
+    return z
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    steps=st.integers(1, 100),
+    width=st.integers(1, 5),
+    rho=st.one_of(st.sampled_from([0.0, 1.0, 0.995]), st.floats(0.0, 1.0)),
+    seed=st.integers(0, 1000),
+)
+def test_blocked_ar1_process_is_the_recursion(steps, width, rho, seed):
+    """Blocks of 32 steps with a carry between them (any T, including those not a multiple of 32) give the
+    sequential recursion up to float64 rounding, and leave the innovations as they were."""
+    e = torch.randn(steps, width, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    kept = e.clone()
+    np.testing.assert_allclose(
+        ar1_process(e, rho).numpy(), sequential_ar1(e, rho).numpy(), rtol=0, atol=1e-12
+    )
+    assert torch.equal(e, kept)
+
+
+def test_ar1_process_has_unit_variance_and_geometric_correlation():
+    """Stationary: variance 1 at every step, lag-d correlation rho^d, in float32 as in the draw."""
+    e = torch.randn(64, 20_000, generator=torch.Generator().manual_seed(3))
+    z = ar1_process(e, 0.9).double()
+    assert torch.allclose(z.var(1), torch.ones(64, dtype=torch.float64), atol=0.05)
+    for lag in (1, 5, 33):
+        corr = (z[lag:] * z[:-lag]).mean(1).mean()
+        assert abs(float(corr) - 0.9**lag) < 0.02
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_coupled_draws_are_unchanged_by_the_pruning(dtype):
+    """coupled_categorical draws what the straightforward Gumbel-max on the same noise draws: float32
+    normals from the same generator, in time-first order, the recursion in the weights' dtype."""
     g = torch.Generator().manual_seed(5)
-    probs = torch.softmax(3 * torch.randn(6, 30, 20, generator=g, dtype=torch.float64), -1)
+    probs = torch.softmax(3 * torch.randn(6, 70, 20, generator=g, dtype=torch.float64), -1).to(dtype)
     drawn = coupled_categorical(probs, 0.9, torch.Generator().manual_seed(11))
-    # the reference: the same noise (same generator, same shape and order), the full Gumbel-max
-    z = torch.randn((30, 6, 20), generator=torch.Generator().manual_seed(11), dtype=torch.float64)
-    for t in range(1, 30):
-        z[t] = 0.9 * z[t - 1] + np.sqrt(1 - 0.81) * z[t]
-    reference = (probs.movedim(-2, 0).log() + gaussian_gumbel(z)).argmax(-1).movedim(0, -1)
+    e = torch.randn((70, 6, 20), generator=torch.Generator().manual_seed(11), dtype=torch.float32)
+    z = sequential_ar1(e.double(), 0.9).to(dtype).double()
+    reference = (probs.movedim(-2, 0).double().log() + gaussian_gumbel(z)).argmax(-1).movedim(0, -1)
     assert torch.equal(drawn, reference)
 
 
@@ -256,3 +330,51 @@ def test_inverse_cdf_never_draws_a_leading_zero_when_the_target_underflows():
     weights = torch.tensor([[0.0, 1e-45, 0.0, 0.0], [0.0, 1e-40, 0.0, 1e-40]], dtype=torch.float32)
     draws = inverse_cdf_draw(weights.repeat(2_000, 1), torch.Generator().manual_seed(1)).reshape(2_000, 2)
     assert set(draws[:, 0].tolist()) == {1} and set(draws[:, 1].tolist()) <= {1, 3}
+
+
+@pytest.mark.parametrize("coupling", [0.0, 0.9])
+def test_shared_step_in_chunks_of_sequences_draws_each_chunk_as_a_whole(monkeypatch, coupling):
+    """The shared step draws chunks of whole sequences one after the other from one generator. Uncoupled, the
+    chunks give the one-piece draw bit for bit (the inverse-CDF uniforms come out of the generator in the
+    same order); coupled, each chunk is coupled_categorical of its own weights, and chunks of one sequence
+    change only which noise each sequence gets."""
+    import cellsynth.diffusion.discrete as discrete
+
+    diff = GraphDiffusion(sparse_rate(8, 4), steps=5)
+    g = torch.Generator().manual_seed(0)
+    l_s = torch.randint(0, 8, (5, 2, 7), generator=g)  # 10 sequences of 7 tokens
+    logits = torch.randn(5, 2, 7, 8, generator=g)
+    whole = diff.sample_step(l_s, logits, 3, torch.Generator().manual_seed(1), coupling=coupling)
+    monkeypatch.setattr(discrete, "CHUNK_ENTRIES", 3 * 7 * 8)  # three sequences a chunk: 3, 3, 3, 1
+    chunked = diff.sample_step(l_s, logits, 3, torch.Generator().manual_seed(1), coupling=coupling)
+    assert chunked.shape == l_s.shape
+    sequences, rows = l_s.reshape(10, 7), logits.reshape(10, 7, 8)
+    weights = [diff._shared_step_weights(sequences[i : i + 3], rows[i : i + 3], 3, 2) for i in (0, 3, 6, 9)]
+    gen = torch.Generator().manual_seed(1)
+    if coupling == 0:
+        assert torch.equal(chunked, whole)
+        expected = inverse_cdf_draw(torch.cat(weights), torch.Generator().manual_seed(1))
+    else:
+        expected = torch.cat([coupled_categorical(w, coupling, gen) for w in weights])
+    assert torch.equal(chunked.reshape(10, 7), expected)
+
+
+@pytest.mark.parametrize("users", [1, 6])
+def test_sample_step_temperature_is_dividing_the_logits(users):
+    """temperature=T draws what logits / T draw, on the shared step (in chunks) and on the per-token one."""
+    diff = GraphDiffusion(sparse_rate(8, 4), steps=5)
+    g = torch.Generator().manual_seed(users)
+    l_s = torch.randint(0, 8, (users, 7), generator=g)
+    logits = 3 * torch.randn(users, 7, 8, generator=g)
+    for coupling in (0.0, 0.9):
+        for s in (3, torch.full((users,), 3)):  # one step for all (shared), one per user
+            cold = diff.sample_step(
+                l_s, logits, s, torch.Generator().manual_seed(0), coupling=coupling, temperature=0.5
+            )
+            divided = diff.sample_step(
+                l_s, logits / 0.5, s, torch.Generator().manual_seed(0), coupling=coupling
+            )
+            assert torch.equal(cold, divided)
+    for bad in (0.0, -1.0, float("inf"), float("nan"), True):
+        with pytest.raises(ValueError, match="temperature must be a positive number"):
+            diff.sample_step(l_s, logits, 3, g, temperature=bad)

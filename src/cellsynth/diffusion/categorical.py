@@ -18,7 +18,7 @@ import torch
 from cellsynth.diffusion.gumbel import gumbel_argmax
 from cellsynth.errors import ConfigError
 
-__all__ = ["check_coupling", "coupled_categorical", "inverse_cdf_draw"]
+__all__ = ["CHUNK_ENTRIES", "ar1_process", "check_coupling", "coupled_categorical", "inverse_cdf_draw"]
 
 
 def inverse_cdf_draw(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -68,16 +68,88 @@ def coupled_categorical(
     "pass-throughs"), a joint the data never has. Coupled noise makes the stretch choose together; it
     is an approximation of the reverse step's joint law of the kind Discrete Copula Diffusion (Liu et al.,
     ICLR 2025) argues for, with a fixed copula instead of a learned one. Zero-probability states are
-    never drawn (``log 0 = -inf``)."""
+    never drawn (``log 0 = -inf``).
+
+    Precision: float32 weights stay float32 (anything else is taken in float64), and so do ``z`` and the
+    bounds of :func:`~cellsynth.diffusion.gumbel.gumbel_argmax`; the winners' scores are float64. The
+    innovations ``e`` are float32 normals whatever the dtype, so both dtypes use the generator alike: the
+    float32 generator is 5 times faster than the float64 one, which was half of the draw's time. On the
+    CPU its normals stop at ``|e| = 5.77`` (Box-Muller on 24-bit uniforms), a bound a standard normal
+    exceeds with probability ``8e-9``: each ``p_t`` is drawn to within that, far below float32's rounding
+    of the weights."""
     rho = check_coupling(coupling)
     if probs.dim() < 2:
         raise ValueError(f"probs must have shape [..., T, N], got {tuple(probs.shape)}")
-    p = probs.to(torch.float64).movedim(-2, 0)  # time first: the recursion below walks contiguous slices
-    z = torch.randn(p.shape, generator=generator, dtype=torch.float64, device=p.device)
-    keep = math.sqrt(1.0 - rho**2)
-    for t in range(1, len(z)):  # in place: z[t] still holds its own innovation e_t here
-        z[t] = rho * z[t - 1] + keep * z[t]
-    # clamp: rows computed in the eigenbasis can be -1e-17 where they are 0; log of that would be NaN.
+    dtype = torch.float32 if probs.dtype == torch.float32 else torch.float64
+    steps, n = probs.shape[-2:]
+    rows = probs.reshape(-1, steps, n)  # the leading dimensions as one: independent sequences
+    per_chunk = max(1, CHUNK_ENTRIES // max(1, steps * n))
+    draws = [
+        _coupled_chunk(rows[i : i + per_chunk], rho, dtype, generator) for i in range(0, len(rows), per_chunk)
+    ]
+    return (
+        torch.cat(draws).view(probs.shape[:-1])
+        if draws
+        else rows.new_zeros(probs.shape[:-1], dtype=torch.long)
+    )
+
+
+# Weights per chunk of a draw: about 2^19 entries (2 MiB in float32), so that the half-dozen temporaries
+# of a step stay in cache and under the allocator's threshold for fresh pages. Whole batches (64 users of a
+# 150-station week: 3.2 million weights) cost a page fault per 4 KiB of every temporary at every step,
+# measured at a quarter of the sampling time (docs/notebook/2026-12-07-coupled-draw-speed.md).
+CHUNK_ENTRIES = 2**19
+
+
+def _coupled_chunk(probs: torch.Tensor, rho: float, dtype: torch.dtype, generator) -> torch.Tensor:
+    """:func:`coupled_categorical` for ``probs [B, T, N]``: ``long [B, T]``."""
+    time_first = probs.movedim(1, 0)  # time first: the recursion walks contiguous slices
+    # one pass: to time-first order, to dtype, and clamped (rows computed in the eigenbasis can be -1e-17
+    # where they are 0; a log of that would be NaN)
+    p = torch.empty(time_first.shape, dtype=dtype, device=probs.device)
+    torch.clamp_min(time_first, 0.0, out=p)
+    z = torch.randn(p.shape, generator=generator, dtype=torch.float32, device=p.device).to(dtype)
+    _ar1_in_place(z.view(len(z), -1), rho)
     # G(z) only where it can decide the argmax (cellsynth.diffusion.gumbel): the same draw, a fraction of the work
-    p = p.clamp_min(0.0).contiguous()
-    return gumbel_argmax(p, z).movedim(0, -1)
+    return gumbel_argmax(p, z).movedim(0, 1)
+
+
+_BLOCK = 32  # time steps per block of ar1_process: a [32, 32] product per block, T / 32 sequential carries
+
+
+def ar1_process(innovations: torch.Tensor, rho: float) -> torch.Tensor:
+    r"""The stationary AR(1) process along dim 0 of ``innovations`` ``e [T, ...]``, a new tensor::
+
+        z_0 = e_0,   z_t = rho z_{t-1} + sqrt(1 - rho^2) e_t
+
+    computed in blocks of ``L = 32`` steps instead of ``T`` sequential updates: within a block starting
+    at ``s``, ``z_{s+i} = sum_{j <= i} rho^{i-j} w_{s+j} + rho^{i+1} z_{s-1}`` (``w`` the scaled innovations),
+    a ``[L, L]`` lower-triangular matrix product plus the carry from the block before. Equal to the
+    recursion up to rounding (every coefficient is at most 1), with ``T / L`` Python-level steps instead
+    of ``T``."""
+    z = innovations.clone()
+    _ar1_in_place(z.view(len(z), -1) if z.dim() else z, check_coupling(rho, "rho"))
+    return z
+
+
+def _ar1_in_place(w: torch.Tensor, rho: float) -> None:
+    """:func:`ar1_process` on a 2-d ``[T, X]`` view, in place (one block-sized buffer)."""
+    steps = w.shape[0] if w.dim() else 0
+    if steps < 2 or rho == 0.0:
+        return
+    first = w[0].clone()
+    w.mul_(math.sqrt(1.0 - rho**2))
+    w[0] = first
+    length = min(_BLOCK, steps)
+    index = torch.arange(length, dtype=torch.float64, device=w.device)
+    lag = index[:, None] - index[None, :]
+    within = torch.where(lag >= 0, rho ** lag.clamp_min(0.0), 0.0).to(w.dtype)
+    carry = (rho ** (index + 1.0)).to(w.dtype)
+    buffer = torch.empty((length, w.shape[1]), dtype=w.dtype, device=w.device)
+    for start in range(0, steps, length):
+        n = min(length, steps - start)
+        block, out = w[start : start + n], buffer[:n]
+        torch.mm(within[:n, :n], block, out=out)
+        if start:
+            out.addr_(carry[:n], w[start - 1])
+        block.copy_(out)

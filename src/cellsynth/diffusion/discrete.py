@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from scipy.sparse.csgraph import connected_components
 
-from cellsynth.diffusion.categorical import coupled_categorical, inverse_cdf_draw
+from cellsynth.diffusion.categorical import CHUNK_ENTRIES, coupled_categorical, inverse_cdf_draw
 from cellsynth.diffusion.spectral import SpectralBasis
 from cellsynth.errors import ConfigError, DataError
 
@@ -521,10 +521,12 @@ class GraphDiffusion:
         *,
         s_to=None,
         coupling: float = 0.0,
+        temperature: float = 1.0,
     ) -> torch.Tensor:
         """One step of the paper's Algorithm 2: draw ``l_{s-1} ~ p(l_{s-1} | l_s)`` (:meth:`reverse_probs`;
         ``s_to``: jump to that earlier step instead). At ``s = 1`` this draws ``l_0`` from ``p_theta(l_0 | l_1)``
-        (restricted to reachable states).
+        (restricted to reachable states). ``temperature``: the step takes ``p_theta(l_0 | l_s)`` from
+        ``logits / temperature`` (the same as passing those logits, without a second ``[..., N]`` tensor).
 
         When every token takes the same step (``s`` and ``s_to`` plain integers) and there are at least ``N``
         tokens, as in sampling, the step's probabilities come from :meth:`_shared_step_weights` (float32,
@@ -535,14 +537,26 @@ class GraphDiffusion:
         the draws along the last token axis (time) share correlated noise (:func:`coupled_categorical`):
         each token's marginal is still exactly ``p(l_{s-1} | l_s)``, but neighbours whose distributions
         agree tend to draw the same state, instead of flickering between two likely ones."""
+        if isinstance(temperature, bool) or not (
+            isinstance(temperature, (int, float)) and 0 < temperature < float("inf")
+        ):
+            raise ValueError(f"temperature must be a positive number, got {temperature!r}")
         shared = self._shared_step(l_s, s, s_to)
         if shared is None:
-            probs = self.reverse_probs(l_s, logits, s, s_to)
-        else:
-            probs = self._shared_step_weights(l_s, logits, *shared)
-        if coupling == 0:  # the inverse-CDF draw
-            return inverse_cdf_draw(probs, generator)
-        return coupled_categorical(probs, coupling, generator)
+            scaled = logits if temperature == 1 else logits / temperature
+            return _draw(self.reverse_probs(l_s, scaled, s, s_to), coupling, generator)
+        # in chunks of whole sequences (the coupling runs along the last axis) of about CHUNK_ENTRIES weights:
+        # each chunk's weights are drawn from while they are still in cache, and no temporary is large
+        # enough to cost fresh pages from the allocator at every step
+        length = l_s.shape[-1] if l_s.dim() else 1
+        sequences, rows = l_s.reshape(-1, length), logits.reshape(-1, length, self.n)
+        per_chunk = max(1, CHUNK_ENTRIES // (length * self.n))
+        draws = []
+        for i in range(0, len(sequences), per_chunk):
+            chunk = rows[i : i + per_chunk] if temperature == 1 else rows[i : i + per_chunk] / temperature
+            weights = self._shared_step_weights(sequences[i : i + per_chunk], chunk, *shared)
+            draws.append(_draw(weights, coupling, generator))
+        return torch.cat(draws).view(l_s.shape)
 
     def _shared_step(self, l_s: torch.Tensor, s, s_to) -> tuple[int, int] | None:
         """``(s, s')`` when one step ``s -> s'`` is taken by every token (both plain integers, or 0-d integer
@@ -606,6 +620,13 @@ class GraphDiffusion:
         if empty.numel():
             weights[empty] = self.reverse_probs(k[empty], logits.reshape(-1, self.n)[empty], s, s_to).float()
         return weights.reshape(*l_s.shape, self.n)
+
+
+def _draw(probs: torch.Tensor, coupling: float, generator: torch.Generator | None) -> torch.Tensor:
+    """One draw per row of ``probs``: by inverse CDF when ``coupling`` is 0, else coupled along time."""
+    if coupling == 0:
+        return inverse_cdf_draw(probs, generator)
+    return coupled_categorical(probs, coupling, generator)
 
 
 def _reduce(x: torch.Tensor, reduction: str) -> torch.Tensor:

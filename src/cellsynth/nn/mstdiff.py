@@ -441,7 +441,7 @@ class MSTDiffNet(nn.Module):
             logits = self.logits_out[1](h)
             if self.n_anchors:
                 index = anchors.unsqueeze(1).expand(-1, h.shape[1], -1)
-                logits = logits.scatter_add(-1, index, self.anchor_out(h))
+                logits = logits.scatter_add_(-1, index, self.anchor_out(h))  # logits: this call's own tensor
         return eps, logits
 
 

@@ -319,7 +319,7 @@ class JointSampler:
         """The reverse steps of the trajectory at Gaussian step ``i``: one per start in ``grid[i]`` (the first
         reuses the step's denoiser call), each followed by the corrector rounds."""
         opts, chain = self.options, self.chain
-        draw = {"generator": generator, "coupling": opts.trajectory_coupling}
+        draw = {"generator": generator, "coupling": opts.trajectory_coupling, "temperature": opts.temperature}
         starts = self.grid[i]
         for k, s in enumerate(starts):
             s_to = starts[k + 1] if k + 1 < len(starts) else self.s_next[i]
@@ -327,11 +327,11 @@ class JointSampler:
                 s_in = torch.full((loc.shape[0],), s, dtype=torch.float32, device=loc.device)
                 _, logits = denoiser(x_in, loc, t_in, s_in)
             j = self.index[s]
-            loc = chain.sample_step(loc, logits / opts.temperature, j, **draw)
+            loc = chain.sample_step(loc, logits, j, **draw)
             for _ in range(opts.corrector_rounds):  # forward s_to -> s, then the reverse step again
                 noisy = chain.q_step_sample(loc, j, generator=generator)
                 _, logits = denoiser(x_in, noisy, t_in, s_in)
-                loc = chain.sample_step(noisy, logits / opts.temperature, j, **draw)
+                loc = chain.sample_step(noisy, logits, j, **draw)
             if on_trajectory_step is not None:
                 on_trajectory_step(s, s_to, loc, logits)
         return loc
