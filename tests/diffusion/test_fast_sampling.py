@@ -378,3 +378,18 @@ def test_sample_step_temperature_is_dividing_the_logits(users):
     for bad in (0.0, -1.0, float("inf"), float("nan"), True):
         with pytest.raises(ValueError, match="temperature must be a positive number"):
             diff.sample_step(l_s, logits, 3, g, temperature=bad)
+
+
+def test_coupled_draw_takes_half_precision_and_empty_batches():
+    """float16 and bfloat16 weights are drawn in float64 (the same draw as float64 weights of the same
+    values); an empty batch gives an empty draw; a zero-probability state is never drawn."""
+    g = torch.Generator().manual_seed(0)
+    probs = torch.rand(3, 40, 6, generator=g, dtype=torch.float64).to(torch.bfloat16)
+    probs[..., 2] = 0
+    for dtype in (torch.float16, torch.bfloat16):
+        half = probs.to(dtype)
+        drawn = coupled_categorical(half, 0.9, torch.Generator().manual_seed(1))
+        assert torch.equal(drawn, coupled_categorical(half.double(), 0.9, torch.Generator().manual_seed(1)))
+        assert not (drawn == 2).any()
+    empty = coupled_categorical(torch.rand(0, 40, 6), 0.9, g)
+    assert empty.shape == (0, 40) and empty.dtype == torch.long

@@ -104,10 +104,9 @@ CHUNK_ENTRIES = 2**19
 def _coupled_chunk(probs: torch.Tensor, rho: float, dtype: torch.dtype, generator) -> torch.Tensor:
     """:func:`coupled_categorical` for ``probs [B, T, N]``: ``long [B, T]``."""
     time_first = probs.movedim(1, 0)  # time first: the recursion walks contiguous slices
-    # one pass: to time-first order, to dtype, and clamped (rows computed in the eigenbasis can be -1e-17
-    # where they are 0; a log of that would be NaN)
-    p = torch.empty(time_first.shape, dtype=dtype, device=probs.device)
-    torch.clamp_min(time_first, 0.0, out=p)
+    # to time-first order and dtype, clamped (rows computed in the eigenbasis can be -1e-17 where they are 0;
+    # a log of that would be NaN)
+    p = torch.empty(time_first.shape, dtype=dtype, device=probs.device).copy_(time_first).clamp_min_(0.0)
     z = torch.randn(p.shape, generator=generator, dtype=torch.float32, device=p.device).to(dtype)
     _ar1_in_place(z.view(len(z), -1), rho)
     # G(z) only where it can decide the argmax (cellsynth.diffusion.gumbel): the same draw, a fraction of the work
