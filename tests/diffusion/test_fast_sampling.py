@@ -393,3 +393,17 @@ def test_coupled_draw_takes_half_precision_and_empty_batches():
         assert not (drawn == 2).any()
     empty = coupled_categorical(torch.rand(0, 40, 6), 0.9, g)
     assert empty.shape == (0, 40) and empty.dtype == torch.long
+
+
+def test_shared_step_refuses_logits_of_another_shape_with_as_many_entries():
+    """The chunked step reshapes the logits: a [B, T * N] tensor (the same number of entries) is refused,
+    not read as [B, T, N]."""
+    diff = GraphDiffusion(sparse_rate(8, 4), steps=5)
+    l_s = torch.zeros(3, 7, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"logits must have shape \(3, 7, 8\)"):
+        diff.sample_step(l_s, torch.randn(3, 56), 3)
+
+
+def test_ar1_process_of_a_transposed_tensor():
+    e = torch.randn(5, 40, dtype=torch.float64).T  # [40, 5], not contiguous: time along dim 0
+    np.testing.assert_allclose(ar1_process(e, 0.8).numpy(), sequential_ar1(e, 0.8).numpy(), atol=1e-12)

@@ -126,7 +126,7 @@ def ar1_process(innovations: torch.Tensor, rho: float) -> torch.Tensor:
     a ``[L, L]`` lower-triangular matrix product plus the carry from the block before. Equal to the
     recursion up to rounding (every coefficient is at most 1), with ``T / L`` Python-level steps instead
     of ``T``."""
-    z = innovations.clone()
+    z = innovations.clone(memory_format=torch.contiguous_format)
     _ar1_in_place(z.view(len(z), -1) if z.dim() else z, check_coupling(rho, "rho"))
     return z
 

@@ -548,6 +548,8 @@ class GraphDiffusion:
         # in chunks of whole sequences (the coupling runs along the last axis) of about CHUNK_ENTRIES weights:
         # each chunk's weights are drawn from while they are still in cache, and no temporary is large
         # enough to cost fresh pages from the allocator at every step
+        if logits.shape != (*l_s.shape, self.n):  # before the reshape, which could hide a wrong shape
+            raise ValueError(f"logits must have shape {(*l_s.shape, self.n)}, got {tuple(logits.shape)}")
         length = l_s.shape[-1] if l_s.dim() else 1
         sequences, rows = l_s.reshape(-1, length), logits.reshape(-1, length, self.n)
         per_chunk = max(1, CHUNK_ENTRIES // (length * self.n))

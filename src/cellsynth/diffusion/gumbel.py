@@ -53,18 +53,18 @@ def _tables(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, tor
         zero = torch.zeros(1, dtype=torch.float64, device=device)
         lower, upper = torch.cat([zero, values]), torch.cat([values, zero + torch.inf])
         if dtype != torch.float64:
-            top = torch.finfo(dtype).max
-            low, high = (
-                lower.clamp_max(top).to(dtype),
-                upper.to(dtype),
-            )  # beyond the range: inf, an upper bound
-            low = torch.where(low.double() > lower, torch.nextafter(low, torch.zeros_like(low)), low)
-            high = torch.where(
-                high.double() < upper, torch.nextafter(high, torch.full_like(high, torch.inf)), high
-            )
-            lower, upper = low, high
+            lower, upper = _round_outwards(lower, upper, dtype)
         _TABLES[key] = lower, upper
     return _TABLES[key]
+
+
+def _round_outwards(lower: torch.Tensor, upper: torch.Tensor, dtype: torch.dtype):
+    """float64 bounds as ``dtype``, each rounded away from the value it bounds: ``lower`` down (and to the
+    dtype's largest number where it is beyond), ``upper`` up (``inf`` where it is beyond the range)."""
+    low, high = lower.clamp_max(torch.finfo(dtype).max).to(dtype), upper.to(dtype)
+    low = torch.where(low.double() > lower, torch.nextafter(low, torch.zeros_like(low)), low)
+    high = torch.where(high.double() < upper, torch.nextafter(high, torch.full_like(high, torch.inf)), high)
+    return low, high
 
 
 def _grid_cell(z: torch.Tensor) -> torch.Tensor:
