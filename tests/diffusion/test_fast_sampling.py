@@ -338,14 +338,14 @@ def test_shared_step_in_chunks_of_sequences_draws_each_chunk_as_a_whole(monkeypa
     chunks give the one-piece draw bit for bit (the inverse-CDF uniforms come out of the generator in the
     same order); coupled, each chunk is coupled_categorical of its own weights, and chunks of one sequence
     change only which noise each sequence gets."""
-    import cellsynth.diffusion.discrete as discrete
+    import cellsynth.diffusion.categorical as categorical
 
     diff = GraphDiffusion(sparse_rate(8, 4), steps=5)
     g = torch.Generator().manual_seed(0)
     l_s = torch.randint(0, 8, (5, 2, 7), generator=g)  # 10 sequences of 7 tokens
     logits = torch.randn(5, 2, 7, 8, generator=g)
     whole = diff.sample_step(l_s, logits, 3, torch.Generator().manual_seed(1), coupling=coupling)
-    monkeypatch.setattr(discrete, "CHUNK_ENTRIES", 3 * 7 * 8)  # three sequences a chunk: 3, 3, 3, 1
+    monkeypatch.setattr(categorical, "CHUNK_ENTRIES", 3 * 7 * 8)  # three sequences a chunk: 3, 3, 3, 1
     chunked = diff.sample_step(l_s, logits, 3, torch.Generator().manual_seed(1), coupling=coupling)
     assert chunked.shape == l_s.shape
     sequences, rows = l_s.reshape(10, 7), logits.reshape(10, 7, 8)

@@ -18,7 +18,14 @@ import torch
 from cellsynth.diffusion.gumbel import gumbel_argmax
 from cellsynth.errors import ConfigError
 
-__all__ = ["CHUNK_ENTRIES", "ar1_process", "check_coupling", "coupled_categorical", "inverse_cdf_draw"]
+__all__ = [
+    "CHUNK_ENTRIES",
+    "ar1_process",
+    "check_coupling",
+    "coupled_categorical",
+    "inverse_cdf_draw",
+    "sequence_chunks",
+]
 
 
 def inverse_cdf_draw(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -83,9 +90,8 @@ def coupled_categorical(
     dtype = torch.float32 if probs.dtype == torch.float32 else torch.float64
     steps, n = probs.shape[-2:]
     rows = probs.reshape(-1, steps, n)  # the leading dimensions as one: independent sequences
-    per_chunk = max(1, CHUNK_ENTRIES // max(1, steps * n))
     draws = [
-        _coupled_chunk(rows[i : i + per_chunk], rho, dtype, generator) for i in range(0, len(rows), per_chunk)
+        _coupled_chunk(rows[chunk], rho, dtype, generator) for chunk in sequence_chunks(len(rows), steps, n)
     ]
     return (
         torch.cat(draws).view(probs.shape[:-1])
@@ -99,6 +105,13 @@ def coupled_categorical(
 # 150-station week: 3.2 million weights) cost a page fault per 4 KiB of every temporary at every step,
 # measured at a quarter of the sampling time (docs/notebook/2026-12-07-coupled-draw-speed.md).
 CHUNK_ENTRIES = 2**19
+
+
+def sequence_chunks(count: int, length: int, n: int) -> list[slice]:
+    """Slices over ``count`` sequences of ``length`` tokens with ``n`` states each: whole sequences, about
+    :data:`CHUNK_ENTRIES` weights a chunk (at least one sequence)."""
+    per_chunk = max(1, CHUNK_ENTRIES // max(1, length * n))
+    return [slice(i, i + per_chunk) for i in range(0, count, per_chunk)]
 
 
 def _coupled_chunk(probs: torch.Tensor, rho: float, dtype: torch.dtype, generator) -> torch.Tensor:

@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from scipy.sparse.csgraph import connected_components
 
-from cellsynth.diffusion.categorical import CHUNK_ENTRIES, coupled_categorical, inverse_cdf_draw
+from cellsynth.diffusion.categorical import coupled_categorical, inverse_cdf_draw, sequence_chunks
 from cellsynth.diffusion.spectral import SpectralBasis
 from cellsynth.errors import ConfigError, DataError
 
@@ -552,11 +552,10 @@ class GraphDiffusion:
             raise ValueError(f"logits must have shape {(*l_s.shape, self.n)}, got {tuple(logits.shape)}")
         length = l_s.shape[-1] if l_s.dim() else 1
         sequences, rows = l_s.reshape(-1, length), logits.reshape(-1, length, self.n)
-        per_chunk = max(1, CHUNK_ENTRIES // (length * self.n))
         draws = []
-        for i in range(0, len(sequences), per_chunk):
-            chunk = rows[i : i + per_chunk] if temperature == 1 else rows[i : i + per_chunk] / temperature
-            weights = self._shared_step_weights(sequences[i : i + per_chunk], chunk, *shared)
+        for chunk in sequence_chunks(len(sequences), length, self.n):
+            scaled = rows[chunk] if temperature == 1 else rows[chunk] / temperature
+            weights = self._shared_step_weights(sequences[chunk], scaled, *shared)
             draws.append(_draw(weights, coupling, generator))
         return torch.cat(draws).view(l_s.shape)
 
