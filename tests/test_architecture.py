@@ -31,9 +31,10 @@ ALLOWED: dict[str, set[str]] = {
     "transforms": FOUNDATION | {"outputs", "seeds"},
     "metrics": FOUNDATION,  # and numpy/scipy only: test_metrics_use_numpy_and_scipy_only
     "graphs": FOUNDATION | {"outputs", "seeds", "data"},
-    "training": FOUNDATION | {"outputs", "seeds"},
-    "nn": FOUNDATION | {"seeds", "transforms", "training"},
-    "diffusion": FOUNDATION | {"seeds", "transforms", "training"},
+    "placement": FOUNDATION,
+    "training": FOUNDATION | {"outputs", "seeds", "placement"},
+    "nn": FOUNDATION | {"seeds", "transforms", "placement", "training"},
+    "diffusion": FOUNDATION | {"seeds", "transforms", "placement", "training"},
 }
 # metrics: pure numpy scores, so a model may select its own settings by one (STOUTER's level prior, its k by CRPS)
 ALLOWED["generators"] = ALLOWED["graphs"] | ALLOWED["nn"] | {"graphs", "nn", "diffusion", "metrics"}

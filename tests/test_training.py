@@ -6,7 +6,7 @@ import lightning as L
 import pytest
 import torch
 
-from cellsynth.training import EMA, TrainingModule, loader, module_on, seed_everything, train
+from cellsynth.training import EMA, TrainingModule, loader, seed_everything, train
 
 
 class Regression(L.LightningModule):
@@ -194,18 +194,3 @@ def test_ema_resume_is_exact_and_a_finished_stage_keeps_its_average(tmp_path):
 def test_ema_decay_must_be_below_one():
     with pytest.raises(ValueError, match=r"EMA decay must be in \[0, 1\), got 1.0"):
         EMA(1.0)
-
-
-def test_module_on_its_own_device_is_the_module_untouched():
-    rnn = torch.nn.GRU(2, 3)
-    refs = rnn._flat_weight_refs
-    assert module_on(rnn, torch.device("cpu")) is rnn
-    assert rnn._flat_weight_refs is refs  # no in-place `to`, which would rebuild them
-
-
-def test_module_on_another_device_is_a_copy_and_leaves_the_module_where_it_was():
-    net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.BatchNorm1d(3))
-    moved = module_on(net, torch.device("meta"))
-    assert moved is not net
-    assert {t.device.type for t in [*moved.parameters(), *moved.buffers()]} == {"meta"}
-    assert {t.device.type for t in [*net.parameters(), *net.buffers()]} == {"cpu"}

@@ -128,7 +128,7 @@ def fit(
 ) -> None:
     """Train a generator; rerunning the same command resumes from the run directory's checkpoints."""
     from cellsynth.generators import TrainingConfig, available_presets, get, get_class
-    from cellsynth.training import is_rank_zero
+    from cellsynth.placement import is_rank_zero
 
     check_out(out, "model run", data, config, knowledge_graph)
     values = _read_config(config, set_)

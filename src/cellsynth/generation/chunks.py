@@ -295,7 +295,7 @@ def _check_samples_on_cpu(generator) -> None:
     """Refuse several local workers for a model that samples on a GPU: its chunks would share one device, no
     faster than one chunk at a time."""
     accelerator = getattr(getattr(generator, "config", None), "accelerator", "cpu")
-    from cellsynth.training import resolve_device
+    from cellsynth.placement import resolve_device
 
     if resolve_device(accelerator).type != "cpu":
         raise ConfigError(

@@ -36,7 +36,7 @@ from cellsynth.data.model import Stations, StationTraffic, UserMobility
 from cellsynth.errors import ConfigError, DataError, NotFittedError
 from cellsynth.outputs import MODEL_RUN, atomic_file, claim_output_dir
 from cellsynth.seeds import MAX_SEED
-from cellsynth.training import STRATEGIES, Placement, is_rank_zero
+from cellsynth.placement import STRATEGIES, Placement, is_rank_zero
 
 __all__ = [
     "ConfigSection",

@@ -1,16 +1,9 @@
-"""The station-traffic baselines STOUTER was compared against: TCN-GAN (:mod:`.tcn_gan`), a convolutional
-VAE (:mod:`.vae`) and DiffWave (:mod:`.diffwave`), conditioned on stations as STOUTER is
-(:mod:`cellsynth.generators.conditioning`)."""
+"""The baselines STOUTER and MSTDiff were compared against, one module each (reached by name through
+:func:`cellsynth.generators.get`):
 
-from cellsynth.generators.baselines.diffwave import DiffWaveConfig, DiffWaveGenerator
-from cellsynth.generators.baselines.tcn_gan import TCNGANConfig, TCNGANGenerator
-from cellsynth.generators.baselines.vae import VAEConfig, VAEGenerator
+- station traffic, conditioned on stations as STOUTER is (:mod:`cellsynth.generators.conditioning`): TCN-GAN
+  (:mod:`.tcn_gan`), a convolutional VAE (:mod:`.vae`) and DiffWave (:mod:`.diffwave`);
+- users' traffic (:mod:`.users`) and users' trajectories (:mod:`.trajectories`).
 
-__all__ = [
-    "DiffWaveConfig",
-    "DiffWaveGenerator",
-    "TCNGANConfig",
-    "TCNGANGenerator",
-    "VAEConfig",
-    "VAEGenerator",
-]
+Nothing is imported here: importing a package runs its ``__init__``, and TimeGeo (which fits counts) should not
+load the networks and Lightning of the station baselines beside it."""
