@@ -90,3 +90,22 @@ def benchmark_script(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """Run ``cellsynth ARGS`` in this process through the real entry point: ``(exit code, stdout, stderr)``.
+    What a subprocess would show, without paying the imports again for every command."""
+    import sys
+
+    from cellsynth.cli import main
+
+    def run(*args):
+        monkeypatch.setattr(sys, "argv", ["cellsynth", *map(str, args)])
+        monkeypatch.delenv("CELLSYNTH_DEBUG", raising=False)
+        with pytest.raises(SystemExit) as exit_:
+            main()
+        out = capsys.readouterr()
+        return exit_.value.code, out.out, out.err
+
+    return run

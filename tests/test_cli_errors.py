@@ -29,21 +29,6 @@ from cellsynth.generators.floors.stations import SeasonalMeanGenerator
 REFIT = "refit it with `cellsynth fit"
 
 
-@pytest.fixture
-def cli(monkeypatch, capsys):
-    """Run ``cellsynth ARGS`` in this process through the real entry point: ``(exit code, stdout, stderr)``."""
-
-    def run(*args):
-        monkeypatch.setattr(sys, "argv", ["cellsynth", *map(str, args)])
-        monkeypatch.delenv("CELLSYNTH_DEBUG", raising=False)
-        with pytest.raises(SystemExit) as exit_:
-            main()
-        out = capsys.readouterr()
-        return exit_.value.code, out.out, out.err
-
-    return run
-
-
 def one_line_error(result, *fragments: str) -> str:
     """The single ``error:`` line of a run that exited with 2; each fragment must be in it."""
     code, _, err = result

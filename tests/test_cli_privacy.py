@@ -4,8 +4,6 @@ model, metrics.json and the report; bad privacy options are one-line errors (doc
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -87,12 +85,8 @@ def test_baselines_fit_with_epsilon(city, tmp_path, model):
         (["nearest-station", "--epsilon", "8"], "nearest-station cannot train with differential privacy"),
     ],
 )
-def test_bad_privacy_options_are_one_line_errors(city, smoke, tmp_path, args, message):
-    result = subprocess.run(
-        [sys.executable, "-m", "cellsynth.cli", "fit", args[0], "--data", str(city), "--out", str(tmp_path / "r"),
-         *args[1:], "--no-progress"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert result.returncode == 2, result.stderr
-    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+def test_bad_privacy_options_are_one_line_errors(cli, city, tmp_path, args, message):
+    code, _, err = cli("fit", args[0], "--data", city, "--out", tmp_path / "r", *args[1:], "--no-progress")
+    assert code == 2, err
+    assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r" / "checkpoints").exists()
