@@ -35,8 +35,8 @@ from safetensors.torch import load_file, save_file
 from cellsynth.data.model import Stations, StationTraffic, UserMobility
 from cellsynth.errors import ConfigError, DataError, NotFittedError
 from cellsynth.outputs import MODEL_RUN, atomic_file, claim_output_dir
-from cellsynth.seeds import MAX_SEED
 from cellsynth.placement import STRATEGIES, Placement, is_rank_zero
+from cellsynth.seeds import MAX_SEED
 
 __all__ = [
     "ConfigSection",
