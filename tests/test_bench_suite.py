@@ -19,7 +19,7 @@ from cellsynth.data import read as read_data
 from cellsynth.errors import CellsynthError, ConfigError, DataError
 from cellsynth.testing import START, tiny_traffic
 from tests.conftest import REPO_ROOT, shared_file
-from tests.test_cli_errors import cli, one_line_error  # noqa: F401  (cli is a fixture)
+from tests.test_cli_errors import one_line_error
 
 SUITES = REPO_ROOT / "benchmarks" / "suites"
 FLOORS = ["seasonal-mean", "nearest-station", "recent-weeks"]
@@ -433,7 +433,7 @@ def test_bench_takes_several_datasets_and_writes_one_leaderboard(tmp_path):
     assert (tmp_path / "b" / "south" / "stations" / "table.md").exists()
 
 
-def test_bench_refuses_a_suite_and_options_together(cli, tmp_path):  # noqa: F811
+def test_bench_refuses_a_suite_and_options_together(cli, tmp_path):
     one_line_error(
         cli("bench", "--suite", SUITES / "smoke.yaml", "--out", tmp_path / "b", "--min-steps", "9"),
         "--min-steps: the suite file",
@@ -448,7 +448,7 @@ def test_bench_refuses_a_suite_and_options_together(cli, tmp_path):  # noqa: F81
     assert not (tmp_path / "b").exists()
 
 
-def test_a_bad_suite_file_is_one_line_on_the_command_line(cli, tmp_path):  # noqa: F811
+def test_a_bad_suite_file_is_one_line_on_the_command_line(cli, tmp_path):
     (tmp_path / "s.yaml").write_text("models: [seasonal-mean\n")
     one_line_error(
         cli("bench", "--suite", tmp_path / "s.yaml", "--out", tmp_path / "b"), "s.yaml", "not valid YAML"

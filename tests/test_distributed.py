@@ -18,7 +18,7 @@ import cellsynth
 from cellsynth.data.synthetic import CityConfig, synthesize_city
 from cellsynth.errors import ConfigError
 from cellsynth.generators import get, get_class
-from tests.test_cli_errors import cli, one_line_error  # noqa: F401  (cli is a fixture)
+from tests.test_cli_errors import one_line_error
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,7 +92,7 @@ def test_two_cpu_processes_fit_save_once_and_resume_exactly(tmp_path):
         (["--strategy", "horovod"], ["strategy", "'ddp'"]),
     ],
 )
-def test_a_placement_this_machine_cannot_train_is_one_line(cli, tmp_path, monkeypatch, options, fragments):  # noqa: F811
+def test_a_placement_this_machine_cannot_train_is_one_line(cli, tmp_path, monkeypatch, options, fragments):
     for variable in ("SLURM_NTASKS", "SLURM_JOB_NAME", "TORCHELASTIC_RUN_ID", "NODE_RANK", "LSB_JOBID"):
         monkeypatch.delenv(variable, raising=False)
     command = ["fit", "vae", "--data", tmp_path / "absent", "--out", tmp_path / "r", *options]
@@ -100,14 +100,14 @@ def test_a_placement_this_machine_cannot_train_is_one_line(cli, tmp_path, monkey
     one_line_error(cli(*command, "--set", "accelerator=cpu"), *fragments)
 
 
-def test_more_gpus_than_the_machine_has_is_one_line(cli, tmp_path, monkeypatch):  # noqa: F811
+def test_more_gpus_than_the_machine_has_is_one_line(cli, tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     command = ["fit", "vae", "--data", tmp_path, "--out", tmp_path / "r", "--set", "accelerator=gpu"]
     one_line_error(cli(*command, "--devices", "2"), "devices=2", "1 GPU(s)", "at most 1")
 
 
-def test_a_model_that_trains_no_network_refuses_devices(cli, tmp_path):  # noqa: F811
+def test_a_model_that_trains_no_network_refuses_devices(cli, tmp_path):
     command = ["fit", "seasonal-mean", "--data", tmp_path, "--out", tmp_path / "r", "--devices", "2"]
     one_line_error(cli(*command), "SeasonalMeanConfig has no devices", "leave out devices")
     with pytest.raises(ConfigError, match="TimeGeoConfig has no num_nodes, strategy"):

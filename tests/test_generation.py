@@ -321,9 +321,9 @@ def test_a_failed_chunk_among_local_workers_leaves_the_output_as_it_was(
 
 
 def test_local_workers_refuse_a_model_that_samples_on_a_gpu(city, station_model, tmp_path, monkeypatch):
-    import cellsynth.training
+    import cellsynth.placement
 
-    monkeypatch.setattr(cellsynth.training, "resolve_device", lambda accelerator: torch.device("cuda"))
+    monkeypatch.setattr(cellsynth.placement, "resolve_device", lambda accelerator: torch.device("cuda"))
     plan = ChunkPlan("stations", city.traffic.stations, batch=4)
     with pytest.raises(ConfigError, match="samples on the GPU: give --workers 1"):
         generate_dataset(station_model, plan, tmp_path / "g", workers=2)

@@ -235,7 +235,7 @@ def check_concurrent_generation(generator: Generator, target: StationTraffic | i
     impossible and can be seen in one call: the generator and its networks come out of ``generate`` exactly as
     they went in, no attribute of its own replaced (a random generator or a batch kept on ``self`` would be) and
     none of any module of its networks, also those held in dicts, lists or tuples (``module.to(device)`` or
-    ``module.eval()`` in place would; cellsynth.training.module_on is the way to sample on a device). State
+    ``module.eval()`` in place would; cellsynth.placement.module_on is the way to sample on a device). State
     changed inside an object the generator already holds is left to the two-thread comparison."""
     users = isinstance(target, int)
 

@@ -314,7 +314,7 @@ class VolunteerGenerator(UserGenerator):
         return self._sample_events(self._sampling_net(), n_users, generator)
 
     def _sampling_net(self) -> VolunteerNet:
-        """The network on the config's device (:func:`~cellsynth.training.module_on`: ``net_`` is not moved)."""
+        """The network on the config's device (:func:`~cellsynth.placement.module_on`: ``net_`` is not moved)."""
         return module_on(self.net_, resolve_device(self.config.accelerator))
 
     @torch.no_grad()
