@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -96,8 +97,6 @@ def benchmark_script(name: str) -> ModuleType:
 def cli(monkeypatch, capsys):
     """Run ``cellsynth ARGS`` in this process through the real entry point: ``(exit code, stdout, stderr)``.
     What a subprocess would show, without paying the imports again for every command."""
-    import sys
-
     from cellsynth.cli import main
 
     def run(*args):

@@ -3,6 +3,7 @@ device, and the models that train nothing running without Lightning."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -38,8 +39,7 @@ RANK_CASES = [
 RANKS = """
 import json, os, sys
 from cellsynth.placement import is_rank_zero
-cases = json.loads(sys.argv[1])
-names = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+cases, names = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 
 def each(rank_zero):
     out = []
@@ -58,9 +58,8 @@ print(json.dumps([ours, lightning_imported, each(lambda: (_get_rank() or 0) == 0
 
 
 def test_the_writing_rank_is_lightnings_reading_without_importing_lightning():
-    import json
-
-    ours, lightning_imported, lightnings = json.loads(_run(RANKS, json.dumps([v for v, _ in RANK_CASES])))
+    cases = json.dumps([variables for variables, _ in RANK_CASES])
+    ours, lightning_imported, lightnings = json.loads(_run(RANKS, cases, json.dumps(_RANK_VARIABLES)))
     assert ours == [zero for _, zero in RANK_CASES]
     assert not lightning_imported
     assert lightnings == ours

@@ -110,6 +110,11 @@ def _cluster_launched() -> bool:
     return any(env.detect() for env in launchers) or "NODE_RANK" in os.environ
 
 
+#: The environment variables Lightning reads the process's rank from, in its order
+#: (``lightning.fabric.utilities.rank_zero._get_rank``).
+_RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+
+
 def is_rank_zero() -> bool:
     """Whether this process writes what a run writes once (the saved model, messages): always when it
     trains alone; under data-parallel training only the process of global rank 0.
@@ -126,8 +131,3 @@ def is_rank_zero() -> bool:
     if rank is None:
         rank = next((int(os.environ[key]) for key in _RANK_VARIABLES if key in os.environ), 0)
     return rank == 0
-
-
-#: The environment variables Lightning reads the process's rank from, in its order
-#: (``lightning.fabric.utilities.rank_zero._get_rank``).
-_RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
