@@ -20,6 +20,7 @@ from cellsynth.metrics import (
     one_step_stays,
     radius_of_gyration,
     stay_durations,
+    summarize_trajectories,
     time_at_top_location,
     trajectory_jsds,
 )
@@ -181,6 +182,19 @@ def test_trajectory_jsds_symmetric_and_bounded(real, generated):
         assert value == pytest.approx(backward[key], abs=1e-12), key
 
 
+@given(trajectories, trajectories)
+def test_a_summarised_set_compares_as_its_trajectories_do(real, generated):
+    if not all(bool((t[:, 1:] != t[:, :-1]).any()) for t in (real, generated)):
+        with pytest.raises(DataError, match="no user ever changes location"):
+            for t in (real, generated):
+                summarize_trajectories(t, LAT, LON)
+        return
+    direct = trajectory_jsds(real, generated, LAT, LON)
+    real_summary = summarize_trajectories(real, LAT, LON)
+    assert trajectory_jsds(real_summary, generated, LAT, LON) == direct
+    assert trajectory_jsds(real_summary, summarize_trajectories(generated, LAT, LON), LAT, LON) == direct
+
+
 @pytest.mark.parametrize(
     ("call", "message"),
     [
@@ -203,6 +217,16 @@ def test_trajectory_jsds_symmetric_and_bounded(real, generated):
         (
             lambda: trajectory_jsds(np.array([[0, 1, 0]]), np.array([[0, 1]]), LAT, LON),
             r"trajectory_jsds\(generated\): generated has T = 2 steps but real has T = 3",
+        ),
+        (
+            lambda: trajectory_jsds(
+                summarize_trajectories(np.array([[0, 1, 0]]), LAT, LON), np.array([[0, 1]]), LAT, LON
+            ),
+            r"trajectory_jsds\(generated\): generated has T = 2 steps but real has T = 3",
+        ),
+        (
+            lambda: summarize_trajectories(np.array([[2, 2]]), LAT, LON, name="candidate"),
+            r"summarize_trajectories\(candidate\): no user ever changes location",
         ),
     ],
 )

@@ -20,6 +20,7 @@ from cellsynth.metrics.histogram import (
 from cellsynth.metrics.mobility import (
     DEFAULT_TOP_SHARE,
     DISTANCE_FLOOR_KM,
+    TrajectorySummary,
     distinct_location_share,
     global_rank_frequency,
     haversine_km,
@@ -28,6 +29,7 @@ from cellsynth.metrics.mobility import (
     one_step_stays,
     radius_of_gyration,
     stay_durations,
+    summarize_trajectories,
     time_at_top_location,
     trajectory_jsds,
 )
@@ -80,6 +82,7 @@ __all__ = [
     "METRICS",
     "DayAheadForecaster",
     "MetricInfo",
+    "TrajectorySummary",
     "acf_distance",
     "autocorrelation",
     "band_coverage",
@@ -111,6 +114,7 @@ __all__ = [
     "reference_bin_edges",
     "shared_bin_edges",
     "stay_durations",
+    "summarize_trajectories",
     "time_at_top_location",
     "traffic_metrics",
     "trajectory_jsds",

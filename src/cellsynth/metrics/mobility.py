@@ -21,6 +21,7 @@ I-rank                    share of a user's visits to their r-th location, mean 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -211,9 +212,60 @@ def individual_rank_frequency(locations: ArrayLike) -> np.ndarray:
     return frequency
 
 
+@dataclass(frozen=True)
+class TrajectorySummary:
+    """One trajectory set reduced to what :func:`trajectory_jsds` compares (:func:`summarize_trajectories`).
+
+    A set summarised once can be compared with many others (several candidates, a bootstrap of one)
+    without its statistics being recomputed each time: on GeoLife's 7,000 training users they are most of
+    a comparison's cost.
+    """
+
+    steps: int  #: T, the length every compared set must share
+    log_jumps: np.ndarray  #: ``log10(max(km, DISTANCE_FLOOR_KM))`` of every jump (:func:`jump_distances`)
+    log_radius: np.ndarray  #: the same of every user's :func:`radius_of_gyration`
+    distinct_counts: np.ndarray  #: distinct locations of every user (1..T)
+    stay_lengths: np.ndarray  #: every stay's length in steps (:func:`stay_durations`)
+    global_rank: np.ndarray  #: :func:`global_rank_frequency`
+    individual_rank: np.ndarray  #: the mean over users of :func:`individual_rank_frequency`, [T]
+
+
+def summarize_trajectories(
+    locations: ArrayLike,
+    lat: ArrayLike,
+    lon: ArrayLike,
+    *,
+    top_share: float = DEFAULT_TOP_SHARE,
+    name: str = "locations",
+) -> TrajectorySummary:
+    """The :class:`TrajectorySummary` of ``locations`` [U, T] (int station indices into ``lat``/``lon``);
+    ``name`` is the set's name in error messages. A set in which no user ever changes location has no
+    jump distances to compare, and is refused."""
+    function = "summarize_trajectories"
+    lat_array, lon_array = coordinates(lat, lon, function=function)
+    n_locations = lat_array.size
+    trajectories = location_array(locations, function=function, name=name, n_locations=n_locations)
+    jumps = jump_distances(trajectories, lat_array, lon_array)
+    require(
+        jumps.size > 0,
+        "no user ever changes location, so the jump-distance distribution is empty",
+        function=function,
+        name=name,
+    )
+    return TrajectorySummary(
+        steps=trajectories.shape[1],
+        log_jumps=_log_km(jumps),
+        log_radius=_log_km(radius_of_gyration(trajectories, lat_array, lon_array)),
+        distinct_counts=_distinct_counts(trajectories),
+        stay_lengths=_run_lengths(trajectories)[0],
+        global_rank=global_rank_frequency(trajectories, n_locations, top_share),
+        individual_rank=individual_rank_frequency(trajectories).mean(axis=0),
+    )
+
+
 def trajectory_jsds(
-    real: ArrayLike,
-    generated: ArrayLike,
+    real: ArrayLike | TrajectorySummary,
+    generated: ArrayLike | TrajectorySummary,
     lat: ArrayLike,
     lon: ArrayLike,
     *,
@@ -222,7 +274,8 @@ def trajectory_jsds(
 ) -> dict[str, float]:
     """The six MoveSim JSDs (base 2, each in [0, 1]) between real and generated trajectories.
 
-    ``real`` [U, T] and ``generated`` [V, T] are int station indices into ``lat``/``lon`` (same T). Keys:
+    ``real`` [U, T] and ``generated`` [V, T] are int station indices into ``lat``/``lon`` (same T), or
+    either one's :func:`summarize_trajectories` (with the same ``lat``, ``lon`` and ``top_share``). Keys:
 
     * ``distance``: :func:`jump_distances`, on a log scale: ``log10(max(km, DISTANCE_FLOOR_KM))`` in ``bins``
       equal-width bins shared by both sets (km spans 5 decades: linear bins would put almost every jump
@@ -235,52 +288,30 @@ def trajectory_jsds(
     * ``i_rank``: JSD between the mean over users of :func:`individual_rank_frequency` of each set, a
       distribution over the ranks 1..T.
     """
-    function = "trajectory_jsds"
-    lat_array, lon_array = coordinates(lat, lon, function=function)
-    n_locations = lat_array.size
-    real_trajectories = location_array(real, function=function, name="real", n_locations=n_locations)
-    generated_trajectories = location_array(
-        generated, function=function, name="generated", n_locations=n_locations
+    real_summary, generated_summary = (
+        value
+        if isinstance(value, TrajectorySummary)
+        else summarize_trajectories(value, lat, lon, top_share=top_share, name=name)
+        for name, value in (("real", real), ("generated", generated))
     )
-    steps = real_trajectories.shape[1]
+    steps = real_summary.steps
     require(
-        generated_trajectories.shape[1] == steps,
-        f"generated has T = {generated_trajectories.shape[1]} steps but real has T = {steps}; the per-user "
+        generated_summary.steps == steps,
+        f"generated has T = {generated_summary.steps} steps but real has T = {steps}; the per-user "
         "statistics (distinct locations, stays, ranks) are only comparable over the same length",
-        function=function,
+        function="trajectory_jsds",
         name="generated",
     )
-    real_jumps = jump_distances(real_trajectories, lat_array, lon_array)
-    generated_jumps = jump_distances(generated_trajectories, lat_array, lon_array)
-    for name, jumps in (("real", real_jumps), ("generated", generated_jumps)):
-        require(
-            jumps.size > 0,
-            "no user ever changes location, so the jump-distance distribution is empty",
-            function=function,
-            name=name,
-        )
     per_step = integer_bin_edges(1, steps)
     return {
-        "distance": histogram_jsd(_log_km(real_jumps), _log_km(generated_jumps), bins),
-        "radius": histogram_jsd(
-            _log_km(radius_of_gyration(real_trajectories, lat_array, lon_array)),
-            _log_km(radius_of_gyration(generated_trajectories, lat_array, lon_array)),
-            bins,
-        ),
+        "distance": histogram_jsd(real_summary.log_jumps, generated_summary.log_jumps, bins),
+        "radius": histogram_jsd(real_summary.log_radius, generated_summary.log_radius, bins),
         "distinct_loc": histogram_jsd(
-            _distinct_counts(real_trajectories), _distinct_counts(generated_trajectories), per_step
+            real_summary.distinct_counts, generated_summary.distinct_counts, per_step
         ),
-        "duration": histogram_jsd(
-            _run_lengths(real_trajectories)[0], _run_lengths(generated_trajectories)[0], per_step
-        ),
-        "g_rank": js_divergence(
-            global_rank_frequency(real_trajectories, n_locations, top_share),
-            global_rank_frequency(generated_trajectories, n_locations, top_share),
-        ),
-        "i_rank": js_divergence(
-            individual_rank_frequency(real_trajectories).mean(axis=0),
-            individual_rank_frequency(generated_trajectories).mean(axis=0),
-        ),
+        "duration": histogram_jsd(real_summary.stay_lengths, generated_summary.stay_lengths, per_step),
+        "g_rank": js_divergence(real_summary.global_rank, generated_summary.global_rank),
+        "i_rank": js_divergence(real_summary.individual_rank, generated_summary.individual_rank),
     }
 
 
