@@ -153,7 +153,8 @@ class SamplerCandidate(ConfigSection):
 
 class MSTDiffSamplerSelection(ConfigSection):
     """After training, each candidate draws ``users`` users, scored against the training users' trajectory
-    statistics; the best becomes the model's sampling default
+    statistics; the one that beats most others by more than the draw's noise (``resamples``, ``margin``)
+    becomes the model's sampling default
     (:mod:`cellsynth.generators.mstdiff.sampler_selection`; not in the paper). No candidates: off, the
     ``sampling`` section's values are the defaults."""
 
@@ -163,6 +164,19 @@ class MSTDiffSamplerSelection(ConfigSection):
     )
     users: int = pydantic.Field(
         256, ge=2, description="Users each candidate draws (the config's seed) to be scored."
+    )
+    resamples: int = pydantic.Field(
+        50,
+        ge=0,
+        description="Paired bootstrap resamples of the drawn users that measure how far each JSD moves "
+        "with the draw (0: every difference counts).",
+    )
+    margin: float = pydantic.Field(
+        1.5,
+        ge=0,
+        allow_inf_nan=False,
+        description="A candidate is better on a statistic only when lower by more than this many "
+        "bootstrap standard deviations of the difference.",
     )
 
 

@@ -23,7 +23,8 @@ Pipeline of :meth:`MSTDiffGenerator.fit` (``UserMobility`` with ``T`` steps, ``N
    what generates.
 5. **Sampler selection** (config ``sampler_selection``, not in the paper; :mod:`.sampler_selection`): with
    candidates in the config, each draws ``sampler_selection.users`` users, scored against the training users
-   by the Table II JSDs; the lowest mean rank becomes the model's trajectory sampling default.
+   by the Table II JSDs; the one that beats most others by more than the draw's noise becomes the model's
+   trajectory sampling default.
 6. **Calibration** (config ``calibration``, not in the paper; :mod:`.calibration`): after training,
    ``calibration.users`` users drawn with the model's sampling fit a monotone map of generated traffic
    onto the training values' distribution (``"quantiles"``), the same after setting each wavelet
@@ -284,8 +285,9 @@ class MSTDiffGenerator(UserGenerator):
         """Choose the trajectory sampler options among the config's ``sampler_selection.candidates`` on
         ``data``'s users (``fit`` does it with the training users; no held-out data is touched): each draws
         ``sampler_selection.users`` users with the config's seed and sampler, scored against ``data`` by the
-        Table II JSDs; the lowest mean rank wins (:mod:`.sampler_selection`). Sets :attr:`sampler_selection_`
-        (each candidate's options, JSDs and mean rank, and the one chosen), which a saved model keeps."""
+        Table II JSDs; the candidate that beats most others by more than the draw's noise wins
+        (:mod:`.sampler_selection`). Sets :attr:`sampler_selection_` (each candidate's options, JSDs, their
+        spread and its score, and the one chosen), which a saved model keeps."""
         self.check_fitted()
         data = expect(data, UserMobility, self.name)
         cfg = self.config
@@ -306,7 +308,14 @@ class MSTDiffGenerator(UserGenerator):
 
         candidates = [c.model_dump() for c in selection.candidates]
         self.sampler_selection_ = run_selection(
-            draw, candidates, self.sampling_defaults(), data, progress=progress
+            draw,
+            candidates,
+            self.sampling_defaults(),
+            data,
+            resamples=selection.resamples,
+            margin=selection.margin,
+            seed=cfg.seed,
+            progress=progress,
         )
         return self
 
