@@ -48,26 +48,26 @@ def test_a_large_loss_is_not_outvoted_by_wins_the_size_of_the_noise():
     coupled = [0.0401, 0.201, 0.0771, 0.0171, 0.0011, 0.0051]
     uncoupled = [0.0400, 0.200, 0.0770, 0.0360, 0.0010, 0.0093]
     resampled = noise(coupled, uncoupled, spread=0.0005)
-    chosen, copeland = choose_candidate(scores(coupled, uncoupled), resampled, margin=2.0)
-    assert chosen == 0 and copeland == [1, -1]
-    # where every difference counts, four small wins outvote two large losses
-    assert choose_candidate(scores(coupled, uncoupled), None)[0] == 1
+    chosen, mean_ranks = choose_candidate(scores(coupled, uncoupled), resampled, margin=1.5)
+    assert chosen == 0 and mean_ranks == pytest.approx([1.0, 8 / 6])
+    # where every difference counts (the rule until 2026-12-07), four small wins outvote two large losses
+    assert choose_candidate(scores(coupled, uncoupled), None) == (1, pytest.approx([10 / 6, 8 / 6]))
 
 
 def test_differences_within_the_noise_keep_the_earlier_candidate():
     first, second = [0.0100] * 6, [0.0099] * 6
     resampled = noise(first, second, spread=0.001)  # the difference moves by 0.002 each way
-    assert choose_candidate(scores(first, second), resampled, margin=2.0) == (0, [0, 0])
-    assert choose_candidate(scores(first, second), resampled, margin=0.0) == (1, [-1, 1])
-    assert choose_candidate(scores(second, first), resampled, margin=2.0) == (0, [0, 0])
+    assert choose_candidate(scores(first, second), resampled, margin=2.0) == (0, [1.0, 1.0])
+    assert choose_candidate(scores(first, second), resampled, margin=0.0) == (1, [2.0, 1.0])
+    assert choose_candidate(scores(second, first), resampled, margin=2.0) == (0, [1.0, 1.0])
 
 
 def test_users_that_never_move_lose_to_every_candidate_that_does():
     still = dict.fromkeys(TRAJECTORY_STATISTICS, float("inf"))
     moving = scores([0.5] * 6)
     resampled = np.stack([np.array([[np.inf] * 6, [0.5] * 6])] * 3)
-    assert choose_candidate([still, *moving], resampled) == (1, [-1, 1])
-    assert choose_candidate([still, still, *moving], None) == (2, [-1, -1, 2])
+    assert choose_candidate([still, *moving], resampled) == (1, [2.0, 1.0])
+    assert choose_candidate([still, still, *moving], None) == (2, [2.0, 2.0, 1.0])
 
 
 @settings(max_examples=50, deadline=None)
@@ -127,7 +127,7 @@ def test_the_fit_note_names_the_rule_of_the_record_old_or_new():
     assert "lowest mean rank" in selection_note(old)
     new = old | {"margin": 1.5, "resamples": 50}
     note = selection_note(new)
-    assert "more than 1.5 bootstrap sd" in note and "temperature 0.7, trajectory_coupling 0.995" in note
+    assert "beyond 1.5 bootstrap sd" in note and "temperature 0.7, trajectory_coupling 0.995" in note
 
 
 def test_a_candidate_sets_only_the_options_it_names():
@@ -149,7 +149,7 @@ def test_fit_chooses_the_sensible_candidate_on_the_training_users(order):
     assert selection["chosen"]["temperature"] == 1.0
     assert selection["users"] == 24 and selection["reference_users"] == 12
     assert selection["resamples"] == 50 and selection["margin"] == 1.5
-    assert all(set(c) == {"options", "jsd", "jsd_sd", "score"} for c in selection["candidates"])
+    assert all(set(c) == {"options", "jsd", "jsd_sd", "mean_rank"} for c in selection["candidates"])
     by_temperature = {c["options"]["temperature"]: c for c in selection["candidates"]}
     # the training users stay put for hours: random hops lose on stay durations and distinct places
     for name in ("duration", "distinct_loc"):
@@ -176,7 +176,7 @@ def test_without_resamples_every_difference_counts_and_the_record_still_round_tr
     record = model.sampler_selection_
     assert record["resamples"] == 0 and record["chosen"]["temperature"] == 1.0
     assert all(sd is None for c in record["candidates"] for sd in c["jsd_sd"].values())
-    assert [c["score"] for c in record["candidates"]] == [1, -1]
+    assert record["candidates"][0]["mean_rank"] < record["candidates"][1]["mean_rank"]
     model.save(tmp_path / "m")
     assert cellsynth.load(tmp_path / "m").sampler_selection_ == record
 

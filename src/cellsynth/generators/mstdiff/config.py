@@ -153,8 +153,8 @@ class SamplerCandidate(ConfigSection):
 
 class MSTDiffSamplerSelection(ConfigSection):
     """After training, each candidate draws ``users`` users, scored against the training users' trajectory
-    statistics; the one that beats most others by more than the draw's noise (``resamples``, ``margin``)
-    becomes the model's sampling default
+    statistics; the lowest mean rank over them, counting only differences beyond the draw's noise
+    (``resamples``, ``margin``), becomes the model's sampling default
     (:mod:`cellsynth.generators.mstdiff.sampler_selection`; not in the paper). No candidates: off, the
     ``sampling`` section's values are the defaults."""
 

@@ -23,8 +23,8 @@ Pipeline of :meth:`MSTDiffGenerator.fit` (``UserMobility`` with ``T`` steps, ``N
    what generates.
 5. **Sampler selection** (config ``sampler_selection``, not in the paper; :mod:`.sampler_selection`): with
    candidates in the config, each draws ``sampler_selection.users`` users, scored against the training users
-   by the Table II JSDs; the one that beats most others by more than the draw's noise becomes the model's
-   trajectory sampling default.
+   by the Table II JSDs; the lowest mean rank, counting only differences beyond the draw's noise, becomes the
+   model's trajectory sampling default.
 6. **Calibration** (config ``calibration``, not in the paper; :mod:`.calibration`): after training,
    ``calibration.users`` users drawn with the model's sampling fit a monotone map of generated traffic
    onto the training values' distribution (``"quantiles"``), the same after setting each wavelet
@@ -285,9 +285,9 @@ class MSTDiffGenerator(UserGenerator):
         """Choose the trajectory sampler options among the config's ``sampler_selection.candidates`` on
         ``data``'s users (``fit`` does it with the training users; no held-out data is touched): each draws
         ``sampler_selection.users`` users with the config's seed and sampler, scored against ``data`` by the
-        Table II JSDs; the candidate that beats most others by more than the draw's noise wins
+        Table II JSDs; the lowest mean rank, counting only differences beyond the draw's noise, wins
         (:mod:`.sampler_selection`). Sets :attr:`sampler_selection_` (each candidate's options, JSDs, their
-        spread and its score, and the one chosen), which a saved model keeps."""
+        spread and its mean rank, and the one chosen), which a saved model keeps."""
         self.check_fitted()
         data = expect(data, UserMobility, self.name)
         cfg = self.config

@@ -20,17 +20,20 @@ every candidate (user ``n`` of each candidate comes from the same noise), give `
 
     J_{c',j} - J_{c,j}  >  m * sd_b( J^b_{c',j} - J^b_{c,j} )          (m = sampler_selection.margin)
 
-``c`` *beats* ``c'`` when it is clearly better on more statistics than ``c'`` is clearly better than
-``c``, and the candidate with the highest Copeland score wins::
+A candidate's rank on a statistic counts only the candidates clearly better than it there, and the lowest
+mean rank over the ``J`` statistics wins::
 
-    s_c = #{c' : c beats c'} - #{c' : c' beats c},      ties to the earlier candidate
+    r_{c,j} = 1 + #{c' : c' clearly better than c on j},     c* = argmin_c (1/J) sum_j r_{c,j}
 
-Why not the lowest mean rank over the statistics (the rule until 2026-12-07): a rank counts a G-rank
-difference the size of the draw's noise like a stay-duration JSD twice another's, and the candidates are
-often near-equal by that count, so which one won was decided by the draw: the demo city's model with one
-attention head chose uncoupled draws on mean ranks 2.5 against 2.67, which doubled its held-out duration and
-I-rank JSDs (docs/notebook/2026-12-07-mstdiff-selection-margin.md). A candidate whose users never move (no
-jump to score) is clearly worse than every other on every statistic.
+ties to the earlier candidate. Without the margin (``m = 0``, or no resamples) this is the plain mean rank
+over the statistics, the rule until 2026-12-07, which counts a G-rank difference the size of the draw's noise
+like a stay-duration JSD twice another's; the candidates are often near-equal by that count, so which one
+won was decided by the draw: the demo city's model with one attention head chose uncoupled draws on mean
+ranks 2.5 against 2.67, which doubled its held-out duration and I-rank JSDs. With ``m = 1.5``, eight
+replayed selections of that model and of the shipped one all keep the coupled draws, and on GeoLife the
+choice settles on one candidate in 13 and 15 of 16 selections of two models (the plain mean rank: 9 and 6),
+among the same good candidates (docs/notebook/2026-12-07-mstdiff-selection-margin.md). A candidate whose
+users never move (no jump to score) is clearly worse than every other on every statistic.
 
 The chosen options become the model's sampling defaults (:meth:`MSTDiffGenerator.generate` with options
 left at None, and the calibration's draws); each given to ``generate`` still wins.
@@ -158,19 +161,18 @@ def clearly_better(table: np.ndarray, resampled: np.ndarray | None, margin: floa
 
 def choose_candidate(
     scores: list[dict[str, float]], resampled: np.ndarray | None = None, margin: float = 1.5
-) -> tuple[int, list[int]]:
-    """``(index of the chosen candidate, each candidate's Copeland score)`` by the rule of the module
-    docstring; ``scores`` holds one ``{statistic: JSD}`` per candidate, all over the same statistics,
-    ``resampled`` their :func:`resampled_scores` (None: every difference counts)."""
+) -> tuple[int, list[float]]:
+    """``(index of the chosen candidate, each candidate's mean rank)`` by the rule of the module docstring;
+    ``scores`` holds one ``{statistic: JSD}`` per candidate, all over the same statistics, ``resampled``
+    their :func:`resampled_scores` (None: every difference counts)."""
     if not scores:
         raise ValueError("choose_candidate needs at least one candidate")
     names = list(scores[0])
     table = np.array([[s[name] for name in names] for s in scores], dtype=np.float64)  # [C, J]
-    better = clearly_better(table, resampled, margin).sum(axis=2)  # [c, c']: statistics c wins
-    beats = better > better.T
-    copeland = beats.sum(axis=1) - beats.sum(axis=0)
-    chosen = int(np.argmax(copeland))  # the first of the highest
-    return chosen, [int(s) for s in copeland]
+    ranks = 1 + clearly_better(table, resampled, margin).sum(axis=0)  # [c', j]: candidates clearly ahead
+    mean_rank = ranks.mean(axis=1)
+    chosen = int(np.argmin(mean_rank))  # the first of the lowest
+    return chosen, [float(r) for r in mean_rank]
 
 
 def run_selection(
@@ -189,7 +191,7 @@ def run_selection(
     (:func:`score_candidate`), with ``resamples`` paired resamples (``seed``) for their noise. Returns the
     record a fitted model keeps: ``users`` (drawn per candidate), ``reference_users``, ``resamples``,
     ``margin``, each candidate's ``options``, ``jsd``, ``jsd_sd`` (its JSDs' spread over the resamples)
-    and ``score`` (Copeland), and the ``chosen`` options. A spread that cannot be measured (fewer than two
+    and ``mean_rank``, and the ``chosen`` options. A spread that cannot be measured (fewer than two
     resamples, users that never move) is None."""
     real = _summary_or_locations(np.asarray(data.locations), data.stations)
     drawn = []
@@ -197,7 +199,7 @@ def run_selection(
         drawn.append(draw(with_candidate(defaults, candidate)))
     rows = [score_candidate(real, locations, data.stations) for locations in drawn]
     resampled = resampled_scores(real, drawn, data.stations, resamples, np.random.default_rng(seed))
-    chosen, copeland = choose_candidate(rows, resampled, margin)
+    chosen, mean_ranks = choose_candidate(rows, resampled, margin)
     with np.errstate(invalid="ignore"):
         spread = resampled.std(axis=0, ddof=1) if resamples >= 2 else np.full(resampled.shape[1:], np.nan)
     return {
@@ -206,8 +208,8 @@ def run_selection(
         "resamples": resamples,
         "margin": margin,
         "candidates": [
-            {"options": c, "jsd": r, "jsd_sd": dict(zip(r, map(_finite_or_none, sd))), "score": s}
-            for c, r, sd, s in zip(candidates, rows, spread, copeland)
+            {"options": c, "jsd": r, "jsd_sd": dict(zip(r, map(_finite_or_none, sd))), "mean_rank": m}
+            for c, r, sd, m in zip(candidates, rows, spread, mean_ranks)
         ],
         "chosen": candidates[chosen],
     }
@@ -219,12 +221,13 @@ def _finite_or_none(value: float) -> float | None:
 
 def selection_note(record: dict[str, Any]) -> str:
     """The fit note that says which options a model chose (``record``: :func:`run_selection`'s, or the
-    mean-rank record of a model saved before 2026-12-07)."""
+    plain mean-rank record of a model saved before 2026-12-07)."""
     chosen = ", ".join(f"{k} {v}" for k, v in record["chosen"].items() if v is not None)
     rule = (
         "lowest mean rank over the trajectory JSDs"
         if "margin" not in record
-        else f"most pairwise wins by more than {record['margin']:g} bootstrap sd over the trajectory JSDs"
+        else f"lowest mean rank over the trajectory JSDs, counting differences beyond {record['margin']:g} "
+        "bootstrap sd"
     )
     return (
         f"Trajectory sampling chosen among {len(record['candidates'])} candidates on {record['users']} users "
