@@ -26,7 +26,7 @@ mean rank over the ``J`` statistics wins::
     r_{c,j} = 1 + #{c' : c' clearly better than c on j},     c* = argmin_c (1/J) sum_j r_{c,j}
 
 ties to the earlier candidate. Without the margin (``m = 0``, or no resamples) this is the plain mean rank
-over the statistics, the rule until 2026-12-07, which counts a G-rank difference the size of the draw's noise
+over the statistics (equal JSDs sharing the better rank), the rule until 2026-12-07, which counts a G-rank difference the size of the draw's noise
 like a stay-duration JSD twice another's; the candidates are often near-equal by that count, so which one
 won was decided by the draw: the demo city's model with one attention head chose uncoupled draws on mean
 ranks 2.5 against 2.67, which doubled its held-out duration and I-rank JSDs. With ``m = 1.5``, eight
