@@ -26,13 +26,14 @@ mean rank over the ``J`` statistics wins::
     r_{c,j} = 1 + #{c' : c' clearly better than c on j},     c* = argmin_c (1/J) sum_j r_{c,j}
 
 ties to the earlier candidate. Without the margin (``m = 0``, or no resamples) this is the plain mean rank
-over the statistics (equal JSDs sharing the better rank), the rule until 2026-12-07, which counts a G-rank difference the size of the draw's noise
-like a stay-duration JSD twice another's; the candidates are often near-equal by that count, so which one
-won was decided by the draw: the demo city's model with one attention head chose uncoupled draws on mean
-ranks 2.5 against 2.67, which doubled its held-out duration and I-rank JSDs. With ``m = 1.5``, eight
-replayed selections of that model and of the shipped one all keep the coupled draws, and on GeoLife the
-choice settles on one candidate in 13 and 15 of 16 selections of two models (the plain mean rank: 9 and 6),
-among the same good candidates (docs/notebook/2026-12-07-mstdiff-selection-margin.md). A candidate whose
+over the statistics (equal JSDs sharing the better rank), the rule until 2026-12-07, which counts a G-rank
+difference the size of the draw's noise like a stay-duration JSD twice another's; the candidates are often
+near-equal by that count, so which one won was decided by the draw: the demo city's model with one
+attention head chose uncoupled draws on mean ranks 2.5 against 2.67, which doubled its held-out duration and
+I-rank JSDs. With ``m = 1.5``, eight replayed selections of that model and of the shipped one all keep the
+coupled draws, and on GeoLife the choice settles on one candidate in 13 and 15 of 16 selections of two
+models (the plain mean rank: 9 and 6), among the same good candidates
+(docs/notebook/2026-12-07-mstdiff-selection-margin.md). A candidate whose
 users never move (no jump to score) is clearly worse than every other on every statistic.
 
 The chosen options become the model's sampling defaults (:meth:`MSTDiffGenerator.generate` with options
@@ -41,6 +42,7 @@ left at None, and the calibration's draws); each given to ``generate`` still win
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -146,13 +148,14 @@ def clearly_better(table: np.ndarray, resampled: np.ndarray | None, margin: floa
             spread = np.zeros_like(gap)
         else:
             differences = resampled[:, None, :, :] - resampled[:, :, None, :]  # [b, c, c', j]
-            usable = np.isfinite(differences)
-            count = usable.sum(axis=0)
-            mean = np.where(usable, differences, 0.0).sum(axis=0) / np.maximum(count, 1)
-            squares = np.where(usable, differences - mean, 0.0) ** 2
-            spread = np.sqrt(squares.sum(axis=0) / np.maximum(count - 1, 1))
-            # fewer than two resamples where both moved: the difference's noise is unknown, so no difference
-            # between two finite JSDs counts
+            # resamples where either candidate's users never moved say nothing about the difference's noise
+            usable = np.where(np.isfinite(differences), differences, np.nan)
+            count = np.isfinite(usable).sum(axis=0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # fewer than two usable: nan, replaced below
+                spread = np.nanstd(usable, axis=0, ddof=1)
+            # fewer than two usable resamples: the noise is unknown, so no difference between two finite JSDs
+            # counts
             spread = np.where(count >= 2, spread, np.inf)
         both = finite[:, None, :] & finite[None, :, :]
         better = both & (gap > margin * spread) & (gap > 0)
