@@ -63,6 +63,15 @@ def test_stations_needs_both_coordinates():
         Stations(ids=["a"], lat=[45.0])
 
 
+def test_trajectory_coordinates_are_the_stations_own_or_zeros():
+    placed = Stations(ids=["a", "b"], lat=[39.9, 40.0], lon=[116.3, 116.4])
+    lat, lon = placed.trajectory_coordinates()
+    np.testing.assert_array_equal(lat, [39.9, 40.0])
+    np.testing.assert_array_equal(lon, [116.3, 116.4])
+    lat, lon = Stations(ids=["a", "b", "c"]).trajectory_coordinates()
+    assert lat.shape == lon.shape == (3,) and not lat.any() and not lon.any()
+
+
 def test_stations_feature_errors():
     with pytest.raises(DataError, match="features have shape"):
         Stations(ids=["a", "b"], features=np.zeros((3, 2)))

@@ -204,6 +204,15 @@ class Stations:
     def has_coordinates(self) -> bool:
         return self.lat is not None
 
+    def trajectory_coordinates(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(lat, lon)`` for :func:`~cellsynth.metrics.trajectory_jsds`: the stations' own, or zeros for a
+        table without coordinates. Zeros keep the four statistics that read no positions
+        (:data:`~cellsynth.metrics.mobility.COORDINATE_FREE`) exact; the distance-based two are then
+        meaningless, and callers leave them out."""
+        if self.has_coordinates:
+            return self.lat, self.lon
+        return np.zeros(len(self)), np.zeros(len(self))
+
     def index_of(self, ids: Sequence[str], *, source: str | None = None) -> np.ndarray:
         """Positions of ``ids`` in this table; raises naming the ids that are not stations here."""
         lookup = {sid: i for i, sid in enumerate(self.ids)}

@@ -22,7 +22,7 @@ from cellsynth.evaluate.memorisation import memorisation_summary, run_memorisati
 from cellsynth.evaluate.result import Evaluation, UserComparison
 from cellsynth.evaluate.scores import attempt, note_outsized, traffic_scores
 from cellsynth.geo import local_km
-from cellsynth.metrics.mobility import NEEDS_COORDINATES, TRAJECTORY_STATISTICS
+from cellsynth.metrics.mobility import COORDINATE_FREE, TRAJECTORY_STATISTICS
 
 __all__ = ["evaluate_users"]
 
@@ -56,16 +56,11 @@ def evaluate_users(
 
     table: dict[str, dict[str, dict[str, Any]]] = {}
     trajectory: dict[str, dict[str, Any]] = {}
-    # The four coordinate-free statistics do not read lat/lon: without coordinates, trajectory_jsds runs on
-    # placeholder coordinates and the two distance-based JSDs (meaningless there) are left out.
-    lat = stations.lat if has_coordinates else np.zeros(len(stations))
-    lon = stations.lon if has_coordinates else np.zeros(len(stations))
+    lat, lon = stations.trajectory_coordinates()
     jsds, reason = attempt(
         lambda: metrics.trajectory_jsds(real_locations, generated_locations, lat, lon, bins=bins)
     )
-    for name in TRAJECTORY_STATISTICS:
-        if name in NEEDS_COORDINATES and not has_coordinates:
-            continue
+    for name in TRAJECTORY_STATISTICS if has_coordinates else COORDINATE_FREE:
         trajectory[name] = {"value": jsds[name]} if reason is None else {"value": None, "reason": reason}
     if reason is not None:
         notes.append(f"trajectory metrics not computed: {reason}")

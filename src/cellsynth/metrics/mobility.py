@@ -38,6 +38,8 @@ DISTANCE_FLOOR_KM = 1e-3
 #: The keys of :func:`trajectory_jsds` (MoveSim's six), in its order; the first two read coordinates.
 TRAJECTORY_STATISTICS = ("distance", "radius", "distinct_loc", "duration", "g_rank", "i_rank")
 NEEDS_COORDINATES = ("distance", "radius")
+#: The four of them that need no coordinates: what a stations table without lat/lon is scored on.
+COORDINATE_FREE = tuple(name for name in TRAJECTORY_STATISTICS if name not in NEEDS_COORDINATES)
 
 #: Default share of all stations whose visit frequencies make up the G-rank statistic (the top 10 %).
 DEFAULT_TOP_SHARE = 0.1

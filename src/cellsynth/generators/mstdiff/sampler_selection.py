@@ -53,7 +53,7 @@ from tqdm.auto import tqdm
 from cellsynth import metrics
 from cellsynth.errors import DataError
 from cellsynth.generators.mstdiff.sampler import TrajectoryOptions
-from cellsynth.metrics.mobility import NEEDS_COORDINATES, TRAJECTORY_STATISTICS
+from cellsynth.metrics.mobility import COORDINATE_FREE, TRAJECTORY_STATISTICS
 
 __all__ = [
     "COORDINATE_FREE",
@@ -66,10 +66,6 @@ __all__ = [
     "with_candidate",
 ]
 
-#: The four Table II statistics (:data:`~cellsynth.metrics.mobility.TRAJECTORY_STATISTICS`) that need no
-#: coordinates.
-COORDINATE_FREE = tuple(name for name in TRAJECTORY_STATISTICS if name not in NEEDS_COORDINATES)
-
 
 def with_candidate(defaults: TrajectoryOptions, candidate: dict[str, Any]) -> TrajectoryOptions:
     """``defaults`` with the options the candidate sets (its None fields keep the default)."""
@@ -78,12 +74,6 @@ def with_candidate(defaults: TrajectoryOptions, candidate: dict[str, Any]) -> Tr
 
 def _statistics(stations) -> tuple[str, ...]:
     return TRAJECTORY_STATISTICS if stations.has_coordinates else COORDINATE_FREE
-
-
-def _coordinates(stations) -> tuple[np.ndarray, np.ndarray]:
-    if stations.has_coordinates:
-        return stations.lat, stations.lon
-    return np.zeros(len(stations)), np.zeros(len(stations))
 
 
 def score_candidate(
@@ -95,7 +85,7 @@ def score_candidate(
     ``stations`` have coordinates, else the four of :data:`COORDINATE_FREE`. Users that never move score
     ``inf`` on every statistic (their jump distances are empty)."""
     names = _statistics(stations)
-    lat, lon = _coordinates(stations)
+    lat, lon = stations.trajectory_coordinates()
     try:
         jsds = metrics.trajectory_jsds(real, generated_locations, lat, lon)
     except DataError:
@@ -128,7 +118,7 @@ def resampled_scores(
 def _summary_or_locations(real: np.ndarray, stations):
     """The training users summarised once for many comparisons (their locations where they cannot be:
     :func:`score_candidate` then scores every candidate ``inf``)."""
-    lat, lon = _coordinates(stations)
+    lat, lon = stations.trajectory_coordinates()
     try:
         return metrics.summarize_trajectories(real, lat, lon, name="training users")
     except DataError:
