@@ -27,6 +27,9 @@ scored on the held-out data, the choice had the lower held-out first-difference 
 first version, which compared the hour-to-hour spread of the fitted weeks with the training weeks' against
 a fixed threshold, on 16. The misses come from one split and one pair of inner fits: where the two ``p`` are
 close on the inner split (Nanjing traffic, seed 0: both 0.0015) the final fit can still differ.
+No noise margin (MSTDiff's sampler selection counts only differences beyond a paired bootstrap's spread): the
+split's noise is as large as most gaps, and keeping ``p = 1`` unless ``p = 2`` is clearly lower chose worse on
+the real sets (docs/notebook/2026-12-07-stouter-auto-margin.md).
 
 Cost: two fits on four fifths of the data, then the final fit: about 2.6 fits. Only training data is read,
 so the held-out data a user scores on is never seen; under ``privacy`` it is refused (the two inner fits
