@@ -17,6 +17,7 @@ from cellsynth.benchmark.table import format_cell
 from cellsynth.data import Stations, StationTraffic, write
 from cellsynth.data import read as read_data
 from cellsynth.errors import CellsynthError, ConfigError, DataError
+from cellsynth.generators import get
 from cellsynth.testing import START, tiny_traffic
 from tests.conftest import REPO_ROOT, shared_file
 from tests.test_cli_errors import one_line_error
@@ -360,6 +361,11 @@ def test_the_shipped_real_suite_is_valid(shared_data):
         loaded.traffic.values.shape == (960, 168, 1)
         and loaded.configs["stouter"]["extensions"]["level_model"] == "none"
     )
+    # Nanchang's user counts at the level-daily scale, its traffic pooled (configs/user-counts)
+    shared_file(shared_data, "uomo-nanchang/traffic.csv.gz")
+    (loaded,) = load_datasets(_shipped_with_one_dataset("stations-real.yaml", "nanchang"))
+    config = get("stouter", loaded.configs["stouter"], preset="recommended").config
+    assert config.extensions.shape_scales(loaded.traffic.channels) == ["pooled", "level-daily"]
 
 
 def test_the_shipped_ablation_suite_removes_one_part_of_stouter_per_row(shared_data):
@@ -402,7 +408,7 @@ def test_the_shipped_ablation_suite_removes_one_part_of_stouter_per_row(shared_d
         "stouter-no-stffm": {"use_stffm": False},
         "stouter-no-ft": {"use_temporal": False},
         "stouter-no-fs": {"use_spatial": False},
-        "stouter-no-level": {"extensions": {"level_model": "none"}},
+        "stouter-no-level": {"extensions": {"level_model": "none", "shape_scale": "pooled"}},
         "stouter-no-floor": {"extensions": {"training_floor": False}},
     }
     assert set(removed) == set(one.models) - {"stouter"}

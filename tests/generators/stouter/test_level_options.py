@@ -218,3 +218,80 @@ def test_daily_scales_round_trip_the_level_free_week(mode):
     np.testing.assert_allclose(
         gen._weeks_at_levels(level, flat_day) - level[:, :, None, :], scale[:, :, None, :] * flat_day
     )
+
+
+def test_a_scale_per_channel_is_each_channels_own_scale(tmp_path):
+    """``shape_scale: {traffic: level-daily}`` (the other channel pooled): channel by channel, the level-free
+    week and its inverse are those of a model with that scale for every channel; the pooled channel is not
+    clipped by level (a zero-width clip range flattens the other channel only); a save keeps it all. A
+    mapping that gives every channel the same scale is the model of that scale for all."""
+    torch.set_num_threads(1)
+    train = law_traffic(60, seed=0, prefix="bs")
+    first = train.channels[0]
+    base = StouterGenerator.smoke_config() | {"epochs": 1}
+
+    def fitted(scale):
+        return get("stouter", base | {"extensions": {"shape_scale": scale}}).fit(train, progress=False)
+
+    mixed, daily, pooled = fitted({first: "level-daily"}), fitted("level-daily"), fitted("pooled")
+    assert mixed.levels_["shape_clipped"].tolist() == [True, False]
+    every = fitted(dict.fromkeys(train.channels, "level-daily"))  # one scale for all: the uniform model
+    assert every.levels_.keys() == daily.levels_.keys()
+    for key in ("shape_knots", "shape_scales", "shape_residual_scales", "shape_low", "shape_high"):
+        np.testing.assert_array_equal(every.levels_[key], daily.levels_[key])
+    rng = np.random.default_rng(0)
+    level = rng.normal(size=(5, 3, 2))
+    deviation = rng.normal(size=(5, 3, 168, 2))
+    u_mixed, u_daily, u_pooled = (g._level_free(level, deviation) for g in (mixed, daily, pooled))
+    np.testing.assert_allclose(u_mixed[..., 0], u_daily[..., 0], rtol=1e-12)
+    np.testing.assert_allclose(u_mixed[..., 1], u_pooled[..., 1], rtol=1e-10)
+    z = mixed._weeks_at_levels(level, u_mixed)
+    np.testing.assert_allclose(z[..., 0], daily._weeks_at_levels(level, u_daily)[..., 0], rtol=1e-12)
+    np.testing.assert_allclose(z[..., 1] - level[:, :, None, 1], deviation[..., 1], rtol=1e-10)  # unclipped
+
+    mixed.save(tmp_path)
+    again = cellsynth.load(tmp_path)
+    draws = mixed.generate(train.stations, samples=2, seed=4).values
+    np.testing.assert_array_equal(again.generate(train.stations, samples=2, seed=4).values, draws)
+    again.levels_ |= {key: np.zeros_like(again.levels_[key]) for key in ("shape_low", "shape_high")}
+    flat = again.generate(train.stations, samples=2, seed=4).values  # [M * K, T, C]
+    assert np.ptp(flat[..., 0], axis=1).max() == 0
+    assert np.ptp(flat[..., 1], axis=1).min() > 0
+
+
+@pytest.mark.parametrize("mode", ["level", "daily", "level-daily"])
+def test_each_mode_per_channel_is_the_uniform_mode(mode):
+    """Every mode, given to one channel of two, gives that channel the level-free week of the uniform mode
+    (the per-channel fit writes each in the level-daily form, which holds it exactly)."""
+    from cellsynth.generators.stouter.levels import fit_channel_shape_scales, fit_shape_scale
+
+    rng = np.random.default_rng(3)
+    ell = rng.normal(size=(80, 2))
+    centred = rng.normal(size=(80, 2, 168, 2)) * (1 + np.abs(ell))[:, None, None, :]
+    sd = centred.reshape(-1, 2).std(0)
+    mixed = fit_channel_shape_scales(ell, centred, [mode, "pooled"], sd)
+    uniform = fit_shape_scale(ell, centred, daily=mode != "level", bins=1 if mode == "daily" else None)
+    level = rng.normal(size=(7, 2)) * 2
+    for key, other in (
+        ("scales", "scales"),
+        ("residual_scales", "residual_scales" if mode != "level" else "scales"),
+    ):
+        np.testing.assert_allclose(
+            at_level(level, mixed["knots"], mixed[key])[:, 0],
+            at_level(level, uniform["knots"], uniform[other])[:, 0],
+            rtol=1e-12,
+        )
+    np.testing.assert_allclose(at_level(level, mixed["knots"], mixed["scales"])[:, 1], sd[1])
+    assert mixed["clipped"].tolist() == [True, False]
+
+
+def test_a_scale_per_channel_names_the_datas_channels():
+    train = law_traffic(20, seed=0, prefix="bs")
+    config = StouterGenerator.smoke_config() | {"extensions": {"shape_scale": {"voice": "level-daily"}}}
+    with pytest.raises(ConfigError, match=r"names channel\(s\) \['voice'\].*its channels are"):
+        get("stouter", config).fit(train, progress=False)
+    with pytest.raises(ConfigError, match="shape_scale"):
+        get("stouter", {"extensions": {"shape_scale": {"users": "weekly"}}})
+    with pytest.raises(ConfigError, match="set extensions.level_model"):
+        get("stouter", {"extensions": {"level_model": "none", "shape_scale": {"users": "level"}}})
+    assert get("stouter", {"extensions": {"level_model": "none", "shape_scale": {"users": "pooled"}}})

@@ -10,11 +10,15 @@ from typing import Annotated, ClassVar, Literal
 import pydantic
 
 from cellsynth.diffusion.gaussian import GaussianDiffusion, Prediction, terminal_problem
+from cellsynth.errors import ConfigError
 from cellsynth.generators.base import ConfigSection, TrainingConfig
 from cellsynth.generators.privacy import PrivacyConfig
 from cellsynth.generators.sampling import SamplingConfig
 
 __all__ = ["StouterConfig", "StouterExtensions"]
+
+#: The scale of the level-free week (``StouterExtensions.shape_scale``), for all channels or per channel.
+ShapeScale = Literal["pooled", "daily", "level", "level-daily"]
 
 
 class StouterExtensions(ConfigSection):
@@ -40,7 +44,7 @@ class StouterExtensions(ConfigSection):
         "the STFFM): training on each station's own level, generation on the drawn one, so that a week's shape "
         "can depend on how busy the station is. Needs a level_model other than 'none'.",
     )
-    shape_scale: Literal["pooled", "daily", "level", "level-daily"] = pydantic.Field(
+    shape_scale: ShapeScale | dict[str, ShapeScale] = pydantic.Field(
         "pooled",
         description="The scale sigma of the level-free week u = (z - ell) / sigma: 'pooled', one per channel "
         "over all training stations; 'daily', one per channel for the week's mean day and another for the rest "
@@ -50,8 +54,24 @@ class StouterExtensions(ConfigSection):
         "that a busy station's daily swing is drawn as large as busy stations have it "
         "(cellsynth.generators.stouter.levels.fit_shape_scale); 'level-daily', the same with one scale for the "
         "mean day of the week and another for the rest (hour-to-hour noise grows less with the level than the "
-        "daily swing). Needs a level_model other than 'none'.",
+        "daily swing). Or a mapping from channel name to scale, the channels not named 'pooled' (for "
+        "example {users: level-daily} for a model of traffic and user counts: the level-daily scale is better "
+        "on user counts and worse on traffic, docs/stouter.md). Needs a level_model other than 'none'.",
     )
+
+    def shape_scales(self, channels: tuple[str, ...] | list[str]) -> list[str]:
+        """``shape_scale`` per channel of data with these ``channels``; a ConfigError names a mapping's channel
+        that the data does not have."""
+        if isinstance(self.shape_scale, str):
+            return [self.shape_scale] * len(channels)
+        unknown = sorted(set(self.shape_scale) - set(channels))
+        if unknown:
+            raise ConfigError(
+                f"extensions.shape_scale names channel(s) {unknown} that the data does not have; its channels "
+                f"are {list(channels)}"
+            )
+        return [self.shape_scale.get(channel, "pooled") for channel in channels]
+
     attention_heads: int = pydantic.Field(
         4,
         ge=0,
@@ -244,7 +264,10 @@ class StouterConfig(SamplingConfig, TrainingConfig):
                 "extensions.level_condition conditions STUNet on the station level, which level_model 'none' "
                 "does not separate; set extensions.level_model to 'ridge' or 'knn', or level_condition: false"
             )
-        if self.extensions.shape_scale != "pooled" and self.extensions.level_model == "none":
+        scales = self.extensions.shape_scale
+        if set([scales] if isinstance(scales, str) else scales.values()) - {"pooled"} and (
+            self.extensions.level_model == "none"
+        ):
             raise ValueError(
                 f"extensions.shape_scale {self.extensions.shape_scale!r} scales the week by the station level, "
                 "which level_model 'none' does not separate; set extensions.level_model to 'ridge' or 'knn', or "

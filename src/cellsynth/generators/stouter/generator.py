@@ -210,6 +210,7 @@ class StouterGenerator(_LevelStage, StationGenerator):
                     f"{self.name}: without coordinates each station is linked to its knn = {cfg.knn} nearest in "
                     f"feature space, but there are only {n} training stations; set knn to at most {n - 1}"
                 )
+        cfg.extensions.shape_scales(data.channels)  # a per-channel scale names the data's channels
         if cfg.extensions.level_model != "none" and len(stations) < MIN_STATIONS:
             raise DataError(
                 f"{self.name}: level_model '{cfg.extensions.level_model}' learns station levels from at least "

@@ -24,6 +24,7 @@ from cellsynth.generators.stouter.levels import (
     NeighbourLevels,
     at_level,
     daily_part,
+    fit_channel_shape_scales,
     fit_shape_scale,
     recent_level_shift,
     station_levels,
@@ -66,17 +67,23 @@ class _LevelStage:
         """Fit the level regression on the training stations; return the level-free weeks ``u`` (float32).
 
         ``u = (z - ell_n) / sigma_shape`` per channel, so that ``u`` has unit variance for DDPM's prior;
-        with ``extensions.shape_scale: level`` the scale is ``sigma(ell_n)`` (:func:`fit_shape_scale`).
+        with ``extensions.shape_scale: level`` the scale is ``sigma(ell_n)`` (:func:`fit_shape_scale`), and with
+        a scale per channel each channel's own (:func:`fit_channel_shape_scales`).
         """
         train = station_levels(z)  # [N, C]
         centred = z - train[:, None, None, :]
         sd = centred.reshape(-1, z.shape[-1]).std(0)
         sd = np.where(sd > 1e-12, sd, 1.0)  # a constant channel: u = z - ell
         self.levels_ = {"train": train, "shape_sd": sd, "log_columns": (self.stations_.features >= 0).all(0)}
-        mode = self.config.extensions.shape_scale
-        if mode != "pooled":  # "daily": the level-daily split in one bin, the same scales for every level
+        modes = self.config.extensions.shape_scales(self.time_["channels"])
+        if len(set(modes)) > 1:  # a scale per channel (a mapping in the config)
+            fitted = fit_channel_shape_scales(train, centred, modes, sd)
+            self.levels_ |= {f"shape_{k}": v for k, v in fitted.items()}
+        elif (
+            modes[0] != "pooled"
+        ):  # "daily": the level-daily split in one bin, the same scales for every level
             fitted = fit_shape_scale(
-                train, centred, daily=mode != "level", bins=1 if mode == "daily" else None
+                train, centred, daily=modes[0] != "level", bins=1 if modes[0] == "daily" else None
             )
             self.levels_ |= {f"shape_{k}": v for k, v in fitted.items()}
         u = self._level_free(train[:, None, :], centred)
@@ -134,7 +141,9 @@ class _LevelStage:
                 for k in ("low", "high")
             )
             low, high = widened_range(low, high, margin)
-            deviation = np.clip(deviation, low[:, :, None, :], high[:, :, None, :])
+            clipped = np.clip(deviation, low[:, :, None, :], high[:, :, None, :])
+            by_level = self.levels_.get("shape_clipped")  # [C]; a pooled channel of a mixed model is not
+            deviation = clipped if by_level is None else np.where(by_level, clipped, deviation)
         return level[:, :, None, :] + deviation
 
     def _neighbour_order(self, stations: Stations, k: int) -> np.ndarray:

@@ -75,6 +75,7 @@ __all__ = [
     "NeighbourLevels",
     "at_level",
     "daily_part",
+    "fit_channel_shape_scales",
     "fit_shape_scale",
     "recent_level_shift",
     "station_levels",
@@ -162,6 +163,51 @@ def fit_shape_scale(
     for key in parts:  # a constant channel (or one without a daily swing): that part is left as it is
         fitted[key] = np.where(fitted[key] > 1e-12, fitted[key], 1.0)
     return fitted
+
+
+def fit_channel_shape_scales(
+    levels: np.ndarray, centred: np.ndarray, modes: list[str], pooled_sd: np.ndarray
+) -> dict[str, np.ndarray]:
+    r""":func:`fit_shape_scale` with each channel's own ``extensions.shape_scale`` (``modes``, one of
+    ``pooled``, ``daily``, ``level``, ``level-daily`` per channel; ``centred`` ``[N, W, L, C]``, whole weeks):
+    ``{"knots", "scales", "residual_scales", "low", "high", "clipped"}``, the first five ``[K, C]`` with the
+    level bins ``K`` of :func:`fit_shape_scale`, ``clipped`` ``[C]`` bool.
+
+    Every channel is written in the level-daily form ``P(d) / sigma(ell) + (d - P(d)) / sigma_r(ell)``, which
+    holds each mode exactly: ``pooled`` is ``sigma = sigma_r = pooled_sd`` at every level (``P`` is linear, so
+    the split at equal scales is ``d / sigma``) and is not clipped by level (``clipped`` False), as a pooled
+    model is not; ``level`` is ``sigma_r = sigma``; ``daily`` is the one-bin level-daily scale at every knot.
+    Why per channel: the daily swing of user counts scales with the level as the level-daily scale draws it,
+    while the mean day of traffic is smoother at busy sites than at quiet ones, which no level scale of a
+    level-blind network draws (docs/notebook/2026-12-07-stouter-level-roughness.md); a model of both channels
+    needs both."""
+    ell = np.asarray(levels, dtype=np.float64)
+    n, c = ell.shape
+    if len(modes) != c:
+        raise ValueError(f"{len(modes)} shape_scale modes for {c} channels")
+    bins = min(SHAPE_BINS, max(1, n // SHAPE_BIN_STATIONS))
+    out = {key: np.empty((bins, c)) for key in ("knots", "scales", "residual_scales", "low", "high")}
+    out["clipped"] = np.array([mode != "pooled" for mode in modes])
+    for ch, mode in enumerate(modes):
+        one = slice(ch, ch + 1)
+        binned = fit_shape_scale(ell[:, one], centred[..., one], daily=True, bins=bins)
+        if mode == "level-daily":
+            fitted = binned
+        elif mode == "level":
+            fitted = fit_shape_scale(ell[:, one], centred[..., one], bins=bins)
+            fitted["residual_scales"] = fitted["scales"]
+        elif mode == "daily":  # one bin, given at the level bins' knots so that the knots still rise
+            whole = fit_shape_scale(ell[:, one], centred[..., one], daily=True, bins=1)
+            fitted = {key: np.broadcast_to(value, (bins, 1)) for key, value in whole.items()}
+            fitted["knots"] = binned["knots"]
+        elif mode == "pooled":
+            scale = np.full((bins, 1), float(pooled_sd[ch]))
+            fitted = binned | {"scales": scale, "residual_scales": scale}
+        else:
+            raise ValueError(f"unknown shape_scale {mode!r}")
+        for key in ("knots", "scales", "residual_scales", "low", "high"):
+            out[key][:, ch] = fitted[key][:, 0]
+    return out
 
 
 def at_level(level: np.ndarray, knots: np.ndarray, values: np.ndarray) -> np.ndarray:
