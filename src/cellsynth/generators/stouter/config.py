@@ -68,7 +68,7 @@ class StouterExtensions(ConfigSection):
         if unknown:
             raise ConfigError(
                 f"extensions.shape_scale names channel(s) {unknown} that the data does not have; its channels "
-                f"are {list(channels)}"
+                f"are {list(channels)}: name those, e.g. {{{channels[-1]}: level-daily}}"
             )
         return [self.shape_scale.get(channel, "pooled") for channel in channels]
 
