@@ -265,9 +265,8 @@ class StouterConfig(SamplingConfig, TrainingConfig):
                 "does not separate; set extensions.level_model to 'ridge' or 'knn', or level_condition: false"
             )
         scales = self.extensions.shape_scale
-        if set([scales] if isinstance(scales, str) else scales.values()) - {"pooled"} and (
-            self.extensions.level_model == "none"
-        ):
+        by_level = scales != "pooled" if isinstance(scales, str) else set(scales.values()) - {"pooled"}
+        if by_level and self.extensions.level_model == "none":
             raise ValueError(
                 f"extensions.shape_scale {self.extensions.shape_scale!r} scales the week by the station level, "
                 "which level_model 'none' does not separate; set extensions.level_model to 'ridge' or 'knn', or "

@@ -76,16 +76,15 @@ class _LevelStage:
         sd = np.where(sd > 1e-12, sd, 1.0)  # a constant channel: u = z - ell
         self.levels_ = {"train": train, "shape_sd": sd, "log_columns": (self.stations_.features >= 0).all(0)}
         modes = self.config.extensions.shape_scales(self.time_["channels"])
+        fitted = {}
         if len(set(modes)) > 1:  # a scale per channel (a mapping in the config)
             fitted = fit_channel_shape_scales(train, centred, modes, sd)
-            self.levels_ |= {f"shape_{k}": v for k, v in fitted.items()}
-        elif (
-            modes[0] != "pooled"
-        ):  # "daily": the level-daily split in one bin, the same scales for every level
+        elif modes[0] != "pooled":
+            mode = modes[0]  # "daily": the level-daily split in one bin, the same scales at every level
             fitted = fit_shape_scale(
-                train, centred, daily=modes[0] != "level", bins=1 if modes[0] == "daily" else None
+                train, centred, daily=mode != "level", bins=1 if mode == "daily" else None
             )
-            self.levels_ |= {f"shape_{k}": v for k, v in fitted.items()}
+        self.levels_ |= {f"shape_{k}": v for k, v in fitted.items()}
         u = self._level_free(train[:, None, :], centred)
         flat = u.reshape(-1, z.shape[-1])
         self.levels_ |= {"shape_min": flat.min(0), "shape_max": flat.max(0)}

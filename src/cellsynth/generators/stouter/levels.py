@@ -99,6 +99,11 @@ SHAPE_BINS = 10
 SHAPE_BIN_STATIONS = 25
 
 
+def level_bins(stations: int) -> int:
+    """The level bins of :func:`fit_shape_scale` for this many training stations: ``min(10, max(1, N // 25))``."""
+    return min(SHAPE_BINS, max(1, stations // SHAPE_BIN_STATIONS))
+
+
 def daily_part(x: np.ndarray, days: int = 7) -> np.ndarray:
     """The projection of weeks ``x`` ``[..., L, C]`` (time on axis -2, ``L`` = ``days`` whole days) onto their
     mean day: each step replaced by the mean of the same time of day over the ``days`` days. Linear and
@@ -150,7 +155,7 @@ def fit_shape_scale(
         parts = {"scales": profile, "residual_scales": dev - profile}
     square = {key: (part.reshape(n, -1, c) ** 2).mean(1) for key, part in parts.items()}  # [N, C] each
     if bins is None:
-        bins = min(SHAPE_BINS, max(1, n // SHAPE_BIN_STATIONS))
+        bins = level_bins(n)
     elif not 1 <= bins <= n:
         raise ValueError(f"bins must lie in 1..{n} (the training stations), got {bins}")
     fitted = {key: np.empty((bins, c)) for key in ("knots", "low", "high", *parts)}
@@ -185,24 +190,25 @@ def fit_channel_shape_scales(
     n, c = ell.shape
     if len(modes) != c:
         raise ValueError(f"{len(modes)} shape_scale modes for {c} channels")
-    bins = min(SHAPE_BINS, max(1, n // SHAPE_BIN_STATIONS))
+    bins = level_bins(n)
     out = {key: np.empty((bins, c)) for key in ("knots", "scales", "residual_scales", "low", "high")}
     out["clipped"] = np.array([mode != "pooled" for mode in modes])
     for ch, mode in enumerate(modes):
         one = slice(ch, ch + 1)
-        binned = fit_shape_scale(ell[:, one], centred[..., one], daily=True, bins=bins)
-        if mode == "level-daily":
-            fitted = binned
-        elif mode == "level":
+        if mode == "level":
             fitted = fit_shape_scale(ell[:, one], centred[..., one], bins=bins)
             fitted["residual_scales"] = fitted["scales"]
-        elif mode == "daily":  # one bin, given at the level bins' knots so that the knots still rise
-            whole = fit_shape_scale(ell[:, one], centred[..., one], daily=True, bins=1)
-            fitted = {key: np.broadcast_to(value, (bins, 1)) for key, value in whole.items()}
-            fitted["knots"] = binned["knots"]
-        elif mode == "pooled":
-            scale = np.full((bins, 1), float(pooled_sd[ch]))
-            fitted = binned | {"scales": scale, "residual_scales": scale}
+        elif mode in ("level-daily", "daily", "pooled"):
+            fitted = fit_shape_scale(ell[:, one], centred[..., one], daily=True, bins=bins)
+            # "daily": the one-bin scales, given at the level bins' knots so that the knots still rise
+            if mode == "daily":
+                whole = fit_shape_scale(ell[:, one], centred[..., one], daily=True, bins=1)
+                knots = fitted["knots"]
+                fitted = {key: np.broadcast_to(value, (bins, 1)) for key, value in whole.items()}
+                fitted["knots"] = knots
+            elif mode == "pooled":
+                scale = np.full((bins, 1), float(pooled_sd[ch]))
+                fitted |= {"scales": scale, "residual_scales": scale}
         else:
             raise ValueError(f"unknown shape_scale {mode!r}")
         for key in ("knots", "scales", "residual_scales", "low", "high"):
